@@ -1,0 +1,1134 @@
+//! The configuration model: what `intake.toml` may say, its defaults, and the checks that turn
+//! a wrong file into precise errors before anything starts.
+//!
+//! Parsing goes through [`figment`] so that the binary can layer the file and `INTAKE_…`
+//! environment variables over the embedded defaults; this module only ever parses text it is
+//! given (no IO), then [`Config::validate`] checks what serde cannot: references between
+//! sections, duplicate ids, URLs and secrets.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::delivery::RetryPolicy;
+use crate::signature::SigningKey;
+
+/// The ids of the built-in alert rules. They are part of the external contract.
+pub const RULE_IDS: [&str; 12] = [
+    "inbound_stopped",
+    "inbound_drop",
+    "rejections_spike",
+    "queue_stalled",
+    "queue_backlog",
+    "processing_drop",
+    "delivery_errors",
+    "dead_letters",
+    "canary_failed",
+    "source_gap",
+    "notifier_failing",
+    "watchdog",
+];
+
+/// A duration written as a string such as `"10s"`, `"2m"`, `"24h"` or `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// Whole seconds.
+    pub const fn secs(s: u64) -> Self {
+        Dur(Duration::from_secs(s))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}` ({e}); write durations like \"10s\", \"2m\" or \"24h\""
+            ))
+        })
+    }
+}
+
+/// A size in bytes, written as an integer or a string such as `"1MiB"`, `"512KiB"`, `"2MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"1MiB"`-style text.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "kib" | "k" => 1 << 10,
+            "mb" => 1_000_000,
+            "mib" | "m" => 1 << 20,
+            "gb" => 1_000_000_000,
+            "gib" | "g" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(ByteSize)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size `{s}`; write sizes like 1048576, \"512KiB\" or \"1MiB\""
+                ))
+            }),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[storage]`
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[[tenants]]`
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    /// `[[sources]]`
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// `[[destinations]]`
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+    /// `[[notifiers]]`
+    #[serde(default)]
+    pub notifiers: Vec<NotifierConfig>,
+    /// `[monitor]`
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+    /// `[canary]`
+    #[serde(default)]
+    pub canary: CanaryConfig,
+    /// `[[rules]]`
+    #[serde(default)]
+    pub rules: Vec<RuleOverride>,
+    /// `[incidents]`
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+}
+
+/// `[server]`: where intake listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub listen: String,
+    /// The URL the outside world reaches this server at (canaries enter here).
+    pub public_url: Option<String>,
+    /// The largest webhook body accepted; larger ones get 413.
+    pub max_body_size: ByteSize,
+    /// How long a graceful shutdown waits for in-flight deliveries before releasing them.
+    pub shutdown_timeout: Dur,
+    /// Serve a built-in handler at `/demo/handler` that accepts and logs deliveries. Only the
+    /// embedded default turns this on, so a newcomer sees a delivery with no other program.
+    pub demo_handler: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_size: ByteSize(1 << 20),
+            shutdown_timeout: Dur::secs(10),
+            demo_handler: false,
+        }
+    }
+}
+
+/// `[storage]`: where events and the queue live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://path/to/intake.db` (embedded, the default) or `postgres://…`.
+    pub url: String,
+    /// The most requests one group commit may carry.
+    pub max_batch: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { url: "sqlite://./intake-data/intake.db".into(), max_batch: 1024 }
+    }
+}
+
+/// `[admin]`: the admin API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The operator-wide bearer token. Without it the admin API answers 401 to everyone.
+    pub token: Option<String>,
+}
+
+/// `[[tenants]]`: a customer of the operator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Stable id, e.g. `maelys`.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who receives this tenant's incident notices.
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+    /// A bearer token for the admin API that sees only this tenant.
+    #[serde(default)]
+    pub api_token: Option<String>,
+}
+
+/// A tenant contact for incident notices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Contact {
+    /// A JSON POST to `url`.
+    Webhook {
+        /// Where to POST.
+        url: String,
+    },
+    /// An e-mail to `to`.
+    Email {
+        /// The address.
+        to: String,
+    },
+}
+
+/// The kind of system of record a source connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Kustomer.
+    Kustomer,
+    /// Zendesk.
+    Zendesk,
+    /// Intercom.
+    Intercom,
+    /// Front.
+    Front,
+    /// Freshdesk.
+    Freshdesk,
+    /// Gorgias.
+    Gorgias,
+    /// Any system that signs with an HMAC header; configured per source.
+    Generic,
+}
+
+impl SourceKind {
+    /// The config and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Kustomer => "kustomer",
+            SourceKind::Zendesk => "zendesk",
+            SourceKind::Intercom => "intercom",
+            SourceKind::Front => "front",
+            SourceKind::Freshdesk => "freshdesk",
+            SourceKind::Gorgias => "gorgias",
+            SourceKind::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[sources]]`: one system-of-record connection of one tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Stable id; the ingest URL is `/ingest/{id}`.
+    pub id: String,
+    /// The tenant this source belongs to.
+    pub tenant: String,
+    /// The system of record.
+    pub kind: SourceKind,
+    /// Signing secrets. Two may be active while one is rotated.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// The destinations every event of this source is delivered to.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// API access for backfill and reconciliation.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    /// For `kind = "generic"`: how requests are signed.
+    #[serde(default)]
+    pub signature: Option<GenericSignature>,
+    /// For `kind = "generic"`: where the event's fields are in the JSON body.
+    #[serde(default)]
+    pub fields: Option<GenericFields>,
+}
+
+/// API access to a system of record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// e.g. `https://maelys.api.kustomerapp.com`
+    pub base_url: String,
+    /// The API key or token.
+    pub token: String,
+    /// Requests per minute intake allows itself against this API.
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// The HMAC of a generic source's signature header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA1 (older systems).
+    Sha1,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How a generic source's signature is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lowercase or uppercase hex.
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// A generic source's signature scheme: `header: prefix + encode(HMAC(secret, raw body))`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSignature {
+    /// The header carrying the signature, e.g. `X-Signature`.
+    pub header: String,
+    /// The HMAC algorithm.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: HmacAlgorithm,
+    /// The encoding of the digest.
+    #[serde(default = "default_encoding")]
+    pub encoding: SignatureEncoding,
+    /// A prefix before the digest, e.g. `sha256=`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+fn default_algorithm() -> HmacAlgorithm {
+    HmacAlgorithm::Sha256
+}
+
+fn default_encoding() -> SignatureEncoding {
+    SignatureEncoding::Hex
+}
+
+/// Where a generic source's fields are, as JSON pointers (RFC 6901) into the body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenericFields {
+    /// The sender's event id.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// The channel.
+    pub channel: Option<String>,
+    /// When it happened (RFC 3339 or unix seconds).
+    pub occurred_at: Option<String>,
+    /// The object's id.
+    pub object_id: Option<String>,
+}
+
+impl Default for GenericFields {
+    fn default() -> Self {
+        GenericFields {
+            event_id: Some("/id".into()),
+            event_type: Some("/type".into()),
+            channel: Some("/channel".into()),
+            occurred_at: None,
+            object_id: None,
+        }
+    }
+}
+
+/// `[[destinations]]`: the operator's handler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Stable id.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The Standard Webhooks signing secret (`whsec_…` or plain text).
+    pub secret: String,
+    /// How long one attempt may take.
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+    /// Attempts in all before the delivery is dead.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The backoff between attempts.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Attempts in flight at once to this destination.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts started per second at most (no limit when absent).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+}
+
+fn default_timeout() -> Dur {
+    Dur::secs(10)
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+
+/// `retry = { initial = "5s", max = "1h", multiplier = 2.0, jitter = 0.2 }`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Delay after the first failure.
+    pub initial: Dur,
+    /// Longest delay between two attempts.
+    pub max: Dur,
+    /// Growth factor.
+    pub multiplier: f64,
+    /// Randomized fraction of each delay.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let p = RetryPolicy::default();
+        RetryConfig {
+            initial: Dur(p.initial_delay),
+            max: Dur(p.max_delay),
+            multiplier: p.multiplier,
+            jitter: p.jitter,
+        }
+    }
+}
+
+impl DestinationConfig {
+    /// The retry policy this destination's settings describe.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            initial_delay: self.retry.initial.0,
+            max_delay: self.retry.max.0,
+            multiplier: self.retry.multiplier,
+            jitter: self.retry.jitter,
+        }
+    }
+}
+
+/// The kind of a notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// Slack incoming webhook.
+    Slack,
+    /// Generic JSON webhook.
+    Webhook,
+    /// SMTP e-mail.
+    Email,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// Prometheus Alertmanager.
+    Alertmanager,
+}
+
+/// `[[notifiers]]`: where alerts and notices go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Stable id.
+    pub id: String,
+    /// The kind.
+    pub kind: NotifierKind,
+    /// Endpoint for slack, webhook, alertmanager (and pagerduty's events URL override).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Recipients for email.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Sender for email.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// SMTP server for email, e.g. `smtp://mail.example:587`.
+    #[serde(default)]
+    pub smtp_url: Option<String>,
+    /// PagerDuty routing key.
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// Only alerts of these severities (all when empty).
+    #[serde(default)]
+    pub severities: Vec<Severity>,
+}
+
+/// How loud an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Pages someone.
+    Critical,
+    /// Informs.
+    Warning,
+    /// For the record.
+    Info,
+}
+
+/// `[monitor]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// How often rules are evaluated.
+    pub interval: Dur,
+    /// The longest silence anyone may create.
+    pub max_silence: Dur,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig { interval: Dur::secs(60), max_silence: Dur::secs(24 * 3600) }
+    }
+}
+
+/// `[canary]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// How often a canary is sent per source.
+    pub interval: Dur,
+    /// How long a canary may take to reach the handler.
+    pub deadline: Dur,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig { interval: Dur::secs(60), deadline: Dur::secs(120) }
+    }
+}
+
+/// `[[rules]]`: an override of a built-in rule, optionally scoped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    /// The built-in rule id.
+    pub rule: String,
+    /// Scope: only this tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Scope: only this source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The rule's main parameter: a duration (`"5m"`) or a number, per rule.
+    #[serde(default)]
+    pub threshold: Option<RuleThreshold>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(default, rename = "for")]
+    pub for_: Option<Dur>,
+    /// The severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// The notifiers this rule's alerts go to.
+    #[serde(default)]
+    pub notifiers: Vec<String>,
+}
+
+/// A rule threshold: a number or a duration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RuleThreshold {
+    /// A number (ratio, count, probability).
+    Number(f64),
+    /// A duration.
+    Duration(Dur),
+}
+
+/// `[incidents]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// Declare an incident automatically when a critical alert names a tenant.
+    pub auto_declare: bool,
+    /// Notice templates by name (`declared`, `updated`, `resolved`).
+    pub templates: BTreeMap<String, String>,
+}
+
+/// One thing wrong with a configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, e.g. `sources[1].destinations[0]`.
+    pub path: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// Every problem, in file order where possible.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        let problems = err
+            .into_iter()
+            .map(|e| {
+                // figment names array elements `sources.0.kind`; write them as the validator
+                // does, `sources[0].kind`, so every message points at keys the same way.
+                let mut path = String::new();
+                for seg in &e.path {
+                    if seg.parse::<usize>().is_ok() {
+                        path.push_str(&format!("[{seg}]"));
+                    } else {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(seg);
+                    }
+                }
+                if path.is_empty() {
+                    path = "(top level)".into();
+                }
+                let mut message = e.kind.to_string();
+                if let Some(source) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    message.push_str(&format!(" (from {source})"));
+                }
+                Problem { path, message }
+            })
+            .collect();
+        ConfigError { problems }
+    }
+}
+
+impl Config {
+    /// Parses TOML text (no environment, no file) and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    /// Extracts a configuration from layered providers over the defaults, then validates it.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(figment).extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration `intake serve` runs with when given no file: one demo tenant with a
+    /// Kustomer source delivering to the built-in demo handler, so a newcomer can curl it.
+    pub fn embedded_default() -> Config {
+        let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+demo_handler = true
+
+[admin]
+token = "dev-admin-token"
+
+[[tenants]]
+id = "demo"
+name = "Demo tenant"
+
+[[destinations]]
+id = "demo-handler"
+url = "http://127.0.0.1:8080/demo/handler"
+secret = "whsec_ZGVtby1kZXN0aW5hdGlvbi1zZWNyZXQ="
+timeout = "5s"
+max_attempts = 5
+
+[[sources]]
+id = "demo-kustomer"
+tenant = "demo"
+kind = "kustomer"
+secrets = ["demo-kustomer-secret"]
+destinations = ["demo-handler"]
+"#;
+        match Config::from_toml_str(text) {
+            Ok(c) => c,
+            // The text above is a constant checked by a unit test; failing here is a bug in
+            // this file, not bad input.
+            Err(e) => unreachable!("embedded default configuration is invalid: {e}"),
+        }
+    }
+
+    /// The source with this id.
+    pub fn source(&self, id: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+
+    /// The destination with this id.
+    pub fn destination(&self, id: &str) -> Option<&DestinationConfig> {
+        self.destinations.iter().find(|d| d.id == id)
+    }
+
+    /// The tenant with this id.
+    pub fn tenant(&self, id: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// Checks what the types cannot: references, duplicates, URLs, secrets, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut v = Validator::default();
+        v.check(self);
+        if v.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: v.problems })
+        }
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), message: message.into() });
+    }
+
+    fn ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
+        let mut seen = HashSet::new();
+        for (i, id) in ids.enumerate() {
+            if id.is_empty() {
+                self.push(format!("{section}[{i}].id"), "must not be empty");
+            } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                self.push(
+                    format!("{section}[{i}].id"),
+                    format!("`{id}` may only contain letters, digits, `-` and `_`"),
+                );
+            }
+            if !seen.insert(id) {
+                self.push(format!("{section}[{i}].id"), format!("duplicate id `{id}`"));
+            }
+        }
+        seen
+    }
+
+    fn reference(&mut self, path: String, what: &str, id: &str, known: &HashSet<&str>) {
+        if !known.contains(id) {
+            let mut names: Vec<&str> = known.iter().copied().collect();
+            names.sort_unstable();
+            let hint = if names.is_empty() {
+                format!("no {what}s are configured")
+            } else {
+                format!("known: {}", names.join(", "))
+            };
+            self.push(path, format!("unknown {what} `{id}` ({hint})"));
+        }
+    }
+
+    fn http_url(&mut self, path: String, value: &str) {
+        match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) => self.push(path, format!("`{value}` must be an http(s) URL, not {}", u.scheme())),
+            Err(e) => self.push(path, format!("`{value}` is not a URL ({e})")),
+        }
+    }
+
+    fn check(&mut self, c: &Config) {
+        if c.server.listen.parse::<SocketAddr>().is_err() {
+            self.push(
+                "server.listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", c.server.listen),
+            );
+        }
+        if let Some(u) = &c.server.public_url {
+            self.http_url("server.public_url".into(), u);
+        }
+        if c.server.max_body_size.0 == 0 {
+            self.push("server.max_body_size", "must be more than 0 bytes");
+        }
+        if !(c.storage.url.starts_with("sqlite://") || c.storage.url.starts_with("postgres://")
+            || c.storage.url.starts_with("postgresql://"))
+        {
+            self.push(
+                "storage.url",
+                format!(
+                    "`{}` must start with sqlite:// (e.g. sqlite://./intake-data/intake.db) or postgres://",
+                    c.storage.url
+                ),
+            );
+        }
+        if c.storage.max_batch == 0 {
+            self.push("storage.max_batch", "must be at least 1");
+        }
+        if matches!(&c.admin.token, Some(t) if t.is_empty()) {
+            self.push("admin.token", "must not be empty (remove the key to disable the admin API)");
+        }
+
+        let tenants = self.ids("tenants", c.tenants.iter().map(|t| t.id.as_str()));
+        let destinations = self.ids("destinations", c.destinations.iter().map(|d| d.id.as_str()));
+        let sources = self.ids("sources", c.sources.iter().map(|s| s.id.as_str()));
+        let notifiers = self.ids("notifiers", c.notifiers.iter().map(|n| n.id.as_str()));
+
+        let mut tokens = HashSet::new();
+        if let Some(t) = &c.admin.token {
+            tokens.insert(t.as_str());
+        }
+        for (i, t) in c.tenants.iter().enumerate() {
+            for (j, contact) in t.contacts.iter().enumerate() {
+                if let Contact::Webhook { url } = contact {
+                    self.http_url(format!("tenants[{i}].contacts[{j}].url"), url);
+                }
+            }
+            if let Some(tok) = &t.api_token {
+                if tok.is_empty() || !tokens.insert(tok.as_str()) {
+                    self.push(
+                        format!("tenants[{i}].api_token"),
+                        "must be non-empty and differ from every other token",
+                    );
+                }
+            }
+        }
+
+        for (i, d) in c.destinations.iter().enumerate() {
+            let p = format!("destinations[{i}]");
+            self.http_url(format!("{p}.url"), &d.url);
+            if let Err(e) = SigningKey::from_secret(&d.secret) {
+                self.push(format!("{p}.secret"), e.to_string());
+            }
+            if d.timeout.0.is_zero() {
+                self.push(format!("{p}.timeout"), "must be longer than 0s");
+            }
+            if d.max_attempts == 0 {
+                self.push(format!("{p}.max_attempts"), "must be at least 1");
+            }
+            if d.concurrency == 0 {
+                self.push(format!("{p}.concurrency"), "must be at least 1");
+            }
+            if matches!(d.rate_limit, Some(r) if !(r > 0.0 && r.is_finite())) {
+                self.push(format!("{p}.rate_limit"), "must be a positive number of attempts per second");
+            }
+            if d.retry.initial.0.is_zero() || d.retry.max < d.retry.initial {
+                self.push(format!("{p}.retry"), "needs 0 < initial <= max");
+            }
+            if !(d.retry.multiplier >= 1.0 && d.retry.multiplier.is_finite()) {
+                self.push(format!("{p}.retry.multiplier"), "must be at least 1.0");
+            }
+            if !(0.0..=1.0).contains(&d.retry.jitter) {
+                self.push(format!("{p}.retry.jitter"), "must be between 0.0 and 1.0");
+            }
+        }
+
+        for (i, s) in c.sources.iter().enumerate() {
+            let p = format!("sources[{i}]");
+            self.reference(format!("{p}.tenant"), "tenant", &s.tenant, &tenants);
+            if s.destinations.is_empty() {
+                self.push(
+                    format!("{p}.destinations"),
+                    "a source needs at least one destination, or its events would go nowhere",
+                );
+            }
+            let mut seen = HashSet::new();
+            for (j, d) in s.destinations.iter().enumerate() {
+                self.reference(format!("{p}.destinations[{j}]"), "destination", d, &destinations);
+                if !seen.insert(d) {
+                    self.push(format!("{p}.destinations[{j}]"), format!("`{d}` is listed twice"));
+                }
+            }
+            if s.secrets.is_empty() {
+                self.push(
+                    format!("{p}.secrets"),
+                    "at least one secret is needed to verify this source's requests",
+                );
+            }
+            if s.secrets.len() > 2 {
+                self.push(
+                    format!("{p}.secrets"),
+                    "at most two secrets may be active at once (the old and the new during rotation)",
+                );
+            }
+            if s.secrets.iter().any(|s| s.is_empty()) {
+                self.push(format!("{p}.secrets"), "secrets must not be empty");
+            }
+            match (s.kind, &s.signature) {
+                (SourceKind::Generic, None) => self.push(
+                    format!("{p}.signature"),
+                    "a generic source needs `signature = { header = \"X-Signature\", algorithm = \"sha256\", encoding = \"hex\" }`",
+                ),
+                (SourceKind::Generic, Some(sig)) if sig.header.is_empty() => {
+                    self.push(format!("{p}.signature.header"), "must name a header")
+                }
+                (kind, Some(_)) if kind != SourceKind::Generic => self.push(
+                    format!("{p}.signature"),
+                    format!("only generic sources take a signature scheme; {kind} has its own"),
+                ),
+                _ => {}
+            }
+            if s.kind != SourceKind::Generic && s.fields.is_some() {
+                self.push(format!("{p}.fields"), "only generic sources take field pointers");
+            }
+            if let Some(f) = &s.fields {
+                for (name, ptr) in [
+                    ("event_id", &f.event_id),
+                    ("event_type", &f.event_type),
+                    ("channel", &f.channel),
+                    ("occurred_at", &f.occurred_at),
+                    ("object_id", &f.object_id),
+                ] {
+                    if let Some(ptr) = ptr {
+                        if !ptr.is_empty() && !ptr.starts_with('/') {
+                            self.push(
+                                format!("{p}.fields.{name}"),
+                                format!("`{ptr}` is not a JSON pointer (write e.g. \"/data/id\")"),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(api) = &s.api {
+                self.http_url(format!("{p}.api.base_url"), &api.base_url);
+            }
+        }
+
+        for (i, n) in c.notifiers.iter().enumerate() {
+            let p = format!("notifiers[{i}]");
+            match n.kind {
+                NotifierKind::Slack | NotifierKind::Webhook | NotifierKind::Alertmanager => {
+                    match &n.url {
+                        Some(u) => self.http_url(format!("{p}.url"), u),
+                        None => self.push(format!("{p}.url"), "is required for this kind"),
+                    }
+                }
+                NotifierKind::Email => {
+                    if n.to.is_empty() {
+                        self.push(format!("{p}.to"), "an email notifier needs at least one recipient");
+                    }
+                }
+                NotifierKind::Pagerduty => {
+                    if n.routing_key.is_none() {
+                        self.push(format!("{p}.routing_key"), "is required for pagerduty");
+                    }
+                }
+            }
+        }
+
+        if c.monitor.interval.0.is_zero() {
+            self.push("monitor.interval", "must be longer than 0s");
+        }
+        if c.canary.interval.0.is_zero() || c.canary.deadline.0.is_zero() {
+            self.push("canary", "interval and deadline must be longer than 0s");
+        }
+
+        for (i, r) in c.rules.iter().enumerate() {
+            let p = format!("rules[{i}]");
+            if !RULE_IDS.contains(&r.rule.as_str()) {
+                self.push(
+                    format!("{p}.rule"),
+                    format!("unknown rule `{}` (built-in rules: {})", r.rule, RULE_IDS.join(", ")),
+                );
+            }
+            if let Some(t) = &r.tenant {
+                self.reference(format!("{p}.tenant"), "tenant", t, &tenants);
+            }
+            if let Some(s) = &r.source {
+                self.reference(format!("{p}.source"), "source", s, &sources);
+            }
+            for (j, n) in r.notifiers.iter().enumerate() {
+                self.reference(format!("{p}.notifiers[{j}]"), "notifier", n, &notifiers);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+
+[storage]
+url = "sqlite://./intake-data/intake.db"
+
+[admin]
+token = "change-me"
+
+[[tenants]]
+id = "maelys"
+name = "Maelys"
+contacts = [
+  { kind = "webhook", url = "https://status.maelys.example/hooks/intake" },
+  { kind = "email", to = "support-ops@maelys.example" },
+]
+
+[[destinations]]
+id = "handler"
+url = "http://127.0.0.1:9000/webhooks"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+timeout = "10s"
+max_attempts = 10
+
+[[sources]]
+id = "maelys-kustomer"
+tenant = "maelys"
+kind = "kustomer"
+secrets = ["kustomer-webhook-token"]
+destinations = ["handler"]
+api = { base_url = "https://maelys.api.kustomerapp.com", token = "kustomer-api-key" }
+
+[[notifiers]]
+id = "oncall"
+kind = "slack"
+url = "https://hooks.slack.example/services/T000/B000/XXX"
+
+[monitor]
+interval = "60s"
+
+[[rules]]
+rule = "queue_stalled"
+tenant = "maelys"
+threshold = "5m"
+for = "0s"
+severity = "critical"
+notifiers = ["oncall"]
+
+[canary]
+interval = "60s"
+deadline = "2m"
+"#;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text) {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn product_example_is_valid() {
+        let c = Config::from_toml_str(EXAMPLE).unwrap();
+        assert_eq!(c.destinations[0].timeout, Dur::secs(10));
+        assert_eq!(c.server.max_body_size, ByteSize(1 << 20));
+        assert_eq!(c.sources[0].kind, SourceKind::Kustomer);
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert!(c.server.demo_handler);
+        assert_eq!(c.sources.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let p = problems(&EXAMPLE.replace("interval = \"60s\"\n\n[[rules]]", "intervall = \"60s\"\n\n[[rules]]"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("monitor") && p[0].contains("intervall"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_destination_is_named_with_the_known_ones() {
+        let p = problems(&EXAMPLE.replace("destinations = [\"handler\"]", "destinations = [\"handlr\"]"));
+        assert_eq!(
+            p,
+            vec!["sources[0].destinations[0]: unknown destination `handlr` (known: handler)"]
+        );
+    }
+
+    #[test]
+    fn bad_duration_says_how_to_write_one() {
+        let p = problems(&EXAMPLE.replace("timeout = \"10s\"", "timeout = \"10 parsecs\""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("destinations[0].timeout: invalid duration"), "{p:?}");
+        assert!(p[0].contains("\"10s\""), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let dup = EXAMPLE.to_string()
+            + "\n[[destinations]]\nid = \"handler\"\nurl = \"http://127.0.0.1:9001/\"\nsecret = \"s\"\n";
+        assert_eq!(problems(&dup), vec!["destinations[1].id: duplicate id `handler`"]);
+    }
+
+    #[test]
+    fn unknown_rule_and_kind_are_refused() {
+        let p = problems(&EXAMPLE.replace("rule = \"queue_stalled\"", "rule = \"queue_stuck\""));
+        assert!(p[0].starts_with("rules[0].rule: unknown rule `queue_stuck`"), "{p:?}");
+        let p = problems(&EXAMPLE.replace("kind = \"kustomer\"", "kind = \"kustomerr\""));
+        assert!(p[0].contains("kustomerr"), "{p:?}");
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(ByteSize::parse("1MiB"), Some(ByteSize(1 << 20)));
+        assert_eq!(ByteSize::parse("512 KiB"), Some(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("2MB"), Some(ByteSize(2_000_000)));
+        assert_eq!(ByteSize::parse("lots"), None);
+    }
+}

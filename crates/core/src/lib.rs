@@ -1,0 +1,20 @@
+//! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
+//! normalized events, the delivery state machine with its retry schedule, and the Standard
+//! Webhooks signature scheme.
+//!
+//! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
+//! never asks the operating system for the time except through [`clock::SystemClock`], which
+//! the binary injects. Everything here can therefore be tested exhaustively and cannot fail
+//! for reasons outside its inputs.
+
+pub mod clock;
+pub mod config;
+pub mod delivery;
+pub mod event;
+pub mod ids;
+pub mod signature;
+pub mod time;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use ids::{AttemptId, DeliveryId, EventId};
+pub use time::Timestamp;

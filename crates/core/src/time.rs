@@ -1,0 +1,129 @@
+//! Instants as milliseconds since the Unix epoch, the one representation of time that both
+//! stores persist (an `i64` column in SQLite and PostgreSQL alike).
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An instant, in milliseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The instant `ms` milliseconds after the epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    /// Milliseconds since the epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (what `webhook-timestamp` carries).
+    pub const fn as_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    /// This instant moved forward by `d` (saturating).
+    pub fn add(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+
+    /// This instant moved back by `d` (saturating).
+    pub fn sub(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+
+    /// The time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// Parses an RFC 3339 instant such as `2026-11-28T10:00:00Z` or `…T11:00:00+01:00`.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, TimeParseError> {
+        let t: jiff::Timestamp = s.parse().map_err(|_| TimeParseError(s.to_string()))?;
+        Ok(Timestamp(t.as_millisecond()))
+    }
+
+    /// Converts from [`SystemTime`]; instants before the epoch become negative.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Converts to [`SystemTime`].
+    pub fn to_system_time(self) -> SystemTime {
+        if self.0 >= 0 {
+            UNIX_EPOCH + Duration::from_millis(self.0.unsigned_abs())
+        } else {
+            UNIX_EPOCH - Duration::from_millis(self.0.unsigned_abs())
+        }
+    }
+
+    /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-28T10:00:00.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => format!("{t:.3}"),
+            // Outside jiff's range (years beyond ±9999): no real instant is there.
+            Err(_) => format!("@{}ms", self.0),
+        }
+    }
+}
+
+/// An instant that is not valid RFC 3339.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{0}` is not an RFC 3339 time (expected e.g. 2026-11-28T10:00:00Z)")]
+pub struct TimeParseError(pub String);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let t = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-28T10:00:00.000Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
+    }
+
+    #[test]
+    fn rfc3339_offsets() {
+        let utc = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-28T11:00:00+01:00").unwrap(), utc);
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-28T05:30:00-04:30").unwrap(), utc);
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28T10:00:00.250Z").unwrap().0 - utc.0,
+            250
+        );
+    }
+
+    #[test]
+    fn rfc3339_rejects_garbage() {
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-28T10:00:00", "2026-11-28T10:61:00Z"] {
+            assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+}

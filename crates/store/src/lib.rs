@@ -1,0 +1,100 @@
+//! The durable event log and delivery queue behind one [`Store`] trait.
+//!
+//! Every backend keeps the same promises, which the conformance tests check:
+//!
+//! * **Ingest is one transaction.** An event, one delivery per destination and the counters of
+//!   that outcome commit together or not at all; [`Store::ingest`] returns only after the
+//!   commit is durable. A caller that gets `Ok` may answer 200.
+//! * **Work is leased, never taken.** [`Store::claim_due`] marks deliveries `in_flight` until a
+//!   lease expires; a worker that dies leaves them due again at the lease's end.
+//! * **Every state change is counted in the transaction that makes it.**
+//!
+//! The embedded backend is [`sqlite::SqliteStore`]; PostgreSQL joins it behind the same trait.
+
+pub mod model;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_core::{DeliveryId, EventId, Timestamp};
+
+pub use model::*;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot commit right now (disk full, read-only, locked, injected fault). The
+    /// caller must not acknowledge anything; ingest answers 503 so the sender retries.
+    #[error("the store cannot commit: {0}")]
+    Unavailable(String),
+    /// The store has been shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// Stored data could not be read back (a bug or corruption).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// The store could not be opened or migrated.
+    #[error("cannot open the store: {0}")]
+    Open(String),
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A fault a test or a fire drill injects into a running store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// Every write fails, as on a full disk or a read-only file system.
+    RejectWrites,
+}
+
+/// The durable event log and delivery queue.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores an event and its deliveries in one durable transaction, or finds the event it
+    /// duplicates (same source and dedupe key), in which case nothing is written but the count.
+    async fn ingest(&self, event: NewEvent) -> Result<Accepted>;
+
+    /// Records a refused request and counts it.
+    async fn record_rejection(&self, rejection: Rejection) -> Result<()>;
+
+    /// Leases up to `limit` deliveries of `destination` that are due at `now` (their next
+    /// attempt is due, or their previous lease has expired) until `now + lease`.
+    async fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>>;
+
+    /// Records an attempt and moves its delivery to the attempt's next step. An attempt whose
+    /// lease was lost (another worker claimed the delivery since) is recorded but changes
+    /// nothing.
+    async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()>;
+
+    /// Gives leased deliveries back, due at `now` (graceful shutdown).
+    async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()>;
+
+    /// The earliest instant any delivery of `destination` needs a worker.
+    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>>;
+
+    /// Events matching a filter, newest first.
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>>;
+
+    /// One event with its body, deliveries and attempts.
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventDetail>>;
+
+    /// Queue gauges per tenant, source and destination.
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
+
+    /// Succeeds when a write transaction can be committed now.
+    async fn check_writable(&self) -> Result<()>;
+
+    /// Injects (or with `None`, clears) a fault. For tests and fire drills.
+    async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()>;
+
+    /// Finishes queued writes and closes.
+    async fn close(&self) -> Result<()>;
+}

@@ -1,0 +1,272 @@
+//! The values that cross the [`Store`](crate::Store) boundary.
+
+use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::event::{NormalizedEvent, Origin};
+use intake_core::{DeliveryId, EventId, Timestamp};
+use serde::Serialize;
+
+/// An event about to be accepted.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its id, if it is new.
+    pub id: EventId,
+    /// The tenant.
+    pub tenant: String,
+    /// The source.
+    pub source: String,
+    /// How it entered.
+    pub origin: Origin,
+    /// What the connector made of it.
+    pub normalized: NormalizedEvent,
+    /// When intake received it.
+    pub received_at: Timestamp,
+    /// Selected request headers, kept for replay and for the handler.
+    pub headers: Vec<(String, String)>,
+    /// The raw body, exactly as received.
+    pub body: Vec<u8>,
+    /// One delivery per destination.
+    pub deliveries: Vec<(DeliveryId, String)>,
+}
+
+/// The answer to an ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// The event's id: the new one, or the one it duplicates.
+    pub id: EventId,
+    /// Whether the event had already been accepted.
+    pub duplicate: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionKind {
+    /// Bad or missing signature.
+    Signature,
+    /// Unparseable body.
+    Invalid,
+    /// Body over the limit.
+    TooLarge,
+}
+
+impl RejectionKind {
+    /// The outcome name used in counters and metrics.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            RejectionKind::Signature => "rejected_signature",
+            RejectionKind::Invalid => "rejected_invalid",
+            RejectionKind::TooLarge => "too_large",
+        }
+    }
+}
+
+/// A refused request.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// When.
+    pub at: Timestamp,
+    /// The tenant of the source it was sent to.
+    pub tenant: String,
+    /// The source.
+    pub source: String,
+    /// Why.
+    pub kind: RejectionKind,
+    /// Why, for people.
+    pub reason: String,
+    /// The body, for invalid bodies only (never for signature failures: an unauthenticated
+    /// sender must not be able to write into the store).
+    pub body: Option<Vec<u8>>,
+}
+
+/// A delivery leased to a worker, with what it needs to make the attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// The lease: finishing needs it, so a worker whose lease expired cannot overwrite the
+    /// result of the worker that took over.
+    pub lease_id: String,
+    /// The attempt this will be (1-based).
+    pub attempt: u32,
+    /// The destination.
+    pub destination: String,
+    /// The event.
+    pub event_id: EventId,
+    /// The tenant.
+    pub tenant: String,
+    /// The source.
+    pub source: String,
+    /// The event type.
+    pub event_type: String,
+    /// The normalized channel.
+    pub channel: String,
+    /// How the event entered.
+    pub origin: Origin,
+    /// When the SOR says it happened.
+    pub occurred_at: Option<Timestamp>,
+    /// When intake accepted it.
+    pub received_at: Timestamp,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+/// The result of one attempt, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The lease it was made under.
+    pub lease_id: String,
+    /// The attempt number (1-based).
+    pub attempt: u32,
+    /// What to do next, as the retry policy decided.
+    pub next: NextStep,
+    /// When the attempt started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// The HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// What went wrong, when it did.
+    pub error: Option<String>,
+    /// For counters: the delivery's tenant.
+    pub tenant: String,
+    /// For counters: the delivery's source.
+    pub source: String,
+    /// For counters: the delivery's channel.
+    pub channel: String,
+    /// For counters: the destination.
+    pub destination: String,
+    /// When the event was accepted (for accept → delivered latency).
+    pub received_at: Timestamp,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only events with a delivery in this state.
+    pub state: Option<DeliveryState>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// Received at or after.
+    pub from: Option<Timestamp>,
+    /// Received before.
+    pub to: Option<Timestamp>,
+    /// Only events with ids below this one (pagination cursor: the last id of the previous page).
+    pub before: Option<EventId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// An event in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    /// Id.
+    pub id: EventId,
+    /// Tenant.
+    pub tenant: String,
+    /// Source.
+    pub source: String,
+    /// Origin.
+    pub origin: Origin,
+    /// The SOR's event id.
+    pub sor_event_id: Option<String>,
+    /// Dedupe key.
+    pub dedupe_key: String,
+    /// Event type.
+    pub event_type: String,
+    /// Normalized channel.
+    pub channel: String,
+    /// The SOR's channel.
+    pub raw_channel: Option<String>,
+    /// When it happened, per the SOR.
+    pub occurred_at: Option<Timestamp>,
+    /// When intake accepted it.
+    pub received_at: Timestamp,
+    /// Its deliveries' states, by destination.
+    pub deliveries: Vec<DeliverySummary>,
+}
+
+/// A delivery in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySummary {
+    /// Id.
+    pub id: DeliveryId,
+    /// Destination.
+    pub destination: String,
+    /// State.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it next needs a worker (next attempt, or lease expiry), while not final.
+    pub due_at: Option<Timestamp>,
+    /// When it was delivered.
+    pub delivered_at: Option<Timestamp>,
+    /// The last HTTP status.
+    pub last_status: Option<u16>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The attempt number.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The HTTP status.
+    pub status: Option<u16>,
+    /// The error.
+    pub error: Option<String>,
+    /// `delivered`, `retrying`, `dead` or `superseded`.
+    pub outcome: String,
+}
+
+/// One event with everything about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    /// The event and its deliveries.
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// Object type.
+    pub object_type: Option<String>,
+    /// Object id.
+    pub object_id: Option<String>,
+    /// Selected headers.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// Queue gauges for one tenant, source and destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Tenant.
+    pub tenant: String,
+    /// Source.
+    pub source: String,
+    /// Destination.
+    pub destination: String,
+    /// Deliveries not yet final (pending, retrying, in flight).
+    pub pending: u64,
+    /// Of those, in flight now.
+    pub in_flight: u64,
+    /// When the oldest non-final delivery was created.
+    pub oldest_pending_at: Option<Timestamp>,
+    /// Dead deliveries.
+    pub dead: u64,
+}

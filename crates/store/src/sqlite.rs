@@ -1,0 +1,1007 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only writing connection. Requests queue up on a channel while it
+//! commits; it takes everything waiting (up to `max_batch`) into one transaction, so a single
+//! fsync makes many requests durable at once ("group commit"). Each request's answer is held
+//! back until that commit has returned, which is what lets ingest answer 200 only for durable
+//! work. Reads use a small pool of separate connections, which WAL lets run beside the writer.
+//!
+//! One process owns a database file at a time (an exclusive lock on `<db>.lock`). That makes
+//! crash recovery simple: any delivery still `in_flight` when the store opens was leased by a
+//! process that is gone, and is made due again at once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::event::Origin;
+use intake_core::{DeliveryId, EventId, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::*;
+use crate::{Result, Store, StoreError, StoreFault};
+
+/// The schema, as numbered migrations. `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_events_and_queue.sql")];
+
+/// How many requests may wait for the writer before senders are slowed down.
+const WRITE_QUEUE: usize = 16 * 1024;
+
+/// How many connections serve reads.
+const READERS: usize = 4;
+
+/// Options of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The most requests one transaction carries.
+    pub max_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { max_batch: 1024 }
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    writes: mpsc::Sender<WriteOp>,
+    readers: Arc<ReadPool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+    // Held for the life of the store: the exclusive lock that makes this process the only one
+    // using the database file.
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// The database path named by a `sqlite://` URL (`sqlite://./data/intake.db`,
+    /// `sqlite:///var/lib/intake/intake.db`).
+    pub fn path_from_url(url: &str) -> Result<PathBuf> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| StoreError::Open(format!("`{url}` is not a sqlite:// URL")))?;
+        if path.is_empty() {
+            return Err(StoreError::Open(format!("`{url}` names no file")));
+        }
+        Ok(PathBuf::from(path))
+    }
+
+    /// Opens (creating if needed) the database at `path`, runs migrations, and recovers the
+    /// leases of a previous process.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Open(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = File::create(&lock_path).map_err(|e| {
+            StoreError::Open(format!("cannot create lock file {}: {e}", lock_path.display()))
+        })?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Open(format!(
+                "{} is in use by another intake process (it holds {}); stop it or use another storage.url",
+                path.display(),
+                lock_path.display()
+            ))
+        })?;
+
+        let open_err = |e: rusqlite::Error| StoreError::Open(format!("{}: {e}", path.display()));
+        let mut writer = Connection::open(path).map_err(open_err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;
+                 PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA cache_size = -65536;",
+            )
+            .map_err(open_err)?;
+        migrate(&mut writer).map_err(open_err)?;
+        // Only this process can hold the lock, so every lease in the file belongs to a process
+        // that is gone: make that work due now.
+        let recovered = writer
+            .execute(
+                "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = 0
+                 WHERE state = 'in_flight'",
+                [],
+            )
+            .map_err(open_err)?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "made deliveries leased by a previous process due again");
+        }
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open(path).map_err(open_err)?;
+            c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                .map_err(open_err)?;
+            readers.push(Mutex::new(c));
+        }
+        let checkpointer = Connection::open(path).map_err(open_err)?;
+        checkpointer.execute_batch("PRAGMA busy_timeout = 5000;").map_err(open_err)?;
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_batch = options.max_batch.max(1);
+        let writer_thread = std::thread::Builder::new()
+            .name("intake-sqlite-writer".into())
+            .spawn(move || Writer::new(writer).run(rx, max_batch))
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let stop2 = stop.clone();
+        let checkpoint_thread = std::thread::Builder::new()
+            .name("intake-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stop2))
+            .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
+
+        Ok(SqliteStore {
+            writes: tx,
+            readers: Arc::new(ReadPool { conns: readers, next: AtomicUsize::new(0) }),
+            threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
+            stop,
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writes.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(migration = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
+    // Checkpoints run here rather than inside the writer's commits (wal_autocheckpoint = 0),
+    // so that copying the WAL back into the database never stalls an acknowledgement.
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl ReadPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        // A reader that panicked mid-query left its connection usable: SQLite statements are
+        // finalized on drop. So a poisoned lock is taken over rather than propagated.
+        let conn = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum WriteOp {
+    Ingest(Box<NewEvent>, Reply<Accepted>),
+    Reject(Rejection, Reply<()>),
+    Claim { destination: String, now: Timestamp, lease: Duration, limit: usize, reply: Reply<Vec<ClaimedDelivery>> },
+    Finish(Box<FinishedAttempt>, Reply<()>),
+    Release(Vec<(DeliveryId, String)>, Timestamp, Reply<()>),
+    Ping(Reply<()>),
+    Fault(Option<StoreFault>, Reply<()>),
+    Close(Reply<()>),
+}
+
+/// An answer held back until the transaction it belongs to has committed.
+enum Held {
+    Accepted(Reply<Accepted>, Result<Accepted>),
+    Claimed(Reply<Vec<ClaimedDelivery>>, Result<Vec<ClaimedDelivery>>),
+    Unit(Reply<()>, Result<()>),
+}
+
+impl Held {
+    fn send(self) {
+        // A requester that gave up (its HTTP client went away) no longer listens; that is fine,
+        // the work is committed either way.
+        match self {
+            Held::Accepted(tx, r) => drop(tx.send(r)),
+            Held::Claimed(tx, r) => drop(tx.send(r)),
+            Held::Unit(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, err: StoreError) {
+        match self {
+            Held::Accepted(tx, _) => drop(tx.send(Err(err))),
+            Held::Claimed(tx, _) => drop(tx.send(Err(err))),
+            Held::Unit(tx, _) => drop(tx.send(Err(err))),
+        }
+    }
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct CounterKey {
+    minute: i64,
+    tenant: String,
+    source: String,
+    channel: String,
+    destination: String,
+    metric: &'static str,
+}
+
+type Counts = Vec<(CounterKey, i64)>;
+
+fn minute_of(t: Timestamp) -> i64 {
+    t.as_millis().div_euclid(60_000) * 60_000
+}
+
+struct Writer {
+    conn: Connection,
+    fault: Option<StoreFault>,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Writer { conn, fault: None }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut closing = None;
+        while let Some(op) = rx.blocking_recv() {
+            batch.push(op);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            closing = self.commit_batch(&mut batch);
+            if closing.is_some() {
+                break;
+            }
+        }
+        // Answer whatever was queued behind a close, so no requester waits forever.
+        rx.close();
+        while let Ok(op) = rx.try_recv() {
+            batch.push(op);
+        }
+        if !batch.is_empty() {
+            let _ = self.commit_batch(&mut batch);
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Runs every operation of `batch` in one transaction and answers them after the commit.
+    /// Returns the reply of a close request, if the batch carried one.
+    fn commit_batch(&mut self, batch: &mut Vec<WriteOp>) -> Option<Reply<()>> {
+        let mut held = Vec::with_capacity(batch.len());
+        let mut counts: HashMap<CounterKey, i64> = HashMap::new();
+        let mut closing = None;
+
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = StoreError::Unavailable(e.to_string());
+            for op in batch.drain(..) {
+                match op {
+                    WriteOp::Fault(f, reply) => {
+                        self.fault = f;
+                        let _ = reply.send(Ok(()));
+                    }
+                    WriteOp::Close(reply) => closing = Some(reply),
+                    other => held_of(other, Err(err.clone())).send(),
+                }
+            }
+            return closing;
+        }
+
+        for op in batch.drain(..) {
+            match op {
+                WriteOp::Fault(f, reply) => {
+                    self.fault = f;
+                    held.push(Held::Unit(reply, Ok(())));
+                }
+                WriteOp::Close(reply) => closing = Some(reply),
+                op => {
+                    let (h, c) = self.apply_in_savepoint(op);
+                    if let Some(c) = c {
+                        for (k, v) in c {
+                            *counts.entry(k).or_default() += v;
+                        }
+                    }
+                    held.push(h);
+                }
+            }
+        }
+
+        let outcome = self.flush_counts(counts).and_then(|()| self.conn.execute_batch("COMMIT"));
+        match outcome {
+            Ok(()) => held.into_iter().for_each(Held::send),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, ops = held.len(), "commit failed; answering every request of the batch with an error");
+                let err = StoreError::Unavailable(e.to_string());
+                held.into_iter().for_each(|h| h.fail(err.clone()));
+            }
+        }
+        closing
+    }
+
+    /// Applies one operation inside a savepoint, so that its failure undoes only itself.
+    fn apply_in_savepoint(&mut self, op: WriteOp) -> (Held, Option<Counts>) {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+            return (held_of(op, Err(StoreError::Unavailable(e.to_string()))), None);
+        }
+        let (held, counts, ok) = self.apply(op);
+        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+        if let Err(e) = self.conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint could not be closed");
+        }
+        (held, if ok { Some(counts) } else { None })
+    }
+
+    fn check_fault(&self) -> rusqlite::Result<()> {
+        match self.fault {
+            // The injected fault fails the way a read-only or full disk does: with SQLite's own
+            // error, raised by a real statement.
+            Some(StoreFault::RejectWrites) => {
+                self.conn.execute_batch("PRAGMA query_only = ON")?;
+                let r = self.conn.execute("INSERT INTO meta (key, value) VALUES ('fault', 'x')", []);
+                self.conn.execute_batch("PRAGMA query_only = OFF")?;
+                r.map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, op: WriteOp) -> (Held, Counts, bool) {
+        let mut counts = Vec::new();
+        macro_rules! finish {
+            ($variant:ident, $reply:expr, $result:expr) => {{
+                let r = $result.map_err(|e: rusqlite::Error| StoreError::Unavailable(e.to_string()));
+                let ok = r.is_ok();
+                (Held::$variant($reply, r), counts, ok)
+            }};
+        }
+        match op {
+            WriteOp::Ingest(ev, reply) => {
+                let r = self.check_fault().and_then(|()| self.ingest(&ev, &mut counts));
+                finish!(Accepted, reply, r)
+            }
+            WriteOp::Reject(rej, reply) => {
+                let r = self.check_fault().and_then(|()| self.reject(&rej, &mut counts));
+                finish!(Unit, reply, r)
+            }
+            WriteOp::Claim { destination, now, lease, limit, reply } => {
+                let r = self.check_fault().and_then(|()| self.claim(&destination, now, lease, limit));
+                finish!(Claimed, reply, r)
+            }
+            WriteOp::Finish(att, reply) => {
+                let r = self.check_fault().and_then(|()| self.finish(&att, &mut counts));
+                finish!(Unit, reply, r)
+            }
+            WriteOp::Release(leases, now, reply) => {
+                let r = self.check_fault().and_then(|()| self.release(&leases, now));
+                finish!(Unit, reply, r)
+            }
+            WriteOp::Ping(reply) => {
+                let r = self.check_fault().and_then(|()| {
+                    self.conn
+                        .execute(
+                            "INSERT INTO meta (key, value) VALUES ('ping', '1')
+                             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                            [],
+                        )
+                        .map(|_| ())
+                });
+                finish!(Unit, reply, r)
+            }
+            WriteOp::Fault(..) | WriteOp::Close(_) => {
+                unreachable!("faults and close are handled by commit_batch")
+            }
+        }
+    }
+
+    fn ingest(&self, ev: &NewEvent, counts: &mut Counts) -> rusqlite::Result<Accepted> {
+        let n = &ev.normalized;
+        let headers = serde_json::to_string(&ev.headers).unwrap_or_else(|_| "[]".into());
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO events (id, tenant, source, origin, sor_event_id, dedupe_key,
+                    event_type, channel, raw_channel, object_type, object_id, occurred_at,
+                    received_at, headers, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (source, dedupe_key) DO NOTHING",
+            )?
+            .execute(params![
+                ev.id.as_str(),
+                ev.tenant,
+                ev.source,
+                ev.origin.as_str(),
+                n.sor_event_id,
+                n.dedupe_key,
+                n.event_type,
+                n.channel.as_str(),
+                n.raw_channel,
+                n.object_type,
+                n.object_id,
+                n.occurred_at.map(Timestamp::as_millis),
+                ev.received_at.as_millis(),
+                headers,
+                ev.body,
+            ])?;
+        let key = |metric| CounterKey {
+            minute: minute_of(ev.received_at),
+            tenant: ev.tenant.clone(),
+            source: ev.source.clone(),
+            channel: n.channel.as_str().to_string(),
+            destination: String::new(),
+            metric,
+        };
+        if inserted == 0 {
+            let existing: String = self
+                .conn
+                .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
+                .query_row(params![ev.source, n.dedupe_key], |r| r.get(0))?;
+            let id = existing.parse().map_err(|e: intake_core::ids::IdParseError| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+            })?;
+            counts.push((key("requests.duplicate"), 1));
+            return Ok(Accepted { id, duplicate: true });
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel, state,
+                attempts, due_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?7)",
+        )?;
+        for (id, destination) in &ev.deliveries {
+            insert.execute(params![
+                id.as_str(),
+                ev.id.as_str(),
+                destination,
+                ev.tenant,
+                ev.source,
+                n.channel.as_str(),
+                ev.received_at.as_millis(),
+            ])?;
+        }
+        counts.push((key("requests.accepted"), 1));
+        counts.push((key(origin_metric(ev.origin)), 1));
+        Ok(Accepted { id: ev.id.clone(), duplicate: false })
+    }
+
+    fn reject(&self, rej: &Rejection, counts: &mut Counts) -> rusqlite::Result<()> {
+        if rej.body.is_some() || rej.kind == RejectionKind::Invalid {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO rejections (at, tenant, source, outcome, reason, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    rej.at.as_millis(),
+                    rej.tenant,
+                    rej.source,
+                    rej.kind.outcome(),
+                    rej.reason,
+                    rej.body,
+                ])?;
+        }
+        let metric = match rej.kind {
+            RejectionKind::Signature => "requests.rejected_signature",
+            RejectionKind::Invalid => "requests.rejected_invalid",
+            RejectionKind::TooLarge => "requests.too_large",
+        };
+        counts.push((
+            CounterKey {
+                minute: minute_of(rej.at),
+                tenant: rej.tenant.clone(),
+                source: rej.source.clone(),
+                channel: String::new(),
+                destination: String::new(),
+                metric,
+            },
+            1,
+        ));
+        Ok(())
+    }
+
+    fn claim(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+        let lease_id = format!("{:032x}", rand_u128());
+        let lease_until = now.add(lease);
+        let mut claimed = Vec::new();
+        let rows: Vec<(String, String, u32, String, String, String)> = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3
+                 WHERE id IN (
+                    SELECT id FROM deliveries
+                    WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
+                      AND due_at <= ?3
+                    ORDER BY due_at LIMIT ?5)
+                 RETURNING id, event_id, attempts, tenant, source, channel",
+            )?
+            .query_map(
+                params![lease_id, lease_until.as_millis(), now.as_millis(), destination, limit as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut event = self.conn.prepare_cached(
+            "SELECT event_type, origin, occurred_at, received_at, body FROM events WHERE id = ?1",
+        )?;
+        for (id, event_id, attempts, tenant, source, channel) in rows {
+            let (event_type, origin, occurred_at, received_at, body): (String, String, Option<i64>, i64, Vec<u8>) =
+                event.query_row([&event_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+            claimed.push(ClaimedDelivery {
+                id: parse_id(&id)?,
+                lease_id: lease_id.clone(),
+                attempt: attempts + 1,
+                destination: destination.to_string(),
+                event_id: parse_id(&event_id)?,
+                tenant,
+                source,
+                event_type,
+                channel,
+                origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
+                occurred_at: occurred_at.map(Timestamp),
+                received_at: Timestamp(received_at),
+                body,
+            });
+        }
+        Ok(claimed)
+    }
+
+    fn finish(&self, a: &FinishedAttempt, counts: &mut Counts) -> rusqlite::Result<()> {
+        let (state, due_at, delivered_at) = match a.next {
+            NextStep::Delivered => (DeliveryState::Delivered, a.finished_at, Some(a.finished_at.as_millis())),
+            NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
+            NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
+        };
+        let updated = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
+                    updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
+                 WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
+            )?
+            .execute(params![
+                state.as_str(),
+                a.attempt,
+                due_at.as_millis(),
+                a.finished_at.as_millis(),
+                delivered_at,
+                a.status,
+                a.error,
+                a.delivery_id.as_str(),
+                a.lease_id,
+            ])?;
+        let outcome = if updated == 0 { "superseded" } else { state.as_str() };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, status, error, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                intake_core::AttemptId::generate(a.started_at).as_str(),
+                a.delivery_id.as_str(),
+                a.attempt,
+                a.started_at.as_millis(),
+                a.finished_at.since(a.started_at).as_millis() as i64,
+                a.status,
+                a.error,
+                outcome,
+            ])?;
+        if updated > 0 {
+            let metric = match state {
+                DeliveryState::Delivered => "deliveries.delivered",
+                DeliveryState::Dead => "deliveries.dead",
+                _ => "deliveries.retrying",
+            };
+            counts.push((
+                CounterKey {
+                    minute: minute_of(a.finished_at),
+                    tenant: a.tenant.clone(),
+                    source: a.source.clone(),
+                    channel: a.channel.clone(),
+                    destination: a.destination.clone(),
+                    metric,
+                },
+                1,
+            ));
+        }
+        Ok(())
+    }
+
+    fn release(&self, leases: &[(DeliveryId, String)], now: Timestamp) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = ?1, updated_at = ?1
+             WHERE id = ?2 AND state = 'in_flight' AND lease_id = ?3",
+        )?;
+        for (id, lease) in leases {
+            stmt.execute(params![now.as_millis(), id.as_str(), lease])?;
+        }
+        Ok(())
+    }
+
+    fn flush_counts(&self, counts: HashMap<CounterKey, i64>) -> rusqlite::Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO counters (minute, tenant, source, channel, destination, metric, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (minute, tenant, source, channel, destination, metric)
+             DO UPDATE SET count = count + excluded.count",
+        )?;
+        for (k, v) in counts {
+            stmt.execute(params![k.minute, k.tenant, k.source, k.channel, k.destination, k.metric, v])?;
+        }
+        Ok(())
+    }
+}
+
+fn origin_metric(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Webhook => "events.webhook",
+        Origin::Backfill => "events.backfill",
+        Origin::Canary => "events.canary",
+        Origin::Replay => "events.replay",
+    }
+}
+
+fn held_of(op: WriteOp, err: Result<()>) -> Held {
+    let err = match err {
+        Err(e) => e,
+        Ok(()) => StoreError::Unavailable("operation not applied".into()),
+    };
+    match op {
+        WriteOp::Ingest(_, r) => Held::Accepted(r, Err(err)),
+        WriteOp::Claim { reply, .. } => Held::Claimed(reply, Err(err)),
+        WriteOp::Reject(_, r)
+        | WriteOp::Finish(_, r)
+        | WriteOp::Release(_, _, r)
+        | WriteOp::Ping(r)
+        | WriteOp::Fault(_, r)
+        | WriteOp::Close(r) => Held::Unit(r, Err(err)),
+    }
+}
+
+fn rand_u128() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    // Lease ids only need to differ between claims; two independently seeded SipHash states
+    // give 128 bits without a dependency on a random number generator here.
+    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(a);
+    (u128::from(a) << 64) | u128::from(h.finish())
+}
+
+fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, event: NewEvent) -> Result<Accepted> {
+        self.write(|r| WriteOp::Ingest(Box::new(event), r)).await
+    }
+
+    async fn record_rejection(&self, rejection: Rejection) -> Result<()> {
+        self.write(|r| WriteOp::Reject(rejection, r)).await
+    }
+
+    async fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let destination = destination.to_string();
+        self.write(|reply| WriteOp::Claim { destination, now, lease, limit, reply }).await
+    }
+
+    async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()> {
+        self.write(|r| WriteOp::Finish(Box::new(attempt), r)).await
+    }
+
+    async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {
+        self.write(|r| WriteOp::Release(leases, now, r)).await
+    }
+
+    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT MIN(due_at) FROM deliveries
+                 WHERE destination = ?1 AND state IN ('pending', 'retrying', 'in_flight')",
+            )?
+            .query_row([destination], |r| r.get::<_, Option<i64>>(0))
+            .map(|t| t.map(Timestamp))
+        })
+        .await
+    }
+
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>> {
+        self.read(move |c| list_events(c, &filter)).await
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventDetail>> {
+        let id = id.clone();
+        self.read(move |c| get_event(c, &id)).await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.read(queue_stats).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        self.write(WriteOp::Ping).await
+    }
+
+    async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {
+        self.write(|r| WriteOp::Fault(fault, r)).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let result = self.write(WriteOp::Close).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> =
+            self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("store threads did not stop: {e}")))?;
+        match result {
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, tenant, source, origin, sor_event_id, dedupe_key, event_type, \
+     channel, raw_channel, occurred_at, received_at";
+
+fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+    let origin: String = r.get(3)?;
+    Ok(EventSummary {
+        id: parse_id(&r.get::<_, String>(0)?)?,
+        tenant: r.get(1)?,
+        source: r.get(2)?,
+        origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
+        sor_event_id: r.get(4)?,
+        dedupe_key: r.get(5)?,
+        event_type: r.get(6)?,
+        channel: r.get(7)?,
+        raw_channel: r.get(8)?,
+        occurred_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
+        received_at: Timestamp(r.get(10)?),
+        deliveries: Vec::new(),
+    })
+}
+
+fn deliveries_of(c: &Connection, event_id: &str) -> rusqlite::Result<Vec<DeliverySummary>> {
+    c.prepare_cached(
+        "SELECT id, destination, state, attempts, due_at, delivered_at, last_status, last_error
+         FROM deliveries WHERE event_id = ?1 ORDER BY destination",
+    )?
+    .query_map([event_id], |r| {
+        let state: String = r.get(2)?;
+        let state = DeliveryState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery state `{state}`").into(),
+            )
+        })?;
+        Ok(DeliverySummary {
+            id: parse_id(&r.get::<_, String>(0)?)?,
+            destination: r.get(1)?,
+            state,
+            attempts: r.get(3)?,
+            due_at: if state.is_final() { None } else { Some(Timestamp(r.get(4)?)) },
+            delivered_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
+            last_status: r.get(6)?,
+            last_error: r.get(7)?,
+        })
+    })?
+    .collect()
+}
+
+fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<EventSummary>> {
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(t) = &f.tenant {
+        arg(&mut sql, " AND tenant = ?", t.clone().into());
+    }
+    if let Some(s) = &f.source {
+        arg(&mut sql, " AND source = ?", s.clone().into());
+    }
+    if let Some(t) = &f.event_type {
+        arg(&mut sql, " AND event_type = ?", t.clone().into());
+    }
+    if let Some(ch) = &f.channel {
+        arg(&mut sql, " AND channel = ?", ch.clone().into());
+    }
+    if let Some(t) = f.from {
+        arg(&mut sql, " AND received_at >= ?", t.as_millis().into());
+    }
+    if let Some(t) = f.to {
+        arg(&mut sql, " AND received_at < ?", t.as_millis().into());
+    }
+    if let Some(b) = &f.before {
+        arg(&mut sql, " AND id < ?", b.as_str().to_string().into());
+    }
+    if let Some(st) = f.state {
+        arg(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
+            st.as_str().to_string().into(),
+        );
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000)));
+    let mut events: Vec<EventSummary> = c
+        .prepare(&sql)?
+        .query_map(rusqlite::params_from_iter(args), event_summary)?
+        .collect::<rusqlite::Result<_>>()?;
+    for e in &mut events {
+        e.deliveries = deliveries_of(c, e.id.as_str())?;
+    }
+    Ok(events)
+}
+
+fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option<EventDetail>> {
+    let row = c
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS}, object_type, object_id, headers, body FROM events WHERE id = ?1"
+        ))?
+        .query_row([id.as_str()], |r| {
+            let summary = event_summary(r)?;
+            let headers: String = r.get(13)?;
+            Ok(EventDetail {
+                summary,
+                object_type: r.get(11)?,
+                object_id: r.get(12)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                body: r.get(14)?,
+                attempts: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut detail) = row else { return Ok(None) };
+    detail.summary.deliveries = deliveries_of(c, id.as_str())?;
+    detail.attempts = c
+        .prepare_cached(
+            "SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.outcome
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.event_id = ?1 ORDER BY a.started_at, a.attempt",
+        )?
+        .query_map([id.as_str()], |r| {
+            Ok(AttemptRecord {
+                delivery_id: parse_id(&r.get::<_, String>(0)?)?,
+                attempt: r.get(1)?,
+                started_at: Timestamp(r.get(2)?),
+                duration_ms: r.get(3)?,
+                status: r.get(4)?,
+                error: r.get(5)?,
+                outcome: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(detail))
+}
+
+fn queue_stats(c: &Connection) -> rusqlite::Result<Vec<QueueStats>> {
+    let mut stats: Vec<QueueStats> = Vec::new();
+    let rows = c
+        .prepare_cached(
+            "SELECT tenant, source, destination, state, COUNT(*), MIN(created_at)
+             FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight', 'dead')
+             GROUP BY tenant, source, destination, state
+             ORDER BY tenant, source, destination",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (tenant, source, destination, state, count, oldest) in rows {
+        let count = u64::try_from(count).unwrap_or(0);
+        let same = stats.last().is_some_and(|s| {
+            s.tenant == tenant && s.source == source && s.destination == destination
+        });
+        if !same {
+            stats.push(QueueStats {
+                tenant,
+                source,
+                destination,
+                pending: 0,
+                in_flight: 0,
+                oldest_pending_at: None,
+                dead: 0,
+            });
+        }
+        let Some(s) = stats.last_mut() else { continue };
+        if state == "dead" {
+            s.dead += count;
+        } else {
+            s.pending += count;
+            if state == "in_flight" {
+                s.in_flight += count;
+            }
+            let oldest = Timestamp(oldest);
+            s.oldest_pending_at = Some(s.oldest_pending_at.map_or(oldest, |o| o.min(oldest)));
+        }
+    }
+    Ok(stats)
+}
