@@ -1,1 +1,114 @@
-//! placeholder
+//! One module per system of record: how it signs its webhooks and how its envelopes map onto
+//! intake's [`NormalizedEvent`].
+//!
+//! A connector is pure: it looks at headers and raw body bytes and answers. The ingest door
+//! calls [`Connector::verify`] first (nothing is stored for a request that fails it), then
+//! [`Connector::parse`]. Unknown event types parse fine and are stored: a connector never drops
+//! what a system of record sends just because it is new.
+
+pub mod generic;
+pub mod kustomer;
+
+use http::HeaderMap;
+use intake_core::config::{SourceConfig, SourceKind};
+use intake_core::event::NormalizedEvent;
+use intake_core::Timestamp;
+
+pub use generic::GenericConnector;
+pub use kustomer::KustomerConnector;
+
+/// A webhook request as the ingest door received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// Its headers.
+    pub headers: &'a HeaderMap,
+    /// Its raw body, exactly as received.
+    pub body: &'a [u8],
+    /// When it arrived (for schemes with a timestamp tolerance).
+    pub now: Timestamp,
+}
+
+impl Incoming<'_> {
+    /// A header's value as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a request's signature was refused. The message is safe to return to the sender.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The signature header is absent.
+    #[error("missing signature header `{0}`")]
+    MissingHeader(String),
+    /// The header is not in the scheme's format.
+    #[error("malformed signature header `{header}`: {why}")]
+    Malformed {
+        /// The header.
+        header: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No configured secret produces this signature.
+    #[error("signature does not match any configured secret")]
+    Mismatch,
+}
+
+/// Why a body could not be turned into an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not the envelope this system sends.
+    #[error("body is not a {kind} envelope: {why}")]
+    Envelope {
+        /// The system of record.
+        kind: &'static str,
+        /// What is missing or wrong.
+        why: String,
+    },
+}
+
+/// What every system-of-record connector provides.
+pub trait Connector: Send + Sync + 'static {
+    /// The system of record.
+    fn kind(&self) -> SourceKind;
+
+    /// Checks the request's signature against the source's secrets (one or two, during
+    /// rotation), in constant time.
+    fn verify(&self, req: &Incoming<'_>, secrets: &[String]) -> Result<(), VerifyError>;
+
+    /// Extracts the normalized event from the body.
+    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError>;
+
+    /// Request headers worth keeping with the event (lower-case names). Signatures are not
+    /// among them: they are useless after verification.
+    fn kept_headers(&self) -> &'static [&'static str];
+}
+
+/// A source kind this build has no connector for yet.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)")]
+pub struct UnsupportedKind(pub SourceKind);
+
+/// The connector for a configured source.
+pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, UnsupportedKind> {
+    match source.kind {
+        SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
+        SourceKind::Generic => match &source.signature {
+            Some(sig) => Ok(Box::new(GenericConnector::new(
+                sig.clone(),
+                source.fields.clone().unwrap_or_default(),
+            ))),
+            // Config validation refuses a generic source without a signature scheme.
+            None => Err(UnsupportedKind(SourceKind::Generic)),
+        },
+        other => Err(UnsupportedKind(other)),
+    }
+}
+
+/// Decodes hex of either case; `None` when it is not hex.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    hex::decode(s.trim()).ok()
+}

@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod ids;
+pub mod rate;
 pub mod signature;
 pub mod time;
 

@@ -1,1 +1,171 @@
-fn main() {}
+//! `intake`: the binary. Parses the command line, loads configuration (embedded defaults, then
+//! the file, then `INTAKE_…` environment variables), and runs the server or a command.
+//! Errors become messages that say what to do next, and non-zero exit codes.
+
+mod config_load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use intake_core::config::Config;
+use intake_core::SystemClock;
+use intake_server::Server;
+
+#[derive(Parser)]
+#[command(name = "intake", version, about = "An inbound webhook gateway that cannot drop work silently.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive, store, queue and deliver webhooks.
+    Serve {
+        /// The configuration file. Without one, ./intake.toml is used if it exists, else the
+        /// embedded demo configuration.
+        #[arg(long, short, env = "INTAKE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print every problem found.
+    CheckConfig {
+        /// The configuration file (default: ./intake.toml).
+        #[arg(long, short, env = "INTAKE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let path = path.unwrap_or_else(|| PathBuf::from("intake.toml"));
+    if !path.exists() {
+        anyhow::bail!(
+            "{} does not exist; pass --config PATH (see docs/configuration.md for the format)",
+            path.display()
+        );
+    }
+    let config = match config_load::load(Some(&path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(e) = Server::check(&config) {
+        eprintln!("{}: invalid configuration:\n  - {}", path.display(), e.to_string().replace('\n', "\n  - "));
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{}: OK ({} tenants, {} sources, {} destinations, {} notifiers, storage {})",
+        path.display(),
+        config.tenants.len(),
+        config.sources.len(),
+        config.destinations.len(),
+        config.notifiers.len(),
+        config.storage.url
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let path = path.or_else(|| {
+        let default = PathBuf::from("intake.toml");
+        default.exists().then_some(default)
+    });
+    let config = match &path {
+        Some(p) => config_load::load(Some(p)).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => config_load::load(None).map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::new(config.clone(), Arc::new(SystemClock)).start().await?;
+        print_banner(&config, path.is_none(), &server.url());
+        let token = server.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            token.cancel();
+        });
+        server.wait().await?;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn print_banner(config: &Config, embedded: bool, url: &str) {
+    println!("intake is listening on {url}  (storage: {})", config.storage.url);
+    for s in &config.sources {
+        println!("  source {:<24} POST {url}/ingest/{}  ({}, tenant {})", s.id, s.id, s.kind, s.tenant);
+    }
+    if !embedded {
+        return;
+    }
+    let body = r#"{"id":"evt-hello-1","name":"kustomer.message.create","data":{"type":"message","id":"msg-hello-1","attributes":{"channel":"email","createdAt":"2026-11-28T10:00:00.000Z"}}}"#;
+    let secret = config.sources.first().and_then(|s| s.secrets.first()).map(String::as_str).unwrap_or("");
+    let signature = intake_connectors::kustomer::sign(secret, body.as_bytes());
+    println!(
+        "\nNo configuration file was given, so this is the embedded demo set-up: tenant `demo`,\n\
+         Kustomer source `demo-kustomer` (secret `{secret}`) delivering to the built-in demo handler.\n\
+         Send it a signed webhook:\n\n  \
+         curl -s -X POST {url}/ingest/demo-kustomer \\\n    \
+         -H 'Content-Type: application/json' \\\n    \
+         -H 'X-Kustomer-Webhook-Signature: {signature}' \\\n    \
+         --data '{body}'\n\n\
+         See what the handler received:   curl -s {url}/demo/handler\n\
+         See the event and its delivery:  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/events\n\
+         Metrics:                          curl -s {url}/metrics\n\n\
+         For your own set-up, write an intake.toml (docs/configuration.md) and run `intake serve --config intake.toml`.",
+        token = config.admin.token.as_deref().unwrap_or("")
+    );
+}

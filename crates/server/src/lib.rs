@@ -1,1 +1,23 @@
-//! placeholder
+//! The intake server: the doors it opens (ingest, admin API, health and metrics) and the duties
+//! that run behind them (delivery workers).
+//!
+//! Data flows one way: a webhook enters through [`ingest`], is committed by the
+//! [`Store`](intake_store::Store) together with its deliveries, wakes the destination's
+//! [`delivery`] dispatcher, and is POSTed to the handler. The admin API only reads.
+//!
+//! **Architecture invariants**
+//! * No 200 leaves [`ingest`] before the store has durably committed the event and its
+//!   deliveries; a store error is a 503, never a 200.
+//! * Time comes from the injected [`Clock`](intake_core::Clock); nothing here calls the system
+//!   clock for a decision (wall-clock time is only used to measure latencies for metrics).
+
+pub mod admin;
+pub mod delivery;
+pub mod demo_handler;
+pub mod health;
+pub mod ingest;
+pub mod metrics;
+pub mod problem;
+mod runtime;
+
+pub use runtime::{open_store, RunningServer, Server};

@@ -647,7 +647,7 @@ impl Writer {
             let metric = match state {
                 DeliveryState::Delivered => "deliveries.delivered",
                 DeliveryState::Dead => "deliveries.dead",
-                _ => "deliveries.retrying",
+                _ => "deliveries.failed",
             };
             counts.push((
                 CounterKey {

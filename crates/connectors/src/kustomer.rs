@@ -1,0 +1,267 @@
+//! Kustomer: `X-Kustomer-Webhook-Signature` is the lowercase hex HMAC-SHA256 of the raw body,
+//! keyed with the webhook's token. There is no timestamp, so no replay window to check.
+//!
+//! The envelope names the event in `name` (`kustomer.message.create`) and the object in
+//! `data` (`type`, `id`, `attributes`). The dedupe key is derived from the object, not from the
+//! webhook's own `id`, because a backfill reads objects from the API and never sees webhook
+//! ids: `{type}:{id}:create` for creations, `{type}:{id}:update:{updatedAt}` for updates.
+
+use intake_core::config::SourceKind;
+use intake_core::event::{Channel, NormalizedEvent};
+use intake_core::signature::{constant_time_eq, hmac_sha256};
+use intake_core::Timestamp;
+use serde_json::Value;
+
+use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-kustomer-webhook-signature";
+/// The event-name header.
+pub const EVENT_HEADER: &str = "x-kustomer-webhook-event";
+
+/// The Kustomer connector.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KustomerConnector;
+
+/// Signs a body as Kustomer does (used by fakes and tests).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    hex::encode(hmac_sha256(secret.as_bytes(), &[body]))
+}
+
+fn envelope(why: impl Into<String>) -> ParseError {
+    ParseError::Envelope { kind: "kustomer", why: why.into() }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+impl Connector for KustomerConnector {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Kustomer
+    }
+
+    fn verify(&self, req: &Incoming<'_>, secrets: &[String]) -> Result<(), VerifyError> {
+        let header = req
+            .header(SIGNATURE_HEADER)
+            .ok_or_else(|| VerifyError::MissingHeader("X-Kustomer-Webhook-Signature".into()))?;
+        let given = decode_hex(header).ok_or_else(|| VerifyError::Malformed {
+            header: "X-Kustomer-Webhook-Signature".into(),
+            why: "expected the hex HMAC-SHA256 of the body".into(),
+        })?;
+        let mut ok = false;
+        // Every secret is checked (no early exit), so timing does not reveal which one matched.
+        for secret in secrets {
+            let expected = hmac_sha256(secret.as_bytes(), &[req.body]);
+            ok |= constant_time_eq(&expected, &given);
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
+    }
+
+    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        let v: Value =
+            serde_json::from_slice(req.body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        if !v.is_object() {
+            return Err(envelope("expected a JSON object"));
+        }
+        let name = str_at(&v, "/name")
+            .or_else(|| req.header(EVENT_HEADER))
+            .ok_or_else(|| envelope("no event name (`name`)"))?
+            .to_string();
+        let sor_event_id = str_at(&v, "/id").map(str::to_string);
+        let object_type = str_at(&v, "/data/type").map(str::to_string);
+        let object_id = str_at(&v, "/data/id").map(str::to_string);
+        let attrs = v.pointer("/data/attributes");
+        let attr = |k: &str| attrs.and_then(|a| a.get(k));
+
+        let raw_channel = attr("channel")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                attr("channels")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_str)
+            })
+            .or_else(|| {
+                attr("firstMessageIn").and_then(|m| m.get("channel")).and_then(Value::as_str)
+            })
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let channel = raw_channel.as_deref().map(Channel::normalize).unwrap_or(Channel::Other);
+
+        let action = name.rsplit('.').next().unwrap_or(&name).to_string();
+        let updated_at = attr("updatedAt").and_then(Value::as_str);
+        let created_at = attr("createdAt").and_then(Value::as_str);
+        let occurred_raw = match action.as_str() {
+            "create" => created_at.or(updated_at),
+            _ => updated_at.or(created_at),
+        }
+        .or_else(|| str_at(&v, "/createdAt"));
+        let occurred_at = occurred_raw.and_then(|s| Timestamp::parse_rfc3339(s).ok());
+
+        let dedupe_key = match (&object_type, &object_id) {
+            (Some(t), Some(id)) if action == "create" => format!("{t}:{id}:create"),
+            (Some(t), Some(id)) => {
+                // Updates of one object are told apart by the object's own version: its
+                // `updatedAt` (or `rev`), which the API returns too.
+                let version = updated_at
+                    .map(str::to_string)
+                    .or_else(|| attr("rev").map(|r| r.to_string()))
+                    .or_else(|| sor_event_id.clone())
+                    .unwrap_or_default();
+                format!("{t}:{id}:{action}:{version}")
+            }
+            _ => match &sor_event_id {
+                Some(id) => format!("event:{id}"),
+                None => return Err(envelope("neither `data.type`/`data.id` nor `id` is present")),
+            },
+        };
+
+        Ok(NormalizedEvent {
+            sor_event_id,
+            dedupe_key,
+            event_type: name,
+            channel,
+            raw_channel,
+            object_type,
+            object_id,
+            occurred_at,
+        })
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        &["content-type", "user-agent", EVENT_HEADER]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    const MESSAGE_CREATE: &str = r#"{
+      "id": "5f6b3c2a1d2e3f4a5b6c7d8e",
+      "name": "kustomer.message.create",
+      "org": "5c0d7e8f9a0b1c2d3e4f5a6b",
+      "orgName": "maelys",
+      "partition": "5c0d7e8f9a0b1c2d3e4f5a6b",
+      "data": {
+        "type": "message",
+        "id": "5f6b3c2a0000000000000001",
+        "attributes": {
+          "channel": "email",
+          "direction": "in",
+          "preview": "Hello, my order has not arrived",
+          "createdAt": "2026-11-27T09:15:00.000Z",
+          "updatedAt": "2026-11-27T09:15:00.000Z",
+          "rev": 1
+        },
+        "relationships": {
+          "conversation": { "data": { "type": "conversation", "id": "5f6b3c2a00000000000000aa" } },
+          "customer": { "data": { "type": "customer", "id": "5f6b3c2a00000000000000cc" } }
+        }
+      },
+      "createdAt": "2026-11-27T09:15:00.120Z",
+      "persist": true,
+      "client": "kustomer-api",
+      "dataId": "5f6b3c2a0000000000000001"
+    }"#;
+
+    fn req<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Incoming<'a> {
+        Incoming { headers, body, now: Timestamp(0) }
+    }
+
+    fn signed(secret: &str, body: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign(secret, body)).unwrap());
+        h
+    }
+
+    #[test]
+    fn parses_a_message_create() {
+        let h = HeaderMap::new();
+        let e = KustomerConnector.parse(&req(&h, MESSAGE_CREATE.as_bytes())).unwrap();
+        assert_eq!(e.event_type, "kustomer.message.create");
+        assert_eq!(e.sor_event_id.as_deref(), Some("5f6b3c2a1d2e3f4a5b6c7d8e"));
+        assert_eq!(e.dedupe_key, "message:5f6b3c2a0000000000000001:create");
+        assert_eq!(e.channel, Channel::Email);
+        assert_eq!(e.occurred_at, Some(Timestamp::parse_rfc3339("2026-11-27T09:15:00Z").unwrap()));
+    }
+
+    #[test]
+    fn conversation_update_keys_on_updated_at_and_classifies_by_channels() {
+        let body = r#"{"id":"e1","name":"kustomer.conversation.update","data":{"type":"conversation","id":"c1",
+            "attributes":{"channels":["chat"],"updatedAt":"2026-11-27T10:00:00.000Z"}},"changes":{}}"#;
+        let h = HeaderMap::new();
+        let e = KustomerConnector.parse(&req(&h, body.as_bytes())).unwrap();
+        assert_eq!(e.dedupe_key, "conversation:c1:update:2026-11-27T10:00:00.000Z");
+        assert_eq!(e.channel, Channel::Chat);
+    }
+
+    #[test]
+    fn conversation_create_without_channel_is_other_and_unknown_events_are_kept() {
+        let body = r#"{"id":"e2","name":"kustomer.widget.explode","data":{"type":"widget","id":"w1","attributes":{"channels":[]}}}"#;
+        let h = HeaderMap::new();
+        let e = KustomerConnector.parse(&req(&h, body.as_bytes())).unwrap();
+        assert_eq!(e.channel, Channel::Other);
+        assert_eq!(e.event_type, "kustomer.widget.explode");
+    }
+
+    #[test]
+    fn rejects_bodies_that_are_not_envelopes() {
+        let h = HeaderMap::new();
+        assert!(matches!(KustomerConnector.parse(&req(&h, b"not json")), Err(ParseError::NotJson(_))));
+        assert!(matches!(KustomerConnector.parse(&req(&h, b"[1,2]")), Err(ParseError::Envelope { .. })));
+        assert!(matches!(
+            KustomerConnector.parse(&req(&h, br#"{"name":"kustomer.message.create"}"#)),
+            Err(ParseError::Envelope { .. })
+        ));
+    }
+
+    #[test]
+    fn verify_checks_signature_and_supports_rotation() {
+        let body = MESSAGE_CREATE.as_bytes();
+        let h = signed("new-token", body);
+        let both = ["old-token".to_string(), "new-token".to_string()];
+        assert_eq!(KustomerConnector.verify(&req(&h, body), &both), Ok(()));
+        assert_eq!(
+            KustomerConnector.verify(&req(&h, body), &["old-token".to_string()]),
+            Err(VerifyError::Mismatch)
+        );
+        let upper = {
+            let mut h = HeaderMap::new();
+            h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign("new-token", body).to_uppercase()).unwrap());
+            h
+        };
+        assert_eq!(KustomerConnector.verify(&req(&upper, body), &both), Ok(()));
+        let none = HeaderMap::new();
+        assert!(matches!(KustomerConnector.verify(&req(&none, body), &both), Err(VerifyError::MissingHeader(_))));
+        let mut garbage = HeaderMap::new();
+        garbage.insert(SIGNATURE_HEADER, HeaderValue::from_static("zz-not-hex"));
+        assert!(matches!(KustomerConnector.verify(&req(&garbage, body), &both), Err(VerifyError::Malformed { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn verify_of_sign_holds_and_any_bit_flip_fails(body in proptest::collection::vec(any::<u8>(), 1..512), bit in any::<usize>()) {
+            let secrets = ["s3cret".to_string()];
+            let h = signed("s3cret", &body);
+            prop_assert!(KustomerConnector.verify(&req(&h, &body), &secrets).is_ok());
+            let mut tampered = body.clone();
+            let i = bit % (tampered.len() * 8);
+            tampered[i / 8] ^= 1 << (i % 8);
+            prop_assert_eq!(KustomerConnector.verify(&req(&h, &tampered), &secrets), Err(VerifyError::Mismatch));
+        }
+
+        #[test]
+        fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let h = HeaderMap::new();
+            let _ = KustomerConnector.parse(&req(&h, &body));
+        }
+    }
+}

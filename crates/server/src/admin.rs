@@ -1,0 +1,193 @@
+//! The admin API under `/api/v1`: bearer-token authentication, RFC 7807 errors, and the event
+//! log with its deliveries and attempts.
+//!
+//! Tokens are either the operator's (`admin.token`, sees everything) or a tenant's
+//! (`tenants[].api_token`, sees only that tenant). A tenant token asking for another tenant's
+//! event gets 404, not 403, so it cannot learn which ids exist.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use intake_core::delivery::DeliveryState;
+use intake_core::signature::constant_time_eq;
+use intake_core::{EventId, Timestamp};
+use intake_store::EventFilter;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::problem::Problem;
+use crate::runtime::AppState;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The operator: everything.
+    Operator,
+    /// One tenant: its own data only.
+    Tenant(String),
+}
+
+impl Scope {
+    fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Scope::Operator => true,
+            Scope::Tenant(t) => t == tenant,
+        }
+    }
+}
+
+pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let api = Router::new()
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(get_event))
+        .fallback(api_not_found)
+        .layer(middleware::from_fn_with_state(state, authenticate));
+    Router::new().nest("/api/v1", api)
+}
+
+async fn api_not_found(req: Request) -> Problem {
+    Problem::not_found("no-such-route", format!("no admin API route {} {}", req.method(), req.uri().path()))
+}
+
+async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = presented else {
+        return Problem::unauthorized(
+            "missing-token",
+            "send `Authorization: Bearer <token>` (admin.token, or a tenant's api_token)",
+        )
+        .into_response();
+    };
+    let mut scope = None;
+    if let Some(op) = &app.config.admin.token {
+        if constant_time_eq(op.as_bytes(), token.as_bytes()) {
+            scope = Some(Scope::Operator);
+        }
+    }
+    for t in &app.config.tenants {
+        if let Some(tt) = &t.api_token {
+            if constant_time_eq(tt.as_bytes(), token.as_bytes()) {
+                scope = Some(Scope::Tenant(t.id.clone()));
+            }
+        }
+    }
+    match scope {
+        Some(scope) => {
+            req.extensions_mut().insert(scope);
+            next.run(req).await
+        }
+        None => Problem::unauthorized("bad-token", "the bearer token is not admin.token nor any tenant's api_token")
+            .into_response(),
+    }
+}
+
+/// `GET /api/v1/events` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    tenant: Option<String>,
+    source: Option<String>,
+    state: Option<String>,
+    event_type: Option<String>,
+    channel: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+fn time_param(name: &str, v: &Option<String>) -> Result<Option<Timestamp>, Problem> {
+    v.as_deref()
+        .map(|s| {
+            Timestamp::parse_rfc3339(s)
+                .map_err(|e| Problem::bad_request("invalid-parameter", format!("`{name}`: {e}")))
+        })
+        .transpose()
+}
+
+async fn list_events(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            DeliveryState::parse(s).ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid-parameter",
+                    format!("`state`: `{s}` is not one of pending, in_flight, delivered, retrying, dead"),
+                )
+            })
+        })
+        .transpose()?;
+    let before = q
+        .before
+        .as_deref()
+        .map(|s| s.parse::<EventId>().map_err(|e| Problem::bad_request("invalid-parameter", format!("`before`: {e}"))))
+        .transpose()?;
+    let tenant = match (&scope, q.tenant) {
+        (Scope::Tenant(own), Some(asked)) if *own != asked => {
+            return Err(Problem::not_found("no-such-tenant", format!("no tenant `{asked}` is visible to this token")))
+        }
+        (Scope::Tenant(own), _) => Some(own.clone()),
+        (Scope::Operator, asked) => asked,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(Problem::bad_request("invalid-parameter", "`limit` must be between 1 and 1000"));
+    }
+    let filter = EventFilter {
+        tenant,
+        source: q.source,
+        state,
+        event_type: q.event_type,
+        channel: q.channel,
+        from: time_param("from", &q.from)?,
+        to: time_param("to", &q.to)?,
+        before,
+        limit,
+    };
+    let events = app.store.list_events(filter).await?;
+    let next = if events.len() == limit { events.last().map(|e| e.id.to_string()) } else { None };
+    Ok(Json(json!({ "data": events, "next_before": next })))
+}
+
+async fn get_event(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let not_found = || Problem::not_found("no-such-event", format!("no event `{id}`"));
+    let Ok(event_id) = id.parse::<EventId>() else { return Err(not_found()) };
+    let detail = app.store.get_event(&event_id).await?.ok_or_else(not_found)?;
+    if !scope.sees(&detail.summary.tenant) {
+        return Err(not_found());
+    }
+    let mut v = serde_json::to_value(&detail).map_err(|e| Problem::internal(e.to_string()))?;
+    if let Value::Object(map) = &mut v {
+        // The body is returned as text when it is UTF-8 (webhooks are JSON), else as base64.
+        match std::str::from_utf8(&detail.body) {
+            Ok(text) => map.insert("body".into(), Value::String(text.to_string())),
+            Err(_) => map.insert(
+                "body_base64".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&detail.body)),
+            ),
+        };
+    }
+    Ok(Json(v))
+}

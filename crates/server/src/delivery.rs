@@ -1,0 +1,364 @@
+//! Delivery workers: one dispatcher per destination leases due deliveries from the store and
+//! POSTs them to the handler with Standard Webhooks headers, within the destination's
+//! concurrency and rate limits.
+//!
+//! A dispatcher sleeps until whichever comes first: an ingest waking it (new work is attempted
+//! at once, with no polling delay), the next scheduled retry or lease expiry, or a safety-net
+//! poll. Every attempt is recorded with its outcome; the retry policy from `intake-core`
+//! decides what follows it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue};
+use intake_core::delivery::{AttemptOutcome, NextStep};
+use intake_core::rate::TokenBucket;
+use intake_core::{DeliveryId, Timestamp};
+use intake_store::{ClaimedDelivery, FinishedAttempt};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{ATTEMPT_DURATION, DELIVERIES, DELIVERY_LATENCY};
+use crate::runtime::{AppState, DestinationRuntime};
+
+/// The longest a dispatcher sleeps without looking at the store. It normally wakes earlier
+/// (new work, a due retry); this bounds the damage of a missed wake-up.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+/// Added to the destination timeout to make the lease: long enough that a slow but live
+/// attempt keeps its lease, short enough that a crashed worker's work comes back soon.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long to wait before claiming again after the store failed.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The most deliveries one claim takes.
+const MAX_CLAIM: usize = 256;
+
+/// The most of an error response body kept in the attempt record.
+const KEPT_ERROR_BODY: usize = 512;
+
+/// Starts one dispatcher per destination.
+pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    app.destinations
+        .values()
+        .map(|dest| {
+            dest.running.store(true, Ordering::Relaxed);
+            let d = Dispatcher {
+                app: app.clone(),
+                dest: dest.clone(),
+                http: http.clone(),
+                shutdown: shutdown.clone(),
+                leases: Arc::new(Mutex::new(HashMap::new())),
+                limiter: dest.config.rate_limit.map(|r| {
+                    Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))
+                }),
+            };
+            tokio::spawn(d.run())
+        })
+        .collect()
+}
+
+struct Dispatcher {
+    app: Arc<AppState>,
+    dest: Arc<DestinationRuntime>,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    /// Leases of attempts in flight, given back if shutdown interrupts them.
+    leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
+    limiter: Option<Mutex<TokenBucket>>,
+}
+
+impl Dispatcher {
+    async fn run(self) {
+        let concurrency = self.dest.config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let mut attempts = JoinSet::new();
+        let lease = self.dest.config.timeout.0 + LEASE_MARGIN;
+        let clock = self.app.clock.clone();
+        loop {
+            while attempts.try_join_next().is_some() {}
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = self.shutdown.cancelled() => break,
+            };
+            let mut permits = vec![first];
+            while permits.len() < MAX_CLAIM {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let now = clock.now();
+            let claimed =
+                match self.app.store.claim_due(&self.dest.config.id, now, lease, permits.len()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                        drop(permits);
+                        tokio::select! {
+                            _ = clock.sleep_until(now.add(STORE_BACKOFF)) => {}
+                            _ = self.shutdown.cancelled() => break,
+                        }
+                        continue;
+                    }
+                };
+            if claimed.is_empty() {
+                drop(permits);
+                let next = self.app.store.next_due_at(&self.dest.config.id).await.ok().flatten();
+                let ceiling = now.add(SAFETY_POLL);
+                let wake_at = next.map_or(ceiling, |t| t.min(ceiling));
+                tokio::select! {
+                    _ = self.dest.wake.notified() => {}
+                    _ = clock.sleep_until(wake_at) => {}
+                    _ = self.shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            for (delivery, permit) in claimed.into_iter().zip(permits) {
+                if let Some(limiter) = &self.limiter {
+                    let at = match limiter.lock() {
+                        Ok(mut b) => b.reserve(clock.now()),
+                        Err(p) => p.into_inner().reserve(clock.now()),
+                    };
+                    if at > clock.now() {
+                        tokio::select! {
+                            _ = clock.sleep_until(at) => {}
+                            _ = self.shutdown.cancelled() => {
+                                // Not attempted: give the lease back right away.
+                                let _ = self.app.store
+                                    .release(vec![(delivery.id.clone(), delivery.lease_id.clone())], clock.now())
+                                    .await;
+                                continue;
+                            }
+                        }
+                    }
+                }
+                if let Ok(mut l) = self.leases.lock() {
+                    l.insert(delivery.id.clone(), delivery.lease_id.clone());
+                }
+                let attempt = Attempt {
+                    app: self.app.clone(),
+                    dest: self.dest.clone(),
+                    http: self.http.clone(),
+                    leases: self.leases.clone(),
+                };
+                attempts.spawn(async move {
+                    attempt.run(delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+        self.drain(attempts).await;
+    }
+
+    /// Waits for attempts in flight up to the shutdown timeout, then gives back the leases of
+    /// those that did not finish so they are due again at once after a restart.
+    async fn drain(&self, mut attempts: JoinSet<()>) {
+        let timeout = self.app.config.server.shutdown_timeout.0;
+        let waited = tokio::time::timeout(timeout, async {
+            while attempts.join_next().await.is_some() {}
+        })
+        .await;
+        if waited.is_err() {
+            attempts.abort_all();
+            while attempts.join_next().await.is_some() {}
+        }
+        let leases: Vec<(DeliveryId, String)> = match self.leases.lock() {
+            Ok(mut l) => l.drain().collect(),
+            Err(p) => p.into_inner().drain().collect(),
+        };
+        if !leases.is_empty() {
+            tracing::info!(destination = %self.dest.config.id, count = leases.len(), "releasing unfinished deliveries");
+            if let Err(e) = self.app.store.release(leases, self.app.clock.now()).await {
+                tracing::warn!(error = %e, "could not release leases; they will expire on their own");
+            }
+        }
+        self.dest.running.store(false, Ordering::Relaxed);
+    }
+}
+
+struct Attempt {
+    app: Arc<AppState>,
+    dest: Arc<DestinationRuntime>,
+    http: reqwest::Client,
+    leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
+}
+
+impl Attempt {
+    async fn run(self, d: ClaimedDelivery) {
+        let clock = &self.app.clock;
+        let started_at = clock.now();
+        let wall = Instant::now();
+        let outcome = self.send(&d, started_at).await;
+        let finished_at = clock.now();
+        let policy = self.dest.config.retry_policy();
+        let next = policy.next_step(d.attempt, &outcome, finished_at, rand::random::<f64>());
+        let (status, error) = match &outcome {
+            AttemptOutcome::Success { status } => (Some(*status), None),
+            AttemptOutcome::Failure { status, error, .. } => (*status, Some(error.clone())),
+        };
+        let dest = self.dest.config.id.as_str();
+        metrics::histogram!(ATTEMPT_DURATION, "destination" => dest.to_string())
+            .record(wall.elapsed().as_secs_f64());
+        let label = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::RetryAt(_) => "failed",
+            NextStep::Dead => "dead",
+        };
+        match &next {
+            NextStep::Delivered => {}
+            NextStep::RetryAt(at) => tracing::info!(delivery = %d.id, event = %d.event_id, destination = dest,
+                attempt = d.attempt, error = error.as_deref().unwrap_or(""), retry_at = %at, "delivery attempt failed; will retry"),
+            NextStep::Dead => tracing::warn!(delivery = %d.id, event = %d.event_id, destination = dest,
+                attempt = d.attempt, error = error.as_deref().unwrap_or(""), "delivery is dead: no attempts left"),
+        }
+        let finished = FinishedAttempt {
+            delivery_id: d.id.clone(),
+            lease_id: d.lease_id.clone(),
+            attempt: d.attempt,
+            next,
+            started_at,
+            finished_at,
+            status,
+            error,
+            tenant: d.tenant.clone(),
+            source: d.source.clone(),
+            channel: d.channel.clone(),
+            destination: d.destination.clone(),
+            received_at: d.received_at,
+        };
+        match self.app.store.finish_attempt(finished).await {
+            Ok(()) => {
+                metrics::counter!(DELIVERIES, "outcome" => label, "tenant" => d.tenant.clone(),
+                    "source" => d.source.clone(), "destination" => dest.to_string())
+                .increment(1);
+                if next == NextStep::Delivered {
+                    metrics::histogram!(DELIVERY_LATENCY, "destination" => dest.to_string())
+                        .record(finished_at.since(d.received_at).as_secs_f64());
+                }
+                if let Ok(mut l) = self.leases.lock() {
+                    l.remove(&d.id);
+                }
+            }
+            Err(e) => {
+                // The lease stays recorded: shutdown will try to release it, and otherwise it
+                // expires and the delivery is attempted again (at-least-once, never zero).
+                tracing::error!(delivery = %d.id, error = %e, "could not record the attempt; the delivery will be retried when its lease expires");
+            }
+        }
+        // A retry that is due sooner than anything the dispatcher is sleeping towards must wake it.
+        if let NextStep::RetryAt(_) = next {
+            self.dest.wake.notify_one();
+        }
+    }
+
+    async fn send(&self, d: &ClaimedDelivery, now: Timestamp) -> AttemptOutcome {
+        let cfg = &self.dest.config;
+        let ts = now.as_secs();
+        let signature = self.dest.key.sign(d.event_id.as_str(), ts, &d.body);
+        let occurred = d.occurred_at.unwrap_or(d.received_at).to_rfc3339();
+        let mut req = self
+            .http
+            .post(&cfg.url)
+            .timeout(cfg.timeout.0)
+            .header("content-type", "application/json")
+            .header("webhook-id", d.event_id.as_str())
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .header("intake-attempt", d.attempt.to_string())
+            .header("intake-origin", d.origin.as_str())
+            .header("intake-occurred-at", occurred);
+        for (name, value) in [
+            ("intake-tenant", &d.tenant),
+            ("intake-source", &d.source),
+            ("intake-event-type", &d.event_type),
+            ("intake-channel", &d.channel),
+        ] {
+            // Values come from configuration and parsed bodies; one that cannot be a header
+            // value (a control character in an event type) is replaced by a placeholder rather
+            // than failing the delivery for ever.
+            let v = HeaderValue::from_str(value)
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid-header-value"));
+            req = req.header(HeaderName::from_static(name), v);
+        }
+        match req.body(d.body.clone()).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                AttemptOutcome::Success { status: resp.status().as_u16() }
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, now));
+                let body = resp.bytes().await.unwrap_or_default();
+                let excerpt = String::from_utf8_lossy(&body[..body.len().min(KEPT_ERROR_BODY)]).to_string();
+                let error = if excerpt.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status}: {excerpt}")
+                };
+                AttemptOutcome::Failure { status: Some(status), retry_after, error }
+            }
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    format!("timed out after {}", humantime::format_duration(cfg.timeout.0))
+                } else if e.is_connect() {
+                    format!("cannot connect: {}", error_chain(&e))
+                } else {
+                    error_chain(&e)
+                };
+                AttemptOutcome::Failure { status: None, retry_after: None, error }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// `Retry-After` is either delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(Timestamp::from_system_time(at).since(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! A handler built into the server for the embedded default configuration only
+//! (`server.demo_handler = true`): it verifies the Standard Webhooks signature of what intake
+//! delivers to `/demo/handler`, logs it, and lists the last deliveries at `GET /demo/handler`,
+//! so a newcomer sees a webhook go all the way through with no other program running.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use intake_core::config::Config;
+use intake_core::signature::SigningKey;
+use serde::Serialize;
+
+use crate::runtime::AppState;
+
+const KEPT: usize = 100;
+
+/// One delivery the demo handler received.
+#[derive(Debug, Clone, Serialize)]
+pub struct Received {
+    /// `webhook-id`
+    pub id: String,
+    /// `intake-event-type`
+    pub event_type: String,
+    /// `intake-channel`
+    pub channel: String,
+    /// `intake-attempt`
+    pub attempt: String,
+    /// Whether the signature verified.
+    pub signature_valid: bool,
+}
+
+/// The demo handler's state.
+pub(crate) struct DemoHandler {
+    keys: Vec<SigningKey>,
+    received: Mutex<VecDeque<Received>>,
+}
+
+impl DemoHandler {
+    pub(crate) fn new(config: &Config) -> Self {
+        let keys = config
+            .destinations
+            .iter()
+            .filter(|d| d.url.ends_with("/demo/handler"))
+            .filter_map(|d| SigningKey::from_secret(&d.secret).ok())
+            .collect();
+        DemoHandler { keys, received: Mutex::new(VecDeque::new()) }
+    }
+}
+
+pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
+    if !state.config.server.demo_handler {
+        return Router::new();
+    }
+    Router::new().route("/demo/handler", post(receive).get(list))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn receive(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let id = header(&headers, "webhook-id");
+    let ts: i64 = header(&headers, "webhook-timestamp").parse().unwrap_or(0);
+    let sig = header(&headers, "webhook-signature");
+    let valid = app.demo.keys.iter().any(|k| k.verify(id, ts, &body, sig));
+    let r = Received {
+        id: id.to_string(),
+        event_type: header(&headers, "intake-event-type").to_string(),
+        channel: header(&headers, "intake-channel").to_string(),
+        attempt: header(&headers, "intake-attempt").to_string(),
+        signature_valid: valid,
+    };
+    tracing::info!(event = %r.id, event_type = %r.event_type, signature_valid = valid, "demo handler received a delivery");
+    if let Ok(mut q) = app.demo.received.lock() {
+        if q.len() == KEPT {
+            q.pop_front();
+        }
+        q.push_back(r);
+    }
+    if valid {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Received>> {
+    let list = app.demo.received.lock().map(|q| q.iter().rev().cloned().collect()).unwrap_or_default();
+    Json(list)
+}

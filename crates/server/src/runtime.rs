@@ -1,0 +1,244 @@
+//! Wiring: opens the store, builds the shared state, binds the listener, starts the delivery
+//! dispatchers, and shuts everything down in the order that loses nothing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use axum::Router;
+use intake_connectors::Connector;
+use intake_core::config::{Config, DestinationConfig, SourceConfig};
+use intake_core::signature::SigningKey;
+use intake_core::SharedClock;
+use intake_store::sqlite::{SqliteOptions, SqliteStore};
+use intake_store::Store;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{admin, delivery, demo_handler, health, ingest};
+
+/// A configured source, ready to verify and parse.
+pub(crate) struct SourceRuntime {
+    pub config: SourceConfig,
+    pub connector: Box<dyn Connector>,
+    /// The destinations, with the wakers of their dispatchers.
+    pub wakers: Vec<Arc<Notify>>,
+}
+
+/// A configured destination, ready to sign.
+pub(crate) struct DestinationRuntime {
+    pub config: DestinationConfig,
+    pub key: SigningKey,
+    pub wake: Arc<Notify>,
+    pub running: AtomicBool,
+}
+
+/// What every request handler and duty shares.
+pub(crate) struct AppState {
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub store: Arc<dyn Store>,
+    pub sources: HashMap<String, SourceRuntime>,
+    pub destinations: HashMap<String, Arc<DestinationRuntime>>,
+    pub demo: demo_handler::DemoHandler,
+}
+
+/// Opens the store a `storage.url` names.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = &config.storage.url;
+    if url.starts_with("sqlite://") {
+        let path = SqliteStore::path_from_url(url)?;
+        let store = SqliteStore::open(&path, SqliteOptions { max_batch: config.storage.max_batch })?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!(
+            "storage.url `{url}`: the PostgreSQL backend is not part of this version of intake yet; \
+             use the embedded store (sqlite://./intake-data/intake.db)"
+        )
+    } else {
+        bail!("storage.url `{url}` must start with sqlite:// or postgres://")
+    }
+}
+
+/// A server ready to start.
+pub struct Server {
+    config: Config,
+    clock: SharedClock,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl Server {
+    /// A server for this configuration, reading time from `clock`.
+    pub fn new(config: Config, clock: SharedClock) -> Self {
+        Server { config, clock, store: None }
+    }
+
+    /// Uses an already open store instead of opening `storage.url`.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks what the configuration needs from this build (connectors for every source kind,
+    /// usable secrets), beyond what [`Config::validate`] checks.
+    pub fn check(config: &Config) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        for (i, s) in config.sources.iter().enumerate() {
+            if let Err(e) = intake_connectors::for_source(s) {
+                problems.push(format!("sources[{i}].kind: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", problems.join("\n"))
+        }
+    }
+
+    /// Opens the store, binds the listener and starts serving and delivering.
+    pub async fn start(self) -> anyhow::Result<RunningServer> {
+        Server::check(&self.config)?;
+        let config = Arc::new(self.config);
+        let store = match self.store {
+            Some(s) => s,
+            None => open_store(&config)?,
+        };
+
+        let mut destinations = HashMap::new();
+        for d in &config.destinations {
+            let key = SigningKey::from_secret(&d.secret)
+                .with_context(|| format!("destination `{}`: secret", d.id))?;
+            destinations.insert(
+                d.id.clone(),
+                Arc::new(DestinationRuntime {
+                    config: d.clone(),
+                    key,
+                    wake: Arc::new(Notify::new()),
+                    running: AtomicBool::new(false),
+                }),
+            );
+        }
+        let mut sources = HashMap::new();
+        for s in &config.sources {
+            let connector = intake_connectors::for_source(s)?;
+            let wakers = s
+                .destinations
+                .iter()
+                .filter_map(|d| destinations.get(d).map(|d| d.wake.clone()))
+                .collect();
+            sources.insert(s.id.clone(), SourceRuntime { config: s.clone(), connector, wakers });
+        }
+
+        let state = Arc::new(AppState {
+            config: config.clone(),
+            clock: self.clock.clone(),
+            store: store.clone(),
+            sources,
+            destinations,
+            demo: demo_handler::DemoHandler::new(&config),
+        });
+        crate::metrics::handle();
+
+        let listener = tokio::net::TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+
+        let shutdown = CancellationToken::new();
+        let http_stop = CancellationToken::new();
+        let dispatchers = delivery::start_all(state.clone(), shutdown.child_token());
+
+        let app = router(state.clone());
+        let http_stop2 = http_stop.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_stop2.cancelled().await })
+                .await
+        });
+
+        let task = tokio::spawn(run_until_shutdown(
+            state.clone(),
+            shutdown.clone(),
+            http_stop,
+            http,
+            dispatchers,
+        ));
+        tracing::info!(%addr, "intake is serving");
+        Ok(RunningServer { addr, store, shutdown, task })
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(ingest::routes())
+        .merge(health::routes())
+        .merge(admin::routes(state.clone()))
+        .merge(demo_handler::routes(&state))
+        .with_state(state)
+}
+
+async fn run_until_shutdown(
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    http_stop: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+    dispatchers: Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new requests; finishing requests in progress");
+    // 1. Stop accepting; requests already inside (ingests waiting for their commit) finish.
+    http_stop.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
+    // 2. Dispatchers were cancelled with us: they wait for attempts in flight (bounded by
+    //    server.shutdown_timeout) and give back the leases of the ones that did not finish.
+    for d in dispatchers {
+        let _ = d.await;
+    }
+    for d in state.destinations.values() {
+        d.running.store(false, Ordering::Relaxed);
+    }
+    // 3. The store commits what is queued and closes.
+    state.store.close().await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// Its store.
+    pub store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://{addr}`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that starts a graceful shutdown when cancelled (e.g. on SIGTERM).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped (after a shutdown was requested).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
