@@ -35,6 +35,19 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The tenant a listing is restricted to: the token's own for a tenant token (asking for
+    /// another is 404), whatever was asked for the operator.
+    fn tenant_filter(&self, asked: Option<String>) -> Result<Option<String>, Problem> {
+        match (self, asked) {
+            (Scope::Tenant(own), Some(asked)) if *own != asked => Err(Problem::not_found(
+                "no-such-tenant",
+                format!("no tenant `{asked}` is visible to this token"),
+            )),
+            (Scope::Tenant(own), _) => Ok(Some(own.clone())),
+            (Scope::Operator, asked) => Ok(asked),
+        }
+    }
+
     fn sees(&self, tenant: &str) -> bool {
         match self {
             Scope::Operator => true,
@@ -47,6 +60,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let api = Router::new()
         .route("/events", get(list_events))
         .route("/events/{id}", get(get_event))
+        .route("/rejections", get(list_rejections))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new().nest("/api/v1", api)
@@ -140,13 +154,7 @@ async fn list_events(
         .as_deref()
         .map(|s| s.parse::<EventId>().map_err(|e| Problem::bad_request("invalid-parameter", format!("`before`: {e}"))))
         .transpose()?;
-    let tenant = match (&scope, q.tenant) {
-        (Scope::Tenant(own), Some(asked)) if *own != asked => {
-            return Err(Problem::not_found("no-such-tenant", format!("no tenant `{asked}` is visible to this token")))
-        }
-        (Scope::Tenant(own), _) => Some(own.clone()),
-        (Scope::Operator, asked) => asked,
-    };
+    let tenant = scope.tenant_filter(q.tenant)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(Problem::bad_request("invalid-parameter", "`limit` must be between 1 and 1000"));
@@ -190,4 +198,38 @@ async fn get_event(
         };
     }
     Ok(Json(v))
+}
+
+/// `GET /api/v1/rejections` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionQuery {
+    tenant: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Requests refused for an unparseable body, newest first, with the reason and the body as
+/// received (text when it is UTF-8), so a sender's bad deploy can be diagnosed.
+async fn list_rejections(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<RejectionQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
+    let tenant = scope.tenant_filter(q.tenant)?;
+    let rows = app.store.list_rejections(tenant, q.limit.unwrap_or(100)).await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({
+                "at": r.at, "tenant": r.tenant, "source": r.source,
+                "outcome": r.outcome, "reason": r.reason,
+            });
+            if let (Some(body), Value::Object(map)) = (&r.body, &mut v) {
+                map.insert("body".into(), Value::String(String::from_utf8_lossy(body).into_owned()));
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
 }

@@ -51,7 +51,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &config.storage.url;
     if url.starts_with("sqlite://") {
         let path = SqliteStore::path_from_url(url)?;
-        let store = SqliteStore::open(&path, SqliteOptions { max_batch: config.storage.max_batch })?;
+        let store = SqliteStore::open(&path, SqliteOptions { max_batch: config.storage.max_batch, ..SqliteOptions::default() })?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!(

@@ -270,3 +270,21 @@ pub struct QueueStats {
     /// Dead deliveries.
     pub dead: u64,
 }
+
+/// A recorded rejection.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectionRecord {
+    /// When.
+    pub at: Timestamp,
+    /// Tenant.
+    pub tenant: String,
+    /// Source.
+    pub source: String,
+    /// `rejected_invalid`, …
+    pub outcome: String,
+    /// Why.
+    pub reason: String,
+    /// The body (up to 64 KiB), when kept.
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
+}

@@ -42,11 +42,13 @@ const READERS: usize = 4;
 pub struct SqliteOptions {
     /// The most requests one transaction carries.
     pub max_batch: usize,
+    /// How long a statement waits for a lock held by another connection before failing.
+    pub busy_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { max_batch: 1024 }
+        SqliteOptions { max_batch: 1024, busy_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -107,11 +109,11 @@ impl SqliteStore {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 5000;
                  PRAGMA wal_autocheckpoint = 0;
                  PRAGMA cache_size = -65536;",
             )
             .map_err(open_err)?;
+        writer.busy_timeout(options.busy_timeout).map_err(open_err)?;
         migrate(&mut writer).map_err(open_err)?;
         // Only this process can hold the lock, so every lease in the file belongs to a process
         // that is gone: make that work due now.
@@ -790,6 +792,27 @@ impl Store for SqliteStore {
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
         self.read(queue_stats).await
+    }
+
+    async fn list_rejections(&self, tenant: Option<String>, limit: usize) -> Result<Vec<RejectionRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT at, tenant, source, outcome, reason, body FROM rejections
+                 WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
+                Ok(RejectionRecord {
+                    at: Timestamp(r.get(0)?),
+                    tenant: r.get(1)?,
+                    source: r.get(2)?,
+                    outcome: r.get(3)?,
+                    reason: r.get(4)?,
+                    body: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     async fn check_writable(&self) -> Result<()> {
