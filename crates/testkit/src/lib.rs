@@ -280,6 +280,12 @@ impl TestServer {
         self.server.url()
     }
 
+    /// The manual clock's time in unix seconds.
+    pub fn clock_now_secs(&self) -> i64 {
+        use intake_core::Clock;
+        self.clock.now().as_secs()
+    }
+
     /// Sends a Kustomer webhook signed with `secret` to `source`.
     pub async fn send_kustomer(&self, source: &str, body: &str, secret: &str) -> anyhow::Result<reqwest::Response> {
         Ok(self

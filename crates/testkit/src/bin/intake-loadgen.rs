@@ -491,10 +491,13 @@ async fn run_slot(
             Some(interval) => {
                 let scheduled = slot_start + interval.mul_f64(k as f64);
                 k += 1;
-                if scheduled >= plan.end {
+                let now = Instant::now();
+                // Past the end of the run, even if behind schedule: what was not sent by then
+                // is what the server could not take, and shows as a shortfall in the rate.
+                if scheduled >= plan.end || now >= plan.end {
                     break;
                 }
-                if Instant::now() >= scheduled {
+                if now >= scheduled {
                     scheduled
                 } else {
                     tokio::time::sleep_until(scheduled.into()).await;

@@ -1,0 +1,4 @@
+#[path = "it/cli.rs"]
+mod cli;
+#[path = "it/admin.rs"]
+mod admin;
