@@ -57,7 +57,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: Duration) {
-        self.now.send_modify(|t| *t = t.add(d));
+        self.now.send_modify(|t| *t = t.plus(d));
     }
 
     /// Sets the clock to `t` (which may be in the past: a clock can be stepped back by NTP).

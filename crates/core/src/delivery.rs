@@ -213,7 +213,7 @@ impl RetryPolicy {
                 if let Some(asked) = retry_after {
                     delay = delay.max((*asked).min(MAX_RETRY_AFTER));
                 }
-                NextStep::RetryAt(now.add(delay))
+                NextStep::RetryAt(now.plus(delay))
             }
         }
     }
@@ -246,7 +246,7 @@ mod tests {
         let step = p.next_step(1, &failure(Some(Duration::from_secs(1))), now, 0.5);
         assert_eq!(step, NextStep::RetryAt(Timestamp(5_000)));
         let step = p.next_step(1, &failure(Some(Duration::from_secs(10_000_000))), now, 0.5);
-        assert_eq!(step, NextStep::RetryAt(now.add(MAX_RETRY_AFTER)));
+        assert_eq!(step, NextStep::RetryAt(now.plus(MAX_RETRY_AFTER)));
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl TokenBucket {
         if self.tokens >= 0.0 {
             now
         } else {
-            now.add(Duration::from_secs_f64(-self.tokens / self.rate))
+            now.plus(Duration::from_secs_f64(-self.tokens / self.rate))
         }
     }
 }

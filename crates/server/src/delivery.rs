@@ -106,7 +106,7 @@ impl Dispatcher {
                         tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
                         drop(permits);
                         tokio::select! {
-                            _ = clock.sleep_until(now.add(STORE_BACKOFF)) => {}
+                            _ = clock.sleep_until(now.plus(STORE_BACKOFF)) => {}
                             _ = self.shutdown.cancelled() => break,
                         }
                         continue;
@@ -115,7 +115,7 @@ impl Dispatcher {
             if claimed.is_empty() {
                 drop(permits);
                 let next = self.app.store.next_due_at(&self.dest.config.id).await.ok().flatten();
-                let ceiling = now.add(SAFETY_POLL);
+                let ceiling = now.plus(SAFETY_POLL);
                 let wake_at = next.map_or(ceiling, |t| t.min(ceiling));
                 tokio::select! {
                     _ = self.dest.wake.notified() => {}

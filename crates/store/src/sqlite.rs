@@ -560,7 +560,7 @@ impl Writer {
         limit: usize,
     ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
         let lease_id = format!("{:032x}", rand_u128());
-        let lease_until = now.add(lease);
+        let lease_until = now.plus(lease);
         let mut claimed = Vec::new();
         let rows: Vec<(String, String, u32, String, String, String)> = self
             .conn
