@@ -112,6 +112,45 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Scalars that environment variables can set arrive as text (`INTAKE_STORAGE_MAX_BATCH=512`);
+/// these accept the text form as well as the TOML one.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrText {
+        Bool(bool),
+        Text(String),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum CountOrText {
+        Count(u64),
+        Text(String),
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match BoolOrText::deserialize(d)? {
+            BoolOrText::Bool(b) => Ok(b),
+            BoolOrText::Text(t) => t.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!("`{t}` is not a boolean (true or false)"))
+            }),
+        }
+    }
+
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let n = match CountOrText::deserialize(d)? {
+            CountOrText::Count(n) => n,
+            CountOrText::Text(t) => t.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!("`{t}` is not a whole number"))
+            })?,
+        };
+        usize::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +204,7 @@ pub struct ServerConfig {
     pub shutdown_timeout: Dur,
     /// Serve a built-in handler at `/demo/handler` that accepts and logs deliveries. Only the
     /// embedded default turns this on, so a newcomer sees a delivery with no other program.
+    #[serde(deserialize_with = "lenient::boolean")]
     pub demo_handler: bool,
 }
 
@@ -187,6 +227,7 @@ pub struct StorageConfig {
     /// `sqlite://path/to/intake.db` (embedded, the default) or `postgres://…`.
     pub url: String,
     /// The most requests one group commit may carry.
+    #[serde(deserialize_with = "lenient::count")]
     pub max_batch: usize,
 }
 
@@ -600,6 +641,7 @@ pub enum RuleThreshold {
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentsConfig {
     /// Declare an incident automatically when a critical alert names a tenant.
+    #[serde(deserialize_with = "lenient::boolean")]
     pub auto_declare: bool,
     /// Notice templates by name (`declared`, `updated`, `resolved`).
     pub templates: BTreeMap<String, String>,
@@ -659,9 +701,16 @@ impl From<figment::Error> for ConfigError {
                 if path.is_empty() {
                     path = "(top level)".into();
                 }
-                let mut message = e.kind.to_string();
-                if let Some(source) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-                    message.push_str(&format!(" (from {source})"));
+                // figment quotes the list of expected keys as a whole and each key in it; keep
+                // only the inner quotes: "expected one of `listen`, `public_url`".
+                let mut message = e.kind.to_string().replace("expected `one of ", "expected one of ");
+                if message.ends_with("``") {
+                    message.pop();
+                }
+                if let Some(figment::Source::File(file)) =
+                    e.metadata.as_ref().and_then(|m| m.source.as_ref())
+                {
+                    message.push_str(&format!(" (from {})", file.display()));
                 }
                 Problem { path, message }
             })
@@ -678,10 +727,15 @@ impl Config {
 
     /// Extracts a configuration from layered providers over the defaults, then validates it.
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config =
-            Figment::from(Serialized::defaults(Config::default())).merge(figment).extract()?;
+        let config = Config::extract(figment)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Extracts a configuration from layered providers over the defaults, without the checks
+    /// of [`Config::validate`] (so that a caller can add its own and report all at once).
+    pub fn extract(figment: Figment) -> Result<Config, ConfigError> {
+        Ok(Figment::from(Serialized::defaults(Config::default())).merge(figment).extract()?)
     }
 
     /// The configuration `intake serve` runs with when given no file: one demo tenant with a

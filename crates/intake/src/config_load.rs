@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use intake_core::config::{Config, ConfigError, Problem};
 
@@ -26,19 +26,45 @@ fn env_key(key: &str) -> Option<String> {
 /// Loads the configuration from `path` (or the embedded default when `None`) and the
 /// environment, and validates it.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    let base = match path {
+    Config::from_figment(layers(path)?).map_err(blame_environment)
+}
+
+/// Loads without validating, for `check-config`, which adds its own checks and reports every
+/// problem at once.
+pub fn extract(path: Option<&Path>) -> Result<Config, ConfigError> {
+    Config::extract(layers(path)?).map_err(blame_environment)
+}
+
+fn layers(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut figment = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                 problems: vec![Problem { path: "(file)".into(), message: format!("cannot read: {e}") }],
             })?;
             Figment::new().merge(Toml::string(&text))
         }
-        None => Figment::from(figment::providers::Serialized::defaults(Config::embedded_default())),
+        None => Figment::from(Serialized::defaults(Config::embedded_default())),
     };
-    let env = Env::prefixed("INTAKE_")
-        .filter_map(|k| env_key(k.as_str()).map(Into::into))
-        .split(".");
-    Config::from_figment(base.merge(env))
+    // Environment values are kept as text (`INTAKE_ADMIN_TOKEN=12345` is a token, not a
+    // number); the few non-text keys accept their text form.
+    for (name, value) in std::env::vars() {
+        if let Some(key) = name.strip_prefix("INTAKE_").and_then(env_key) {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+    }
+    Ok(figment)
+}
+
+/// The environment variable that sets a problem's key, when one is set: a problem that came
+/// from the environment must not be blamed on the file.
+pub fn blame_environment(mut err: ConfigError) -> ConfigError {
+    for p in &mut err.problems {
+        let var = format!("INTAKE_{}", p.path.replace('.', "_").to_ascii_uppercase());
+        if env_key(&var["INTAKE_".len()..]).is_some() && std::env::var_os(&var).is_some() {
+            p.message.push_str(&format!(" (set by the environment variable {var})"));
+        }
+    }
+    err
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use intake_core::config::Config;
+use intake_core::config::{Config, ConfigError};
 use intake_core::SystemClock;
 use intake_server::Server;
 
@@ -61,15 +61,19 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let config = match config_load::load(Some(&path)) {
+    let config = match config_load::extract(Some(&path)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
             return Ok(ExitCode::FAILURE);
         }
     };
-    if let Err(e) = Server::check(&config) {
-        eprintln!("{}: invalid configuration:\n  - {}", path.display(), e.to_string().replace('\n', "\n  - "));
+    // Every problem at once: the model's checks and what this build supports.
+    let mut problems = config.validate().err().map(|e| e.problems).unwrap_or_default();
+    problems.extend(Server::check(&config));
+    if !problems.is_empty() {
+        let err = config_load::blame_environment(ConfigError { problems });
+        eprintln!("{}: {err}", path.display());
         return Ok(ExitCode::FAILURE);
     }
     println!(

@@ -217,7 +217,11 @@ async fn list_rejections(
 ) -> Result<Json<Value>, Problem> {
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
     let tenant = scope.tenant_filter(q.tenant)?;
-    let rows = app.store.list_rejections(tenant, q.limit.unwrap_or(100)).await?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(Problem::bad_request("invalid-parameter", "`limit` must be between 1 and 1000"));
+    }
+    let rows = app.store.list_rejections(tenant, limit).await?;
     let data: Vec<Value> = rows
         .into_iter()
         .map(|r| {

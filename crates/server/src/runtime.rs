@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use axum::Router;
 use intake_connectors::Connector;
-use intake_core::config::{Config, DestinationConfig, SourceConfig};
+use intake_core::config::{Config, ConfigError, DestinationConfig, Problem, SourceConfig};
 use intake_core::signature::SigningKey;
 use intake_core::SharedClock;
 use intake_store::sqlite::{SqliteOptions, SqliteStore};
@@ -84,23 +84,25 @@ impl Server {
 
     /// Checks what the configuration needs from this build (connectors for every source kind,
     /// usable secrets), beyond what [`Config::validate`] checks.
-    pub fn check(config: &Config) -> anyhow::Result<()> {
-        let mut problems = Vec::new();
-        for (i, s) in config.sources.iter().enumerate() {
-            if let Err(e) = intake_connectors::for_source(s) {
-                problems.push(format!("sources[{i}].kind: {e}"));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", problems.join("\n"))
-        }
+    pub fn check(config: &Config) -> Vec<Problem> {
+        config
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                intake_connectors::for_source(s)
+                    .err()
+                    .map(|e| Problem { path: format!("sources[{i}].kind"), message: e.to_string() })
+            })
+            .collect()
     }
 
     /// Opens the store, binds the listener and starts serving and delivering.
     pub async fn start(self) -> anyhow::Result<RunningServer> {
-        Server::check(&self.config)?;
+        let problems = Server::check(&self.config);
+        if !problems.is_empty() {
+            return Err(ConfigError { problems }.into());
+        }
         let config = Arc::new(self.config);
         let store = match self.store {
             Some(s) => s,

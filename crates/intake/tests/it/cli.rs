@@ -125,26 +125,51 @@ fn write_config(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
 /// `check-config --config <file with text>`.
 fn check(text: &str, env: &[(&str, &str)]) -> Run {
     let (dir, path) = write_config("intake.toml", text);
-    intake(dir.path(), &["check-config", "--config", path.to_str().expect("utf-8 path")], env)
+    intake(
+        dir.path(),
+        &[
+            "check-config",
+            "--config",
+            path.to_str().expect("utf-8 path"),
+        ],
+        env,
+    )
 }
 
 /// `GOOD` with `from` replaced by `to` (which must occur exactly once).
 fn good_with(from: &str, to: &str) -> String {
-    assert_eq!(GOOD.matches(from).count(), 1, "{from:?} must occur once in the example");
+    assert_eq!(
+        GOOD.matches(from).count(),
+        1,
+        "{from:?} must occur once in the example"
+    );
     GOOD.replace(from, to)
 }
 
 #[test]
 fn check_config_accepts_the_product_example() {
     let run = check(GOOD, &[]);
-    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
     assert!(run.stdout.contains("OK"), "stdout: {}", run.stdout);
-    assert!(run.stdout.contains("1 tenants") || run.stdout.contains("1 tenant"), "stdout: {}", run.stdout);
+    assert!(
+        run.stdout.contains("1 tenants") || run.stdout.contains("1 tenant"),
+        "stdout: {}",
+        run.stdout
+    );
 }
 
 #[test]
 fn check_config_names_an_unknown_key() {
-    let run = check(&good_with("listen = \"127.0.0.1:8080\"", "listn = \"127.0.0.1:8080\""), &[]);
+    let run = check(
+        &good_with("listen = \"127.0.0.1:8080\"", "listn = \"127.0.0.1:8080\""),
+        &[],
+    );
     run.assert_failed();
     run.assert_stderr_has(&["server.listn"]);
     assert!(!run.stdout.contains("OK"), "stdout: {}", run.stdout);
@@ -152,14 +177,28 @@ fn check_config_names_an_unknown_key() {
 
 #[test]
 fn check_config_names_an_unknown_destination() {
-    let run = check(&good_with("destinations = [\"handler\"]", "destinations = [\"handlr\"]"), &[]);
+    let run = check(
+        &good_with(
+            "destinations = [\"handler\"]",
+            "destinations = [\"handlr\"]",
+        ),
+        &[],
+    );
     run.assert_failed();
-    run.assert_stderr_has(&["sources[0].destinations[0]", "unknown destination", "handlr", "handler"]);
+    run.assert_stderr_has(&[
+        "sources[0].destinations[0]",
+        "unknown destination",
+        "handlr",
+        "handler",
+    ]);
 }
 
 #[test]
 fn check_config_explains_a_bad_duration() {
-    let run = check(&good_with("timeout = \"10s\"", "timeout = \"10 parsecs\""), &[]);
+    let run = check(
+        &good_with("timeout = \"10s\"", "timeout = \"10 parsecs\""),
+        &[],
+    );
     run.assert_failed();
     run.assert_stderr_has(&["destinations[0].timeout", "10 parsecs", "\"10s\""]);
 }
@@ -176,9 +215,17 @@ fn check_config_refuses_duplicate_destination_ids() {
 
 #[test]
 fn check_config_refuses_an_unknown_rule() {
-    let run = check(&good_with("rule = \"queue_stalled\"", "rule = \"queue_stuck\""), &[]);
+    let run = check(
+        &good_with("rule = \"queue_stalled\"", "rule = \"queue_stuck\""),
+        &[],
+    );
     run.assert_failed();
-    run.assert_stderr_has(&["rules[0].rule", "unknown rule", "queue_stuck", "queue_stalled"]);
+    run.assert_stderr_has(&[
+        "rules[0].rule",
+        "unknown rule",
+        "queue_stuck",
+        "queue_stalled",
+    ]);
 }
 
 #[test]
@@ -187,7 +234,11 @@ fn check_config_says_an_unsupported_source_kind_is_not_supported() {
     // is the server's, and check-config must run it too.
     let run = check(&good_with("kind = \"kustomer\"", "kind = \"zendesk\""), &[]);
     run.assert_failed();
-    run.assert_stderr_has(&["sources[0].kind", "zendesk", "not supported by this version"]);
+    run.assert_stderr_has(&[
+        "sources[0].kind",
+        "zendesk",
+        "not supported by this version",
+    ]);
     assert!(!run.stdout.contains("OK"), "stdout: {}", run.stdout);
 }
 
@@ -195,7 +246,11 @@ fn check_config_says_an_unsupported_source_kind_is_not_supported() {
 fn check_config_names_a_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no-such-intake.toml");
-    let run = intake(dir.path(), &["check-config", "--config", missing.to_str().expect("utf-8")], &[]);
+    let run = intake(
+        dir.path(),
+        &["check-config", "--config", missing.to_str().expect("utf-8")],
+        &[],
+    );
     run.assert_failed();
     run.assert_stderr_has(&["no-such-intake.toml"]);
     assert!(!run.stdout.contains("OK"), "stdout: {}", run.stdout);
@@ -237,9 +292,26 @@ fn check_config_reads_the_storage_url_from_the_environment() {
     run.assert_stderr_has(&["storage.url", "ftp://nope"]);
 
     // A valid override is accepted and shown.
-    let run = check(GOOD, &[("INTAKE_STORAGE_URL", "postgres://intake@db.example:5432/intake")]);
-    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("postgres://intake@db.example:5432/intake"), "stdout: {}", run.stdout);
+    let run = check(
+        GOOD,
+        &[(
+            "INTAKE_STORAGE_URL",
+            "postgres://intake@db.example:5432/intake",
+        )],
+    );
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("postgres://intake@db.example:5432/intake"),
+        "stdout: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -253,12 +325,28 @@ fn check_config_refuses_an_empty_admin_token_from_the_environment() {
 fn help_lists_the_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = intake(dir.path(), &["--help"], &[]);
-    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
     assert!(run.stdout.contains("serve"), "stdout: {}", run.stdout);
-    assert!(run.stdout.contains("check-config"), "stdout: {}", run.stdout);
+    assert!(
+        run.stdout.contains("check-config"),
+        "stdout: {}",
+        run.stdout
+    );
 
     let run = intake(dir.path(), &["check-config", "--help"], &[]);
-    assert_eq!(run.code, Some(0), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
     assert!(run.stdout.contains("--config"), "stdout: {}", run.stdout);
 }
 
@@ -268,4 +356,30 @@ fn an_unknown_command_fails() {
     let run = intake(dir.path(), &["frobnicate"], &[]);
     run.assert_failed();
     assert!(run.stderr.contains("frobnicate"), "stderr: {}", run.stderr);
+}
+
+#[test]
+fn check_config_reports_validation_and_server_problems_together() {
+    let text = good_with("kind = \"kustomer\"", "kind = \"zendesk\"")
+        .replace("rule = \"queue_stalled\"", "rule = \"queue_stuck\"");
+    let run = check(&text, &[]);
+    run.assert_failed();
+    run.assert_stderr_has(&[
+        "rules[0].rule",
+        "unknown rule",
+        "sources[0].kind",
+        "not supported by this version",
+    ]);
+}
+
+#[test]
+fn a_numeric_token_from_the_environment_is_a_token() {
+    let run = check(GOOD, &[("INTAKE_ADMIN_TOKEN", "12345")]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
 }

@@ -6,6 +6,8 @@
 //! asynchronous deliveries use generous patience bounds and assert on what arrived, never on
 //! how fast.
 
+mod admin;
+mod cli;
 mod crash;
 mod failure;
 mod pipeline;

@@ -1,4 +1,0 @@
-#[path = "it/cli.rs"]
-mod cli;
-#[path = "it/admin.rs"]
-mod admin;
