@@ -92,7 +92,14 @@ impl Dispatcher {
                 _ = self.shutdown.cancelled() => break,
             };
             let mut permits = vec![first];
-            while permits.len() < MAX_CLAIM {
+            // With a rate limit, claim no more than about a second's worth: claimed deliveries
+            // hold a lease while they wait for their turn, and must not outwait it.
+            let max_claim = self
+                .dest
+                .config
+                .rate_limit
+                .map_or(MAX_CLAIM, |r| (r.ceil() as usize).clamp(1, MAX_CLAIM));
+            while permits.len() < max_claim {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,

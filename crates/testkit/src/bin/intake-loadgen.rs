@@ -406,6 +406,13 @@ struct SlotStats {
     warmup_requests: u64,
     warmup_failures: u64,
     reconnects: u64,
+    /// How late the pacing timer woke us, for each paced request that had to wait.
+    timer_late_ns: Vec<u64>,
+    /// Send to response, without any wait for the schedule (differs from the latency only
+    /// when paced and behind schedule).
+    service_ns: Vec<u64>,
+    /// Requests sent late because the previous response on the connection came late.
+    behind: u64,
     acks: Vec<Ack>,
     acks_without_id: u64,
 }
@@ -422,6 +429,9 @@ impl SlotStats {
         self.warmup_requests += other.warmup_requests;
         self.warmup_failures += other.warmup_failures;
         self.reconnects += other.reconnects;
+        self.timer_late_ns.extend(other.timer_late_ns);
+        self.behind += other.behind;
+        self.service_ns.extend(other.service_ns);
         self.acks.extend(other.acks);
         self.acks_without_id += other.acks_without_id;
         self
@@ -498,10 +508,13 @@ async fn run_slot(
                     break;
                 }
                 if now >= scheduled {
+                    stats.behind += 1;
                     scheduled
                 } else {
                     tokio::time::sleep_until(scheduled.into()).await;
-                    Instant::now()
+                    let woke = Instant::now();
+                    stats.timer_late_ns.push((woke - scheduled).as_nanos() as u64);
+                    woke
                 }
             }
             None => {
@@ -532,6 +545,7 @@ async fn run_slot(
             continue;
         };
 
+        let sent = Instant::now();
         let outcome = match shared.bodies.take() {
             Ok((body, signature)) => match build_request(&shared.target, body, signature) {
                 Ok(request) => exchange(sender, request).await,
@@ -545,6 +559,7 @@ async fn run_slot(
                 if measured {
                     *stats.statuses.entry(status.as_u16()).or_default() += 1;
                     stats.latencies_ns.push((done - base).as_nanos() as u64);
+                    stats.service_ns.push((done - sent).as_nanos() as u64);
                 } else {
                     stats.warmup_requests += 1;
                     if status != StatusCode::OK {
@@ -633,6 +648,8 @@ async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
         stats = stats.merge(task.await.context("load task panicked")?);
     }
     stats.latencies_ns.sort_unstable();
+    stats.timer_late_ns.sort_unstable();
+    stats.service_ns.sort_unstable();
     Ok(LoadReport {
         stats,
         pool,
@@ -726,6 +743,21 @@ fn human_load(mode: &str, load: &LoadArgs, report: &LoadReport, sum: &Summary) -
         ),
     ];
     if let Some(rate) = load.rate {
+        let late = &s.timer_late_ns;
+        lines.push(format!(
+            "  pacing      {} sends were behind schedule; timer lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            s.behind,
+            percentile_ms(late, 50.0),
+            percentile_ms(late, 99.0),
+            percentile_ms(late, 100.0),
+        ));
+        let service = &s.service_ns;
+        lines.push(format!(
+            "  service     send → response, not counting schedule lag: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            percentile_ms(service, 50.0),
+            percentile_ms(service, 99.0),
+            percentile_ms(service, 100.0),
+        ));
         if sum.rps < rate * 0.95 {
             lines.push(format!(
                 "  WARNING: achieved {:.1} req/s, below the requested {rate:.0} req/s: the server (or this machine) cannot keep up",

@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use bytes::Bytes;
 use clap::Parser;
@@ -40,6 +41,9 @@ struct Cli {
     /// Tokio worker threads; defaults to the number of CPUs, as intake does.
     #[arg(long)]
     threads: Option<usize>,
+    /// Set TCP_NODELAY on accepted connections (`axum::serve` does not by default).
+    #[arg(long)]
+    nodelay: bool,
 }
 
 /// The acknowledgement intake answers an accepted event with.
@@ -57,10 +61,10 @@ fn main() -> Result<()> {
         builder.worker_threads(threads.max(1));
     }
     let runtime = builder.build().context("building the tokio runtime")?;
-    runtime.block_on(serve(cli.listen))
+    runtime.block_on(serve(cli.listen, cli.nodelay))
 }
 
-async fn serve(listen: SocketAddr) -> Result<()> {
+async fn serve(listen: SocketAddr, nodelay: bool) -> Result<()> {
     let app = Router::new()
         .route("/ingest/{source_id}", post(ingest))
         .route("/healthz", get(|| async { "ok" }))
@@ -70,10 +74,16 @@ async fn serve(listen: SocketAddr) -> Result<()> {
         .await
         .with_context(|| format!("binding {listen} (is something else listening there?)"))?;
     eprintln!("intake-noop-server listening on http://{listen}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    if nodelay {
+        let listener = listener.tap_io(|tcp| {
+            // Best effort: a connection without it is only slower.
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    } else {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    }
+    .context("serving")?;
     Ok(())
 }
 
