@@ -10,7 +10,11 @@ use intake_core::config::SourceKind;
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::{constant_time_eq, hmac_sha256};
 use intake_core::Timestamp;
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::error::Category;
 
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
 
@@ -32,8 +36,105 @@ fn envelope(why: impl Into<String>) -> ParseError {
     ParseError::Envelope { kind: "kustomer", why: why.into() }
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+// The envelope, read with borrowed strings and only the fields intake uses: parsing is on the
+// hot path of every webhook, and skipping the rest of a 2 KB body is far cheaper than building
+// a `serde_json::Value` of it.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Lax<'a>,
+    #[serde(borrow, default)]
+    name: Lax<'a>,
+    #[serde(borrow, default, rename = "createdAt")]
+    created_at: Lax<'a>,
+    #[serde(borrow, default)]
+    data: Option<Data<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Data<'a> {
+    #[serde(borrow, default, rename = "type")]
+    type_: Lax<'a>,
+    #[serde(borrow, default)]
+    id: Lax<'a>,
+    #[serde(borrow, default)]
+    attributes: Option<Attributes<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Attributes<'a> {
+    #[serde(borrow, default)]
+    channel: Lax<'a>,
+    #[serde(borrow, default)]
+    channels: Option<Vec<Lax<'a>>>,
+    #[serde(borrow, default, rename = "firstMessageIn")]
+    first_message_in: Option<FirstMessage<'a>>,
+    #[serde(borrow, default, rename = "createdAt")]
+    created_at: Lax<'a>,
+    #[serde(borrow, default, rename = "updatedAt")]
+    updated_at: Lax<'a>,
+    #[serde(borrow, default)]
+    rev: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct FirstMessage<'a> {
+    #[serde(borrow, default)]
+    channel: Lax<'a>,
+}
+
+/// A field that is text when it is a string or a number, and absent otherwise (null, an object,
+/// an empty string): a system of record that changes a field's type must not make its webhooks
+/// unparseable.
+#[derive(Default)]
+struct Lax<'a>(Option<Cow<'a, str>>);
+
+impl Lax<'_> {
+    fn get(&self) -> Option<&str> {
+        self.0.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lax<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Lax(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lax(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Lax(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Lax(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Lax(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lax(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lax(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Connector for KustomerConnector {
@@ -63,44 +164,45 @@ impl Connector for KustomerConnector {
     }
 
     fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
-        let v: Value =
-            serde_json::from_slice(req.body).map_err(|e| ParseError::NotJson(e.to_string()))?;
-        if !v.is_object() {
-            return Err(envelope("expected a JSON object"));
+        // A derived struct would also accept a JSON array, filling fields by position.
+        if req.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(match serde_json::from_slice::<IgnoredAny>(req.body) {
+                Ok(_) => envelope("expected a JSON object"),
+                Err(e) => ParseError::NotJson(e.to_string()),
+            });
         }
-        let name = str_at(&v, "/name")
+        let env: Envelope<'_> = serde_json::from_slice(req.body).map_err(|e| match e.classify() {
+            Category::Data => envelope(e.to_string()),
+            _ => ParseError::NotJson(e.to_string()),
+        })?;
+        let name = env
+            .name
+            .get()
             .or_else(|| req.header(EVENT_HEADER))
             .ok_or_else(|| envelope("no event name (`name`)"))?
             .to_string();
-        let sor_event_id = str_at(&v, "/id").map(str::to_string);
-        let object_type = str_at(&v, "/data/type").map(str::to_string);
-        let object_id = str_at(&v, "/data/id").map(str::to_string);
-        let attrs = v.pointer("/data/attributes");
-        let attr = |k: &str| attrs.and_then(|a| a.get(k));
+        let sor_event_id = env.id.get().map(str::to_string);
+        let data = env.data.unwrap_or_default();
+        let attrs = data.attributes.unwrap_or_default();
+        let object_type = data.type_.get().map(str::to_string);
+        let object_id = data.id.get().map(str::to_string);
 
-        let raw_channel = attr("channel")
-            .and_then(Value::as_str)
-            .or_else(|| {
-                attr("channels")
-                    .and_then(Value::as_array)
-                    .and_then(|a| a.first())
-                    .and_then(Value::as_str)
-            })
-            .or_else(|| {
-                attr("firstMessageIn").and_then(|m| m.get("channel")).and_then(Value::as_str)
-            })
-            .filter(|s| !s.is_empty())
+        let raw_channel = attrs
+            .channel
+            .get()
+            .or_else(|| attrs.channels.iter().flatten().find_map(Lax::get))
+            .or_else(|| attrs.first_message_in.as_ref().and_then(|m| m.channel.get()))
             .map(str::to_string);
         let channel = raw_channel.as_deref().map(Channel::normalize).unwrap_or(Channel::Other);
 
         let action = name.rsplit('.').next().unwrap_or(&name).to_string();
-        let updated_at = attr("updatedAt").and_then(Value::as_str);
-        let created_at = attr("createdAt").and_then(Value::as_str);
+        let updated_at = attrs.updated_at.get();
+        let created_at = attrs.created_at.get();
         let occurred_raw = match action.as_str() {
             "create" => created_at.or(updated_at),
             _ => updated_at.or(created_at),
         }
-        .or_else(|| str_at(&v, "/createdAt"));
+        .or_else(|| env.created_at.get());
         let occurred_at = occurred_raw.and_then(|s| Timestamp::parse_rfc3339(s).ok());
 
         let dedupe_key = match (&object_type, &object_id) {
@@ -109,9 +211,8 @@ impl Connector for KustomerConnector {
                 // Updates of one object are told apart by the object's own version: its
                 // `updatedAt` (or `rev`), which the API returns too.
                 let version = updated_at
-                    .map(str::to_string)
-                    .or_else(|| attr("rev").map(|r| r.to_string()))
-                    .or_else(|| sor_event_id.clone())
+                    .or_else(|| attrs.rev.get())
+                    .or(sor_event_id.as_deref())
                     .unwrap_or_default();
                 format!("{t}:{id}:{action}:{version}")
             }

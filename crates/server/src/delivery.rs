@@ -112,8 +112,11 @@ impl Dispatcher {
                     Err(e) => {
                         tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
                         drop(permits);
+                        // New work means an ingest just committed: the store is back, so a
+                        // wake-up ends the back-off early.
                         tokio::select! {
                             _ = clock.sleep_until(now.plus(STORE_BACKOFF)) => {}
+                            _ = self.dest.wake.notified() => {}
                             _ = self.shutdown.cancelled() => break,
                         }
                         continue;

@@ -110,7 +110,7 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA wal_autocheckpoint = 0;
-                 PRAGMA cache_size = -65536;",
+                 PRAGMA temp_store = MEMORY;",
             )
             .map_err(open_err)?;
         writer.busy_timeout(options.busy_timeout).map_err(open_err)?;
@@ -161,9 +161,13 @@ impl SqliteStore {
         })
     }
 
-    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T> {
+    async fn write<T>(
+        &self,
+        request: Request,
+        reply: fn(oneshot::Sender<Result<T>>) -> Reply,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.writes.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.writes.send(WriteOp::Op(request, reply(tx))).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -224,44 +228,53 @@ impl ReadPool {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
-
-enum WriteOp {
-    Ingest(Box<NewEvent>, Reply<Accepted>),
-    Reject(Rejection, Reply<()>),
-    Claim { destination: String, now: Timestamp, lease: Duration, limit: usize, reply: Reply<Vec<ClaimedDelivery>> },
-    Finish(Box<FinishedAttempt>, Reply<()>),
-    Release(Vec<(DeliveryId, String)>, Timestamp, Reply<()>),
-    Ping(Reply<()>),
-    Fault(Option<StoreFault>, Reply<()>),
-    Close(Reply<()>),
+/// What the writer is asked to do.
+enum Request {
+    Ingest(Box<NewEvent>),
+    Reject(Rejection),
+    Claim { destination: String, now: Timestamp, lease: Duration, limit: usize },
+    Finish(Box<FinishedAttempt>),
+    Release(Vec<(DeliveryId, String)>, Timestamp),
+    Ping,
+    Fault(Option<StoreFault>),
 }
 
-/// An answer held back until the transaction it belongs to has committed.
-enum Held {
-    Accepted(Reply<Accepted>, Result<Accepted>),
-    Claimed(Reply<Vec<ClaimedDelivery>>, Result<Vec<ClaimedDelivery>>),
-    Unit(Reply<()>, Result<()>),
+/// What a request produced, sent back once its transaction has committed.
+enum Output {
+    Accepted(Accepted),
+    Claimed(Vec<ClaimedDelivery>),
+    Unit,
 }
 
-impl Held {
-    fn send(self) {
+/// Where a request's answer goes.
+enum Reply {
+    Accepted(oneshot::Sender<Result<Accepted>>),
+    Claimed(oneshot::Sender<Result<Vec<ClaimedDelivery>>>),
+    Unit(oneshot::Sender<Result<()>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Output>) {
         // A requester that gave up (its HTTP client went away) no longer listens; that is fine,
         // the work is committed either way.
+        let mismatch = || StoreError::Corrupt("the writer produced the wrong kind of answer".into());
         match self {
-            Held::Accepted(tx, r) => drop(tx.send(r)),
-            Held::Claimed(tx, r) => drop(tx.send(r)),
-            Held::Unit(tx, r) => drop(tx.send(r)),
+            Reply::Accepted(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Accepted(a) => Ok(a),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Claimed(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Claimed(c) => Ok(c),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),
         }
     }
+}
 
-    fn fail(self, err: StoreError) {
-        match self {
-            Held::Accepted(tx, _) => drop(tx.send(Err(err))),
-            Held::Claimed(tx, _) => drop(tx.send(Err(err))),
-            Held::Unit(tx, _) => drop(tx.send(Err(err))),
-        }
-    }
+enum WriteOp {
+    Op(Request, Reply),
+    Close(oneshot::Sender<Result<()>>),
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -274,7 +287,16 @@ struct CounterKey {
     metric: &'static str,
 }
 
-type Counts = Vec<(CounterKey, i64)>;
+/// Counter increments of one transaction, merged by key so that a batch of a thousand events of
+/// one source writes one row per minute and metric, not a thousand.
+#[derive(Default)]
+struct Counts(HashMap<CounterKey, i64>);
+
+impl Counts {
+    fn push(&mut self, (key, n): (CounterKey, i64)) {
+        *self.0.entry(key).or_default() += n;
+    }
+}
 
 fn minute_of(t: Timestamp) -> i64 {
     t.as_millis().div_euclid(60_000) * 60_000
@@ -293,97 +315,112 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
         let mut batch = Vec::with_capacity(max_batch);
         let mut closing = None;
-        while let Some(op) = rx.blocking_recv() {
-            batch.push(op);
-            while batch.len() < max_batch {
+        while closing.is_none() {
+            let Some(mut op) = rx.blocking_recv() else { break };
+            loop {
+                match op {
+                    WriteOp::Op(req, reply) => batch.push((req, reply)),
+                    WriteOp::Close(reply) => {
+                        closing = Some(reply);
+                        break;
+                    }
+                }
+                if batch.len() >= max_batch {
+                    break;
+                }
                 match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                    Ok(next) => op = next,
                     Err(_) => break,
                 }
             }
-            closing = self.commit_batch(&mut batch);
-            if closing.is_some() {
-                break;
-            }
+            self.commit_batch(&mut batch);
         }
         // Answer whatever was queued behind a close, so no requester waits forever.
         rx.close();
         while let Ok(op) = rx.try_recv() {
-            batch.push(op);
+            match op {
+                WriteOp::Op(req, reply) => batch.push((req, reply)),
+                WriteOp::Close(reply) => drop(reply.send(Ok(()))),
+            }
         }
-        if !batch.is_empty() {
-            let _ = self.commit_batch(&mut batch);
-        }
+        self.commit_batch(&mut batch);
         if let Some(reply) = closing {
             let _ = reply.send(Ok(()));
         }
     }
 
-    /// Runs every operation of `batch` in one transaction and answers them after the commit.
-    /// Returns the reply of a close request, if the batch carried one.
-    fn commit_batch(&mut self, batch: &mut Vec<WriteOp>) -> Option<Reply<()>> {
-        let mut held = Vec::with_capacity(batch.len());
-        let mut counts: HashMap<CounterKey, i64> = HashMap::new();
-        let mut closing = None;
-
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            let err = StoreError::Unavailable(e.to_string());
-            for op in batch.drain(..) {
-                match op {
-                    WriteOp::Fault(f, reply) => {
-                        self.fault = f;
-                        let _ = reply.send(Ok(()));
-                    }
-                    WriteOp::Close(reply) => closing = Some(reply),
-                    other => held_of(other, Err(err.clone())).send(),
+    /// Runs every request of `batch` in one transaction and answers them after its commit.
+    ///
+    /// Requests almost never fail one by one (a failing disk fails them all), so the batch runs
+    /// without per-request savepoints, which would copy every touched page to a sub-journal. If
+    /// one request does fail, the whole transaction is rolled back and each request is run
+    /// again in a transaction of its own, so that the failure stays with the request that
+    /// caused it. No answer is sent before the transaction that produced it has committed.
+    fn commit_batch(&mut self, batch: &mut Vec<(Request, Reply)>) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.run_together(batch) {
+            Ok(outputs) => {
+                for ((_, reply), out) in batch.drain(..).zip(outputs) {
+                    reply.send(Ok(out));
                 }
             }
-            return closing;
-        }
-
-        for op in batch.drain(..) {
-            match op {
-                WriteOp::Fault(f, reply) => {
-                    self.fault = f;
-                    held.push(Held::Unit(reply, Ok(())));
-                }
-                WriteOp::Close(reply) => closing = Some(reply),
-                op => {
-                    let (h, c) = self.apply_in_savepoint(op);
-                    if let Some(c) = c {
-                        for (k, v) in c {
-                            *counts.entry(k).or_default() += v;
-                        }
-                    }
-                    held.push(h);
-                }
-            }
-        }
-
-        let outcome = self.flush_counts(counts).and_then(|()| self.conn.execute_batch("COMMIT"));
-        match outcome {
-            Ok(()) => held.into_iter().for_each(Held::send),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                tracing::error!(error = %e, ops = held.len(), "commit failed; answering every request of the batch with an error");
+            Err(BatchFailure::Commit(e)) => {
+                tracing::error!(error = %e, requests = batch.len(), "commit failed; answering every request of the batch with an error");
                 let err = StoreError::Unavailable(e.to_string());
-                held.into_iter().for_each(|h| h.fail(err.clone()));
+                for (_, reply) in batch.drain(..) {
+                    reply.send(Err(err.clone()));
+                }
+            }
+            Err(BatchFailure::Request) => {
+                for (req, reply) in batch.drain(..) {
+                    let result = self.run_alone(&req);
+                    reply.send(result);
+                }
             }
         }
-        closing
     }
 
-    /// Applies one operation inside a savepoint, so that its failure undoes only itself.
-    fn apply_in_savepoint(&mut self, op: WriteOp) -> (Held, Option<Counts>) {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
-            return (held_of(op, Err(StoreError::Unavailable(e.to_string()))), None);
+    fn run_together(&mut self, batch: &[(Request, Reply)]) -> Result<Vec<Output>, BatchFailure> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(BatchFailure::Commit)?;
+        let mut counts = Counts::default();
+        let mut outputs = Vec::with_capacity(batch.len());
+        for (req, _) in batch {
+            match self.apply(req, &mut counts) {
+                Ok(out) => outputs.push(out),
+                Err(_) => {
+                    self.rollback();
+                    return Err(BatchFailure::Request);
+                }
+            }
         }
-        let (held, counts, ok) = self.apply(op);
-        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
-        if let Err(e) = self.conn.execute_batch(end) {
-            tracing::error!(error = %e, "savepoint could not be closed");
+        if let Err(e) = self.flush_counts(counts).and_then(|()| self.conn.execute_batch("COMMIT")) {
+            self.rollback();
+            return Err(BatchFailure::Commit(e));
         }
-        (held, if ok { Some(counts) } else { None })
+        Ok(outputs)
+    }
+
+    fn run_alone(&mut self, req: &Request) -> Result<Output> {
+        let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
+        let mut counts = Counts::default();
+        let result = self
+            .apply(req, &mut counts)
+            .and_then(|out| self.flush_counts(counts).map(|()| out))
+            .and_then(|out| self.conn.execute_batch("COMMIT").map(|()| out));
+        if result.is_err() {
+            self.rollback();
+        }
+        result.map_err(unavailable)
+    }
+
+    fn rollback(&self) {
+        if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+            // SQLite may already have rolled back on its own (e.g. after an I/O error).
+            tracing::debug!(error = %e, "rollback");
+        }
     }
 
     fn check_fault(&self) -> rusqlite::Result<()> {
@@ -400,52 +437,39 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, op: WriteOp) -> (Held, Counts, bool) {
-        let mut counts = Vec::new();
-        macro_rules! finish {
-            ($variant:ident, $reply:expr, $result:expr) => {{
-                let r = $result.map_err(|e: rusqlite::Error| StoreError::Unavailable(e.to_string()));
-                let ok = r.is_ok();
-                (Held::$variant($reply, r), counts, ok)
-            }};
+    fn apply(&mut self, req: &Request, counts: &mut Counts) -> rusqlite::Result<Output> {
+        if let Request::Fault(f) = req {
+            self.fault = *f;
+            return Ok(Output::Unit);
         }
-        match op {
-            WriteOp::Ingest(ev, reply) => {
-                let r = self.check_fault().and_then(|()| self.ingest(&ev, &mut counts));
-                finish!(Accepted, reply, r)
+        self.check_fault()?;
+        Ok(match req {
+            Request::Ingest(ev) => Output::Accepted(self.ingest(ev, counts)?),
+            Request::Reject(rej) => {
+                self.reject(rej, counts)?;
+                Output::Unit
             }
-            WriteOp::Reject(rej, reply) => {
-                let r = self.check_fault().and_then(|()| self.reject(&rej, &mut counts));
-                finish!(Unit, reply, r)
+            Request::Claim { destination, now, lease, limit } => {
+                Output::Claimed(self.claim(destination, *now, *lease, *limit)?)
             }
-            WriteOp::Claim { destination, now, lease, limit, reply } => {
-                let r = self.check_fault().and_then(|()| self.claim(&destination, now, lease, limit));
-                finish!(Claimed, reply, r)
+            Request::Finish(att) => {
+                self.finish(att, counts)?;
+                Output::Unit
             }
-            WriteOp::Finish(att, reply) => {
-                let r = self.check_fault().and_then(|()| self.finish(&att, &mut counts));
-                finish!(Unit, reply, r)
+            Request::Release(leases, now) => {
+                self.release(leases, *now)?;
+                Output::Unit
             }
-            WriteOp::Release(leases, now, reply) => {
-                let r = self.check_fault().and_then(|()| self.release(&leases, now));
-                finish!(Unit, reply, r)
+            Request::Ping => {
+                self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('ping', '1')
+                     ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                    [],
+                )?;
+                Output::Unit
             }
-            WriteOp::Ping(reply) => {
-                let r = self.check_fault().and_then(|()| {
-                    self.conn
-                        .execute(
-                            "INSERT INTO meta (key, value) VALUES ('ping', '1')
-                             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-                            [],
-                        )
-                        .map(|_| ())
-                });
-                finish!(Unit, reply, r)
-            }
-            WriteOp::Fault(..) | WriteOp::Close(_) => {
-                unreachable!("faults and close are handled by commit_batch")
-            }
-        }
+            Request::Fault(_) => Output::Unit,
+        })
     }
 
     fn ingest(&self, ev: &NewEvent, counts: &mut Counts) -> rusqlite::Result<Accepted> {
@@ -677,7 +701,8 @@ impl Writer {
         Ok(())
     }
 
-    fn flush_counts(&self, counts: HashMap<CounterKey, i64>) -> rusqlite::Result<()> {
+    fn flush_counts(&self, counts: Counts) -> rusqlite::Result<()> {
+        let counts = counts.0;
         if counts.is_empty() {
             return Ok(());
         }
@@ -703,21 +728,11 @@ fn origin_metric(origin: Origin) -> &'static str {
     }
 }
 
-fn held_of(op: WriteOp, err: Result<()>) -> Held {
-    let err = match err {
-        Err(e) => e,
-        Ok(()) => StoreError::Unavailable("operation not applied".into()),
-    };
-    match op {
-        WriteOp::Ingest(_, r) => Held::Accepted(r, Err(err)),
-        WriteOp::Claim { reply, .. } => Held::Claimed(reply, Err(err)),
-        WriteOp::Reject(_, r)
-        | WriteOp::Finish(_, r)
-        | WriteOp::Release(_, _, r)
-        | WriteOp::Ping(r)
-        | WriteOp::Fault(_, r)
-        | WriteOp::Close(r) => Held::Unit(r, Err(err)),
-    }
+enum BatchFailure {
+    /// The transaction could not begin or commit: every request of the batch fails.
+    Commit(rusqlite::Error),
+    /// One request failed: the batch is run again request by request.
+    Request,
 }
 
 fn rand_u128() -> u128 {
@@ -742,11 +757,11 @@ where
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, event: NewEvent) -> Result<Accepted> {
-        self.write(|r| WriteOp::Ingest(Box::new(event), r)).await
+        self.write(Request::Ingest(Box::new(event)), Reply::Accepted).await
     }
 
     async fn record_rejection(&self, rejection: Rejection) -> Result<()> {
-        self.write(|r| WriteOp::Reject(rejection, r)).await
+        self.write(Request::Reject(rejection), Reply::Unit).await
     }
 
     async fn claim_due(
@@ -757,15 +772,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
         let destination = destination.to_string();
-        self.write(|reply| WriteOp::Claim { destination, now, lease, limit, reply }).await
+        self.write(Request::Claim { destination, now, lease, limit }, Reply::Claimed).await
     }
 
     async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()> {
-        self.write(|r| WriteOp::Finish(Box::new(attempt), r)).await
+        self.write(Request::Finish(Box::new(attempt)), Reply::Unit).await
     }
 
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {
-        self.write(|r| WriteOp::Release(leases, now, r)).await
+        self.write(Request::Release(leases, now), Reply::Unit).await
     }
 
     async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
@@ -816,15 +831,19 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<()> {
-        self.write(WriteOp::Ping).await
+        self.write(Request::Ping, Reply::Unit).await
     }
 
     async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {
-        self.write(|r| WriteOp::Fault(fault, r)).await
+        self.write(Request::Fault(fault), Reply::Unit).await
     }
 
     async fn close(&self) -> Result<()> {
-        let result = self.write(WriteOp::Close).await;
+        let (tx, rx) = oneshot::channel();
+        let result = match self.writes.send(WriteOp::Close(tx)).await {
+            Ok(()) => rx.await.unwrap_or(Err(StoreError::Closed)),
+            Err(_) => Err(StoreError::Closed),
+        };
         self.stop.store(true, Ordering::Relaxed);
         let threads: Vec<JoinHandle<()>> =
             self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();

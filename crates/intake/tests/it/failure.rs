@@ -23,6 +23,11 @@ async fn store_that_cannot_commit_answers_503_and_nothing_is_delivered() {
     let ready = server.http.get(format!("{}/readyz", server.url())).send().await.unwrap();
     assert_eq!(ready.status(), 503, "a store that cannot commit is not ready");
 
+    // Let the delivery dispatcher's safety poll fire during the outage: its claim fails too,
+    // and it must not stay stuck in its back-off once the store is back.
+    server.clock.advance(std::time::Duration::from_secs(6));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
     server.server.store.inject_fault(None).await.unwrap();
     let ready = server.http.get(format!("{}/readyz", server.url())).send().await.unwrap();
     assert_eq!(ready.status(), 200);
