@@ -59,9 +59,9 @@ pub struct SqliteStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     path: PathBuf,
-    // Held for the life of the store: the exclusive lock that makes this process the only one
-    // using the database file.
-    _lock: File,
+    // Held until the store is closed or dropped: the exclusive lock that makes this process the
+    // only one using the database file.
+    lock: Mutex<Option<File>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -146,9 +146,12 @@ impl SqliteStore {
             .spawn(move || Writer::new(writer).run(rx, max_batch))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let checkpoint_thread = std::thread::Builder::new()
             .name("intake-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stop2))
+            .spawn(move || checkpoint_loop(checkpointer, wal, stop2))
             .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -157,7 +160,7 @@ impl SqliteStore {
             threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
             stop,
             path: path.to_path_buf(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -186,6 +189,9 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Ok(threads) = self.threads.lock() {
+            threads.iter().for_each(|t| t.thread().unpark());
+        }
     }
 }
 
@@ -201,13 +207,24 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
+/// Past this WAL size a checkpoint also rewinds the WAL, briefly holding writers back.
+const WAL_RESTART_BYTES: u64 = 128 << 20;
+
+fn checkpoint_loop(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
     // Checkpoints run here rather than inside the writer's commits (wal_autocheckpoint = 0),
-    // so that copying the WAL back into the database never stalls an acknowledgement.
+    // so that copying the WAL back into the database does not stall acknowledgements. A
+    // passive checkpoint never waits, but under constant load it never lets the WAL start over
+    // either; so once the WAL is large, a RESTART checkpoint (which makes the writer wait for
+    // a moment) bounds its size.
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(250));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        std::thread::park_timeout(Duration::from_millis(250));
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let large = std::fs::metadata(&wal).map(|m| m.len() > WAL_RESTART_BYTES).unwrap_or(false);
+        let mode = if large { "RESTART" } else { "PASSIVE" };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "WAL checkpoint failed");
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -384,6 +401,9 @@ impl Writer {
 
     fn run_together(&mut self, batch: &[(Request, Reply)]) -> Result<Vec<Output>, BatchFailure> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(BatchFailure::Commit)?;
+        // A fault request changes the writer, not the file, so the rollback would not undo it:
+        // restore it by hand, or requests queued before it would fail on their rerun.
+        let fault_before = self.fault;
         let mut counts = Counts::default();
         let mut outputs = Vec::with_capacity(batch.len());
         for (req, _) in batch {
@@ -391,12 +411,14 @@ impl Writer {
                 Ok(out) => outputs.push(out),
                 Err(_) => {
                     self.rollback();
+                    self.fault = fault_before;
                     return Err(BatchFailure::Request);
                 }
             }
         }
         if let Err(e) = self.flush_counts(counts).and_then(|()| self.conn.execute_batch("COMMIT")) {
             self.rollback();
+            self.fault = fault_before;
             return Err(BatchFailure::Commit(e));
         }
         Ok(outputs)
@@ -847,6 +869,9 @@ impl Store for SqliteStore {
         self.stop.store(true, Ordering::Relaxed);
         let threads: Vec<JoinHandle<()>> =
             self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        for t in &threads {
+            t.thread().unpark();
+        }
         tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -854,6 +879,10 @@ impl Store for SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Corrupt(format!("store threads did not stop: {e}")))?;
+        // The database is closed: another store (a restart in the same process) may open it.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
         match result {
             Err(StoreError::Closed) => Ok(()),
             other => other,

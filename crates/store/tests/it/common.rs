@@ -114,14 +114,21 @@ pub fn attempt(claim: &ClaimedDelivery, next: NextStep, at: Timestamp) -> Finish
 /// Every event (up to 1000), newest first.
 pub async fn all_events(store: &SqliteStore) -> Vec<EventSummary> {
     store
-        .list_events(EventFilter { limit: 1000, ..EventFilter::default() })
+        .list_events(EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
         .await
         .expect("list events")
 }
 
 /// One event, which must exist.
 pub async fn event_detail(store: &SqliteStore, id: &EventId) -> EventDetail {
-    store.get_event(id).await.expect("get event").expect("event exists")
+    store
+        .get_event(id)
+        .await
+        .expect("get event")
+        .expect("event exists")
 }
 
 /// One delivery of an event, found by id.

@@ -1,0 +1,201 @@
+//! Failures to commit: injected faults and real lock contention.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::{EventId, Timestamp};
+use intake_store::sqlite::SqliteOptions;
+use intake_store::{Accepted, Rejection, RejectionKind, Store, StoreError, StoreFault};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_write_fault_fails_every_write_and_stores_nothing() {
+    let db = Db::new();
+    let store = db.open();
+    let now = Timestamp(T0);
+    store.check_writable().await.unwrap();
+
+    store
+        .inject_fault(Some(StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let ev = event("kustomer", "k", &["crm", "warehouse"], now);
+    let err = store.ingest(ev.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.check_writable().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store
+        .record_rejection(Rejection {
+            at: now,
+            tenant: TENANT.into(),
+            source: "kustomer".into(),
+            kind: RejectionKind::Invalid,
+            reason: "not json".into(),
+            body: Some(b"{".to_vec()),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    // Reads keep working while writes fail.
+    assert!(all_events(&store).await.is_empty());
+
+    store.inject_fault(None).await.unwrap();
+    store.check_writable().await.unwrap();
+    assert!(
+        all_events(&store).await.is_empty(),
+        "the failed ingest stored nothing"
+    );
+    assert!(store.get_event(&ev.id).await.unwrap().is_none());
+    assert!(store.list_rejections(None, 10).await.unwrap().is_empty());
+    assert!(store.queue_stats().await.unwrap().is_empty());
+    let counted: i64 = db
+        .inspect()
+        .query_row("SELECT COUNT(*) FROM counters", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(counted, 0, "a failed write counts nothing");
+
+    // The same event is accepted once the fault is gone: not a duplicate of a phantom.
+    let accepted = store.ingest(ev.clone()).await.unwrap();
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.id, ev.id);
+    assert_eq!(
+        event_detail(&store, &ev.id).await.summary.deliveries.len(),
+        2
+    );
+
+    // Queue writes fail too, and leave the queue as it was.
+    store
+        .inject_fault(Some(StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let err = store.claim_due("crm", now, LEASE, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    store.inject_fault(None).await.unwrap();
+    let claimed = store.claim_due("crm", now, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .inject_fault(Some(StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let err = store
+        .finish_attempt(attempt(&claimed[0], NextStep::Delivered, now))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    store.inject_fault(None).await.unwrap();
+    let detail = event_detail(&store, &ev.id).await;
+    let crm = detail
+        .summary
+        .deliveries
+        .iter()
+        .find(|d| d.destination == "crm")
+        .unwrap();
+    assert_eq!(crm.state, DeliveryState::InFlight);
+    assert!(
+        detail.attempts.is_empty(),
+        "the failed finish recorded no attempt"
+    );
+
+    close(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_another_connection_makes_ingest_unavailable() {
+    let db = Db::new();
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let store = db.open_with(options);
+    let now = Timestamp(T0);
+    store
+        .ingest(event("kustomer", "before", &["crm"], now))
+        .await
+        .unwrap();
+
+    let other = rusqlite::Connection::open(&db.path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let blocked = event("kustomer", "blocked", &["crm"], now);
+    let started = Instant::now();
+    let err = store.ingest(blocked.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the busy timeout of 100 ms was not honoured: {:?}",
+        started.elapsed()
+    );
+    let err = store.check_writable().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    // Readers are not blocked by a writer in WAL mode.
+    assert_eq!(all_events(&store).await.len(), 1);
+
+    other.execute_batch("COMMIT").unwrap();
+    store.check_writable().await.unwrap();
+    let accepted = store.ingest(blocked.clone()).await.unwrap();
+    assert!(
+        !accepted.duplicate,
+        "the refused ingest must not have been stored"
+    );
+    assert_eq!(accepted.id, blocked.id);
+    assert_eq!(all_events(&store).await.len(), 2);
+
+    drop(other);
+    close(store).await;
+}
+
+/// A fault applies to the requests queued after it, never to those queued before it, even
+/// when they share a group commit with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_does_not_fail_requests_queued_before_it() {
+    let db = Db::new();
+    let store = Arc::new(db.open());
+    let now = Timestamp(T0);
+
+    // Keep the writer waiting for the file's write lock, so that the next requests pile up
+    // behind it and are committed together, in the order they were sent.
+    let other = rusqlite::Connection::open(&db.path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let ping = {
+        let store = store.clone();
+        tokio::spawn(async move { store.check_writable().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let before = event("kustomer", "before", &["crm"], now);
+    let after = event("kustomer", "after", &["crm"], now);
+    let requests = {
+        let store = store.clone();
+        let (before, after) = (before.clone(), after.clone());
+        tokio::spawn(async move {
+            tokio::join!(
+                store.ingest(before),
+                store.inject_fault(Some(StoreFault::RejectWrites)),
+                store.ingest(after),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    other.execute_batch("COMMIT").unwrap();
+
+    ping.await.unwrap().unwrap();
+    let (first, fault, second) = requests.await.unwrap();
+    fault.unwrap();
+    assert_eq!(
+        first.unwrap(),
+        Accepted {
+            id: before.id.clone(),
+            duplicate: false
+        },
+        "the ingest sent before the fault must succeed"
+    );
+    let err = second.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    store.inject_fault(None).await.unwrap();
+    let ids: Vec<EventId> = all_events(&store).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![before.id.clone()]);
+    store.close().await.unwrap();
+}
