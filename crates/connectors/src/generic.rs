@@ -5,7 +5,9 @@
 //! duplicate and anything else is a new event.
 
 use hmac::{Hmac, Mac};
-use intake_core::config::{GenericFields, GenericSignature, HmacAlgorithm, SignatureEncoding, SourceKind};
+use intake_core::config::{
+    GenericFields, GenericSignature, HmacAlgorithm, SignatureEncoding, SourceKind,
+};
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::constant_time_eq;
 use intake_core::Timestamp;
@@ -26,7 +28,11 @@ impl GenericConnector {
     /// A connector for this scheme and field layout.
     pub fn new(signature: GenericSignature, fields: GenericFields) -> Self {
         let header = signature.header.to_ascii_lowercase();
-        GenericConnector { signature, header, fields }
+        GenericConnector {
+            signature,
+            header,
+            fields,
+        }
     }
 
     /// Signs a body as a sender using this scheme would (for fakes and tests).
@@ -39,7 +45,11 @@ impl GenericConnector {
                 base64::engine::general_purpose::STANDARD.encode(mac)
             }
         };
-        format!("{}{}", self.signature.prefix.as_deref().unwrap_or(""), encoded)
+        format!(
+            "{}{}",
+            self.signature.prefix.as_deref().unwrap_or(""),
+            encoded
+        )
     }
 }
 
@@ -77,23 +87,36 @@ impl Connector for GenericConnector {
 
     fn verify(&self, req: &Incoming<'_>, secrets: &[String]) -> Result<(), VerifyError> {
         let name = &self.signature.header;
-        let value = req.header(&self.header).ok_or_else(|| VerifyError::MissingHeader(name.clone()))?;
+        let value = req
+            .header(&self.header)
+            .ok_or_else(|| VerifyError::MissingHeader(name.clone()))?;
         let prefix = self.signature.prefix.as_deref().unwrap_or("");
-        let encoded = value.trim().strip_prefix(prefix).ok_or_else(|| VerifyError::Malformed {
-            header: name.clone(),
-            why: format!("expected the prefix `{prefix}`"),
-        })?;
+        let encoded = value
+            .trim()
+            .strip_prefix(prefix)
+            .ok_or_else(|| VerifyError::Malformed {
+                header: name.clone(),
+                why: format!("expected the prefix `{prefix}`"),
+            })?;
         let given = match self.signature.encoding {
             SignatureEncoding::Hex => decode_hex(encoded),
             SignatureEncoding::Base64 => {
                 use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(encoded).ok()
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
             }
         }
-        .ok_or_else(|| VerifyError::Malformed { header: name.clone(), why: "not the configured encoding".into() })?;
+        .ok_or_else(|| VerifyError::Malformed {
+            header: name.clone(),
+            why: "not the configured encoding".into(),
+        })?;
         let mut ok = false;
         for secret in secrets {
-            ok |= constant_time_eq(&digest(self.signature.algorithm, secret.as_bytes(), req.body), &given);
+            ok |= constant_time_eq(
+                &digest(self.signature.algorithm, secret.as_bytes(), req.body),
+                &given,
+            );
         }
         if ok {
             Ok(())
@@ -108,11 +131,15 @@ impl Connector for GenericConnector {
         let f = &self.fields;
         let sor_event_id = text_at(&v, &f.event_id);
         let raw_channel = text_at(&v, &f.channel);
-        let occurred_at = f.occurred_at.as_deref().and_then(|p| v.pointer(p)).and_then(|t| match t {
-            Value::String(s) => Timestamp::parse_rfc3339(s).ok(),
-            Value::Number(n) => n.as_i64().map(|secs| Timestamp(secs.saturating_mul(1000))),
-            _ => None,
-        });
+        let occurred_at = f
+            .occurred_at
+            .as_deref()
+            .and_then(|p| v.pointer(p))
+            .and_then(|t| match t {
+                Value::String(s) => Timestamp::parse_rfc3339(s).ok(),
+                Value::Number(n) => n.as_i64().map(|secs| Timestamp(secs.saturating_mul(1000))),
+                _ => None,
+            });
         let dedupe_key = match &sor_event_id {
             Some(id) => format!("event:{id}"),
             None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(req.body))),
@@ -121,7 +148,10 @@ impl Connector for GenericConnector {
             sor_event_id,
             dedupe_key,
             event_type: text_at(&v, &f.event_type).unwrap_or_else(|| "unknown".into()),
-            channel: raw_channel.as_deref().map(Channel::normalize).unwrap_or(Channel::Other),
+            channel: raw_channel
+                .as_deref()
+                .map(Channel::normalize)
+                .unwrap_or(Channel::Other),
             raw_channel,
             object_type: None,
             object_id: text_at(&v, &f.object_id),
@@ -157,10 +187,20 @@ mod tests {
         let c = github_style();
         let body = br#"{"id":"42","type":"ticket.created","channel":"sms"}"#;
         let mut h = HeaderMap::new();
-        h.insert("x-hub-signature-256", HeaderValue::from_str(&c.sign("k", body)).unwrap());
-        let req = Incoming { headers: &h, body, now: Timestamp(0) };
+        h.insert(
+            "x-hub-signature-256",
+            HeaderValue::from_str(&c.sign("k", body)).unwrap(),
+        );
+        let req = Incoming {
+            headers: &h,
+            body,
+            now: Timestamp(0),
+        };
         assert_eq!(c.verify(&req, &["k".into()]), Ok(()));
-        assert_eq!(c.verify(&req, &["other".into()]), Err(VerifyError::Mismatch));
+        assert_eq!(
+            c.verify(&req, &["other".into()]),
+            Err(VerifyError::Mismatch)
+        );
         let e = c.parse(&req).unwrap();
         assert_eq!(e.dedupe_key, "event:42");
         assert_eq!(e.event_type, "ticket.created");
@@ -173,8 +213,15 @@ mod tests {
         let body = br#"{"type":"x"}"#;
         let mut h = HeaderMap::new();
         h.insert("x-hub-signature-256", HeaderValue::from_static("abcdef"));
-        let req = Incoming { headers: &h, body, now: Timestamp(0) };
-        assert!(matches!(c.verify(&req, &["k".into()]), Err(VerifyError::Malformed { .. })));
+        let req = Incoming {
+            headers: &h,
+            body,
+            now: Timestamp(0),
+        };
+        assert!(matches!(
+            c.verify(&req, &["k".into()]),
+            Err(VerifyError::Malformed { .. })
+        ));
         assert!(c.parse(&req).unwrap().dedupe_key.starts_with("sha256:"));
     }
 

@@ -33,7 +33,10 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn envelope(why: impl Into<String>) -> ParseError {
-    ParseError::Envelope { kind: "kustomer", why: why.into() }
+    ParseError::Envelope {
+        kind: "kustomer",
+        why: why.into(),
+    }
 }
 
 // The envelope, read with borrowed strings and only the fields intake uses: parsing is on the
@@ -171,10 +174,11 @@ impl Connector for KustomerConnector {
                 Err(e) => ParseError::NotJson(e.to_string()),
             });
         }
-        let env: Envelope<'_> = serde_json::from_slice(req.body).map_err(|e| match e.classify() {
-            Category::Data => envelope(e.to_string()),
-            _ => ParseError::NotJson(e.to_string()),
-        })?;
+        let env: Envelope<'_> =
+            serde_json::from_slice(req.body).map_err(|e| match e.classify() {
+                Category::Data => envelope(e.to_string()),
+                _ => ParseError::NotJson(e.to_string()),
+            })?;
         let name = env
             .name
             .get()
@@ -191,9 +195,17 @@ impl Connector for KustomerConnector {
             .channel
             .get()
             .or_else(|| attrs.channels.iter().flatten().find_map(Lax::get))
-            .or_else(|| attrs.first_message_in.as_ref().and_then(|m| m.channel.get()))
+            .or_else(|| {
+                attrs
+                    .first_message_in
+                    .as_ref()
+                    .and_then(|m| m.channel.get())
+            })
             .map(str::to_string);
-        let channel = raw_channel.as_deref().map(Channel::normalize).unwrap_or(Channel::Other);
+        let channel = raw_channel
+            .as_deref()
+            .map(Channel::normalize)
+            .unwrap_or(Channel::Other);
 
         let action = name.rsplit('.').next().unwrap_or(&name).to_string();
         let updated_at = attrs.updated_at.get();
@@ -218,7 +230,11 @@ impl Connector for KustomerConnector {
             }
             _ => match &sor_event_id {
                 Some(id) => format!("event:{id}"),
-                None => return Err(envelope("neither `data.type`/`data.id` nor `id` is present")),
+                None => {
+                    return Err(envelope(
+                        "neither `data.type`/`data.id` nor `id` is present",
+                    ))
+                }
             },
         };
 
@@ -274,24 +290,36 @@ mod tests {
     }"#;
 
     fn req<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Incoming<'a> {
-        Incoming { headers, body, now: Timestamp(0) }
+        Incoming {
+            headers,
+            body,
+            now: Timestamp(0),
+        }
     }
 
     fn signed(secret: &str, body: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign(secret, body)).unwrap());
+        h.insert(
+            SIGNATURE_HEADER,
+            HeaderValue::from_str(&sign(secret, body)).unwrap(),
+        );
         h
     }
 
     #[test]
     fn parses_a_message_create() {
         let h = HeaderMap::new();
-        let e = KustomerConnector.parse(&req(&h, MESSAGE_CREATE.as_bytes())).unwrap();
+        let e = KustomerConnector
+            .parse(&req(&h, MESSAGE_CREATE.as_bytes()))
+            .unwrap();
         assert_eq!(e.event_type, "kustomer.message.create");
         assert_eq!(e.sor_event_id.as_deref(), Some("5f6b3c2a1d2e3f4a5b6c7d8e"));
         assert_eq!(e.dedupe_key, "message:5f6b3c2a0000000000000001:create");
         assert_eq!(e.channel, Channel::Email);
-        assert_eq!(e.occurred_at, Some(Timestamp::parse_rfc3339("2026-11-27T09:15:00Z").unwrap()));
+        assert_eq!(
+            e.occurred_at,
+            Some(Timestamp::parse_rfc3339("2026-11-27T09:15:00Z").unwrap())
+        );
     }
 
     #[test]
@@ -300,7 +328,10 @@ mod tests {
             "attributes":{"channels":["chat"],"updatedAt":"2026-11-27T10:00:00.000Z"}},"changes":{}}"#;
         let h = HeaderMap::new();
         let e = KustomerConnector.parse(&req(&h, body.as_bytes())).unwrap();
-        assert_eq!(e.dedupe_key, "conversation:c1:update:2026-11-27T10:00:00.000Z");
+        assert_eq!(
+            e.dedupe_key,
+            "conversation:c1:update:2026-11-27T10:00:00.000Z"
+        );
         assert_eq!(e.channel, Channel::Chat);
     }
 
@@ -316,8 +347,14 @@ mod tests {
     #[test]
     fn rejects_bodies_that_are_not_envelopes() {
         let h = HeaderMap::new();
-        assert!(matches!(KustomerConnector.parse(&req(&h, b"not json")), Err(ParseError::NotJson(_))));
-        assert!(matches!(KustomerConnector.parse(&req(&h, b"[1,2]")), Err(ParseError::Envelope { .. })));
+        assert!(matches!(
+            KustomerConnector.parse(&req(&h, b"not json")),
+            Err(ParseError::NotJson(_))
+        ));
+        assert!(matches!(
+            KustomerConnector.parse(&req(&h, b"[1,2]")),
+            Err(ParseError::Envelope { .. })
+        ));
         assert!(matches!(
             KustomerConnector.parse(&req(&h, br#"{"name":"kustomer.message.create"}"#)),
             Err(ParseError::Envelope { .. })
@@ -336,15 +373,24 @@ mod tests {
         );
         let upper = {
             let mut h = HeaderMap::new();
-            h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign("new-token", body).to_uppercase()).unwrap());
+            h.insert(
+                SIGNATURE_HEADER,
+                HeaderValue::from_str(&sign("new-token", body).to_uppercase()).unwrap(),
+            );
             h
         };
         assert_eq!(KustomerConnector.verify(&req(&upper, body), &both), Ok(()));
         let none = HeaderMap::new();
-        assert!(matches!(KustomerConnector.verify(&req(&none, body), &both), Err(VerifyError::MissingHeader(_))));
+        assert!(matches!(
+            KustomerConnector.verify(&req(&none, body), &both),
+            Err(VerifyError::MissingHeader(_))
+        ));
         let mut garbage = HeaderMap::new();
         garbage.insert(SIGNATURE_HEADER, HeaderValue::from_static("zz-not-hex"));
-        assert!(matches!(KustomerConnector.verify(&req(&garbage, body), &both), Err(VerifyError::Malformed { .. })));
+        assert!(matches!(
+            KustomerConnector.verify(&req(&garbage, body), &both),
+            Err(VerifyError::Malformed { .. })
+        ));
     }
 
     proptest! {

@@ -89,7 +89,9 @@ pub trait Connector: Send + Sync + 'static {
 
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)")]
+#[error(
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)"
+)]
 pub struct UnsupportedKind(pub SourceKind);
 
 /// The connector for a configured source.

@@ -143,9 +143,10 @@ mod lenient {
     pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         let n = match CountOrText::deserialize(d)? {
             CountOrText::Count(n) => n,
-            CountOrText::Text(t) => t.trim().parse().map_err(|_| {
-                serde::de::Error::custom(format!("`{t}` is not a whole number"))
-            })?,
+            CountOrText::Text(t) => t
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a whole number")))?,
         };
         usize::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
     }
@@ -233,7 +234,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { url: "sqlite://./intake-data/intake.db".into(), max_batch: 1024 }
+        StorageConfig {
+            url: "sqlite://./intake-data/intake.db".into(),
+            max_batch: 1024,
+        }
     }
 }
 
@@ -580,7 +584,10 @@ pub struct MonitorConfig {
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        MonitorConfig { interval: Dur::secs(60), max_silence: Dur::secs(24 * 3600) }
+        MonitorConfig {
+            interval: Dur::secs(60),
+            max_silence: Dur::secs(24 * 3600),
+        }
     }
 }
 
@@ -596,7 +603,10 @@ pub struct CanaryConfig {
 
 impl Default for CanaryConfig {
     fn default() -> Self {
-        CanaryConfig { interval: Dur::secs(60), deadline: Dur::secs(120) }
+        CanaryConfig {
+            interval: Dur::secs(60),
+            deadline: Dur::secs(120),
+        }
     }
 }
 
@@ -672,7 +682,11 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -703,7 +717,10 @@ impl From<figment::Error> for ConfigError {
                 }
                 // figment quotes the list of expected keys as a whole and each key in it; keep
                 // only the inner quotes: "expected one of `listen`, `public_url`".
-                let mut message = e.kind.to_string().replace("expected `one of ", "expected one of ");
+                let mut message = e
+                    .kind
+                    .to_string()
+                    .replace("expected `one of ", "expected one of ");
                 if message.ends_with("``") {
                     message.pop();
                 }
@@ -735,7 +752,9 @@ impl Config {
     /// Extracts a configuration from layered providers over the defaults, without the checks
     /// of [`Config::validate`] (so that a caller can add its own and report all at once).
     pub fn extract(figment: Figment) -> Result<Config, ConfigError> {
-        Ok(Figment::from(Serialized::defaults(Config::default())).merge(figment).extract()?)
+        Ok(Figment::from(Serialized::defaults(Config::default()))
+            .merge(figment)
+            .extract()?)
     }
 
     /// The configuration `intake serve` runs with when given no file: one demo tenant with a
@@ -798,7 +817,9 @@ destinations = ["demo-handler"]
         if v.problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError { problems: v.problems })
+            Err(ConfigError {
+                problems: v.problems,
+            })
         }
     }
 }
@@ -810,7 +831,10 @@ struct Validator {
 
 impl Validator {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.into(), message: message.into() });
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
@@ -818,7 +842,10 @@ impl Validator {
         for (i, id) in ids.enumerate() {
             if id.is_empty() {
                 self.push(format!("{section}[{i}].id"), "must not be empty");
-            } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            } else if !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 self.push(
                     format!("{section}[{i}].id"),
                     format!("`{id}` may only contain letters, digits, `-` and `_`"),
@@ -847,7 +874,10 @@ impl Validator {
     fn http_url(&mut self, path: String, value: &str) {
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(u) => self.push(path, format!("`{value}` must be an http(s) URL, not {}", u.scheme())),
+            Ok(u) => self.push(
+                path,
+                format!("`{value}` must be an http(s) URL, not {}", u.scheme()),
+            ),
             Err(e) => self.push(path, format!("`{value}` is not a URL ({e})")),
         }
     }
@@ -856,7 +886,10 @@ impl Validator {
         if c.server.listen.parse::<SocketAddr>().is_err() {
             self.push(
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", c.server.listen),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    c.server.listen
+                ),
             );
         }
         if let Some(u) = &c.server.public_url {
@@ -865,7 +898,8 @@ impl Validator {
         if c.server.max_body_size.0 == 0 {
             self.push("server.max_body_size", "must be more than 0 bytes");
         }
-        if !(c.storage.url.starts_with("sqlite://") || c.storage.url.starts_with("postgres://")
+        if !(c.storage.url.starts_with("sqlite://")
+            || c.storage.url.starts_with("postgres://")
             || c.storage.url.starts_with("postgresql://"))
         {
             self.push(
@@ -880,7 +914,10 @@ impl Validator {
             self.push("storage.max_batch", "must be at least 1");
         }
         if matches!(&c.admin.token, Some(t) if t.is_empty()) {
-            self.push("admin.token", "must not be empty (remove the key to disable the admin API)");
+            self.push(
+                "admin.token",
+                "must not be empty (remove the key to disable the admin API)",
+            );
         }
 
         let tenants = self.ids("tenants", c.tenants.iter().map(|t| t.id.as_str()));
@@ -924,7 +961,10 @@ impl Validator {
                 self.push(format!("{p}.concurrency"), "must be at least 1");
             }
             if matches!(d.rate_limit, Some(r) if !(r > 0.0 && r.is_finite())) {
-                self.push(format!("{p}.rate_limit"), "must be a positive number of attempts per second");
+                self.push(
+                    format!("{p}.rate_limit"),
+                    "must be a positive number of attempts per second",
+                );
             }
             if d.retry.initial.0.is_zero() || d.retry.max < d.retry.initial {
                 self.push(format!("{p}.retry"), "needs 0 < initial <= max");
@@ -948,9 +988,17 @@ impl Validator {
             }
             let mut seen = HashSet::new();
             for (j, d) in s.destinations.iter().enumerate() {
-                self.reference(format!("{p}.destinations[{j}]"), "destination", d, &destinations);
+                self.reference(
+                    format!("{p}.destinations[{j}]"),
+                    "destination",
+                    d,
+                    &destinations,
+                );
                 if !seen.insert(d) {
-                    self.push(format!("{p}.destinations[{j}]"), format!("`{d}` is listed twice"));
+                    self.push(
+                        format!("{p}.destinations[{j}]"),
+                        format!("`{d}` is listed twice"),
+                    );
                 }
             }
             if s.secrets.is_empty() {
@@ -983,7 +1031,10 @@ impl Validator {
                 _ => {}
             }
             if s.kind != SourceKind::Generic && s.fields.is_some() {
-                self.push(format!("{p}.fields"), "only generic sources take field pointers");
+                self.push(
+                    format!("{p}.fields"),
+                    "only generic sources take field pointers",
+                );
             }
             if let Some(f) = &s.fields {
                 for (name, ptr) in [
@@ -1019,7 +1070,10 @@ impl Validator {
                 }
                 NotifierKind::Email => {
                     if n.to.is_empty() {
-                        self.push(format!("{p}.to"), "an email notifier needs at least one recipient");
+                        self.push(
+                            format!("{p}.to"),
+                            "an email notifier needs at least one recipient",
+                        );
                     }
                 }
                 NotifierKind::Pagerduty => {
@@ -1042,7 +1096,11 @@ impl Validator {
             if !RULE_IDS.contains(&r.rule.as_str()) {
                 self.push(
                     format!("{p}.rule"),
-                    format!("unknown rule `{}` (built-in rules: {})", r.rule, RULE_IDS.join(", ")),
+                    format!(
+                        "unknown rule `{}` (built-in rules: {})",
+                        r.rule,
+                        RULE_IDS.join(", ")
+                    ),
                 );
             }
             if let Some(t) = &r.tenant {
@@ -1141,14 +1199,23 @@ deadline = "2m"
 
     #[test]
     fn unknown_key_is_named() {
-        let p = problems(&EXAMPLE.replace("interval = \"60s\"\n\n[[rules]]", "intervall = \"60s\"\n\n[[rules]]"));
+        let p = problems(&EXAMPLE.replace(
+            "interval = \"60s\"\n\n[[rules]]",
+            "intervall = \"60s\"\n\n[[rules]]",
+        ));
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("monitor") && p[0].contains("intervall"), "{p:?}");
+        assert!(
+            p[0].contains("monitor") && p[0].contains("intervall"),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn unknown_destination_is_named_with_the_known_ones() {
-        let p = problems(&EXAMPLE.replace("destinations = [\"handler\"]", "destinations = [\"handlr\"]"));
+        let p = problems(&EXAMPLE.replace(
+            "destinations = [\"handler\"]",
+            "destinations = [\"handlr\"]",
+        ));
         assert_eq!(
             p,
             vec!["sources[0].destinations[0]: unknown destination `handlr` (known: handler)"]
@@ -1159,7 +1226,10 @@ deadline = "2m"
     fn bad_duration_says_how_to_write_one() {
         let p = problems(&EXAMPLE.replace("timeout = \"10s\"", "timeout = \"10 parsecs\""));
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("destinations[0].timeout: invalid duration"), "{p:?}");
+        assert!(
+            p[0].starts_with("destinations[0].timeout: invalid duration"),
+            "{p:?}"
+        );
         assert!(p[0].contains("\"10s\""), "{p:?}");
     }
 
@@ -1167,13 +1237,19 @@ deadline = "2m"
     fn duplicate_ids_are_refused() {
         let dup = EXAMPLE.to_string()
             + "\n[[destinations]]\nid = \"handler\"\nurl = \"http://127.0.0.1:9001/\"\nsecret = \"s\"\n";
-        assert_eq!(problems(&dup), vec!["destinations[1].id: duplicate id `handler`"]);
+        assert_eq!(
+            problems(&dup),
+            vec!["destinations[1].id: duplicate id `handler`"]
+        );
     }
 
     #[test]
     fn unknown_rule_and_kind_are_refused() {
         let p = problems(&EXAMPLE.replace("rule = \"queue_stalled\"", "rule = \"queue_stuck\""));
-        assert!(p[0].starts_with("rules[0].rule: unknown rule `queue_stuck`"), "{p:?}");
+        assert!(
+            p[0].starts_with("rules[0].rule: unknown rule `queue_stuck`"),
+            "{p:?}"
+        );
         let p = problems(&EXAMPLE.replace("kind = \"kustomer\"", "kind = \"kustomerr\""));
         assert!(p[0].contains("kustomerr"), "{p:?}");
     }

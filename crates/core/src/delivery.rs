@@ -187,7 +187,10 @@ impl NextStep {
 impl RetryPolicy {
     /// The exponential delay before attempt `attempt + 1`, without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let exp = self.multiplier.max(1.0).powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let secs = self.initial_delay.as_secs_f64() * exp;
         Duration::from_secs_f64(secs.min(self.max_delay.as_secs_f64()))
     }
@@ -225,12 +228,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn failure(retry_after: Option<Duration>) -> AttemptOutcome {
-        AttemptOutcome::Failure { status: Some(500), retry_after, error: "500".into() }
+        AttemptOutcome::Failure {
+            status: Some(500),
+            retry_after,
+            error: "500".into(),
+        }
     }
 
     #[test]
     fn backoff_grows_and_caps() {
-        let p = RetryPolicy { jitter: 0.0, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.base_delay(1), Duration::from_secs(5));
         assert_eq!(p.base_delay(2), Duration::from_secs(10));
         assert_eq!(p.base_delay(3), Duration::from_secs(20));
@@ -239,7 +249,10 @@ mod tests {
 
     #[test]
     fn retry_after_wins_when_longer_and_is_capped() {
-        let p = RetryPolicy { jitter: 0.0, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
         let now = Timestamp(0);
         let step = p.next_step(1, &failure(Some(Duration::from_secs(120))), now, 0.5);
         assert_eq!(step, NextStep::RetryAt(Timestamp(120_000)));
@@ -251,11 +264,25 @@ mod tests {
 
     #[test]
     fn last_attempt_is_dead() {
-        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
-        assert!(matches!(p.next_step(2, &failure(None), Timestamp(0), 0.0), NextStep::RetryAt(_)));
-        assert_eq!(p.next_step(3, &failure(None), Timestamp(0), 0.0), NextStep::Dead);
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        assert!(matches!(
+            p.next_step(2, &failure(None), Timestamp(0), 0.0),
+            NextStep::RetryAt(_)
+        ));
         assert_eq!(
-            p.next_step(3, &AttemptOutcome::Success { status: 204 }, Timestamp(0), 0.0),
+            p.next_step(3, &failure(None), Timestamp(0), 0.0),
+            NextStep::Dead
+        );
+        assert_eq!(
+            p.next_step(
+                3,
+                &AttemptOutcome::Success { status: 204 },
+                Timestamp(0),
+                0.0
+            ),
             NextStep::Delivered
         );
     }

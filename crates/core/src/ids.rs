@@ -99,7 +99,11 @@ mod tests {
         let id = EventId::generate(Timestamp(1_700_000_000_000));
         assert!(id.as_str().starts_with("evt_"));
         assert_eq!(id.as_str().parse::<EventId>().unwrap(), id);
-        assert!(id.as_str().replace("evt_", "dlv_").parse::<EventId>().is_err());
+        assert!(id
+            .as_str()
+            .replace("evt_", "dlv_")
+            .parse::<EventId>()
+            .is_err());
         assert!("evt_nope".parse::<EventId>().is_err());
     }
 

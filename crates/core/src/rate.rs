@@ -17,7 +17,12 @@ impl TokenBucket {
     /// A full bucket at `now`. `rate` must be positive; the burst is at least one event.
     pub fn new(rate: f64, burst: f64, now: Timestamp) -> Self {
         let burst = burst.max(1.0);
-        TokenBucket { rate: rate.max(f64::MIN_POSITIVE), burst, tokens: burst, last: now }
+        TokenBucket {
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst,
+            tokens: burst,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Timestamp) {

@@ -28,12 +28,18 @@ impl Timestamp {
 
     /// This instant moved forward by `d` (saturating).
     pub fn plus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// This instant moved back by `d` (saturating).
     pub fn minus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// The time from `earlier` to `self`, zero if `earlier` is later.
@@ -112,17 +118,32 @@ mod tests {
     #[test]
     fn rfc3339_offsets() {
         let utc = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
-        assert_eq!(Timestamp::parse_rfc3339("2026-11-28T11:00:00+01:00").unwrap(), utc);
-        assert_eq!(Timestamp::parse_rfc3339("2026-11-28T05:30:00-04:30").unwrap(), utc);
         assert_eq!(
-            Timestamp::parse_rfc3339("2026-11-28T10:00:00.250Z").unwrap().0 - utc.0,
+            Timestamp::parse_rfc3339("2026-11-28T11:00:00+01:00").unwrap(),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28T05:30:00-04:30").unwrap(),
+            utc
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-28T10:00:00.250Z")
+                .unwrap()
+                .0
+                - utc.0,
             250
         );
     }
 
     #[test]
     fn rfc3339_rejects_garbage() {
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-28T10:00:00", "2026-11-28T10:61:00Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-28T10:00:00",
+            "2026-11-28T10:61:00Z",
+        ] {
             assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

@@ -9,7 +9,14 @@ use figment::Figment;
 use intake_core::config::{Config, ConfigError, Problem};
 
 /// The sections an environment variable can set a key of.
-const SECTIONS: [&str; 6] = ["server", "storage", "admin", "monitor", "canary", "incidents"];
+const SECTIONS: [&str; 6] = [
+    "server",
+    "storage",
+    "admin",
+    "monitor",
+    "canary",
+    "incidents",
+];
 
 /// Maps `server_public_url` to `server.public_url`; `None` for variables that are not config
 /// keys (`INTAKE_URL`, `INTAKE_TOKEN` and `INTAKE_LOG` belong to the CLI).
@@ -39,7 +46,10 @@ fn layers(path: Option<&Path>) -> Result<Figment, ConfigError> {
     let mut figment = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                problems: vec![Problem { path: "(file)".into(), message: format!("cannot read: {e}") }],
+                problems: vec![Problem {
+                    path: "(file)".into(),
+                    message: format!("cannot read: {e}"),
+                }],
             })?;
             Figment::new().merge(Toml::string(&text))
         }
@@ -61,7 +71,8 @@ pub fn blame_environment(mut err: ConfigError) -> ConfigError {
     for p in &mut err.problems {
         let var = format!("INTAKE_{}", p.path.replace('.', "_").to_ascii_uppercase());
         if env_key(&var["INTAKE_".len()..]).is_some() && std::env::var_os(&var).is_some() {
-            p.message.push_str(&format!(" (set by the environment variable {var})"));
+            p.message
+                .push_str(&format!(" (set by the environment variable {var})"));
         }
     }
     err
@@ -74,7 +85,10 @@ mod tests {
     #[test]
     fn env_keys_map_to_sections() {
         assert_eq!(env_key("ADMIN_TOKEN").as_deref(), Some("admin.token"));
-        assert_eq!(env_key("server_public_url").as_deref(), Some("server.public_url"));
+        assert_eq!(
+            env_key("server_public_url").as_deref(),
+            Some("server.public_url")
+        );
         assert_eq!(env_key("STORAGE_URL").as_deref(), Some("storage.url"));
         assert_eq!(env_key("URL"), None);
         assert_eq!(env_key("TOKEN"), None);

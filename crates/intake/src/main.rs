@@ -15,7 +15,11 @@ use intake_core::SystemClock;
 use intake_server::Server;
 
 #[derive(Parser)]
-#[command(name = "intake", version, about = "An inbound webhook gateway that cannot drop work silently.")]
+#[command(
+    name = "intake",
+    version,
+    about = "An inbound webhook gateway that cannot drop work silently."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,11 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     };
     // Every problem at once: the model's checks and what this build supports.
-    let mut problems = config.validate().err().map(|e| e.problems).unwrap_or_default();
+    let mut problems = config
+        .validate()
+        .err()
+        .map(|e| e.problems)
+        .unwrap_or_default();
     problems.extend(Server::check(&config));
     if !problems.is_empty() {
         let err = config_load::blame_environment(ConfigError { problems });
@@ -95,7 +103,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         default.exists().then_some(default)
     });
     let config = match &path {
-        Some(p) => config_load::load(Some(p)).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        Some(p) => {
+            config_load::load(Some(p)).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
         None => config_load::load(None).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,7 +113,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::new(config.clone(), Arc::new(SystemClock)).start().await?;
+        let server = Server::new(config.clone(), Arc::new(SystemClock))
+            .start()
+            .await?;
         print_banner(&config, path.is_none(), &server.url());
         let token = server.shutdown_token();
         tokio::spawn(async move {
@@ -148,15 +160,26 @@ fn init_logging() {
 }
 
 fn print_banner(config: &Config, embedded: bool, url: &str) {
-    println!("intake is listening on {url}  (storage: {})", config.storage.url);
+    println!(
+        "intake is listening on {url}  (storage: {})",
+        config.storage.url
+    );
     for s in &config.sources {
-        println!("  source {:<24} POST {url}/ingest/{}  ({}, tenant {})", s.id, s.id, s.kind, s.tenant);
+        println!(
+            "  source {:<24} POST {url}/ingest/{}  ({}, tenant {})",
+            s.id, s.id, s.kind, s.tenant
+        );
     }
     if !embedded {
         return;
     }
     let body = r#"{"id":"evt-hello-1","name":"kustomer.message.create","data":{"type":"message","id":"msg-hello-1","attributes":{"channel":"email","createdAt":"2026-11-28T10:00:00.000Z"}}}"#;
-    let secret = config.sources.first().and_then(|s| s.secrets.first()).map(String::as_str).unwrap_or("");
+    let secret = config
+        .sources
+        .first()
+        .and_then(|s| s.secrets.first())
+        .map(String::as_str)
+        .unwrap_or("");
     let signature = intake_connectors::kustomer::sign(secret, body.as_bytes());
     println!(
         "\nNo configuration file was given, so this is the embedded demo set-up: tenant `demo`,\n\

@@ -67,7 +67,10 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 async fn api_not_found(req: Request) -> Problem {
-    Problem::not_found("no-such-route", format!("no admin API route {} {}", req.method(), req.uri().path()))
+    Problem::not_found(
+        "no-such-route",
+        format!("no admin API route {} {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -75,7 +78,10 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = presented else {
         return Problem::unauthorized(
@@ -102,8 +108,11 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
             req.extensions_mut().insert(scope);
             next.run(req).await
         }
-        None => Problem::unauthorized("bad-token", "the bearer token is not admin.token nor any tenant's api_token")
-            .into_response(),
+        None => Problem::unauthorized(
+            "bad-token",
+            "the bearer token is not admin.token nor any tenant's api_token",
+        )
+        .into_response(),
     }
 }
 
@@ -152,12 +161,18 @@ async fn list_events(
     let before = q
         .before
         .as_deref()
-        .map(|s| s.parse::<EventId>().map_err(|e| Problem::bad_request("invalid-parameter", format!("`before`: {e}"))))
+        .map(|s| {
+            s.parse::<EventId>()
+                .map_err(|e| Problem::bad_request("invalid-parameter", format!("`before`: {e}")))
+        })
         .transpose()?;
     let tenant = scope.tenant_filter(q.tenant)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(Problem::bad_request("invalid-parameter", "`limit` must be between 1 and 1000"));
+        return Err(Problem::bad_request(
+            "invalid-parameter",
+            "`limit` must be between 1 and 1000",
+        ));
     }
     let filter = EventFilter {
         tenant,
@@ -171,7 +186,11 @@ async fn list_events(
         limit,
     };
     let events = app.store.list_events(filter).await?;
-    let next = if events.len() == limit { events.last().map(|e| e.id.to_string()) } else { None };
+    let next = if events.len() == limit {
+        events.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(json!({ "data": events, "next_before": next })))
 }
 
@@ -181,8 +200,14 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let not_found = || Problem::not_found("no-such-event", format!("no event `{id}`"));
-    let Ok(event_id) = id.parse::<EventId>() else { return Err(not_found()) };
-    let detail = app.store.get_event(&event_id).await?.ok_or_else(not_found)?;
+    let Ok(event_id) = id.parse::<EventId>() else {
+        return Err(not_found());
+    };
+    let detail = app
+        .store
+        .get_event(&event_id)
+        .await?
+        .ok_or_else(not_found)?;
     if !scope.sees(&detail.summary.tenant) {
         return Err(not_found());
     }
@@ -219,7 +244,10 @@ async fn list_rejections(
     let tenant = scope.tenant_filter(q.tenant)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(Problem::bad_request("invalid-parameter", "`limit` must be between 1 and 1000"));
+        return Err(Problem::bad_request(
+            "invalid-parameter",
+            "`limit` must be between 1 and 1000",
+        ));
     }
     let rows = app.store.list_rejections(tenant, limit).await?;
     let data: Vec<Value> = rows
@@ -230,7 +258,10 @@ async fn list_rejections(
                 "outcome": r.outcome, "reason": r.reason,
             });
             if let (Some(body), Value::Object(map)) = (&r.body, &mut v) {
-                map.insert("body".into(), Value::String(String::from_utf8_lossy(body).into_owned()));
+                map.insert(
+                    "body".into(),
+                    Value::String(String::from_utf8_lossy(body).into_owned()),
+                );
             }
             v
         })

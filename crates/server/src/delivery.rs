@@ -59,9 +59,10 @@ pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<
                 http: http.clone(),
                 shutdown: shutdown.clone(),
                 leases: Arc::new(Mutex::new(HashMap::new())),
-                limiter: dest.config.rate_limit.map(|r| {
-                    Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))
-                }),
+                limiter: dest
+                    .config
+                    .rate_limit
+                    .map(|r| Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))),
             };
             tokio::spawn(d.run())
         })
@@ -106,25 +107,35 @@ impl Dispatcher {
                 }
             }
             let now = clock.now();
-            let claimed =
-                match self.app.store.claim_due(&self.dest.config.id, now, lease, permits.len()).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
-                        drop(permits);
-                        // New work means an ingest just committed: the store is back, so a
-                        // wake-up ends the back-off early.
-                        tokio::select! {
-                            _ = clock.sleep_until(now.plus(STORE_BACKOFF)) => {}
-                            _ = self.dest.wake.notified() => {}
-                            _ = self.shutdown.cancelled() => break,
-                        }
-                        continue;
+            let claimed = match self
+                .app
+                .store
+                .claim_due(&self.dest.config.id, now, lease, permits.len())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                    drop(permits);
+                    // New work means an ingest just committed: the store is back, so a
+                    // wake-up ends the back-off early.
+                    tokio::select! {
+                        _ = clock.sleep_until(now.plus(STORE_BACKOFF)) => {}
+                        _ = self.dest.wake.notified() => {}
+                        _ = self.shutdown.cancelled() => break,
                     }
-                };
+                    continue;
+                }
+            };
             if claimed.is_empty() {
                 drop(permits);
-                let next = self.app.store.next_due_at(&self.dest.config.id).await.ok().flatten();
+                let next = self
+                    .app
+                    .store
+                    .next_due_at(&self.dest.config.id)
+                    .await
+                    .ok()
+                    .flatten();
                 let ceiling = now.plus(SAFETY_POLL);
                 let wake_at = next.map_or(ceiling, |t| t.min(ceiling));
                 tokio::select! {
@@ -227,10 +238,14 @@ impl Attempt {
         };
         match &next {
             NextStep::Delivered => {}
-            NextStep::RetryAt(at) => tracing::info!(delivery = %d.id, event = %d.event_id, destination = dest,
-                attempt = d.attempt, error = error.as_deref().unwrap_or(""), retry_at = %at, "delivery attempt failed; will retry"),
-            NextStep::Dead => tracing::warn!(delivery = %d.id, event = %d.event_id, destination = dest,
-                attempt = d.attempt, error = error.as_deref().unwrap_or(""), "delivery is dead: no attempts left"),
+            NextStep::RetryAt(at) => {
+                tracing::info!(delivery = %d.id, event = %d.event_id, destination = dest,
+                attempt = d.attempt, error = error.as_deref().unwrap_or(""), retry_at = %at, "delivery attempt failed; will retry")
+            }
+            NextStep::Dead => {
+                tracing::warn!(delivery = %d.id, event = %d.event_id, destination = dest,
+                attempt = d.attempt, error = error.as_deref().unwrap_or(""), "delivery is dead: no attempts left")
+            }
         }
         let finished = FinishedAttempt {
             delivery_id: d.id.clone(),
@@ -302,9 +317,9 @@ impl Attempt {
             req = req.header(HeaderName::from_static(name), v);
         }
         match req.body(d.body.clone()).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                AttemptOutcome::Success { status: resp.status().as_u16() }
-            }
+            Ok(resp) if resp.status().is_success() => AttemptOutcome::Success {
+                status: resp.status().as_u16(),
+            },
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp
@@ -313,23 +328,35 @@ impl Attempt {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, now));
                 let body = resp.bytes().await.unwrap_or_default();
-                let excerpt = String::from_utf8_lossy(&body[..body.len().min(KEPT_ERROR_BODY)]).to_string();
+                let excerpt =
+                    String::from_utf8_lossy(&body[..body.len().min(KEPT_ERROR_BODY)]).to_string();
                 let error = if excerpt.is_empty() {
                     format!("HTTP {status}")
                 } else {
                     format!("HTTP {status}: {excerpt}")
                 };
-                AttemptOutcome::Failure { status: Some(status), retry_after, error }
+                AttemptOutcome::Failure {
+                    status: Some(status),
+                    retry_after,
+                    error,
+                }
             }
             Err(e) => {
                 let error = if e.is_timeout() {
-                    format!("timed out after {}", humantime::format_duration(cfg.timeout.0))
+                    format!(
+                        "timed out after {}",
+                        humantime::format_duration(cfg.timeout.0)
+                    )
                 } else if e.is_connect() {
                     format!("cannot connect: {}", error_chain(&e))
                 } else {
                     error_chain(&e)
                 };
-                AttemptOutcome::Failure { status: None, retry_after: None, error }
+                AttemptOutcome::Failure {
+                    status: None,
+                    retry_after: None,
+                    error,
+                }
             }
         }
     }
@@ -363,12 +390,18 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sat, 28 Nov 2026 10:01:00 GMT", now),
             Some(Duration::from_secs(60))
         );
-        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

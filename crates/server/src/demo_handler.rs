@@ -48,7 +48,10 @@ impl DemoHandler {
             .filter(|d| d.url.ends_with("/demo/handler"))
             .filter_map(|d| SigningKey::from_secret(&d.secret).ok())
             .collect();
-        DemoHandler { keys, received: Mutex::new(VecDeque::new()) }
+        DemoHandler {
+            keys,
+            received: Mutex::new(VecDeque::new()),
+        }
     }
 }
 
@@ -90,6 +93,11 @@ async fn receive(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byt
 }
 
 async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Received>> {
-    let list = app.demo.received.lock().map(|q| q.iter().rev().cloned().collect()).unwrap_or_default();
+    let list = app
+        .demo
+        .received
+        .lock()
+        .map(|q| q.iter().rev().cloned().collect())
+        .unwrap_or_default();
     Json(list)
 }

@@ -62,13 +62,16 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
                         ("source", s.id.clone()),
                         ("destination", d.clone()),
                     ];
-                    let row = stats.iter().find(|q| q.source == s.id && &q.destination == d);
+                    let row = stats
+                        .iter()
+                        .find(|q| q.source == s.id && &q.destination == d);
                     let (pending, in_flight, dead, oldest) = match row {
                         Some(q) => (
                             q.pending,
                             q.in_flight,
                             q.dead,
-                            q.oldest_pending_at.map_or(0.0, |t| now.since(t).as_secs_f64()),
+                            q.oldest_pending_at
+                                .map_or(0.0, |t| now.since(t).as_secs_f64()),
                         ),
                         None => (0, 0, 0, 0.0),
                     };

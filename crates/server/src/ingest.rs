@@ -61,7 +61,14 @@ async fn ingest(
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             count("too_large", tenant, &source_id, started);
-            record(&app, tenant, &source_id, RejectionKind::TooLarge, format!("body over {limit} bytes"), None);
+            record(
+                &app,
+                tenant,
+                &source_id,
+                RejectionKind::TooLarge,
+                format!("body over {limit} bytes"),
+                None,
+            );
             return Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
@@ -73,15 +80,29 @@ async fn ingest(
         Err(e) => {
             // The client went away or sent a broken body: nothing to acknowledge.
             count("rejected_invalid", tenant, &source_id, started);
-            return Problem::bad_request("unreadable-body", format!("could not read the body: {e}"))
-                .into_response();
+            return Problem::bad_request(
+                "unreadable-body",
+                format!("could not read the body: {e}"),
+            )
+            .into_response();
         }
     };
 
-    let incoming = Incoming { headers: &headers, body: &body, now };
+    let incoming = Incoming {
+        headers: &headers,
+        body: &body,
+        now,
+    };
     if let Err(e) = source.connector.verify(&incoming, &source.config.secrets) {
         count("rejected_signature", tenant, &source_id, started);
-        record(&app, tenant, &source_id, RejectionKind::Signature, e.to_string(), None);
+        record(
+            &app,
+            tenant,
+            &source_id,
+            RejectionKind::Signature,
+            e.to_string(),
+            None,
+        );
         return Problem::unauthorized("bad-signature", e.to_string()).into_response();
     }
 
@@ -90,7 +111,14 @@ async fn ingest(
         Err(e) => {
             count("rejected_invalid", tenant, &source_id, started);
             let kept = body[..body.len().min(KEPT_REJECTED_BODY)].to_vec();
-            record(&app, tenant, &source_id, RejectionKind::Invalid, e.to_string(), Some(kept));
+            record(
+                &app,
+                tenant,
+                &source_id,
+                RejectionKind::Invalid,
+                e.to_string(),
+                Some(kept),
+            );
             return Problem::bad_request("unparseable-body", e.to_string()).into_response();
         }
     };
@@ -100,7 +128,10 @@ async fn ingest(
         .kept_headers()
         .iter()
         .filter_map(|name| {
-            headers.get(*name).and_then(|v| v.to_str().ok()).map(|v| (name.to_string(), v.to_string()))
+            headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (name.to_string(), v.to_string()))
         })
         .collect();
     let channel = normalized.channel;

@@ -51,7 +51,13 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &config.storage.url;
     if url.starts_with("sqlite://") {
         let path = SqliteStore::path_from_url(url)?;
-        let store = SqliteStore::open(&path, SqliteOptions { max_batch: config.storage.max_batch, ..SqliteOptions::default() })?;
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                max_batch: config.storage.max_batch,
+                ..SqliteOptions::default()
+            },
+        )?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!(
@@ -73,7 +79,11 @@ pub struct Server {
 impl Server {
     /// A server for this configuration, reading time from `clock`.
     pub fn new(config: Config, clock: SharedClock) -> Self {
-        Server { config, clock, store: None }
+        Server {
+            config,
+            clock,
+            store: None,
+        }
     }
 
     /// Uses an already open store instead of opening `storage.url`.
@@ -90,9 +100,10 @@ impl Server {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                intake_connectors::for_source(s)
-                    .err()
-                    .map(|e| Problem { path: format!("sources[{i}].kind"), message: e.to_string() })
+                intake_connectors::for_source(s).err().map(|e| Problem {
+                    path: format!("sources[{i}].kind"),
+                    message: e.to_string(),
+                })
             })
             .collect()
     }
@@ -131,7 +142,14 @@ impl Server {
                 .iter()
                 .filter_map(|d| destinations.get(d).map(|d| d.wake.clone()))
                 .collect();
-            sources.insert(s.id.clone(), SourceRuntime { config: s.clone(), connector, wakers });
+            sources.insert(
+                s.id.clone(),
+                SourceRuntime {
+                    config: s.clone(),
+                    connector,
+                    wakers,
+                },
+            );
         }
 
         let state = Arc::new(AppState {
@@ -169,7 +187,12 @@ impl Server {
             dispatchers,
         ));
         tracing::info!(%addr, "intake is serving");
-        Ok(RunningServer { addr, store, shutdown, task })
+        Ok(RunningServer {
+            addr,
+            store,
+            shutdown,
+            task,
+        })
     }
 }
 

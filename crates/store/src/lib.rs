@@ -87,7 +87,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, id: &EventId) -> Result<Option<EventDetail>>;
 
     /// Refused requests that were recorded (unparseable bodies), newest first.
-    async fn list_rejections(&self, tenant: Option<String>, limit: usize) -> Result<Vec<RejectionRecord>>;
+    async fn list_rejections(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RejectionRecord>>;
 
     /// Queue gauges per tenant, source and destination.
     async fn queue_stats(&self) -> Result<Vec<QueueStats>>;

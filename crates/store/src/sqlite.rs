@@ -29,7 +29,9 @@ use crate::model::*;
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// The schema, as numbered migrations. `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_events_and_queue.sql")];
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../migrations/sqlite/0001_events_and_queue.sql"
+)];
 
 /// How many requests may wait for the writer before senders are slowed down.
 const WRITE_QUEUE: usize = 16 * 1024;
@@ -48,7 +50,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { max_batch: 1024, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions {
+            max_batch: 1024,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -66,7 +71,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -93,7 +100,10 @@ impl SqliteStore {
         }
         let lock_path = path.with_extension("lock");
         let lock = File::create(&lock_path).map_err(|e| {
-            StoreError::Open(format!("cannot create lock file {}: {e}", lock_path.display()))
+            StoreError::Open(format!(
+                "cannot create lock file {}: {e}",
+                lock_path.display()
+            ))
         })?;
         lock.try_lock().map_err(|_| {
             StoreError::Open(format!(
@@ -113,7 +123,9 @@ impl SqliteStore {
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(open_err)?;
-        writer.busy_timeout(options.busy_timeout).map_err(open_err)?;
+        writer
+            .busy_timeout(options.busy_timeout)
+            .map_err(open_err)?;
         migrate(&mut writer).map_err(open_err)?;
         // Only this process can hold the lock, so every lease in the file belongs to a process
         // that is gone: make that work due now.
@@ -125,7 +137,10 @@ impl SqliteStore {
             )
             .map_err(open_err)?;
         if recovered > 0 {
-            tracing::warn!(recovered, "made deliveries leased by a previous process due again");
+            tracing::warn!(
+                recovered,
+                "made deliveries leased by a previous process due again"
+            );
         }
 
         let mut readers = Vec::with_capacity(READERS);
@@ -136,7 +151,9 @@ impl SqliteStore {
             readers.push(Mutex::new(c));
         }
         let checkpointer = Connection::open(path).map_err(open_err)?;
-        checkpointer.execute_batch("PRAGMA busy_timeout = 5000;").map_err(open_err)?;
+        checkpointer
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -156,7 +173,10 @@ impl SqliteStore {
 
         Ok(SqliteStore {
             writes: tx,
-            readers: Arc::new(ReadPool { conns: readers, next: AtomicUsize::new(0) }),
+            readers: Arc::new(ReadPool {
+                conns: readers,
+                next: AtomicUsize::new(0),
+            }),
             threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
             stop,
             path: path.to_path_buf(),
@@ -170,7 +190,10 @@ impl SqliteStore {
         reply: fn(oneshot::Sender<Result<T>>) -> Reply,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.writes.send(WriteOp::Op(request, reply(tx))).await.map_err(|_| StoreError::Closed)?;
+        self.writes
+            .send(WriteOp::Op(request, reply(tx)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -221,7 +244,9 @@ fn checkpoint_loop(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let large = std::fs::metadata(&wal).map(|m| m.len() > WAL_RESTART_BYTES).unwrap_or(false);
+        let large = std::fs::metadata(&wal)
+            .map(|m| m.len() > WAL_RESTART_BYTES)
+            .unwrap_or(false);
         let mode = if large { "RESTART" } else { "PASSIVE" };
         if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
             tracing::warn!(error = %e, mode, "WAL checkpoint failed");
@@ -249,7 +274,12 @@ impl ReadPool {
 enum Request {
     Ingest(Box<NewEvent>),
     Reject(Rejection),
-    Claim { destination: String, now: Timestamp, lease: Duration, limit: usize },
+    Claim {
+        destination: String,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    },
     Finish(Box<FinishedAttempt>),
     Release(Vec<(DeliveryId, String)>, Timestamp),
     Ping,
@@ -274,7 +304,8 @@ impl Reply {
     fn send(self, result: Result<Output>) {
         // A requester that gave up (its HTTP client went away) no longer listens; that is fine,
         // the work is committed either way.
-        let mismatch = || StoreError::Corrupt("the writer produced the wrong kind of answer".into());
+        let mismatch =
+            || StoreError::Corrupt("the writer produced the wrong kind of answer".into());
         match self {
             Reply::Accepted(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Accepted(a) => Ok(a),
@@ -333,7 +364,9 @@ impl Writer {
         let mut batch = Vec::with_capacity(max_batch);
         let mut closing = None;
         while closing.is_none() {
-            let Some(mut op) = rx.blocking_recv() else { break };
+            let Some(mut op) = rx.blocking_recv() else {
+                break;
+            };
             loop {
                 match op {
                     WriteOp::Op(req, reply) => batch.push((req, reply)),
@@ -400,7 +433,9 @@ impl Writer {
     }
 
     fn run_together(&mut self, batch: &[(Request, Reply)]) -> Result<Vec<Output>, BatchFailure> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(BatchFailure::Commit)?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(BatchFailure::Commit)?;
         // A fault request changes the writer, not the file, so the rollback would not undo it:
         // restore it by hand, or requests queued before it would fail on their rerun.
         let fault_before = self.fault;
@@ -416,7 +451,10 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.flush_counts(counts).and_then(|()| self.conn.execute_batch("COMMIT")) {
+        if let Err(e) = self
+            .flush_counts(counts)
+            .and_then(|()| self.conn.execute_batch("COMMIT"))
+        {
             self.rollback();
             self.fault = fault_before;
             return Err(BatchFailure::Commit(e));
@@ -426,7 +464,9 @@ impl Writer {
 
     fn run_alone(&mut self, req: &Request) -> Result<Output> {
         let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(unavailable)?;
         let mut counts = Counts::default();
         let result = self
             .apply(req, &mut counts)
@@ -451,7 +491,9 @@ impl Writer {
             // error, raised by a real statement.
             Some(StoreFault::RejectWrites) => {
                 self.conn.execute_batch("PRAGMA query_only = ON")?;
-                let r = self.conn.execute("INSERT INTO meta (key, value) VALUES ('fault', 'x')", []);
+                let r = self
+                    .conn
+                    .execute("INSERT INTO meta (key, value) VALUES ('fault', 'x')", []);
                 self.conn.execute_batch("PRAGMA query_only = OFF")?;
                 r.map(|_| ())
             }
@@ -471,9 +513,12 @@ impl Writer {
                 self.reject(rej, counts)?;
                 Output::Unit
             }
-            Request::Claim { destination, now, lease, limit } => {
-                Output::Claimed(self.claim(destination, *now, *lease, *limit)?)
-            }
+            Request::Claim {
+                destination,
+                now,
+                lease,
+                limit,
+            } => Output::Claimed(self.claim(destination, *now, *lease, *limit)?),
             Request::Finish(att) => {
                 self.finish(att, counts)?;
                 Output::Unit
@@ -536,11 +581,20 @@ impl Writer {
                 .conn
                 .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
                 .query_row(params![ev.source, n.dedupe_key], |r| r.get(0))?;
-            let id = existing.parse().map_err(|e: intake_core::ids::IdParseError| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-            })?;
+            let id = existing
+                .parse()
+                .map_err(|e: intake_core::ids::IdParseError| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?;
             counts.push((key("requests.duplicate"), 1));
-            return Ok(Accepted { id, duplicate: true });
+            return Ok(Accepted {
+                id,
+                duplicate: true,
+            });
         }
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel, state,
@@ -560,7 +614,10 @@ impl Writer {
         }
         counts.push((key("requests.accepted"), 1));
         counts.push((key(origin_metric(ev.origin)), 1));
-        Ok(Accepted { id: ev.id.clone(), duplicate: false })
+        Ok(Accepted {
+            id: ev.id.clone(),
+            duplicate: false,
+        })
     }
 
     fn reject(&self, rej: &Rejection, counts: &mut Counts) -> rusqlite::Result<()> {
@@ -628,10 +685,15 @@ impl Writer {
             "SELECT event_type, origin, occurred_at, received_at, body FROM events WHERE id = ?1",
         )?;
         for (id, event_id, attempts, tenant, source, channel) in rows {
-            let (event_type, origin, occurred_at, received_at, body): (String, String, Option<i64>, i64, Vec<u8>) =
-                event.query_row([&event_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?;
+            let (event_type, origin, occurred_at, received_at, body): (
+                String,
+                String,
+                Option<i64>,
+                i64,
+                Vec<u8>,
+            ) = event.query_row([&event_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             claimed.push(ClaimedDelivery {
                 id: parse_id(&id)?,
                 lease_id: lease_id.clone(),
@@ -653,7 +715,11 @@ impl Writer {
 
     fn finish(&self, a: &FinishedAttempt, counts: &mut Counts) -> rusqlite::Result<()> {
         let (state, due_at, delivered_at) = match a.next {
-            NextStep::Delivered => (DeliveryState::Delivered, a.finished_at, Some(a.finished_at.as_millis())),
+            NextStep::Delivered => (
+                DeliveryState::Delivered,
+                a.finished_at,
+                Some(a.finished_at.as_millis()),
+            ),
             NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
             NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
         };
@@ -675,7 +741,11 @@ impl Writer {
                 a.delivery_id.as_str(),
                 a.lease_id,
             ])?;
-        let outcome = if updated == 0 { "superseded" } else { state.as_str() };
+        let outcome = if updated == 0 {
+            "superseded"
+        } else {
+            state.as_str()
+        };
         self.conn
             .prepare_cached(
                 "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, status, error, outcome)
@@ -735,7 +805,15 @@ impl Writer {
              DO UPDATE SET count = count + excluded.count",
         )?;
         for (k, v) in counts {
-            stmt.execute(params![k.minute, k.tenant, k.source, k.channel, k.destination, k.metric, v])?;
+            stmt.execute(params![
+                k.minute,
+                k.tenant,
+                k.source,
+                k.channel,
+                k.destination,
+                k.metric,
+                v
+            ])?;
         }
         Ok(())
     }
@@ -761,7 +839,9 @@ fn rand_u128() -> u128 {
     use std::hash::{BuildHasher, Hasher};
     // Lease ids only need to differ between claims; two independently seeded SipHash states
     // give 128 bits without a dependency on a random number generator here.
-    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(a);
     (u128::from(a) << 64) | u128::from(h.finish())
@@ -779,7 +859,8 @@ where
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, event: NewEvent) -> Result<Accepted> {
-        self.write(Request::Ingest(Box::new(event)), Reply::Accepted).await
+        self.write(Request::Ingest(Box::new(event)), Reply::Accepted)
+            .await
     }
 
     async fn record_rejection(&self, rejection: Rejection) -> Result<()> {
@@ -794,11 +875,21 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
         let destination = destination.to_string();
-        self.write(Request::Claim { destination, now, lease, limit }, Reply::Claimed).await
+        self.write(
+            Request::Claim {
+                destination,
+                now,
+                lease,
+                limit,
+            },
+            Reply::Claimed,
+        )
+        .await
     }
 
     async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()> {
-        self.write(Request::Finish(Box::new(attempt)), Reply::Unit).await
+        self.write(Request::Finish(Box::new(attempt)), Reply::Unit)
+            .await
     }
 
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {
@@ -831,7 +922,11 @@ impl Store for SqliteStore {
         self.read(queue_stats).await
     }
 
-    async fn list_rejections(&self, tenant: Option<String>, limit: usize) -> Result<Vec<RejectionRecord>> {
+    async fn list_rejections(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RejectionRecord>> {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT at, tenant, source, outcome, reason, body FROM rejections
@@ -867,8 +962,11 @@ impl Store for SqliteStore {
             Err(_) => Err(StoreError::Closed),
         };
         self.stop.store(true, Ordering::Relaxed);
-        let threads: Vec<JoinHandle<()>> =
-            self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let threads: Vec<JoinHandle<()>> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         for t in &threads {
             t.thread().unpark();
         }
@@ -930,7 +1028,11 @@ fn deliveries_of(c: &Connection, event_id: &str) -> rusqlite::Result<Vec<Deliver
             destination: r.get(1)?,
             state,
             attempts: r.get(3)?,
-            due_at: if state.is_final() { None } else { Some(Timestamp(r.get(4)?)) },
+            due_at: if state.is_final() {
+                None
+            } else {
+                Some(Timestamp(r.get(4)?))
+            },
             delivered_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
             last_status: r.get(6)?,
             last_error: r.get(7)?,
@@ -974,7 +1076,10 @@ fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<EventSum
             st.as_str().to_string().into(),
         );
     }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000)));
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        f.limit.clamp(1, 1000)
+    ));
     let mut events: Vec<EventSummary> = c
         .prepare(&sql)?
         .query_map(rusqlite::params_from_iter(args), event_summary)?
@@ -1003,7 +1108,9 @@ fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option<EventDetai
             })
         })
         .optional()?;
-    let Some(mut detail) = row else { return Ok(None) };
+    let Some(mut detail) = row else {
+        return Ok(None);
+    };
     detail.summary.deliveries = deliveries_of(c, id.as_str())?;
     detail.attempts = c
         .prepare_cached(

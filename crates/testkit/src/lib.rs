@@ -36,7 +36,10 @@ pub struct Captured {
 impl Captured {
     /// A header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -106,7 +109,11 @@ impl CaptureHandler {
 
     /// Everything received so far (every attempt, duplicates included).
     pub fn received(&self) -> Vec<Captured> {
-        self.state.received.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .received
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until at least `n` requests have arrived, or `patience` has passed, and returns
@@ -127,8 +134,18 @@ impl CaptureHandler {
     }
 }
 
-async fn capture(State(state): State<Arc<CaptureState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+async fn capture(
+    State(state): State<Arc<CaptureState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let id = h("webhook-id");
     let ts: i64 = h("webhook-timestamp").parse().unwrap_or(-1);
     let signature_valid = state.key.verify(&id, ts, &body, &h("webhook-signature"));
@@ -143,7 +160,12 @@ async fn capture(State(state): State<Arc<CaptureState>>, headers: HeaderMap, bod
         tokio::time::sleep(*d).await;
     }
     if let Ok(mut r) = state.received.lock() {
-        r.push(Captured { id, headers: headers.clone(), body, signature_valid });
+        r.push(Captured {
+            id,
+            headers: headers.clone(),
+            body,
+            signature_valid,
+        });
     }
     state.arrived.notify_waiters();
     let code = |c: &u16| StatusCode::from_u16(*c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -200,7 +222,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// A minimal configuration: tenant `maelys`, Kustomer source `maelys-kustomer`, one destination
 /// `handler` at `handler_url`, storage in `data_dir`, listening on port 0. `extra` is appended
 /// (more tables, or keys for the last table).
-pub fn config_toml(data_dir: &std::path::Path, handler_url: &str, destination_extra: &str) -> String {
+pub fn config_toml(
+    data_dir: &std::path::Path,
+    handler_url: &str,
+    destination_extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -271,8 +297,15 @@ impl TestServer {
         let clock = intake_core::ManualClock::new(intake_core::Timestamp::parse_rfc3339(
             "2026-11-28T10:00:00Z",
         )?);
-        let server = intake_server::Server::new(config, Arc::new(clock.clone())).start().await?;
-        Ok(TestServer { server, clock, dir, http: reqwest::Client::new() })
+        let server = intake_server::Server::new(config, Arc::new(clock.clone()))
+            .start()
+            .await?;
+        Ok(TestServer {
+            server,
+            clock,
+            dir,
+            http: reqwest::Client::new(),
+        })
     }
 
     /// `http://127.0.0.1:port`
@@ -287,7 +320,12 @@ impl TestServer {
     }
 
     /// Sends a Kustomer webhook signed with `secret` to `source`.
-    pub async fn send_kustomer(&self, source: &str, body: &str, secret: &str) -> anyhow::Result<reqwest::Response> {
+    pub async fn send_kustomer(
+        &self,
+        source: &str,
+        body: &str,
+        secret: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .http
             .post(format!("{}/ingest/{source}", self.url()))

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_testkit::{config_toml, kustomer, CaptureHandler, Reply, DESTINATION_SECRET, SOURCE_SECRET};
+use intake_testkit::{
+    config_toml, kustomer, CaptureHandler, Reply, DESTINATION_SECRET, SOURCE_SECRET,
+};
 use rand::Rng;
 use tokio::process::{Child, Command};
 
@@ -22,15 +24,21 @@ fn free_port() -> u16 {
 }
 
 fn write_config(dir: &Path, port: u16, handler_url: &str) -> std::path::PathBuf {
-    let text = config_toml(dir, handler_url, "timeout = \"2s\"")
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let text = config_toml(dir, handler_url, "timeout = \"2s\"").replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     let path = dir.join("intake.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 async fn spawn_intake(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_intake"))
         .arg("serve")
         .arg("--config")
@@ -54,20 +62,33 @@ async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("intake exited before it was ready: {status}");
         }
-        assert!(tokio::time::Instant::now() < deadline, "intake did not become ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "intake did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Sends unique signed webhooks until `stop`, recording the ids answered 200.
-async fn sender(http: reqwest::Client, base: String, worker: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<HashSet<String>>>) {
+async fn sender(
+    http: reqwest::Client,
+    base: String,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<HashSet<String>>>,
+) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let body = kustomer::message_create(&format!("w{worker}-{n}-{}", rand::random::<u32>()), "email");
+        let body =
+            kustomer::message_create(&format!("w{worker}-{n}-{}", rand::random::<u32>()), "email");
         let resp = http
             .post(format!("{base}/ingest/maelys-kustomer"))
-            .header("x-kustomer-webhook-signature", kustomer::sign(SOURCE_SECRET, &body))
+            .header(
+                "x-kustomer-webhook-signature",
+                kustomer::sign(SOURCE_SECRET, &body),
+            )
             .header("content-type", "application/json")
             .body(body)
             .timeout(Duration::from_secs(5))
@@ -104,7 +125,15 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
         wait_healthy(&http, &base, &mut child).await;
         let stop = Arc::new(AtomicBool::new(false));
         let senders: Vec<_> = (0..8)
-            .map(|w| tokio::spawn(sender(http.clone(), base.clone(), round * 100 + w, stop.clone(), acked.clone())))
+            .map(|w| {
+                tokio::spawn(sender(
+                    http.clone(),
+                    base.clone(),
+                    round * 100 + w,
+                    stop.clone(),
+                    acked.clone(),
+                ))
+            })
             .collect();
         let run_for = rand::rng().random_range(150..600);
         tokio::time::sleep(Duration::from_millis(run_for)).await;
@@ -117,7 +146,11 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     }
 
     let acked: HashSet<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the load should have been acknowledged many times, got {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load should have been acknowledged many times, got {}",
+        acked.len()
+    );
 
     // A last start delivers whatever the killed processes left queued or in flight.
     let mut child = spawn_intake(&config, &log).await;
@@ -137,7 +170,10 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
         acked.len(),
         received.len()
     );
-    assert_eq!(missing, 0, "every acknowledged event must be delivered at least once");
+    assert_eq!(
+        missing, 0,
+        "every acknowledged event must be delivered at least once"
+    );
     assert!(received.iter().all(|c| c.signature_valid));
     child.start_kill().unwrap();
     child.wait().await.unwrap();
@@ -161,7 +197,10 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         let body = kustomer::message_create(&format!("term-{i}"), "chat");
         let r = http
             .post(format!("{base}/ingest/maelys-kustomer"))
-            .header("x-kustomer-webhook-signature", kustomer::sign(SOURCE_SECRET, &body))
+            .header(
+                "x-kustomer-webhook-signature",
+                kustomer::sign(SOURCE_SECRET, &body),
+            )
             .body(body)
             .send()
             .await
@@ -171,9 +210,15 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         acked.insert(v["id"].as_str().unwrap().to_string());
     }
     let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(kill.success());
-    let status = tokio::time::timeout(PATIENCE, child.wait()).await.expect("intake did not stop on SIGTERM").unwrap();
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("intake did not stop on SIGTERM")
+        .unwrap();
     assert!(status.success(), "a graceful stop exits 0, got {status}");
 
     // Whatever the stop did not finish was released, and is delivered after a restart.
@@ -186,7 +231,10 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         if acked.iter().all(|id| delivered.contains(id)) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not every event was delivered after the restart");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every event was delivered after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.start_kill().unwrap();

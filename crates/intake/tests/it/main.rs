@@ -26,7 +26,10 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub async fn wait_delivery(server: &TestServer, id: &str, state: &str, attempts: u64) -> Value {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let (_, event) = server.api(&format!("/api/v1/events/{id}"), ADMIN_TOKEN).await.unwrap();
+        let (_, event) = server
+            .api(&format!("/api/v1/events/{id}"), ADMIN_TOKEN)
+            .await
+            .unwrap();
         let d = &event["deliveries"][0];
         if d["state"] == state && d["attempts"] == attempts {
             return event;
@@ -37,4 +40,3 @@ pub async fn wait_delivery(server: &TestServer, id: &str, state: &str, attempts:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-

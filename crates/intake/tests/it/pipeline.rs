@@ -1,6 +1,8 @@
 //! Ingest → commit → queue → delivery, and every refusal on the way in.
 
-use intake_testkit::{kustomer, CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET};
+use intake_testkit::{
+    kustomer, CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET,
+};
 use serde_json::Value;
 
 use crate::{wait_delivery, PATIENCE};
@@ -12,14 +14,25 @@ async fn setup() -> (CaptureHandler, TestServer) {
 }
 
 async fn metrics(server: &TestServer) -> String {
-    server.http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap()
+    server
+        .http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     let (handler, server) = setup().await;
     let body = kustomer::message_create("msg-1", "email");
-    let resp = server.send_kustomer("maelys-kustomer", &body, SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let ack: Value = resp.json().await.unwrap();
     assert_eq!(ack["duplicate"], false);
@@ -31,7 +44,11 @@ async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     let d = &got[0];
     assert!(d.signature_valid, "Standard Webhooks signature must verify");
     assert_eq!(d.id, id);
-    assert_eq!(d.body, body.as_bytes(), "the raw body is delivered byte for byte");
+    assert_eq!(
+        d.body,
+        body.as_bytes(),
+        "the raw body is delivered byte for byte"
+    );
     assert_eq!(d.header("intake-tenant"), "maelys");
     assert_eq!(d.header("intake-source"), "maelys-kustomer");
     assert_eq!(d.header("intake-event-type"), "kustomer.message.create");
@@ -39,7 +56,10 @@ async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     assert_eq!(d.header("intake-attempt"), "1");
     assert_eq!(d.header("intake-origin"), "webhook");
     assert_eq!(d.header("intake-occurred-at"), "2026-11-27T09:15:00.000Z");
-    assert_eq!(d.header("webhook-timestamp"), server.clock_now_secs().to_string());
+    assert_eq!(
+        d.header("webhook-timestamp"),
+        server.clock_now_secs().to_string()
+    );
 
     // The admin API shows the delivery as delivered, with its attempt.
     let event = wait_delivery(&server, &id, "delivered", 1).await;
@@ -47,9 +67,17 @@ async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     assert_eq!(event["dedupe_key"], "message:msg-1:create");
 
     let m = metrics(&server).await;
-    assert!(m.contains(r#"intake_requests_total{outcome="accepted",tenant="maelys",source="maelys-kustomer"}"#), "{m}");
+    assert!(
+        m.contains(
+            r#"intake_requests_total{outcome="accepted",tenant="maelys",source="maelys-kustomer"}"#
+        ),
+        "{m}"
+    );
     assert!(m.contains("intake_ingest_ack_seconds_bucket"), "{m}");
-    assert!(m.contains(r#"intake_deliveries_total{outcome="delivered""#), "{m}");
+    assert!(
+        m.contains(r#"intake_deliveries_total{outcome="delivered""#),
+        "{m}"
+    );
     assert!(m.contains(r#"intake_queue_pending{tenant="maelys",source="maelys-kustomer",destination="handler"} 0"#), "{m}");
 }
 
@@ -57,8 +85,20 @@ async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
 async fn duplicate_is_acknowledged_with_the_same_id_and_delivered_once() {
     let (handler, server) = setup().await;
     let body = kustomer::message_create("msg-dup", "chat");
-    let first: Value = server.send_kustomer("maelys-kustomer", &body, SOURCE_SECRET).await.unwrap().json().await.unwrap();
-    let second: Value = server.send_kustomer("maelys-kustomer", &body, SOURCE_SECRET).await.unwrap().json().await.unwrap();
+    let first: Value = server
+        .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second: Value = server
+        .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["duplicate"], false);
     assert_eq!(second["duplicate"], true);
     assert_eq!(first["id"], second["id"]);
@@ -66,11 +106,24 @@ async fn duplicate_is_acknowledged_with_the_same_id_and_delivered_once() {
     // A later, different event is delivered too; by then a second copy of the first would have
     // been claimed in the same or an earlier batch.
     let other = kustomer::message_create("msg-after", "chat");
-    assert_eq!(server.send_kustomer("maelys-kustomer", &other, SOURCE_SECRET).await.unwrap().status(), 200);
+    assert_eq!(
+        server
+            .send_kustomer("maelys-kustomer", &other, SOURCE_SECRET)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let got = handler.wait_for(2, PATIENCE).await;
-    let copies = got.iter().filter(|c| Some(c.id.as_str()) == first["id"].as_str()).count();
+    let copies = got
+        .iter()
+        .filter(|c| Some(c.id.as_str()) == first["id"].as_str())
+        .count();
     assert_eq!(copies, 1);
-    let (_, list) = server.api("/api/v1/events?source=maelys-kustomer", ADMIN_TOKEN).await.unwrap();
+    let (_, list) = server
+        .api("/api/v1/events?source=maelys-kustomer", ADMIN_TOKEN)
+        .await
+        .unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     let m = metrics(&server).await;
     assert!(m.contains(r#"intake_requests_total{outcome="duplicate",tenant="maelys",source="maelys-kustomer"} 1"#), "{m}");
@@ -80,7 +133,10 @@ async fn duplicate_is_acknowledged_with_the_same_id_and_delivered_once() {
 async fn bad_or_missing_signature_is_401_and_nothing_is_stored() {
     let (handler, server) = setup().await;
     let body = kustomer::message_create("msg-forged", "email");
-    let resp = server.send_kustomer("maelys-kustomer", &body, "not-the-secret").await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", &body, "not-the-secret")
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let problem: Value = resp.json().await.unwrap();
@@ -95,10 +151,20 @@ async fn bad_or_missing_signature_is_401_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(unsigned.status(), 401);
     let problem: Value = unsigned.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("X-Kustomer-Webhook-Signature"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("X-Kustomer-Webhook-Signature"),
+        "{problem}"
+    );
 
     let (_, list) = server.api("/api/v1/events", ADMIN_TOKEN).await.unwrap();
-    assert_eq!(list["data"].as_array().unwrap().len(), 0, "nothing of a forged request is stored");
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        0,
+        "nothing of a forged request is stored"
+    );
     assert!(handler.received().is_empty());
     let m = metrics(&server).await;
     assert!(m.contains(r#"intake_requests_total{outcome="rejected_signature",tenant="maelys",source="maelys-kustomer"} 2"#), "{m}");
@@ -108,7 +174,10 @@ async fn bad_or_missing_signature_is_401_and_nothing_is_stored() {
 async fn unknown_source_is_404() {
     let (_handler, server) = setup().await;
     let body = kustomer::message_create("msg-x", "email");
-    let resp = server.send_kustomer("nobody", &body, SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("nobody", &body, SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["type"], "urn:intake:problem:unknown-source");
@@ -120,13 +189,19 @@ async fn oversize_body_is_413() {
     // One byte over the default limit of 1 MiB.
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat((1 << 20) - 9));
     assert_eq!(big.len(), (1 << 20) + 1);
-    let resp = server.send_kustomer("maelys-kustomer", &big, SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", &big, SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["type"], "urn:intake:problem:too-large");
     // Exactly at the limit is accepted as far as size goes (it then fails to parse: 400).
     let at_limit = &big[..1 << 20];
-    let resp = server.send_kustomer("maelys-kustomer", at_limit, SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", at_limit, SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(handler.received().is_empty());
     let m = metrics(&server).await;
@@ -136,11 +211,20 @@ async fn oversize_body_is_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparseable_body_is_400_and_recorded_with_its_reason() {
     let (handler, server) = setup().await;
-    let resp = server.send_kustomer("maelys-kustomer", "{not json", SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", "{not json", SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["type"], "urn:intake:problem:unparseable-body");
-    assert!(problem["detail"].as_str().unwrap().contains("not valid JSON"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{problem}"
+    );
 
     // The rejection is recorded asynchronously; poll the API until it shows.
     let mut rejections = Value::Null;
@@ -162,9 +246,19 @@ async fn unparseable_body_is_400_and_recorded_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_readyz_answer() {
     let (_handler, server) = setup().await;
-    let h = server.http.get(format!("{}/healthz", server.url())).send().await.unwrap();
+    let h = server
+        .http
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200);
-    let r = server.http.get(format!("{}/readyz", server.url())).send().await.unwrap();
+    let r = server
+        .http
+        .get(format!("{}/readyz", server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -177,7 +271,13 @@ async fn many_concurrent_webhooks_are_all_delivered() {
         let s = server.clone();
         tasks.push(tokio::spawn(async move {
             let body = kustomer::message_create(&format!("msg-c{i}"), "email");
-            let v: Value = s.send_kustomer("maelys-kustomer", &body, SOURCE_SECRET).await.unwrap().json().await.unwrap();
+            let v: Value = s
+                .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             v["id"].as_str().unwrap().to_string()
         }));
     }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use intake_core::Timestamp;
-use intake_testkit::{kustomer, CaptureHandler, Reply, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET};
+use intake_testkit::{
+    kustomer, CaptureHandler, Reply, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET,
+};
 use serde_json::Value;
 
 use crate::{wait_delivery, PATIENCE};
@@ -23,7 +25,10 @@ fn at(offset_secs: i64) -> String {
 
 async fn send(server: &TestServer, msg: &str) -> String {
     let body = kustomer::message_create(msg, "email");
-    let resp = server.send_kustomer("maelys-kustomer", &body, SOURCE_SECRET).await.unwrap();
+    let resp = server
+        .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     v["id"].as_str().unwrap().to_string()
@@ -37,7 +42,11 @@ async fn handler_500_then_200_is_retried_on_schedule_and_delivered() {
     let id = send(&server, "msg-retry").await;
 
     let event = wait_delivery(&server, &id, "retrying", 1).await;
-    assert_eq!(event["deliveries"][0]["due_at"], at(10), "first retry 10s after the failure");
+    assert_eq!(
+        event["deliveries"][0]["due_at"],
+        at(10),
+        "first retry 10s after the failure"
+    );
     assert_eq!(event["deliveries"][0]["last_status"], 500);
 
     server.clock.advance(Duration::from_secs(10));
@@ -46,7 +55,12 @@ async fn handler_500_then_200_is_retried_on_schedule_and_delivered() {
     assert_eq!(got[1].id, id, "the retry carries the same webhook-id");
     assert_eq!(got[1].header("intake-attempt"), "2");
     let event = wait_delivery(&server, &id, "delivered", 2).await;
-    let statuses: Vec<&Value> = event["attempts"].as_array().unwrap().iter().map(|a| &a["status"]).collect();
+    let statuses: Vec<&Value> = event["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
     assert_eq!(statuses, [500, 200]);
 }
 
@@ -60,7 +74,11 @@ async fn handler_always_500_is_dead_after_max_attempts_with_every_attempt_record
     wait_delivery(&server, &id, "retrying", 1).await;
     server.clock.advance(Duration::from_secs(10));
     let event = wait_delivery(&server, &id, "retrying", 2).await;
-    assert_eq!(event["deliveries"][0]["due_at"], at(10 + 20), "backoff doubles");
+    assert_eq!(
+        event["deliveries"][0]["due_at"],
+        at(10 + 20),
+        "backoff doubles"
+    );
     server.clock.advance(Duration::from_secs(20));
     let event = wait_delivery(&server, &id, "dead", 3).await;
     let attempts = event["attempts"].as_array().unwrap();
@@ -69,10 +87,26 @@ async fn handler_always_500_is_dead_after_max_attempts_with_every_attempt_record
     assert_eq!(attempts[2]["outcome"], "dead");
     assert_eq!(handler.received().len(), 3);
 
-    let (_, dead) = server.api("/api/v1/events?state=dead", ADMIN_TOKEN).await.unwrap();
+    let (_, dead) = server
+        .api("/api/v1/events?state=dead", ADMIN_TOKEN)
+        .await
+        .unwrap();
     assert_eq!(dead["data"][0]["id"], id.as_str());
-    let m = server.http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains(r#"intake_queue_dead{tenant="maelys",source="maelys-kustomer",destination="handler"} 1"#), "{m}");
+    let m = server
+        .http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(
+            r#"intake_queue_dead{tenant="maelys",source="maelys-kustomer",destination="handler"} 1"#
+        ),
+        "{m}"
+    );
     assert!(m.contains(r#"intake_deliveries_total{outcome="dead",tenant="maelys",source="maelys-kustomer",destination="handler"} 1"#), "{m}");
 
     // A dead delivery is never attempted again, however much time passes.
@@ -91,7 +125,11 @@ async fn retry_after_is_honoured() {
     let id = send(&server, "msg-later").await;
 
     let event = wait_delivery(&server, &id, "retrying", 1).await;
-    assert_eq!(event["deliveries"][0]["due_at"], at(120), "Retry-After: 120 beats the 10s backoff");
+    assert_eq!(
+        event["deliveries"][0]["due_at"],
+        at(120),
+        "Retry-After: 120 beats the 10s backoff"
+    );
 
     server.clock.advance(Duration::from_secs(60));
     let event = wait_delivery(&server, &id, "retrying", 1).await;
@@ -129,7 +167,9 @@ async fn timeouts_and_connection_errors_are_retried() {
 async fn rate_limit_paces_attempts_on_the_clock() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     // One attempt per second, burst of one: three events need the clock to move two seconds.
-    let server = TestServer::start(&handler.url(), "rate_limit = 1.0").await.unwrap();
+    let server = TestServer::start(&handler.url(), "rate_limit = 1.0")
+        .await
+        .unwrap();
     for i in 0..3 {
         send(&server, &format!("msg-rate-{i}")).await;
     }

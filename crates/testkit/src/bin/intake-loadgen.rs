@@ -27,10 +27,14 @@
 //!   and the report says so.
 //! * Latencies are kept exactly (one `u64` of nanoseconds per request) and sorted once at the
 //!   end, so percentiles are exact rather than bucketed.
-//! * With `--rate`, latency is measured from the *scheduled* send time whenever the previous
-//!   response on the connection made the request late (the correction for coordinated
-//!   omission that wrk2 makes), and from the actual send time when the only lateness was the
-//!   timer waking us up.
+//! * With `--rate`, latency is corrected for coordinated omission as wrk2 does (a slow
+//!   response delays the requests queued behind it on its connection, and that wait is the
+//!   server's), but on a virtual timeline where this client is perfectly punctual, so the
+//!   server is not charged for tokio's 1 ms timer tick. The summary also prints the raw service
+//!   time (send → response) and how late the pacing timer woke, to tell the two apart.
+//!
+//! The load generator runs on the same CPUs as the server under test; on a 2-core machine the
+//! numbers are the whole system's, and anything else running at the same time moves them.
 //!
 //! ```text
 //! intake-loadgen ingest --url http://127.0.0.1:18080/ingest/bench-kustomer \
@@ -440,9 +444,15 @@ impl SlotStats {
     fn error(&mut self, measured: bool, e: &anyhow::Error) {
         if measured {
             // The outermost context names the step; the root cause says why.
-            let key = format!("{e}: {}", e.root_cause());
+            let (step, cause) = (e.to_string(), e.root_cause().to_string());
+            let key = if step == cause {
+                step
+            } else {
+                format!("{step}: {cause}")
+            };
             *self.errors.entry(key).or_default() += 1;
         } else {
+            self.warmup_requests += 1;
             self.warmup_failures += 1;
         }
     }
@@ -493,39 +503,38 @@ async fn run_slot(
     let mut connection = Some(connection);
     let slot_start = plan.start + plan.stagger * slot as u32;
     let mut k: u64 = 0;
+    // When paced, latency is measured on a virtual timeline on which this client is perfectly
+    // punctual and only the server is slow: request k is sent at max(its scheduled time, the
+    // virtual completion of request k-1) and completes one measured service time later. Its
+    // latency is that completion minus its scheduled time. This is the correction for
+    // coordinated omission (a slow response delays the requests queued behind it, and that wait
+    // is the server's), without charging the server for our timer, which wakes on a 1 ms tick.
+    let mut virtual_done = plan.start;
     loop {
-        // When paced, the request is due at `scheduled`. If we are already past it, the previous
-        // response on this connection made us late and the wait counts against the server; if
-        // we had to sleep, any lateness is the timer's, so we time from the actual send.
-        let base = match plan.interval {
+        let now = Instant::now();
+        if now >= plan.end {
+            // Even if behind schedule: what was not sent by the end is what the server could not
+            // take, and shows as a shortfall in the achieved rate.
+            break;
+        }
+        let scheduled = match plan.interval {
             Some(interval) => {
                 let scheduled = slot_start + interval.mul_f64(k as f64);
                 k += 1;
-                let now = Instant::now();
-                // Past the end of the run, even if behind schedule: what was not sent by then
-                // is what the server could not take, and shows as a shortfall in the rate.
-                if scheduled >= plan.end || now >= plan.end {
+                if scheduled >= plan.end {
                     break;
                 }
-                if now >= scheduled {
-                    stats.behind += 1;
-                    scheduled
-                } else {
+                if now < scheduled {
                     tokio::time::sleep_until(scheduled.into()).await;
                     let woke = Instant::now();
-                    stats.timer_late_ns.push((woke - scheduled).as_nanos() as u64);
-                    woke
+                    stats
+                        .timer_late_ns
+                        .push((woke - scheduled).as_nanos() as u64);
                 }
+                Some(scheduled)
             }
-            None => {
-                let now = Instant::now();
-                if now >= plan.end {
-                    break;
-                }
-                now
-            }
+            None => None,
         };
-        let measured = base >= plan.measure_start;
 
         if connection.as_ref().is_none_or(|c| c.is_closed()) {
             if connection.is_some() {
@@ -535,8 +544,10 @@ async fn run_slot(
             match shared.target.connect().await {
                 Ok(c) => connection = Some(c),
                 Err(e) => {
-                    stats.error(measured, &e);
+                    stats.error(Instant::now() >= plan.measure_start, &e);
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                    // The server refused us: the time lost is its.
+                    virtual_done = virtual_done.max(Instant::now());
                     continue;
                 }
             }
@@ -546,6 +557,7 @@ async fn run_slot(
         };
 
         let sent = Instant::now();
+        let measured = sent >= plan.measure_start;
         let outcome = match shared.bodies.take() {
             Ok((body, signature)) => match build_request(&shared.target, body, signature) {
                 Ok(request) => exchange(sender, request).await,
@@ -554,12 +566,23 @@ async fn run_slot(
             Err(e) => Err(e),
         };
         let done = Instant::now();
+        let service = done - sent;
+        let latency = match scheduled {
+            Some(scheduled) => {
+                if measured && virtual_done > scheduled {
+                    stats.behind += 1;
+                }
+                virtual_done = virtual_done.max(scheduled) + service;
+                virtual_done - scheduled
+            }
+            None => service,
+        };
         match outcome {
             Ok((status, body)) => {
                 if measured {
                     *stats.statuses.entry(status.as_u16()).or_default() += 1;
-                    stats.latencies_ns.push((done - base).as_nanos() as u64);
-                    stats.service_ns.push((done - sent).as_nanos() as u64);
+                    stats.latencies_ns.push(latency.as_nanos() as u64);
+                    stats.service_ns.push(service.as_nanos() as u64);
                 } else {
                     stats.warmup_requests += 1;
                     if status != StatusCode::OK {
@@ -745,7 +768,7 @@ fn human_load(mode: &str, load: &LoadArgs, report: &LoadReport, sum: &Summary) -
     if let Some(rate) = load.rate {
         let late = &s.timer_late_ns;
         lines.push(format!(
-            "  pacing      {} sends were behind schedule; timer lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            "  pacing      {} requests queued behind a slow response; timer lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
             s.behind,
             percentile_ms(late, 50.0),
             percentile_ms(late, 99.0),
@@ -783,8 +806,7 @@ fn human_load(mode: &str, load: &LoadArgs, report: &LoadReport, sum: &Summary) -
     if s.warmup_failures > 0 {
         lines.push(format!(
             "  !!! {} of {} warmup requests failed !!!",
-            s.warmup_failures,
-            s.warmup_requests + s.warmup_failures
+            s.warmup_failures, s.warmup_requests
         ));
     }
     if s.reconnects > 0 {

@@ -79,9 +79,13 @@ async fn serve(listen: SocketAddr, nodelay: bool) -> Result<()> {
             // Best effort: a connection without it is only slower.
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
     } else {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
     }
     .context("serving")?;
     Ok(())
