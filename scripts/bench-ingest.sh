@@ -168,9 +168,10 @@ run_loadgen() {
   fi
 }
 
-# write_config DIR: an intake configuration with its data in DIR/data.
+# write_config DIR [EXTRA]: an intake configuration with its data in DIR/data; EXTRA is added
+# to the destination's table.
 write_config() {
-  local dir=$1
+  local dir=$1 extra=${2:-}
   mkdir -p "$dir/data"
   cat >"$dir/intake.toml" <<EOF
 [server]
@@ -192,6 +193,7 @@ url = "http://127.0.0.1:$HANDLER_PORT/"
 secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
 timeout = "5s"
 concurrency = 128
+$extra
 
 [[sources]]
 id = "bench-kustomer"
@@ -247,6 +249,23 @@ else
 fi
 stop "$handler_pid"
 
+# b2. The ingest path alone: the same loads with deliveries held back (the destination is
+#     rate-limited to one attempt a second), so the 2 cores do nothing but acknowledge. The
+#     queue absorbs the burst; run b shows the same loads with every event also delivered.
+write_config "$TMP/b2" "rate_limit = 1.0"
+start_handler handler-b2
+handler_pid=$STARTED_PID
+if start_intake intake-b2 "$TMP/b2/intake.toml"; then
+  intake_pid=$STARTED_PID
+  run_loadgen ingest-only-c16 ingest --url "$INTAKE_URL" --concurrency 16
+  run_loadgen ingest-only-c64 ingest --url "$INTAKE_URL" --concurrency 64
+  stop "$intake_pid"
+else
+  FAILED+=("intake-b2: intake did not start")
+  stop "$STARTED_PID"
+fi
+stop "$handler_pid"
+
 # c. A fresh intake: end to end at a fixed rate, then acknowledgement latency at half load.
 write_config "$TMP/c"
 if start_intake intake-c "$TMP/c/intake.toml"; then
@@ -293,6 +312,8 @@ row() {
 }
 r16="$(ratio intake-c16 noop-c16)"
 r64="$(ratio intake-c64 noop-c64)"
+o16="$(ratio ingest-only-c16 noop-c16)"
+o64="$(ratio ingest-only-c64 noop-c64)"
 
 echo
 echo "## Ingest benchmark: $(nproc) CPUs, ~2 KB signed Kustomer webhooks, $DURATION per run after $WARMUP warmup"
@@ -303,8 +324,10 @@ row "noop c16" noop-c16
 row "noop c64" noop-c64
 row "intake c16 (ack latency)" intake-c16
 row "intake c64 (ack latency)" intake-c64
-echo "| ratio intake/noop c16 | $r16 | | | $(verdict "$r16") |"
-echo "| ratio intake/noop c64 | $r64 | | | $(verdict "$r64") |"
+row "intake c16, deliveries held back" ingest-only-c16
+row "intake c64, deliveries held back" ingest-only-c64
+echo "| ratio intake/noop c16 (delivering / held back) | $r16 / $o16 | | | $(verdict "$o16") |"
+echo "| ratio intake/noop c64 (delivering / held back) | $r64 / $o64 | | | $(verdict "$o64") |"
 printf '| accept -> delivered at %s/s | %s | %s | %s | ack p50 %s / p99 %s ms; delivered max %s ms; %s of %s acked events missing |\n' \
   "$E2E_RATE" "$(rate e2e)" "$(field e2e delivered_p50_ms)" "$(field e2e delivered_p99_ms)" \
   "$(field e2e p50_ms)" "$(field e2e p99_ms)" "$(field e2e delivered_max_ms)" \

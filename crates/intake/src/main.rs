@@ -4,6 +4,11 @@
 
 mod config_load;
 
+// glibc's allocator showed up at ~10% of ingest CPU (many small, short-lived allocations per
+// request across threads); mimalloc handles that pattern with less contention.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

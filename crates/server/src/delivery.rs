@@ -21,7 +21,6 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{ATTEMPT_DURATION, DELIVERIES, DELIVERY_LATENCY};
 use crate::runtime::{AppState, DestinationRuntime};
 
 /// The longest a dispatcher sleeps without looking at the store. It normally wakes earlier
@@ -229,13 +228,9 @@ impl Attempt {
             AttemptOutcome::Failure { status, error, .. } => (*status, Some(error.clone())),
         };
         let dest = self.dest.config.id.as_str();
-        metrics::histogram!(ATTEMPT_DURATION, "destination" => dest.to_string())
+        self.dest
+            .attempt_duration
             .record(wall.elapsed().as_secs_f64());
-        let label = match next {
-            NextStep::Delivered => "delivered",
-            NextStep::RetryAt(_) => "failed",
-            NextStep::Dead => "dead",
-        };
         match &next {
             NextStep::Delivered => {}
             NextStep::RetryAt(at) => {
@@ -264,11 +259,16 @@ impl Attempt {
         };
         match self.app.store.finish_attempt(finished).await {
             Ok(()) => {
-                metrics::counter!(DELIVERIES, "outcome" => label, "tenant" => d.tenant.clone(),
-                    "source" => d.source.clone(), "destination" => dest.to_string())
-                .increment(1);
+                if let Some(m) = self.dest.metrics.get(&d.source) {
+                    match next {
+                        NextStep::Delivered => m.delivered.increment(1),
+                        NextStep::RetryAt(_) => m.failed.increment(1),
+                        NextStep::Dead => m.dead.increment(1),
+                    }
+                }
                 if next == NextStep::Delivered {
-                    metrics::histogram!(DELIVERY_LATENCY, "destination" => dest.to_string())
+                    self.dest
+                        .latency
                         .record(finished_at.since(d.received_at).as_secs_f64());
                 }
                 if let Ok(mut l) = self.leases.lock() {

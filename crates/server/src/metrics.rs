@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+use intake_core::event::Channel;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests to `/ingest`, by `outcome`, `tenant`, `source`.
@@ -47,4 +49,109 @@ pub fn handle() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// How an ingest request ended: the `outcome` label of [`REQUESTS`] and [`INGEST_ACK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored (new event).
+    Accepted = 0,
+    /// Already stored.
+    Duplicate,
+    /// Bad or missing signature.
+    RejectedSignature,
+    /// Unparseable body.
+    RejectedInvalid,
+    /// Body over the limit.
+    TooLarge,
+    /// The store could not commit.
+    Unavailable,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::RejectedSignature,
+        Outcome::RejectedInvalid,
+        Outcome::TooLarge,
+        Outcome::Unavailable,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::RejectedSignature => "rejected_signature",
+            Outcome::RejectedInvalid => "rejected_invalid",
+            Outcome::TooLarge => "too_large",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// One source's metric handles, registered once at start: the ingest hot path then counts
+/// without building label sets or looking series up.
+pub(crate) struct SourceMetrics {
+    requests: [Counter; 6],
+    ack: [Histogram; 6],
+    events: [Counter; 6],
+}
+
+impl SourceMetrics {
+    pub(crate) fn new(tenant: &str, source: &str) -> Self {
+        let requests = Outcome::ALL.map(|o| {
+            metrics::counter!(REQUESTS, "outcome" => o.as_str(), "tenant" => tenant.to_string(), "source" => source.to_string())
+        });
+        let ack = Outcome::ALL.map(|o| metrics::histogram!(INGEST_ACK, "outcome" => o.as_str()));
+        let events = Channel::ALL.map(|c| {
+            metrics::counter!(EVENTS, "tenant" => tenant.to_string(), "source" => source.to_string(),
+                "channel" => c.as_str(), "origin" => "webhook")
+        });
+        SourceMetrics {
+            requests,
+            ack,
+            events,
+        }
+    }
+
+    /// Counts a request and the time it took to answer.
+    pub(crate) fn request(&self, outcome: Outcome, elapsed: std::time::Duration) {
+        self.requests[outcome as usize].increment(1);
+        self.ack[outcome as usize].record(elapsed.as_secs_f64());
+    }
+
+    /// Counts an accepted event.
+    pub(crate) fn event(&self, channel: Channel) {
+        let i = Channel::ALL
+            .iter()
+            .position(|c| *c == channel)
+            .unwrap_or(Channel::ALL.len() - 1);
+        self.events[i].increment(1);
+    }
+}
+
+/// The delivery metric handles of one (source, destination) pair.
+pub(crate) struct DeliveryMetrics {
+    /// Attempts that delivered.
+    pub delivered: Counter,
+    /// Attempts that failed and will be retried.
+    pub failed: Counter,
+    /// Attempts that failed for the last time.
+    pub dead: Counter,
+}
+
+impl DeliveryMetrics {
+    pub(crate) fn new(tenant: &str, source: &str, destination: &str) -> Self {
+        let c = |outcome: &'static str| {
+            metrics::counter!(DELIVERIES, "outcome" => outcome, "tenant" => tenant.to_string(),
+                "source" => source.to_string(), "destination" => destination.to_string())
+        };
+        DeliveryMetrics {
+            delivered: c("delivered"),
+            failed: c("failed"),
+            dead: c("dead"),
+        }
+    }
 }

@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{DeliveryMetrics, SourceMetrics, ATTEMPT_DURATION, DELIVERY_LATENCY};
 use crate::{admin, delivery, demo_handler, health, ingest};
+use metrics::Histogram;
 
 /// A configured source, ready to verify and parse.
 pub(crate) struct SourceRuntime {
@@ -26,6 +28,7 @@ pub(crate) struct SourceRuntime {
     pub connector: Box<dyn Connector>,
     /// The destinations, with the wakers of their dispatchers.
     pub wakers: Vec<Arc<Notify>>,
+    pub metrics: SourceMetrics,
 }
 
 /// A configured destination, ready to sign.
@@ -34,6 +37,10 @@ pub(crate) struct DestinationRuntime {
     pub key: SigningKey,
     pub wake: Arc<Notify>,
     pub running: AtomicBool,
+    /// Delivery counters by source.
+    pub metrics: HashMap<String, DeliveryMetrics>,
+    pub latency: Histogram,
+    pub attempt_duration: Histogram,
 }
 
 /// What every request handler and duty shares.
@@ -120,10 +127,18 @@ impl Server {
             None => open_store(&config)?,
         };
 
+        // The recorder must exist before metric handles are registered.
+        crate::metrics::handle();
         let mut destinations = HashMap::new();
         for d in &config.destinations {
             let key = SigningKey::from_secret(&d.secret)
                 .with_context(|| format!("destination `{}`: secret", d.id))?;
+            let metrics = config
+                .sources
+                .iter()
+                .filter(|s| s.destinations.contains(&d.id))
+                .map(|s| (s.id.clone(), DeliveryMetrics::new(&s.tenant, &s.id, &d.id)))
+                .collect();
             destinations.insert(
                 d.id.clone(),
                 Arc::new(DestinationRuntime {
@@ -131,6 +146,9 @@ impl Server {
                     key,
                     wake: Arc::new(Notify::new()),
                     running: AtomicBool::new(false),
+                    metrics,
+                    latency: metrics::histogram!(DELIVERY_LATENCY, "destination" => d.id.clone()),
+                    attempt_duration: metrics::histogram!(ATTEMPT_DURATION, "destination" => d.id.clone()),
                 }),
             );
         }
@@ -148,6 +166,7 @@ impl Server {
                     config: s.clone(),
                     connector,
                     wakers,
+                    metrics: SourceMetrics::new(&s.tenant, &s.id),
                 },
             );
         }
@@ -160,8 +179,6 @@ impl Server {
             destinations,
             demo: demo_handler::DemoHandler::new(&config),
         });
-        crate::metrics::handle();
-
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -120,6 +120,7 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA journal_size_limit = 67108864;
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(open_err)?;
@@ -163,12 +164,9 @@ impl SqliteStore {
             .spawn(move || Writer::new(writer).run(rx, max_batch))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
         let checkpoint_thread = std::thread::Builder::new()
             .name("intake-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, wal, stop2))
+            .spawn(move || checkpoint_loop(checkpointer, stop2))
             .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -230,26 +228,40 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Past this WAL size a checkpoint also rewinds the WAL, briefly holding writers back.
-const WAL_RESTART_BYTES: u64 = 128 << 20;
+/// Past this many WAL frames (64 MiB of 4 KiB pages) a checkpoint also rewinds the WAL.
+const WAL_RESTART_FRAMES: i64 = 16 * 1024;
 
-fn checkpoint_loop(conn: Connection, wal: PathBuf, stop: Arc<AtomicBool>) {
+fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
     // Checkpoints run here rather than inside the writer's commits (wal_autocheckpoint = 0),
     // so that copying the WAL back into the database does not stall acknowledgements. A
     // passive checkpoint never waits, but under constant load it never lets the WAL start over
-    // either; so once the WAL is large, a RESTART checkpoint (which makes the writer wait for
-    // a moment) bounds its size.
+    // either; so once the WAL holds many frames, a RESTART checkpoint (which makes the writer
+    // wait for a moment) rewinds it. The file keeps its size (journal_size_limit), so the next
+    // commits overwrite allocated blocks instead of growing the file, which costs the file
+    // system far more.
+    let mut restart = false;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::park_timeout(Duration::from_millis(250));
+        std::thread::park_timeout(Duration::from_millis(100));
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let large = std::fs::metadata(&wal)
-            .map(|m| m.len() > WAL_RESTART_BYTES)
-            .unwrap_or(false);
-        let mode = if large { "RESTART" } else { "PASSIVE" };
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+        let mode = if restart { "RESTART" } else { "PASSIVE" };
+        let started = std::time::Instant::now();
+        match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        }) {
+            Ok(frames) => {
+                restart = frames > WAL_RESTART_FRAMES;
+                if started.elapsed() > Duration::from_millis(100) {
+                    tracing::info!(
+                        mode,
+                        frames,
+                        ms = started.elapsed().as_millis() as u64,
+                        "slow WAL checkpoint"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, mode, "WAL checkpoint failed"),
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));

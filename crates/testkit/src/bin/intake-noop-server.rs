@@ -28,6 +28,10 @@ use bytes::Bytes;
 use clap::Parser;
 use serde::Serialize;
 
+// The same allocator as intake, so that the ceiling is measured with the same stack.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The same limit intake puts on an ingest body.
 const BODY_LIMIT: usize = 1024 * 1024;
 
