@@ -35,7 +35,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(30);
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The most deliveries one claim takes.
-const MAX_CLAIM: usize = 256;
+const MAX_CLAIM: usize = 64;
 
 /// The most of an error response body kept in the attempt record.
 const KEPT_ERROR_BODY: usize = 512;

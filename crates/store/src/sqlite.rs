@@ -159,14 +159,16 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let max_batch = options.max_batch.max(1);
+        let rewind = Arc::new(AtomicBool::new(false));
+        let rewind2 = rewind.clone();
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
-            .spawn(move || Writer::new(writer).run(rx, max_batch))
+            .spawn(move || Writer::new(writer, rewind).run(rx, max_batch))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
         let checkpoint_thread = std::thread::Builder::new()
             .name("intake-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stop2))
+            .spawn(move || checkpoint_loop(checkpointer, stop2, rewind2))
             .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -228,40 +230,40 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Past this many WAL frames (64 MiB of 4 KiB pages) a checkpoint also rewinds the WAL.
-const WAL_RESTART_FRAMES: i64 = 16 * 1024;
+/// Past this many WAL frames (64 MiB of 4 KiB pages) the WAL is rewound.
+const WAL_REWIND_FRAMES: i64 = 16 * 1024;
 
-fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
+fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>, rewind: Arc<AtomicBool>) {
     // Checkpoints run here rather than inside the writer's commits (wal_autocheckpoint = 0),
     // so that copying the WAL back into the database does not stall acknowledgements. A
-    // passive checkpoint never waits, but under constant load it never lets the WAL start over
-    // either; so once the WAL holds many frames, a RESTART checkpoint (which makes the writer
-    // wait for a moment) rewinds it. The file keeps its size (journal_size_limit), so the next
-    // commits overwrite allocated blocks instead of growing the file, which costs the file
-    // system far more.
-    let mut restart = false;
+    // passive checkpoint never waits; under constant load, though, it never finds the WAL
+    // fully copied at the moment the writer begins a transaction, which is when SQLite would
+    // start the WAL over, so the WAL would grow for as long as the load lasts. Once it is
+    // large, this thread asks the writer to finish the copy itself between two batches (see
+    // `Writer::rewind_if_asked`): this thread has already copied nearly everything, so the
+    // writer pauses for little more than one fsync, and its next transaction starts the WAL
+    // over. The file keeps its size (journal_size_limit), so commits then overwrite allocated
+    // blocks instead of growing the file, which costs the file system far more.
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(Duration::from_millis(100));
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let mode = if restart { "RESTART" } else { "PASSIVE" };
         let started = std::time::Instant::now();
-        match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            r.get::<_, i64>(1)
-        }) {
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
             Ok(frames) => {
-                restart = frames > WAL_RESTART_FRAMES;
-                if started.elapsed() > Duration::from_millis(100) {
+                if frames > WAL_REWIND_FRAMES {
+                    rewind.store(true, Ordering::Relaxed);
+                }
+                if started.elapsed() > Duration::from_millis(500) {
                     tracing::info!(
-                        mode,
                         frames,
                         ms = started.elapsed().as_millis() as u64,
                         "slow WAL checkpoint"
                     );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, mode, "WAL checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -365,11 +367,37 @@ fn minute_of(t: Timestamp) -> i64 {
 struct Writer {
     conn: Connection,
     fault: Option<StoreFault>,
+    /// Set by the checkpoint thread when the WAL should start over.
+    rewind: Arc<AtomicBool>,
 }
 
 impl Writer {
-    fn new(conn: Connection) -> Self {
-        Writer { conn, fault: None }
+    fn new(conn: Connection, rewind: Arc<AtomicBool>) -> Self {
+        Writer {
+            conn,
+            fault: None,
+            rewind,
+        }
+    }
+
+    /// Between two batches, completes the checkpoint the checkpoint thread asked for, so that
+    /// the next transaction starts the WAL over (see `checkpoint_loop`).
+    fn rewind_if_asked(&self) {
+        if !self.rewind.load(Ordering::Relaxed) {
+            return;
+        }
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            }) {
+            // Everything is copied: the next write transaction rewinds the WAL.
+            Ok((frames, copied)) if frames == copied => self.rewind.store(false, Ordering::Relaxed),
+            // The checkpoint thread is mid-copy, or a reader holds an old snapshot: try again
+            // after the next batch.
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "checkpoint from the writer"),
+        }
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
@@ -396,6 +424,7 @@ impl Writer {
                 }
             }
             self.commit_batch(&mut batch);
+            self.rewind_if_asked();
         }
         // Answer whatever was queued behind a close, so no requester waits forever.
         rx.close();
