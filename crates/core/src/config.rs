@@ -462,7 +462,7 @@ pub struct DestinationConfig {
     pub concurrency: usize,
     /// Attempts started per second at most (no limit when absent).
     #[serde(default)]
-    pub rate_limit: Option<f64>,
+    pub rate_limit: Option<Rate>,
 }
 
 fn default_timeout() -> Dur {
@@ -477,9 +477,10 @@ fn default_concurrency() -> usize {
     64
 }
 
-/// `retry = { initial = "5s", max = "1h", multiplier = 2.0, jitter = 0.2 }`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The backoff between attempts, written either as a table,
+/// `retry = { initial = "5s", max = "1h", multiplier = 2.0, jitter = 0.2 }`, or as an explicit
+/// schedule of delays, `retry = ["10s", "1m", "10m", "1h"]` (the last delay repeats).
+#[derive(Debug, Clone, Serialize)]
 pub struct RetryConfig {
     /// Delay after the first failure.
     pub initial: Dur,
@@ -489,6 +490,9 @@ pub struct RetryConfig {
     pub multiplier: f64,
     /// Randomized fraction of each delay.
     pub jitter: f64,
+    /// Explicit delays after the first, second, … failure; when given, `initial`, `max` and
+    /// `multiplier` are not used.
+    pub schedule: Vec<Dur>,
 }
 
 impl Default for RetryConfig {
@@ -499,6 +503,103 @@ impl Default for RetryConfig {
             max: Dur(p.max_delay),
             multiplier: p.multiplier,
             jitter: p.jitter,
+            schedule: Vec::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct Table {
+            initial: Dur,
+            max: Dur,
+            multiplier: f64,
+            jitter: f64,
+            schedule: Vec<Dur>,
+        }
+        impl Default for Table {
+            fn default() -> Self {
+                let r = RetryConfig::default();
+                Table {
+                    initial: r.initial,
+                    max: r.max,
+                    multiplier: r.multiplier,
+                    jitter: r.jitter,
+                    schedule: r.schedule,
+                }
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Schedule(Vec<Dur>),
+            Table(Table),
+        }
+        let form = Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a table like { initial = \"5s\", max = \"1h\", multiplier = 2.0, jitter = 0.2 } \
+                 or a list of delays like [\"10s\", \"1m\", \"10m\"]",
+            )
+        })?;
+        Ok(match form {
+            Form::Schedule(schedule) => RetryConfig {
+                schedule,
+                ..RetryConfig::default()
+            },
+            Form::Table(t) => RetryConfig {
+                initial: t.initial,
+                max: t.max,
+                multiplier: t.multiplier,
+                jitter: t.jitter,
+                schedule: t.schedule,
+            },
+        })
+    }
+}
+
+/// A rate in events per second, written as a number (`50`, per second) or as text with a unit
+/// (`"50/s"`, `"600/m"`, `"10000/h"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub f64);
+
+impl Rate {
+    /// Parses `"600/m"`-style text.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (n, unit) = s.split_once('/').unwrap_or((s, "s"));
+        let n: f64 = n.trim().parse().ok()?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return None,
+        };
+        Some(Rate(n / per))
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Rate(n)),
+            Raw::Text(t) => Rate::parse(&t).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid rate `{t}`; write a number per second (50) or \"50/s\", \"600/m\", \"10000/h\""
+                ))
+            }),
         }
     }
 }
@@ -512,6 +613,7 @@ impl DestinationConfig {
             max_delay: self.retry.max.0,
             multiplier: self.retry.multiplier,
             jitter: self.retry.jitter,
+            schedule: self.retry.schedule.iter().map(|d| d.0).collect(),
         }
     }
 }
@@ -960,10 +1062,16 @@ impl Validator {
             if d.concurrency == 0 {
                 self.push(format!("{p}.concurrency"), "must be at least 1");
             }
-            if matches!(d.rate_limit, Some(r) if !(r > 0.0 && r.is_finite())) {
+            if matches!(d.rate_limit, Some(Rate(r)) if !(r > 0.0 && r.is_finite())) {
                 self.push(
                     format!("{p}.rate_limit"),
                     "must be a positive number of attempts per second",
+                );
+            }
+            if d.retry.schedule.iter().any(|s| s.0.is_zero()) {
+                self.push(
+                    format!("{p}.retry"),
+                    "every delay of the schedule must be longer than 0s",
                 );
             }
             if d.retry.initial.0.is_zero() || d.retry.max < d.retry.initial {
@@ -1252,6 +1360,40 @@ deadline = "2m"
         );
         let p = problems(&EXAMPLE.replace("kind = \"kustomer\"", "kind = \"kustomerr\""));
         assert!(p[0].contains("kustomerr"), "{p:?}");
+    }
+
+    #[test]
+    fn retry_accepts_a_table_or_a_schedule_and_rates_take_units() {
+        let base = EXAMPLE.replace(
+            "max_attempts = 10",
+            "max_attempts = 10\nretry = [\"10s\", \"1m\"]\nrate_limit = \"600/m\"",
+        );
+        let c = Config::from_toml_str(&base).unwrap();
+        let p = c.destinations[0].retry_policy();
+        assert_eq!(
+            p.schedule,
+            vec![Duration::from_secs(10), Duration::from_secs(60)]
+        );
+        assert_eq!(c.destinations[0].rate_limit, Some(Rate(10.0)));
+        let table = EXAMPLE.replace(
+            "max_attempts = 10",
+            "max_attempts = 10\nretry = { initial = \"1s\" }\nrate_limit = 5",
+        );
+        let c = Config::from_toml_str(&table).unwrap();
+        assert_eq!(c.destinations[0].retry.initial, Dur::secs(1));
+        assert_eq!(c.destinations[0].retry.max, Dur::secs(3600));
+        assert_eq!(c.destinations[0].rate_limit, Some(Rate(5.0)));
+        let bad = EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\nretry = 3");
+        let p = problems(&bad);
+        assert!(
+            p[0].contains("destinations[0].retry") && p[0].contains("list of delays"),
+            "{p:?}"
+        );
+        let bad = EXAMPLE.replace(
+            "max_attempts = 10",
+            "max_attempts = 10\nrate_limit = \"fast\"",
+        );
+        assert!(problems(&bad)[0].contains("600/m"));
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub struct RetryPolicy {
     /// Fraction of the delay that is randomized (0 = none, 0.2 = ±20 %), so that many
     /// deliveries failing together do not all retry at the same instant.
     pub jitter: f64,
+    /// Explicit delays after the first, second, … failure (the last one repeats). When not
+    /// empty it replaces the exponential formula.
+    pub schedule: Vec<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -158,6 +161,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(3600),
             multiplier: 2.0,
             jitter: 0.2,
+            schedule: Vec::new(),
         }
     }
 }
@@ -187,6 +191,10 @@ impl NextStep {
 impl RetryPolicy {
     /// The exponential delay before attempt `attempt + 1`, without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
+        if let Some(last) = self.schedule.last() {
+            let i = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+            return *self.schedule.get(i).unwrap_or(last);
+        }
         let exp = self
             .multiplier
             .max(1.0)
@@ -245,6 +253,18 @@ mod tests {
         assert_eq!(p.base_delay(2), Duration::from_secs(10));
         assert_eq!(p.base_delay(3), Duration::from_secs(20));
         assert_eq!(p.base_delay(30), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn an_explicit_schedule_replaces_the_formula_and_its_last_delay_repeats() {
+        let p = RetryPolicy {
+            jitter: 0.0,
+            schedule: vec![Duration::from_secs(10), Duration::from_secs(60)],
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.base_delay(1), Duration::from_secs(10));
+        assert_eq!(p.base_delay(2), Duration::from_secs(60));
+        assert_eq!(p.base_delay(7), Duration::from_secs(60));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
+use intake_core::config::Rate;
 use intake_core::delivery::{AttemptOutcome, NextStep};
 use intake_core::rate::TokenBucket;
 use intake_core::{DeliveryId, Timestamp};
@@ -61,7 +62,7 @@ pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<
                 limiter: dest
                     .config
                     .rate_limit
-                    .map(|r| Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))),
+                    .map(|Rate(r)| Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))),
             };
             tokio::spawn(d.run())
         })
@@ -98,7 +99,7 @@ impl Dispatcher {
                 .dest
                 .config
                 .rate_limit
-                .map_or(MAX_CLAIM, |r| (r.ceil() as usize).clamp(1, MAX_CLAIM));
+                .map_or(MAX_CLAIM, |Rate(r)| (r.ceil() as usize).clamp(1, MAX_CLAIM));
             while permits.len() < max_claim {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
