@@ -131,6 +131,17 @@ pub struct EventQuery {
     limit: Option<usize>,
 }
 
+/// The `limit` of a listing: 100 by default, 1 to 1000.
+fn page_size(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        _ => Err(Problem::bad_request(
+            "invalid-parameter",
+            "`limit` must be between 1 and 1000",
+        )),
+    }
+}
+
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<Timestamp>, Problem> {
     v.as_deref()
         .map(|s| {
@@ -167,13 +178,7 @@ async fn list_events(
         })
         .transpose()?;
     let tenant = scope.tenant_filter(q.tenant)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(Problem::bad_request(
-            "invalid-parameter",
-            "`limit` must be between 1 and 1000",
-        ));
-    }
+    let limit = page_size(q.limit)?;
     let filter = EventFilter {
         tenant,
         source: q.source,
@@ -242,13 +247,7 @@ async fn list_rejections(
 ) -> Result<Json<Value>, Problem> {
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
     let tenant = scope.tenant_filter(q.tenant)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(Problem::bad_request(
-            "invalid-parameter",
-            "`limit` must be between 1 and 1000",
-        ));
-    }
+    let limit = page_size(q.limit)?;
     let rows = app.store.list_rejections(tenant, limit).await?;
     let data: Vec<Value> = rows
         .into_iter()

@@ -337,6 +337,17 @@ impl TestServer {
             .await?)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// GETs an admin API path with a token and returns status and JSON.
     pub async fn api(&self, path: &str, token: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         let resp = self

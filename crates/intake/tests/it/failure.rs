@@ -71,15 +71,7 @@ async fn store_that_cannot_commit_answers_503_and_nothing_is_delivered() {
     let (_, list) = server.api("/api/v1/events", ADMIN_TOKEN).await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 
-    let m = server
-        .http
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await.unwrap();
     assert!(m.contains(r#"intake_requests_total{outcome="unavailable",tenant="maelys",source="maelys-kustomer"} 1"#), "{m}");
 }
 

@@ -13,18 +13,6 @@ async fn setup() -> (CaptureHandler, TestServer) {
     (handler, server)
 }
 
-async fn metrics(server: &TestServer) -> String {
-    server
-        .http
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     let (handler, server) = setup().await;
@@ -66,7 +54,7 @@ async fn signed_kustomer_webhook_is_delivered_with_standard_webhooks_headers() {
     assert_eq!(event["attempts"][0]["status"], 200);
     assert_eq!(event["dedupe_key"], "message:msg-1:create");
 
-    let m = metrics(&server).await;
+    let m = server.metrics().await.unwrap();
     assert!(
         m.contains(
             r#"intake_requests_total{outcome="accepted",tenant="maelys",source="maelys-kustomer"}"#
@@ -125,7 +113,7 @@ async fn duplicate_is_acknowledged_with_the_same_id_and_delivered_once() {
         .await
         .unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
-    let m = metrics(&server).await;
+    let m = server.metrics().await.unwrap();
     assert!(m.contains(r#"intake_requests_total{outcome="duplicate",tenant="maelys",source="maelys-kustomer"} 1"#), "{m}");
 }
 
@@ -166,7 +154,7 @@ async fn bad_or_missing_signature_is_401_and_nothing_is_stored() {
         "nothing of a forged request is stored"
     );
     assert!(handler.received().is_empty());
-    let m = metrics(&server).await;
+    let m = server.metrics().await.unwrap();
     assert!(m.contains(r#"intake_requests_total{outcome="rejected_signature",tenant="maelys",source="maelys-kustomer"} 2"#), "{m}");
 }
 
@@ -204,7 +192,7 @@ async fn oversize_body_is_413() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(handler.received().is_empty());
-    let m = metrics(&server).await;
+    let m = server.metrics().await.unwrap();
     assert!(m.contains(r#"intake_requests_total{outcome="too_large",tenant="maelys",source="maelys-kustomer"} 1"#), "{m}");
 }
 

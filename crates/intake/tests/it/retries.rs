@@ -92,15 +92,7 @@ async fn handler_always_500_is_dead_after_max_attempts_with_every_attempt_record
         .await
         .unwrap();
     assert_eq!(dead["data"][0]["id"], id.as_str());
-    let m = server
-        .http
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await.unwrap();
     assert!(
         m.contains(
             r#"intake_queue_dead{tenant="maelys",source="maelys-kustomer",destination="handler"} 1"#
