@@ -60,6 +60,8 @@ struct CaptureState {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     arrived: Notify,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 /// A handler on a loopback port that records what intake delivers.
@@ -78,6 +80,7 @@ impl CaptureHandler {
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::Status(200)),
             arrived: Notify::new(),
+            in_flight: Mutex::new((0, 0)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -105,6 +108,11 @@ impl CaptureHandler {
         if let Ok(mut d) = self.state.default.lock() {
             *d = reply;
         }
+    }
+
+    /// The most requests this handler was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.in_flight.lock().map(|f| f.1).unwrap_or(0)
     }
 
     /// Everything received so far (every attempt, duplicates included).
@@ -156,8 +164,15 @@ async fn capture(
         .and_then(|mut s| s.pop_front())
         .or_else(|| state.default.lock().ok().map(|d| d.clone()))
         .unwrap_or(Reply::Status(200));
+    if let Ok(mut f) = state.in_flight.lock() {
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+    }
     if let Reply::Slow(d) = &reply {
         tokio::time::sleep(*d).await;
+    }
+    if let Ok(mut f) = state.in_flight.lock() {
+        f.0 -= 1;
     }
     if let Ok(mut r) = state.received.lock() {
         r.push(Captured {

@@ -175,3 +175,19 @@ async fn rate_limit_paces_attempts_on_the_clock() {
     server.clock.advance(Duration::from_secs(1));
     assert_eq!(handler.wait_for(3, PATIENCE).await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_bounds_attempts_in_flight() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    handler.set_default(Reply::Slow(Duration::from_millis(150)));
+    let server = TestServer::start(&handler.url(), "concurrency = 2")
+        .await
+        .unwrap();
+    for i in 0..8 {
+        send(&server, &format!("msg-conc-{i}")).await;
+    }
+    let got = handler.wait_for(8, PATIENCE).await;
+    assert_eq!(got.len(), 8);
+    // Eight slow deliveries with two slots: they overlap, but never more than two at a time.
+    assert_eq!(handler.max_in_flight(), 2);
+}
