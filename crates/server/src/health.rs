@@ -55,6 +55,10 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     match app.store.queue_stats().await {
         Ok(stats) => {
             let now = app.clock.now();
+            let by_pair: std::collections::HashMap<(&str, &str), &intake_store::QueueStats> = stats
+                .iter()
+                .map(|q| ((q.source.as_str(), q.destination.as_str()), q))
+                .collect();
             for s in &app.config.sources {
                 for d in &s.destinations {
                     let labels = [
@@ -62,9 +66,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
                         ("source", s.id.clone()),
                         ("destination", d.clone()),
                     ];
-                    let row = stats
-                        .iter()
-                        .find(|q| q.source == s.id && &q.destination == d);
+                    let row = by_pair.get(&(s.id.as_str(), d.as_str()));
                     let (pending, in_flight, dead, oldest) = match row {
                         Some(q) => (
                             q.pending,

@@ -703,7 +703,7 @@ impl Writer {
         lease: Duration,
         limit: usize,
     ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
-        let lease_id = format!("{:032x}", rand_u128());
+        let lease_id = format!("{:032x}", rand::random::<u128>());
         let lease_until = now.plus(lease);
         let mut claimed = Vec::new();
         let rows: Vec<(String, String, u32, String, String, String)> = self
@@ -874,18 +874,6 @@ enum BatchFailure {
     Commit(rusqlite::Error),
     /// One request failed: the batch is run again request by request.
     Request,
-}
-
-fn rand_u128() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    // Lease ids only need to differ between claims; two independently seeded SipHash states
-    // give 128 bits without a dependency on a random number generator here.
-    let a = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(a);
-    (u128::from(a) << 64) | u128::from(h.finish())
 }
 
 fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T>
