@@ -201,10 +201,18 @@ fn record(
         reason,
         body,
     };
+    // A flood of forged or broken requests must not queue unbounded work for the store: past
+    // a bound, rejections are only counted in the metrics (already done by the caller). They
+    // acknowledge nothing, so dropping their record loses nothing that was promised.
+    let Ok(permit) = app.rejection_slots.clone().try_acquire_owned() else {
+        tracing::debug!("too many rejections being recorded; this one is only counted");
+        return;
+    };
     let store = app.store.clone();
     tokio::spawn(async move {
         if let Err(e) = store.record_rejection(rejection).await {
             tracing::warn!(error = %e, "could not record a rejected request");
         }
+        drop(permit);
     });
 }

@@ -51,6 +51,8 @@ pub(crate) struct AppState {
     pub sources: HashMap<String, SourceRuntime>,
     pub destinations: HashMap<String, Arc<DestinationRuntime>>,
     pub demo: demo_handler::DemoHandler,
+    /// Bounds the rejections being recorded at once (see `ingest::record`).
+    pub rejection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the store a `storage.url` names.
@@ -178,6 +180,7 @@ impl Server {
             sources,
             destinations,
             demo: demo_handler::DemoHandler::new(&config),
+            rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
         });
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
