@@ -40,6 +40,13 @@ macro_rules! prefixed_id {
                 $name(format!("{}{}", $prefix, ulid))
             }
 
+            /// The smallest id that can be generated at or after `at`: ids sort by creation
+            /// time, so `id >= lower_bound(t)` selects what was created from `t` on.
+            pub fn lower_bound(at: Timestamp) -> String {
+                let ms = u64::try_from(at.as_millis()).unwrap_or(0);
+                format!("{}{}", $prefix, ulid::Ulid::from_parts(ms, 0))
+            }
+
             /// The id as text, prefix included.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -85,10 +92,6 @@ prefixed_id!(
     /// The id of one (event, destination) delivery.
     DeliveryId, "dlv_", "delivery"
 );
-prefixed_id!(
-    /// The id of one delivery attempt.
-    AttemptId, "att_", "attempt"
-);
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +108,15 @@ mod tests {
             .parse::<EventId>()
             .is_err());
         assert!("evt_nope".parse::<EventId>().is_err());
+    }
+
+    #[test]
+    fn lower_bounds_split_ids_by_creation_time() {
+        let before = EventId::generate(Timestamp(1_999));
+        let at = EventId::generate(Timestamp(2_000));
+        let bound = EventId::lower_bound(Timestamp(2_000));
+        assert!(before.as_str() < bound.as_str());
+        assert!(at.as_str() >= bound.as_str());
     }
 
     #[test]

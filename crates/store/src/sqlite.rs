@@ -789,11 +789,10 @@ impl Writer {
         };
         self.conn
             .prepare_cached(
-                "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, status, error, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                intake_core::AttemptId::generate(a.started_at).as_str(),
                 a.delivery_id.as_str(),
                 a.attempt,
                 a.started_at.as_millis(),
@@ -1089,10 +1088,14 @@ fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<EventSum
     if let Some(ch) = &f.channel {
         arg(&mut sql, " AND channel = ?", ch.clone().into());
     }
+    // Event ids are ULIDs whose time part is the instant of receipt, so a time window is also
+    // a range of ids: the primary key serves it, and no index on `received_at` is needed.
     if let Some(t) = f.from {
+        arg(&mut sql, " AND id >= ?", EventId::lower_bound(t).into());
         arg(&mut sql, " AND received_at >= ?", t.as_millis().into());
     }
     if let Some(t) = f.to {
+        arg(&mut sql, " AND id < ?", EventId::lower_bound(t).into());
         arg(&mut sql, " AND received_at < ?", t.as_millis().into());
     }
     if let Some(b) = &f.before {

@@ -20,7 +20,8 @@ CREATE TABLE events (
     body         BLOB NOT NULL
 );
 CREATE UNIQUE INDEX events_dedupe ON events (source, dedupe_key);
-CREATE INDEX events_received ON events (received_at);
+-- No index on received_at: ids are ULIDs whose time part is the instant of receipt, so time
+-- windows are id ranges served by the primary key. Every index is a page written per event.
 
 -- `due_at` is when the delivery next needs a worker: its next attempt while pending or
 -- retrying, its lease expiry while in flight. One partial index then finds all due work,
@@ -48,7 +49,7 @@ CREATE INDEX deliveries_event ON deliveries (event_id);
 CREATE INDEX deliveries_dead ON deliveries (destination) WHERE state = 'dead';
 
 CREATE TABLE attempts (
-    id          TEXT PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,
     delivery_id TEXT NOT NULL REFERENCES deliveries (id),
     attempt     INTEGER NOT NULL,
     started_at  INTEGER NOT NULL,
