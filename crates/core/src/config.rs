@@ -470,7 +470,7 @@ fn default_timeout() -> Dur {
 }
 
 fn default_max_attempts() -> u32 {
-    10
+    RetryPolicy::default().max_attempts
 }
 
 fn default_concurrency() -> usize {

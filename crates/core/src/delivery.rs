@@ -153,10 +153,13 @@ pub struct RetryPolicy {
     pub schedule: Vec<Duration>,
 }
 
+/// The default policy retries for about ten hours: ten growing delays (5 s to 43 min, about
+/// 85 minutes in all), then hourly. A handler that is down for a night still gets its events;
+/// one that stays down longer leaves them dead, visible and replayable.
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 10,
+            max_attempts: 20,
             initial_delay: Duration::from_secs(5),
             max_delay: Duration::from_secs(3600),
             multiplier: 2.0,
@@ -241,6 +244,19 @@ mod tests {
             retry_after,
             error: "500".into(),
         }
+    }
+
+    #[test]
+    fn the_default_policy_retries_for_about_ten_hours() {
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        let total: Duration = (1..p.max_attempts).map(|a| p.base_delay(a)).sum();
+        assert!(
+            total > Duration::from_secs(10 * 3600) && total < Duration::from_secs(11 * 3600),
+            "{total:?}"
+        );
     }
 
     #[test]
