@@ -1228,60 +1228,8 @@ impl Validator {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = r#"
-[server]
-listen = "127.0.0.1:8080"
-public_url = "http://127.0.0.1:8080"
-
-[storage]
-url = "sqlite://./intake-data/intake.db"
-
-[admin]
-token = "change-me"
-
-[[tenants]]
-id = "maelys"
-name = "Maelys"
-contacts = [
-  { kind = "webhook", url = "https://status.maelys.example/hooks/intake" },
-  { kind = "email", to = "support-ops@maelys.example" },
-]
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:9000/webhooks"
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-timeout = "10s"
-max_attempts = 10
-
-[[sources]]
-id = "maelys-kustomer"
-tenant = "maelys"
-kind = "kustomer"
-secrets = ["kustomer-webhook-token"]
-destinations = ["handler"]
-api = { base_url = "https://maelys.api.kustomerapp.com", token = "kustomer-api-key" }
-
-[[notifiers]]
-id = "oncall"
-kind = "slack"
-url = "https://hooks.slack.example/services/T000/B000/XXX"
-
-[monitor]
-interval = "60s"
-
-[[rules]]
-rule = "queue_stalled"
-tenant = "maelys"
-threshold = "5m"
-for = "0s"
-severity = "critical"
-notifiers = ["oncall"]
-
-[canary]
-interval = "60s"
-deadline = "2m"
-"#;
+    /// The configuration example from PRODUCT.md, as shipped in `examples/intake.toml`.
+    const EXAMPLE: &str = include_str!("../../../examples/intake.toml");
 
     fn problems(text: &str) -> Vec<String> {
         match Config::from_toml_str(text) {

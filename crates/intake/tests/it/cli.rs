@@ -4,60 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The configuration example from PRODUCT.md, verbatim.
-const GOOD: &str = r#"[server]
-listen = "127.0.0.1:8080"
-public_url = "http://127.0.0.1:8080"   # canaries enter here, through the front door
-
-[storage]
-url = "sqlite://./intake-data/intake.db"   # or "postgres://user@host:5432/intake"
-
-[admin]
-token = "change-me"                        # operator token (env INTAKE_ADMIN_TOKEN)
-
-[[tenants]]
-id = "maelys"
-name = "Maelys"
-contacts = [
-  { kind = "webhook", url = "https://status.maelys.example/hooks/intake" },
-  { kind = "email", to = "support-ops@maelys.example" },
-]
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:9000/webhooks"
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-timeout = "10s"
-max_attempts = 10
-
-[[sources]]
-id = "maelys-kustomer"
-tenant = "maelys"
-kind = "kustomer"
-secrets = ["kustomer-webhook-token"]        # two during rotation
-destinations = ["handler"]
-api = { base_url = "https://maelys.api.kustomerapp.com", token = "kustomer-api-key" }
-
-[[notifiers]]
-id = "oncall"
-kind = "slack"                              # incoming-webhook JSON
-url = "https://hooks.slack.example/services/T000/B000/XXX"
-
-[monitor]
-interval = "60s"
-
-[[rules]]                                   # override a built-in rule, optionally per scope
-rule = "queue_stalled"
-tenant = "maelys"                           # optional scope: tenant, source
-threshold = "5m"                            # the rule's main parameter (per-rule meaning)
-for = "0s"                                  # how long the condition holds before firing
-severity = "critical"
-notifiers = ["oncall"]
-
-[canary]
-interval = "60s"
-deadline = "2m"
-"#;
+/// The configuration example from PRODUCT.md, verbatim (also the example users copy).
+const GOOD: &str = include_str!("../../../../examples/intake.toml");
 
 /// A finished run of the binary.
 struct Run {
