@@ -155,6 +155,7 @@ impl Connector for GenericConnector {
             raw_channel,
             object_type: None,
             object_id: text_at(&v, &f.object_id),
+            conversation_id: text_at(&v, &f.conversation_id),
             occurred_at,
         })
     }

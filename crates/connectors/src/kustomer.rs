@@ -62,6 +62,26 @@ struct Data<'a> {
     id: Lax<'a>,
     #[serde(borrow, default)]
     attributes: Option<Attributes<'a>>,
+    #[serde(borrow, default)]
+    relationships: Option<Relationships<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Relationships<'a> {
+    #[serde(borrow, default)]
+    conversation: Option<Related<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Related<'a> {
+    #[serde(borrow, default)]
+    data: Option<RelatedData<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RelatedData<'a> {
+    #[serde(borrow, default)]
+    id: Lax<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,6 +208,16 @@ impl Connector for KustomerConnector {
         let sor_event_id = env.id.get().map(str::to_string);
         let data = env.data.unwrap_or_default();
         let attrs = data.attributes.unwrap_or_default();
+        let conversation_id = match data.type_.get() {
+            Some("conversation") => data.id.get().map(str::to_string),
+            _ => data
+                .relationships
+                .as_ref()
+                .and_then(|r| r.conversation.as_ref())
+                .and_then(|c| c.data.as_ref())
+                .and_then(|d| d.id.get())
+                .map(str::to_string),
+        };
         let object_type = data.type_.get().map(str::to_string);
         let object_id = data.id.get().map(str::to_string);
 
@@ -246,6 +276,7 @@ impl Connector for KustomerConnector {
             raw_channel,
             object_type,
             object_id,
+            conversation_id,
             occurred_at,
         })
     }

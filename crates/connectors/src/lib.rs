@@ -6,10 +6,12 @@
 //! [`Connector::parse`]. Unknown event types parse fine and are stored: a connector never drops
 //! what a system of record sends just because it is new.
 
+pub mod backfill;
 pub mod generic;
 pub mod kustomer;
 
 use http::HeaderMap;
+use intake_core::clock::SharedClock;
 use intake_core::config::{SourceConfig, SourceKind};
 use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
@@ -70,6 +72,17 @@ pub enum ParseError {
     },
 }
 
+/// The answer to a setup handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The status to answer with.
+    pub status: u16,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
 /// What every system-of-record connector provides.
 pub trait Connector: Send + Sync + 'static {
     /// The system of record.
@@ -78,6 +91,13 @@ pub trait Connector: Send + Sync + 'static {
     /// Checks the request's signature against the source's secrets (one or two, during
     /// rotation), in constant time.
     fn verify(&self, req: &Incoming<'_>, secrets: &[String]) -> Result<(), VerifyError>;
+
+    /// A reply the system of record expects instead of an event, for a request that is a setup
+    /// handshake (Front's `x-front-challenge`). Called after [`Connector::verify`] succeeded;
+    /// a handshake is answered and nothing is stored.
+    fn handshake(&self, _req: &Incoming<'_>) -> Option<Handshake> {
+        None
+    }
 
     /// Extracts the normalized event from the body.
     fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError>;
@@ -107,6 +127,31 @@ pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, Unsupport
             None => Err(UnsupportedKind(SourceKind::Generic)),
         },
         other => Err(UnsupportedKind(other)),
+    }
+}
+
+/// The backfill client of a configured source, reading its `api` settings.
+pub fn backfill_for(
+    source: &SourceConfig,
+    clock: SharedClock,
+) -> Result<Box<dyn backfill::Backfill>, backfill::BackfillError> {
+    let api = source.api.as_ref().ok_or_else(|| {
+        backfill::BackfillError::NotConfigured(format!(
+            "source `{}` has no `api = {{ base_url = \"…\", token = \"…\" }}`",
+            source.id
+        ))
+    })?;
+    let _client = backfill::ApiClient::for_api(clock, api);
+    match source.kind {
+        other @ (SourceKind::Kustomer
+        | SourceKind::Zendesk
+        | SourceKind::Intercom
+        | SourceKind::Front
+        | SourceKind::Freshdesk
+        | SourceKind::Gorgias
+        | SourceKind::Generic) => Err(backfill::BackfillError::NotConfigured(format!(
+            "{other} sources cannot be backfilled by this version of intake"
+        ))),
     }
 }
 

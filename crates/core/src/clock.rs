@@ -43,16 +43,32 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to. Sleepers wake as soon as [`ManualClock::advance`]
 /// or [`ManualClock::set`] reaches their deadline.
+///
+/// A clock made with [`ManualClock::simulated`] instead jumps forward to any deadline it is
+/// asked to sleep until: virtual time for code that waits on rate limits or back-offs (backfill
+/// clients against a fake API, backtests), which then runs as fast as the CPU allows.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<watch::Sender<Timestamp>>,
+    jump_to_deadlines: bool,
 }
 
 impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> Self {
         let (tx, _rx) = watch::channel(start);
-        ManualClock { now: Arc::new(tx) }
+        ManualClock {
+            now: Arc::new(tx),
+            jump_to_deadlines: false,
+        }
+    }
+
+    /// A clock at `start` that moves forward to a deadline as soon as someone sleeps until it.
+    pub fn simulated(start: Timestamp) -> Self {
+        ManualClock {
+            jump_to_deadlines: true,
+            ..ManualClock::new(start)
+        }
     }
 
     /// Moves the clock forward by `d`.
@@ -72,6 +88,15 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
+        if self.jump_to_deadlines {
+            self.now.send_if_modified(|now| {
+                let later = deadline > *now;
+                if later {
+                    *now = deadline;
+                }
+                later
+            });
+        }
         let mut rx = self.now.subscribe();
         Box::pin(async move {
             // `wait_for` returns an error only when the sender is gone, which happens when the
@@ -100,5 +125,14 @@ mod tests {
         clock.advance(Duration::from_secs(30));
         handle.await.unwrap();
         assert_eq!(clock.now(), Timestamp(61_000));
+    }
+
+    #[tokio::test]
+    async fn simulated_clock_jumps_to_deadlines_and_never_back() {
+        let clock = ManualClock::simulated(Timestamp(1_000));
+        clock.sleep_until(Timestamp(31_000)).await;
+        assert_eq!(clock.now(), Timestamp(31_000));
+        clock.sleep_until(Timestamp(5_000)).await;
+        assert_eq!(clock.now(), Timestamp(31_000));
     }
 }

@@ -348,6 +348,53 @@ pub struct SourceConfig {
     /// For `kind = "generic"`: where the event's fields are in the JSON body.
     #[serde(default)]
     pub fields: Option<GenericFields>,
+    /// For systems that do not sign their webhooks (`freshdesk`, `gorgias`): how a request
+    /// proves it comes from them. Defaults to the `X-Intake-Secret` header.
+    #[serde(default)]
+    pub auth: Option<SharedSecretAuth>,
+    /// For schemes that sign a timestamp (`zendesk`, `front`): how far the request's timestamp
+    /// may be from intake's clock. Default 5 minutes.
+    #[serde(default)]
+    pub tolerance: Option<Dur>,
+}
+
+impl SourceConfig {
+    /// The timestamp tolerance of signed-timestamp schemes.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance.map_or(Duration::from_secs(300), |d| d.0)
+    }
+
+    /// How an unsigned system's requests are authenticated.
+    pub fn auth(&self) -> SharedSecretAuth {
+        self.auth.clone().unwrap_or_default()
+    }
+}
+
+/// How requests from a system that does not sign its webhooks are authenticated: the source's
+/// `secrets` are compared, in constant time, with a header the system is configured to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "scheme", rename_all = "lowercase")]
+pub enum SharedSecretAuth {
+    /// A custom header whose value is one of the secrets.
+    Header {
+        /// The header's name.
+        #[serde(default = "default_auth_header")]
+        header: String,
+    },
+    /// HTTP Basic authentication; each secret is `user:password`.
+    Basic,
+}
+
+impl Default for SharedSecretAuth {
+    fn default() -> Self {
+        SharedSecretAuth::Header {
+            header: default_auth_header(),
+        }
+    }
+}
+
+fn default_auth_header() -> String {
+    "X-Intake-Secret".into()
 }
 
 /// API access to a system of record.
@@ -358,6 +405,10 @@ pub struct ApiConfig {
     pub base_url: String,
     /// The API key or token.
     pub token: String,
+    /// The user the token belongs to, for APIs with basic authentication (Zendesk's
+    /// `{email}/token`, Gorgias' account e-mail). Unused by bearer-token APIs.
+    #[serde(default)]
+    pub username: Option<String>,
     /// Requests per minute intake allows itself against this API.
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
@@ -424,6 +475,8 @@ pub struct GenericFields {
     pub occurred_at: Option<String>,
     /// The object's id.
     pub object_id: Option<String>,
+    /// The conversation (ticket) id.
+    pub conversation_id: Option<String>,
 }
 
 impl Default for GenericFields {
@@ -434,6 +487,7 @@ impl Default for GenericFields {
             channel: Some("/channel".into()),
             occurred_at: None,
             object_id: None,
+            conversation_id: None,
         }
     }
 }
@@ -1138,6 +1192,45 @@ impl Validator {
                 ),
                 _ => {}
             }
+            let unsigned = matches!(s.kind, SourceKind::Freshdesk | SourceKind::Gorgias);
+            if !unsigned && s.auth.is_some() {
+                self.push(
+                    format!("{p}.auth"),
+                    format!(
+                        "{} signs its webhooks; `auth` is only for freshdesk and gorgias sources",
+                        s.kind
+                    ),
+                );
+            }
+            if let Some(SharedSecretAuth::Header { header }) = &s.auth {
+                if header.is_empty()
+                    || !header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    self.push(
+                        format!("{p}.auth.header"),
+                        format!("`{header}` is not a valid header name"),
+                    );
+                }
+            }
+            if matches!(s.auth, Some(SharedSecretAuth::Basic))
+                && s.secrets.iter().any(|x| !x.contains(':'))
+            {
+                self.push(
+                    format!("{p}.secrets"),
+                    "with `auth = { scheme = \"basic\" }` each secret is `user:password`",
+                );
+            }
+            if s.tolerance.is_some() && !matches!(s.kind, SourceKind::Zendesk | SourceKind::Front) {
+                self.push(
+                    format!("{p}.tolerance"),
+                    format!(
+                        "{} signs no timestamp; `tolerance` is only for zendesk and front sources",
+                        s.kind
+                    ),
+                );
+            }
             if s.kind != SourceKind::Generic && s.fields.is_some() {
                 self.push(
                     format!("{p}.fields"),
@@ -1151,6 +1244,7 @@ impl Validator {
                     ("channel", &f.channel),
                     ("occurred_at", &f.occurred_at),
                     ("object_id", &f.object_id),
+                    ("conversation_id", &f.conversation_id),
                 ] {
                     if let Some(ptr) = ptr {
                         if !ptr.is_empty() && !ptr.starts_with('/') {

@@ -138,6 +138,9 @@ pub struct NormalizedEvent {
     pub object_type: Option<String>,
     /// The id of that object.
     pub object_id: Option<String>,
+    /// The conversation (ticket) the object belongs to, when it belongs to one.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
     /// When the system of record says the event happened.
     pub occurred_at: Option<Timestamp>,
 }

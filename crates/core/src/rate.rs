@@ -46,8 +46,36 @@ impl TokenBucket {
     }
 }
 
+/// `Retry-After` is either delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(Timestamp::from_system_time(at).since(now))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_forms() {
+        let now = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
     use super::*;
 
     #[test]

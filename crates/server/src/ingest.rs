@@ -108,6 +108,20 @@ async fn ingest(
         return Problem::unauthorized("bad-signature", e.to_string()).into_response();
     }
 
+    if let Some(h) = source.connector.handshake(&incoming) {
+        source
+            .metrics
+            .request(Outcome::Handshake, started.elapsed());
+        tracing::info!(source = %source_id, "answered the system of record's setup handshake");
+        let status = StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK);
+        return (
+            status,
+            [(axum::http::header::CONTENT_TYPE, h.content_type)],
+            h.body,
+        )
+            .into_response();
+    }
+
     let normalized = match source.connector.parse(&incoming) {
         Ok(n) => n,
         Err(e) => {

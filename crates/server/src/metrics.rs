@@ -66,16 +66,19 @@ pub enum Outcome {
     TooLarge,
     /// The store could not commit.
     Unavailable,
+    /// A setup handshake (Front's challenge), answered without storing anything.
+    Handshake,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::RejectedSignature,
         Outcome::RejectedInvalid,
         Outcome::TooLarge,
         Outcome::Unavailable,
+        Outcome::Handshake,
     ];
 
     /// The label value.
@@ -84,6 +87,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Duplicate => "duplicate",
             Outcome::RejectedSignature => "rejected_signature",
+            Outcome::Handshake => "handshake",
             Outcome::RejectedInvalid => "rejected_invalid",
             Outcome::TooLarge => "too_large",
             Outcome::Unavailable => "unavailable",
@@ -94,8 +98,8 @@ impl Outcome {
 /// One source's metric handles, registered once at start: the ingest hot path then counts
 /// without building label sets or looking series up.
 pub(crate) struct SourceMetrics {
-    requests: [Counter; 6],
-    ack: [Histogram; 6],
+    requests: [Counter; 7],
+    ack: [Histogram; 7],
     events: [Counter; 6],
 }
 

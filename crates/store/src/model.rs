@@ -189,6 +189,12 @@ pub struct EventSummary {
     pub occurred_at: Option<Timestamp>,
     /// When intake accepted it.
     pub received_at: Timestamp,
+    /// The kind of object the event is about.
+    pub object_type: Option<String>,
+    /// That object's id.
+    pub object_id: Option<String>,
+    /// The conversation (ticket) the object belongs to.
+    pub conversation_id: Option<String>,
     /// Its deliveries' states, by destination.
     pub deliveries: Vec<DeliverySummary>,
 }
@@ -239,10 +245,6 @@ pub struct EventDetail {
     /// The event and its deliveries.
     #[serde(flatten)]
     pub summary: EventSummary,
-    /// Object type.
-    pub object_type: Option<String>,
-    /// Object id.
-    pub object_id: Option<String>,
     /// Selected headers.
     pub headers: Vec<(String, String)>,
     /// The raw body.

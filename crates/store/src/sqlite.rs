@@ -29,9 +29,10 @@ use crate::model::*;
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// The schema, as numbered migrations. `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../migrations/sqlite/0001_events_and_queue.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_events_and_queue.sql"),
+    include_str!("../migrations/sqlite/0002_conversation_id.sql"),
+];
 
 /// How many requests may wait for the writer before senders are slowed down.
 const WRITE_QUEUE: usize = 16 * 1024;
@@ -588,8 +589,8 @@ impl Writer {
             .prepare_cached(
                 "INSERT INTO events (id, tenant, source, origin, sor_event_id, dedupe_key,
                     event_type, channel, raw_channel, object_type, object_id, occurred_at,
-                    received_at, headers, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                    received_at, headers, body, conversation_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (source, dedupe_key) DO NOTHING",
             )?
             .execute(params![
@@ -608,6 +609,7 @@ impl Writer {
                 ev.received_at.as_millis(),
                 headers,
                 ev.body,
+                n.conversation_id,
             ])?;
         let key = |metric| CounterKey {
             minute: minute_of(ev.received_at),
@@ -1017,7 +1019,7 @@ impl Store for SqliteStore {
 }
 
 const EVENT_COLUMNS: &str = "id, tenant, source, origin, sor_event_id, dedupe_key, event_type, \
-     channel, raw_channel, occurred_at, received_at";
+     channel, raw_channel, occurred_at, received_at, object_type, object_id, conversation_id";
 
 fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     let origin: String = r.get(3)?;
@@ -1033,6 +1035,9 @@ fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
         raw_channel: r.get(8)?,
         occurred_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
         received_at: Timestamp(r.get(10)?),
+        object_type: r.get(11)?,
+        object_id: r.get(12)?,
+        conversation_id: r.get(13)?,
         deliveries: Vec::new(),
     })
 }
@@ -1125,17 +1130,15 @@ fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<EventSum
 fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option<EventDetail>> {
     let row = c
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS}, object_type, object_id, headers, body FROM events WHERE id = ?1"
+            "SELECT {EVENT_COLUMNS}, headers, body FROM events WHERE id = ?1"
         ))?
         .query_row([id.as_str()], |r| {
             let summary = event_summary(r)?;
-            let headers: String = r.get(13)?;
+            let headers: String = r.get(14)?;
             Ok(EventDetail {
                 summary,
-                object_type: r.get(11)?,
-                object_id: r.get(12)?,
                 headers: serde_json::from_str(&headers).unwrap_or_default(),
-                body: r.get(14)?,
+                body: r.get(15)?,
                 attempts: Vec::new(),
             })
         })

@@ -65,6 +65,7 @@ pub fn event(source: &str, dedupe_key: &str, destinations: &[&str], at: Timestam
             raw_channel: Some("EMAIL".to_string()),
             object_type: Some("message".to_string()),
             object_id: Some(format!("msg-{dedupe_key}")),
+            conversation_id: Some(format!("conv-{dedupe_key}")),
             occurred_at: Some(Timestamp(at.as_millis() - 1_000)),
         },
         received_at: at,

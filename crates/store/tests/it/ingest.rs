@@ -33,8 +33,9 @@ async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
     assert_eq!(detail.summary.raw_channel.as_deref(), Some("EMAIL"));
     assert_eq!(detail.summary.received_at, t);
     assert_eq!(detail.summary.occurred_at, first.normalized.occurred_at);
-    assert_eq!(detail.object_type.as_deref(), Some("message"));
-    assert_eq!(detail.object_id.as_deref(), Some("msg-k1"));
+    assert_eq!(detail.summary.object_type.as_deref(), Some("message"));
+    assert_eq!(detail.summary.object_id.as_deref(), Some("msg-k1"));
+    assert_eq!(detail.summary.conversation_id.as_deref(), Some("conv-k1"));
     assert_eq!(detail.body, first.body);
     assert_eq!(detail.headers, first.headers);
     assert!(detail.attempts.is_empty());
