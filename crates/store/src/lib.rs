@@ -96,6 +96,18 @@ pub trait Store: Send + Sync + 'static {
     /// Queue gauges per tenant, source and destination.
     async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
 
+    /// Counter buckets matching a query, oldest first. Hourly reads combine rolled-up hours
+    /// with the minute rows of hours not yet rolled up.
+    async fn read_counters(&self, query: CounterQuery) -> Result<Vec<CounterRow>>;
+
+    /// Rolls complete hours of minute counters up into hourly rows, then deletes what is older
+    /// than the retention. Idempotent; run periodically (a singleton duty on shared stores).
+    async fn compact_counters(
+        &self,
+        now: Timestamp,
+        retention: CounterRetention,
+    ) -> Result<CompactReport>;
+
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;
 

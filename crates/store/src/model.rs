@@ -3,7 +3,9 @@
 use intake_core::delivery::{DeliveryState, NextStep};
 use intake_core::event::{NormalizedEvent, Origin};
 use intake_core::{DeliveryId, EventId, Timestamp};
-use serde::Serialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// An event about to be accepted.
 #[derive(Debug, Clone)]
@@ -289,4 +291,96 @@ pub struct RejectionRecord {
     /// The body (up to 64 KiB), when kept.
     #[serde(skip)]
     pub body: Option<Vec<u8>>,
+}
+
+/// The time resolution of a counter read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    /// Per minute (kept for `CounterRetention::minutes`).
+    Minute,
+    /// Per hour (kept for `CounterRetention::hours`).
+    Hour,
+}
+
+impl Resolution {
+    /// The bucket length in milliseconds.
+    pub fn millis(self) -> i64 {
+        match self {
+            Resolution::Minute => 60_000,
+            Resolution::Hour => 3_600_000,
+        }
+    }
+
+    /// The start of the bucket `t` falls in.
+    pub fn bucket(self, t: Timestamp) -> Timestamp {
+        Timestamp(t.as_millis().div_euclid(self.millis()) * self.millis())
+    }
+}
+
+/// Which counters to read.
+#[derive(Debug, Clone)]
+pub struct CounterQuery {
+    /// First bucket (rounded down to the resolution).
+    pub from: Timestamp,
+    /// Buckets strictly before this instant.
+    pub to: Timestamp,
+    /// Per minute or per hour.
+    pub resolution: Resolution,
+    /// Only these metrics (all when empty), e.g. `events.webhook`, `deliveries.delivered`.
+    pub metrics: Vec<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this source.
+    pub source: Option<String>,
+}
+
+/// One counter bucket. Empty label strings mean "not applicable" (a rejection has no channel,
+/// an event no destination).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CounterRow {
+    /// The bucket's start.
+    pub at: Timestamp,
+    /// Tenant.
+    pub tenant: String,
+    /// Source.
+    pub source: String,
+    /// Normalized channel, or empty.
+    pub channel: String,
+    /// Destination, or empty.
+    pub destination: String,
+    /// Metric name.
+    pub metric: String,
+    /// The count in the bucket.
+    pub count: i64,
+}
+
+/// How long counters are kept at each resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterRetention {
+    /// Minute rows older than this are deleted (after being rolled up).
+    pub minutes: Duration,
+    /// Hourly rows older than this are deleted.
+    pub hours: Duration,
+}
+
+impl Default for CounterRetention {
+    /// Minute rows for 3 days; hourly rows for 26 weeks (a seasonal baseline reads 4–8 weeks).
+    fn default() -> Self {
+        CounterRetention {
+            minutes: Duration::from_secs(3 * 86_400),
+            hours: Duration::from_secs(26 * 7 * 86_400),
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CompactReport {
+    /// Hourly rows written or refreshed.
+    pub hours_rolled: u64,
+    /// Minute rows deleted.
+    pub minutes_deleted: u64,
+    /// Hourly rows deleted.
+    pub hours_deleted: u64,
 }

@@ -32,6 +32,7 @@ use crate::{Result, Store, StoreError, StoreFault};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_events_and_queue.sql"),
     include_str!("../migrations/sqlite/0002_conversation_id.sql"),
+    include_str!("../migrations/sqlite/0003_counters_hourly.sql"),
 ];
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -299,12 +300,14 @@ enum Request {
     Release(Vec<(DeliveryId, String)>, Timestamp),
     Ping,
     Fault(Option<StoreFault>),
+    Compact(Timestamp, CounterRetention),
 }
 
 /// What a request produced, sent back once its transaction has committed.
 enum Output {
     Accepted(Accepted),
     Claimed(Vec<ClaimedDelivery>),
+    Compacted(CompactReport),
     Unit,
 }
 
@@ -312,6 +315,7 @@ enum Output {
 enum Reply {
     Accepted(oneshot::Sender<Result<Accepted>>),
     Claimed(oneshot::Sender<Result<Vec<ClaimedDelivery>>>),
+    Compacted(oneshot::Sender<Result<CompactReport>>),
     Unit(oneshot::Sender<Result<()>>),
 }
 
@@ -328,6 +332,10 @@ impl Reply {
             }))),
             Reply::Claimed(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Claimed(c) => Ok(c),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Compacted(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Compacted(c) => Ok(c),
                 _ => Err(mismatch()),
             }))),
             Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),
@@ -569,6 +577,7 @@ impl Writer {
                 self.release(leases, *now)?;
                 Output::Unit
             }
+            Request::Compact(now, retention) => Output::Compacted(self.compact(*now, *retention)?),
             Request::Ping => {
                 self.conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('ping', '1')
@@ -861,6 +870,136 @@ impl Writer {
     }
 }
 
+/// Hours before this instant (meta `counters_rolled_until`, milliseconds) are in
+/// `counters_hourly`; later hours are read from minute rows.
+fn rolled_until(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = 'counters_rolled_until'")?
+        .query_row([], |r| r.get::<_, String>(0))
+        .optional()
+        .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+impl Writer {
+    fn compact(
+        &self,
+        now: Timestamp,
+        retention: CounterRetention,
+    ) -> rusqlite::Result<CompactReport> {
+        const HOUR: i64 = 3_600_000;
+        let current_hour = Resolution::Hour.bucket(now).as_millis();
+        // The last rolled hour is rolled again: a counter committed right at the hour's end may
+        // have landed after the previous compaction.
+        let from = (rolled_until(&self.conn)? - HOUR).max(0);
+        let hours_rolled = self.conn.execute(
+            "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric, count)
+             SELECT (minute / 3600000) * 3600000, tenant, source, channel, destination, metric,
+                    SUM(count)
+             FROM counters WHERE minute >= ?1 AND minute < ?2
+             GROUP BY 1, tenant, source, channel, destination, metric
+             ON CONFLICT (hour, tenant, source, channel, destination, metric)
+             DO UPDATE SET count = excluded.count",
+            params![from, current_hour],
+        )? as u64;
+        let watermark = current_hour.max(rolled_until(&self.conn)?);
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('counters_rolled_until', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [watermark.to_string()],
+        )?;
+        // Minute rows go only once their hour is rolled up.
+        let minute_cutoff = now
+            .minus(retention.minutes)
+            .as_millis()
+            .min(watermark - HOUR);
+        let minutes_deleted = self
+            .conn
+            .execute("DELETE FROM counters WHERE minute < ?1", [minute_cutoff])?
+            as u64;
+        let hours_deleted = self.conn.execute(
+            "DELETE FROM counters_hourly WHERE hour < ?1",
+            [now.minus(retention.hours).as_millis()],
+        )? as u64;
+        Ok(CompactReport {
+            hours_rolled,
+            minutes_deleted,
+            hours_deleted,
+        })
+    }
+}
+
+fn read_counters(c: &Connection, q: &CounterQuery) -> rusqlite::Result<Vec<CounterRow>> {
+    use rusqlite::types::Value;
+    let from = q.resolution.bucket(q.from).as_millis();
+    let to = q.to.as_millis();
+    let mut filter = String::new();
+    let mut args: Vec<Value> = Vec::new();
+    if !q.metrics.is_empty() {
+        filter.push_str(" AND metric IN (");
+        for (i, m) in q.metrics.iter().enumerate() {
+            filter.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(Value::Text(m.clone()));
+        }
+        filter.push(')');
+    }
+    if let Some(t) = &q.tenant {
+        filter.push_str(" AND tenant = ?");
+        args.push(Value::Text(t.clone()));
+    }
+    if let Some(s) = &q.source {
+        filter.push_str(" AND source = ?");
+        args.push(Value::Text(s.clone()));
+    }
+    let (sql, mut params) = match q.resolution {
+        Resolution::Minute => (
+            format!(
+                "SELECT minute, tenant, source, channel, destination, metric, count
+                 FROM counters WHERE minute >= ? AND minute < ?{filter}
+                 ORDER BY minute, tenant, source, channel, destination, metric"
+            ),
+            vec![Value::Integer(from), Value::Integer(to)],
+        ),
+        Resolution::Hour => {
+            let split = rolled_until(c)?.clamp(from, to.max(from));
+            (
+                format!(
+                    "SELECT hour, tenant, source, channel, destination, metric, count
+                     FROM counters_hourly WHERE hour >= ? AND hour < ?{filter}
+                     UNION ALL
+                     SELECT (minute / 3600000) * 3600000 AS h, tenant, source, channel,
+                            destination, metric, SUM(count)
+                     FROM counters WHERE minute >= ? AND minute < ?{filter}
+                     GROUP BY h, tenant, source, channel, destination, metric
+                     ORDER BY 1, 2, 3, 4, 5, 6"
+                ),
+                vec![Value::Integer(from), Value::Integer(split)],
+            )
+        }
+    };
+    params.extend(args.iter().cloned());
+    if q.resolution == Resolution::Hour {
+        let split = match &params[1] {
+            Value::Integer(v) => *v,
+            _ => to,
+        };
+        params.push(Value::Integer(split));
+        params.push(Value::Integer(to));
+        params.extend(args.iter().cloned());
+    }
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok(CounterRow {
+            at: Timestamp(r.get(0)?),
+            tenant: r.get(1)?,
+            source: r.get(2)?,
+            channel: r.get(3)?,
+            destination: r.get(4)?,
+            metric: r.get(5)?,
+            count: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
 fn origin_metric(origin: Origin) -> &'static str {
     match origin {
         Origin::Webhook => "events.webhook",
@@ -975,6 +1114,19 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn read_counters(&self, query: CounterQuery) -> Result<Vec<CounterRow>> {
+        self.read(move |c| read_counters(c, &query)).await
+    }
+
+    async fn compact_counters(
+        &self,
+        now: Timestamp,
+        retention: CounterRetention,
+    ) -> Result<CompactReport> {
+        self.write(Request::Compact(now, retention), Reply::Compacted)
+            .await
     }
 
     async fn check_writable(&self) -> Result<()> {

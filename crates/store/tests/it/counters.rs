@@ -133,3 +133,131 @@ async fn every_outcome_is_counted_in_its_minute() {
 
     close(store).await;
 }
+
+/// Events received at the given offsets (ms) from `base`, one per key.
+async fn ingest_at(store: &impl Store, base: i64, offsets: &[i64]) {
+    for (i, off) in offsets.iter().enumerate() {
+        let at = Timestamp(base + off);
+        store
+            .ingest(event("kustomer", &format!("k{base}-{i}"), &["crm"], at))
+            .await
+            .unwrap();
+    }
+}
+
+fn webhook_query(
+    from: i64,
+    to: i64,
+    resolution: intake_store::Resolution,
+) -> intake_store::CounterQuery {
+    intake_store::CounterQuery {
+        from: Timestamp(from),
+        to: Timestamp(to),
+        resolution,
+        metrics: vec!["events.webhook".into()],
+        tenant: Some(TENANT.into()),
+        source: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_read_per_minute_and_per_hour_before_and_after_compaction() {
+    use intake_store::{CounterRetention, Resolution};
+    const H: i64 = 3_600_000;
+    let h0 = 1_700_002_800_000 - 1_700_002_800_000 % H; // an hour boundary
+    let db = Db::new();
+    let store = db.open();
+    // Hour 0: 3 events in minute 0, 1 in minute 59. Hour 1: 2 events. Hour 2 (current): 1.
+    ingest_at(&store, h0, &[0, 10_000, 59_999, 59 * 60_000]).await;
+    ingest_at(&store, h0 + H, &[5 * 60_000, 6 * 60_000]).await;
+    ingest_at(&store, h0 + 2 * H, &[1_000]).await;
+
+    let minutes = store
+        .read_counters(webhook_query(h0, h0 + H, Resolution::Minute))
+        .await
+        .unwrap();
+    let by_minute: Vec<(i64, i64)> = minutes.iter().map(|r| (r.at.0 - h0, r.count)).collect();
+    assert_eq!(by_minute, vec![(0, 3), (59 * 60_000, 1)]);
+
+    let hourly = |rows: Vec<intake_store::CounterRow>| -> Vec<(i64, i64)> {
+        rows.iter().map(|r| ((r.at.0 - h0) / H, r.count)).collect()
+    };
+    let before = hourly(
+        store
+            .read_counters(webhook_query(h0, h0 + 3 * H, Resolution::Hour))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, vec![(0, 4), (1, 2), (2, 1)]);
+
+    // Compaction during hour 2 rolls hours 0 and 1 up; reads give the same answer.
+    let now = Timestamp(h0 + 2 * H + 30 * 60_000);
+    let report = store
+        .compact_counters(now, CounterRetention::default())
+        .await
+        .unwrap();
+    assert!(report.hours_rolled >= 2, "{report:?}");
+    assert_eq!(report.minutes_deleted, 0);
+    let after = hourly(
+        store
+            .read_counters(webhook_query(h0, h0 + 3 * H, Resolution::Hour))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after, before);
+    // A window starting mid-way reads only its hours, from both tables.
+    let tail = hourly(
+        store
+            .read_counters(webhook_query(h0 + H, h0 + 3 * H, Resolution::Hour))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(tail, vec![(1, 2), (2, 1)]);
+
+    // Compacting again changes nothing (idempotent).
+    store
+        .compact_counters(now, CounterRetention::default())
+        .await
+        .unwrap();
+    let again = hourly(
+        store
+            .read_counters(webhook_query(h0, h0 + 3 * H, Resolution::Hour))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again, before);
+
+    // With a short minute retention, minute rows of rolled hours go; hourly rows stay.
+    let short = CounterRetention {
+        minutes: std::time::Duration::from_secs(60),
+        hours: std::time::Duration::from_secs(30 * 86_400),
+    };
+    let later = Timestamp(h0 + 4 * H);
+    let report = store.compact_counters(later, short).await.unwrap();
+    assert!(report.minutes_deleted > 0, "{report:?}");
+    let minutes = store
+        .read_counters(webhook_query(h0, h0 + H, Resolution::Minute))
+        .await
+        .unwrap();
+    assert!(minutes.is_empty(), "{minutes:?}");
+    assert_eq!(
+        hourly(
+            store
+                .read_counters(webhook_query(h0, h0 + 3 * H, Resolution::Hour))
+                .await
+                .unwrap()
+        ),
+        before
+    );
+
+    // Hourly rows past their retention go too.
+    let report = store
+        .compact_counters(
+            Timestamp(h0 + 200 * 86_400 * 1000),
+            CounterRetention::default(),
+        )
+        .await
+        .unwrap();
+    assert!(report.hours_deleted >= 3, "{report:?}");
+    close(store).await;
+}
