@@ -37,7 +37,7 @@ pub enum Scope {
 impl Scope {
     /// The tenant a listing is restricted to: the token's own for a tenant token (asking for
     /// another is 404), whatever was asked for the operator.
-    fn tenant_filter(&self, asked: Option<String>) -> Result<Option<String>, Problem> {
+    pub(crate) fn tenant_filter(&self, asked: Option<String>) -> Result<Option<String>, Problem> {
         match (self, asked) {
             (Scope::Tenant(own), Some(asked)) if *own != asked => Err(Problem::not_found(
                 "no-such-tenant",
@@ -61,6 +61,8 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/events", get(list_events))
         .route("/events/{id}", get(get_event))
         .route("/rejections", get(list_rejections))
+        .route("/flows", get(crate::flows::flows))
+        .route("/queue", get(crate::flows::queue))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new().nest("/api/v1", api)

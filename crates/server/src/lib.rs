@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod delivery;
 pub mod demo_handler;
+pub mod flows;
 pub mod health;
 pub mod ingest;
 pub mod metrics;

@@ -10,6 +10,7 @@ mod admin;
 mod cli;
 mod crash;
 mod failure;
+mod flows;
 mod pipeline;
 mod retries;
 

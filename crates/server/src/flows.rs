@@ -1,0 +1,219 @@
+//! `GET /api/v1/flows` and `GET /api/v1/queue`: what is coming in, per tenant, source and
+//! channel, and what is waiting to go out, per tenant, source and destination.
+//!
+//! Every configured source has a flow entry from the moment it is configured: a silent source is
+//! a zero, never a missing row, so "nothing arrived" is visible rather than implied.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use intake_core::Timestamp;
+use intake_store::{CounterQuery, Resolution};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::admin::Scope;
+use crate::problem::Problem;
+use crate::runtime::AppState;
+
+/// The metrics that count inbound events, by origin.
+const INBOUND: [&str; 2] = ["events.webhook", "events.backfill"];
+/// The metrics that count refused requests.
+const REJECTED: [&str; 3] = [
+    "requests.rejected_signature",
+    "requests.rejected_invalid",
+    "requests.too_large",
+];
+
+/// `GET /api/v1/flows` and `/queue` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    tenant: Option<String>,
+    source: Option<String>,
+}
+
+/// One channel of one source.
+#[derive(Debug, Default, Clone, Serialize)]
+struct ChannelFlow {
+    channel: String,
+    last_hour: i64,
+    last_24h: i64,
+    /// The start of the last minute that had an event, within the last 24 hours.
+    last_event_minute: Option<Timestamp>,
+    /// Events per minute over the last 60 minutes, oldest first.
+    per_minute: Vec<i64>,
+}
+
+/// One configured source's inbound flow.
+#[derive(Debug, Clone, Serialize)]
+struct SourceFlow {
+    tenant: String,
+    source: String,
+    kind: &'static str,
+    last_hour: i64,
+    last_24h: i64,
+    rejected_last_hour: i64,
+    last_event_minute: Option<Timestamp>,
+    channels: Vec<ChannelFlow>,
+}
+
+pub(crate) async fn flows(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
+    let tenant = scope.tenant_filter(q.tenant)?;
+    let now = app.clock.now();
+    let this_minute = Resolution::Minute.bucket(now);
+    let day_ago = this_minute.minus(Duration::from_secs(24 * 3600 - 60));
+    let hour_ago = this_minute.minus(Duration::from_secs(59 * 60));
+    let rows = app
+        .store
+        .read_counters(CounterQuery {
+            from: day_ago,
+            to: now.plus(Duration::from_secs(60)),
+            resolution: Resolution::Minute,
+            metrics: INBOUND
+                .iter()
+                .chain(REJECTED.iter())
+                .map(|m| m.to_string())
+                .collect(),
+            tenant: tenant.clone(),
+            source: q.source.clone(),
+        })
+        .await?;
+
+    let mut out: BTreeMap<(String, String), SourceFlow> = BTreeMap::new();
+    for s in &app.config.sources {
+        if tenant.as_ref().is_some_and(|t| *t != s.tenant)
+            || q.source.as_ref().is_some_and(|id| *id != s.id)
+        {
+            continue;
+        }
+        out.insert(
+            (s.tenant.clone(), s.id.clone()),
+            SourceFlow {
+                tenant: s.tenant.clone(),
+                source: s.id.clone(),
+                kind: s.kind.as_str(),
+                last_hour: 0,
+                last_24h: 0,
+                rejected_last_hour: 0,
+                last_event_minute: None,
+                channels: Vec::new(),
+            },
+        );
+    }
+    let mut channels: BTreeMap<(String, String, String), ChannelFlow> = BTreeMap::new();
+    for r in rows {
+        let Some(flow) = out.get_mut(&(r.tenant.clone(), r.source.clone())) else {
+            // A source no longer configured: its history is not a flow to watch.
+            continue;
+        };
+        if REJECTED.contains(&r.metric.as_str()) {
+            if r.at >= hour_ago {
+                flow.rejected_last_hour += r.count;
+            }
+            continue;
+        }
+        let ch = channels
+            .entry((r.tenant.clone(), r.source.clone(), r.channel.clone()))
+            .or_insert_with(|| ChannelFlow {
+                channel: r.channel.clone(),
+                per_minute: vec![0; 60],
+                ..ChannelFlow::default()
+            });
+        ch.last_24h += r.count;
+        flow.last_24h += r.count;
+        if r.at >= hour_ago {
+            ch.last_hour += r.count;
+            flow.last_hour += r.count;
+            let idx = ((r.at.as_millis() - hour_ago.as_millis()) / 60_000).clamp(0, 59) as usize;
+            ch.per_minute[idx] += r.count;
+        }
+        if r.count > 0 {
+            ch.last_event_minute = ch.last_event_minute.max(Some(r.at));
+            flow.last_event_minute = flow.last_event_minute.max(Some(r.at));
+        }
+    }
+    for ((t, s, _), ch) in channels {
+        if let Some(flow) = out.get_mut(&(t, s)) {
+            flow.channels.push(ch);
+        }
+    }
+    let data: Vec<SourceFlow> = out.into_values().collect();
+    Ok(Json(json!({ "as_of": now, "data": data })))
+}
+
+/// One (tenant, source, destination) queue.
+#[derive(Debug, Clone, Serialize)]
+struct QueueEntry {
+    tenant: String,
+    source: String,
+    destination: String,
+    pending: u64,
+    in_flight: u64,
+    dead: u64,
+    oldest_pending_at: Option<Timestamp>,
+    oldest_pending_seconds: u64,
+}
+
+pub(crate) async fn queue(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
+    let tenant = scope.tenant_filter(q.tenant)?;
+    let now = app.clock.now();
+    let mut entries: BTreeMap<(String, String, String), QueueEntry> = BTreeMap::new();
+    // Every configured pair, idle ones included.
+    for s in &app.config.sources {
+        for d in &s.destinations {
+            entries.insert(
+                (s.tenant.clone(), s.id.clone(), d.clone()),
+                QueueEntry {
+                    tenant: s.tenant.clone(),
+                    source: s.id.clone(),
+                    destination: d.clone(),
+                    pending: 0,
+                    in_flight: 0,
+                    dead: 0,
+                    oldest_pending_at: None,
+                    oldest_pending_seconds: 0,
+                },
+            );
+        }
+    }
+    for st in app.store.queue_stats().await? {
+        let e = entries
+            .entry((st.tenant.clone(), st.source.clone(), st.destination.clone()))
+            .or_insert_with(|| QueueEntry {
+                tenant: st.tenant.clone(),
+                source: st.source.clone(),
+                destination: st.destination.clone(),
+                pending: 0,
+                in_flight: 0,
+                dead: 0,
+                oldest_pending_at: None,
+                oldest_pending_seconds: 0,
+            });
+        e.pending = st.pending;
+        e.in_flight = st.in_flight;
+        e.dead = st.dead;
+        e.oldest_pending_at = st.oldest_pending_at;
+        e.oldest_pending_seconds = st.oldest_pending_at.map_or(0, |t| now.since(t).as_secs());
+    }
+    let data: Vec<QueueEntry> = entries
+        .into_values()
+        .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.tenant))
+        .filter(|e| q.source.as_ref().is_none_or(|s| *s == e.source))
+        .collect();
+    Ok(Json(json!({ "as_of": now, "data": data })))
+}
