@@ -3,6 +3,7 @@
 //! Errors become messages that say what to do next, and non-zero exit codes.
 
 mod config_load;
+mod status;
 
 // glibc's allocator showed up at ~10% of ingest CPU (many small, short-lived allocations per
 // request across threads); mimalloc handles that pattern with less contention.
@@ -45,6 +46,11 @@ enum Command {
         #[arg(long, short, env = "INTAKE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Summarize a running server: inbound flows and queues.
+    Status {
+        #[command(flatten)]
+        api: status::ApiArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Status { api } => status::run(api),
     };
     match result {
         Ok(code) => code,

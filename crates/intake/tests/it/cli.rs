@@ -331,3 +331,82 @@ fn a_numeric_token_from_the_environment_is_a_token() {
         run.stderr
     );
 }
+
+/// `intake status` against a live server (in this process, on a loopback port): flows and
+/// queues by name; a wrong token or an unreachable server is a non-zero exit that says why.
+#[test]
+fn status_summarizes_a_running_server_and_fails_clearly() {
+    use intake_testkit::{
+        kustomer, CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (server, _handler) = runtime.block_on(async {
+        let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+        let server = TestServer::start(&handler.url(), "").await.unwrap();
+        let body = kustomer::message_create("status-1", "chat");
+        let r = server
+            .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        (server, handler)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+
+    let ok = intake(
+        dir.path(),
+        &["status", "--url", &url, "--token", ADMIN_TOKEN],
+        &[],
+    );
+    assert_eq!(ok.code, Some(0), "{}\n{}", ok.stdout, ok.stderr);
+    for needle in [
+        "INBOUND",
+        "maelys-kustomer",
+        "other-kustomer",
+        "chat",
+        "QUEUE",
+        "handler",
+    ] {
+        assert!(
+            ok.stdout.contains(needle),
+            "no {needle:?} in\n{}",
+            ok.stdout
+        );
+    }
+    // The environment works as well as flags.
+    let env = intake(
+        dir.path(),
+        &["status"],
+        &[
+            ("INTAKE_URL", url.as_str()),
+            ("INTAKE_TOKEN", "maelys-token"),
+        ],
+    );
+    assert_eq!(env.code, Some(0), "{}", env.stderr);
+    assert!(!env.stdout.contains("other-kustomer"), "{}", env.stdout);
+
+    let bad = intake(
+        dir.path(),
+        &["status", "--url", &url, "--token", "nope"],
+        &[],
+    );
+    bad.assert_failed();
+    bad.assert_stderr_has(&["401", "bearer token"]);
+
+    drop(server);
+    let gone = intake(
+        dir.path(),
+        &[
+            "status",
+            "--url",
+            "http://127.0.0.1:9",
+            "--token",
+            ADMIN_TOKEN,
+        ],
+        &[],
+    );
+    gone.assert_failed();
+    gone.assert_stderr_has(&["cannot reach intake at http://127.0.0.1:9"]);
+    drop(runtime);
+}
