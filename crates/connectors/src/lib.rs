@@ -7,6 +7,7 @@
 //! what a system of record sends just because it is new.
 
 pub mod backfill;
+pub mod front;
 pub mod generic;
 pub mod kustomer;
 
@@ -16,6 +17,7 @@ use intake_core::config::{SourceConfig, SourceKind};
 use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
 
+pub use front::FrontConnector;
 pub use generic::GenericConnector;
 pub use kustomer::KustomerConnector;
 
@@ -49,6 +51,16 @@ pub enum VerifyError {
         /// The header.
         header: String,
         /// What is wrong with it.
+        why: String,
+    },
+    /// The signature is valid but its signed timestamp is too far from intake's clock, in the
+    /// past (a replay, or a request held up for long) or in the future (a sender's clock far
+    /// off).
+    #[error("timestamp `{header}` is outside the accepted window: {why}")]
+    StaleTimestamp {
+        /// The timestamp header.
+        header: String,
+        /// How far off it is, and the tolerance.
         why: String,
     },
     /// No configured secret produces this signature.
@@ -110,7 +122,7 @@ pub trait Connector: Send + Sync + 'static {
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)"
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, front, generic)"
 )]
 pub struct UnsupportedKind(pub SourceKind);
 
@@ -118,6 +130,7 @@ pub struct UnsupportedKind(pub SourceKind);
 pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, UnsupportedKind> {
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
+        SourceKind::Front => Ok(Box::new(FrontConnector::new(source.tolerance()))),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -141,15 +154,25 @@ pub fn backfill_for(
             source.id
         ))
     })?;
-    let _client = backfill::ApiClient::for_api(clock, api);
+    let client = backfill::ApiClient::for_api(clock, api);
     match source.kind {
+        SourceKind::Front => Ok(Box::new(front::FrontBackfill::new(client, api))),
+        SourceKind::Generic => match &source.signature {
+            Some(sig) => Ok(Box::new(generic::GenericBackfill::new(
+                client,
+                api,
+                GenericConnector::new(sig.clone(), source.fields.clone().unwrap_or_default()),
+            ))),
+            None => Err(backfill::BackfillError::NotConfigured(format!(
+                "generic source `{}` has no `signature`",
+                source.id
+            ))),
+        },
         other @ (SourceKind::Kustomer
         | SourceKind::Zendesk
         | SourceKind::Intercom
-        | SourceKind::Front
         | SourceKind::Freshdesk
-        | SourceKind::Gorgias
-        | SourceKind::Generic) => Err(backfill::BackfillError::NotConfigured(format!(
+        | SourceKind::Gorgias) => Err(backfill::BackfillError::NotConfigured(format!(
             "{other} sources cannot be backfilled by this version of intake"
         ))),
     }

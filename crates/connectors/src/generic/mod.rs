@@ -3,6 +3,15 @@
 //!
 //! Without an event id the dedupe key is the SHA-256 of the body, so an exact re-send is a
 //! duplicate and anything else is a new event.
+//!
+//! Backfill speaks a small protocol that any system can implement (documented in
+//! `docs/connectors/generic.md` and in [`backfill`]).
+
+pub mod backfill;
+#[cfg(test)]
+mod tests;
+
+pub use backfill::GenericBackfill;
 
 use hmac::{Hmac, Mac};
 use intake_core::config::{
@@ -162,88 +171,5 @@ impl Connector for GenericConnector {
 
     fn kept_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent"]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::{HeaderMap, HeaderValue};
-    use proptest::prelude::*;
-
-    fn github_style() -> GenericConnector {
-        GenericConnector::new(
-            GenericSignature {
-                header: "X-Hub-Signature-256".into(),
-                algorithm: HmacAlgorithm::Sha256,
-                encoding: SignatureEncoding::Hex,
-                prefix: Some("sha256=".into()),
-            },
-            GenericFields::default(),
-        )
-    }
-
-    #[test]
-    fn verifies_and_parses() {
-        let c = github_style();
-        let body = br#"{"id":"42","type":"ticket.created","channel":"sms"}"#;
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-hub-signature-256",
-            HeaderValue::from_str(&c.sign("k", body)).unwrap(),
-        );
-        let req = Incoming {
-            headers: &h,
-            body,
-            now: Timestamp(0),
-        };
-        assert_eq!(c.verify(&req, &["k".into()]), Ok(()));
-        assert_eq!(
-            c.verify(&req, &["other".into()]),
-            Err(VerifyError::Mismatch)
-        );
-        let e = c.parse(&req).unwrap();
-        assert_eq!(e.dedupe_key, "event:42");
-        assert_eq!(e.event_type, "ticket.created");
-        assert_eq!(e.channel, Channel::Sms);
-    }
-
-    #[test]
-    fn missing_prefix_is_malformed_and_body_hash_dedupes_without_id() {
-        let c = github_style();
-        let body = br#"{"type":"x"}"#;
-        let mut h = HeaderMap::new();
-        h.insert("x-hub-signature-256", HeaderValue::from_static("abcdef"));
-        let req = Incoming {
-            headers: &h,
-            body,
-            now: Timestamp(0),
-        };
-        assert!(matches!(
-            c.verify(&req, &["k".into()]),
-            Err(VerifyError::Malformed { .. })
-        ));
-        assert!(c.parse(&req).unwrap().dedupe_key.starts_with("sha256:"));
-    }
-
-    proptest! {
-        #[test]
-        fn every_algorithm_and_encoding_round_trips(body in proptest::collection::vec(any::<u8>(), 1..256), alg in 0..3u8, b64 in any::<bool>(), bit in any::<usize>()) {
-            let c = GenericConnector::new(GenericSignature {
-                header: "X-Sig".into(),
-                algorithm: [HmacAlgorithm::Sha256, HmacAlgorithm::Sha1, HmacAlgorithm::Sha512][alg as usize],
-                encoding: if b64 { SignatureEncoding::Base64 } else { SignatureEncoding::Hex },
-                prefix: None,
-            }, GenericFields::default());
-            let mut h = HeaderMap::new();
-            h.insert("x-sig", HeaderValue::from_str(&c.sign("secret", &body)).unwrap());
-            let ok = c.verify(&Incoming { headers: &h, body: &body, now: Timestamp(0) }, &["secret".into()]);
-            prop_assert!(ok.is_ok());
-            let mut t = body.clone();
-            let i = bit % (t.len() * 8);
-            t[i / 8] ^= 1 << (i % 8);
-            let bad = c.verify(&Incoming { headers: &h, body: &t, now: Timestamp(0) }, &["secret".into()]);
-            prop_assert!(bad.is_err());
-        }
     }
 }
