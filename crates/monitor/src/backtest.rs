@@ -79,7 +79,10 @@ pub fn read_counts<R: BufRead>(reader: R) -> Result<Vec<CountRow>, BacktestError
         match lines.next() {
             None => return Err(BacktestError::Empty),
             Some((i, l)) => {
-                let l = l.map_err(|source| BacktestError::Read { line: i + 1, source })?;
+                let l = l.map_err(|source| BacktestError::Read {
+                    line: i + 1,
+                    source,
+                })?;
                 if !l.trim().is_empty() {
                     break (i + 1, l);
                 }
@@ -95,7 +98,10 @@ pub fn read_counts<R: BufRead>(reader: R) -> Result<Vec<CountRow>, BacktestError
     if fields.join(",") != CSV_HEADER {
         return Err(csv_err(
             header.0,
-            format!("expected the header `{CSV_HEADER}`, found `{}`", header.1.trim()),
+            format!(
+                "expected the header `{CSV_HEADER}`, found `{}`",
+                header.1.trim()
+            ),
         ));
     }
     let mut rows = Vec::new();
@@ -117,7 +123,10 @@ pub fn read_counts<R: BufRead>(reader: R) -> Result<Vec<CountRow>, BacktestError
         if minute.as_millis().rem_euclid(60_000) != 0 {
             return Err(csv_err(
                 line,
-                format!("`{}` is not the start of a minute (seconds must be 00)", f[0]),
+                format!(
+                    "`{}` is not the start of a minute (seconds must be 00)",
+                    f[0]
+                ),
             ));
         }
         for (name, v) in [("tenant", f[1]), ("source", f[2]), ("channel", f[3])] {
@@ -128,7 +137,10 @@ pub fn read_counts<R: BufRead>(reader: R) -> Result<Vec<CountRow>, BacktestError
         let count: u32 = f[4].parse().map_err(|_| {
             csv_err(
                 line,
-                format!("count `{}` is not a whole number between 0 and 4294967295", f[4]),
+                format!(
+                    "count `{}` is not a whole number between 0 and 4294967295",
+                    f[4]
+                ),
             )
         })?;
         let key = FlowKey {

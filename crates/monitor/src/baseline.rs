@@ -34,6 +34,9 @@ pub struct BaselineConfig {
     pub alpha_floor: f64,
     /// Nor above this.
     pub alpha_cap: f64,
+    /// The least dispersion assumed while a series only has the daily fallback, which cannot
+    /// see weekly seasonality (a Saturday judged against the weekdays before it).
+    pub daily_alpha: f64,
 }
 
 impl Default for BaselineConfig {
@@ -47,6 +50,7 @@ impl Default for BaselineConfig {
             alpha_prior_weight: 2_000.0,
             alpha_floor: 0.02,
             alpha_cap: 2.0,
+            daily_alpha: 0.25,
         }
     }
 }

@@ -8,7 +8,7 @@ use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
-use crate::baseline::{alpha_of, expected_between, BaselineConfig, BaselineKind};
+use crate::baseline::{alpha_of, expected_between, hour_baseline, BaselineConfig, BaselineKind};
 use crate::history::{
     hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
     RequestHistory, RequestMinute,
@@ -556,20 +556,54 @@ fn stopped(
     }
     match expected_between(f, start, now_min, cfg) {
         Some((expected, kind)) => {
-            let alpha = alpha_of(f, hour_of(now_min - 1), cfg);
-            // The stretch before the silence updates the rate: the part of it the minute ring
-            // still holds, within the series' life.
+            let mut alpha = alpha_of(f, hour_of(now_min - 1), cfg);
+            // The daily fallback cannot see the weekend coming, so its expectations are held
+            // loosely: a dispersion of at least `daily_alpha` makes only clear stops loud.
+            if matches!(kind, BaselineKind::Daily { .. }) {
+                alpha = alpha.max(cfg.daily_alpha);
+            }
+            // The stretch before the silence tells whether the flow was already low (a
+            // holiday, a quiet day): its events against its baseline give a multiplier `mu`,
+            // never above 1, so a busy morning cannot make a normal lull look impossible.
             let oldest = f.minutes.oldest().unwrap_or(start);
             let lo = (start - minutes_of(p.prior_window))
                 .max(oldest)
                 .max(f.first_minute());
-            let (c, held) = f.sum_minutes(lo, start);
-            let prior_expected = if held > 0 {
-                expected_between(f, lo, start, cfg).map_or(0.0, |e| e.0)
-            } else {
-                0.0
-            };
-            let ln_p0 = ln_p_zero_after(alpha, c, prior_expected, expected);
+            let (mut c, mut held, mut prior_expected) = (0u64, 0i64, 0.0);
+            let mut m = lo;
+            while m < start {
+                let h = m.div_euclid(60);
+                let end = ((h + 1) * 60).min(start);
+                if let Some(b) = hour_baseline(f, h, cfg) {
+                    let (n, k) = f.sum_minutes(m, end);
+                    c += n;
+                    held += k;
+                    prior_expected += b.expected * k as f64 / 60.0;
+                }
+                m = end;
+            }
+            let k = 1.0 / alpha;
+            let mu = ((k + c as f64) / (k + prior_expected)).min(1.0);
+            // The dispersion is hour-to-hour: each clock hour has its own intensity, so each
+            // hour the silence covers contributes its own factor to P(0). Only the hour in
+            // which the silence began is also seen before it (its minutes up to the last
+            // event), and those minutes update that hour's intensity (Gamma–Poisson).
+            let mut ln_p0 = 0.0;
+            let mut m = start;
+            while m < now_min {
+                let h = m.div_euclid(60);
+                let end = ((h + 1) * 60).min(now_min);
+                let b = hour_baseline(f, h, cfg).map_or(0.0, |b| b.expected) * mu;
+                let window = b * (end - m) as f64 / 60.0;
+                let (seen, seen_expected) = if m == start {
+                    let (n, k) = f.sum_minutes((h * 60).max(f.first_minute()), start);
+                    ((n as f64).min(b * k as f64 / 60.0), b * k as f64 / 60.0)
+                } else {
+                    (0.0, 0.0)
+                };
+                ln_p0 += ln_p_zero_after(alpha, seen, seen_expected, window);
+                m = end;
+            }
             if ln_p0 >= p.p_zero.ln() {
                 return None;
             }
@@ -590,7 +624,8 @@ fn stopped(
             ))
         }
         None => {
-            if f.gap_count < p.min_gaps {
+            let history = now_min - f.first_minute();
+            if f.gap_count < p.min_gaps || history < minutes_of(p.min_history) {
                 return None;
             }
             let silence = now_min - last;
@@ -599,7 +634,7 @@ fn stopped(
             if silence < limit {
                 return None;
             }
-            let days = (now_min - f.first_minute()) as f64 / 1440.0;
+            let days = history as f64 / 1440.0;
             Some((
                 run as f64,
                 format!(

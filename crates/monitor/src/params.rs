@@ -89,17 +89,21 @@ pub struct InboundStopped {
     pub common: Common,
     /// Threshold: fire when P(no event over the silence | baseline) is below this (1e-6).
     pub p_zero: f64,
-    /// The stretch before the silence whose events update the expected rate (2 h).
+    /// The stretch before the silence whose events can lower the expected rate (6 h).
     #[serde(with = "secs")]
     pub prior_window: Duration,
     /// Gap rule (series without a baseline): fire when the silence is this many times the
-    /// longest gap seen so far (2.0)…
+    /// longest gap seen so far (3.0)…
     pub gap_factor: f64,
     /// …once at least this many gaps were seen (20)…
     pub min_gaps: u32,
-    /// …and never for a silence shorter than this (1 h).
+    /// …and never for a silence shorter than this (1 h)…
     #[serde(with = "secs")]
     pub min_gap: Duration,
+    /// …nor before the series has this much history, so that its longest gap includes a
+    /// night (1 day).
+    #[serde(with = "secs")]
+    pub min_history: Duration,
 }
 
 impl Default for InboundStopped {
@@ -107,10 +111,11 @@ impl Default for InboundStopped {
         InboundStopped {
             common: common(0, Severity::Critical, 3),
             p_zero: 1e-6,
-            prior_window: Duration::from_secs(2 * 3600),
-            gap_factor: 2.0,
+            prior_window: Duration::from_secs(6 * 3600),
+            gap_factor: 3.0,
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),
+            min_history: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -84,7 +84,7 @@ impl NegBinomial {
 /// (a holiday, a lull) needs a longer silence. Returns the natural logarithm.
 pub fn ln_p_zero_after(
     alpha: f64,
-    prior_count: u64,
+    prior_count: f64,
     prior_expected: f64,
     window_expected: f64,
 ) -> f64 {
@@ -92,7 +92,7 @@ pub fn ln_p_zero_after(
         return 0.0;
     }
     let k = 1.0 / alpha.max(1e-9);
-    let shape = k + prior_count as f64;
+    let shape = k + prior_count.max(0.0);
     let rate = k + prior_expected.max(0.0);
     shape * (rate / (rate + window_expected)).ln()
 }
@@ -169,12 +169,12 @@ mod tests {
 
     #[test]
     fn posterior_update_sharpens_or_softens_the_zero_probability() {
-        let prior_only = ln_p_zero_after(0.1, 0, 0.0, 20.0);
-        let after_normal_flow = ln_p_zero_after(0.1, 90, 90.0, 20.0);
-        let after_a_lull = ln_p_zero_after(0.1, 10, 90.0, 20.0);
+        let prior_only = ln_p_zero_after(0.1, 0.0, 0.0, 20.0);
+        let after_normal_flow = ln_p_zero_after(0.1, 90.0, 90.0, 20.0);
+        let after_a_lull = ln_p_zero_after(0.1, 10.0, 90.0, 20.0);
         assert!(after_normal_flow < prior_only);
         assert!(after_a_lull > after_normal_flow);
-        assert_eq!(ln_p_zero_after(0.1, 5, 5.0, 0.0), 0.0);
+        assert_eq!(ln_p_zero_after(0.1, 5.0, 5.0, 0.0), 0.0);
     }
 
     #[test]

@@ -234,7 +234,10 @@ impl Traffic {
 
     /// The injected incidents.
     pub fn incidents(&self) -> Vec<Incident> {
-        self.series.iter().filter_map(|s| s.incident.clone()).collect()
+        self.series
+            .iter()
+            .filter_map(|s| s.incident.clone())
+            .collect()
     }
 
     /// Total minutes of traffic.
@@ -345,6 +348,8 @@ pub struct SyntheticReport {
     pub delays: BTreeMap<(String, String), DelayStats>,
     /// Time spent in `Monitor::evaluate`.
     pub evaluate_time: Duration,
+    /// The first false alerts, as `rule at series: reason`, for reading.
+    pub false_samples: Vec<String>,
 }
 
 impl SyntheticReport {
@@ -360,8 +365,12 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
     let mut traffic = Traffic::new(spec);
     let keys = traffic.keys();
     let incidents = traffic.incidents();
-    let index: HashMap<FlowKey, usize> =
-        keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+    let index: HashMap<FlowKey, usize> = keys
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
     let by_series: HashMap<usize, &Incident> = incidents.iter().map(|i| (i.series, i)).collect();
     let mut monitor = Monitor::new(rules.clone(), settings.clone());
     let start = traffic.start_minute();
@@ -374,10 +383,12 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
         ..Default::default()
     };
     let label = |i: &Incident| -> String {
-        match (i.kind, i.peak_rate) {
-            (IncidentKind::Zero, r) if r == 90.0 => "zero@90/h".into(),
-            (IncidentKind::Zero, r) if r == 10.0 => "zero@10/h".into(),
-            (k, _) => format!("{k:?}").to_lowercase(),
+        let probe = [(90.0, "zero@90/h"), (10.0, "zero@10/h")]
+            .into_iter()
+            .find(|(r, _)| i.kind == IncidentKind::Zero && i.peak_rate == *r);
+        match probe {
+            Some((_, name)) => name.to_string(),
+            None => format!("{:?}", i.kind).to_lowercase(),
         }
     };
     for i in &incidents {
@@ -409,8 +420,21 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
             }
             _ => {
                 *report.false_alerts.entry(t.rule.clone()).or_default() += 1;
+                if report.false_alerts[&t.rule] <= 100 {
+                    report.false_samples.push(format!(
+                        "{} day {} {}/{}: {}",
+                        t.rule,
+                        (now_min - start) / 1440,
+                        t.labels.tenant,
+                        t.labels.channel,
+                        t.reason
+                    ));
+                }
                 if now_min - start < 14 * 1440 {
-                    *report.false_alerts_warmup.entry(t.rule.clone()).or_default() += 1;
+                    *report
+                        .false_alerts_warmup
+                        .entry(t.rule.clone())
+                        .or_default() += 1;
                 }
             }
         }
@@ -452,7 +476,10 @@ impl fmt::Display for SyntheticReport {
             self.ticks,
             self.evaluate_time.as_secs_f64() * 1e6 / self.ticks.max(1) as f64
         )?;
-        writeln!(f, "false alerts per 100 tenant-weeks (count; of which in the first 2 weeks):")?;
+        writeln!(
+            f,
+            "false alerts per 100 tenant-weeks (count; of which in the first 2 weeks):"
+        )?;
         for rule in ["inbound_stopped", "inbound_drop"] {
             writeln!(
                 f,
@@ -464,7 +491,11 @@ impl fmt::Display for SyntheticReport {
         }
         writeln!(f, "detection delay in minutes (median / p90 / max):")?;
         for ((label, rule), d) in &self.delays {
-            write!(f, "  {label:<10} {rule:<16} {:>3}/{:<3} detected", d.detected, d.incidents)?;
+            write!(
+                f,
+                "  {label:<10} {rule:<16} {:>3}/{:<3} detected",
+                d.detected, d.incidents
+            )?;
             match (d.quantile(0.5), d.quantile(0.9), d.delays.last()) {
                 (Some(a), Some(b), Some(c)) => writeln!(f, "  {a} / {b} / {c}")?,
                 _ => writeln!(f)?,
