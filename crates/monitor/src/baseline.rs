@@ -1,0 +1,294 @@
+//! Baselines: what a flow is expected to carry at a given hour, and how much it varies.
+//!
+//! The preferred baseline is *seasonal*: the median of the same hour of the week over the last
+//! `weeks` weeks (a holiday or an outage in one of those weeks moves a median little). While a
+//! series has fewer than `min_weeks` such weeks, the baseline falls back to the median of the
+//! same hour of the day over the last `days` days, and with fewer than `min_days` of those there
+//! is no baseline at all: the statistical rules give no verdict and only the gap rule of
+//! `inbound_stopped` watches the series. Which one was used is written into every reason.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{FlowHistory, Hour, Minute};
+use crate::stats::median;
+
+/// How baselines are built; the same for every series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Weeks of history the seasonal baseline looks at.
+    pub weeks: u32,
+    /// Weeks needed before the seasonal baseline is used.
+    pub min_weeks: u32,
+    /// Days of history the daily fallback looks at.
+    pub days: u32,
+    /// Days needed before the daily fallback is used.
+    pub min_days: u32,
+    /// Prior dispersion the estimate shrinks towards.
+    pub alpha_prior: f64,
+    /// Strength of that prior, in units of squared expected hourly counts.
+    pub alpha_prior_weight: f64,
+    /// The dispersion never goes below this, however regular a series looked.
+    pub alpha_floor: f64,
+    /// Nor above this.
+    pub alpha_cap: f64,
+    /// The least dispersion assumed while a series only has the daily fallback, which cannot
+    /// see weekly seasonality (a Saturday judged against the weekdays before it).
+    pub daily_alpha: f64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            weeks: 4,
+            min_weeks: 2,
+            days: 7,
+            min_days: 3,
+            alpha_prior: 0.1,
+            alpha_prior_weight: 2_000.0,
+            alpha_floor: 0.02,
+            alpha_cap: 2.0,
+            daily_alpha: 0.25,
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Hours of history a flow series must keep for these baselines.
+    pub fn hour_capacity(&self) -> usize {
+        (self.weeks.max(1) as usize * 168 + 2).max(self.days as usize * 24 + 2)
+    }
+}
+
+/// Which baseline an expectation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BaselineKind {
+    /// Same hour of the week over this many weeks.
+    Seasonal {
+        /// Weeks used.
+        weeks: u32,
+    },
+    /// Same hour of the day over this many days (not enough weeks yet).
+    Daily {
+        /// Days used.
+        days: u32,
+    },
+}
+
+impl fmt::Display for BaselineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BaselineKind::Seasonal { weeks } => write!(
+                f,
+                "seasonal baseline, {weeks} week{}",
+                if *weeks == 1 { "" } else { "s" }
+            ),
+            BaselineKind::Daily { days } => write!(
+                f,
+                "daily fallback baseline, {days} day{}; not enough weeks for a seasonal one",
+                if *days == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+/// The expected count of one hour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HourBaseline {
+    /// Median count of the comparable hours.
+    pub expected: f64,
+    /// Which comparable hours.
+    pub kind: BaselineKind,
+}
+
+/// The baseline of hour `h` of a series, if it has enough history.
+pub fn hour_baseline(f: &FlowHistory, h: Hour, cfg: &BaselineConfig) -> Option<HourBaseline> {
+    let mut vals = [0f64; 32];
+    let mut n = 0usize;
+    for k in 1..=cfg.weeks.min(32) as i64 {
+        if let Some(v) = f.full_hour(h - 168 * k) {
+            vals[n] = f64::from(v);
+            n += 1;
+        }
+    }
+    if n >= cfg.min_weeks as usize && n > 0 {
+        return Some(HourBaseline {
+            expected: median(&mut vals[..n])?,
+            kind: BaselineKind::Seasonal { weeks: n as u32 },
+        });
+    }
+    n = 0;
+    for k in 1..=cfg.days.min(32) as i64 {
+        if let Some(v) = f.full_hour(h - 24 * k) {
+            vals[n] = f64::from(v);
+            n += 1;
+        }
+    }
+    if n >= cfg.min_days as usize && n > 0 {
+        return Some(HourBaseline {
+            expected: median(&mut vals[..n])?,
+            kind: BaselineKind::Daily { days: n as u32 },
+        });
+    }
+    None
+}
+
+/// The expected count over the minutes `[from, to)`, from the baselines of the hours they fall
+/// in (an hour without a baseline contributes nothing, which errs towards silence). Returns
+/// `None` when the hour of `to - 1` has no baseline.
+pub fn expected_between(
+    f: &FlowHistory,
+    from: Minute,
+    to: Minute,
+    cfg: &BaselineConfig,
+) -> Option<(f64, BaselineKind)> {
+    if to <= from {
+        return None;
+    }
+    let last = hour_baseline(f, (to - 1).div_euclid(60), cfg)?;
+    let mut sum = 0.0;
+    let mut m = from;
+    while m < to {
+        let h = m.div_euclid(60);
+        let end = ((h + 1) * 60).min(to);
+        let b = if h == (to - 1).div_euclid(60) {
+            Some(last)
+        } else {
+            hour_baseline(f, h, cfg)
+        };
+        if let Some(b) = b {
+            sum += b.expected * (end - m) as f64 / 60.0;
+        }
+        m = end;
+    }
+    Some((sum, last.kind))
+}
+
+/// The negative binomial dispersion of a series, by the method of moments on residuals from
+/// robust (median) centres, winsorized, shrunk towards a prior and floored.
+///
+/// For every hour position of the week (or of the day while weeks are missing), the comparable
+/// hours give a median `m`; each hour's residual `r = x - m`, clipped at three model standard
+/// deviations so that an outage or a holiday does not blow the estimate up, contributes
+/// `r² · n/(n-1) - m` to the numerator and `m²` to the denominator (variance is
+/// `m + alpha m²`, and the `n/(n-1)` corrects for the median being fitted to the same hours).
+/// The pooled estimate is shrunk towards `alpha_prior` with a weight that grows with the
+/// volume of the series, because a low-volume series says little about its dispersion.
+pub fn estimate_alpha(f: &FlowHistory, now_hour: Hour, cfg: &BaselineConfig) -> f64 {
+    let weeks = (1..=cfg.weeks as i64)
+        .filter(|k| f.full_hour(now_hour - 168 * k).is_some())
+        .count();
+    let (period, reps) = if weeks >= cfg.min_weeks as usize && weeks >= 2 {
+        (168i64, cfg.weeks as i64)
+    } else {
+        (24i64, cfg.days as i64)
+    };
+    let mut num = 0.0;
+    let mut den = 0.0;
+    let mut vals = Vec::with_capacity(reps as usize);
+    for pos in 1..=period {
+        vals.clear();
+        for k in 0..reps {
+            if let Some(v) = f.full_hour(now_hour - pos - period * k) {
+                vals.push(f64::from(v));
+            }
+        }
+        let n = vals.len();
+        if n < 3 {
+            continue;
+        }
+        let raw = vals.clone();
+        let Some(m) = median(&mut vals) else { continue };
+        if m <= 0.0 {
+            continue;
+        }
+        let clip = 3.0 * (m + cfg.alpha_prior * m * m).sqrt() + 1.0;
+        let corr = n as f64 / (n as f64 - 1.0);
+        for x in raw {
+            let r = (x - m).clamp(-clip, clip);
+            num += r * r * corr - m;
+            den += m * m;
+        }
+    }
+    let raw = if den > 0.0 {
+        (num / den).max(0.0)
+    } else {
+        cfg.alpha_prior
+    };
+    let w = den / (den + cfg.alpha_prior_weight);
+    (w * raw + (1.0 - w) * cfg.alpha_prior).clamp(cfg.alpha_floor, cfg.alpha_cap)
+}
+
+/// The dispersion of a series, recomputed at most once a day (it moves slowly).
+pub fn alpha_of(f: &mut FlowHistory, now_hour: Hour, cfg: &BaselineConfig) -> f64 {
+    match f.alpha {
+        Some((at, a)) if now_hour - at < 24 && now_hour >= at => a,
+        _ => {
+            let a = estimate_alpha(f, now_hour, cfg);
+            f.alpha = Some((now_hour, a));
+            a
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(hours: i64, per_hour: u32) -> FlowHistory {
+        let cfg = BaselineConfig::default();
+        let mut f = FlowHistory::new(0, 360, cfg.hour_capacity());
+        for h in 0..hours {
+            f.record_hour(h, per_hour);
+        }
+        f
+    }
+
+    #[test]
+    fn seasonal_then_daily_then_nothing() {
+        let cfg = BaselineConfig::default();
+        let f = flat(24 * 2, 60);
+        assert_eq!(hour_baseline(&f, 48, &cfg), None);
+        let f = flat(24 * 5, 60);
+        let b = hour_baseline(&f, 24 * 5, &cfg).unwrap();
+        assert_eq!(b.kind, BaselineKind::Daily { days: 5 });
+        assert_eq!(b.expected, 60.0);
+        let f = flat(24 * 7 * 3, 60);
+        let b = hour_baseline(&f, 24 * 7 * 3, &cfg).unwrap();
+        assert_eq!(b.kind, BaselineKind::Seasonal { weeks: 3 });
+    }
+
+    #[test]
+    fn expected_spans_hours() {
+        let cfg = BaselineConfig::default();
+        let f = flat(24 * 7 * 3, 60);
+        let (e, _) = expected_between(&f, 504 * 60 - 30, 504 * 60 + 15, &cfg).unwrap();
+        // Hour 503 is within history but its own hour position still has baselines too.
+        assert!((e - 45.0).abs() < 1e-9, "{e}");
+    }
+
+    #[test]
+    fn poisson_series_has_small_alpha_and_noisy_one_large() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Gamma, Poisson};
+        let cfg = BaselineConfig::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut calm = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let mut wild = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let g = Gamma::new(1.0 / 0.3, 0.3).unwrap();
+        for h in 0..24 * 7 * 4 {
+            let p: f64 = Poisson::new(200.0).unwrap().sample(&mut rng);
+            calm.record_hour(h, p as u32);
+            let mult: f64 = g.sample(&mut rng);
+            let w: f64 = Poisson::new(200.0 * mult).unwrap().sample(&mut rng);
+            wild.record_hour(h, w as u32);
+        }
+        let a_calm = estimate_alpha(&calm, 24 * 7 * 4, &cfg);
+        let a_wild = estimate_alpha(&wild, 24 * 7 * 4, &cfg);
+        assert!(a_calm < 0.03, "{a_calm}");
+        assert!(a_wild > 0.15, "{a_wild}");
+    }
+}

@@ -1,0 +1,468 @@
+//! Per-series history, kept by the monitor and fed minute by minute by the caller.
+//!
+//! A tick over 10,000 series must be cheap, so the monitor does not re-read weeks of minutes
+//! on every evaluation. Each series keeps two fixed-size rings: per-minute counts for the last
+//! few hours (what the windowed rules look at) and per-hour counts for the last weeks (what the
+//! seasonal baselines are made of). Feeding a minute is O(1); a flow series costs about 4 KiB.
+//!
+//! The caller feeds counts with *set* semantics: recording the same minute twice replaces the
+//! first value (while the minute is still in the minute ring), so re-reading the last minutes
+//! from the store after a late commit is harmless. Minutes older than the minute ring only add
+//! to the hourly ring: that is how a monitor is bootstrapped from downsampled history.
+
+use serde::{Deserialize, Serialize};
+
+/// Minutes since the Unix epoch: the unit every series is indexed by.
+pub type Minute = i64;
+
+/// Hours since the Unix epoch.
+pub type Hour = i64;
+
+/// The minute an instant in milliseconds falls in.
+pub fn minute_of_millis(ms: i64) -> Minute {
+    ms.div_euclid(60_000)
+}
+
+/// The hour a minute falls in.
+pub fn hour_of(m: Minute) -> Hour {
+    m.div_euclid(60)
+}
+
+/// A fixed-capacity ring of values indexed by an absolute unit (a minute or an hour).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ring<T> {
+    values: Vec<T>,
+    /// The newest index held, `None` while empty.
+    newest: Option<i64>,
+}
+
+impl<T: Copy + Default> Ring<T> {
+    /// An empty ring of `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        Ring {
+            values: vec![T::default(); capacity.max(1)],
+            newest: None,
+        }
+    }
+
+    fn slot(&self, i: i64) -> usize {
+        i.rem_euclid(self.values.len() as i64) as usize
+    }
+
+    /// The newest index held.
+    pub fn newest(&self) -> Option<i64> {
+        self.newest
+    }
+
+    /// The oldest index the ring can still answer for.
+    pub fn oldest(&self) -> Option<i64> {
+        self.newest.map(|n| n - self.values.len() as i64 + 1)
+    }
+
+    /// Moves the ring forward so that `i` is held, zeroing the slots it passes.
+    pub fn advance_to(&mut self, i: i64) {
+        let cap = self.values.len() as i64;
+        match self.newest {
+            None => {
+                self.values.iter_mut().for_each(|v| *v = T::default());
+                self.newest = Some(i);
+            }
+            Some(n) if i > n => {
+                if i - n >= cap {
+                    self.values.iter_mut().for_each(|v| *v = T::default());
+                } else {
+                    for j in n + 1..=i {
+                        let s = self.slot(j);
+                        self.values[s] = T::default();
+                    }
+                }
+                self.newest = Some(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// The value at `i`, `None` when `i` is outside the ring (not yet or no longer held).
+    pub fn get(&self, i: i64) -> Option<T> {
+        let n = self.newest?;
+        if i > n || i <= n - self.values.len() as i64 {
+            return None;
+        }
+        Some(self.values[self.slot(i)])
+    }
+
+    /// A mutable reference to the value at `i`, if held.
+    pub fn get_mut(&mut self, i: i64) -> Option<&mut T> {
+        self.get(i)?;
+        let s = self.slot(i);
+        Some(&mut self.values[s])
+    }
+}
+
+/// What inbound flow has been seen on one (tenant, source, channel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowHistory {
+    /// The first minute this series existed (a silent source is zero, not missing).
+    pub(crate) first_minute: Minute,
+    pub(crate) minutes: Ring<u32>,
+    pub(crate) hours: Ring<u32>,
+    /// The newest minute with at least one event.
+    pub(crate) last_event: Option<Minute>,
+    /// Gaps between consecutive minutes with events: how many, and the longest (minutes).
+    pub(crate) gap_count: u32,
+    pub(crate) longest_gap: i64,
+    /// Dispersion estimate and the hour it was computed at.
+    pub(crate) alpha: Option<(Hour, f64)>,
+    /// Consecutive windows in which `inbound_drop` was significant.
+    pub(crate) drop_streak: u32,
+    /// The `inbound_drop` finding of the last evaluated window, carried between windows.
+    pub(crate) drop_finding: Option<(f64, String)>,
+}
+
+impl FlowHistory {
+    /// A series that exists from `first_minute`, keeping `minute_capacity` minutes and
+    /// `hour_capacity` hours.
+    pub fn new(first_minute: Minute, minute_capacity: usize, hour_capacity: usize) -> Self {
+        FlowHistory {
+            first_minute,
+            minutes: Ring::new(minute_capacity),
+            hours: Ring::new(hour_capacity),
+            last_event: None,
+            gap_count: 0,
+            longest_gap: 0,
+            alpha: None,
+            drop_streak: 0,
+            drop_finding: None,
+        }
+    }
+
+    /// The minute this series started to exist.
+    pub fn first_minute(&self) -> Minute {
+        self.first_minute
+    }
+
+    /// The newest minute with at least one event.
+    pub fn last_event(&self) -> Option<Minute> {
+        self.last_event
+    }
+
+    /// Records `count` events in minute `m` (set semantics, see the module docs).
+    pub fn record(&mut self, m: Minute, count: u32) {
+        if m < self.first_minute {
+            self.first_minute = m;
+        }
+        let h = hour_of(m);
+        if self.minutes.newest().is_none_or(|n| m > n) {
+            self.minutes.advance_to(m);
+        }
+        self.hours.advance_to(h);
+        match self.minutes.get_mut(m) {
+            Some(slot) => {
+                let old = *slot;
+                *slot = count;
+                if let Some(hs) = self.hours.get_mut(h) {
+                    *hs = hs.saturating_sub(old).saturating_add(count);
+                }
+            }
+            None => {
+                if let Some(hs) = self.hours.get_mut(h) {
+                    *hs = hs.saturating_add(count);
+                }
+            }
+        }
+        if count > 0 {
+            match self.last_event {
+                Some(last) if m > last => {
+                    self.gap_count = self.gap_count.saturating_add(1);
+                    self.longest_gap = self.longest_gap.max(m - last);
+                    self.last_event = Some(m);
+                }
+                None => self.last_event = Some(m),
+                _ => {}
+            }
+        }
+    }
+
+    /// Records a whole hour at once, for bootstrapping from downsampled history. Only hours
+    /// older than the minute ring should be fed this way.
+    pub fn record_hour(&mut self, h: Hour, count: u32) {
+        if h * 60 < self.first_minute {
+            self.first_minute = h * 60;
+        }
+        self.hours.advance_to(h);
+        if let Some(hs) = self.hours.get_mut(h) {
+            *hs = count;
+        }
+        if count > 0 && self.last_event.is_none_or(|l| l < h * 60) {
+            // The exact minute is unknown; the hour's last minute is the conservative choice
+            // for the silence rules (it makes the current silence look shorter).
+            self.last_event = Some(h * 60 + 59);
+        }
+    }
+
+    /// Makes every minute up to `m` known (zero unless recorded).
+    pub(crate) fn advance_to(&mut self, m: Minute) {
+        if self.minutes.newest().is_none_or(|n| m > n) {
+            self.minutes.advance_to(m);
+        }
+        self.hours.advance_to(hour_of(m));
+    }
+
+    /// Events in the minutes `[from, to)` that the minute ring still holds, and how many of
+    /// those minutes it held.
+    pub(crate) fn sum_minutes(&self, from: Minute, to: Minute) -> (u64, i64) {
+        let mut sum = 0u64;
+        let mut held = 0i64;
+        for m in from.max(self.first_minute)..to {
+            if let Some(v) = self.minutes.get(m) {
+                sum += u64::from(v);
+                held += 1;
+            }
+        }
+        (sum, held)
+    }
+
+    /// The count of hour `h` if it is fully within the series' life and still held.
+    pub(crate) fn full_hour(&self, h: Hour) -> Option<u32> {
+        if h * 60 < self.first_minute {
+            return None;
+        }
+        self.hours.get(h)
+    }
+}
+
+/// Deliveries of one minute on one (tenant, source, destination), and the events that created
+/// deliveries on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMinute {
+    /// Deliveries created (one per accepted event routed to this destination).
+    pub created: u32,
+    /// Deliveries that reached the handler (2xx).
+    pub delivered: u32,
+    /// Attempts that failed and will be retried.
+    pub failed: u32,
+    /// Deliveries that exhausted their retries.
+    pub dead: u32,
+}
+
+impl QueueMinute {
+    fn add(&mut self, o: QueueMinute) {
+        self.created = self.created.saturating_add(o.created);
+        self.delivered = self.delivered.saturating_add(o.delivered);
+        self.failed = self.failed.saturating_add(o.failed);
+        self.dead = self.dead.saturating_add(o.dead);
+    }
+
+    fn sub(&mut self, o: QueueMinute) {
+        self.created = self.created.saturating_sub(o.created);
+        self.delivered = self.delivered.saturating_sub(o.delivered);
+        self.failed = self.failed.saturating_sub(o.failed);
+        self.dead = self.dead.saturating_sub(o.dead);
+    }
+}
+
+/// The queue's gauges for one (tenant, source, destination) at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    /// Deliveries waiting for an attempt (`pending` and `retrying`).
+    pub pending: u64,
+    /// Deliveries leased by a worker.
+    pub in_flight: u64,
+    /// When the oldest delivery that is neither delivered nor dead was created (pending,
+    /// retrying or in flight), `None` when there is none.
+    pub oldest_pending_since: Option<intake_core::Timestamp>,
+    /// Dead deliveries in total.
+    pub dead: u64,
+}
+
+/// Requests of one minute on one (tenant, source).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMinute {
+    /// Accepted requests (including duplicates).
+    pub accepted: u32,
+    /// Requests rejected for a bad signature or an unparseable body.
+    pub rejected: u32,
+}
+
+/// What one queue (tenant, source, destination) has done recently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueHistory {
+    pub(crate) minutes: Ring<QueueMinute>,
+    pub(crate) hours: Ring<QueueMinute>,
+    pub(crate) snapshot: Option<QueueSnapshot>,
+    /// Pending counts by minute, for "still rising".
+    pub(crate) pending: Ring<Option<u64>>,
+}
+
+impl QueueHistory {
+    /// An empty history.
+    pub fn new() -> Self {
+        QueueHistory {
+            minutes: Ring::new(120),
+            hours: Ring::new(26),
+            snapshot: None,
+            pending: Ring::new(120),
+        }
+    }
+
+    /// Records the counters of minute `m` (set semantics).
+    pub fn record(&mut self, m: Minute, v: QueueMinute) {
+        let h = hour_of(m);
+        if self.minutes.newest().is_none_or(|n| m > n) {
+            self.minutes.advance_to(m);
+        }
+        self.hours.advance_to(h);
+        let old = match self.minutes.get_mut(m) {
+            Some(slot) => std::mem::replace(slot, v),
+            None => QueueMinute::default(),
+        };
+        if let Some(hs) = self.hours.get_mut(h) {
+            hs.sub(old);
+            hs.add(v);
+        }
+    }
+
+    /// Records the gauges observed at minute `m`.
+    pub fn observe(&mut self, m: Minute, s: QueueSnapshot) {
+        self.snapshot = Some(s);
+        if self.pending.newest().is_none_or(|n| m > n) {
+            self.pending.advance_to(m);
+        }
+        if let Some(slot) = self.pending.get_mut(m) {
+            *slot = Some(s.pending);
+        }
+    }
+
+    pub(crate) fn sum_minutes(&self, from: Minute, to: Minute) -> QueueMinute {
+        let mut acc = QueueMinute::default();
+        for m in from..to {
+            if let Some(v) = self.minutes.get(m) {
+                acc.add(v);
+            }
+        }
+        acc
+    }
+
+    pub(crate) fn sum_hours(&self, from: Hour, to: Hour) -> QueueMinute {
+        let mut acc = QueueMinute::default();
+        for h in from..to {
+            if let Some(v) = self.hours.get(h) {
+                acc.add(v);
+            }
+        }
+        acc
+    }
+}
+
+impl Default for QueueHistory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one source (tenant, source) has been sent recently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestHistory {
+    pub(crate) minutes: Ring<RequestMinute>,
+    pub(crate) hours: Ring<RequestMinute>,
+}
+
+impl RequestHistory {
+    /// An empty history.
+    pub fn new() -> Self {
+        RequestHistory {
+            minutes: Ring::new(120),
+            hours: Ring::new(26),
+        }
+    }
+
+    /// Records the requests of minute `m` (set semantics).
+    pub fn record(&mut self, m: Minute, v: RequestMinute) {
+        let h = hour_of(m);
+        if self.minutes.newest().is_none_or(|n| m > n) {
+            self.minutes.advance_to(m);
+        }
+        self.hours.advance_to(h);
+        let old = match self.minutes.get_mut(m) {
+            Some(slot) => std::mem::replace(slot, v),
+            None => RequestMinute::default(),
+        };
+        if let Some(hs) = self.hours.get_mut(h) {
+            hs.accepted = hs
+                .accepted
+                .saturating_sub(old.accepted)
+                .saturating_add(v.accepted);
+            hs.rejected = hs
+                .rejected
+                .saturating_sub(old.rejected)
+                .saturating_add(v.rejected);
+        }
+    }
+
+    pub(crate) fn sum_minutes(&self, from: Minute, to: Minute) -> RequestMinute {
+        let mut acc = RequestMinute::default();
+        for m in from..to {
+            if let Some(v) = self.minutes.get(m) {
+                acc.accepted += v.accepted;
+                acc.rejected += v.rejected;
+            }
+        }
+        acc
+    }
+
+    pub(crate) fn sum_hours(&self, from: Hour, to: Hour) -> (RequestMinute, i64) {
+        let mut acc = RequestMinute::default();
+        let mut held = 0;
+        for h in from..to {
+            if let Some(v) = self.hours.get(h) {
+                acc.accepted += v.accepted;
+                acc.rejected += v.rejected;
+                held += 1;
+            }
+        }
+        (acc, held)
+    }
+}
+
+impl Default for RequestHistory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_forgets_old_slots_and_zeroes_skipped_ones() {
+        let mut r: Ring<u32> = Ring::new(3);
+        r.advance_to(10);
+        *r.get_mut(10).unwrap() = 5;
+        r.advance_to(12);
+        assert_eq!(r.get(10), Some(5));
+        assert_eq!(r.get(11), Some(0));
+        r.advance_to(13);
+        assert_eq!(r.get(10), None);
+        assert_eq!(r.get(14), None);
+        r.advance_to(100);
+        assert_eq!(r.get(100), Some(0));
+        assert_eq!(r.get(99), Some(0));
+    }
+
+    #[test]
+    fn flow_history_set_semantics_keep_hours_consistent() {
+        let mut f = FlowHistory::new(600, 60, 48);
+        f.record(600, 3);
+        f.record(601, 4);
+        f.record(601, 6);
+        assert_eq!(f.hours.get(10), Some(9));
+        assert_eq!(f.last_event(), Some(601));
+        f.record(700, 1);
+        assert_eq!(f.longest_gap, 99);
+        assert_eq!(f.gap_count, 2);
+        // 601 is now outside the 60-minute ring: a late write only adds to its hour.
+        f.record(601, 1);
+        assert_eq!(f.hours.get(10), Some(10));
+    }
+}

@@ -1,0 +1,648 @@
+//! The monitor: per-series history, the rules, and the alert book, advanced one evaluation
+//! at a time on whatever clock the caller has.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use intake_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
+use crate::baseline::{alpha_of, expected_between, hour_baseline, BaselineConfig, BaselineKind};
+use crate::history::{
+    hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
+    RequestHistory, RequestMinute,
+};
+use crate::params::{
+    DeadLetters, DeliveryErrors, InboundDrop, InboundStopped, ProcessingDrop, QueueBacklog,
+    QueueStalled, RejectionsSpike, RuleBook, RuleParams,
+};
+use crate::stats::{bh_adjust, fmt_prob, ln_p_zero_after, NegBinomial};
+
+/// One inbound flow: (tenant, source, channel).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowKey {
+    /// Tenant id.
+    pub tenant: String,
+    /// Source id.
+    pub source: String,
+    /// Channel (`email`, `chat`, …).
+    pub channel: String,
+}
+
+/// One source: (tenant, source).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceKey {
+    /// Tenant id.
+    pub tenant: String,
+    /// Source id.
+    pub source: String,
+}
+
+/// One queue: (tenant, source, destination).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueKey {
+    /// Tenant id.
+    pub tenant: String,
+    /// Source id.
+    pub source: String,
+    /// Destination id.
+    pub destination: String,
+}
+
+/// Settings shared by every series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// How baselines are built.
+    pub baseline: BaselineConfig,
+    /// Minutes of per-minute history kept per flow (6 h): the longest window any flow rule
+    /// looks at, including `inbound_stopped`'s stretch before a silence.
+    pub minute_capacity: usize,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            baseline: BaselineConfig::default(),
+            minute_capacity: 360,
+        }
+    }
+}
+
+/// What the flows API shows for one flow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowStatus {
+    /// The flow.
+    #[serde(flatten)]
+    pub key: FlowKey,
+    /// Events over the last 60 complete minutes.
+    pub last_hour: u64,
+    /// What the baseline expected over them, if there is a baseline.
+    pub expected_last_hour: Option<f64>,
+    /// Which baseline.
+    pub baseline: Option<BaselineKind>,
+    /// The series' dispersion estimate.
+    pub dispersion: Option<f64>,
+    /// The start of the newest minute with an event.
+    pub last_event_at: Option<Timestamp>,
+}
+
+/// The detectors and their state. Feed it counts with the `record_*` methods and call
+/// [`Monitor::evaluate`] once per interval.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    settings: MonitorSettings,
+    rules: RuleBook,
+    flows: HashMap<FlowKey, FlowHistory>,
+    sources: HashMap<SourceKey, RequestHistory>,
+    queues: HashMap<QueueKey, QueueHistory>,
+    alerts: AlertBook,
+}
+
+fn minutes_of(d: Duration) -> i64 {
+    (d.as_secs() / 60).max(1) as i64
+}
+
+/// `7m 12s`, `2h 5m`, `45s`.
+pub(crate) fn fmt_secs(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+fn flow_labels(k: &FlowKey) -> Labels {
+    Labels {
+        tenant: k.tenant.clone(),
+        source: k.source.clone(),
+        channel: k.channel.clone(),
+        destination: String::new(),
+    }
+}
+
+fn queue_labels(k: &QueueKey) -> Labels {
+    Labels {
+        tenant: k.tenant.clone(),
+        source: k.source.clone(),
+        channel: String::new(),
+        destination: k.destination.clone(),
+    }
+}
+
+fn finding<P: RuleParams>(labels: Labels, p: &P, value: f64, reason: String) -> Finding {
+    Finding {
+        key: AlertKey {
+            rule: P::RULE.to_string(),
+            labels,
+        },
+        params: *p.common(),
+        value,
+        reason,
+    }
+}
+
+impl Monitor {
+    /// A monitor with no series yet.
+    pub fn new(rules: RuleBook, settings: MonitorSettings) -> Self {
+        Monitor {
+            settings,
+            rules,
+            flows: HashMap::new(),
+            sources: HashMap::new(),
+            queues: HashMap::new(),
+            alerts: AlertBook::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &MonitorSettings {
+        &self.settings
+    }
+
+    /// Replaces the rules (after a configuration reload); history and alerts are kept.
+    pub fn set_rules(&mut self, rules: RuleBook) {
+        self.rules = rules;
+    }
+
+    /// The alert book: pending and firing alerts.
+    pub fn alerts(&self) -> &AlertBook {
+        &self.alerts
+    }
+
+    /// Replaces the alert book, e.g. with one persisted before a restart.
+    pub fn restore_alerts(&mut self, book: AlertBook) {
+        self.alerts = book;
+    }
+
+    fn flow_mut(&mut self, key: &FlowKey, minute: Minute) -> &mut FlowHistory {
+        let cap_m = self.settings.minute_capacity;
+        let cap_h = self.settings.baseline.hour_capacity();
+        self.flows
+            .entry(key.clone())
+            .or_insert_with(|| FlowHistory::new(minute, cap_m, cap_h))
+    }
+
+    /// Declares a flow that exists from `since` even if it never carried an event, so that
+    /// its silence counts as zeros (a configured source is watched from the start).
+    pub fn add_flow(&mut self, key: &FlowKey, since: Timestamp) {
+        self.flow_mut(key, minute_of_millis(since.as_millis()));
+    }
+
+    /// Records the events accepted in the minute starting at `minute` (set semantics:
+    /// recording a minute again replaces its count while it is among the last
+    /// `minute_capacity` minutes). Feed minutes as they complete, oldest first.
+    pub fn record_flow(&mut self, key: &FlowKey, minute: Timestamp, count: u32) {
+        let m = minute_of_millis(minute.as_millis());
+        self.flow_mut(key, m).record(m, count);
+    }
+
+    /// Records a whole hour, for bootstrapping from downsampled history older than the
+    /// minute ring. Feed hours oldest first and before any minute of the series.
+    pub fn record_flow_hour(&mut self, key: &FlowKey, hour: Timestamp, count: u32) {
+        let h = hour_of(minute_of_millis(hour.as_millis()));
+        self.flow_mut(key, h * 60).record_hour(h, count);
+    }
+
+    /// Records a source's requests of one minute (set semantics).
+    pub fn record_requests(&mut self, key: &SourceKey, minute: Timestamp, v: RequestMinute) {
+        self.sources
+            .entry(key.clone())
+            .or_default()
+            .record(minute_of_millis(minute.as_millis()), v);
+    }
+
+    /// Records a queue's delivery counters of one minute (set semantics).
+    pub fn record_queue(&mut self, key: &QueueKey, minute: Timestamp, v: QueueMinute) {
+        self.queues
+            .entry(key.clone())
+            .or_default()
+            .record(minute_of_millis(minute.as_millis()), v);
+    }
+
+    /// Records a queue's gauges as observed at `at` (normally just before evaluating).
+    pub fn observe_queue(&mut self, key: &QueueKey, at: Timestamp, s: QueueSnapshot) {
+        self.queues
+            .entry(key.clone())
+            .or_default()
+            .observe(minute_of_millis(at.as_millis()), s);
+    }
+
+    /// Forgets a flow (its source was removed from the configuration). Its alerts resolve at
+    /// the next evaluation.
+    pub fn remove_flow(&mut self, key: &FlowKey) {
+        self.flows.remove(key);
+    }
+
+    /// Forgets a queue.
+    pub fn remove_queue(&mut self, key: &QueueKey) {
+        self.queues.remove(key);
+    }
+
+    /// Number of flow, source and queue series held.
+    pub fn series_count(&self) -> (usize, usize, usize) {
+        (self.flows.len(), self.sources.len(), self.queues.len())
+    }
+
+    /// The state of every flow at `now`, for the flows API and `intake status`.
+    pub fn flow_status(&self, now: Timestamp) -> Vec<FlowStatus> {
+        let now_min = minute_of_millis(now.as_millis());
+        let cfg = &self.settings.baseline;
+        let mut out: Vec<FlowStatus> = self
+            .flows
+            .iter()
+            .map(|(k, f)| {
+                let (last_hour, _) = f.sum_minutes(now_min - 60, now_min);
+                let exp = expected_between(f, now_min - 60, now_min, cfg);
+                FlowStatus {
+                    key: k.clone(),
+                    last_hour,
+                    expected_last_hour: exp.map(|e| e.0),
+                    baseline: exp.map(|e| e.1),
+                    dispersion: f.alpha.map(|a| a.1),
+                    last_event_at: f.last_event().map(|m| Timestamp(m * 60_000)),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Evaluates every rule on every series at `now` and returns the alert transitions.
+    ///
+    /// Only complete minutes count: the minute `now` falls in is ignored, so evaluate a few
+    /// seconds after a minute boundary, once that minute's counters are committed.
+    pub fn evaluate(&mut self, now: Timestamp) -> Vec<Transition> {
+        let now_min = minute_of_millis(now.as_millis());
+        let mut findings = Vec::new();
+        self.evaluate_flows(now_min, &mut findings);
+        self.evaluate_sources(now_min, &mut findings);
+        self.evaluate_queues(now, now_min, &mut findings);
+        self.alerts.apply(findings, now)
+    }
+
+    fn evaluate_flows(&mut self, now_min: Minute, findings: &mut Vec<Finding>) {
+        let cfg = &self.settings.baseline;
+        struct Candidate<'a> {
+            key: &'a FlowKey,
+            p: f64,
+            x: u64,
+            expected: f64,
+            sd: f64,
+            kind: BaselineKind,
+            params: InboundDrop,
+        }
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut tested: Vec<&FlowKey> = Vec::new();
+        for (key, f) in self.flows.iter_mut() {
+            f.advance_to(now_min - 1);
+            let stop: InboundStopped = self.rules.resolve(&key.tenant, &key.source);
+            if let Some((value, reason)) = stopped(f, now_min, &stop, cfg) {
+                findings.push(finding(flow_labels(key), &stop, value, reason));
+            }
+            let drop: InboundDrop = self.rules.resolve(&key.tenant, &key.source);
+            let w = minutes_of(drop.window);
+            if now_min.rem_euclid(w) != 0 {
+                if f.drop_streak >= drop.persistence {
+                    if let Some((v, r)) = &f.drop_finding {
+                        findings.push(finding(flow_labels(key), &drop, *v, r.clone()));
+                    }
+                }
+                continue;
+            }
+            tested.push(key);
+            let from = now_min - w;
+            if from < f.first_minute() {
+                continue;
+            }
+            let (x, held) = f.sum_minutes(from, now_min);
+            if held < w {
+                continue;
+            }
+            let Some((expected, kind)) = expected_between(f, from, now_min, cfg) else {
+                continue;
+            };
+            // The daily fallback cannot see weekly seasonality: a Saturday would look like a
+            // drop from the weekdays before it. The statistical rule waits for weeks.
+            if !matches!(kind, BaselineKind::Seasonal { .. }) || expected < drop.min_expected {
+                continue;
+            }
+            let alpha = alpha_of(f, hour_of(now_min - 1), cfg);
+            let nb = NegBinomial {
+                mean: expected,
+                alpha,
+            };
+            candidates.push(Candidate {
+                key,
+                p: nb.cdf(x),
+                x,
+                expected,
+                sd: nb.sd(),
+                kind,
+                params: drop,
+            });
+        }
+        let p_values: Vec<f64> = candidates.iter().map(|c| c.p).collect();
+        let q_values = bh_adjust(&p_values);
+        let n = candidates.len();
+        let mut significant: HashMap<&FlowKey, (f64, String, InboundDrop)> = HashMap::new();
+        for (c, q) in candidates.iter().zip(q_values) {
+            let ratio = c.x as f64 / c.expected;
+            if q <= c.params.fdr && ratio <= 1.0 - c.params.min_drop {
+                let w = minutes_of(c.params.window);
+                let reason = format!(
+                    "{} events in the last {w} min; expected {:.0} ± {:.0} ({}); {:.0}% below; \
+                     p = {}, BH-adjusted {} across {n} series",
+                    c.x,
+                    c.expected,
+                    c.sd,
+                    c.kind,
+                    (1.0 - ratio) * 100.0,
+                    fmt_prob(c.p),
+                    fmt_prob(q),
+                );
+                significant.insert(c.key, (ratio, reason, c.params.clone()));
+            }
+        }
+        let tested: Vec<FlowKey> = tested.into_iter().cloned().collect();
+        let significant: HashMap<FlowKey, (f64, String, InboundDrop)> = significant
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v))
+            .collect();
+        for key in tested {
+            let Some(f) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            match significant.get(&key) {
+                Some((ratio, reason, params)) => {
+                    f.drop_streak += 1;
+                    let reason = format!(
+                        "{reason}; {} window{} in a row",
+                        f.drop_streak,
+                        if f.drop_streak == 1 { "" } else { "s" }
+                    );
+                    f.drop_finding = Some((*ratio, reason.clone()));
+                    if f.drop_streak >= params.persistence {
+                        findings.push(finding(flow_labels(&key), params, *ratio, reason));
+                    }
+                }
+                None => {
+                    f.drop_streak = 0;
+                    f.drop_finding = None;
+                }
+            }
+        }
+    }
+
+    fn evaluate_sources(&mut self, now_min: Minute, findings: &mut Vec<Finding>) {
+        for (key, s) in self.sources.iter_mut() {
+            s.minutes.advance_to(now_min - 1);
+            s.hours.advance_to(hour_of(now_min - 1));
+            let p: RejectionsSpike = self.rules.resolve(&key.tenant, &key.source);
+            let w = minutes_of(p.window);
+            let now = s.sum_minutes(now_min - w, now_min);
+            let total = u64::from(now.accepted) + u64::from(now.rejected);
+            let rejected = u64::from(now.rejected);
+            if rejected < p.min_rejections || total == 0 {
+                continue;
+            }
+            let ratio = rejected as f64 / total as f64;
+            let first_hour = hour_of(now_min - w);
+            let (day, held) = s.sum_hours(first_hour - 24, first_hour);
+            let base = if held > 0 {
+                f64::from(day.rejected) / (held * 60) as f64 * w as f64
+            } else {
+                0.0
+            };
+            if ratio >= p.ratio && rejected as f64 >= p.factor * base {
+                let reason = format!(
+                    "{rejected} of {total} requests rejected in the last {w} min ({:.0}%, \
+                     threshold {:.0}%); {base:.1} expected from the previous day's rate",
+                    ratio * 100.0,
+                    p.ratio * 100.0
+                );
+                let labels = Labels {
+                    tenant: key.tenant.clone(),
+                    source: key.source.clone(),
+                    channel: String::new(),
+                    destination: String::new(),
+                };
+                findings.push(finding(labels, &p, rejected as f64, reason));
+            }
+        }
+    }
+
+    fn evaluate_queues(&mut self, now: Timestamp, now_min: Minute, findings: &mut Vec<Finding>) {
+        for (key, q) in self.queues.iter_mut() {
+            q.minutes.advance_to(now_min - 1);
+            q.hours.advance_to(hour_of(now_min - 1));
+            let (t, s) = (&key.tenant, &key.source);
+            let snap = q.snapshot.unwrap_or_default();
+
+            let p: QueueStalled = self.rules.resolve(t, s);
+            if let Some(since) = snap.oldest_pending_since {
+                let age = now.since(since);
+                if age > p.max_age {
+                    let recent = q.sum_minutes(now_min - 15, now_min);
+                    let reason = format!(
+                        "oldest undelivered delivery waiting {} (threshold {}); {} pending, {} in \
+                         flight; {} delivered and {} failed attempts in the last 15 min",
+                        fmt_secs(age.as_secs()),
+                        fmt_secs(p.max_age.as_secs()),
+                        snap.pending,
+                        snap.in_flight,
+                        recent.delivered,
+                        recent.failed
+                    );
+                    findings.push(finding(queue_labels(key), &p, age.as_secs_f64(), reason));
+                }
+            }
+
+            let p: QueueBacklog = self.rules.resolve(t, s);
+            if snap.pending >= p.min_pending {
+                let w = minutes_of(p.window);
+                let before = (now_min - w - 5..=now_min - w)
+                    .rev()
+                    .find_map(|m| q.pending.get(m).flatten());
+                if let Some(before) = before {
+                    if snap.pending > before {
+                        let reason = format!(
+                            "{} pending, up from {before} {w} min ago (threshold {})",
+                            snap.pending, p.min_pending
+                        );
+                        findings.push(finding(queue_labels(key), &p, snap.pending as f64, reason));
+                    }
+                }
+            }
+
+            let p: ProcessingDrop = self.rules.resolve(t, s);
+            let w = minutes_of(p.window);
+            let sum = q.sum_minutes(now_min - w, now_min);
+            let done = u64::from(sum.delivered) + u64::from(sum.dead);
+            let created = u64::from(sum.created);
+            if created >= p.min_created {
+                let ratio = done as f64 / created as f64;
+                if ratio < p.ratio {
+                    let reason = format!(
+                        "{done} deliveries done for {created} created in the last {w} min \
+                         ({:.0}%, threshold {:.0}%); {} pending",
+                        ratio * 100.0,
+                        p.ratio * 100.0,
+                        snap.pending
+                    );
+                    findings.push(finding(queue_labels(key), &p, ratio, reason));
+                }
+            }
+
+            let p: DeliveryErrors = self.rules.resolve(t, s);
+            let w = minutes_of(p.window);
+            let sum = q.sum_minutes(now_min - w, now_min);
+            let errors = u64::from(sum.failed) + u64::from(sum.dead);
+            let attempts = errors + u64::from(sum.delivered);
+            if attempts >= p.min_attempts {
+                let ratio = errors as f64 / attempts as f64;
+                let first_hour = hour_of(now_min - w);
+                let day = q.sum_hours(first_hour - 24, first_hour);
+                let day_errors = u64::from(day.failed) + u64::from(day.dead);
+                let day_attempts = day_errors + u64::from(day.delivered);
+                let base = if day_attempts >= p.min_attempts {
+                    day_errors as f64 / day_attempts as f64
+                } else {
+                    0.0
+                };
+                if ratio >= base + p.increase {
+                    let reason = format!(
+                        "{errors} of {attempts} attempts failed in the last {w} min ({:.0}%); \
+                         previous day {:.1}% of {day_attempts}; threshold +{:.0} points",
+                        ratio * 100.0,
+                        base * 100.0,
+                        p.increase * 100.0
+                    );
+                    findings.push(finding(queue_labels(key), &p, ratio, reason));
+                }
+            }
+
+            let p: DeadLetters = self.rules.resolve(t, s);
+            let w = minutes_of(p.window);
+            let dead = u64::from(q.sum_minutes(now_min - w, now_min).dead);
+            if dead >= p.min_dead {
+                let reason = format!(
+                    "{dead} deliveries exhausted their retries in the last {w} min; {} dead in total",
+                    snap.dead
+                );
+                findings.push(finding(queue_labels(key), &p, dead as f64, reason));
+            }
+        }
+    }
+}
+
+/// `inbound_stopped` on one flow: the silence since the last event, judged against the
+/// baseline (statistically) or, without a baseline, against the gaps seen so far.
+fn stopped(
+    f: &mut FlowHistory,
+    now_min: Minute,
+    p: &InboundStopped,
+    cfg: &BaselineConfig,
+) -> Option<(f64, String)> {
+    let last = f.last_event()?;
+    let start = last + 1;
+    let run = now_min - start;
+    if run <= 0 {
+        return None;
+    }
+    match expected_between(f, start, now_min, cfg) {
+        Some((expected, kind)) => {
+            let mut alpha = alpha_of(f, hour_of(now_min - 1), cfg);
+            // The daily fallback cannot see the weekend coming, so its expectations are held
+            // loosely: a dispersion of at least `daily_alpha` makes only clear stops loud.
+            if matches!(kind, BaselineKind::Daily { .. }) {
+                alpha = alpha.max(cfg.daily_alpha);
+            }
+            // The stretch before the silence tells whether the flow was already low (a
+            // holiday, a quiet day): its events against its baseline give a multiplier `mu`,
+            // never above 1, so a busy morning cannot make a normal lull look impossible.
+            let oldest = f.minutes.oldest().unwrap_or(start);
+            let lo = (start - minutes_of(p.prior_window))
+                .max(oldest)
+                .max(f.first_minute());
+            let (mut c, mut held, mut prior_expected) = (0u64, 0i64, 0.0);
+            let mut m = lo;
+            while m < start {
+                let h = m.div_euclid(60);
+                let end = ((h + 1) * 60).min(start);
+                if let Some(b) = hour_baseline(f, h, cfg) {
+                    let (n, k) = f.sum_minutes(m, end);
+                    c += n;
+                    held += k;
+                    prior_expected += b.expected * k as f64 / 60.0;
+                }
+                m = end;
+            }
+            let k = 1.0 / alpha;
+            let mu = ((k + c as f64) / (k + prior_expected)).min(1.0);
+            // The dispersion is hour-to-hour: each clock hour has its own intensity, so each
+            // hour the silence covers contributes its own factor to P(0). Only the hour in
+            // which the silence began is also seen before it (its minutes up to the last
+            // event), and those minutes update that hour's intensity (Gamma–Poisson).
+            let mut ln_p0 = 0.0;
+            let mut m = start;
+            while m < now_min {
+                let h = m.div_euclid(60);
+                let end = ((h + 1) * 60).min(now_min);
+                let b = hour_baseline(f, h, cfg).map_or(0.0, |b| b.expected) * mu;
+                let window = b * (end - m) as f64 / 60.0;
+                let (seen, seen_expected) = if m == start {
+                    let (n, k) = f.sum_minutes((h * 60).max(f.first_minute()), start);
+                    ((n as f64).min(b * k as f64 / 60.0), b * k as f64 / 60.0)
+                } else {
+                    (0.0, 0.0)
+                };
+                ln_p0 += ln_p_zero_after(alpha, seen, seen_expected, window);
+                m = end;
+            }
+            if ln_p0 >= p.p_zero.ln() {
+                return None;
+            }
+            let sd = NegBinomial {
+                mean: expected,
+                alpha,
+            }
+            .sd();
+            Some((
+                run as f64,
+                format!(
+                    "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
+                     {c} events in the {held} min before, {prior_expected:.0} expected; \
+                     P(0) = {} (threshold {})",
+                    fmt_prob(ln_p0.exp()),
+                    fmt_prob(p.p_zero)
+                ),
+            ))
+        }
+        None => {
+            let history = now_min - f.first_minute();
+            if f.gap_count < p.min_gaps || history < minutes_of(p.min_history) {
+                return None;
+            }
+            let silence = now_min - last;
+            let limit =
+                ((p.gap_factor * f.longest_gap as f64).ceil() as i64).max(minutes_of(p.min_gap));
+            if silence < limit {
+                return None;
+            }
+            let days = history as f64 / 1440.0;
+            Some((
+                run as f64,
+                format!(
+                    "0 events in {run} min; no baseline yet ({days:.1} days of history), so judged \
+                     by gaps: {}x the longest of the {} gaps seen so far ({} min)",
+                    p.gap_factor, f.gap_count, f.longest_gap
+                ),
+            ))
+        }
+    }
+}

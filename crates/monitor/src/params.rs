@@ -1,0 +1,568 @@
+//! Rule parameters: typed per rule, with defaults, resolved per tenant and source from the
+//! `[[rules]]` overrides of the configuration.
+//!
+//! Resolution is most-specific-wins, field by field: the built-in defaults, then overrides
+//! that name only the rule, then those scoped to the tenant, then those scoped to the source,
+//! then those scoped to both. An override that sets only `severity` keeps the threshold a less
+//! specific override chose. Among overrides of the same specificity, later ones win.
+
+use std::time::Duration;
+
+use intake_core::config::{RuleOverride, RuleThreshold, Severity};
+use serde::Serialize;
+
+/// What every rule has.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Common {
+    /// How long the condition must hold before the alert fires (0 fires at once).
+    #[serde(rename = "for", with = "secs")]
+    pub for_: Duration,
+    /// Severity of the alert.
+    pub severity: Severity,
+    /// Consecutive evaluations with the condition false before a firing alert resolves.
+    pub resolve_after: u32,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// A rule's typed parameters.
+pub trait RuleParams: Clone + Default {
+    /// The rule id.
+    const RULE: &'static str;
+    /// What the `threshold` of an override means for this rule, for error messages.
+    const THRESHOLD: &'static str;
+    /// The common part.
+    fn common(&self) -> &Common;
+    /// The common part, to override.
+    fn common_mut(&mut self) -> &mut Common;
+    /// Applies an override's `threshold`; an error says what was expected.
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String>;
+}
+
+fn number(t: &RuleThreshold, what: &str, ok: impl Fn(f64) -> bool) -> Result<f64, String> {
+    match t {
+        RuleThreshold::Number(n) if ok(*n) => Ok(*n),
+        RuleThreshold::Number(n) => Err(format!("{n} is not a valid {what}")),
+        RuleThreshold::Duration(_) => Err(format!("expected a number ({what}), not a duration")),
+    }
+}
+
+fn duration(t: &RuleThreshold, what: &str) -> Result<Duration, String> {
+    match t {
+        RuleThreshold::Duration(d) if !d.0.is_zero() => Ok(d.0),
+        RuleThreshold::Duration(_) => Err(format!("{what} must be longer than 0s")),
+        RuleThreshold::Number(_) => Err(format!(
+            "expected a duration ({what}), such as \"5m\", not a number"
+        )),
+    }
+}
+
+macro_rules! common_impl {
+    () => {
+        fn common(&self) -> &Common {
+            &self.common
+        }
+        fn common_mut(&mut self) -> &mut Common {
+            &mut self.common
+        }
+    };
+}
+
+fn common(for_secs: u64, severity: Severity, resolve_after: u32) -> Common {
+    Common {
+        for_: Duration::from_secs(for_secs),
+        severity,
+        resolve_after,
+    }
+}
+
+/// `inbound_stopped`: a flow went silent where silence is implausible.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboundStopped {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: fire when P(no event over the silence | baseline) is below this (1e-6).
+    pub p_zero: f64,
+    /// The stretch before the silence whose events can lower the expected rate (6 h).
+    #[serde(with = "secs")]
+    pub prior_window: Duration,
+    /// Gap rule (series without a baseline): fire when the silence is this many times the
+    /// longest gap seen so far (3.0)…
+    pub gap_factor: f64,
+    /// …once at least this many gaps were seen (20)…
+    pub min_gaps: u32,
+    /// …and never for a silence shorter than this (1 h)…
+    #[serde(with = "secs")]
+    pub min_gap: Duration,
+    /// …nor before the series has this much history, so that its longest gap includes a
+    /// night (1 day).
+    #[serde(with = "secs")]
+    pub min_history: Duration,
+}
+
+impl Default for InboundStopped {
+    fn default() -> Self {
+        InboundStopped {
+            common: common(0, Severity::Critical, 3),
+            p_zero: 1e-6,
+            prior_window: Duration::from_secs(6 * 3600),
+            gap_factor: 3.0,
+            min_gaps: 20,
+            min_gap: Duration::from_secs(3600),
+            min_history: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl RuleParams for InboundStopped {
+    const RULE: &'static str = "inbound_stopped";
+    const THRESHOLD: &'static str = "probability of zero, e.g. 1e-6";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.p_zero = number(t, "probability between 0 and 0.5", |p| p > 0.0 && p < 0.5)?;
+        Ok(())
+    }
+}
+
+/// `inbound_drop`: a flow fell significantly below its seasonal baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboundDrop {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: the false-discovery rate of Benjamini–Hochberg across the tick (0.01).
+    pub fdr: f64,
+    /// Length of one test window; windows are aligned to the clock (30 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+    /// Consecutive significant windows needed (2).
+    pub persistence: u32,
+    /// Windows expected to carry fewer events are not tested (10).
+    pub min_expected: f64,
+    /// Only a drop of at least this fraction counts, however significant (0.3).
+    pub min_drop: f64,
+}
+
+impl Default for InboundDrop {
+    fn default() -> Self {
+        InboundDrop {
+            common: common(0, Severity::Warning, 2),
+            fdr: 0.01,
+            window: Duration::from_secs(30 * 60),
+            persistence: 2,
+            min_expected: 10.0,
+            min_drop: 0.3,
+        }
+    }
+}
+
+impl RuleParams for InboundDrop {
+    const RULE: &'static str = "inbound_drop";
+    const THRESHOLD: &'static str = "false-discovery rate, e.g. 0.01";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.fdr = number(t, "false-discovery rate between 0 and 0.5", |p| {
+            p > 0.0 && p <= 0.5
+        })?;
+        Ok(())
+    }
+}
+
+/// `rejections_spike`: signature or parse rejections rising.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RejectionsSpike {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: fraction of requests rejected over the window (0.1).
+    pub ratio: f64,
+    /// Window (15 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+    /// Fewer rejections than this never fire (10).
+    pub min_rejections: u64,
+    /// Rejections must also be this many times the previous day's rate (3.0).
+    pub factor: f64,
+}
+
+impl Default for RejectionsSpike {
+    fn default() -> Self {
+        RejectionsSpike {
+            common: common(300, Severity::Warning, 3),
+            ratio: 0.1,
+            window: Duration::from_secs(15 * 60),
+            min_rejections: 10,
+            factor: 3.0,
+        }
+    }
+}
+
+impl RuleParams for RejectionsSpike {
+    const RULE: &'static str = "rejections_spike";
+    const THRESHOLD: &'static str = "rejected fraction of requests, e.g. 0.1";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.ratio = number(t, "fraction between 0 and 1", |p| p > 0.0 && p <= 1.0)?;
+        Ok(())
+    }
+}
+
+/// `queue_stalled`: the oldest pending delivery is too old.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueStalled {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: age of the oldest undelivered delivery (5 min).
+    #[serde(with = "secs")]
+    pub max_age: Duration,
+}
+
+impl Default for QueueStalled {
+    fn default() -> Self {
+        QueueStalled {
+            common: common(0, Severity::Critical, 3),
+            max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RuleParams for QueueStalled {
+    const RULE: &'static str = "queue_stalled";
+    const THRESHOLD: &'static str = "age of the oldest pending delivery, e.g. \"5m\"";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.max_age = duration(t, "age of the oldest pending delivery")?;
+        Ok(())
+    }
+}
+
+/// `queue_backlog`: many pending, and still rising.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueBacklog {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: pending deliveries (1000).
+    pub min_pending: u64,
+    /// Rising means more pending than this long ago (15 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+}
+
+impl Default for QueueBacklog {
+    fn default() -> Self {
+        QueueBacklog {
+            common: common(600, Severity::Warning, 3),
+            min_pending: 1000,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl RuleParams for QueueBacklog {
+    const RULE: &'static str = "queue_backlog";
+    const THRESHOLD: &'static str = "pending deliveries, e.g. 1000";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.min_pending = number(t, "count of at least 1", |n| n >= 1.0)? as u64;
+        Ok(())
+    }
+}
+
+/// `processing_drop`: deliveries done fall well below deliveries created.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessingDrop {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: done / created over the window below this (0.5).
+    pub ratio: f64,
+    /// Window (30 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+    /// Windows with fewer created deliveries are not judged (50).
+    pub min_created: u64,
+}
+
+impl Default for ProcessingDrop {
+    fn default() -> Self {
+        ProcessingDrop {
+            common: common(600, Severity::Warning, 3),
+            ratio: 0.5,
+            window: Duration::from_secs(30 * 60),
+            min_created: 50,
+        }
+    }
+}
+
+impl RuleParams for ProcessingDrop {
+    const RULE: &'static str = "processing_drop";
+    const THRESHOLD: &'static str = "done/created ratio, e.g. 0.5";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.ratio = number(t, "ratio between 0 and 1", |p| p > 0.0 && p <= 1.0)?;
+        Ok(())
+    }
+}
+
+/// `delivery_errors`: error ratio well above its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryErrors {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: how far the error ratio must exceed the previous day's (0.2, absolute).
+    pub increase: f64,
+    /// Window (15 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+    /// Windows with fewer attempts are not judged (20).
+    pub min_attempts: u64,
+}
+
+impl Default for DeliveryErrors {
+    fn default() -> Self {
+        DeliveryErrors {
+            common: common(300, Severity::Warning, 3),
+            increase: 0.2,
+            window: Duration::from_secs(15 * 60),
+            min_attempts: 20,
+        }
+    }
+}
+
+impl RuleParams for DeliveryErrors {
+    const RULE: &'static str = "delivery_errors";
+    const THRESHOLD: &'static str = "increase of the error ratio, e.g. 0.2";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.increase = number(t, "ratio increase between 0 and 1", |p| p > 0.0 && p <= 1.0)?;
+        Ok(())
+    }
+}
+
+/// `dead_letters`: deliveries exhausted their retries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetters {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: new dead deliveries within the window (1).
+    pub min_dead: u64,
+    /// Window (15 min); the alert resolves once a window passes without new dead letters.
+    #[serde(with = "secs")]
+    pub window: Duration,
+}
+
+impl Default for DeadLetters {
+    fn default() -> Self {
+        DeadLetters {
+            common: common(0, Severity::Critical, 1),
+            min_dead: 1,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl RuleParams for DeadLetters {
+    const RULE: &'static str = "dead_letters";
+    const THRESHOLD: &'static str = "new dead deliveries, e.g. 1";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.min_dead = number(t, "count of at least 1", |n| n >= 1.0)? as u64;
+        Ok(())
+    }
+}
+
+/// An override that does not fit its rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("rules[{index}] ({rule}): threshold: {message}")]
+pub struct ParamError {
+    /// Position in `[[rules]]`.
+    pub index: usize,
+    /// The rule id.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The rules' parameters: defaults plus the configuration's overrides.
+#[derive(Debug, Clone, Default)]
+pub struct RuleBook {
+    overrides: Vec<RuleOverride>,
+}
+
+/// The ids of the rules this crate evaluates.
+pub const EVALUATED_RULES: [&str; 8] = [
+    "inbound_stopped",
+    "inbound_drop",
+    "rejections_spike",
+    "queue_stalled",
+    "queue_backlog",
+    "processing_drop",
+    "delivery_errors",
+    "dead_letters",
+];
+
+impl RuleBook {
+    /// Checks the overrides (threshold kinds and ranges) and keeps them. Overrides of rules
+    /// this crate does not evaluate (`canary_failed`, …) are kept for their own duty.
+    pub fn new(overrides: &[RuleOverride]) -> Result<Self, ParamError> {
+        for (index, o) in overrides.iter().enumerate() {
+            let Some(t) = &o.threshold else { continue };
+            let res = match o.rule.as_str() {
+                "inbound_stopped" => InboundStopped::default().set_threshold(t),
+                "inbound_drop" => InboundDrop::default().set_threshold(t),
+                "rejections_spike" => RejectionsSpike::default().set_threshold(t),
+                "queue_stalled" => QueueStalled::default().set_threshold(t),
+                "queue_backlog" => QueueBacklog::default().set_threshold(t),
+                "processing_drop" => ProcessingDrop::default().set_threshold(t),
+                "delivery_errors" => DeliveryErrors::default().set_threshold(t),
+                "dead_letters" => DeadLetters::default().set_threshold(t),
+                _ => Ok(()),
+            };
+            res.map_err(|message| ParamError {
+                index,
+                rule: o.rule.clone(),
+                message,
+            })?;
+        }
+        Ok(RuleBook {
+            overrides: overrides.to_vec(),
+        })
+    }
+
+    /// True when some override names this rule (fast path for the common case of none).
+    fn has_overrides(&self, rule: &str) -> bool {
+        self.overrides.iter().any(|o| o.rule == rule)
+    }
+
+    /// The parameters of rule `P` for a series of `tenant` and `source`.
+    pub fn resolve<P: RuleParams>(&self, tenant: &str, source: &str) -> P {
+        let mut p = P::default();
+        if !self.has_overrides(P::RULE) {
+            return p;
+        }
+        for level in 0..4u8 {
+            for o in &self.overrides {
+                if o.rule != P::RULE {
+                    continue;
+                }
+                let specificity = u8::from(o.tenant.is_some()) + 2 * u8::from(o.source.is_some());
+                if specificity != level {
+                    continue;
+                }
+                if o.tenant.as_deref().is_some_and(|t| t != tenant)
+                    || o.source.as_deref().is_some_and(|s| s != source)
+                {
+                    continue;
+                }
+                if let Some(t) = &o.threshold {
+                    // Checked in `new`; an error here cannot happen and would keep the default.
+                    let _ = p.set_threshold(t);
+                }
+                if let Some(f) = o.for_ {
+                    p.common_mut().for_ = f.0;
+                }
+                if let Some(s) = o.severity {
+                    p.common_mut().severity = s;
+                }
+            }
+        }
+        p
+    }
+
+    /// Every evaluated rule's defaults as JSON-ready values, for `GET /api/v1/rules`.
+    pub fn defaults() -> Vec<(&'static str, serde_json::Value)> {
+        fn v<P: RuleParams + Serialize>() -> (&'static str, serde_json::Value) {
+            (
+                P::RULE,
+                serde_json::to_value(P::default()).unwrap_or(serde_json::Value::Null),
+            )
+        }
+        vec![
+            v::<InboundStopped>(),
+            v::<InboundDrop>(),
+            v::<RejectionsSpike>(),
+            v::<QueueStalled>(),
+            v::<QueueBacklog>(),
+            v::<ProcessingDrop>(),
+            v::<DeliveryErrors>(),
+            v::<DeadLetters>(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_core::config::Dur;
+
+    fn ov(rule: &str, tenant: Option<&str>, source: Option<&str>) -> RuleOverride {
+        RuleOverride {
+            rule: rule.into(),
+            tenant: tenant.map(Into::into),
+            source: source.map(Into::into),
+            threshold: None,
+            for_: None,
+            severity: None,
+            notifiers: vec![],
+        }
+    }
+
+    #[test]
+    fn most_specific_wins_field_by_field() {
+        let mut a = ov("queue_stalled", None, None);
+        a.threshold = Some(RuleThreshold::Duration(Dur::secs(600)));
+        let mut b = ov("queue_stalled", Some("maelys"), None);
+        b.severity = Some(Severity::Warning);
+        let mut c = ov("queue_stalled", Some("maelys"), Some("maelys-kustomer"));
+        c.threshold = Some(RuleThreshold::Duration(Dur::secs(120)));
+        // Listed most specific first: order in the file must not matter across levels.
+        let book = RuleBook::new(&[c, b, a]).unwrap();
+        let p: QueueStalled = book.resolve("maelys", "maelys-kustomer");
+        assert_eq!(p.max_age, Duration::from_secs(120));
+        assert_eq!(p.common.severity, Severity::Warning);
+        let p: QueueStalled = book.resolve("maelys", "other");
+        assert_eq!(p.max_age, Duration::from_secs(600));
+        assert_eq!(p.common.severity, Severity::Warning);
+        let p: QueueStalled = book.resolve("acme", "acme-zendesk");
+        assert_eq!(p.max_age, Duration::from_secs(600));
+        assert_eq!(p.common.severity, Severity::Critical);
+        let p: InboundStopped = book.resolve("maelys", "maelys-kustomer");
+        assert_eq!(p, InboundStopped::default());
+    }
+
+    #[test]
+    fn wrong_threshold_kind_is_a_precise_error() {
+        let mut a = ov("inbound_stopped", None, None);
+        a.threshold = Some(RuleThreshold::Duration(Dur::secs(60)));
+        let err = RuleBook::new(&[ov("watchdog", None, None), a]).unwrap_err();
+        assert_eq!(err.index, 1);
+        assert!(err.to_string().contains("expected a number"), "{err}");
+        let mut b = ov("queue_stalled", None, None);
+        b.threshold = Some(RuleThreshold::Number(5.0));
+        let err = RuleBook::new(&[b]).unwrap_err();
+        assert!(err.to_string().contains("\"5m\""), "{err}");
+    }
+
+    #[test]
+    fn default_severities_follow_the_product() {
+        assert_eq!(
+            InboundStopped::default().common.severity,
+            Severity::Critical
+        );
+        assert_eq!(QueueStalled::default().common.severity, Severity::Critical);
+        assert_eq!(DeadLetters::default().common.severity, Severity::Critical);
+        for s in [
+            InboundDrop::default().common.severity,
+            RejectionsSpike::default().common.severity,
+            QueueBacklog::default().common.severity,
+            ProcessingDrop::default().common.severity,
+            DeliveryErrors::default().common.severity,
+        ] {
+            assert_eq!(s, Severity::Warning);
+        }
+        assert_eq!(RuleBook::defaults().len(), EVALUATED_RULES.len());
+    }
+}
