@@ -108,6 +108,23 @@ pub trait Store: Send + Sync + 'static {
         retention: CounterRetention,
     ) -> Result<CompactReport>;
 
+    /// Reads a small named document (e.g. the monitor's alert book, as JSON).
+    async fn get_state(&self, key: &str) -> Result<Option<String>>;
+
+    /// Writes a small named document, durably.
+    async fn put_state(&self, key: &str, value: String) -> Result<()>;
+
+    /// Records alert transitions, durably, in one transaction.
+    async fn record_alert_transitions(&self, transitions: Vec<AlertTransitionRecord>)
+        -> Result<()>;
+
+    /// The most recent alert transitions, newest first, optionally of one tenant.
+    async fn list_alert_transitions(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<AlertTransitionRecord>>;
+
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;
 

@@ -384,3 +384,28 @@ pub struct CompactReport {
     /// Hourly rows deleted.
     pub hours_deleted: u64,
 }
+
+/// One alert transition, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertTransitionRecord {
+    /// When it happened.
+    pub at: Timestamp,
+    /// The rule id.
+    pub rule: String,
+    /// Tenant label ("" when not applicable).
+    pub tenant: String,
+    /// Source label.
+    pub source: String,
+    /// Channel label.
+    pub channel: String,
+    /// Destination label.
+    pub destination: String,
+    /// `critical`, `warning` or `info`.
+    pub severity: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    /// The number behind it.
+    pub value: f64,
+    /// The human reason, with the numbers.
+    pub reason: String,
+}

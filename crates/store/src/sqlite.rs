@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_events_and_queue.sql"),
     include_str!("../migrations/sqlite/0002_conversation_id.sql"),
     include_str!("../migrations/sqlite/0003_counters_hourly.sql"),
+    include_str!("../migrations/sqlite/0004_alert_transitions.sql"),
 ];
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -301,6 +302,8 @@ enum Request {
     Ping,
     Fault(Option<StoreFault>),
     Compact(Timestamp, CounterRetention),
+    PutState(String, String),
+    Alerts(Vec<AlertTransitionRecord>),
 }
 
 /// What a request produced, sent back once its transaction has committed.
@@ -578,6 +581,37 @@ impl Writer {
                 Output::Unit
             }
             Request::Compact(now, retention) => Output::Compacted(self.compact(*now, *retention)?),
+            Request::PutState(key, value) => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute(params![format!("state:{key}"), value])?;
+                Output::Unit
+            }
+            Request::Alerts(list) => {
+                let mut stmt = self.conn.prepare_cached(
+                    "INSERT INTO alert_transitions (at, rule, tenant, source, channel,
+                        destination, severity, state, value, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for t in list {
+                    stmt.execute(params![
+                        t.at.as_millis(),
+                        t.rule,
+                        t.tenant,
+                        t.source,
+                        t.channel,
+                        t.destination,
+                        t.severity,
+                        t.state,
+                        t.value,
+                        t.reason
+                    ])?;
+                }
+                Output::Unit
+            }
             Request::Ping => {
                 self.conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('ping', '1')
@@ -666,6 +700,15 @@ impl Writer {
         }
         counts.push((key("requests.accepted"), 1));
         counts.push((key(origin_metric(ev.origin)), 1));
+        for (_, destination) in &ev.deliveries {
+            counts.push((
+                CounterKey {
+                    destination: destination.clone(),
+                    ..key("deliveries.created")
+                },
+                1,
+            ));
+        }
         Ok(Accepted {
             id: ev.id.clone(),
             duplicate: false,
@@ -1127,6 +1170,62 @@ impl Store for SqliteStore {
     ) -> Result<CompactReport> {
         self.write(Request::Compact(now, retention), Reply::Compacted)
             .await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>> {
+        let key = format!("state:{key}");
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn put_state(&self, key: &str, value: String) -> Result<()> {
+        self.write(Request::PutState(key.to_string(), value), Reply::Unit)
+            .await
+    }
+
+    async fn record_alert_transitions(
+        &self,
+        transitions: Vec<AlertTransitionRecord>,
+    ) -> Result<()> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        self.write(Request::Alerts(transitions), Reply::Unit).await
+    }
+
+    async fn list_alert_transitions(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<AlertTransitionRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT at, rule, tenant, source, channel, destination, severity, state, value,
+                        reason
+                 FROM alert_transitions WHERE ?1 IS NULL OR tenant = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
+                Ok(AlertTransitionRecord {
+                    at: Timestamp(r.get(0)?),
+                    rule: r.get(1)?,
+                    tenant: r.get(2)?,
+                    source: r.get(3)?,
+                    channel: r.get(4)?,
+                    destination: r.get(5)?,
+                    severity: r.get(6)?,
+                    state: r.get(7)?,
+                    value: r.get(8)?,
+                    reason: r.get(9)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     async fn check_writable(&self) -> Result<()> {

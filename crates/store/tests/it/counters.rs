@@ -119,6 +119,8 @@ async fn every_outcome_is_counted_in_its_minute() {
         .unwrap();
 
     let mut want = vec![
+        row(M0, "email", "crm", "deliveries.created", 2),
+        row(M0, "email", "warehouse", "deliveries.created", 1),
         row(M0, "email", "", "events.webhook", 2),
         row(M0, "email", "", "requests.accepted", 2),
         row(M0, "", "", "requests.rejected_signature", 1),
