@@ -7,8 +7,10 @@
 //! what a system of record sends just because it is new.
 
 pub mod backfill;
+pub mod freshdesk;
 pub mod generic;
 pub mod kustomer;
+pub mod unsigned;
 
 use http::HeaderMap;
 use intake_core::clock::SharedClock;
@@ -16,6 +18,7 @@ use intake_core::config::{SourceConfig, SourceKind};
 use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
 
+pub use freshdesk::FreshdeskConnector;
 pub use generic::GenericConnector;
 pub use kustomer::KustomerConnector;
 
@@ -110,7 +113,7 @@ pub trait Connector: Send + Sync + 'static {
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)"
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, freshdesk, generic)"
 )]
 pub struct UnsupportedKind(pub SourceKind);
 
@@ -118,6 +121,7 @@ pub struct UnsupportedKind(pub SourceKind);
 pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, UnsupportedKind> {
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
+        SourceKind::Freshdesk => Ok(Box::new(FreshdeskConnector::new(source.auth()))),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -141,13 +145,12 @@ pub fn backfill_for(
             source.id
         ))
     })?;
-    let _client = backfill::ApiClient::for_api(clock, api);
     match source.kind {
+        SourceKind::Freshdesk => Ok(Box::new(freshdesk::FreshdeskBackfill::new(api, clock))),
         other @ (SourceKind::Kustomer
         | SourceKind::Zendesk
         | SourceKind::Intercom
         | SourceKind::Front
-        | SourceKind::Freshdesk
         | SourceKind::Gorgias
         | SourceKind::Generic) => Err(backfill::BackfillError::NotConfigured(format!(
             "{other} sources cannot be backfilled by this version of intake"

@@ -10,6 +10,7 @@
 //! crate does not depend on them: a misreading of a vendor's format in a connector then shows
 //! up as a failing test instead of being copied into its own test double.
 
+pub mod freshdesk;
 pub mod harness;
 pub mod world;
 
