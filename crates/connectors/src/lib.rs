@@ -9,6 +9,7 @@
 pub mod backfill;
 pub mod freshdesk;
 pub mod generic;
+pub mod gorgias;
 pub mod kustomer;
 pub mod unsigned;
 
@@ -20,6 +21,7 @@ use intake_core::Timestamp;
 
 pub use freshdesk::FreshdeskConnector;
 pub use generic::GenericConnector;
+pub use gorgias::GorgiasConnector;
 pub use kustomer::KustomerConnector;
 
 /// A webhook request as the ingest door received it.
@@ -113,7 +115,7 @@ pub trait Connector: Send + Sync + 'static {
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, freshdesk, generic)"
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, freshdesk, gorgias, generic)"
 )]
 pub struct UnsupportedKind(pub SourceKind);
 
@@ -122,6 +124,7 @@ pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, Unsupport
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
         SourceKind::Freshdesk => Ok(Box::new(FreshdeskConnector::new(source.auth()))),
+        SourceKind::Gorgias => Ok(Box::new(GorgiasConnector::new(source.auth()))),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -147,11 +150,11 @@ pub fn backfill_for(
     })?;
     match source.kind {
         SourceKind::Freshdesk => Ok(Box::new(freshdesk::FreshdeskBackfill::new(api, clock))),
+        SourceKind::Gorgias => Ok(Box::new(gorgias::GorgiasBackfill::new(api, clock)?)),
         other @ (SourceKind::Kustomer
         | SourceKind::Zendesk
         | SourceKind::Intercom
         | SourceKind::Front
-        | SourceKind::Gorgias
         | SourceKind::Generic) => Err(backfill::BackfillError::NotConfigured(format!(
             "{other} sources cannot be backfilled by this version of intake"
         ))),

@@ -11,6 +11,7 @@
 //! up as a failing test instead of being copied into its own test double.
 
 pub mod freshdesk;
+pub mod gorgias;
 pub mod harness;
 pub mod world;
 

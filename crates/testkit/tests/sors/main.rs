@@ -2,3 +2,4 @@
 //! a capture handler, and backfill clients against the fake's API on a simulated clock.
 
 mod freshdesk;
+mod gorgias;
