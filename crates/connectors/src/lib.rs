@@ -7,9 +7,12 @@
 //! what a system of record sends just because it is new.
 
 pub mod backfill;
+pub mod freshdesk;
 pub mod front;
 pub mod generic;
+pub mod gorgias;
 pub mod kustomer;
+pub mod unsigned;
 
 use http::HeaderMap;
 use intake_core::clock::SharedClock;
@@ -17,8 +20,10 @@ use intake_core::config::{SourceConfig, SourceKind};
 use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
 
+pub use freshdesk::FreshdeskConnector;
 pub use front::FrontConnector;
 pub use generic::GenericConnector;
+pub use gorgias::GorgiasConnector;
 pub use kustomer::KustomerConnector;
 
 /// A webhook request as the ingest door received it.
@@ -121,9 +126,7 @@ pub trait Connector: Send + Sync + 'static {
 
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, front, generic)"
-)]
+#[error("source kind `{0}` is not supported by this version of intake")]
 pub struct UnsupportedKind(pub SourceKind);
 
 /// The connector for a configured source.
@@ -131,6 +134,8 @@ pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, Unsupport
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
         SourceKind::Front => Ok(Box::new(FrontConnector::new(source.tolerance()))),
+        SourceKind::Freshdesk => Ok(Box::new(FreshdeskConnector::new(source.auth()))),
+        SourceKind::Gorgias => Ok(Box::new(GorgiasConnector::new(source.auth()))),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -154,9 +159,11 @@ pub fn backfill_for(
             source.id
         ))
     })?;
-    let client = backfill::ApiClient::for_api(clock, api);
+    let client = backfill::ApiClient::for_api(clock.clone(), api);
     match source.kind {
         SourceKind::Front => Ok(Box::new(front::FrontBackfill::new(client, api))),
+        SourceKind::Freshdesk => Ok(Box::new(freshdesk::FreshdeskBackfill::new(api, clock))),
+        SourceKind::Gorgias => Ok(Box::new(gorgias::GorgiasBackfill::new(api, clock)?)),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(generic::GenericBackfill::new(
                 client,
@@ -168,13 +175,11 @@ pub fn backfill_for(
                 source.id
             ))),
         },
-        other @ (SourceKind::Kustomer
-        | SourceKind::Zendesk
-        | SourceKind::Intercom
-        | SourceKind::Freshdesk
-        | SourceKind::Gorgias) => Err(backfill::BackfillError::NotConfigured(format!(
-            "{other} sources cannot be backfilled by this version of intake"
-        ))),
+        other @ (SourceKind::Kustomer | SourceKind::Zendesk | SourceKind::Intercom) => {
+            Err(backfill::BackfillError::NotConfigured(format!(
+                "{other} sources cannot be backfilled by this version of intake"
+            )))
+        }
     }
 }
 

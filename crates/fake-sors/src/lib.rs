@@ -10,8 +10,10 @@
 //! crate does not depend on them: a misreading of a vendor's format in a connector then shows
 //! up as a failing test instead of being copied into its own test double.
 
+pub mod freshdesk;
 pub mod front;
 pub mod generic;
+pub mod gorgias;
 pub mod harness;
 pub mod world;
 
