@@ -141,10 +141,12 @@ pub fn backfill_for(
             source.id
         ))
     })?;
-    let _client = backfill::ApiClient::for_api(clock, api);
+    let client = backfill::ApiClient::for_api(clock, api);
     match source.kind {
-        other @ (SourceKind::Kustomer
-        | SourceKind::Zendesk
+        SourceKind::Kustomer => Ok(Box::new(kustomer::backfill::KustomerBackfill::new(
+            client, api,
+        ))),
+        other @ (SourceKind::Zendesk
         | SourceKind::Intercom
         | SourceKind::Front
         | SourceKind::Freshdesk
