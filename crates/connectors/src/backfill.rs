@@ -244,9 +244,7 @@ impl ApiClient {
             let response = match response {
                 Ok(r) => r,
                 // A request that could not even be built (a bad URL) will not get better.
-                Err(e) if e.is_builder() => {
-                    return Err(BackfillError::Transport(error_chain(&e)))
-                }
+                Err(e) if e.is_builder() => return Err(BackfillError::Transport(error_chain(&e))),
                 Err(e) if retries < MAX_SERVER_RETRIES => {
                     tracing::debug!(what, error = %e, "backfill request failed; retrying");
                     retries += 1;
@@ -427,11 +425,7 @@ mod tests {
         let now = s.clock.now();
         lock(&s.arrivals).push(now);
         let (status, headers) = lock(&s.replies).pop_front().unwrap_or((200, Vec::new()));
-        let mut r = (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            "{}",
-        )
-            .into_response();
+        let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), "{}").into_response();
         for (k, v) in headers {
             let v = match v.strip_prefix("{reset+").and_then(|x| x.strip_suffix('}')) {
                 Some(n) => (now.as_secs() + n.parse::<i64>().unwrap_or(0)).to_string(),
@@ -444,7 +438,8 @@ mod tests {
 
     /// A scripted server on a loopback port, a client on the same simulated clock.
     async fn setup(replies: Vec<Reply>, per_minute: u32) -> (Arc<Script>, ApiClient, String) {
-        let clock = ManualClock::simulated(Timestamp::parse_rfc3339("2026-11-28T10:00:20Z").unwrap());
+        let clock =
+            ManualClock::simulated(Timestamp::parse_rfc3339("2026-11-28T10:00:20Z").unwrap());
         let script = Arc::new(Script {
             clock: clock.clone(),
             replies: Mutex::new(replies.into()),
@@ -506,7 +501,11 @@ mod tests {
         let at = arrivals(&s);
         assert_eq!(at.len(), 2);
         let reset = Timestamp((at[0].as_secs() + 40) * 1000);
-        assert!(at[1] >= reset, "retried at {} before the reset {reset}", at[1]);
+        assert!(
+            at[1] >= reset,
+            "retried at {} before the reset {reset}",
+            at[1]
+        );
         assert!(at[1].since(reset) < Duration::from_secs(1));
         assert_eq!(client.stats().throttled, 1);
     }
@@ -545,7 +544,10 @@ mod tests {
         assert_eq!(at.len(), 7);
         for (i, pair) in at.windows(2).enumerate() {
             let gap = pair[1].since(pair[0]);
-            assert!(gap >= Duration::from_secs(1 << i), "retry {i} after {gap:?}");
+            assert!(
+                gap >= Duration::from_secs(1 << i),
+                "retry {i} after {gap:?}"
+            );
         }
     }
 
@@ -609,7 +611,10 @@ mod tests {
         }
         let elapsed = client.clock().now().since(start);
         assert!(elapsed >= Duration::from_secs(20), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(21), "waited longer than needed: {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(21),
+            "waited longer than needed: {elapsed:?}"
+        );
         // And no minute-long window ever saw more than the budget plus the burst.
         let at = arrivals(&s);
         for (i, t) in at.iter().enumerate() {

@@ -146,18 +146,16 @@ impl KustomerBackfill {
             .then(|| format!("{}{}", self.base_url, path))
     }
 
-    async fn search(
-        &self,
-        window: &Window,
-        cur: &SearchCursor,
-    ) -> Result<ListPage, BackfillError> {
+    async fn search(&self, window: &Window, cur: &SearchCursor) -> Result<ListPage, BackfillError> {
         let path = cur.next.clone().unwrap_or_else(|| {
             format!(
                 "/v1/customers/search?page={}&pageSize={}",
                 cur.page, self.page_size
             )
         });
-        let url = self.url_of(&path).ok_or_else(|| BackfillError::BadCursor(path.clone()))?;
+        let url = self
+            .url_of(&path)
+            .ok_or_else(|| BackfillError::BadCursor(path.clone()))?;
         let body = json!({
             "queryContext": "conversation",
             "and": [
@@ -225,8 +223,14 @@ impl KustomerBackfill {
         let Some(id) = conversation.get("id").and_then(Value::as_str) else {
             return Err(decode("search", "a conversation without an `id`"));
         };
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(decode("search", format!("conversation id `{id}` is not an id")));
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(decode(
+                "search",
+                format!("conversation id `{id}` is not an id"),
+            ));
         }
         let created = attr_time(conversation, "createdAt");
         let updated = attr_time(conversation, "updatedAt");
@@ -314,7 +318,10 @@ fn recovered(
     }
     let body = serde_json::to_vec(&envelope).map_err(|e| decode(name, e.to_string()))?;
     let mut headers = HeaderMap::new();
-    headers.insert(EVENT_HEADER, HeaderValue::from_str(name).map_err(|e| decode(name, e.to_string()))?);
+    headers.insert(
+        EVENT_HEADER,
+        HeaderValue::from_str(name).map_err(|e| decode(name, e.to_string()))?,
+    );
     let event = KustomerConnector
         .parse(&Incoming {
             headers: &headers,
@@ -351,7 +358,10 @@ impl Backfill for KustomerBackfill {
         let mut last_updated: Option<Timestamp> = None;
         let mut at_last: Vec<String> = Vec::new();
         for conversation in &list.data {
-            let id = conversation.get("id").and_then(Value::as_str).unwrap_or_default();
+            let id = conversation
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let updated = attr_time(conversation, "updatedAt");
             // Sorted by `updatedAt` ascending: remember the last instant and who has it.
             match (last_updated, updated) {
@@ -379,7 +389,10 @@ impl Backfill for KustomerBackfill {
             // The search will not serve further pages: search again from the last instant
             // seen, skipping what was read at exactly that instant.
             let Some(last) = last_updated else {
-                return Err(decode("search", "a page of conversations without `updatedAt`"));
+                return Err(decode(
+                    "search",
+                    "a page of conversations without `updatedAt`",
+                ));
             };
             if last.as_millis() <= cur.gte {
                 return Err(decode(

@@ -505,7 +505,10 @@ fn update_keys_agree_however_the_instant_is_written() {
             .dedupe_key
     };
     assert_eq!(key("2026-11-27T10:00:00Z"), key("2026-11-27T10:00:00.000Z"));
-    assert_eq!(key("2026-11-27T11:00:00+01:00"), key("2026-11-27T10:00:00.000Z"));
+    assert_eq!(
+        key("2026-11-27T11:00:00+01:00"),
+        key("2026-11-27T10:00:00.000Z")
+    );
     // An unparseable time is kept as written rather than dropped.
     assert_eq!(key("yesterday"), "conversation:c1:update:yesterday");
 }
