@@ -147,6 +147,16 @@ proptest! {
     }
 
     #[test]
+    fn any_bit_flip_of_the_signature_fails(body in proptest::collection::vec(any::<u8>(), 0..256), bit in 0usize..256) {
+        let secrets = ["s3cret".to_string()];
+        let mut mac = hex::decode(sign("s3cret", &body)).unwrap();
+        mac[bit / 8] ^= 1 << (bit % 8);
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&hex::encode(mac)).unwrap());
+        prop_assert_eq!(KustomerConnector.verify(&req(&h, &body), &secrets), Err(VerifyError::Mismatch));
+    }
+
+    #[test]
     fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
         let h = HeaderMap::new();
         let _ = KustomerConnector.parse(&req(&h, &body));
