@@ -118,6 +118,8 @@ const MAX_RATE_LIMIT_WAITS: u32 = 20;
 const MAX_SERVER_RETRIES: u32 = 4;
 /// The wait after a `429` that says nothing about when to come back.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait a rate-limit header can impose on one request.
+const MAX_HEADER_WAIT: Duration = Duration::from_secs(86_400);
 /// The budget when the source configures none.
 pub const DEFAULT_PER_MINUTE: u32 = 60;
 
@@ -241,6 +243,8 @@ impl ApiClient {
             };
             let response = match response {
                 Ok(r) => r,
+                // A request that could not even be built (a bad URL) will not get better.
+                Err(e) if e.is_builder() => return Err(BackfillError::Transport(error_chain(&e))),
                 Err(e) if retries < MAX_SERVER_RETRIES => {
                     tracing::debug!(what, error = %e, "backfill request failed; retrying");
                     retries += 1;
@@ -258,14 +262,26 @@ impl ApiClient {
                         return Err(BackfillError::RateLimited(waits));
                     }
                     waits += 1;
-                    let wait = self.rate_limit_wait(&response);
+                    // Never less than a back-off that doubles with each refusal: a reset the
+                    // SOR dates in the past (its clock behind ours) would otherwise have every
+                    // wait be the 100 ms minimum, and the request give up within seconds while
+                    // the SOR's window is still closed.
+                    let floor = backoff(waits - 1);
+                    let wait = self.rate_limit_wait(&response).max(floor);
                     tracing::debug!(what, wait_s = wait.as_secs(), "rate limited by the API");
                     self.hold(wait);
                 }
                 500..=599 if retries < MAX_SERVER_RETRIES => {
                     retries += 1;
                     lock(&self.stats).retried += 1;
-                    self.wait(backoff(retries)).await;
+                    // A 503 may say when to come back.
+                    let wait = response
+                        .header("retry-after")
+                        .and_then(|v| parse_retry_after(v, self.clock.now()))
+                        .map_or(backoff(retries), |ra| {
+                            ra.min(MAX_HEADER_WAIT).max(backoff(retries))
+                        });
+                    self.wait(wait).await;
                 }
                 401 | 403 => return Err(BackfillError::Unauthorized(response.status)),
                 200..=299 => return Ok(response),
@@ -341,13 +357,17 @@ impl ApiClient {
             return None;
         }
         let now = self.clock.now();
-        // Anything after 2001-09-09 is an epoch second, not a delay.
-        if v > 1_000_000_000.0 {
-            let at = Timestamp((v * 1000.0) as i64);
-            Some(at.since(now))
+        // Anything after 2001-09-09 is an epoch second, not a delay; anything past the year
+        // 5138 in seconds is an epoch millisecond. However written, a wait is capped: a
+        // misread header must not park a recovery for years.
+        let wait = if v > 100_000_000_000.0 {
+            Timestamp(v as i64).since(now)
+        } else if v > 1_000_000_000.0 {
+            Timestamp((v * 1000.0) as i64).since(now)
         } else {
-            Some(Duration::from_secs_f64(v.min(86_400.0)))
-        }
+            Duration::from_secs_f64(v.min(MAX_HEADER_WAIT.as_secs_f64()))
+        };
+        Some(wait.min(MAX_HEADER_WAIT))
     }
 }
 
@@ -379,4 +399,230 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use intake_core::clock::{Clock, ManualClock};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    /// One scripted answer: a status and headers; `{reset+N}` in a value becomes the epoch
+    /// second N seconds after the request arrived.
+    type Reply = (u16, Vec<(&'static str, String)>);
+
+    struct Script {
+        clock: ManualClock,
+        replies: Mutex<VecDeque<Reply>>,
+        arrivals: Mutex<Vec<Timestamp>>,
+    }
+
+    async fn answer(State(s): State<Arc<Script>>) -> Response {
+        let now = s.clock.now();
+        lock(&s.arrivals).push(now);
+        let (status, headers) = lock(&s.replies).pop_front().unwrap_or((200, Vec::new()));
+        let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), "{}").into_response();
+        for (k, v) in headers {
+            let v = match v.strip_prefix("{reset+").and_then(|x| x.strip_suffix('}')) {
+                Some(n) => (now.as_secs() + n.parse::<i64>().unwrap_or(0)).to_string(),
+                None => v,
+            };
+            r.headers_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    }
+
+    /// A scripted server on a loopback port, a client on the same simulated clock.
+    async fn setup(replies: Vec<Reply>, per_minute: u32) -> (Arc<Script>, ApiClient, String) {
+        let clock =
+            ManualClock::simulated(Timestamp::parse_rfc3339("2026-11-28T10:00:20Z").unwrap());
+        let script = Arc::new(Script {
+            clock: clock.clone(),
+            replies: Mutex::new(replies.into()),
+            arrivals: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/thing", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = ApiClient::new(Arc::new(clock), per_minute);
+        (script, client, url)
+    }
+
+    async fn get(client: &ApiClient, url: &str) -> Result<ApiResponse, BackfillError> {
+        client.send("GET /v1/thing", |h| h.get(url)).await
+    }
+
+    fn arrivals(s: &Script) -> Vec<Timestamp> {
+        lock(&s.arrivals).clone()
+    }
+
+    #[tokio::test]
+    async fn waits_out_a_429_with_retry_after_then_succeeds() {
+        let (s, client, url) = setup(vec![(429, vec![("retry-after", "7".into())])], 600).await;
+        let r = get(&client, &url).await.unwrap();
+        assert_eq!(r.status, 200);
+        let at = arrivals(&s);
+        assert_eq!(at.len(), 2);
+        assert!(at[1].since(at[0]) >= Duration::from_secs(7), "{at:?}");
+        assert!(at[1].since(at[0]) < Duration::from_secs(8), "{at:?}");
+        assert_eq!(
+            client.stats(),
+            ApiStats {
+                requests: 2,
+                throttled: 1,
+                retried: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_with_only_an_epoch_reset_waits_until_that_second() {
+        let (s, client, url) = setup(
+            vec![(
+                429,
+                vec![
+                    ("x-ratelimit-limit", "100".into()),
+                    ("x-ratelimit-reset", "{reset+40}".into()),
+                ],
+            )],
+            600,
+        )
+        .await;
+        assert_eq!(get(&client, &url).await.unwrap().status, 200);
+        let at = arrivals(&s);
+        assert_eq!(at.len(), 2);
+        let reset = Timestamp((at[0].as_secs() + 40) * 1000);
+        assert!(
+            at[1] >= reset,
+            "retried at {} before the reset {reset}",
+            at[1]
+        );
+        assert!(at[1].since(reset) < Duration::from_secs(1));
+        assert_eq!(client.stats().throttled, 1);
+    }
+
+    #[tokio::test]
+    async fn no_remaining_requests_holds_the_next_one_until_the_reset() {
+        let (s, client, url) = setup(
+            vec![(
+                200,
+                vec![
+                    ("x-ratelimit-remaining", "0".into()),
+                    ("x-ratelimit-reset", "{reset+25}".into()),
+                ],
+            )],
+            600,
+        )
+        .await;
+        get(&client, &url).await.unwrap();
+        get(&client, &url).await.unwrap();
+        let at = arrivals(&s);
+        let reset = Timestamp((at[0].as_secs() + 25) * 1000);
+        assert!(at[1] >= reset, "sent at {} before the reset {reset}", at[1]);
+        // Not a 429: nothing was refused.
+        assert_eq!(client.stats().throttled, 0);
+    }
+
+    #[tokio::test]
+    async fn a_429_whose_reset_is_already_past_backs_off_instead_of_hammering() {
+        // The SOR's clock is behind ours: its reset second is already over here. The client
+        // must still space its retries out (1 s, 2 s, 4 s, …) rather than retry every 100 ms
+        // and exhaust its waits within two seconds while the SOR's window is still closed.
+        let past = vec![(429, vec![("x-ratelimit-reset", "{reset+-30}".to_string())]); 6];
+        let (s, client, url) = setup(past, 600).await;
+        assert_eq!(get(&client, &url).await.unwrap().status, 200);
+        let at = arrivals(&s);
+        assert_eq!(at.len(), 7);
+        for (i, pair) in at.windows(2).enumerate() {
+            let gap = pair[1].since(pair[0]);
+            assert!(
+                gap >= Duration::from_secs(1 << i),
+                "retry {i} after {gap:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_503_with_retry_after_is_honoured() {
+        let (s, client, url) = setup(vec![(503, vec![("retry-after", "30".into())])], 600).await;
+        assert_eq!(get(&client, &url).await.unwrap().status, 200);
+        let at = arrivals(&s);
+        assert!(at[1].since(at[0]) >= Duration::from_secs(30), "{at:?}");
+    }
+
+    #[tokio::test]
+    async fn an_epoch_millisecond_reset_is_not_read_as_seconds() {
+        let (s, client, url) = setup(vec![], 600).await;
+        let reset_ms = (client.clock().now().as_millis() + 10_000).to_string();
+        lock(&s.replies).push_back((429, vec![("x-ratelimit-reset", reset_ms)]));
+        get(&client, &url).await.unwrap();
+        let at = arrivals(&s);
+        let gap = at[1].since(at[0]);
+        assert!(
+            gap >= Duration::from_secs(10) && gap < Duration::from_secs(11),
+            "{gap:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_succeed() {
+        let (s, client, url) = setup(vec![(500, vec![]), (503, vec![])], 600).await;
+        assert_eq!(get(&client, &url).await.unwrap().status, 200);
+        assert_eq!(arrivals(&s).len(), 3);
+        assert_eq!(client.stats().retried, 2);
+    }
+
+    #[tokio::test]
+    async fn server_errors_give_up_after_a_few_retries() {
+        let (s, client, url) = setup(vec![(502, vec![]); 10], 600).await;
+        match get(&client, &url).await {
+            Err(BackfillError::Status { status: 502, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(arrivals(&s).len(), 1 + MAX_SERVER_RETRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_not_retried() {
+        let (s, client, url) = setup(vec![(401, vec![])], 600).await;
+        assert!(matches!(
+            get(&client, &url).await,
+            Err(BackfillError::Unauthorized(401))
+        ));
+        assert_eq!(arrivals(&s).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_are_paced_to_the_per_minute_budget() {
+        // 60 a minute: a burst of 6, then one a second. 26 requests need 20 s at least.
+        let (s, client, url) = setup(vec![], 60).await;
+        let start = client.clock().now();
+        for _ in 0..26 {
+            get(&client, &url).await.unwrap();
+        }
+        let elapsed = client.clock().now().since(start);
+        assert!(elapsed >= Duration::from_secs(20), "{elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(21),
+            "waited longer than needed: {elapsed:?}"
+        );
+        // And no minute-long window ever saw more than the budget plus the burst.
+        let at = arrivals(&s);
+        for (i, t) in at.iter().enumerate() {
+            let within = at[i..]
+                .iter()
+                .filter(|u| u.since(*t) < Duration::from_secs(60))
+                .count();
+            assert!(within <= 66, "{within} requests in the minute from {t}");
+        }
+    }
 }

@@ -161,6 +161,9 @@ pub fn backfill_for(
     })?;
     let client = backfill::ApiClient::for_api(clock.clone(), api);
     match source.kind {
+        SourceKind::Kustomer => Ok(Box::new(kustomer::backfill::KustomerBackfill::new(
+            client, api,
+        ))),
         SourceKind::Front => Ok(Box::new(front::FrontBackfill::new(client, api))),
         SourceKind::Freshdesk => Ok(Box::new(freshdesk::FreshdeskBackfill::new(api, clock))),
         SourceKind::Gorgias => Ok(Box::new(gorgias::GorgiasBackfill::new(api, clock)?)),
@@ -175,7 +178,7 @@ pub fn backfill_for(
                 source.id
             ))),
         },
-        other @ (SourceKind::Kustomer | SourceKind::Zendesk | SourceKind::Intercom) => {
+        other @ (SourceKind::Zendesk | SourceKind::Intercom) => {
             Err(backfill::BackfillError::NotConfigured(format!(
                 "{other} sources cannot be backfilled by this version of intake"
             )))

@@ -15,6 +15,7 @@ pub mod front;
 pub mod generic;
 pub mod gorgias;
 pub mod harness;
+pub mod kustomer;
 pub mod world;
 
 pub use harness::{send_webhooks, FakeSor, SendReport, Served, Webhook};

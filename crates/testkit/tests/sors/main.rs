@@ -6,3 +6,4 @@ mod freshdesk;
 mod front;
 mod generic;
 mod gorgias;
+mod kustomer;

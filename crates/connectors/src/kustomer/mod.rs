@@ -4,7 +4,13 @@
 //! The envelope names the event in `name` (`kustomer.message.create`) and the object in
 //! `data` (`type`, `id`, `attributes`). The dedupe key is derived from the object, not from the
 //! webhook's own `id`, because a backfill reads objects from the API and never sees webhook
-//! ids: `{type}:{id}:create` for creations, `{type}:{id}:update:{updatedAt}` for updates.
+//! ids: `{type}:{id}:create` for creations, `{type}:{id}:update:{updatedAt}` for updates
+//! (`updatedAt` rewritten as RFC 3339 UTC with milliseconds, `2026-11-27T10:00:00.000Z`, so a
+//! webhook and an API response that write the same instant differently still agree).
+//!
+//! [`backfill`] reads the same objects back from Kustomer's REST API.
+
+pub mod backfill;
 
 use intake_core::config::SourceKind;
 use intake_core::event::{Channel, NormalizedEvent};
@@ -160,6 +166,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
     }
 }
 
+/// An instant as the dedupe key writes it: RFC 3339 UTC with milliseconds when `raw` parses,
+/// `raw` itself otherwise (a key must never fail to exist because a time is odd).
+fn canonical_time(raw: &str) -> String {
+    match Timestamp::parse_rfc3339(raw) {
+        Ok(t) => t.to_rfc3339(),
+        Err(_) => raw.to_string(),
+    }
+}
+
 impl Connector for KustomerConnector {
     fn kind(&self) -> SourceKind {
         SourceKind::Kustomer
@@ -252,10 +267,15 @@ impl Connector for KustomerConnector {
             (Some(t), Some(id)) => {
                 // Updates of one object are told apart by the object's own version: its
                 // `updatedAt` (or `rev`), which the API returns too.
-                let version = updated_at
-                    .or_else(|| attrs.rev.get())
-                    .or(sor_event_id.as_deref())
-                    .unwrap_or_default();
+                let version = match updated_at {
+                    Some(u) => canonical_time(u),
+                    None => attrs
+                        .rev
+                        .get()
+                        .or(sor_event_id.as_deref())
+                        .unwrap_or_default()
+                        .to_string(),
+                };
                 format!("{t}:{id}:{action}:{version}")
             }
             _ => match &sor_event_id {
@@ -287,159 +307,4 @@ impl Connector for KustomerConnector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::{HeaderMap, HeaderValue};
-    use proptest::prelude::*;
-
-    const MESSAGE_CREATE: &str = r#"{
-      "id": "5f6b3c2a1d2e3f4a5b6c7d8e",
-      "name": "kustomer.message.create",
-      "org": "5c0d7e8f9a0b1c2d3e4f5a6b",
-      "orgName": "maelys",
-      "partition": "5c0d7e8f9a0b1c2d3e4f5a6b",
-      "data": {
-        "type": "message",
-        "id": "5f6b3c2a0000000000000001",
-        "attributes": {
-          "channel": "email",
-          "direction": "in",
-          "preview": "Hello, my order has not arrived",
-          "createdAt": "2026-11-27T09:15:00.000Z",
-          "updatedAt": "2026-11-27T09:15:00.000Z",
-          "rev": 1
-        },
-        "relationships": {
-          "conversation": { "data": { "type": "conversation", "id": "5f6b3c2a00000000000000aa" } },
-          "customer": { "data": { "type": "customer", "id": "5f6b3c2a00000000000000cc" } }
-        }
-      },
-      "createdAt": "2026-11-27T09:15:00.120Z",
-      "persist": true,
-      "client": "kustomer-api",
-      "dataId": "5f6b3c2a0000000000000001"
-    }"#;
-
-    fn req<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Incoming<'a> {
-        Incoming {
-            headers,
-            body,
-            now: Timestamp(0),
-        }
-    }
-
-    fn signed(secret: &str, body: &[u8]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            SIGNATURE_HEADER,
-            HeaderValue::from_str(&sign(secret, body)).unwrap(),
-        );
-        h
-    }
-
-    #[test]
-    fn parses_a_message_create() {
-        let h = HeaderMap::new();
-        let e = KustomerConnector
-            .parse(&req(&h, MESSAGE_CREATE.as_bytes()))
-            .unwrap();
-        assert_eq!(e.event_type, "kustomer.message.create");
-        assert_eq!(e.sor_event_id.as_deref(), Some("5f6b3c2a1d2e3f4a5b6c7d8e"));
-        assert_eq!(e.dedupe_key, "message:5f6b3c2a0000000000000001:create");
-        assert_eq!(e.channel, Channel::Email);
-        assert_eq!(
-            e.occurred_at,
-            Some(Timestamp::parse_rfc3339("2026-11-27T09:15:00Z").unwrap())
-        );
-    }
-
-    #[test]
-    fn conversation_update_keys_on_updated_at_and_classifies_by_channels() {
-        let body = r#"{"id":"e1","name":"kustomer.conversation.update","data":{"type":"conversation","id":"c1",
-            "attributes":{"channels":["chat"],"updatedAt":"2026-11-27T10:00:00.000Z"}},"changes":{}}"#;
-        let h = HeaderMap::new();
-        let e = KustomerConnector.parse(&req(&h, body.as_bytes())).unwrap();
-        assert_eq!(
-            e.dedupe_key,
-            "conversation:c1:update:2026-11-27T10:00:00.000Z"
-        );
-        assert_eq!(e.channel, Channel::Chat);
-    }
-
-    #[test]
-    fn conversation_create_without_channel_is_other_and_unknown_events_are_kept() {
-        let body = r#"{"id":"e2","name":"kustomer.widget.explode","data":{"type":"widget","id":"w1","attributes":{"channels":[]}}}"#;
-        let h = HeaderMap::new();
-        let e = KustomerConnector.parse(&req(&h, body.as_bytes())).unwrap();
-        assert_eq!(e.channel, Channel::Other);
-        assert_eq!(e.event_type, "kustomer.widget.explode");
-    }
-
-    #[test]
-    fn rejects_bodies_that_are_not_envelopes() {
-        let h = HeaderMap::new();
-        assert!(matches!(
-            KustomerConnector.parse(&req(&h, b"not json")),
-            Err(ParseError::NotJson(_))
-        ));
-        assert!(matches!(
-            KustomerConnector.parse(&req(&h, b"[1,2]")),
-            Err(ParseError::Envelope { .. })
-        ));
-        assert!(matches!(
-            KustomerConnector.parse(&req(&h, br#"{"name":"kustomer.message.create"}"#)),
-            Err(ParseError::Envelope { .. })
-        ));
-    }
-
-    #[test]
-    fn verify_checks_signature_and_supports_rotation() {
-        let body = MESSAGE_CREATE.as_bytes();
-        let h = signed("new-token", body);
-        let both = ["old-token".to_string(), "new-token".to_string()];
-        assert_eq!(KustomerConnector.verify(&req(&h, body), &both), Ok(()));
-        assert_eq!(
-            KustomerConnector.verify(&req(&h, body), &["old-token".to_string()]),
-            Err(VerifyError::Mismatch)
-        );
-        let upper = {
-            let mut h = HeaderMap::new();
-            h.insert(
-                SIGNATURE_HEADER,
-                HeaderValue::from_str(&sign("new-token", body).to_uppercase()).unwrap(),
-            );
-            h
-        };
-        assert_eq!(KustomerConnector.verify(&req(&upper, body), &both), Ok(()));
-        let none = HeaderMap::new();
-        assert!(matches!(
-            KustomerConnector.verify(&req(&none, body), &both),
-            Err(VerifyError::MissingHeader(_))
-        ));
-        let mut garbage = HeaderMap::new();
-        garbage.insert(SIGNATURE_HEADER, HeaderValue::from_static("zz-not-hex"));
-        assert!(matches!(
-            KustomerConnector.verify(&req(&garbage, body), &both),
-            Err(VerifyError::Malformed { .. })
-        ));
-    }
-
-    proptest! {
-        #[test]
-        fn verify_of_sign_holds_and_any_bit_flip_fails(body in proptest::collection::vec(any::<u8>(), 1..512), bit in any::<usize>()) {
-            let secrets = ["s3cret".to_string()];
-            let h = signed("s3cret", &body);
-            prop_assert!(KustomerConnector.verify(&req(&h, &body), &secrets).is_ok());
-            let mut tampered = body.clone();
-            let i = bit % (tampered.len() * 8);
-            tampered[i / 8] ^= 1 << (i % 8);
-            prop_assert_eq!(KustomerConnector.verify(&req(&h, &tampered), &secrets), Err(VerifyError::Mismatch));
-        }
-
-        #[test]
-        fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let h = HeaderMap::new();
-            let _ = KustomerConnector.parse(&req(&h, &body));
-        }
-    }
-}
+mod tests;
