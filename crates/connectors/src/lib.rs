@@ -9,6 +9,8 @@
 pub mod backfill;
 pub mod generic;
 pub mod kustomer;
+mod lax;
+pub mod zendesk;
 
 use http::HeaderMap;
 use intake_core::clock::SharedClock;
@@ -18,6 +20,7 @@ use intake_core::Timestamp;
 
 pub use generic::GenericConnector;
 pub use kustomer::KustomerConnector;
+pub use zendesk::ZendeskConnector;
 
 /// A webhook request as the ingest door received it.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +53,17 @@ pub enum VerifyError {
         header: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// The signed timestamp is further from intake's clock than the source's tolerance, in
+    /// either direction: a replayed request, or a sender whose clock is far off.
+    #[error(
+        "signature timestamp is {skew_secs} s from intake's clock (tolerance {tolerance_secs} s)"
+    )]
+    StaleTimestamp {
+        /// intake's clock minus the signed timestamp, in seconds (negative: in the future).
+        skew_secs: i64,
+        /// The source's tolerance, in seconds.
+        tolerance_secs: u64,
     },
     /// No configured secret produces this signature.
     #[error("signature does not match any configured secret")]
@@ -110,7 +124,7 @@ pub trait Connector: Send + Sync + 'static {
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, generic)"
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, zendesk, generic)"
 )]
 pub struct UnsupportedKind(pub SourceKind);
 
@@ -118,6 +132,7 @@ pub struct UnsupportedKind(pub SourceKind);
 pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, UnsupportedKind> {
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
+        SourceKind::Zendesk => Ok(Box::new(ZendeskConnector::new(source.tolerance()))),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -141,10 +156,11 @@ pub fn backfill_for(
             source.id
         ))
     })?;
-    let _client = backfill::ApiClient::for_api(clock, api);
     match source.kind {
+        SourceKind::Zendesk => Ok(Box::new(zendesk::backfill::ZendeskBackfill::new(
+            clock, api,
+        )?)),
         other @ (SourceKind::Kustomer
-        | SourceKind::Zendesk
         | SourceKind::Intercom
         | SourceKind::Front
         | SourceKind::Freshdesk

@@ -12,6 +12,7 @@
 
 pub mod harness;
 pub mod world;
+pub mod zendesk;
 
 pub use harness::{send_webhooks, FakeSor, SendReport, Served, Webhook};
 pub use world::{Conversation, Medium, Message, World, WorldSpec};
