@@ -8,6 +8,7 @@
 
 pub mod backfill;
 pub mod generic;
+pub mod intercom;
 pub mod kustomer;
 mod lax;
 pub mod zendesk;
@@ -19,6 +20,7 @@ use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
 
 pub use generic::GenericConnector;
+pub use intercom::IntercomConnector;
 pub use kustomer::KustomerConnector;
 pub use zendesk::ZendeskConnector;
 
@@ -124,7 +126,7 @@ pub trait Connector: Send + Sync + 'static {
 /// A source kind this build has no connector for yet.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "source kind `{0}` is not supported by this version of intake (supported: kustomer, zendesk, generic)"
+    "source kind `{0}` is not supported by this version of intake (supported: kustomer, zendesk, intercom, generic)"
 )]
 pub struct UnsupportedKind(pub SourceKind);
 
@@ -133,6 +135,7 @@ pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, Unsupport
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
         SourceKind::Zendesk => Ok(Box::new(ZendeskConnector::new(source.tolerance()))),
+        SourceKind::Intercom => Ok(Box::new(IntercomConnector)),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
@@ -160,8 +163,10 @@ pub fn backfill_for(
         SourceKind::Zendesk => Ok(Box::new(zendesk::backfill::ZendeskBackfill::new(
             clock, api,
         )?)),
+        SourceKind::Intercom => Ok(Box::new(intercom::backfill::IntercomBackfill::new(
+            clock, api,
+        ))),
         other @ (SourceKind::Kustomer
-        | SourceKind::Intercom
         | SourceKind::Front
         | SourceKind::Freshdesk
         | SourceKind::Gorgias

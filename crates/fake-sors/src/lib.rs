@@ -11,6 +11,7 @@
 //! up as a failing test instead of being copied into its own test double.
 
 pub mod harness;
+pub mod intercom;
 pub mod world;
 pub mod zendesk;
 
