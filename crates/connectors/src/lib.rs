@@ -11,8 +11,11 @@ pub mod freshdesk;
 pub mod front;
 pub mod generic;
 pub mod gorgias;
+pub mod intercom;
 pub mod kustomer;
+mod lax;
 pub mod unsigned;
+pub mod zendesk;
 
 use http::HeaderMap;
 use intake_core::clock::SharedClock;
@@ -24,7 +27,9 @@ pub use freshdesk::FreshdeskConnector;
 pub use front::FrontConnector;
 pub use generic::GenericConnector;
 pub use gorgias::GorgiasConnector;
+pub use intercom::IntercomConnector;
 pub use kustomer::KustomerConnector;
+pub use zendesk::ZendeskConnector;
 
 /// A webhook request as the ingest door received it.
 #[derive(Debug, Clone, Copy)]
@@ -58,15 +63,16 @@ pub enum VerifyError {
         /// What is wrong with it.
         why: String,
     },
-    /// The signature is valid but its signed timestamp is too far from intake's clock, in the
-    /// past (a replay, or a request held up for long) or in the future (a sender's clock far
-    /// off).
-    #[error("timestamp `{header}` is outside the accepted window: {why}")]
+    /// The signed timestamp is further from intake's clock than the source's tolerance, in
+    /// either direction: a replayed request, or a sender whose clock is far off.
+    #[error(
+        "signature timestamp is {skew_secs} s from intake's clock (tolerance {tolerance_secs} s)"
+    )]
     StaleTimestamp {
-        /// The timestamp header.
-        header: String,
-        /// How far off it is, and the tolerance.
-        why: String,
+        /// intake's clock minus the signed timestamp, in seconds (negative: in the future).
+        skew_secs: i64,
+        /// The source's tolerance, in seconds.
+        tolerance_secs: u64,
     },
     /// No configured secret produces this signature.
     #[error("signature does not match any configured secret")]
@@ -124,27 +130,30 @@ pub trait Connector: Send + Sync + 'static {
     fn kept_headers(&self) -> &'static [&'static str];
 }
 
-/// A source kind this build has no connector for yet.
+/// A source whose connector cannot be built from its configuration.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("source kind `{0}` is not supported by this version of intake")]
-pub struct UnsupportedKind(pub SourceKind);
+#[error("{0}")]
+pub struct SetupError(pub String);
 
 /// The connector for a configured source.
-pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, UnsupportedKind> {
+pub fn for_source(source: &SourceConfig) -> Result<Box<dyn Connector>, SetupError> {
     match source.kind {
         SourceKind::Kustomer => Ok(Box::new(KustomerConnector)),
         SourceKind::Front => Ok(Box::new(FrontConnector::new(source.tolerance()))),
         SourceKind::Freshdesk => Ok(Box::new(FreshdeskConnector::new(source.auth()))),
         SourceKind::Gorgias => Ok(Box::new(GorgiasConnector::new(source.auth()))),
+        SourceKind::Zendesk => Ok(Box::new(ZendeskConnector::new(source.tolerance()))),
+        SourceKind::Intercom => Ok(Box::new(IntercomConnector)),
         SourceKind::Generic => match &source.signature {
             Some(sig) => Ok(Box::new(GenericConnector::new(
                 sig.clone(),
                 source.fields.clone().unwrap_or_default(),
             ))),
             // Config validation refuses a generic source without a signature scheme.
-            None => Err(UnsupportedKind(SourceKind::Generic)),
+            None => Err(SetupError(
+                "a generic source needs `signature = { header = \"…\" }`".into(),
+            )),
         },
-        other => Err(UnsupportedKind(other)),
     }
 }
 
@@ -178,11 +187,12 @@ pub fn backfill_for(
                 source.id
             ))),
         },
-        other @ (SourceKind::Zendesk | SourceKind::Intercom) => {
-            Err(backfill::BackfillError::NotConfigured(format!(
-                "{other} sources cannot be backfilled by this version of intake"
-            )))
-        }
+        SourceKind::Zendesk => Ok(Box::new(zendesk::backfill::ZendeskBackfill::new(
+            clock, api,
+        )?)),
+        SourceKind::Intercom => Ok(Box::new(intercom::backfill::IntercomBackfill::new(
+            clock, api,
+        ))),
     }
 }
 

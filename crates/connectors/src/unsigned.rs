@@ -10,17 +10,14 @@
 //! body is not authenticated by either scheme: whoever knows the secret can send any body,
 //! which is why the secret must be long and random and travel over TLS only.
 
-use std::borrow::Cow;
-
 use base64::Engine;
 use http::HeaderMap;
 use intake_core::config::SharedSecretAuth;
 use intake_core::signature::constant_time_eq;
 use intake_core::Timestamp;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub(crate) use crate::lax::Lax;
 use crate::VerifyError;
 
 /// The header Basic credentials travel in.
@@ -93,61 +90,6 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Vec<u8>, VerifyError> {
         return Err(malformed("the credentials are not `user:password`"));
     }
     Ok(decoded)
-}
-
-/// A field that is text when it is a string or a number, and absent otherwise (null, an object,
-/// an empty string): a body built from a template must not become unparseable because a
-/// placeholder rendered as a number, or as nothing.
-#[derive(Default, Debug)]
-pub(crate) struct Lax<'a>(Option<Cow<'a, str>>);
-
-impl Lax<'_> {
-    /// The text, trimmed, unless empty.
-    pub(crate) fn get(&self) -> Option<&str> {
-        self.0.as_deref().map(str::trim).filter(|s| !s.is_empty())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lax<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// Parses a vendor time: RFC 3339 with any offset and precision, or `YYYY-MM-DD HH:MM:SS`

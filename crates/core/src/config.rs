@@ -1258,6 +1258,16 @@ impl Validator {
             }
             if let Some(api) = &s.api {
                 self.http_url(format!("{p}.api.base_url"), &api.base_url);
+                let needs_user = matches!(s.kind, SourceKind::Zendesk | SourceKind::Gorgias);
+                if needs_user && api.username.as_deref().is_none_or(str::is_empty) {
+                    self.push(
+                        format!("{p}.api.username"),
+                        format!(
+                            "{} authenticates API calls as a user: set `username` (the agent's or account's e-mail) beside `token`",
+                            s.kind
+                        ),
+                    );
+                }
             }
         }
 

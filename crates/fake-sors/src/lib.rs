@@ -15,8 +15,10 @@ pub mod front;
 pub mod generic;
 pub mod gorgias;
 pub mod harness;
+pub mod intercom;
 pub mod kustomer;
 pub mod world;
+pub mod zendesk;
 
 pub use harness::{send_webhooks, FakeSor, SendReport, Served, Webhook};
 pub use world::{Conversation, Medium, Message, World, WorldSpec};

@@ -157,14 +157,10 @@ impl Connector for FrontConnector {
                     req.now.since(sent)
                 };
                 if skew > self.tolerance {
-                    let direction = if sent > req.now { "ahead of" } else { "behind" };
+                    let secs = skew.as_secs() as i64;
                     return Err(VerifyError::StaleTimestamp {
-                        header: "X-Front-Request-Timestamp".into(),
-                        why: format!(
-                            "{} s {direction} intake's clock; the tolerance is {} s",
-                            skew.as_secs(),
-                            self.tolerance.as_secs()
-                        ),
+                        skew_secs: if sent > req.now { -secs } else { secs },
+                        tolerance_secs: self.tolerance.as_secs(),
                     });
                 }
                 Ok(())

@@ -16,12 +16,12 @@ use intake_core::config::SourceKind;
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::{constant_time_eq, hmac_sha256};
 use intake_core::Timestamp;
-use std::borrow::Cow;
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::lax::Lax;
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
 
 /// The signature header.
@@ -110,60 +110,6 @@ struct Attributes<'a> {
 struct FirstMessage<'a> {
     #[serde(borrow, default)]
     channel: Lax<'a>,
-}
-
-/// A field that is text when it is a string or a number, and absent otherwise (null, an object,
-/// an empty string): a system of record that changes a field's type must not make its webhooks
-/// unparseable.
-#[derive(Default)]
-struct Lax<'a>(Option<Cow<'a, str>>);
-
-impl Lax<'_> {
-    fn get(&self) -> Option<&str> {
-        self.0.as_deref().filter(|s| !s.is_empty())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lax<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// An instant as the dedupe key writes it: RFC 3339 UTC with milliseconds when `raw` parses,

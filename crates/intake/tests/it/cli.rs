@@ -177,17 +177,41 @@ fn check_config_refuses_an_unknown_rule() {
 }
 
 #[test]
-fn check_config_says_an_unsupported_source_kind_is_not_supported() {
-    // `zendesk` parses (it is a known kind) but this build has no connector for it; the check
-    // is the server's, and check-config must run it too.
-    let run = check(&good_with("kind = \"kustomer\"", "kind = \"zendesk\""), &[]);
-    run.assert_failed();
-    run.assert_stderr_has(&[
-        "sources[0].kind",
+fn check_config_accepts_every_source_kind_and_refuses_settings_of_another() {
+    for kind in [
+        "kustomer",
         "zendesk",
-        "not supported by this version",
-    ]);
-    assert!(!run.stdout.contains("OK"), "stdout: {}", run.stdout);
+        "intercom",
+        "front",
+        "freshdesk",
+        "gorgias",
+    ] {
+        let run = check(
+            &good_with("kind = \"kustomer\"", &format!("kind = \"{kind}\"")),
+            &[],
+        );
+        // The example's `api` has no username, which Zendesk and Gorgias need for basic
+        // authentication.
+        if kind == "zendesk" || kind == "gorgias" {
+            run.assert_failed();
+            run.assert_stderr_has(&["sources[0].api.username", kind]);
+        } else {
+            assert_eq!(run.code, Some(0), "{kind}: {}", run.stderr);
+        }
+    }
+    // `tolerance` belongs to schemes that sign a timestamp; Kustomer's does not.
+    let run = check(
+        &good_with(
+            "kind = \"kustomer\"",
+            "kind = \"kustomer\"\ntolerance = \"5m\"",
+        ),
+        &[],
+    );
+    run.assert_failed();
+    run.assert_stderr_has(&["sources[0].tolerance", "only for zendesk and front"]);
+    let run = check(&good_with("kind = \"kustomer\"", "kind = \"jira\""), &[]);
+    run.assert_failed();
+    run.assert_stderr_has(&["jira", "kustomer"]);
 }
 
 #[test]
@@ -312,12 +336,7 @@ fn check_config_reports_validation_and_server_problems_together() {
         .replace("rule = \"queue_stalled\"", "rule = \"queue_stuck\"");
     let run = check(&text, &[]);
     run.assert_failed();
-    run.assert_stderr_has(&[
-        "rules[0].rule",
-        "unknown rule",
-        "sources[0].kind",
-        "not supported by this version",
-    ]);
+    run.assert_stderr_has(&["rules[0].rule", "unknown rule", "sources[0].api.username"]);
 }
 
 #[test]

@@ -6,4 +6,6 @@ mod freshdesk;
 mod front;
 mod generic;
 mod gorgias;
+mod intercom;
 mod kustomer;
+mod zendesk;
