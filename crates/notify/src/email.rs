@@ -192,9 +192,10 @@ impl Notifier for EmailNotifier {
     }
 }
 
-/// SMTP 5xx replies, a server without STARTTLS, a certificate that does not verify and other
-/// client-side refusals are permanent; 4xx replies, timeouts and connection failures are
-/// retryable.
+/// SMTP 5xx replies and a server that does not offer STARTTLS (a property of the configured
+/// server, never fixed by waiting) are permanent; 4xx replies, timeouts, connection failures
+/// and TLS handshake failures (lettre reports a certificate that does not verify as a
+/// connection error; the server's certificate may be renewed) are retryable.
 fn classify(server: &str, e: &lettre::transport::smtp::Error) -> NotifyError {
     let detail = http::chain(e);
     if e.is_permanent() {

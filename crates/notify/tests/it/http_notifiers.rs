@@ -162,10 +162,7 @@ async fn webhook_group_of_five_is_one_request_with_five_alerts() {
 }
 
 fn pagerduty(cap: &HttpCapture) -> Box<dyn Notifier> {
-    let mut c = config(
-        NotifierKind::Pagerduty,
-        Some(cap.url("/v2/enqueue")),
-    );
+    let mut c = config(NotifierKind::Pagerduty, Some(cap.url("/v2/enqueue")));
     c.routing_key = Some("R0UT1NG".into());
     build(&c, &ctx()).unwrap()
 }
@@ -174,9 +171,15 @@ fn pagerduty(cap: &HttpCapture) -> Box<dyn Notifier> {
 async fn pagerduty_trigger_and_resolve_share_the_dedup_key() {
     let cap = HttpCapture::start(Answer::status(202)).await;
     let pd = pagerduty(&cap);
-    pd.send(&five_quiet_channels(AlertStatus::Firing)).await.unwrap();
-    pd.send(&five_quiet_channels(AlertStatus::Repeat)).await.unwrap();
-    pd.send(&five_quiet_channels(AlertStatus::Resolved)).await.unwrap();
+    pd.send(&five_quiet_channels(AlertStatus::Firing))
+        .await
+        .unwrap();
+    pd.send(&five_quiet_channels(AlertStatus::Repeat))
+        .await
+        .unwrap();
+    pd.send(&five_quiet_channels(AlertStatus::Resolved))
+        .await
+        .unwrap();
     let got = cap.received();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|r| r.uri == "/v2/enqueue"));
@@ -272,7 +275,10 @@ async fn pagerduty_silence_is_a_change_event_not_a_page() {
         body["payload"]["summary"],
         "[SILENCE CREATED] rule=inbound_drop, tenant=maelys muted until 2026-11-28T12:00:00.000Z by alice"
     );
-    assert_eq!(body["payload"]["custom_details"]["reason"], "SOR migration tonight");
+    assert_eq!(
+        body["payload"]["custom_details"]["reason"],
+        "SOR migration tonight"
+    );
     assert_eq!(
         body["links"],
         json!([{"href": "http://intake.test:8080/silences/sil_1", "text": "intake dashboard"}])
@@ -288,8 +294,7 @@ async fn alertmanager_gets_one_alert_per_member_kept_alive_until_the_next_repeat
     )
     .unwrap();
     // Repeated every 4 h: a firing alert stays active for two repeat intervals.
-    let notice =
-        five_quiet_channels(AlertStatus::Firing).repeat_at(t("2026-11-28T14:20:00Z"));
+    let notice = five_quiet_channels(AlertStatus::Firing).repeat_at(t("2026-11-28T14:20:00Z"));
     am.send(&notice).await.unwrap();
     let got = cap.received();
     assert_eq!(got.len(), 1);
@@ -335,7 +340,9 @@ async fn alertmanager_resolution_sets_ends_at() {
     )
     .unwrap();
     am.send(&queue_stalled(AlertStatus::Firing)).await.unwrap();
-    am.send(&queue_stalled(AlertStatus::Resolved)).await.unwrap();
+    am.send(&queue_stalled(AlertStatus::Resolved))
+        .await
+        .unwrap();
     let got = cap.received();
     let (firing, resolved) = (got[0].json(), got[1].json());
     // Without a repeat time the alert is kept alive for an hour after the notice.
@@ -377,7 +384,10 @@ async fn alertmanager_skips_silence_notices() {
     assert!(am.accepts(&watchdog));
     am.send(&watchdog).await.unwrap();
     let body = cap.received()[0].json();
-    assert_eq!(body[0]["labels"], json!({"alertname": "watchdog", "severity": "info"}));
+    assert_eq!(
+        body[0]["labels"],
+        json!({"alertname": "watchdog", "severity": "info"})
+    );
     assert_eq!(body[0]["endsAt"], "2026-11-28T10:02:00.000Z");
 }
 
@@ -400,11 +410,20 @@ async fn watchdog_pings_with_get_or_post_and_only_for_heartbeats() {
     get.send(&alert).await.unwrap();
     let got = cap.received();
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].method.as_str(), got[0].uri.as_str()), ("GET", "/ping/abc"));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].uri.as_str()),
+        ("GET", "/ping/abc")
+    );
     assert!(got[0].body.is_empty());
-    assert_eq!((got[1].method.as_str(), got[1].uri.as_str()), ("POST", "/ping/abc"));
+    assert_eq!(
+        (got[1].method.as_str(), got[1].uri.as_str()),
+        ("POST", "/ping/abc")
+    );
     let text = String::from_utf8(got[1].body.to_vec()).unwrap();
-    assert!(text.starts_with("[WATCHDOG] intake alerting is alive\n"), "{text}");
+    assert!(
+        text.starts_with("[WATCHDOG] intake alerting is alive\n"),
+        "{text}"
+    );
     assert!(text.contains("2026-11-28T10:01:00.000Z"), "{text}");
     assert_eq!(heartbeat.severity, Severity::Info);
 }
