@@ -32,6 +32,7 @@ use crate::{Result, Store, StoreError, StoreFault};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_events_and_queue.sql"),
     include_str!("../migrations/sqlite/0002_conversation_id.sql"),
+    include_str!("../migrations/sqlite/0003_nodes_and_duties.sql"),
 ];
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -47,6 +48,8 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// How long a statement waits for a lock held by another connection before failing.
     pub busy_timeout: Duration,
+    /// This node's id (leases are recorded under it).
+    pub node_id: String,
 }
 
 impl Default for SqliteOptions {
@@ -54,6 +57,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             max_batch: 1024,
             busy_timeout: Duration::from_secs(5),
+            node_id: crate::generate_node_id(),
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct SqliteStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     path: PathBuf,
+    node_id: String,
     // Held until the store is closed or dropped: the exclusive lock that makes this process the
     // only one using the database file.
     lock: Mutex<Option<File>>,
@@ -133,7 +138,8 @@ impl SqliteStore {
         // that is gone: make that work due now.
         let recovered = writer
             .execute(
-                "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = 0
+                "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                    due_at = 0
                  WHERE state = 'in_flight'",
                 [],
             )
@@ -162,9 +168,10 @@ impl SqliteStore {
         let max_batch = options.max_batch.max(1);
         let rewind = Arc::new(AtomicBool::new(false));
         let rewind2 = rewind.clone();
+        let node_id = options.node_id.clone();
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
-            .spawn(move || Writer::new(writer, rewind).run(rx, max_batch))
+            .spawn(move || Writer::new(writer, rewind, node_id).run(rx, max_batch))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
         let checkpoint_thread = std::thread::Builder::new()
@@ -181,6 +188,7 @@ impl SqliteStore {
             threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
             stop,
             path: path.to_path_buf(),
+            node_id: options.node_id,
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -299,6 +307,18 @@ enum Request {
     Release(Vec<(DeliveryId, String)>, Timestamp),
     Ping,
     Fault(Option<StoreFault>),
+    Heartbeat(NodeInfo),
+    AcquireDuty {
+        duty: String,
+        now: Timestamp,
+        ttl: Duration,
+    },
+    ReleaseDuty(String),
+    Reap {
+        now: Timestamp,
+        node_timeout: Duration,
+    },
+    Leave,
 }
 
 /// What a request produced, sent back once its transaction has committed.
@@ -306,6 +326,8 @@ enum Output {
     Accepted(Accepted),
     Claimed(Vec<ClaimedDelivery>),
     Unit,
+    Bool(bool),
+    Count(u64),
 }
 
 /// Where a request's answer goes.
@@ -313,6 +335,8 @@ enum Reply {
     Accepted(oneshot::Sender<Result<Accepted>>),
     Claimed(oneshot::Sender<Result<Vec<ClaimedDelivery>>>),
     Unit(oneshot::Sender<Result<()>>),
+    Bool(oneshot::Sender<Result<bool>>),
+    Count(oneshot::Sender<Result<u64>>),
 }
 
 impl Reply {
@@ -331,6 +355,14 @@ impl Reply {
                 _ => Err(mismatch()),
             }))),
             Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),
+            Reply::Bool(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Bool(b) => Ok(b),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Count(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Count(n) => Ok(n),
+                _ => Err(mismatch()),
+            }))),
         }
     }
 }
@@ -367,15 +399,17 @@ fn minute_of(t: Timestamp) -> i64 {
 
 struct Writer {
     conn: Connection,
+    node_id: String,
     fault: Option<StoreFault>,
     /// Set by the checkpoint thread when the WAL should start over.
     rewind: Arc<AtomicBool>,
 }
 
 impl Writer {
-    fn new(conn: Connection, rewind: Arc<AtomicBool>) -> Self {
+    fn new(conn: Connection, rewind: Arc<AtomicBool>, node_id: String) -> Self {
         Writer {
             conn,
+            node_id,
             fault: None,
             rewind,
         }
@@ -578,6 +612,85 @@ impl Writer {
                 Output::Unit
             }
             Request::Fault(_) => Output::Unit,
+            Request::Heartbeat(node) => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO nodes (id, address, started_at, last_heartbeat)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                            last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)",
+                    )?
+                    .execute(params![
+                        node.id,
+                        node.address,
+                        node.started_at.as_millis(),
+                        node.last_heartbeat.as_millis()
+                    ])?;
+                Output::Unit
+            }
+            Request::AcquireDuty { duty, now, ttl } => {
+                // The same statement as on PostgreSQL: take a free or expired lease, or renew
+                // our own; another node's live lease is left alone.
+                let held = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO duties (duty, holder, acquired_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder,
+                            expires_at = excluded.expires_at,
+                            acquired_at = CASE WHEN duties.holder = excluded.holder
+                                THEN duties.acquired_at ELSE excluded.acquired_at END
+                         WHERE duties.holder = excluded.holder
+                            OR duties.expires_at <= excluded.acquired_at
+                         RETURNING holder",
+                    )?
+                    .query_row(
+                        params![
+                            duty,
+                            self.node_id,
+                            now.as_millis(),
+                            now.plus(*ttl).as_millis()
+                        ],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                Output::Bool(held)
+            }
+            Request::ReleaseDuty(duty) => {
+                self.conn
+                    .prepare_cached("DELETE FROM duties WHERE duty = ?1 AND holder = ?2")?
+                    .execute(params![duty, self.node_id])?;
+                Output::Unit
+            }
+            Request::Reap { now, node_timeout } => {
+                let reaped = self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'pending', lease_id = NULL,
+                            lease_node = NULL, due_at = ?1, updated_at = ?1
+                         WHERE state = 'in_flight' AND NOT EXISTS (
+                            SELECT 1 FROM nodes n WHERE n.id = deliveries.lease_node
+                              AND n.last_heartbeat >= ?2)",
+                    )?
+                    .execute(params![
+                        now.as_millis(),
+                        now.minus(*node_timeout).as_millis()
+                    ])?;
+                self.conn
+                    .prepare_cached("DELETE FROM nodes WHERE last_heartbeat < ?1")?
+                    .execute([now.minus(Duration::from_secs(86_400)).as_millis()])?;
+                Output::Count(reaped as u64)
+            }
+            Request::Leave => {
+                self.conn
+                    .prepare_cached("DELETE FROM duties WHERE holder = ?1")?
+                    .execute([&self.node_id])?;
+                self.conn
+                    .prepare_cached("DELETE FROM nodes WHERE id = ?1")?
+                    .execute([&self.node_id])?;
+                Output::Unit
+            }
         })
     }
 
@@ -711,7 +824,8 @@ impl Writer {
         let rows: Vec<(String, String, u32, String, String, String)> = self
             .conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3
+                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
+                    lease_node = ?6
                  WHERE id IN (
                     SELECT id FROM deliveries
                     WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
@@ -720,7 +834,14 @@ impl Writer {
                  RETURNING id, event_id, attempts, tenant, source, channel",
             )?
             .query_map(
-                params![lease_id, lease_until.as_millis(), now.as_millis(), destination, limit as i64],
+                params![
+                    lease_id,
+                    lease_until.as_millis(),
+                    now.as_millis(),
+                    destination,
+                    limit as i64,
+                    self.node_id
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )?
             .collect::<rusqlite::Result<_>>()?;
@@ -770,7 +891,7 @@ impl Writer {
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
-                    updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
+                    lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
                  WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
             )?
             .execute(params![
@@ -826,7 +947,8 @@ impl Writer {
 
     fn release(&self, leases: &[(DeliveryId, String)], now: Timestamp) -> rusqlite::Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = ?1, updated_at = ?1
+            "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                due_at = ?1, updated_at = ?1
              WHERE id = ?2 AND state = 'in_flight' AND lease_id = ?3",
         )?;
         for (id, lease) in leases {
@@ -983,6 +1105,67 @@ impl Store for SqliteStore {
 
     async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {
         self.write(Request::Fault(fault), Reply::Unit).await
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    async fn heartbeat(&self, node: NodeInfo) -> Result<()> {
+        self.write(Request::Heartbeat(node), Reply::Unit).await
+    }
+
+    async fn acquire_duty(&self, duty: &str, now: Timestamp, ttl: Duration) -> Result<bool> {
+        let duty = duty.to_string();
+        self.write(Request::AcquireDuty { duty, now, ttl }, Reply::Bool)
+            .await
+    }
+
+    async fn release_duty(&self, duty: &str) -> Result<()> {
+        self.write(Request::ReleaseDuty(duty.to_string()), Reply::Unit)
+            .await
+    }
+
+    async fn cluster(&self) -> Result<ClusterView> {
+        self.read(|c| {
+            let nodes = c
+                .prepare_cached(
+                    "SELECT id, address, started_at, last_heartbeat FROM nodes ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok(NodeInfo {
+                        id: r.get(0)?,
+                        address: r.get(1)?,
+                        started_at: Timestamp(r.get(2)?),
+                        last_heartbeat: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let duties = c
+                .prepare_cached(
+                    "SELECT duty, holder, acquired_at, expires_at FROM duties ORDER BY duty",
+                )?
+                .query_map([], |r| {
+                    Ok(DutyLease {
+                        duty: r.get(0)?,
+                        holder: r.get(1)?,
+                        acquired_at: Timestamp(r.get(2)?),
+                        expires_at: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ClusterView { nodes, duties })
+        })
+        .await
+    }
+
+    async fn reap_orphaned_leases(&self, now: Timestamp, node_timeout: Duration) -> Result<u64> {
+        self.write(Request::Reap { now, node_timeout }, Reply::Count)
+            .await
+    }
+
+    async fn leave(&self) -> Result<()> {
+        self.write(Request::Leave, Reply::Unit).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -2,35 +2,12 @@
 
 use intake_core::delivery::NextStep;
 use intake_core::Timestamp;
-use intake_store::{Rejection, RejectionKind, Store};
+use intake_store::{Rejection, RejectionKind};
 
 use crate::common::*;
+use crate::conformance;
 
-type Row = (i64, String, String, String, String, String, i64);
-
-fn counters(db: &Db) -> Vec<Row> {
-    let conn = db.inspect();
-    let mut stmt = conn
-        .prepare(
-            "SELECT minute, tenant, source, channel, destination, metric, count FROM counters
-             ORDER BY minute, metric, destination",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ))
-    })
-    .unwrap()
-    .collect::<rusqlite::Result<_>>()
-    .unwrap()
-}
+type Row = CounterRow;
 
 fn row(minute: i64, channel: &str, destination: &str, metric: &str, count: i64) -> Row {
     (
@@ -44,8 +21,7 @@ fn row(minute: i64, channel: &str, destination: &str, metric: &str, count: i64) 
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_outcome_is_counted_in_its_minute() {
+async fn every_outcome_is_counted_in_its_minute(kind: Kind) {
     // T0 = 1_700_000_012_345; the minutes below are the instants floored to 60 000 ms.
     const M0: i64 = 1_699_999_980_000; // T0, T0 + 1 s
     const M1: i64 = 1_700_000_040_000; // T0 + 30 s
@@ -53,8 +29,8 @@ async fn every_outcome_is_counted_in_its_minute() {
     const M3: i64 = 1_700_000_160_000; // T0 + 200 s
     const M4: i64 = 1_700_000_280_000; // T0 + 300 s
 
-    let db = Db::new();
-    let store = db.open();
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let e1 = event("kustomer", "k1", &["crm", "warehouse"], Timestamp(T0));
     let e2 = event("kustomer", "k2", &["crm"], Timestamp(T0 + 1_000));
     store.ingest(e1.clone()).await.unwrap();
@@ -129,7 +105,9 @@ async fn every_outcome_is_counted_in_its_minute() {
         row(M4, "email", "crm", "deliveries.dead", 1),
     ];
     want.sort_by(|a, b| (a.0, &a.5, &a.4).cmp(&(b.0, &b.5, &b.4)));
-    assert_eq!(counters(&db), want);
+    assert_eq!(db.counters().await, want);
 
     close(store).await;
 }
+
+conformance!(every_outcome_is_counted_in_its_minute);
