@@ -13,6 +13,7 @@
 //! nodes share one database through [`postgres::PostgresStore`]. [`open`] picks one from a
 //! `storage.url`.
 
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -130,9 +131,10 @@ pub trait Store: Send + Sync + 'static {
     /// The nodes that have sent heartbeats and the duty leases, for `GET /api/v1/cluster`.
     async fn cluster(&self) -> Result<ClusterView>;
 
-    /// Makes due at once every in-flight delivery whose lease belongs to a node that has sent
-    /// no heartbeat since `now - node_timeout` (it died holding them), and forgets nodes
-    /// silent for a day. Returns how many deliveries were made due.
+    /// Makes due at once every in-flight delivery whose lease belongs to another node that has
+    /// sent no heartbeat since `now - node_timeout` (it died holding them), and forgets nodes
+    /// silent for a day. Returns how many deliveries were made due. A node never reaps its own
+    /// leases: it is alive, since it is the one asking.
     async fn reap_orphaned_leases(&self, now: Timestamp, node_timeout: Duration) -> Result<u64>;
 
     /// Removes this node from the cluster view and gives up its duties (graceful shutdown).

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use intake_core::delivery::{DeliveryState, NextStep};
@@ -39,7 +40,6 @@ use intake_core::{DeliveryId, EventId, Timestamp};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use crate::model::*;
@@ -222,9 +222,8 @@ impl PostgresStore {
             config.application_name(format!("intake {}", options.node_id));
         }
 
-        let open_err = |e: tokio_postgres::Error| {
-            StoreError::Open(format!("{display}: {}", pg_error(&e)))
-        };
+        let open_err =
+            |e: tokio_postgres::Error| StoreError::Open(format!("{display}: {}", pg_error(&e)));
         let (mut client, conn) = config.connect(NoTls).await.map_err(open_err)?;
         let conn_task = tokio::spawn(async move {
             let _ = conn.await;
@@ -331,6 +330,207 @@ impl PostgresStore {
         let client = self.conn().await?;
         let stmt = client.prepare_cached(sql).await.map_err(read_error)?;
         client.query(&stmt, params).await.map_err(read_error)
+    }
+}
+
+impl PostgresStore {
+    /// Rows per table (for `intake migrate-store`).
+    pub async fn table_counts(&self) -> Result<crate::migrate::TableCounts> {
+        let rows = self.read_rows(crate::sqlite::TABLE_COUNTS, &[]).await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no row counts".into()))?;
+        Ok(crate::migrate::TableCounts {
+            events: r.get(0),
+            deliveries: r.get(1),
+            attempts: r.get(2),
+            rejections: r.get(3),
+            counter_rows: r.get(4),
+            counted: r.get(5),
+        })
+    }
+
+    /// Inserts copied events with their deliveries and attempts in one transaction, keeping
+    /// their ids; rows already present are left as they are.
+    pub async fn import_events(&self, page: Vec<crate::migrate::EventRows>) -> Result<()> {
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let ev = tx
+            .prepare_cached(
+                "INSERT INTO events (id, tenant, source, origin, sor_event_id, dedupe_key,
+                    event_type, channel, raw_channel, object_type, object_id, occurred_at,
+                    received_at, headers, body, conversation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(unavailable)?;
+        let dl = tx
+            .prepare_cached(
+                "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel,
+                    state, attempts, due_at, lease_id, created_at, updated_at, delivered_at,
+                    last_status, last_error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(unavailable)?;
+        let at = tx
+            .prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, status,
+                    error, outcome)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(unavailable)?;
+        let small = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+        for rows in &page {
+            let e = &rows.event;
+            tx.execute(
+                &ev,
+                &[
+                    &e.id,
+                    &e.tenant,
+                    &e.source,
+                    &e.origin,
+                    &e.sor_event_id,
+                    &e.dedupe_key,
+                    &e.event_type,
+                    &e.channel,
+                    &e.raw_channel,
+                    &e.object_type,
+                    &e.object_id,
+                    &e.occurred_at,
+                    &e.received_at,
+                    &e.headers,
+                    &e.body,
+                    &e.conversation_id,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+            for d in &rows.deliveries {
+                // A delivery in flight in the source belonged to a process that is gone.
+                let (state, lease) = if d.state == "in_flight" {
+                    ("pending", None)
+                } else {
+                    (d.state.as_str(), d.lease_id.as_deref())
+                };
+                tx.execute(
+                    &dl,
+                    &[
+                        &d.id,
+                        &d.event_id,
+                        &d.destination,
+                        &d.tenant,
+                        &d.source,
+                        &d.channel,
+                        &state,
+                        &small(d.attempts),
+                        &d.due_at,
+                        &lease,
+                        &d.created_at,
+                        &d.updated_at,
+                        &d.delivered_at,
+                        &d.last_status.map(small),
+                        &d.last_error,
+                    ],
+                )
+                .await
+                .map_err(unavailable)?;
+            }
+            for a in &rows.attempts {
+                tx.execute(
+                    &at,
+                    &[
+                        &a.id,
+                        &a.delivery_id,
+                        &small(a.attempt),
+                        &a.started_at,
+                        &a.duration_ms,
+                        &a.status.map(small),
+                        &a.error,
+                        &a.outcome,
+                    ],
+                )
+                .await
+                .map_err(unavailable)?;
+            }
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// Inserts copied rejections, keeping their ids.
+    pub async fn import_rejections(&self, page: Vec<crate::migrate::RejectionRow>) -> Result<()> {
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO rejections (id, at, tenant, source, outcome, reason, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(unavailable)?;
+        for r in &page {
+            tx.execute(
+                &stmt,
+                &[
+                    &r.id, &r.at, &r.tenant, &r.source, &r.outcome, &r.reason, &r.body,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// Writes copied counters into shard 0 with the source's values (so a second copy
+    /// changes nothing).
+    pub async fn import_counters(&self, rows: Vec<crate::migrate::CounterRow>) -> Result<()> {
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO counters (minute, tenant, source, channel, destination, metric,
+                    shard, count)
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7)
+                 ON CONFLICT (minute, tenant, source, channel, destination, metric, shard)
+                 DO UPDATE SET count = excluded.count",
+            )
+            .await
+            .map_err(unavailable)?;
+        for c in &rows {
+            tx.execute(
+                &stmt,
+                &[
+                    &c.minute,
+                    &c.tenant,
+                    &c.source,
+                    &c.channel,
+                    &c.destination,
+                    &c.metric,
+                    &c.count,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// After a copy with explicit ids: moves the id sequences past them.
+    pub async fn finish_import(&self) -> Result<()> {
+        let client = self.write_conn().await?;
+        client
+            .batch_execute(
+                "SELECT setval(pg_get_serial_sequence('attempts', 'id'),
+                               GREATEST((SELECT MAX(id) FROM attempts), 1));
+                 SELECT setval(pg_get_serial_sequence('rejections', 'id'),
+                               GREATEST((SELECT MAX(id) FROM rejections), 1))",
+            )
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -820,23 +1020,24 @@ impl Writer {
         let tx = client.transaction().await.map_err(unavailable)?;
         let mut counts = Counts::default();
         let mut woken = HashSet::new();
-        let out = match req {
-            Request::Ingest(ev) => {
-                let mut a = ingest_many(&tx, &[ev], &mut counts, &mut woken).await?;
-                Output::Accepted(a.pop().ok_or_else(|| {
-                    StoreError::Corrupt("an ingest produced no answer".into())
-                })?)
-            }
-            Request::Reject(rej) => {
-                reject(&tx, rej, &mut counts).await.map_err(unavailable)?;
-                Output::Unit
-            }
-            Request::Ping => {
-                ping(&tx).await.map_err(unavailable)?;
-                Output::Unit
-            }
-            Request::Fault(_) => Output::Unit,
-        };
+        let out =
+            match req {
+                Request::Ingest(ev) => {
+                    let mut a = ingest_many(&tx, &[ev], &mut counts, &mut woken).await?;
+                    Output::Accepted(a.pop().ok_or_else(|| {
+                        StoreError::Corrupt("an ingest produced no answer".into())
+                    })?)
+                }
+                Request::Reject(rej) => {
+                    reject(&tx, rej, &mut counts).await.map_err(unavailable)?;
+                    Output::Unit
+                }
+                Request::Ping => {
+                    ping(&tx).await.map_err(unavailable)?;
+                    Output::Unit
+                }
+                Request::Fault(_) => Output::Unit,
+            };
         flush_counts(&tx, counts).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         notify.extend(woken);
@@ -1172,9 +1373,7 @@ async fn deliveries_of(
         .await
         .map_err(read_error)?
     {
-        out.entry(r.get(8))
-            .or_default()
-            .push(delivery_summary(&r)?);
+        out.entry(r.get(8)).or_default().push(delivery_summary(&r)?);
     }
     Ok(out)
 }
@@ -1643,9 +1842,10 @@ impl Store for PostgresStore {
             .execute(
                 "UPDATE deliveries d SET state = 'pending', lease_id = NULL, lease_node = NULL,
                     due_at = $1, updated_at = $1
-                 WHERE d.state = 'in_flight' AND NOT EXISTS (
+                 WHERE d.state = 'in_flight' AND d.lease_node IS DISTINCT FROM $3
+                   AND NOT EXISTS (
                     SELECT 1 FROM nodes n WHERE n.id = d.lease_node AND n.last_heartbeat >= $2)",
-                &[&now.as_millis(), &cutoff],
+                &[&now.as_millis(), &cutoff, &self.node_id],
             )
             .await
             .map_err(unavailable)?;
@@ -1665,10 +1865,7 @@ impl Store for PostgresStore {
 
     async fn leave(&self) -> Result<()> {
         let client = self.write_conn().await?;
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(unavailable)?;
+        client.batch_execute("BEGIN").await.map_err(unavailable)?;
         let result = async {
             client
                 .execute("DELETE FROM duties WHERE holder = $1", &[&self.node_id])

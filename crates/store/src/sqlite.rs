@@ -218,6 +218,178 @@ impl SqliteStore {
     }
 }
 
+/// The same on both backends: rows per table, counters summed over any shards.
+pub(crate) const TABLE_COUNTS: &str = "SELECT
+    (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries),
+    (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM rejections),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM counters
+        GROUP BY minute, tenant, source, channel, destination, metric) AS k),
+    (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters)";
+
+impl SqliteStore {
+    /// Rows per table (for `intake migrate-store`).
+    pub async fn table_counts(&self) -> Result<crate::migrate::TableCounts> {
+        self.read(|c| {
+            c.query_row(TABLE_COUNTS, [], |r| {
+                Ok(crate::migrate::TableCounts {
+                    events: r.get(0)?,
+                    deliveries: r.get(1)?,
+                    attempts: r.get(2)?,
+                    rejections: r.get(3)?,
+                    counter_rows: r.get(4)?,
+                    counted: r.get(5)?,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` events with ids above `after`, in id order, with their deliveries and
+    /// attempts, as stored.
+    pub async fn export_events(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::migrate::EventRows>> {
+        use crate::migrate::{AttemptRow, DeliveryRow, EventRow, EventRows};
+        self.read(move |c| {
+            let events: Vec<EventRow> = c
+                .prepare_cached(
+                    "SELECT id, tenant, source, origin, sor_event_id, dedupe_key, event_type,
+                        channel, raw_channel, object_type, object_id, occurred_at, received_at,
+                        headers, body, conversation_id
+                     FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after.unwrap_or_default(), limit as i64], |r| {
+                    Ok(EventRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        source: r.get(2)?,
+                        origin: r.get(3)?,
+                        sor_event_id: r.get(4)?,
+                        dedupe_key: r.get(5)?,
+                        event_type: r.get(6)?,
+                        channel: r.get(7)?,
+                        raw_channel: r.get(8)?,
+                        object_type: r.get(9)?,
+                        object_id: r.get(10)?,
+                        occurred_at: r.get(11)?,
+                        received_at: r.get(12)?,
+                        headers: r.get(13)?,
+                        body: r.get(14)?,
+                        conversation_id: r.get(15)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::with_capacity(events.len());
+            let mut deliveries = c.prepare_cached(
+                "SELECT id, event_id, destination, tenant, source, channel, state, attempts,
+                    due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error
+                 FROM deliveries WHERE event_id = ?1 ORDER BY id",
+            )?;
+            let mut attempts = c.prepare_cached(
+                "SELECT a.id, a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status,
+                    a.error, a.outcome
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE d.event_id = ?1 ORDER BY a.id",
+            )?;
+            for event in events {
+                let ds = deliveries
+                    .query_map([&event.id], |r| {
+                        Ok(DeliveryRow {
+                            id: r.get(0)?,
+                            event_id: r.get(1)?,
+                            destination: r.get(2)?,
+                            tenant: r.get(3)?,
+                            source: r.get(4)?,
+                            channel: r.get(5)?,
+                            state: r.get(6)?,
+                            attempts: r.get(7)?,
+                            due_at: r.get(8)?,
+                            lease_id: r.get(9)?,
+                            created_at: r.get(10)?,
+                            updated_at: r.get(11)?,
+                            delivered_at: r.get(12)?,
+                            last_status: r.get(13)?,
+                            last_error: r.get(14)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let atts = attempts
+                    .query_map([&event.id], |r| {
+                        Ok(AttemptRow {
+                            id: r.get(0)?,
+                            delivery_id: r.get(1)?,
+                            attempt: r.get(2)?,
+                            started_at: r.get(3)?,
+                            duration_ms: r.get(4)?,
+                            status: r.get(5)?,
+                            error: r.get(6)?,
+                            outcome: r.get(7)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push(EventRows {
+                    event,
+                    deliveries: ds,
+                    attempts: atts,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` rejections with ids above `after`, in id order.
+    pub async fn export_rejections(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::migrate::RejectionRow>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, at, tenant, source, outcome, reason, body FROM rejections
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![after, limit as i64], |r| {
+                Ok(crate::migrate::RejectionRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    tenant: r.get(2)?,
+                    source: r.get(3)?,
+                    outcome: r.get(4)?,
+                    reason: r.get(5)?,
+                    body: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every counter.
+    pub async fn export_counters(&self) -> Result<Vec<crate::migrate::CounterRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT minute, tenant, source, channel, destination, metric, count FROM counters",
+            )?
+            .query_map([], |r| {
+                Ok(crate::migrate::CounterRow {
+                    minute: r.get(0)?,
+                    tenant: r.get(1)?,
+                    source: r.get(2)?,
+                    channel: r.get(3)?,
+                    destination: r.get(4)?,
+                    metric: r.get(5)?,
+                    count: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -669,13 +841,14 @@ impl Writer {
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'pending', lease_id = NULL,
                             lease_node = NULL, due_at = ?1, updated_at = ?1
-                         WHERE state = 'in_flight' AND NOT EXISTS (
+                         WHERE state = 'in_flight' AND lease_node IS NOT ?3 AND NOT EXISTS (
                             SELECT 1 FROM nodes n WHERE n.id = deliveries.lease_node
                               AND n.last_heartbeat >= ?2)",
                     )?
                     .execute(params![
                         now.as_millis(),
-                        now.minus(*node_timeout).as_millis()
+                        now.minus(*node_timeout).as_millis(),
+                        self.node_id
                     ])?;
                 self.conn
                     .prepare_cached("DELETE FROM nodes WHERE last_heartbeat < ?1")?

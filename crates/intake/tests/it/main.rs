@@ -8,8 +8,10 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod crash;
 mod failure;
+mod migrate;
 mod pipeline;
 mod retries;
 

@@ -106,7 +106,8 @@ async fn sqlite_lock_held_by_another_connection_makes_ingest_unavailable() {
         busy_timeout: Duration::from_millis(100),
         ..Default::default()
     };
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open(&db.path, options).unwrap());
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(SqliteStore::open(&db.path, options).unwrap());
     let now = Timestamp(T0);
     store
         .ingest(event("kustomer", "before", &["crm"], now))
@@ -191,7 +192,11 @@ async fn a_fault_does_not_fail_requests_queued_before_it(kind: Kind) {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 
     store.inject_fault(None).await.unwrap();
-    let ids: Vec<EventId> = all_events(&*store).await.into_iter().map(|e| e.id).collect();
+    let ids: Vec<EventId> = all_events(&*store)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(ids, vec![before.id.clone()]);
     store.close().await.unwrap();
 }

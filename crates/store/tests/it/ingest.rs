@@ -194,7 +194,9 @@ async fn five_hundred_concurrent_ingests_all_commit(kind: Kind) {
 
     // The counters summed over many group-committed requests add up.
     let accepted = db
-        .scalar("SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.accepted'")
+        .scalar(
+            "SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.accepted'",
+        )
         .await;
     assert_eq!(accepted, N as i64);
 
@@ -237,7 +239,9 @@ async fn concurrent_copies_of_one_event_are_accepted_once(kind: Kind) {
     assert_eq!(events[0].id, winner);
     assert_eq!(events[0].deliveries.len(), 2);
     let duplicates = db
-        .scalar("SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.duplicate'")
+        .scalar(
+            "SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.duplicate'",
+        )
         .await;
     assert_eq!(duplicates, N as i64 - 1);
 
