@@ -20,7 +20,7 @@ fn event(i: usize, at: Timestamp) -> NewEvent {
             sor_event_id: Some(format!("sor-{i}")),
             dedupe_key: format!("message:{i}:create"),
             event_type: "kustomer.message.create".into(),
-            channel: if i % 2 == 0 {
+            channel: if i.is_multiple_of(2) {
                 Channel::Email
             } else {
                 Channel::Chat
