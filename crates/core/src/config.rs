@@ -165,6 +165,9 @@ pub struct Config {
     /// `[admin]`
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[cluster]`
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// `[[tenants]]`
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -230,6 +233,9 @@ pub struct StorageConfig {
     /// The most requests one group commit may carry.
     #[serde(deserialize_with = "lenient::count")]
     pub max_batch: usize,
+    /// PostgreSQL only: connections in the pool (one more LISTENs for new work).
+    #[serde(deserialize_with = "lenient::count")]
+    pub pool_size: usize,
 }
 
 impl Default for StorageConfig {
@@ -237,6 +243,35 @@ impl Default for StorageConfig {
         StorageConfig {
             url: "sqlite://./intake-data/intake.db".into(),
             max_batch: 1024,
+            pool_size: 16,
+        }
+    }
+}
+
+/// `[cluster]`: how nodes sharing a PostgreSQL database see each other. With SQLite there is
+/// one node, and these keys only name it and pace its (local) duties.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's id. A node restarting under the same id takes its leases back at once;
+    /// without one, a random id is chosen at each start (`node-1a2b3c4d`).
+    pub node_id: Option<String>,
+    /// How often this node records that it is alive.
+    pub heartbeat: Dur,
+    /// A node silent for this long is taken for dead: its deliveries in flight are made due.
+    pub node_timeout: Dur,
+    /// How long a node holds a singleton duty's lease without renewing it; when the holder
+    /// dies, another node takes the duty over within this time.
+    pub duty_lease: Dur,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            heartbeat: Dur::secs(2),
+            node_timeout: Dur::secs(15),
+            duty_lease: Dur::secs(10),
         }
     }
 }
@@ -1068,6 +1103,33 @@ impl Validator {
         }
         if c.storage.max_batch == 0 {
             self.push("storage.max_batch", "must be at least 1");
+        }
+        if c.storage.pool_size < 2 {
+            self.push("storage.pool_size", "must be at least 2");
+        }
+        if let Some(id) = &c.cluster.node_id {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                self.push(
+                    "cluster.node_id",
+                    format!("`{id}`: use letters, digits, `-` and `_`"),
+                );
+            }
+        }
+        if c.cluster.heartbeat.0.is_zero() {
+            self.push("cluster.heartbeat", "must be longer than 0s");
+        }
+        if c.cluster.node_timeout.0 < c.cluster.heartbeat.0 * 3 {
+            self.push(
+                "cluster.node_timeout",
+                "must be at least three heartbeats, or a node that is merely slow is taken for dead",
+            );
+        }
+        if c.cluster.duty_lease.0 < std::time::Duration::from_secs(1) {
+            self.push("cluster.duty_lease", "must be at least 1s");
         }
         if matches!(&c.admin.token, Some(t) if t.is_empty()) {
             self.push(

@@ -9,10 +9,11 @@ use figment::Figment;
 use intake_core::config::{Config, ConfigError, Problem};
 
 /// The sections an environment variable can set a key of.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "server",
     "storage",
     "admin",
+    "cluster",
     "monitor",
     "canary",
     "incidents",

@@ -51,6 +51,20 @@ enum Command {
         #[command(flatten)]
         api: status::ApiArgs,
     },
+    /// Copy an embedded installation (SQLite) into PostgreSQL: events, deliveries, attempts,
+    /// rejections and counters. Stop `intake serve` first; point it at the new URL after.
+    MigrateStore {
+        /// The SQLite store, e.g. sqlite://./intake-data/intake.db
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://intake@db.internal:5432/intake
+        #[arg(long)]
+        to: String,
+        /// Continue a copy that stopped: accept a destination that already holds rows (rows
+        /// already copied are skipped).
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Status { api } => status::run(api),
+        Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };
     match result {
         Ok(code) => code,
@@ -135,6 +150,72 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             token.cancel();
         });
         server.wait().await?;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode> {
+    use intake_store::migrate::{self, Progress};
+    use intake_store::postgres::{PostgresOptions, PostgresStore};
+    use intake_store::sqlite::{SqliteOptions, SqliteStore};
+    use intake_store::Store;
+
+    if !from.starts_with("sqlite://") {
+        anyhow::bail!("--from `{from}` must be a sqlite:// URL (the embedded store to copy)");
+    }
+    if !PostgresStore::accepts(to) {
+        anyhow::bail!("--to `{to}` must be a postgres:// URL (the database to copy into)");
+    }
+    let path = SqliteStore::path_from_url(from)?;
+    if !path.exists() {
+        anyhow::bail!("{} does not exist; check --from", path.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Opening takes the file's lock, so a running `intake serve` makes this fail (stop it
+        // first): a copy of a store that is still being written would miss the last writes.
+        let source = SqliteStore::open(&path, SqliteOptions::default())
+            .with_context(|| format!("cannot open {from} (stop `intake serve` first)"))?;
+        let destination = PostgresStore::open(
+            to,
+            PostgresOptions {
+                pool_size: 2,
+                node_id: "migrate-store".into(),
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot open {to}"))?;
+        let started = std::time::Instant::now();
+        let result = migrate::copy(&source, &destination, resume, |p| match p {
+            Progress::Events { done, total } => {
+                let pct = if total > 0 { done * 100 / total } else { 100 };
+                eprintln!(
+                    "events: {done}/{total} ({pct}%) copied with their deliveries and attempts"
+                );
+            }
+            Progress::Rejections { done } => eprintln!("rejections: {done} copied"),
+            Progress::Counters { done } => eprintln!("counters: {done} rows copied"),
+        })
+        .await;
+        let _ = source.close().await;
+        let _ = destination.close().await;
+        let counts = result.with_context(|| {
+            if resume {
+                "the copy failed; run the same command again to continue".to_string()
+            } else {
+                "the copy failed; run it again with --resume to continue".to_string()
+            }
+        })?;
+        println!(
+            "copied {counts} in {:.1}s; the counts of both stores agree.\n\
+             Next: set storage.url = \"{}\" and start intake serve.",
+            started.elapsed().as_secs_f64(),
+            to
+        );
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }

@@ -12,6 +12,7 @@
 //!   clock for a decision (wall-clock time is only used to measure latencies for metrics).
 
 pub mod admin;
+pub mod cluster;
 pub mod delivery;
 pub mod demo_handler;
 pub mod flows;

@@ -6,20 +6,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use axum::Router;
 use intake_connectors::Connector;
 use intake_core::config::{Config, ConfigError, DestinationConfig, Problem, SourceConfig};
 use intake_core::signature::SigningKey;
 use intake_core::SharedClock;
-use intake_store::sqlite::{SqliteOptions, SqliteStore};
-use intake_store::Store;
+use intake_store::{OpenOptions, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{DeliveryMetrics, SourceMetrics, ATTEMPT_DURATION, DELIVERY_LATENCY};
-use crate::{admin, delivery, demo_handler, health, ingest};
+use crate::{admin, cluster, delivery, demo_handler, health, ingest};
 use metrics::Histogram;
 
 /// A configured source, ready to verify and parse.
@@ -53,29 +52,27 @@ pub(crate) struct AppState {
     pub demo: demo_handler::DemoHandler,
     /// Bounds the rejections being recorded at once (see `ingest::record`).
     pub rejection_slots: Arc<tokio::sync::Semaphore>,
+    /// When this node started (for its heartbeat).
+    pub started_at: intake_core::Timestamp,
 }
 
-/// Opens the store a `storage.url` names.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = &config.storage.url;
-    if url.starts_with("sqlite://") {
-        let path = SqliteStore::path_from_url(url)?;
-        let store = SqliteStore::open(
-            &path,
-            SqliteOptions {
-                max_batch: config.storage.max_batch,
-                ..SqliteOptions::default()
-            },
-        )?;
-        Ok(Arc::new(store))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "storage.url `{url}`: the PostgreSQL backend is not part of this version of intake yet; \
-             use the embedded store (sqlite://./intake-data/intake.db)"
-        )
-    } else {
-        bail!("storage.url `{url}` must start with sqlite:// or postgres://")
-    }
+/// Opens the store a `storage.url` names, as the node `cluster.node_id` (or a new random id).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let node_id = config
+        .cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(intake_store::generate_node_id);
+    let store = intake_store::open(
+        &config.storage.url,
+        OpenOptions {
+            max_batch: config.storage.max_batch,
+            pool_size: config.storage.pool_size,
+            node_id,
+        },
+    )
+    .await?;
+    Ok(store)
 }
 
 /// A server ready to start.
@@ -126,7 +123,7 @@ impl Server {
         let config = Arc::new(self.config);
         let store = match self.store {
             Some(s) => s,
-            None => open_store(&config)?,
+            None => open_store(&config).await?,
         };
 
         // The recorder must exist before metric handles are registered.
@@ -181,6 +178,7 @@ impl Server {
             destinations,
             demo: demo_handler::DemoHandler::new(&config),
             rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
+            started_at: self.clock.now(),
         });
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
@@ -189,6 +187,17 @@ impl Server {
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
+        // The first heartbeat is recorded before any lease is taken under this node's id, so
+        // that no other node's lease reaper takes this node's first claims for a dead node's.
+        let address = addr.to_string();
+        if let Err(e) = store
+            .heartbeat(cluster::node_info(&state, &address, self.clock.now()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record this node's first heartbeat");
+        }
+        let duties_stop = CancellationToken::new();
+        let duties = cluster::start(state.clone(), address, duties_stop.clone());
         let dispatchers = delivery::start_all(state.clone(), shutdown.child_token());
 
         let app = router(state.clone());
@@ -205,6 +214,7 @@ impl Server {
             http_stop,
             http,
             dispatchers,
+            (duties_stop, duties),
         ));
         tracing::info!(%addr, "intake is serving");
         Ok(RunningServer {
@@ -231,6 +241,7 @@ async fn run_until_shutdown(
     http_stop: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
     dispatchers: Vec<JoinHandle<()>>,
+    (duties_stop, duties): (CancellationToken, Vec<JoinHandle<()>>),
 ) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new requests; finishing requests in progress");
@@ -249,7 +260,16 @@ async fn run_until_shutdown(
     for d in state.destinations.values() {
         d.running.store(false, Ordering::Relaxed);
     }
-    // 3. The store commits what is queued and closes.
+    // 3. Singleton duties stop and give their leases back, so another node takes them at once
+    //    instead of after the lease; this node leaves the cluster view.
+    duties_stop.cancel();
+    for d in duties {
+        let _ = d.await;
+    }
+    if let Err(e) = state.store.leave().await {
+        tracing::warn!(error = %e, "could not remove this node from the cluster view");
+    }
+    // 4. The store commits what is queued and closes.
     state.store.close().await?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -9,15 +9,20 @@
 //!   lease expires; a worker that dies leaves them due again at the lease's end.
 //! * **Every state change is counted in the transaction that makes it.**
 //!
-//! The embedded backend is [`sqlite::SqliteStore`]; PostgreSQL joins it behind the same trait.
+//! The embedded backend is [`sqlite::SqliteStore`] (one process owns a file); several intake
+//! nodes share one database through [`postgres::PostgresStore`]. [`open`] picks one from a
+//! `storage.url`.
 
+pub mod migrate;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use intake_core::{DeliveryId, EventId, Timestamp};
+use tokio::sync::broadcast;
 
 pub use model::*;
 
@@ -131,6 +136,88 @@ pub trait Store: Send + Sync + 'static {
     /// Injects (or with `None`, clears) a fault. For tests and fire drills.
     async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()>;
 
+    /// The node this store speaks for: leases taken by [`Store::claim_due`] and duty leases
+    /// are recorded under it.
+    fn node_id(&self) -> &str;
+
+    /// Wake-ups for dispatchers when *another* process committed new work (PostgreSQL's
+    /// LISTEN/NOTIFY). `None` when no other process can write to this store (SQLite): ingest
+    /// then wakes the local dispatchers directly, which it does on every backend anyway.
+    fn subscribe_new_work(&self) -> Option<broadcast::Receiver<WorkSignal>> {
+        None
+    }
+
+    /// Records that this node is alive (inserting it on the first call).
+    async fn heartbeat(&self, node: NodeInfo) -> Result<()>;
+
+    /// Takes or renews the lease of a singleton duty for this node until `now + ttl`. `true`
+    /// when this node holds it now; `false` when another node's lease has not expired.
+    async fn acquire_duty(&self, duty: &str, now: Timestamp, ttl: Duration) -> Result<bool>;
+
+    /// Gives up this node's lease of a duty (no-op if another node holds it).
+    async fn release_duty(&self, duty: &str) -> Result<()>;
+
+    /// The nodes that have sent heartbeats and the duty leases, for `GET /api/v1/cluster`.
+    async fn cluster(&self) -> Result<ClusterView>;
+
+    /// Makes due at once every in-flight delivery whose lease belongs to another node that has
+    /// sent no heartbeat since `now - node_timeout` (it died holding them), and forgets nodes
+    /// silent for a day. Returns how many deliveries were made due. A node never reaps its own
+    /// leases: it is alive, since it is the one asking.
+    async fn reap_orphaned_leases(&self, now: Timestamp, node_timeout: Duration) -> Result<u64>;
+
+    /// Removes this node from the cluster view and gives up its duties (graceful shutdown).
+    async fn leave(&self) -> Result<()>;
+
     /// Finishes queued writes and closes.
     async fn close(&self) -> Result<()>;
+}
+
+/// Opens the store a `storage.url` names (`sqlite://…` or `postgres://…`).
+pub async fn open(url: &str, options: OpenOptions) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite://") {
+        let path = sqlite::SqliteStore::path_from_url(url)?;
+        let opts = sqlite::SqliteOptions {
+            max_batch: options.max_batch,
+            node_id: options.node_id,
+            ..sqlite::SqliteOptions::default()
+        };
+        // Opening runs migrations and lease recovery: blocking file IO.
+        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path, opts))
+            .await
+            .map_err(|e| StoreError::Open(format!("open task failed: {e}")))??;
+        Ok(std::sync::Arc::new(store))
+    } else if postgres::PostgresStore::accepts(url) {
+        let store = postgres::PostgresStore::open(
+            url,
+            postgres::PostgresOptions {
+                max_batch: options.max_batch,
+                pool_size: options.pool_size,
+                node_id: options.node_id,
+                ..postgres::PostgresOptions::default()
+            },
+        )
+        .await?;
+        Ok(std::sync::Arc::new(store))
+    } else {
+        Err(StoreError::Open(format!(
+            "storage.url `{url}` must start with sqlite:// or postgres://"
+        )))
+    }
+}
+
+/// What [`open`] needs besides the URL.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The most requests one group commit carries.
+    pub max_batch: usize,
+    /// Connections to PostgreSQL (ignored by SQLite).
+    pub pool_size: usize,
+    /// This node's id.
+    pub node_id: String,
+}
+
+/// A node id nobody else has: `node-` and 8 random hex digits.
+pub fn generate_node_id() -> String {
+    format!("node-{:08x}", rand::random::<u32>())
 }

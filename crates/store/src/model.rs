@@ -409,3 +409,47 @@ pub struct AlertTransitionRecord {
     /// The human reason, with the numbers.
     pub reason: String,
 }
+
+/// A hint that new work was committed, for the dispatchers of one destination or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkSignal {
+    /// New deliveries for this destination.
+    Destination(String),
+    /// Anything may have changed (notifications may have been missed): look at every queue.
+    All,
+}
+
+/// A node of the cluster, as its heartbeats describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: String,
+    /// Where it listens, for people.
+    pub address: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Its last heartbeat.
+    pub last_heartbeat: Timestamp,
+}
+
+/// Who holds a singleton duty, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DutyLease {
+    /// The duty's name (`lease-reaper`, …).
+    pub duty: String,
+    /// The node holding it.
+    pub holder: String,
+    /// When the holder took it.
+    pub acquired_at: Timestamp,
+    /// When the lease ends unless renewed.
+    pub expires_at: Timestamp,
+}
+
+/// The nodes and duty leases of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterView {
+    /// Every node that has sent a heartbeat and not left, by id.
+    pub nodes: Vec<NodeInfo>,
+    /// Every duty lease ever taken (expired ones included), by duty.
+    pub duties: Vec<DutyLease>,
+}

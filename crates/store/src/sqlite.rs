@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_conversation_id.sql"),
     include_str!("../migrations/sqlite/0003_counters_hourly.sql"),
     include_str!("../migrations/sqlite/0004_alert_transitions.sql"),
+    include_str!("../migrations/sqlite/0005_nodes_and_duties.sql"),
 ];
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -49,6 +50,8 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// How long a statement waits for a lock held by another connection before failing.
     pub busy_timeout: Duration,
+    /// This node's id (leases are recorded under it).
+    pub node_id: String,
 }
 
 impl Default for SqliteOptions {
@@ -56,6 +59,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             max_batch: 1024,
             busy_timeout: Duration::from_secs(5),
+            node_id: crate::generate_node_id(),
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct SqliteStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     path: PathBuf,
+    node_id: String,
     // Held until the store is closed or dropped: the exclusive lock that makes this process the
     // only one using the database file.
     lock: Mutex<Option<File>>,
@@ -135,7 +140,8 @@ impl SqliteStore {
         // that is gone: make that work due now.
         let recovered = writer
             .execute(
-                "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = 0
+                "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                    due_at = 0
                  WHERE state = 'in_flight'",
                 [],
             )
@@ -164,9 +170,10 @@ impl SqliteStore {
         let max_batch = options.max_batch.max(1);
         let rewind = Arc::new(AtomicBool::new(false));
         let rewind2 = rewind.clone();
+        let node_id = options.node_id.clone();
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
-            .spawn(move || Writer::new(writer, rewind).run(rx, max_batch))
+            .spawn(move || Writer::new(writer, rewind, node_id).run(rx, max_batch))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
         let checkpoint_thread = std::thread::Builder::new()
@@ -183,6 +190,7 @@ impl SqliteStore {
             threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
             stop,
             path: path.to_path_buf(),
+            node_id: options.node_id,
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -209,6 +217,178 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
             .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+/// The same on both backends: rows per table, counters summed over any shards.
+pub(crate) const TABLE_COUNTS: &str = "SELECT
+    (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries),
+    (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM rejections),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM counters
+        GROUP BY minute, tenant, source, channel, destination, metric) AS k),
+    (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters)";
+
+impl SqliteStore {
+    /// Rows per table (for `intake migrate-store`).
+    pub async fn table_counts(&self) -> Result<crate::migrate::TableCounts> {
+        self.read(|c| {
+            c.query_row(TABLE_COUNTS, [], |r| {
+                Ok(crate::migrate::TableCounts {
+                    events: r.get(0)?,
+                    deliveries: r.get(1)?,
+                    attempts: r.get(2)?,
+                    rejections: r.get(3)?,
+                    counter_rows: r.get(4)?,
+                    counted: r.get(5)?,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` events with ids above `after`, in id order, with their deliveries and
+    /// attempts, as stored.
+    pub async fn export_events(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::migrate::EventRows>> {
+        use crate::migrate::{AttemptRow, DeliveryRow, EventRow, EventRows};
+        self.read(move |c| {
+            let events: Vec<EventRow> = c
+                .prepare_cached(
+                    "SELECT id, tenant, source, origin, sor_event_id, dedupe_key, event_type,
+                        channel, raw_channel, object_type, object_id, occurred_at, received_at,
+                        headers, body, conversation_id
+                     FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after.unwrap_or_default(), limit as i64], |r| {
+                    Ok(EventRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        source: r.get(2)?,
+                        origin: r.get(3)?,
+                        sor_event_id: r.get(4)?,
+                        dedupe_key: r.get(5)?,
+                        event_type: r.get(6)?,
+                        channel: r.get(7)?,
+                        raw_channel: r.get(8)?,
+                        object_type: r.get(9)?,
+                        object_id: r.get(10)?,
+                        occurred_at: r.get(11)?,
+                        received_at: r.get(12)?,
+                        headers: r.get(13)?,
+                        body: r.get(14)?,
+                        conversation_id: r.get(15)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::with_capacity(events.len());
+            let mut deliveries = c.prepare_cached(
+                "SELECT id, event_id, destination, tenant, source, channel, state, attempts,
+                    due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error
+                 FROM deliveries WHERE event_id = ?1 ORDER BY id",
+            )?;
+            let mut attempts = c.prepare_cached(
+                "SELECT a.id, a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status,
+                    a.error, a.outcome
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE d.event_id = ?1 ORDER BY a.id",
+            )?;
+            for event in events {
+                let ds = deliveries
+                    .query_map([&event.id], |r| {
+                        Ok(DeliveryRow {
+                            id: r.get(0)?,
+                            event_id: r.get(1)?,
+                            destination: r.get(2)?,
+                            tenant: r.get(3)?,
+                            source: r.get(4)?,
+                            channel: r.get(5)?,
+                            state: r.get(6)?,
+                            attempts: r.get(7)?,
+                            due_at: r.get(8)?,
+                            lease_id: r.get(9)?,
+                            created_at: r.get(10)?,
+                            updated_at: r.get(11)?,
+                            delivered_at: r.get(12)?,
+                            last_status: r.get(13)?,
+                            last_error: r.get(14)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let atts = attempts
+                    .query_map([&event.id], |r| {
+                        Ok(AttemptRow {
+                            id: r.get(0)?,
+                            delivery_id: r.get(1)?,
+                            attempt: r.get(2)?,
+                            started_at: r.get(3)?,
+                            duration_ms: r.get(4)?,
+                            status: r.get(5)?,
+                            error: r.get(6)?,
+                            outcome: r.get(7)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push(EventRows {
+                    event,
+                    deliveries: ds,
+                    attempts: atts,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` rejections with ids above `after`, in id order.
+    pub async fn export_rejections(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::migrate::RejectionRow>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, at, tenant, source, outcome, reason, body FROM rejections
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![after, limit as i64], |r| {
+                Ok(crate::migrate::RejectionRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    tenant: r.get(2)?,
+                    source: r.get(3)?,
+                    outcome: r.get(4)?,
+                    reason: r.get(5)?,
+                    body: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every counter.
+    pub async fn export_counters(&self) -> Result<Vec<crate::migrate::CounterRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT minute, tenant, source, channel, destination, metric, count FROM counters",
+            )?
+            .query_map([], |r| {
+                Ok(crate::migrate::CounterRow {
+                    minute: r.get(0)?,
+                    tenant: r.get(1)?,
+                    source: r.get(2)?,
+                    channel: r.get(3)?,
+                    destination: r.get(4)?,
+                    metric: r.get(5)?,
+                    count: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 }
 
@@ -304,6 +484,18 @@ enum Request {
     Compact(Timestamp, CounterRetention),
     PutState(String, String),
     Alerts(Vec<AlertTransitionRecord>),
+    Heartbeat(NodeInfo),
+    AcquireDuty {
+        duty: String,
+        now: Timestamp,
+        ttl: Duration,
+    },
+    ReleaseDuty(String),
+    Reap {
+        now: Timestamp,
+        node_timeout: Duration,
+    },
+    Leave,
 }
 
 /// What a request produced, sent back once its transaction has committed.
@@ -312,6 +504,8 @@ enum Output {
     Claimed(Vec<ClaimedDelivery>),
     Compacted(CompactReport),
     Unit,
+    Bool(bool),
+    Count(u64),
 }
 
 /// Where a request's answer goes.
@@ -320,6 +514,8 @@ enum Reply {
     Claimed(oneshot::Sender<Result<Vec<ClaimedDelivery>>>),
     Compacted(oneshot::Sender<Result<CompactReport>>),
     Unit(oneshot::Sender<Result<()>>),
+    Bool(oneshot::Sender<Result<bool>>),
+    Count(oneshot::Sender<Result<u64>>),
 }
 
 impl Reply {
@@ -342,6 +538,14 @@ impl Reply {
                 _ => Err(mismatch()),
             }))),
             Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),
+            Reply::Bool(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Bool(b) => Ok(b),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Count(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Count(n) => Ok(n),
+                _ => Err(mismatch()),
+            }))),
         }
     }
 }
@@ -378,15 +582,17 @@ fn minute_of(t: Timestamp) -> i64 {
 
 struct Writer {
     conn: Connection,
+    node_id: String,
     fault: Option<StoreFault>,
     /// Set by the checkpoint thread when the WAL should start over.
     rewind: Arc<AtomicBool>,
 }
 
 impl Writer {
-    fn new(conn: Connection, rewind: Arc<AtomicBool>) -> Self {
+    fn new(conn: Connection, rewind: Arc<AtomicBool>, node_id: String) -> Self {
         Writer {
             conn,
+            node_id,
             fault: None,
             rewind,
         }
@@ -621,6 +827,86 @@ impl Writer {
                 Output::Unit
             }
             Request::Fault(_) => Output::Unit,
+            Request::Heartbeat(node) => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO nodes (id, address, started_at, last_heartbeat)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                            last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)",
+                    )?
+                    .execute(params![
+                        node.id,
+                        node.address,
+                        node.started_at.as_millis(),
+                        node.last_heartbeat.as_millis()
+                    ])?;
+                Output::Unit
+            }
+            Request::AcquireDuty { duty, now, ttl } => {
+                // The same statement as on PostgreSQL: take a free or expired lease, or renew
+                // our own; another node's live lease is left alone.
+                let held = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO duties (duty, holder, acquired_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder,
+                            expires_at = excluded.expires_at,
+                            acquired_at = CASE WHEN duties.holder = excluded.holder
+                                THEN duties.acquired_at ELSE excluded.acquired_at END
+                         WHERE duties.holder = excluded.holder
+                            OR duties.expires_at <= excluded.acquired_at
+                         RETURNING holder",
+                    )?
+                    .query_row(
+                        params![
+                            duty,
+                            self.node_id,
+                            now.as_millis(),
+                            now.plus(*ttl).as_millis()
+                        ],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                Output::Bool(held)
+            }
+            Request::ReleaseDuty(duty) => {
+                self.conn
+                    .prepare_cached("DELETE FROM duties WHERE duty = ?1 AND holder = ?2")?
+                    .execute(params![duty, self.node_id])?;
+                Output::Unit
+            }
+            Request::Reap { now, node_timeout } => {
+                let reaped = self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'pending', lease_id = NULL,
+                            lease_node = NULL, due_at = ?1, updated_at = ?1
+                         WHERE state = 'in_flight' AND lease_node IS NOT ?3 AND NOT EXISTS (
+                            SELECT 1 FROM nodes n WHERE n.id = deliveries.lease_node
+                              AND n.last_heartbeat >= ?2)",
+                    )?
+                    .execute(params![
+                        now.as_millis(),
+                        now.minus(*node_timeout).as_millis(),
+                        self.node_id
+                    ])?;
+                self.conn
+                    .prepare_cached("DELETE FROM nodes WHERE last_heartbeat < ?1")?
+                    .execute([now.minus(Duration::from_secs(86_400)).as_millis()])?;
+                Output::Count(reaped as u64)
+            }
+            Request::Leave => {
+                self.conn
+                    .prepare_cached("DELETE FROM duties WHERE holder = ?1")?
+                    .execute([&self.node_id])?;
+                self.conn
+                    .prepare_cached("DELETE FROM nodes WHERE id = ?1")?
+                    .execute([&self.node_id])?;
+                Output::Unit
+            }
         })
     }
 
@@ -763,7 +1049,8 @@ impl Writer {
         let rows: Vec<(String, String, u32, String, String, String)> = self
             .conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3
+                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
+                    lease_node = ?6
                  WHERE id IN (
                     SELECT id FROM deliveries
                     WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
@@ -772,7 +1059,14 @@ impl Writer {
                  RETURNING id, event_id, attempts, tenant, source, channel",
             )?
             .query_map(
-                params![lease_id, lease_until.as_millis(), now.as_millis(), destination, limit as i64],
+                params![
+                    lease_id,
+                    lease_until.as_millis(),
+                    now.as_millis(),
+                    destination,
+                    limit as i64,
+                    self.node_id
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )?
             .collect::<rusqlite::Result<_>>()?;
@@ -822,7 +1116,7 @@ impl Writer {
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
-                    updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
+                    lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
                  WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
             )?
             .execute(params![
@@ -878,7 +1172,8 @@ impl Writer {
 
     fn release(&self, leases: &[(DeliveryId, String)], now: Timestamp) -> rusqlite::Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE deliveries SET state = 'pending', lease_id = NULL, due_at = ?1, updated_at = ?1
+            "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                due_at = ?1, updated_at = ?1
              WHERE id = ?2 AND state = 'in_flight' AND lease_id = ?3",
         )?;
         for (id, lease) in leases {
@@ -1234,6 +1529,67 @@ impl Store for SqliteStore {
 
     async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {
         self.write(Request::Fault(fault), Reply::Unit).await
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    async fn heartbeat(&self, node: NodeInfo) -> Result<()> {
+        self.write(Request::Heartbeat(node), Reply::Unit).await
+    }
+
+    async fn acquire_duty(&self, duty: &str, now: Timestamp, ttl: Duration) -> Result<bool> {
+        let duty = duty.to_string();
+        self.write(Request::AcquireDuty { duty, now, ttl }, Reply::Bool)
+            .await
+    }
+
+    async fn release_duty(&self, duty: &str) -> Result<()> {
+        self.write(Request::ReleaseDuty(duty.to_string()), Reply::Unit)
+            .await
+    }
+
+    async fn cluster(&self) -> Result<ClusterView> {
+        self.read(|c| {
+            let nodes = c
+                .prepare_cached(
+                    "SELECT id, address, started_at, last_heartbeat FROM nodes ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok(NodeInfo {
+                        id: r.get(0)?,
+                        address: r.get(1)?,
+                        started_at: Timestamp(r.get(2)?),
+                        last_heartbeat: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let duties = c
+                .prepare_cached(
+                    "SELECT duty, holder, acquired_at, expires_at FROM duties ORDER BY duty",
+                )?
+                .query_map([], |r| {
+                    Ok(DutyLease {
+                        duty: r.get(0)?,
+                        holder: r.get(1)?,
+                        acquired_at: Timestamp(r.get(2)?),
+                        expires_at: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ClusterView { nodes, duties })
+        })
+        .await
+    }
+
+    async fn reap_orphaned_leases(&self, now: Timestamp, node_timeout: Duration) -> Result<u64> {
+        self.write(Request::Reap { now, node_timeout }, Reply::Count)
+            .await
+    }
+
+    async fn leave(&self) -> Result<()> {
+        self.write(Request::Leave, Reply::Unit).await
     }
 
     async fn close(&self) -> Result<()> {

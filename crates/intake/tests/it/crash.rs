@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 use crate::PATIENCE;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     // Bind, read the port, release it; the child binds it a moment later.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -33,7 +33,7 @@ fn write_config(dir: &Path, port: u16, handler_url: &str) -> std::path::PathBuf 
     path
 }
 
-async fn spawn_intake(config: &Path, log: &Path) -> Child {
+pub(crate) async fn spawn_intake(config: &Path, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -51,7 +51,7 @@ async fn spawn_intake(config: &Path, log: &Path) -> Child {
         .unwrap()
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut Child) {
+pub(crate) async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut Child) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {

@@ -8,9 +8,11 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod crash;
 mod failure;
 mod flows;
+mod migrate;
 mod pipeline;
 mod retries;
 

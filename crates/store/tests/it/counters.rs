@@ -5,32 +5,9 @@ use intake_core::Timestamp;
 use intake_store::{Rejection, RejectionKind, Store};
 
 use crate::common::*;
+use crate::conformance;
 
-type Row = (i64, String, String, String, String, String, i64);
-
-fn counters(db: &Db) -> Vec<Row> {
-    let conn = db.inspect();
-    let mut stmt = conn
-        .prepare(
-            "SELECT minute, tenant, source, channel, destination, metric, count FROM counters
-             ORDER BY minute, metric, destination",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ))
-    })
-    .unwrap()
-    .collect::<rusqlite::Result<_>>()
-    .unwrap()
-}
+type Row = CounterRow;
 
 fn row(minute: i64, channel: &str, destination: &str, metric: &str, count: i64) -> Row {
     (
@@ -44,8 +21,7 @@ fn row(minute: i64, channel: &str, destination: &str, metric: &str, count: i64) 
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_outcome_is_counted_in_its_minute() {
+async fn every_outcome_is_counted_in_its_minute(kind: Kind) {
     // T0 = 1_700_000_012_345; the minutes below are the instants floored to 60 000 ms.
     const M0: i64 = 1_699_999_980_000; // T0, T0 + 1 s
     const M1: i64 = 1_700_000_040_000; // T0 + 30 s
@@ -53,8 +29,8 @@ async fn every_outcome_is_counted_in_its_minute() {
     const M3: i64 = 1_700_000_160_000; // T0 + 200 s
     const M4: i64 = 1_700_000_280_000; // T0 + 300 s
 
-    let db = Db::new();
-    let store = db.open();
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let e1 = event("kustomer", "k1", &["crm", "warehouse"], Timestamp(T0));
     let e2 = event("kustomer", "k2", &["crm"], Timestamp(T0 + 1_000));
     store.ingest(e1.clone()).await.unwrap();
@@ -131,13 +107,13 @@ async fn every_outcome_is_counted_in_its_minute() {
         row(M4, "email", "crm", "deliveries.dead", 1),
     ];
     want.sort_by(|a, b| (a.0, &a.5, &a.4).cmp(&(b.0, &b.5, &b.4)));
-    assert_eq!(counters(&db), want);
+    assert_eq!(db.counters().await, want);
 
     close(store).await;
 }
 
 /// Events received at the given offsets (ms) from `base`, one per key.
-async fn ingest_at(store: &impl Store, base: i64, offsets: &[i64]) {
+async fn ingest_at(store: &dyn Store, base: i64, offsets: &[i64]) {
     for (i, off) in offsets.iter().enumerate() {
         let at = Timestamp(base + off);
         store
@@ -162,17 +138,16 @@ fn webhook_query(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_read_per_minute_and_per_hour_before_and_after_compaction() {
+async fn counters_read_per_minute_and_per_hour_before_and_after_compaction(kind: Kind) {
     use intake_store::{CounterRetention, Resolution};
     const H: i64 = 3_600_000;
     let h0 = 1_700_002_800_000 - 1_700_002_800_000 % H; // an hour boundary
-    let db = Db::new();
-    let store = db.open();
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     // Hour 0: 3 events in minute 0, 1 in minute 59. Hour 1: 2 events. Hour 2 (current): 1.
-    ingest_at(&store, h0, &[0, 10_000, 59_999, 59 * 60_000]).await;
-    ingest_at(&store, h0 + H, &[5 * 60_000, 6 * 60_000]).await;
-    ingest_at(&store, h0 + 2 * H, &[1_000]).await;
+    ingest_at(store.as_ref(), h0, &[0, 10_000, 59_999, 59 * 60_000]).await;
+    ingest_at(store.as_ref(), h0 + H, &[5 * 60_000, 6 * 60_000]).await;
+    ingest_at(store.as_ref(), h0 + 2 * H, &[1_000]).await;
 
     let minutes = store
         .read_counters(webhook_query(h0, h0 + H, Resolution::Minute))
@@ -262,4 +237,70 @@ async fn counters_read_per_minute_and_per_hour_before_and_after_compaction() {
         .unwrap();
     assert!(report.hours_deleted >= 3, "{report:?}");
     close(store).await;
+}
+
+conformance!(
+    every_outcome_is_counted_in_its_minute,
+    counters_read_per_minute_and_per_hour_before_and_after_compaction
+);
+
+mod state {
+    use intake_core::Timestamp;
+    use intake_store::AlertTransitionRecord;
+
+    use crate::common::*;
+    use crate::conformance;
+
+    fn transition(at: i64, tenant: &str, state: &str) -> AlertTransitionRecord {
+        AlertTransitionRecord {
+            at: Timestamp(at),
+            rule: "inbound_stopped".into(),
+            tenant: tenant.into(),
+            source: format!("{tenant}-kustomer"),
+            channel: "email".into(),
+            destination: String::new(),
+            severity: "critical".into(),
+            state: state.into(),
+            value: 14.0,
+            reason: "0 events in 14 min".into(),
+        }
+    }
+
+    async fn state_documents_and_alert_transitions_survive_a_reopen(kind: Kind) {
+        let db = Db::new(kind).await;
+        let store = db.open().await;
+        assert_eq!(store.get_state("alerts").await.unwrap(), None);
+        store.put_state("alerts", "[1]".into()).await.unwrap();
+        store.put_state("alerts", "[1,2]".into()).await.unwrap();
+        store
+            .record_alert_transitions(vec![
+                transition(T0, "acme", "pending"),
+                transition(T0 + 60_000, "acme", "firing"),
+                transition(T0 + 60_000, "globex", "firing"),
+            ])
+            .await
+            .unwrap();
+        close(store).await;
+
+        let store = db.open().await;
+        assert_eq!(
+            store.get_state("alerts").await.unwrap().as_deref(),
+            Some("[1,2]")
+        );
+        let all = store.list_alert_transitions(None, 10).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].tenant, "globex", "newest first");
+        let acme = store
+            .list_alert_transitions(Some("acme".into()), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            acme.iter().map(|t| t.state.as_str()).collect::<Vec<_>>(),
+            ["firing", "pending"]
+        );
+        assert_eq!(acme[1], transition(T0, "acme", "pending"));
+        close(store).await;
+    }
+
+    conformance!(state_documents_and_alert_transitions_survive_a_reopen);
 }

@@ -1,19 +1,18 @@
 //! Failures to commit: injected faults and real lock contention.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intake_core::delivery::{DeliveryState, NextStep};
 use intake_core::{EventId, Timestamp};
-use intake_store::sqlite::SqliteOptions;
+use intake_store::sqlite::{SqliteOptions, SqliteStore};
 use intake_store::{Accepted, Rejection, RejectionKind, Store, StoreError, StoreFault};
 
 use crate::common::*;
+use crate::conformance;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_write_fault_fails_every_write_and_stores_nothing() {
-    let db = Db::new();
-    let store = db.open();
+async fn injected_write_fault_fails_every_write_and_stores_nothing(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
     store.check_writable().await.unwrap();
 
@@ -39,21 +38,18 @@ async fn injected_write_fault_fails_every_write_and_stores_nothing() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     // Reads keep working while writes fail.
-    assert!(all_events(&store).await.is_empty());
+    assert!(all_events(&*store).await.is_empty());
 
     store.inject_fault(None).await.unwrap();
     store.check_writable().await.unwrap();
     assert!(
-        all_events(&store).await.is_empty(),
+        all_events(&*store).await.is_empty(),
         "the failed ingest stored nothing"
     );
     assert!(store.get_event(&ev.id).await.unwrap().is_none());
     assert!(store.list_rejections(None, 10).await.unwrap().is_empty());
     assert!(store.queue_stats().await.unwrap().is_empty());
-    let counted: i64 = db
-        .inspect()
-        .query_row("SELECT COUNT(*) FROM counters", [], |r| r.get(0))
-        .unwrap();
+    let counted = db.scalar("SELECT COUNT(*) FROM counters").await;
     assert_eq!(counted, 0, "a failed write counts nothing");
 
     // The same event is accepted once the fault is gone: not a duplicate of a phantom.
@@ -61,7 +57,7 @@ async fn injected_write_fault_fails_every_write_and_stores_nothing() {
     assert!(!accepted.duplicate);
     assert_eq!(accepted.id, ev.id);
     assert_eq!(
-        event_detail(&store, &ev.id).await.summary.deliveries.len(),
+        event_detail(&*store, &ev.id).await.summary.deliveries.len(),
         2
     );
 
@@ -85,7 +81,7 @@ async fn injected_write_fault_fails_every_write_and_stores_nothing() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     store.inject_fault(None).await.unwrap();
-    let detail = event_detail(&store, &ev.id).await;
+    let detail = event_detail(&*store, &ev.id).await;
     let crm = detail
         .summary
         .deliveries
@@ -101,14 +97,17 @@ async fn injected_write_fault_fails_every_write_and_stores_nothing() {
     close(store).await;
 }
 
+/// SQLite only: a lock held by another connection is waited for up to the busy timeout.
+/// (PostgreSQL's equivalent, a lost connection, is in `connection_loss`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_held_by_another_connection_makes_ingest_unavailable() {
-    let db = Db::new();
+async fn sqlite_lock_held_by_another_connection_makes_ingest_unavailable() {
+    let db = Db::new(Kind::Sqlite).await;
     let options = SqliteOptions {
         busy_timeout: Duration::from_millis(100),
         ..Default::default()
     };
-    let store = db.open_with(options);
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(SqliteStore::open(&db.path, options).unwrap());
     let now = Timestamp(T0);
     store
         .ingest(event("kustomer", "before", &["crm"], now))
@@ -130,7 +129,7 @@ async fn a_lock_held_by_another_connection_makes_ingest_unavailable() {
     let err = store.check_writable().await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     // Readers are not blocked by a writer in WAL mode.
-    assert_eq!(all_events(&store).await.len(), 1);
+    assert_eq!(all_events(&*store).await.len(), 1);
 
     other.execute_batch("COMMIT").unwrap();
     store.check_writable().await.unwrap();
@@ -140,7 +139,7 @@ async fn a_lock_held_by_another_connection_makes_ingest_unavailable() {
         "the refused ingest must not have been stored"
     );
     assert_eq!(accepted.id, blocked.id);
-    assert_eq!(all_events(&store).await.len(), 2);
+    assert_eq!(all_events(&*store).await.len(), 2);
 
     drop(other);
     close(store).await;
@@ -148,16 +147,14 @@ async fn a_lock_held_by_another_connection_makes_ingest_unavailable() {
 
 /// A fault applies to the requests queued after it, never to those queued before it, even
 /// when they share a group commit with it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fault_does_not_fail_requests_queued_before_it() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
+async fn a_fault_does_not_fail_requests_queued_before_it(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
 
-    // Keep the writer waiting for the file's write lock, so that the next requests pile up
-    // behind it and are committed together, in the order they were sent.
-    let other = rusqlite::Connection::open(&db.path).unwrap();
-    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Keep the writer waiting for a write lock, so that the next requests pile up behind it
+    // and are committed together, in the order they were sent.
+    let other = db.hold_write_lock().await;
     let ping = {
         let store = store.clone();
         tokio::spawn(async move { store.check_writable().await })
@@ -178,7 +175,7 @@ async fn a_fault_does_not_fail_requests_queued_before_it() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    other.execute_batch("COMMIT").unwrap();
+    other.release().await;
 
     ping.await.unwrap().unwrap();
     let (first, fault, second) = requests.await.unwrap();
@@ -195,7 +192,16 @@ async fn a_fault_does_not_fail_requests_queued_before_it() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 
     store.inject_fault(None).await.unwrap();
-    let ids: Vec<EventId> = all_events(&store).await.into_iter().map(|e| e.id).collect();
+    let ids: Vec<EventId> = all_events(&*store)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(ids, vec![before.id.clone()]);
     store.close().await.unwrap();
 }
+
+conformance!(
+    injected_write_fault_fails_every_write_and_stores_nothing,
+    a_fault_does_not_fail_requests_queued_before_it,
+);

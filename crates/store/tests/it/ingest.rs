@@ -1,18 +1,17 @@
 //! Ingest: one transaction per event and its deliveries, deduplication, group commit.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use intake_core::delivery::DeliveryState;
 use intake_core::{DeliveryId, EventId, Timestamp};
-use intake_store::{Accepted, QueueStats, Store, StoreError};
+use intake_store::{Accepted, QueueStats, StoreError};
 
 use crate::common::*;
+use crate::conformance;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
-    let db = Db::new();
-    let store = db.open();
+async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let t = Timestamp(T0);
 
     let first = event("kustomer", "k1", &["crm", "warehouse"], t);
@@ -25,7 +24,7 @@ async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
         }
     );
 
-    let detail = event_detail(&store, &first.id).await;
+    let detail = event_detail(&*store, &first.id).await;
     assert_eq!(detail.summary.source, "kustomer");
     assert_eq!(detail.summary.tenant, TENANT);
     assert_eq!(detail.summary.dedupe_key, "k1");
@@ -76,7 +75,7 @@ async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
         }
     );
     assert!(store.get_event(&again.id).await.unwrap().is_none());
-    let events = all_events(&store).await;
+    let events = all_events(&*store).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id, first.id);
     assert_eq!(events[0].deliveries.len(), 2);
@@ -95,7 +94,7 @@ async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
             duplicate: false
         }
     );
-    let events = all_events(&store).await;
+    let events = all_events(&*store).await;
     assert_eq!(events.len(), 2);
     let ids: HashSet<EventId> = events.iter().map(|e| e.id.clone()).collect();
     assert_eq!(ids, HashSet::from([first.id.clone(), other.id.clone()]));
@@ -103,10 +102,9 @@ async fn ingest_stores_event_with_pending_deliveries_and_dedupes_per_source() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_ingest_leaves_neither_event_nor_deliveries() {
-    let db = Db::new();
-    let store = db.open();
+async fn a_failing_ingest_leaves_neither_event_nor_deliveries(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let t = Timestamp(T0);
 
     let first = event("kustomer", "k1", &["crm"], t);
@@ -119,7 +117,7 @@ async fn a_failing_ingest_leaves_neither_event_nor_deliveries() {
     let err = store.ingest(broken.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(store.get_event(&broken.id).await.unwrap().is_none());
-    let events = all_events(&store).await;
+    let events = all_events(&*store).await;
     assert_eq!(events.len(), 1);
     let stats: Vec<QueueStats> = store.queue_stats().await.unwrap();
     assert_eq!(stats.len(), 1, "{stats:?}");
@@ -140,7 +138,7 @@ async fn a_failing_ingest_leaves_neither_event_nor_deliveries() {
         }
     );
     assert_eq!(
-        event_detail(&store, &retry.id)
+        event_detail(&*store, &retry.id)
             .await
             .summary
             .deliveries
@@ -151,11 +149,10 @@ async fn a_failing_ingest_leaves_neither_event_nor_deliveries() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn five_hundred_concurrent_ingests_all_commit() {
+async fn five_hundred_concurrent_ingests_all_commit(kind: Kind) {
     const N: usize = 500;
-    let db = Db::new();
-    let store = Arc::new(db.open());
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let t = Timestamp(T0);
 
     let mut tasks = Vec::with_capacity(N);
@@ -181,7 +178,7 @@ async fn five_hundred_concurrent_ingests_all_commit() {
         sent.push((id, delivery));
     }
 
-    let events = all_events(&store).await;
+    let events = all_events(&*store).await;
     assert_eq!(events.len(), N);
     let listed: HashSet<EventId> = events.iter().map(|e| e.id.clone()).collect();
     let expected: HashSet<EventId> = sent.iter().map(|(id, _)| id.clone()).collect();
@@ -196,24 +193,20 @@ async fn five_hundred_concurrent_ingests_all_commit() {
     }
 
     // The counters summed over many group-committed requests add up.
-    let accepted: i64 = db
-        .inspect()
-        .query_row(
-            "SELECT SUM(count) FROM counters WHERE metric = 'requests.accepted'",
-            [],
-            |r| r.get(0),
+    let accepted = db
+        .scalar(
+            "SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.accepted'",
         )
-        .unwrap();
+        .await;
     assert_eq!(accepted, N as i64);
 
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_copies_of_one_event_are_accepted_once() {
+async fn concurrent_copies_of_one_event_are_accepted_once(kind: Kind) {
     const N: usize = 50;
-    let db = Db::new();
-    let store = Arc::new(db.open());
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let t = Timestamp(T0);
 
     let mut tasks = Vec::with_capacity(N);
@@ -241,19 +234,23 @@ async fn concurrent_copies_of_one_event_are_accepted_once() {
         "every copy answers the original's id"
     );
 
-    let events = all_events(&store).await;
+    let events = all_events(&*store).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id, winner);
     assert_eq!(events[0].deliveries.len(), 2);
-    let duplicates: i64 = db
-        .inspect()
-        .query_row(
-            "SELECT SUM(count) FROM counters WHERE metric = 'requests.duplicate'",
-            [],
-            |r| r.get(0),
+    let duplicates = db
+        .scalar(
+            "SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.duplicate'",
         )
-        .unwrap();
+        .await;
     assert_eq!(duplicates, N as i64 - 1);
 
     store.close().await.unwrap();
 }
+
+conformance!(
+    ingest_stores_event_with_pending_deliveries_and_dedupes_per_source,
+    a_failing_ingest_leaves_neither_event_nor_deliveries,
+    five_hundred_concurrent_ingests_all_commit,
+    concurrent_copies_of_one_event_are_accepted_once,
+);

@@ -1,8 +1,12 @@
-//! Integration tests of the SQLite store against real database files in a temporary directory.
+//! Integration tests of the store against real databases: SQLite files in temporary
+//! directories and PostgreSQL databases created for each test.
 //!
-//! One test binary (`it`) with a module per concern; `model` holds the property test that runs
-//! random operation sequences against the store and a simple model of it.
+//! The conformance tests are written once, as `async fn test(kind: Kind)`, and instantiated for
+//! both backends by [`conformance!`] (`<module>::sqlite::<test>`, `<module>::postgres::<test>`).
+//! A few tests are one backend's own (`sqlite_…`, `postgres_…`). `model` holds the property
+//! test that runs random operation sequences against the store and a simple model of it.
 
+mod cluster;
 mod common;
 mod counters;
 mod faults;

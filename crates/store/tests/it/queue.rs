@@ -1,23 +1,22 @@
 //! The delivery queue: leases, their expiry, retries, dead letters, release, gauges.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::delivery::{DeliveryState, NextStep};
 use intake_core::{DeliveryId, Timestamp};
-use intake_store::{QueueStats, Store};
+use intake_store::QueueStats;
 
 use crate::common::*;
+use crate::conformance;
 
 fn ids(claims: &[intake_store::ClaimedDelivery]) -> HashSet<DeliveryId> {
     claims.iter().map(|c| c.id.clone()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_lease_and_expired_leases_are_claimed_again() {
-    let db = Db::new();
-    let store = db.open();
+async fn claims_lease_and_expired_leases_are_claimed_again(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
 
     let mut events = Vec::new();
@@ -53,7 +52,7 @@ async fn claims_lease_and_expired_leases_are_claimed_again() {
         assert_eq!(c.body, ev.body);
         assert_eq!(c.received_at, ev.received_at);
         assert_eq!(c.occurred_at, ev.normalized.occurred_at);
-        let d = delivery(&store, &c.event_id, &c.id).await;
+        let d = delivery(&*store, &c.event_id, &c.id).await;
         assert_eq!(d.state, DeliveryState::InFlight);
         assert_eq!(
             d.due_at,
@@ -111,7 +110,7 @@ async fn claims_lease_and_expired_leases_are_claimed_again() {
         .finish_attempt(attempt(stale, NextStep::Delivered, later))
         .await
         .unwrap();
-    let detail = event_detail(&store, &stale.event_id).await;
+    let detail = event_detail(&*store, &stale.event_id).await;
     let d = &detail.summary.deliveries[0];
     assert_eq!(d.state, DeliveryState::InFlight);
     assert_eq!(d.attempts, 0);
@@ -129,7 +128,7 @@ async fn claims_lease_and_expired_leases_are_claimed_again() {
         .finish_attempt(attempt(current, NextStep::Delivered, done_at))
         .await
         .unwrap();
-    let detail = event_detail(&store, &stale.event_id).await;
+    let detail = event_detail(&*store, &stale.event_id).await;
     let d = &detail.summary.deliveries[0];
     assert_eq!(d.state, DeliveryState::Delivered);
     assert_eq!(d.attempts, 1);
@@ -149,10 +148,9 @@ async fn claims_lease_and_expired_leases_are_claimed_again() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claim_limit_zero_claims_nothing() {
-    let db = Db::new();
-    let store = db.open();
+async fn claim_limit_zero_claims_nothing(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     store
         .ingest(event("kustomer", "k", &["crm"], Timestamp(T0)))
         .await
@@ -173,10 +171,9 @@ async fn claim_limit_zero_claims_nothing() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_wait_for_their_time_and_dead_deliveries_stay_dead() {
-    let db = Db::new();
-    let store = db.open();
+async fn retries_wait_for_their_time_and_dead_deliveries_stay_dead(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let t0 = Timestamp(T0);
     let ev = event("kustomer", "k", &["crm"], t0);
     store.ingest(ev.clone()).await.unwrap();
@@ -198,7 +195,7 @@ async fn retries_wait_for_their_time_and_dead_deliveries_stay_dead() {
         .finish_attempt(attempt(&c1, NextStep::RetryAt(retry_at), finished))
         .await
         .unwrap();
-    let d = delivery(&store, &ev.id, &c1.id).await;
+    let d = delivery(&*store, &ev.id, &c1.id).await;
     assert_eq!(d.state, DeliveryState::Retrying);
     assert_eq!(d.attempts, 1);
     assert_eq!(d.due_at, Some(retry_at));
@@ -221,7 +218,7 @@ async fn retries_wait_for_their_time_and_dead_deliveries_stay_dead() {
         .finish_attempt(attempt(&c2, NextStep::Dead, Timestamp(T0 + 10_050)))
         .await
         .unwrap();
-    let detail = event_detail(&store, &ev.id).await;
+    let detail = event_detail(&*store, &ev.id).await;
     let d = &detail.summary.deliveries[0];
     assert_eq!(d.state, DeliveryState::Dead);
     assert_eq!(d.attempts, 2);
@@ -244,10 +241,9 @@ async fn retries_wait_for_their_time_and_dead_deliveries_stay_dead() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_stats_and_next_due_at_follow_the_queue() {
-    let db = Db::new();
-    let store = db.open();
+async fn queue_stats_and_next_due_at_follow_the_queue(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let (t1, t2, t3) = (Timestamp(T0), Timestamp(T0 + 1_000), Timestamp(T0 + 2_000));
     let e1 = event("kustomer", "k1", &["crm"], t1);
     let e2 = event("kustomer", "k2", &["crm"], t2);
@@ -329,10 +325,9 @@ async fn queue_stats_and_next_due_at_follow_the_queue() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn released_deliveries_are_due_again_at_once() {
-    let db = Db::new();
-    let store = db.open();
+async fn released_deliveries_are_due_again_at_once(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
     for i in 0..3 {
         store
@@ -360,7 +355,7 @@ async fn released_deliveries_are_due_again_at_once() {
         .collect();
     store.release(leases, release_at).await.unwrap();
     for c in &claimed {
-        let d = delivery(&store, &c.event_id, &c.id).await;
+        let d = delivery(&*store, &c.event_id, &c.id).await;
         assert_eq!(d.state, DeliveryState::Pending);
         assert_eq!(d.due_at, Some(release_at));
         assert_eq!(d.attempts, 0);
@@ -378,14 +373,14 @@ async fn released_deliveries_are_due_again_at_once() {
         .await
         .unwrap();
     assert_eq!(
-        delivery(&store, &old.event_id, &old.id).await.state,
+        delivery(&*store, &old.event_id, &old.id).await.state,
         DeliveryState::InFlight
     );
     store
         .finish_attempt(attempt(old, NextStep::Dead, release_at))
         .await
         .unwrap();
-    let detail = event_detail(&store, &old.event_id).await;
+    let detail = event_detail(&*store, &old.event_id).await;
     assert_eq!(detail.summary.deliveries[0].state, DeliveryState::InFlight);
     assert_eq!(detail.attempts.len(), 1);
     assert_eq!(detail.attempts[0].outcome, "superseded");
@@ -393,12 +388,11 @@ async fn released_deliveries_are_due_again_at_once() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_never_lease_one_delivery_twice() {
+async fn concurrent_claims_never_lease_one_delivery_twice(kind: Kind) {
     const DELIVERIES: usize = 60;
     const WORKERS: usize = 16;
-    let db = Db::new();
-    let store = Arc::new(db.open());
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
     for i in 0..DELIVERIES {
         store
@@ -436,3 +430,12 @@ async fn concurrent_claims_never_lease_one_delivery_twice() {
 
     store.close().await.unwrap();
 }
+
+conformance!(
+    claims_lease_and_expired_leases_are_claimed_again,
+    claim_limit_zero_claims_nothing,
+    retries_wait_for_their_time_and_dead_deliveries_stay_dead,
+    queue_stats_and_next_due_at_follow_the_queue,
+    released_deliveries_are_due_again_at_once,
+    concurrent_claims_never_lease_one_delivery_twice,
+);

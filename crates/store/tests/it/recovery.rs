@@ -1,4 +1,4 @@
-//! Crash recovery and the one-process-per-file lock.
+//! Crash recovery (a node restarting under its id) and SQLite's one-process-per-file lock.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -6,14 +6,14 @@ use std::time::Duration;
 use intake_core::delivery::{DeliveryState, NextStep};
 use intake_core::{DeliveryId, Timestamp};
 use intake_store::sqlite::{SqliteOptions, SqliteStore};
-use intake_store::{Store, StoreError};
+use intake_store::StoreError;
 
 use crate::common::*;
+use crate::conformance;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_of_a_previous_process_are_due_at_once_after_reopen() {
-    let db = Db::new();
-    let store = db.open();
+async fn leases_of_a_previous_process_are_due_at_once_after_reopen(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0 + 10);
     for i in 0..3 {
         let ev = event("kustomer", &format!("k{i}"), &["crm"], Timestamp(T0 + i));
@@ -24,19 +24,14 @@ async fn leases_of_a_previous_process_are_due_at_once_after_reopen() {
     assert_eq!(claimed.len(), 2);
     // What a crash leaves behind: rows in flight under a lease that nobody will finish.
     close(store).await;
-    let raw: i64 = db
-        .inspect()
-        .query_row(
-            "SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(raw, 2, "the file holds the in-flight rows");
+    let raw = db
+        .scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'")
+        .await;
+    assert_eq!(raw, 2, "the database holds the in-flight rows");
 
-    let store = db.open();
+    let store = db.open().await;
     for c in &claimed {
-        let d = delivery(&store, &c.event_id, &c.id).await;
+        let d = delivery(&*store, &c.event_id, &c.id).await;
         assert_eq!(d.state, DeliveryState::Pending);
         assert_eq!(d.due_at, Some(Timestamp(0)));
         assert_eq!(d.attempts, 0);
@@ -56,19 +51,18 @@ async fn leases_of_a_previous_process_are_due_at_once_after_reopen() {
         .finish_attempt(attempt(&claimed[0], NextStep::Delivered, now))
         .await
         .unwrap();
-    let detail = event_detail(&store, &claimed[0].event_id).await;
+    let detail = event_detail(&*store, &claimed[0].event_id).await;
     assert_eq!(detail.summary.deliveries[0].state, DeliveryState::InFlight);
     assert_eq!(detail.attempts[0].outcome, "superseded");
     // Nothing was lost across the restart.
-    assert_eq!(all_events(&store).await.len(), 3);
+    assert_eq!(all_events(&*store).await.len(), 3);
 
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reopen_keeps_final_and_retrying_states() {
-    let db = Db::new();
-    let store = db.open();
+async fn reopen_keeps_final_and_retrying_states(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
     let now = Timestamp(T0);
     let ev = event("kustomer", "k", &["a", "b", "c"], now);
     store.ingest(ev.clone()).await.unwrap();
@@ -90,8 +84,8 @@ async fn reopen_keeps_final_and_retrying_states() {
         .unwrap();
     close(store).await;
 
-    let store = db.open();
-    let states: Vec<(String, DeliveryState, Option<Timestamp>)> = event_detail(&store, &ev.id)
+    let store = db.open().await;
+    let states: Vec<(String, DeliveryState, Option<Timestamp>)> = event_detail(&*store, &ev.id)
         .await
         .summary
         .deliveries
@@ -114,10 +108,11 @@ async fn reopen_keeps_final_and_retrying_states() {
     close(store).await;
 }
 
+/// SQLite only: one process owns a file (on PostgreSQL, several nodes share the database).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_store_on_the_same_file_is_refused() {
-    let db = Db::new();
-    let store = db.open();
+async fn sqlite_second_store_on_the_same_file_is_refused() {
+    let db = Db::new(Kind::Sqlite).await;
+    let store = db.open().await;
     store
         .ingest(event("kustomer", "k", &["crm"], Timestamp(T0)))
         .await
@@ -136,10 +131,15 @@ async fn a_second_store_on_the_same_file_is_refused() {
         .ingest(event("kustomer", "k2", &["crm"], Timestamp(T0)))
         .await
         .unwrap();
-    assert_eq!(all_events(&store).await.len(), 2);
+    assert_eq!(all_events(&*store).await.len(), 2);
 
     close(store).await;
-    let store = db.open();
-    assert_eq!(all_events(&store).await.len(), 2);
+    let store = db.open().await;
+    assert_eq!(all_events(&*store).await.len(), 2);
     close(store).await;
 }
+
+conformance!(
+    leases_of_a_previous_process_are_due_at_once_after_reopen,
+    reopen_keeps_final_and_retrying_states,
+);

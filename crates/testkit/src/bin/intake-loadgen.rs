@@ -99,6 +99,7 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 struct LoadArgs {
     /// Ingest URL, e.g. http://127.0.0.1:18080/ingest/bench-kustomer (plain http only).
+    /// Several, separated by commas, spread the connections over several nodes in turn.
     #[arg(long)]
     url: String,
     /// The source's Kustomer webhook secret, used as the HMAC-SHA256 key.
@@ -388,7 +389,8 @@ struct Plan {
 }
 
 struct Shared {
-    target: Target,
+    /// One target per node; connection `slot` goes to `targets[slot % len]`.
+    targets: Vec<Target>,
     bodies: Bodies,
     plan: Plan,
     /// Whether to parse the acknowledged event id out of each 200 (e2e).
@@ -541,7 +543,7 @@ async fn run_slot(
                 stats.reconnects += 1;
             }
             connection = None;
-            match shared.target.connect().await {
+            match shared.targets[slot % shared.targets.len()].connect().await {
                 Ok(c) => connection = Some(c),
                 Err(e) => {
                     stats.error(Instant::now() >= plan.measure_start, &e);
@@ -559,7 +561,11 @@ async fn run_slot(
         let sent = Instant::now();
         let measured = sent >= plan.measure_start;
         let outcome = match shared.bodies.take() {
-            Ok((body, signature)) => match build_request(&shared.target, body, signature) {
+            Ok((body, signature)) => match build_request(
+                &shared.targets[slot % shared.targets.len()],
+                body,
+                signature,
+            ) {
                 Ok(request) => exchange(sender, request).await,
                 Err(e) => Err(e),
             },
@@ -620,7 +626,11 @@ struct LoadReport {
 }
 
 async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
-    let target = Target::parse(&load.url)?;
+    let targets = load
+        .url
+        .split(',')
+        .map(|u| Target::parse(u.trim()))
+        .collect::<Result<Vec<_>>>()?;
     let total = load.warmup + load.duration;
     let pool = match load.rate {
         Some(rate) => (rate * total.as_secs_f64() * 1.02).ceil() as usize + 4 * load.concurrency,
@@ -636,8 +646,8 @@ async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
 
     // Open every connection before the clock starts.
     let mut connections = Vec::with_capacity(load.concurrency);
-    for _ in 0..load.concurrency {
-        connections.push(target.connect().await?);
+    for slot in 0..load.concurrency {
+        connections.push(targets[slot % targets.len()].connect().await?);
     }
 
     let start = Instant::now() + Duration::from_millis(5);
@@ -655,7 +665,7 @@ async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
         stagger,
     };
     let shared = Arc::new(Shared {
-        target,
+        targets,
         bodies,
         plan,
         collect_acks,

@@ -1,0 +1,191 @@
+//! `intake migrate-store`: an embedded installation copied into PostgreSQL, refused into a
+//! database that is not empty, resumed idempotently.
+
+use std::time::Duration;
+
+use intake_core::delivery::NextStep;
+use intake_core::event::{Channel, NormalizedEvent, Origin};
+use intake_core::{DeliveryId, EventId, Timestamp};
+use intake_store::postgres::{PostgresOptions, PostgresStore};
+use intake_store::sqlite::{SqliteOptions, SqliteStore};
+use intake_store::{EventFilter, FinishedAttempt, NewEvent, Rejection, RejectionKind, Store};
+
+fn event(i: usize, at: Timestamp) -> NewEvent {
+    NewEvent {
+        id: EventId::generate(at),
+        tenant: "maelys".into(),
+        source: "maelys-kustomer".into(),
+        origin: Origin::Webhook,
+        normalized: NormalizedEvent {
+            sor_event_id: Some(format!("sor-{i}")),
+            dedupe_key: format!("message:{i}:create"),
+            event_type: "kustomer.message.create".into(),
+            channel: if i.is_multiple_of(2) {
+                Channel::Email
+            } else {
+                Channel::Chat
+            },
+            raw_channel: None,
+            object_type: Some("message".into()),
+            object_id: Some(format!("msg-{i}")),
+            conversation_id: Some(format!("conv-{i}")),
+            occurred_at: Some(at),
+        },
+        received_at: at,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: format!("{{\"i\":{i}}}").into_bytes(),
+        deliveries: vec![
+            (DeliveryId::generate(at), "handler".into()),
+            (DeliveryId::generate(at), "warehouse".into()),
+        ],
+    }
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes() {
+    // The source: 1,200 events (more than two pages), attempts of every kind, rejections.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("intake.db");
+    let sqlite = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let t0 = Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
+    for i in 0..1200 {
+        let at = t0.plus(Duration::from_millis(i as u64 * 250));
+        sqlite.ingest(event(i, at)).await.unwrap();
+    }
+    let now = t0.plus(Duration::from_secs(600));
+    let claimed = sqlite
+        .claim_due("handler", now, Duration::from_secs(60), 30)
+        .await
+        .unwrap();
+    for (k, c) in claimed.iter().enumerate() {
+        let next = match k % 3 {
+            0 => NextStep::Delivered,
+            1 => NextStep::RetryAt(now.plus(Duration::from_secs(30))),
+            _ => NextStep::Dead,
+        };
+        sqlite
+            .finish_attempt(FinishedAttempt {
+                delivery_id: c.id.clone(),
+                lease_id: c.lease_id.clone(),
+                attempt: c.attempt,
+                next,
+                started_at: now,
+                finished_at: now.plus(Duration::from_millis(12)),
+                status: Some(if k % 3 == 0 { 200 } else { 500 }),
+                error: (k % 3 != 0).then(|| "HTTP 500".to_string()),
+                tenant: c.tenant.clone(),
+                source: c.source.clone(),
+                channel: c.channel.clone(),
+                destination: c.destination.clone(),
+                received_at: c.received_at,
+            })
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        sqlite
+            .record_rejection(Rejection {
+                at: now,
+                tenant: "maelys".into(),
+                source: "maelys-kustomer".into(),
+                kind: RejectionKind::Invalid,
+                reason: format!("not JSON #{i}"),
+                body: Some(b"{".to_vec()),
+            })
+            .await
+            .unwrap();
+    }
+    let source_counts = sqlite.table_counts().await.unwrap();
+    let source_events = sqlite
+        .list_events(EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    sqlite.close().await.unwrap();
+    drop(sqlite);
+
+    let db = crate::cluster::TestDb::create().await;
+    let from = format!("sqlite://{}", path.display());
+
+    let out = run(&["migrate-store", "--from", &from, "--to", &db.url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("agree"), "{stdout}");
+    assert!(stderr.contains("events: 1200/1200 (100%)"), "{stderr}");
+
+    // A second copy into the same database is refused...
+    let out = run(&["migrate-store", "--from", &from, "--to", &db.url]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not empty") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    // ...unless resumed, which changes nothing.
+    let out = run(&[
+        "migrate-store",
+        "--from",
+        &from,
+        "--to",
+        &db.url,
+        "--resume",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pg = PostgresStore::open(
+        &db.url,
+        PostgresOptions {
+            pool_size: 2,
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(pg.table_counts().await.unwrap(), source_counts);
+    let copied = pg
+        .list_events(EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&copied).unwrap(),
+        serde_json::to_value(&source_events).unwrap(),
+        "the newest 1000 events read back the same from both stores"
+    );
+    for c in &claimed {
+        let detail = pg.get_event(&c.event_id).await.unwrap().unwrap();
+        assert_eq!(detail.attempts.len(), 1, "{}", c.event_id);
+    }
+    // The copy is a working store: new work goes on after the copied ids.
+    let more = event(5000, now);
+    assert!(!pg.ingest(more).await.unwrap().duplicate);
+    pg.record_rejection(Rejection {
+        at: now,
+        tenant: "maelys".into(),
+        source: "maelys-kustomer".into(),
+        kind: RejectionKind::Invalid,
+        reason: "after the copy".into(),
+        body: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(pg.list_rejections(None, 10).await.unwrap().len(), 6);
+    pg.close().await.unwrap();
+    db.drop_db().await;
+}

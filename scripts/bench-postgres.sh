@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Ingest benchmark on PostgreSQL: one node, then three nodes on one database, on this machine.
+#
+# For each of 1 and 3 nodes, with a fresh database each time (intake_bench_<random>, dropped at
+# the end), through 127.0.0.1:5432 as user postgres (BENCH_PG_URL to change):
+#   held   ingest at 64 connections with deliveries held back (destination rate-limited to one
+#          attempt a second): the durable ingest path alone;
+#   deliv  the same with every event also delivered to a no-op handler;
+#   e2e    intake-loadgen e2e at BENCH_E2E_RATE events/s: accept -> delivered latency, and
+#          every acknowledged event must arrive.
+# With 3 nodes, the load generator spreads its connections over the nodes in turn.
+# Prints a Markdown table on stdout; progress and details on stderr.
+#
+# Environment: BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_E2E_RATE (1000), CARGO_TARGET_DIR,
+# BENCH_KEEP=1 keeps the temp dir. Exit status non-zero if a run failed.
+set -euo pipefail
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
+DURATION="${BENCH_DURATION:-10s}"
+WARMUP="${BENCH_WARMUP:-2s}"
+E2E_RATE="${BENCH_E2E_RATE:-1000}"
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+HANDLER_PORT=9100
+SECRET="bench-kustomer-secret"
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
+cargo build --release -p intake -p intake-testkit --bins
+BIN="$CARGO_TARGET_DIR/release"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-bench-pg.XXXXXX")"
+CHILDREN=()
+FAILED=()
+DB=""
+
+psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -Atqc "$1"; }
+
+stop_all() {
+  local pid
+  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
+    wait "$pid" 2>/dev/null || true
+  done
+  CHILDREN=()
+}
+
+drop_db() {
+  if [[ -n $DB ]]; then
+    psql_admin "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    DB=""
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  stop_all
+  drop_db
+  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
+    echo "logs and results kept in $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+wait_http() {
+  local url=$1 i
+  for ((i = 0; i < 300; i++)); do
+    curl -sf -o /dev/null "$url" && return 0
+    sleep 0.1
+  done
+  echo "error: $url did not answer" >&2
+  return 1
+}
+
+# start_nodes N EXTRA: a fresh database and N intake nodes on ports 18181.. ; EXTRA goes into
+# the destination's table.
+start_nodes() {
+  local n=$1 extra=${2:-} i port
+  drop_db
+  DB="intake_bench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+  psql_admin "CREATE DATABASE $DB"
+  URLS=""
+  for ((i = 1; i <= n; i++)); do
+    port=$((18180 + i))
+    mkdir -p "$TMP/node-$i"
+    cat >"$TMP/node-$i/intake.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+
+[storage]
+url = "$PG_URL/$DB"
+pool_size = 16
+
+[cluster]
+node_id = "bench-$i"
+
+[admin]
+token = "bench"
+
+[[tenants]]
+id = "bench"
+
+[[destinations]]
+id = "handler"
+url = "http://127.0.0.1:$HANDLER_PORT/"
+secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
+timeout = "5s"
+concurrency = 128
+$extra
+
+[[sources]]
+id = "bench-kustomer"
+tenant = "bench"
+kind = "kustomer"
+secrets = ["$SECRET"]
+destinations = ["handler"]
+EOF
+    env -u INTAKE_STORAGE_URL INTAKE_LOG=warn "$BIN/intake" serve --config "$TMP/node-$i/intake.toml" \
+      >"$TMP/node-$i.log" 2>&1 &
+    CHILDREN+=("$!")
+    # One node at a time: the first one migrates; the others would wait for its lock anyway.
+    wait_http "http://127.0.0.1:$port/readyz"
+    URLS="${URLS:+$URLS,}http://127.0.0.1:$port/ingest/bench-kustomer"
+  done
+}
+
+start_handler() {
+  "$BIN/intake-noop-server" --listen "127.0.0.1:$HANDLER_PORT" >"$TMP/handler.log" 2>&1 &
+  CHILDREN+=("$!")
+  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz"
+}
+
+run() {
+  local name=$1 mode=$2 rc=0
+  shift 2
+  echo "--- $name" >&2
+  "$BIN/intake-loadgen" "$mode" --secret "$SECRET" --duration "$DURATION" --warmup "$WARMUP" \
+    --json "$@" >"$TMP/$name.json" 2>"$TMP/$name.txt" || rc=$?
+  cat "$TMP/$name.txt" >&2
+  [[ $rc -eq 0 ]] || FAILED+=("$name: exit $rc")
+}
+
+field() {
+  local v
+  v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$TMP/$1.json" 2>/dev/null | head -n 1)"
+  [[ -z $v || $v == null ]] && v="n/a"
+  echo "$v"
+}
+
+for n in 1 3; do
+  start_nodes "$n" "rate_limit = 1.0"
+  run "held-$n" ingest --url "$URLS" --concurrency 64
+  stop_all
+  start_handler
+  start_nodes "$n"
+  run "deliv-$n" ingest --url "$URLS" --concurrency 64
+  stop_all
+  start_nodes "$n"
+  run "e2e-$n" e2e --url "$URLS" --rate "$E2E_RATE" --handler-listen "127.0.0.1:$HANDLER_PORT"
+  stop_all
+done
+
+echo
+echo "## PostgreSQL ingest benchmark: $(nproc) CPUs, ~2 KB signed Kustomer webhooks, $DURATION per run after $WARMUP warmup"
+echo
+echo "| nodes | run | req/s | ack p50 ms | ack p99 ms | delivered p50 / p99 ms | missing |"
+echo "|---:|---|---:|---:|---:|---|---:|"
+for n in 1 3; do
+  for r in held deliv e2e; do
+    name="$r-$n"
+    printf '| %s | %s | %s | %s | %s | %s / %s | %s |\n' "$n" "$r" \
+      "$(field "$name" rps)" "$(field "$name" p50_ms)" "$(field "$name" p99_ms)" \
+      "$(field "$name" delivered_p50_ms)" "$(field "$name" delivered_p99_ms)" "$(field "$name" missing)"
+  done
+done
+
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+  printf '!!! FAILED: %s\n' "${FAILED[@]}" >&2
+  exit 1
+fi
