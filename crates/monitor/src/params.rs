@@ -89,7 +89,8 @@ pub struct InboundStopped {
     pub common: Common,
     /// Threshold: fire when P(no event over the silence | baseline) is below this (1e-6).
     pub p_zero: f64,
-    /// The stretch before the silence whose events can lower the expected rate (6 h).
+    /// The exposure of the conjugate update: the stretch before the silence whose events,
+    /// against their baseline, give the flow's current rate (3 h).
     #[serde(with = "secs")]
     pub prior_window: Duration,
     /// Gap rule (series without a baseline): fire when the silence is this many times the
@@ -111,7 +112,7 @@ impl Default for InboundStopped {
         InboundStopped {
             common: common(0, Severity::Critical, 3),
             p_zero: 1e-6,
-            prior_window: Duration::from_secs(6 * 3600),
+            prior_window: Duration::from_secs(3 * 3600),
             gap_factor: 3.0,
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),
