@@ -39,6 +39,12 @@ pub struct BaselineConfig {
     pub daily_alpha: f64,
     /// The hour-to-hour dispersion never goes below this.
     pub hour_alpha_floor: f64,
+    /// Prior probability that a day is a *quiet day* — a holiday, a company event — whose
+    /// traffic is a fraction of the baseline; nothing tells the monitor the calendar.
+    pub quiet_day_share: f64,
+    /// Mean level of such a day relative to the baseline (its multiplier is Gamma with shape
+    /// 2, so it covers days from nearly empty to half traffic).
+    pub quiet_day_level: f64,
 }
 
 impl Default for BaselineConfig {
@@ -54,6 +60,8 @@ impl Default for BaselineConfig {
             alpha_cap: 2.0,
             daily_alpha: 0.25,
             hour_alpha_floor: 0.01,
+            quiet_day_share: 0.03,
+            quiet_day_level: 0.3,
         }
     }
 }

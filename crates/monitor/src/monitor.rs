@@ -20,6 +20,7 @@ use crate::params::{
     QueueStalled, RejectionsSpike, RuleBook, RuleParams,
 };
 use crate::stats::{bh_adjust, fmt_prob, NegBinomial};
+use statrs::function::gamma::ln_gamma;
 
 /// One inbound flow: (tenant, source, channel).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -572,6 +573,18 @@ fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> 
     (events, expected, minutes)
 }
 
+/// `ln P(0)` of a negative binomial with mean `mean * w` and squared coefficient of variation
+/// `v` of its Gamma intensity: `-(1/v) ln(1 + mean·w·v)`.
+fn nb_ln_p0(mean: f64, v: f64, w: f64) -> f64 {
+    if w <= 0.0 || mean <= 0.0 {
+        0.0
+    } else if v <= 1e-12 {
+        -mean * w
+    } else {
+        -(1.0 + mean * w * v).ln() / v
+    }
+}
+
 /// `inbound_stopped` on one flow: the silence since the last event, judged against the
 /// baseline (statistically) or, without a baseline, against the gaps seen so far.
 ///
@@ -628,28 +641,50 @@ fn stopped(
             let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
             let n = (minutes as f64 / 60.0).max(1.0);
             let kappa = 1.0 / (1.0 + e * a_h / n);
-            let (d_shape, d_rate) = (a + kappa * c, a + kappa * e);
-            let d_mean = d_shape / d_rate;
+            let (kc, ke) = (kappa * c, kappa * e);
             let (c1, e1, _) = exposure(f, hour_start, start, cfg);
-            let h_shape = 1.0 / a_h + c1;
-            let h_mean = h_shape / (1.0 / a_h + e1 * d_mean);
             let first_end = (hour_start + 60).min(now_min);
             let w1 = expected_between(f, start, first_end, cfg).map_or(0.0, |x| x.0);
             let w2 = (expected - w1).max(0.0);
-            let part = |mean: f64, v: f64, w: f64| -> f64 {
-                if w <= 0.0 || mean <= 0.0 {
-                    0.0
-                } else {
-                    -(1.0 + mean * w * v).ln() / v
+            // The day multiplier's prior is a mixture: an ordinary day, Gamma(a, a), or with
+            // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
+            // updated by the exposure and weighted by how well it explains it (its negative
+            // binomial marginal likelihood; the terms common to both cancel).
+            let share = cfg.quiet_day_share.clamp(0.0, 0.5);
+            let level = cfg.quiet_day_level.clamp(1e-3, 1.0);
+            let components = [(1.0 - share, a, a), (share, 2.0, 2.0 / level)];
+            let mut ln_terms = [f64::NEG_INFINITY; 2];
+            let mut ln_p0s = [0.0; 2];
+            let mut means = [0.0; 2];
+            for (i, &(prior, shape, rate)) in components.iter().enumerate() {
+                if prior <= 0.0 {
+                    continue;
                 }
-            };
-            let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
-            let v2 = (1.0 + 1.0 / d_shape) * (1.0 + a_h) - 1.0;
-            let ln_p0 = part(d_mean * h_mean, v1, w1) + part(d_mean, v2, w2);
+                let ln_marginal = ln_gamma(shape + kc) - ln_gamma(shape)
+                    + shape * (rate / (rate + ke)).ln()
+                    - kc * (rate + ke).ln();
+                ln_terms[i] = prior.ln() + ln_marginal;
+                let d_shape = shape + kc;
+                let d_mean = d_shape / (rate + ke);
+                let h_shape = 1.0 / a_h + c1;
+                let h_mean = h_shape / (1.0 / a_h + e1 * d_mean);
+                let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
+                let v2 = (1.0 + 1.0 / d_shape) * (1.0 + a_h) - 1.0;
+                ln_p0s[i] = nb_ln_p0(d_mean * h_mean, v1, w1) + nb_ln_p0(d_mean, v2, w2);
+                means[i] = d_mean * h_mean * w1 + d_mean * w2;
+            }
+            let top = ln_terms[0].max(ln_terms[1]);
+            let weights = ln_terms.map(|t| (t - top).exp());
+            let total_w = weights[0] + weights[1];
+            let quiet = weights[1] / total_w;
+            // ln((1 - q) P0₀ + q P0₁), in log space so that tiny probabilities stay exact.
+            let parts = [(1.0 - quiet).ln() + ln_p0s[0], quiet.ln() + ln_p0s[1]];
+            let hi = parts[0].max(parts[1]);
+            let ln_p0 = hi + parts.map(|x| (x - hi).exp()).iter().sum::<f64>().ln();
+            let post_mean = (1.0 - quiet) * means[0] + quiet * means[1];
             if ln_p0 >= p.p_zero.ln() {
                 return None;
             }
-            let post_mean = d_mean * h_mean * w1 + d_mean * w2;
             let sd = NegBinomial {
                 mean: expected,
                 alpha,
@@ -660,11 +695,11 @@ fn stopped(
                 run as f64,
                 format!(
                     "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
-                     {:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in this \
-                     hour before the silence, {:.0} expected, so about {post_mean:.0} now \
-                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}); P(0) = {} (threshold {})",
-                    c,
-                    e1 * d_mean,
+                     {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
+                     this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
+                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}); \
+                     P(0) = {} (threshold {})",
+                    fmt_prob(quiet),
                     fmt_prob(ln_p0.exp()),
                     fmt_prob(p.p_zero)
                 ),
