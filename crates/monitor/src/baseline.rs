@@ -383,4 +383,37 @@ mod tests {
         assert!(a_calm < 0.03, "{a_calm}");
         assert!(a_wild > 0.15, "{a_wild}");
     }
+
+    #[test]
+    fn hour_to_hour_dispersion_separates_day_level_from_hour_level_noise() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Gamma, Poisson};
+        let cfg = BaselineConfig::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut daily = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let mut hourly = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let g = Gamma::new(1.0 / 0.12, 0.12).unwrap();
+        let mut day_mult = 1.0;
+        for h in 0..24 * 7 * 4 {
+            if h % 24 == 0 {
+                day_mult = g.sample(&mut rng);
+            }
+            let d: f64 = Poisson::new(300.0 * day_mult).unwrap().sample(&mut rng);
+            daily.record_hour(h, d as u32);
+            let m: f64 = g.sample(&mut rng);
+            let x: f64 = Poisson::new(300.0 * m).unwrap().sample(&mut rng);
+            hourly.record_hour(h, x as u32);
+        }
+        let now = 24 * 7 * 4;
+        let (a_daily, a_hourly) = (
+            estimate_alpha(&daily, now, &cfg),
+            estimate_alpha(&hourly, now, &cfg),
+        );
+        let h_daily = estimate_alpha_hour(&daily, now, &cfg, a_daily);
+        let h_hourly = estimate_alpha_hour(&hourly, now, &cfg, a_hourly);
+        // Both have a large total dispersion; only the second is hour-to-hour.
+        assert!(a_daily > 0.06 && a_hourly > 0.06, "{a_daily} {a_hourly}");
+        assert!(h_daily < 0.03, "{h_daily}");
+        assert!(h_hourly > 0.07, "{h_hourly}");
+    }
 }

@@ -101,8 +101,10 @@ pub struct InboundStopped {
     /// …and never for a silence shorter than this (1 h)…
     #[serde(with = "secs")]
     pub min_gap: Duration,
-    /// …nor before the series has this much history, so that its longest gap includes a
-    /// night (1 day).
+    /// …nor before the series has this much history (2 days). One day is not enough: a
+    /// series that starts in the middle of a night has only seen part of that night, so its
+    /// longest gap is too short and the next night looks like an outage; two days always
+    /// contain one complete night.
     #[serde(with = "secs")]
     pub min_history: Duration,
 }
@@ -116,7 +118,7 @@ impl Default for InboundStopped {
             gap_factor: 3.0,
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),
-            min_history: Duration::from_secs(24 * 3600),
+            min_history: Duration::from_secs(2 * 24 * 3600),
         }
     }
 }
