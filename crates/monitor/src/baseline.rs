@@ -178,6 +178,38 @@ pub fn expected_between(
     Some((sum, last.kind))
 }
 
+/// The expected count over the minutes `[from, to)` with the baseline read as a *profile*
+/// rather than a staircase: each hour's baseline is placed at the hour's middle and the rate
+/// is interpolated linearly between neighbouring hours. Traffic ramps within an hour (the
+/// last minutes of an evening hour carry far less than its first ones), and a silence at the
+/// end of such an hour must not be judged against the hour's average. Hours without a
+/// baseline count for nothing; a missing neighbour keeps the hour flat on that side.
+pub fn profile_between(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> f64 {
+    let mut sum = 0.0;
+    let mut m = from;
+    while m < to {
+        let h = m.div_euclid(60);
+        let end = ((h + 1) * 60).min(to);
+        if let Some(b) = hour_baseline(f, h, cfg) {
+            let here = b.expected;
+            let before = hour_baseline(f, h - 1, cfg).map_or(here, |x| x.expected);
+            let after = hour_baseline(f, h + 1, cfg).map_or(here, |x| x.expected);
+            for t in (m - h * 60)..(end - h * 60) {
+                // Position of the minute's middle relative to the hour's, in hours.
+                let x = (t as f64 + 0.5 - 30.0) / 60.0;
+                let rate = if x < 0.0 {
+                    here + x * (here - before)
+                } else {
+                    here + x * (after - here)
+                };
+                sum += rate.max(0.0) / 60.0;
+            }
+        }
+        m = end;
+    }
+    sum
+}
+
 /// The negative binomial dispersion of a series, by the method of moments on residuals from
 /// robust (median) centres, winsorized, shrunk towards a prior and floored.
 ///

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
 use crate::baseline::{
-    alpha_of, dispersion_of, expected_between, hour_baseline, BaselineConfig, BaselineKind,
+    alpha_of, dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig,
+    BaselineKind,
 };
 use crate::history::{
     hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
@@ -559,7 +560,7 @@ fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> 
             if m >= oldest {
                 let (n, k) = f.sum_minutes(m, end);
                 events += n as f64;
-                expected += b.expected * k as f64 / 60.0;
+                expected += profile_between(f, m, end, cfg);
                 minutes += k;
             } else if let Some(n) = f.full_hour(h) {
                 let share = (end - m) as f64 / 60.0;
@@ -626,7 +627,8 @@ fn stopped(
         return None;
     }
     match expected_between(f, start, now_min, cfg) {
-        Some((expected, kind)) => {
+        Some((_, kind)) => {
+            let expected = profile_between(f, start, now_min, cfg);
             let (mut alpha, alpha_hour) = dispersion_of(f, hour_of(now_min - 1), cfg);
             // The daily fallback cannot see the weekend coming, so its expectations are held
             // loosely: a day-level prior dispersion of at least `daily_alpha` lets the
@@ -644,7 +646,7 @@ fn stopped(
             let (kc, ke) = (kappa * c, kappa * e);
             let (c1, e1, _) = exposure(f, hour_start, start, cfg);
             let first_end = (hour_start + 60).min(now_min);
-            let w1 = expected_between(f, start, first_end, cfg).map_or(0.0, |x| x.0);
+            let w1 = profile_between(f, start, first_end, cfg);
             let w2 = (expected - w1).max(0.0);
             // The day multiplier's prior is a mixture: an ordinary day, Gamma(a, a), or with
             // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
