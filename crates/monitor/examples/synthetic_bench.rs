@@ -20,20 +20,34 @@ fn main() {
     let weeks = args.get(2).copied().unwrap_or(8) as u32;
     let rules = RuleBook::default();
     let settings = MonitorSettings::default();
+    // Seeds run on parallel threads (each is independent and deterministic); reports are
+    // printed in seed order.
+    let reports: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=seeds)
+            .map(|seed| {
+                let (rules, settings) = (&rules, &settings);
+                scope.spawn(move || {
+                    let spec = SyntheticSpec {
+                        tenants,
+                        weeks,
+                        seed,
+                        ..SyntheticSpec::default()
+                    };
+                    let t0 = Instant::now();
+                    let report = synthetic::run(&spec, rules, settings);
+                    (spec, report, t0.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
     let mut stopped = Vec::new();
-    for seed in 1..=seeds {
-        let spec = SyntheticSpec {
-            tenants,
-            weeks,
-            seed,
-            ..SyntheticSpec::default()
-        };
-        let t0 = Instant::now();
-        let report = synthetic::run(&spec, &rules, &settings);
+    for (spec, report, took) in &reports {
         println!(
-            "== seed {seed}: {tenants} tenants × {} channels × {weeks} weeks ({:.1} s)",
+            "== seed {}: {tenants} tenants × {} channels × {weeks} weeks ({:.1} s)",
+            spec.seed,
             spec.channels,
-            t0.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
         print!("{report}");
         if std::env::var_os("SHOW_FALSE").is_some() {

@@ -37,6 +37,14 @@ pub struct BaselineConfig {
     /// The least dispersion assumed while a series only has the daily fallback, which cannot
     /// see weekly seasonality (a Saturday judged against the weekdays before it).
     pub daily_alpha: f64,
+    /// The hour-to-hour dispersion never goes below this.
+    pub hour_alpha_floor: f64,
+    /// Prior probability that a day is a *quiet day* — a holiday, a company event — whose
+    /// traffic is a fraction of the baseline; nothing tells the monitor the calendar.
+    pub quiet_day_share: f64,
+    /// Mean level of such a day relative to the baseline (its multiplier is Gamma with shape
+    /// 2, so it covers days from nearly empty to half traffic).
+    pub quiet_day_level: f64,
 }
 
 impl Default for BaselineConfig {
@@ -51,6 +59,9 @@ impl Default for BaselineConfig {
             alpha_floor: 0.02,
             alpha_cap: 2.0,
             daily_alpha: 0.25,
+            hour_alpha_floor: 0.01,
+            quiet_day_share: 0.03,
+            quiet_day_level: 0.3,
         }
     }
 }
@@ -167,6 +178,38 @@ pub fn expected_between(
     Some((sum, last.kind))
 }
 
+/// The expected count over the minutes `[from, to)` with the baseline read as a *profile*
+/// rather than a staircase: each hour's baseline is placed at the hour's middle and the rate
+/// is interpolated linearly between neighbouring hours. Traffic ramps within an hour (the
+/// last minutes of an evening hour carry far less than its first ones), and a silence at the
+/// end of such an hour must not be judged against the hour's average. Hours without a
+/// baseline count for nothing; a missing neighbour keeps the hour flat on that side.
+pub fn profile_between(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> f64 {
+    let mut sum = 0.0;
+    let mut m = from;
+    while m < to {
+        let h = m.div_euclid(60);
+        let end = ((h + 1) * 60).min(to);
+        if let Some(b) = hour_baseline(f, h, cfg) {
+            let here = b.expected;
+            let before = hour_baseline(f, h - 1, cfg).map_or(here, |x| x.expected);
+            let after = hour_baseline(f, h + 1, cfg).map_or(here, |x| x.expected);
+            for t in (m - h * 60)..(end - h * 60) {
+                // Position of the minute's middle relative to the hour's, in hours.
+                let x = (t as f64 + 0.5 - 30.0) / 60.0;
+                let rate = if x < 0.0 {
+                    here + x * (here - before)
+                } else {
+                    here + x * (after - here)
+                };
+                sum += rate.max(0.0) / 60.0;
+            }
+        }
+        m = end;
+    }
+    sum
+}
+
 /// The negative binomial dispersion of a series, by the method of moments on residuals from
 /// robust (median) centres, winsorized, shrunk towards a prior and floored.
 ///
@@ -222,14 +265,95 @@ pub fn estimate_alpha(f: &FlowHistory, now_hour: Hour, cfg: &BaselineConfig) -> 
     (w * raw + (1.0 - w) * cfg.alpha_prior).clamp(cfg.alpha_floor, cfg.alpha_cap)
 }
 
+/// The hour-to-hour part of a series' dispersion: how much one hour's intensity differs from
+/// the next one's *within the same stretch of a day*, as opposed to the whole day being busy or
+/// quiet.
+///
+/// The total dispersion `alpha` mixes both. They matter differently: a busy day shows in the
+/// hours before a silence and can be learnt from them, while the intensity of a fresh hour is
+/// uncertain however well the previous hours were seen. With `D` the day's multiplier and
+/// `H` the hour's (means 1, variances `a_day` and `a_hour`), the hour's count relative to its
+/// median `m` is `x/m ≈ D·H` plus Poisson noise of variance `1/m`. For two adjacent hours the
+/// day cancels: `E[(x1/m1 - x2/m2)²] ≈ 2·a_hour·(1 + a_day) + 1/m1 + 1/m2`. Pooled over all
+/// adjacent pairs (weighted by their precision, residuals clipped as in [`estimate_alpha`])
+/// this overestimates `a_hour` slightly (by `1 + a_day`, by the medians' own error and by the
+/// pairs that straddle midnight), which errs towards fewer pages. It is shrunk towards half
+/// the total and kept within [`hour_alpha_floor`, total].
+///
+/// [`hour_alpha_floor`]: BaselineConfig::hour_alpha_floor
+pub fn estimate_alpha_hour(
+    f: &FlowHistory,
+    now_hour: Hour,
+    cfg: &BaselineConfig,
+    total: f64,
+) -> f64 {
+    let weeks = (1..=cfg.weeks as i64)
+        .filter(|k| f.full_hour(now_hour - 168 * k).is_some())
+        .count();
+    let (period, reps) = if weeks >= cfg.min_weeks as usize && weeks >= 2 {
+        (168i64, cfg.weeks as i64)
+    } else {
+        (24i64, cfg.days as i64)
+    };
+    // Medians per hour position, `pos` hours before `now_hour` (1..=period).
+    let mut medians = vec![0.0; period as usize + 1];
+    let mut vals = Vec::with_capacity(reps as usize);
+    for pos in 1..=period {
+        vals.clear();
+        for k in 0..reps {
+            if let Some(v) = f.full_hour(now_hour - pos - period * k) {
+                vals.push(f64::from(v));
+            }
+        }
+        if vals.len() >= 3 {
+            medians[pos as usize] = median(&mut vals).unwrap_or(0.0);
+        }
+    }
+    let (mut num, mut den) = (0.0, 0.0);
+    for k in 0..reps {
+        for pos in 2..=period {
+            let (m1, m2) = (medians[pos as usize], medians[pos as usize - 1]);
+            if m1 <= 0.0 || m2 <= 0.0 {
+                continue;
+            }
+            let t1 = now_hour - pos - period * k;
+            let (Some(x1), Some(x2)) = (f.full_hour(t1), f.full_hour(t1 + 1)) else {
+                continue;
+            };
+            let noise = 1.0 / m1 + 1.0 / m2;
+            let clip = 3.0 * (2.0 * cfg.alpha_prior + noise).sqrt();
+            let u = (f64::from(x1) / m1 - f64::from(x2) / m2).clamp(-clip, clip);
+            let w = 1.0 / (noise * noise);
+            num += w * (u * u - noise);
+            den += 2.0 * w;
+        }
+    }
+    let prior = total / 2.0;
+    let raw = if den > 0.0 {
+        (num / den).max(0.0)
+    } else {
+        prior
+    };
+    let w = den / (den + cfg.alpha_prior_weight);
+    (w * raw + (1.0 - w) * prior).clamp(cfg.hour_alpha_floor.min(total), total)
+}
+
 /// The dispersion of a series, recomputed at most once a day (it moves slowly).
 pub fn alpha_of(f: &mut FlowHistory, now_hour: Hour, cfg: &BaselineConfig) -> f64 {
+    dispersion_of(f, now_hour, cfg).0
+}
+
+/// The total and the hour-to-hour dispersion of a series ([`estimate_alpha`],
+/// [`estimate_alpha_hour`]), recomputed at most once a day.
+pub fn dispersion_of(f: &mut FlowHistory, now_hour: Hour, cfg: &BaselineConfig) -> (f64, f64) {
     match f.alpha {
-        Some((at, a)) if now_hour - at < 24 && now_hour >= at => a,
+        Some((at, a)) if now_hour - at < 24 && now_hour >= at => (a, f.alpha_hour),
         _ => {
             let a = estimate_alpha(f, now_hour, cfg);
+            let h = estimate_alpha_hour(f, now_hour, cfg, a);
             f.alpha = Some((now_hour, a));
-            a
+            f.alpha_hour = h;
+            (a, h)
         }
     }
 }
@@ -290,5 +414,38 @@ mod tests {
         let a_wild = estimate_alpha(&wild, 24 * 7 * 4, &cfg);
         assert!(a_calm < 0.03, "{a_calm}");
         assert!(a_wild > 0.15, "{a_wild}");
+    }
+
+    #[test]
+    fn hour_to_hour_dispersion_separates_day_level_from_hour_level_noise() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Gamma, Poisson};
+        let cfg = BaselineConfig::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut daily = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let mut hourly = FlowHistory::new(0, 360, cfg.hour_capacity());
+        let g = Gamma::new(1.0 / 0.12, 0.12).unwrap();
+        let mut day_mult = 1.0;
+        for h in 0..24 * 7 * 4 {
+            if h % 24 == 0 {
+                day_mult = g.sample(&mut rng);
+            }
+            let d: f64 = Poisson::new(300.0 * day_mult).unwrap().sample(&mut rng);
+            daily.record_hour(h, d as u32);
+            let m: f64 = g.sample(&mut rng);
+            let x: f64 = Poisson::new(300.0 * m).unwrap().sample(&mut rng);
+            hourly.record_hour(h, x as u32);
+        }
+        let now = 24 * 7 * 4;
+        let (a_daily, a_hourly) = (
+            estimate_alpha(&daily, now, &cfg),
+            estimate_alpha(&hourly, now, &cfg),
+        );
+        let h_daily = estimate_alpha_hour(&daily, now, &cfg, a_daily);
+        let h_hourly = estimate_alpha_hour(&hourly, now, &cfg, a_hourly);
+        // Both have a large total dispersion; only the second is hour-to-hour.
+        assert!(a_daily > 0.06 && a_hourly > 0.06, "{a_daily} {a_hourly}");
+        assert!(h_daily < 0.03, "{h_daily}");
+        assert!(h_hourly > 0.07, "{h_hourly}");
     }
 }

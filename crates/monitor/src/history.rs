@@ -113,6 +113,8 @@ pub struct FlowHistory {
     pub(crate) longest_gap: i64,
     /// Dispersion estimate and the hour it was computed at.
     pub(crate) alpha: Option<(Hour, f64)>,
+    /// The hour-to-hour part of that dispersion, estimated with it.
+    pub(crate) alpha_hour: f64,
     /// Consecutive windows in which `inbound_drop` was significant.
     pub(crate) drop_streak: u32,
     /// The `inbound_drop` finding of the last evaluated window, carried between windows.
@@ -131,6 +133,7 @@ impl FlowHistory {
             gap_count: 0,
             longest_gap: 0,
             alpha: None,
+            alpha_hour: 0.0,
             drop_streak: 0,
             drop_finding: None,
         }

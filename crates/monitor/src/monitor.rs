@@ -8,7 +8,10 @@ use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
-use crate::baseline::{alpha_of, expected_between, hour_baseline, BaselineConfig, BaselineKind};
+use crate::baseline::{
+    alpha_of, dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig,
+    BaselineKind,
+};
 use crate::history::{
     hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
     RequestHistory, RequestMinute,
@@ -17,7 +20,8 @@ use crate::params::{
     DeadLetters, DeliveryErrors, InboundDrop, InboundStopped, ProcessingDrop, QueueBacklog,
     QueueStalled, RejectionsSpike, RuleBook, RuleParams,
 };
-use crate::stats::{bh_adjust, fmt_prob, ln_p_zero_after, NegBinomial};
+use crate::stats::{bh_adjust, fmt_prob, NegBinomial};
+use statrs::function::gamma::ln_gamma;
 
 /// One inbound flow: (tenant, source, channel).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -540,8 +544,76 @@ impl Monitor {
     }
 }
 
+/// The events and the baseline expectation over the minutes `[from, to)`: the *exposure* of
+/// the conjugate update of `inbound_stopped`. Minutes still in the minute ring count exactly;
+/// older ones count by their hour (a share of the hour's count and of its baseline), so the
+/// exposure does not shrink as a long silence pushes it out of the ring. Hours without a
+/// baseline count for nothing: they say nothing about the rate relative to the baseline.
+fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> (f64, f64, i64) {
+    let oldest = f.minutes.oldest().unwrap_or(to);
+    let (mut events, mut expected, mut minutes) = (0.0, 0.0, 0);
+    let mut m = from.max(f.first_minute());
+    while m < to {
+        let h = m.div_euclid(60);
+        let end = ((h + 1) * 60).min(to);
+        if let Some(b) = hour_baseline(f, h, cfg) {
+            if m >= oldest {
+                let (n, k) = f.sum_minutes(m, end);
+                events += n as f64;
+                expected += profile_between(f, m, end, cfg);
+                minutes += k;
+            } else if let Some(n) = f.full_hour(h) {
+                let share = (end - m) as f64 / 60.0;
+                events += f64::from(n) * share;
+                expected += b.expected * share;
+                minutes += end - m;
+            }
+        }
+        m = end;
+    }
+    (events, expected, minutes)
+}
+
+/// `ln P(0)` of a negative binomial with mean `mean * w` and squared coefficient of variation
+/// `v` of its Gamma intensity: `-(1/v) ln(1 + mean·w·v)`.
+fn nb_ln_p0(mean: f64, v: f64, w: f64) -> f64 {
+    if w <= 0.0 || mean <= 0.0 {
+        0.0
+    } else if v <= 1e-12 {
+        -mean * w
+    } else {
+        -(1.0 + mean * w * v).ln() / v
+    }
+}
+
 /// `inbound_stopped` on one flow: the silence since the last event, judged against the
 /// baseline (statistically) or, without a baseline, against the gaps seen so far.
+///
+/// The statistical verdict is a conjugate update of the flow's rate relative to its baseline,
+/// with two levels of variation, because traffic has both: a day that is busy or quiet as a
+/// whole (which the hours before a silence reveal), and hour-to-hour noise (which they cannot
+/// predict). The series' total dispersion `alpha` and its hour-to-hour part `a_h` come from
+/// [`dispersion_of`].
+///
+/// 1. The day multiplier `D` starts as `Gamma(a, a)` (mean 1) with `a = 1/alpha`. Over the
+///    exposure before the silence's hour (`prior_window`, each minute weighted by its hour's
+///    baseline, so a busy morning or a quiet night counts for what it is) the flow carried `c`
+///    events where the baseline expected `E`. Because each of those `n` hours had its own
+///    hour multiplier, they measure `D` no better than `n` independent hours can: the update
+///    counts them with the weight `κ = 1 / (1 + E·a_h/n)`, giving `D ~ Gamma(a + κc, a + κE)`.
+/// 2. The hour in which the silence began was seen up to the last event (`c₁` events where
+///    `D` times the baseline expected `E₁`): its own multiplier is
+///    `H₁ ~ Gamma(1/a_h + c₁, 1/a_h + E₁·E[D])`. Later hours get a fresh `H ~ Gamma(1/a_h,
+///    1/a_h)`.
+/// 3. Over the silence the baseline expects `W₁` in its first hour and `W₂` after. For each
+///    part the multiplier `D·H` is matched to a Gamma of the same mean `μ` and squared
+///    coefficient of variation `v`, and the posterior predictive probability of no event is
+///    negative binomial, `(1 + μWv)^(-1/v)`; P(0) is the product of the two parts.
+///
+/// A flow that was carrying its usual traffic until it stopped therefore has a sharp posterior
+/// and is called within minutes; one that was already quiet (a holiday, a lull) has a low
+/// posterior rate and its silence is unremarkable; a flow whose hours are noisy needs a longer
+/// silence, however well its day was seen.
 fn stopped(
     f: &mut FlowHistory,
     now_min: Minute,
@@ -555,55 +627,63 @@ fn stopped(
         return None;
     }
     match expected_between(f, start, now_min, cfg) {
-        Some((expected, kind)) => {
-            let mut alpha = alpha_of(f, hour_of(now_min - 1), cfg);
+        Some((_, kind)) => {
+            let expected = profile_between(f, start, now_min, cfg);
+            let (mut alpha, alpha_hour) = dispersion_of(f, hour_of(now_min - 1), cfg);
             // The daily fallback cannot see the weekend coming, so its expectations are held
-            // loosely: a dispersion of at least `daily_alpha` makes only clear stops loud.
+            // loosely: a day-level prior dispersion of at least `daily_alpha` lets the
+            // exposure, not the weekday baseline, say what rate a Saturday has.
             if matches!(kind, BaselineKind::Daily { .. }) {
                 alpha = alpha.max(cfg.daily_alpha);
             }
-            // The stretch before the silence tells whether the flow was already low (a
-            // holiday, a quiet day): its events against its baseline give a multiplier `mu`,
-            // never above 1, so a busy morning cannot make a normal lull look impossible.
-            let oldest = f.minutes.oldest().unwrap_or(start);
-            let lo = (start - minutes_of(p.prior_window))
-                .max(oldest)
-                .max(f.first_minute());
-            let (mut c, mut held, mut prior_expected) = (0u64, 0i64, 0.0);
-            let mut m = lo;
-            while m < start {
-                let h = m.div_euclid(60);
-                let end = ((h + 1) * 60).min(start);
-                if let Some(b) = hour_baseline(f, h, cfg) {
-                    let (n, k) = f.sum_minutes(m, end);
-                    c += n;
-                    held += k;
-                    prior_expected += b.expected * k as f64 / 60.0;
+            let a_h = alpha_hour.min(alpha).max(1e-6);
+            let a = 1.0 / alpha;
+            let hour_start = hour_of(start) * 60;
+            let lo = start - minutes_of(p.prior_window);
+            let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
+            let n = (minutes as f64 / 60.0).max(1.0);
+            let kappa = 1.0 / (1.0 + e * a_h / n);
+            let (kc, ke) = (kappa * c, kappa * e);
+            let (c1, e1, _) = exposure(f, hour_start, start, cfg);
+            let first_end = (hour_start + 60).min(now_min);
+            let w1 = profile_between(f, start, first_end, cfg);
+            let w2 = (expected - w1).max(0.0);
+            // The day multiplier's prior is a mixture: an ordinary day, Gamma(a, a), or with
+            // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
+            // updated by the exposure and weighted by how well it explains it (its negative
+            // binomial marginal likelihood; the terms common to both cancel).
+            let share = cfg.quiet_day_share.clamp(0.0, 0.5);
+            let level = cfg.quiet_day_level.clamp(1e-3, 1.0);
+            let components = [(1.0 - share, a, a), (share, 2.0, 2.0 / level)];
+            let mut ln_terms = [f64::NEG_INFINITY; 2];
+            let mut ln_p0s = [0.0; 2];
+            let mut means = [0.0; 2];
+            for (i, &(prior, shape, rate)) in components.iter().enumerate() {
+                if prior <= 0.0 {
+                    continue;
                 }
-                m = end;
+                let ln_marginal = ln_gamma(shape + kc) - ln_gamma(shape)
+                    + shape * (rate / (rate + ke)).ln()
+                    - kc * (rate + ke).ln();
+                ln_terms[i] = prior.ln() + ln_marginal;
+                let d_shape = shape + kc;
+                let d_mean = d_shape / (rate + ke);
+                let h_shape = 1.0 / a_h + c1;
+                let h_mean = h_shape / (1.0 / a_h + e1 * d_mean);
+                let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
+                let v2 = (1.0 + 1.0 / d_shape) * (1.0 + a_h) - 1.0;
+                ln_p0s[i] = nb_ln_p0(d_mean * h_mean, v1, w1) + nb_ln_p0(d_mean, v2, w2);
+                means[i] = d_mean * h_mean * w1 + d_mean * w2;
             }
-            let k = 1.0 / alpha;
-            let mu = ((k + c as f64) / (k + prior_expected)).min(1.0);
-            // The dispersion is hour-to-hour: each clock hour has its own intensity, so each
-            // hour the silence covers contributes its own factor to P(0). Only the hour in
-            // which the silence began is also seen before it (its minutes up to the last
-            // event), and those minutes update that hour's intensity (Gamma–Poisson).
-            let mut ln_p0 = 0.0;
-            let mut m = start;
-            while m < now_min {
-                let h = m.div_euclid(60);
-                let end = ((h + 1) * 60).min(now_min);
-                let b = hour_baseline(f, h, cfg).map_or(0.0, |b| b.expected) * mu;
-                let window = b * (end - m) as f64 / 60.0;
-                let (seen, seen_expected) = if m == start {
-                    let (n, k) = f.sum_minutes((h * 60).max(f.first_minute()), start);
-                    ((n as f64).min(b * k as f64 / 60.0), b * k as f64 / 60.0)
-                } else {
-                    (0.0, 0.0)
-                };
-                ln_p0 += ln_p_zero_after(alpha, seen, seen_expected, window);
-                m = end;
-            }
+            let top = ln_terms[0].max(ln_terms[1]);
+            let weights = ln_terms.map(|t| (t - top).exp());
+            let total_w = weights[0] + weights[1];
+            let quiet = weights[1] / total_w;
+            // ln((1 - q) P0₀ + q P0₁), in log space so that tiny probabilities stay exact.
+            let parts = [(1.0 - quiet).ln() + ln_p0s[0], quiet.ln() + ln_p0s[1]];
+            let hi = parts[0].max(parts[1]);
+            let ln_p0 = hi + parts.map(|x| (x - hi).exp()).iter().sum::<f64>().ln();
+            let post_mean = (1.0 - quiet) * means[0] + quiet * means[1];
             if ln_p0 >= p.p_zero.ln() {
                 return None;
             }
@@ -612,12 +692,16 @@ fn stopped(
                 alpha,
             }
             .sd();
+            let hours = (minutes as f64 / 60.0).round();
             Some((
                 run as f64,
                 format!(
                     "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
-                     {c} events in the {held} min before, {prior_expected:.0} expected; \
+                     {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
+                     this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
+                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}); \
                      P(0) = {} (threshold {})",
+                    fmt_prob(quiet),
                     fmt_prob(ln_p0.exp()),
                     fmt_prob(p.p_zero)
                 ),

@@ -89,7 +89,8 @@ pub struct InboundStopped {
     pub common: Common,
     /// Threshold: fire when P(no event over the silence | baseline) is below this (1e-6).
     pub p_zero: f64,
-    /// The stretch before the silence whose events can lower the expected rate (6 h).
+    /// The exposure of the conjugate update: the stretch before the silence whose events,
+    /// against their baseline, give the flow's current rate (3 h).
     #[serde(with = "secs")]
     pub prior_window: Duration,
     /// Gap rule (series without a baseline): fire when the silence is this many times the
@@ -100,8 +101,10 @@ pub struct InboundStopped {
     /// …and never for a silence shorter than this (1 h)…
     #[serde(with = "secs")]
     pub min_gap: Duration,
-    /// …nor before the series has this much history, so that its longest gap includes a
-    /// night (1 day).
+    /// …nor before the series has this much history (2 days). One day is not enough: a
+    /// series that starts in the middle of a night has only seen part of that night, so its
+    /// longest gap is too short and the next night looks like an outage; two days always
+    /// contain one complete night.
     #[serde(with = "secs")]
     pub min_history: Duration,
 }
@@ -111,11 +114,11 @@ impl Default for InboundStopped {
         InboundStopped {
             common: common(0, Severity::Critical, 3),
             p_zero: 1e-6,
-            prior_window: Duration::from_secs(6 * 3600),
+            prior_window: Duration::from_secs(3 * 3600),
             gap_factor: 3.0,
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),
-            min_history: Duration::from_secs(24 * 3600),
+            min_history: Duration::from_secs(2 * 24 * 3600),
         }
     }
 }

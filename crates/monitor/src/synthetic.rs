@@ -4,8 +4,11 @@
 //! The generator is meant to be harder than it is kind. Each tenant has a peak rate drawn
 //! log-uniformly between 1 and 1000 events an hour, a time zone, a business-hours day with a
 //! night floor, a weekend lull of its own, public holidays (a quarter of normal traffic all
-//! day), and over-dispersion: every hour's intensity is multiplied by a Gamma variable of mean
-//! 1 and a per-series variance between 0.02 and 0.15. Incidents start on weekdays at business
+//! day), and over-dispersion at two levels, as real traffic has it: every local day's intensity
+//! is multiplied by a Gamma variable of mean 1 (a busy or a quiet day), and every hour's by
+//! another (a mail campaign, a slow afternoon). A series' total dispersion — the variance of
+//! the product, `(1 + a_day)(1 + a_hour) - 1` — is drawn between 0.02 and 0.15, as it was when
+//! all of it was hour-to-hour, and a share of 30–70 % of it is day-level. Incidents start on weekdays at business
 //! hours, after two weeks of history: a drop to zero (4 h), a 50 % drop (6 h), or a slow decay
 //! to zero (linear over 4 h, then 2 h at zero). A tenth of the tenants carry a 90/h channel
 //! and another tenth a 10/h channel that drops to zero, for the detection targets.
@@ -119,7 +122,11 @@ struct Series {
     tz_hours: i64,
     night: f64,
     weekend: f64,
-    alpha: f64,
+    /// Day-level dispersion (variance of the day multiplier).
+    alpha_day: f64,
+    /// Hour-level dispersion (variance of the hour multiplier).
+    alpha_hour: f64,
+    day_mult: f64,
     mult: f64,
     incident: Option<Incident>,
 }
@@ -166,7 +173,10 @@ impl Traffic {
                 } else {
                     (tenant_peak * rng.random_range(0.1..1.0)).max(1.0)
                 };
+                // Total dispersion as before; part of it persists over the local day.
                 let alpha = rng.random_range(0.02..0.15);
+                let alpha_day = alpha * rng.random_range(0.3..0.7);
+                let alpha_hour = (1.0 + alpha) / (1.0 + alpha_day) - 1.0;
                 let index = series.len();
                 let incident = if probe || rng.random_bool(spec.incident_share.clamp(0.0, 1.0)) {
                     let kind = if probe {
@@ -206,7 +216,9 @@ impl Traffic {
                     tz_hours,
                     night,
                     weekend,
-                    alpha,
+                    alpha_day,
+                    alpha_hour,
+                    day_mult: 1.0,
                     mult: 1.0,
                     incident,
                 });
@@ -240,6 +252,26 @@ impl Traffic {
             .collect()
     }
 
+    /// What was special about minute `m` for series `series`, for attributing false alerts:
+    /// `holiday` on a public holiday (or before noon the day after, when a silence that began
+    /// on it may still run), `weekend` likewise for Saturday, Sunday and Monday morning, and
+    /// `other` for ordinary weekdays. Days are the series' local days.
+    pub fn cause(&self, series: usize, m: i64) -> &'static str {
+        let Some(s) = self.series.get(series) else {
+            return "other";
+        };
+        let local = m - self.start_min + s.tz_hours * 60;
+        let day = local.div_euclid(1440);
+        let morning = local.rem_euclid(1440) < 12 * 60;
+        if self.holidays.contains(&day) || (morning && self.holidays.contains(&(day - 1))) {
+            "holiday"
+        } else if day.rem_euclid(7) >= 5 || (morning && day.rem_euclid(7) == 0) {
+            "weekend"
+        } else {
+            "other"
+        }
+    }
+
     /// Total minutes of traffic.
     pub fn minutes(&self) -> i64 {
         i64::from(self.spec.weeks) * 7 * 1440
@@ -257,8 +289,13 @@ impl Traffic {
         let rel = m - self.start_min;
         for s in &mut self.series {
             let local = rel + s.tz_hours * 60;
+            if local.rem_euclid(1440) == 0 || rel == 0 {
+                s.day_mult = Gamma::new(1.0 / s.alpha_day, s.alpha_day)
+                    .map(|g| g.sample(&mut self.rng))
+                    .unwrap_or(1.0);
+            }
             if local.rem_euclid(60) == 0 || rel == 0 {
-                s.mult = Gamma::new(1.0 / s.alpha, s.alpha)
+                s.mult = Gamma::new(1.0 / s.alpha_hour, s.alpha_hour)
                     .map(|g| g.sample(&mut self.rng))
                     .unwrap_or(1.0);
             }
@@ -275,7 +312,7 @@ impl Traffic {
             if let Some(i) = &s.incident {
                 rate *= i.factor(m);
             }
-            let lambda = rate * s.mult / 60.0;
+            let lambda = rate * s.day_mult * s.mult / 60.0;
             let n = if lambda > 0.0 {
                 Poisson::new(lambda)
                     .map(|p| p.sample(&mut self.rng))
@@ -343,6 +380,9 @@ pub struct SyntheticReport {
     pub false_alerts: BTreeMap<String, usize>,
     /// Of those, how many came while the series had no seasonal baseline yet (first 2 weeks).
     pub false_alerts_warmup: BTreeMap<String, usize>,
+    /// False alerts by (rule, cause): `holiday`, `weekend` or `other` (see
+    /// [`Traffic::cause`]), and by (rule, phase): `weeks 1-2` or `weeks 3+`.
+    pub false_by_cause: BTreeMap<(String, String), usize>,
     /// Detection by (incident label, rule): label is the kind, or `zero@90/h`, `zero@10/h`
     /// for the probe channels.
     pub delays: BTreeMap<(String, String), DelayStats>,
@@ -402,7 +442,11 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
     }
     let mut first_detection: HashMap<(usize, String), i64> = HashMap::new();
     let mut buf = Vec::new();
-    let mut score = |t: &Transition, now_min: i64, report: &mut SyntheticReport| {
+    let score = |t: &Transition,
+                 now_min: i64,
+                 traffic: &Traffic,
+                 first_detection: &mut HashMap<(usize, String), i64>,
+                 report: &mut SyntheticReport| {
         if t.state != AlertState::Firing {
             return;
         }
@@ -422,20 +466,27 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
                 *report.false_alerts.entry(t.rule.clone()).or_default() += 1;
                 if report.false_alerts[&t.rule] <= 100 {
                     report.false_samples.push(format!(
-                        "{} day {} {}/{}: {}",
+                        "{} day {} ({}) {}/{}: {}",
                         t.rule,
                         (now_min - start) / 1440,
+                        traffic.cause(s, now_min - 1),
                         t.labels.tenant,
                         t.labels.channel,
                         t.reason
                     ));
                 }
-                if now_min - start < 14 * 1440 {
+                let warmup = now_min - start < 14 * 1440;
+                if warmup {
                     *report
                         .false_alerts_warmup
                         .entry(t.rule.clone())
                         .or_default() += 1;
                 }
+                let cause = traffic.cause(s, now_min - 1);
+                *report
+                    .false_by_cause
+                    .entry((t.rule.clone(), cause.to_string()))
+                    .or_default() += 1;
             }
         }
     };
@@ -450,7 +501,7 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
         report.evaluate_time += t0.elapsed();
         report.ticks += 1;
         for t in &transitions {
-            score(t, now_min, &mut report);
+            score(t, now_min, &traffic, &mut first_detection, &mut report);
         }
     }
     for ((s, rule), delay) in first_detection {
@@ -478,15 +529,25 @@ impl fmt::Display for SyntheticReport {
         )?;
         writeln!(
             f,
-            "false alerts per 100 tenant-weeks (count; of which in the first 2 weeks):"
+            "false alerts per 100 tenant-weeks (count: weeks 1-2 + weeks 3+; holiday / weekend / other):"
         )?;
         for rule in ["inbound_stopped", "inbound_drop"] {
+            let total = self.false_alerts.get(rule).copied().unwrap_or(0);
+            let warmup = self.false_alerts_warmup.get(rule).copied().unwrap_or(0);
+            let cause = |c: &str| {
+                self.false_by_cause
+                    .get(&(rule.to_string(), c.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            };
             writeln!(
                 f,
-                "  {rule:<16} {:>6.2}  ({}; {})",
+                "  {rule:<16} {:>6.2}  ({total}: {warmup} + {}; {} / {} / {})",
                 self.false_rate(rule),
-                self.false_alerts.get(rule).copied().unwrap_or(0),
-                self.false_alerts_warmup.get(rule).copied().unwrap_or(0)
+                total - warmup,
+                cause("holiday"),
+                cause("weekend"),
+                cause("other"),
             )?;
         }
         writeln!(f, "detection delay in minutes (median / p90 / max):")?;

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
+use intake_core::config::{Dur, RuleOverride, RuleThreshold, Severity};
 use intake_core::Timestamp;
 use intake_monitor::backtest::{read_counts, replay, BacktestOptions, CSV_HEADER};
 use intake_monitor::stats::{bh_adjust, NegBinomial};
 use intake_monitor::synthetic::{SyntheticSpec, Traffic};
 use intake_monitor::{
-    AlertState, FlowKey, Monitor, MonitorSettings, QueueKey, QueueSnapshot, RuleBook, Transition,
+    AlertState, FlowKey, Monitor, MonitorSettings, QueueKey, QueueMinute, QueueSnapshot,
+    RequestMinute, RuleBook, SourceKey, Transition,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -297,7 +299,12 @@ fn backtest_end_to_end_on_a_small_synthetic_set() {
     let mut out = Vec::new();
     let summary = replay(&rows, &BacktestOptions::default(), &mut out).unwrap();
     assert_eq!(summary.series, 3);
-    assert_eq!(summary.ticks, 3 * 10080);
+    // One tick a minute from the first row's minute to one minute after the last row's (the
+    // file only has minutes with events, so the span ends at the last event).
+    let (first, last) = (rows[0].minute, rows[rows.len() - 1].minute);
+    let span = (last.as_millis() - first.as_millis()) / 60_000 + 1;
+    assert_eq!(summary.ticks as i64, span);
+    assert!(span > 3 * 10080 - 60, "{span}");
     let lines: Vec<serde_json::Value> = std::str::from_utf8(&out)
         .unwrap()
         .lines()
@@ -327,4 +334,263 @@ fn backtest_end_to_end_on_a_small_synthetic_set() {
         delay <= Duration::from_secs(30 * 60),
         "{delay:?}: {detected}"
     );
+}
+
+fn queue(tenant: &str) -> QueueKey {
+    QueueKey {
+        tenant: tenant.into(),
+        source: format!("{tenant}-kustomer"),
+        destination: "handler".into(),
+    }
+}
+
+/// Feeds a queue minute by minute from `from` (minutes after START) for `minutes`, with the
+/// counters and gauges `at(i)` gives, evaluating 5 s after each minute boundary. Returns the
+/// firing transitions of `rule` with the minute index they came at.
+fn drive_queue(
+    monitor: &mut Monitor,
+    q: &QueueKey,
+    from: i64,
+    minutes: i64,
+    rule: &str,
+    at_minute: impl Fn(i64) -> (QueueMinute, QueueSnapshot),
+) -> Vec<(i64, Transition)> {
+    let mut out = Vec::new();
+    for i in from..from + minutes {
+        let (counts, snap) = at_minute(i);
+        monitor.record_queue(q, at(START + i), counts);
+        let now = Timestamp((START + i + 1) * 60_000 + 5_000);
+        monitor.observe_queue(q, now, snap);
+        for t in monitor.evaluate(now) {
+            if t.rule == rule && t.state == AlertState::Firing {
+                out.push((i, t));
+            }
+        }
+    }
+    out
+}
+
+fn steady(created: u32, pending: u64) -> (QueueMinute, QueueSnapshot) {
+    (
+        QueueMinute {
+            created,
+            delivered: created,
+            failed: 0,
+            dead: 0,
+        },
+        QueueSnapshot {
+            pending,
+            ..QueueSnapshot::default()
+        },
+    )
+}
+
+#[test]
+fn rejections_spike_fires_on_a_rotated_secret_and_not_on_steady_rejections() {
+    let s = SourceKey {
+        tenant: "maelys".into(),
+        source: "maelys-kustomer".into(),
+    };
+    let run_source = |spike: bool| {
+        let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+        let mut fired = Vec::new();
+        // A day with 20 requests a minute and one rejection every ten minutes (a scanner),
+        // then an hour in which, with a spike, 60 % are rejected.
+        for i in 0..26 * 60 {
+            let late = i >= 25 * 60;
+            let v = RequestMinute {
+                accepted: if spike && late { 8 } else { 20 },
+                rejected: if spike && late {
+                    12
+                } else {
+                    u32::from(i % 10 == 0)
+                },
+            };
+            monitor.record_requests(&s, at(START + i), v);
+            let now = Timestamp((START + i + 1) * 60_000 + 5_000);
+            for t in monitor.evaluate(now) {
+                if t.rule == "rejections_spike" && t.state == AlertState::Firing {
+                    fired.push((i - 25 * 60, t));
+                }
+            }
+        }
+        fired
+    };
+    let fired = run_source(true);
+    let (minute, t) = fired.first().expect("rejections_spike fired");
+    // 10 rejections are reached in the first minute; `for` is 5 minutes.
+    assert!((4..=7).contains(minute), "fired at minute {minute}");
+    assert!(t.reason.contains("rejected"), "{}", t.reason);
+    assert_eq!(t.labels.source, "maelys-kustomer");
+    assert!(run_source(false).is_empty());
+}
+
+#[test]
+fn queue_backlog_fires_when_pending_is_high_and_rising_only() {
+    let q = queue("maelys");
+    // Rising: 800 pending, +40 a minute.
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let fired = drive_queue(&mut monitor, &q, 0, 60, "queue_backlog", |i| {
+        steady(100, 800 + 40 * i as u64)
+    });
+    let (minute, t) = fired.first().expect("queue_backlog fired");
+    // Over 1000 from minute 5, but "rising" needs a gauge from 15 minutes before, which the
+    // monitor has from minute 14 on; then `for` is 10 minutes.
+    assert!((23..=26).contains(minute), "fired at minute {minute}");
+    assert!(t.reason.contains("pending, up from"), "{}", t.reason);
+    // High but flat (a big tenant's normal backlog) does not fire.
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let fired = drive_queue(&mut monitor, &q, 0, 60, "queue_backlog", |_| {
+        steady(100, 5000)
+    });
+    assert!(fired.is_empty(), "{fired:#?}");
+}
+
+#[test]
+fn processing_drop_fires_when_deliveries_fall_behind_creations() {
+    let q = queue("maelys");
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let fired = drive_queue(&mut monitor, &q, 0, 90, "processing_drop", |i| {
+        if i < 30 {
+            steady(10, 0)
+        } else {
+            // A slow handler: one delivery a minute for ten created.
+            (
+                QueueMinute {
+                    created: 10,
+                    delivered: 1,
+                    failed: 0,
+                    dead: 0,
+                },
+                QueueSnapshot {
+                    pending: 9 * (i - 29) as u64,
+                    ..QueueSnapshot::default()
+                },
+            )
+        }
+    });
+    let (minute, t) = fired.first().expect("processing_drop fired");
+    assert!((40..=60).contains(minute), "fired at minute {minute}");
+    assert!(t.reason.contains("deliveries done for"), "{}", t.reason);
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let fired = drive_queue(&mut monitor, &q, 0, 90, "processing_drop", |_| {
+        steady(10, 3)
+    });
+    assert!(fired.is_empty(), "{fired:#?}");
+}
+
+#[test]
+fn delivery_errors_fire_above_the_previous_days_error_ratio() {
+    let q = queue("maelys");
+    let run_queue = |broken: bool| {
+        let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+        // A day at 5 % errors (a flaky handler that is normal for this tenant), then an hour
+        // at 60 % errors if broken, still 5 % if not.
+        drive_queue(&mut monitor, &q, 0, 26 * 60, "delivery_errors", |i| {
+            let late = broken && i >= 25 * 60;
+            let failed = if late { 12 } else { 1 };
+            (
+                QueueMinute {
+                    created: 20,
+                    delivered: 20 - failed,
+                    failed,
+                    dead: 0,
+                },
+                QueueSnapshot::default(),
+            )
+        })
+    };
+    let fired = run_queue(true);
+    let (minute, t) = fired.first().expect("delivery_errors fired");
+    assert!(
+        (25 * 60..25 * 60 + 15).contains(minute),
+        "fired at {minute}"
+    );
+    assert!(t.reason.contains("attempts failed"), "{}", t.reason);
+    assert!(run_queue(false).is_empty());
+}
+
+#[test]
+fn dead_letters_fire_at_once_and_resolve_after_a_clean_window() {
+    let q = queue("maelys");
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let mut transitions = Vec::new();
+    for i in 0..60 {
+        let dead = u32::from(i == 20);
+        monitor.record_queue(
+            &q,
+            at(START + i),
+            QueueMinute {
+                created: 5,
+                delivered: 5 - dead,
+                failed: 0,
+                dead,
+            },
+        );
+        let now = Timestamp((START + i + 1) * 60_000 + 5_000);
+        transitions.extend(
+            monitor
+                .evaluate(now)
+                .into_iter()
+                .filter(|t| t.rule == "dead_letters")
+                .map(|t| (i, t.state)),
+        );
+    }
+    assert_eq!(
+        transitions,
+        vec![(20, AlertState::Firing), (35, AlertState::Resolved)]
+    );
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let fired = drive_queue(&mut monitor, &q, 0, 60, "dead_letters", |_| steady(5, 0));
+    assert!(fired.is_empty(), "{fired:#?}");
+}
+
+#[test]
+fn tenant_scoped_override_tightens_queue_stalled_for_that_tenant_only() {
+    let tight = RuleOverride {
+        rule: "queue_stalled".into(),
+        tenant: Some("acme".into()),
+        source: None,
+        threshold: Some(RuleThreshold::Duration(Dur(Duration::from_secs(60)))),
+        for_: None,
+        severity: Some(Severity::Warning),
+        notifiers: vec![],
+    };
+    let mut monitor = Monitor::new(
+        RuleBook::new(&[tight]).expect("valid override"),
+        MonitorSettings::default(),
+    );
+    let (acme, maelys) = (queue("acme"), queue("maelys"));
+    let t0 = START * 60_000;
+    let mut fired = Vec::new();
+    // Both handlers go down at t0; evaluate for four minutes (under the default 5 min).
+    for i in 0..4 {
+        let now = Timestamp(t0 + (i + 1) * 60_000 + 5_000);
+        for q in [&acme, &maelys] {
+            monitor.observe_queue(
+                q,
+                now,
+                QueueSnapshot {
+                    pending: 10,
+                    in_flight: 0,
+                    oldest_pending_since: Some(Timestamp(t0)),
+                    dead: 0,
+                },
+            );
+        }
+        fired.extend(
+            monitor
+                .evaluate(now)
+                .into_iter()
+                .filter(|t| t.rule == "queue_stalled" && t.state == AlertState::Firing)
+                .map(|t| (i, t)),
+        );
+    }
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let (i, t) = &fired[0];
+    // Age 1m05s at the first evaluation: over the tenant's 1-minute threshold.
+    assert_eq!(*i, 0);
+    assert_eq!(t.labels.tenant, "acme");
+    assert_eq!(t.severity, Severity::Warning);
+    assert!(t.reason.contains("threshold 1m"), "{}", t.reason);
 }
