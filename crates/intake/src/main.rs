@@ -2,6 +2,7 @@
 //! the file, then `INTAKE_…` environment variables), and runs the server or a command.
 //! Errors become messages that say what to do next, and non-zero exit codes.
 
+mod backtest;
 mod config_load;
 mod status;
 
@@ -46,7 +47,11 @@ enum Command {
         #[arg(long, short, env = "INTAKE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Summarize a running server: inbound flows and queues.
+    /// Replay per-minute counts through the flow detectors on a simulated clock and write
+    /// every alert transition as JSON lines (or, with --synthetic, measure the detectors on
+    /// generated traffic with injected outages).
+    Backtest(backtest::BacktestArgs),
+    /// Summarize a running server: alerts, inbound flows and queues.
     Status {
         #[command(flatten)]
         api: status::ApiArgs,
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Status { api } => status::run(api),
+        Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };
     match result {

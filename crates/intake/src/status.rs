@@ -1,5 +1,6 @@
-//! `intake status`: a terminal summary of a running server, read from its admin API — what is
-//! coming in per source and channel, and what is waiting to go out per destination.
+//! `intake status`: a terminal summary of a running server, read from its admin API — the
+//! alerts firing, what is coming in per source and channel, and what is waiting to go out per
+//! destination.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -70,7 +71,8 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(args)?;
     let flows = api.get("/api/v1/flows")?;
     let queue = api.get("/api/v1/queue")?;
-    print!("{}", render(&flows, &queue));
+    let alerts = api.get("/api/v1/alerts?limit=10")?;
+    print!("{}", render(&flows, &queue, &alerts));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,9 +85,43 @@ fn text(v: &Value) -> &str {
 }
 
 /// The summary as text.
-pub fn render(flows: &Value, queue: &Value) -> String {
+pub fn render(flows: &Value, queue: &Value, alerts: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "intake status as of {}", text(&flows["as_of"]));
+    let firing = alerts["firing"].as_array().map_or(&[][..], Vec::as_slice);
+    let pending = alerts["pending"].as_array().map_or(&[][..], Vec::as_slice);
+    let _ = writeln!(
+        out,
+        "\nALERTS: {} firing, {} pending",
+        firing.len(),
+        pending.len()
+    );
+    for (state, list) in [("FIRING", firing), ("pending", pending)] {
+        for a in list {
+            let l = &a["labels"];
+            let scope: Vec<String> = ["tenant", "source", "channel", "destination"]
+                .iter()
+                .filter_map(|k| {
+                    l[*k]
+                        .as_str()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| format!("{k}={v}"))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {state:<7} {:<9} {:<18} {}  since {}\n          {}",
+                text(&a["severity"]),
+                text(&a["rule"]),
+                scope.join(" "),
+                a["firing_since"]
+                    .as_str()
+                    .or(a["active_since"].as_str())
+                    .unwrap_or("-"),
+                text(&a["reason"]),
+            );
+        }
+    }
     let _ = writeln!(out, "\nINBOUND (events received)");
     let _ = writeln!(
         out,

@@ -63,6 +63,8 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/rejections", get(list_rejections))
         .route("/flows", get(crate::flows::flows))
         .route("/queue", get(crate::flows::queue))
+        .route("/alerts", get(crate::alerts::alerts))
+        .route("/rules", get(crate::alerts::rules))
         .route("/cluster", get(cluster_view))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));
@@ -135,7 +137,7 @@ pub struct EventQuery {
 }
 
 /// The `limit` of a listing: 100 by default, 1 to 1000.
-fn page_size(limit: Option<usize>) -> Result<usize, Problem> {
+pub(crate) fn page_size(limit: Option<usize>) -> Result<usize, Problem> {
     match limit.unwrap_or(100) {
         n @ 1..=1000 => Ok(n),
         _ => Err(Problem::bad_request(

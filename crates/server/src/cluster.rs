@@ -8,10 +8,11 @@
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.
 //! With SQLite there is one node, which takes every lease at once.
 //!
-//! The one duty today is the **lease reaper**: deliveries in flight under the lease of a node
-//! that has stopped sending heartbeats are made due at once, rather than when their leases
-//! expire (the destination timeout plus 30 s). Monitor evaluation, notifications, canaries,
-//! reconciliation and retention join it as they arrive.
+//! The duties: the **lease reaper** (deliveries in flight under the lease of a node that has
+//! stopped sending heartbeats are made due at once, rather than when their leases expire), the
+//! **monitor** (rule evaluation, see [`crate::monitoring`]) and **counter compaction** (rollup
+//! and retention of counters). Notifications, canaries and reconciliation join them as they
+//! arrive.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +32,15 @@ type DutyFn =
     fn(Arc<AppState>, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The singleton duties, by name.
-const DUTIES: &[(&str, DutyFn)] = &[(LEASE_REAPER, |app, stop| Box::pin(reap_leases(app, stop)))];
+const DUTIES: &[(&str, DutyFn)] = &[
+    (LEASE_REAPER, |app, stop| Box::pin(reap_leases(app, stop))),
+    (crate::monitoring::MONITOR, |app, stop| {
+        Box::pin(crate::monitoring::run(app, stop))
+    }),
+    (crate::monitoring::COMPACTION, |app, stop| {
+        Box::pin(crate::monitoring::compact(app, stop))
+    }),
+];
 
 /// The lease reaper's duty name.
 pub const LEASE_REAPER: &str = "lease-reaper";

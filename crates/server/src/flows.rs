@@ -47,6 +47,12 @@ struct ChannelFlow {
     last_event_minute: Option<Timestamp>,
     /// Events per minute over the last 60 minutes, oldest first.
     per_minute: Vec<i64>,
+    /// What the monitor expected over its last evaluated hour, and from which baseline
+    /// (absent while history is too short for a verdict).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_last_hour: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Value>,
 }
 
 /// One configured source's inbound flow.
@@ -140,6 +146,23 @@ pub(crate) async fn flows(
         if r.count > 0 {
             ch.last_event_minute = ch.last_event_minute.max(Some(r.at));
             flow.last_event_minute = flow.last_event_minute.max(Some(r.at));
+        }
+    }
+    // The monitor's expectations at its last evaluation, when it has made one.
+    if let Ok(Some(json)) = app.store.get_state(crate::monitoring::FLOWS_STATE).await {
+        if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
+            for st in statuses {
+                let k = &st["key"];
+                let key = (
+                    k["tenant"].as_str().unwrap_or("").to_string(),
+                    k["source"].as_str().unwrap_or("").to_string(),
+                    k["channel"].as_str().unwrap_or("").to_string(),
+                );
+                if let Some(ch) = channels.get_mut(&key) {
+                    ch.expected_last_hour = st["expected_last_hour"].as_f64();
+                    ch.baseline = Some(st["baseline"].clone()).filter(|b| !b.is_null());
+                }
+            }
         }
     }
     for ((t, s, _), ch) in channels {

@@ -86,6 +86,38 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "queue gauges not refreshed"),
     }
+    match crate::alerts::alert_book(&app).await {
+        Ok(book) => {
+            // Every built-in rule and severity has a series, zero when nothing fires.
+            let mut firing: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
+            for rule in intake_core::config::RULE_IDS {
+                for severity in ["critical", "warning", "info"] {
+                    firing.insert((rule, severity), 0.0);
+                }
+            }
+            for a in book
+                .iter()
+                .filter(|a| a.state == intake_monitor::AlertState::Firing)
+            {
+                let severity = match a.severity {
+                    intake_core::config::Severity::Critical => "critical",
+                    intake_core::config::Severity::Warning => "warning",
+                    intake_core::config::Severity::Info => "info",
+                };
+                if let Some(rule) = intake_core::config::RULE_IDS
+                    .iter()
+                    .find(|r| **r == a.key.rule)
+                {
+                    *firing.entry((rule, severity)).or_default() += 1.0;
+                }
+            }
+            for ((rule, severity), n) in firing {
+                metrics::gauge!(crate::metrics::ALERTS_FIRING, "rule" => rule, "severity" => severity)
+                    .set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.detail, "alert gauges not refreshed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),

@@ -12,6 +12,7 @@
 //!   clock for a decision (wall-clock time is only used to measure latencies for metrics).
 
 pub mod admin;
+pub mod alerts;
 pub mod cluster;
 pub mod delivery;
 pub mod demo_handler;
@@ -19,6 +20,7 @@ pub mod flows;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod monitoring;
 pub mod problem;
 mod runtime;
 

@@ -14,6 +14,9 @@ pub const EVENTS: &str = "intake_events_total";
 /// Delivery attempts by `outcome` (`delivered`, `failed`, `dead`), `tenant`, `source`, `destination`.
 pub const DELIVERIES: &str = "intake_deliveries_total";
 /// Deliveries not yet final, by `tenant`, `source`, `destination`.
+/// Alerts firing now, by rule and severity (every node exports the stored alert book).
+pub const ALERTS_FIRING: &str = "intake_alerts_firing";
+/// Deliveries not yet final.
 pub const QUEUE_PENDING: &str = "intake_queue_pending";
 /// Of those, in flight now.
 pub const QUEUE_IN_FLIGHT: &str = "intake_queue_in_flight";

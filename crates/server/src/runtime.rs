@@ -101,7 +101,7 @@ impl Server {
     /// Checks what the configuration needs from this build (connectors for every source kind,
     /// usable secrets), beyond what [`Config::validate`] checks.
     pub fn check(config: &Config) -> Vec<Problem> {
-        config
+        let mut problems: Vec<Problem> = config
             .sources
             .iter()
             .enumerate()
@@ -111,7 +111,14 @@ impl Server {
                     message: e.to_string(),
                 })
             })
-            .collect()
+            .collect();
+        if let Err(e) = intake_monitor::RuleBook::new(&config.rules) {
+            problems.push(Problem {
+                path: format!("rules[{}].threshold", e.index),
+                message: format!("{} ({})", e.message, e.rule),
+            });
+        }
+        problems
     }
 
     /// Opens the store, binds the listener and starts serving and delivering.

@@ -429,3 +429,88 @@ fn status_summarizes_a_running_server_and_fails_clearly() {
     gone.assert_stderr_has(&["cannot reach intake at http://127.0.0.1:9"]);
     drop(runtime);
 }
+
+/// `intake backtest`: a steady flow that stops is alerted in the JSON lines output, with the
+/// contract's fields; a bad line is refused with its number; `--synthetic` reports.
+#[test]
+fn backtest_replays_counts_and_reports_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five days of a flow at 1–2 events a minute (about 90 an hour), then silence for 2 hours.
+    let mut csv = String::from("minute,tenant,source,channel,count\n");
+    let start = 1_767_571_200i64; // 2026-01-05T00:00:00Z
+    for m in 0..(5 * 1440 + 120) {
+        let count = if m < 5 * 1440 { 1 + (m % 2) } else { 0 };
+        let t = jiff::Timestamp::from_second(start + m * 60).unwrap();
+        csv.push_str(&format!("{t},maelys,maelys-kustomer,chat,{count}\n"));
+    }
+    std::fs::write(dir.path().join("counts.csv"), &csv).unwrap();
+    let run = intake(
+        dir.path(),
+        &[
+            "backtest",
+            "--counts",
+            "counts.csv",
+            "--out",
+            "alerts.jsonl",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let out = std::fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let fired = lines
+        .iter()
+        .find(|l| l["rule"] == "inbound_stopped" && l["state"] == "firing")
+        .unwrap_or_else(|| panic!("no inbound_stopped firing in\n{out}"));
+    for field in [
+        "rule", "tenant", "source", "channel", "state", "at", "value", "reason",
+    ] {
+        assert!(!fired[field].is_null(), "{field} missing in {fired}");
+    }
+    assert_eq!(fired["tenant"], "maelys");
+    assert_eq!(fired["channel"], "chat");
+    // Fired during the silence, not before it.
+    let at = fired["at"].as_str().unwrap();
+    assert!(at > "2026-01-10T00:00:00Z", "{at}");
+
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "minute,tenant,source,channel,count\n2026-01-05T00:00:00Z,maelys,s,chat,lots\n",
+    )
+    .unwrap();
+    let bad = intake(
+        dir.path(),
+        &["backtest", "--counts", "bad.csv", "--out", "x.jsonl"],
+        &[],
+    );
+    bad.assert_failed();
+    bad.assert_stderr_has(&["bad.csv", "line 2"]);
+
+    let missing = intake(dir.path(), &["backtest", "--out", "x.jsonl"], &[]);
+    missing.assert_failed();
+    missing.assert_stderr_has(&["--counts"]);
+
+    let synthetic = intake(
+        dir.path(),
+        &[
+            "backtest",
+            "--synthetic",
+            "--tenants",
+            "3",
+            "--weeks",
+            "3",
+            "--seed",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(synthetic.code, Some(0), "{}", synthetic.stderr);
+    assert!(
+        synthetic.stdout.contains("tenant-weeks"),
+        "{}",
+        synthetic.stdout
+    );
+}

@@ -7,6 +7,7 @@
 //! how fast.
 
 mod admin;
+mod alerts;
 mod cli;
 mod cluster;
 mod crash;

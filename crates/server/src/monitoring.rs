@@ -1,0 +1,397 @@
+//! The monitor duty: feeds the committed counters and queue gauges to the detectors of
+//! `intake-monitor` every `monitor.interval`, records the alert transitions they produce, and
+//! keeps the alert book in the store, so any node's API shows the same alerts and a restart
+//! (or a fail-over to another node) neither forgets nor re-raises them.
+//!
+//! It is a singleton duty (see [`crate::cluster`]): one node evaluates at a time. A node that
+//! takes the duty rebuilds the detectors' history from the store (hourly counters for the
+//! baselines, minute counters for the last hours), so nothing is lost when the duty moves.
+//!
+//! The counter-compaction duty rolls minute counters up into hours and applies retention.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_core::config::Severity;
+use intake_core::Timestamp;
+use intake_monitor::history::{QueueMinute, QueueSnapshot, RequestMinute};
+use intake_monitor::{
+    ActiveAlert, AlertBook, FlowKey, Monitor, MonitorSettings, QueueKey, RuleBook, SourceKey,
+    Transition,
+};
+use intake_store::{AlertTransitionRecord, CounterQuery, CounterRetention, Resolution, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::AppState;
+
+/// The monitor's duty name.
+pub const MONITOR: &str = "monitor";
+/// The counter compaction's duty name.
+pub const COMPACTION: &str = "counter-compaction";
+/// The state document holding the alert book (pending and firing alerts), as JSON.
+pub const ALERTS_STATE: &str = "alerts";
+/// The state document holding the flows' expectations at the last evaluation, as JSON.
+pub const FLOWS_STATE: &str = "flows";
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+/// How long after a minute ends it is evaluated: its counters are committed by then.
+const SETTLE: Duration = Duration::from_secs(5);
+/// How long to wait before trying again after the store failed.
+const STORE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The metrics the monitor reads, per minute.
+const METRICS: [&str; 11] = [
+    "events.webhook",
+    "requests.accepted",
+    "requests.duplicate",
+    "requests.rejected_signature",
+    "requests.rejected_invalid",
+    "deliveries.created",
+    "deliveries.delivered",
+    "deliveries.failed",
+    "deliveries.dead",
+    "events.backfill",
+    "events.replay",
+];
+
+/// The rule book of a configuration (already validated by [`crate::Server::check`]).
+pub(crate) fn rule_book(app: &AppState) -> RuleBook {
+    RuleBook::new(&app.config.rules).unwrap_or_default()
+}
+
+/// The monitor duty's body.
+pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
+    let mut duty = MonitorDuty {
+        monitor: Monitor::new(rule_book(&app), MonitorSettings::default()),
+        fed_until: 0,
+        app,
+    };
+    // Rebuild the history; the store may be briefly unavailable.
+    loop {
+        match duty.warm_up().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "the monitor cannot read its history yet");
+                if duty
+                    .sleep(duty.app.clock.now().plus(STORE_BACKOFF), &stop)
+                    .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let interval = duty
+        .app
+        .config
+        .monitor
+        .interval
+        .0
+        .max(Duration::from_secs(1));
+    let mut next = first_tick(duty.app.clock.now(), interval);
+    loop {
+        if duty.sleep(next, &stop).await {
+            return;
+        }
+        let now = duty.app.clock.now();
+        if let Err(e) = duty.tick(now).await {
+            tracing::warn!(error = %e, "monitor evaluation failed; retrying at the next tick");
+        }
+        next = next.plus(interval);
+        if next <= now {
+            next = first_tick(now, interval);
+        }
+    }
+}
+
+/// The first evaluation instant: a few seconds after the next interval boundary.
+fn first_tick(now: Timestamp, interval: Duration) -> Timestamp {
+    let step = interval.as_millis().max(1) as i64;
+    let boundary = now.as_millis().div_euclid(step) * step;
+    Timestamp(boundary).plus(interval).plus(SETTLE)
+}
+
+struct MonitorDuty {
+    app: Arc<AppState>,
+    monitor: Monitor,
+    /// Minutes before this instant (ms) have been fed to the detectors.
+    fed_until: i64,
+}
+
+impl MonitorDuty {
+    /// Sleeps until `at`; true when the duty must stop instead.
+    async fn sleep(&self, at: Timestamp, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = self.app.clock.sleep_until(at) => false,
+            _ = stop.cancelled() => true,
+        }
+    }
+
+    /// Loads hourly history for the baselines, the alert book, and declares the configured
+    /// sources' flows.
+    async fn warm_up(&mut self) -> Result<(), StoreError> {
+        let now = self.app.clock.now();
+        let settings = self.monitor.settings().clone();
+        // Minutes cover the last few whole hours; hours before them come from the rollup.
+        let minute_hours = (settings.minute_capacity as i64 / 60 - 1).max(1);
+        let minutes_from = Resolution::Hour.bucket(now).as_millis() - minute_hours * HOUR;
+        let hours_from = minutes_from - settings.baseline.hour_capacity() as i64 * HOUR;
+        let hours = self
+            .app
+            .store
+            .read_counters(CounterQuery {
+                from: Timestamp(hours_from),
+                to: Timestamp(minutes_from),
+                resolution: Resolution::Hour,
+                metrics: vec!["events.webhook".into()],
+                tenant: None,
+                source: None,
+            })
+            .await?;
+        let mut monitor = Monitor::new(rule_book(&self.app), settings);
+        for r in &hours {
+            if r.channel.is_empty() {
+                continue;
+            }
+            monitor.record_flow_hour(
+                &FlowKey {
+                    tenant: r.tenant.clone(),
+                    source: r.source.clone(),
+                    channel: r.channel.clone(),
+                },
+                r.at,
+                u32::try_from(r.count).unwrap_or(u32::MAX),
+            );
+        }
+        if let Some(json) = self.app.store.get_state(ALERTS_STATE).await? {
+            match serde_json::from_str::<Vec<ActiveAlert>>(&json) {
+                Ok(alerts) => monitor.restore_alerts(AlertBook::restore(alerts)),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the stored alert book is unreadable; alerts start afresh"
+                ),
+            }
+        }
+        self.monitor = monitor;
+        self.fed_until = minutes_from;
+        tracing::info!(
+            hours = hours.len(),
+            "monitor history loaded; evaluating every {:?}",
+            self.app.config.monitor.interval.0
+        );
+        Ok(())
+    }
+
+    /// Feeds the minutes completed since the last tick, observes the queues, evaluates, and
+    /// records what changed.
+    async fn tick(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let this_minute = Resolution::Minute.bucket(now).as_millis();
+        // The last two minutes are read again: a counter committed right at a minute's end may
+        // have landed after the previous read (recording a minute again replaces it).
+        let from = (self.fed_until - 2 * MINUTE).min(this_minute);
+        let rows = self
+            .app
+            .store
+            .read_counters(CounterQuery {
+                from: Timestamp(from),
+                to: Timestamp(this_minute),
+                resolution: Resolution::Minute,
+                metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+                tenant: None,
+                source: None,
+            })
+            .await?;
+        self.feed(&rows);
+        self.fed_until = this_minute;
+
+        let stats = self.app.store.queue_stats().await?;
+        let mut seen: HashMap<QueueKey, QueueSnapshot> = HashMap::new();
+        for s in &self.app.config.sources {
+            for d in &s.destinations {
+                seen.insert(
+                    QueueKey {
+                        tenant: s.tenant.clone(),
+                        source: s.id.clone(),
+                        destination: d.clone(),
+                    },
+                    QueueSnapshot {
+                        pending: 0,
+                        in_flight: 0,
+                        oldest_pending_since: None,
+                        dead: 0,
+                    },
+                );
+            }
+        }
+        for st in stats {
+            seen.insert(
+                QueueKey {
+                    tenant: st.tenant,
+                    source: st.source,
+                    destination: st.destination,
+                },
+                QueueSnapshot {
+                    pending: st.pending.saturating_sub(st.in_flight),
+                    in_flight: st.in_flight,
+                    oldest_pending_since: st.oldest_pending_at,
+                    dead: st.dead,
+                },
+            );
+        }
+        for (key, snapshot) in seen {
+            self.monitor.observe_queue(&key, now, snapshot);
+        }
+
+        let transitions = self.monitor.evaluate(now);
+        for t in &transitions {
+            log_transition(t);
+        }
+        let records: Vec<AlertTransitionRecord> = transitions.iter().map(record).collect();
+        self.app.store.record_alert_transitions(records).await?;
+        let book = serde_json::to_string(&self.monitor.alerts().snapshot())
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode the alert book: {e}")))?;
+        self.app.store.put_state(ALERTS_STATE, book).await?;
+        let flows = serde_json::to_string(&self.monitor.flow_status(now))
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
+        self.app.store.put_state(FLOWS_STATE, flows).await?;
+        Ok(())
+    }
+
+    fn feed(&mut self, rows: &[intake_store::CounterRow]) {
+        let mut flows: BTreeMap<(i64, FlowKey), u32> = BTreeMap::new();
+        let mut requests: BTreeMap<(i64, SourceKey), RequestMinute> = BTreeMap::new();
+        let mut queues: BTreeMap<(i64, QueueKey), QueueMinute> = BTreeMap::new();
+        let n = |c: i64| u32::try_from(c).unwrap_or(u32::MAX);
+        for r in rows {
+            let minute = r.at.as_millis();
+            match r.metric.as_str() {
+                "events.webhook" => {
+                    let key = FlowKey {
+                        tenant: r.tenant.clone(),
+                        source: r.source.clone(),
+                        channel: r.channel.clone(),
+                    };
+                    *flows.entry((minute, key)).or_default() += n(r.count);
+                }
+                "requests.accepted"
+                | "requests.duplicate"
+                | "requests.rejected_signature"
+                | "requests.rejected_invalid" => {
+                    let key = SourceKey {
+                        tenant: r.tenant.clone(),
+                        source: r.source.clone(),
+                    };
+                    let e = requests.entry((minute, key)).or_insert(RequestMinute {
+                        accepted: 0,
+                        rejected: 0,
+                    });
+                    if r.metric.starts_with("requests.rejected") {
+                        e.rejected += n(r.count);
+                    } else {
+                        e.accepted += n(r.count);
+                    }
+                }
+                m if m.starts_with("deliveries.") && !r.destination.is_empty() => {
+                    let key = QueueKey {
+                        tenant: r.tenant.clone(),
+                        source: r.source.clone(),
+                        destination: r.destination.clone(),
+                    };
+                    let e = queues.entry((minute, key)).or_insert(QueueMinute {
+                        created: 0,
+                        delivered: 0,
+                        failed: 0,
+                        dead: 0,
+                    });
+                    match m {
+                        "deliveries.created" => e.created += n(r.count),
+                        "deliveries.delivered" => e.delivered += n(r.count),
+                        "deliveries.failed" => e.failed += n(r.count),
+                        "deliveries.dead" => e.dead += n(r.count),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        for ((minute, key), count) in flows {
+            self.monitor.record_flow(&key, Timestamp(minute), count);
+        }
+        for ((minute, key), v) in requests {
+            self.monitor.record_requests(&key, Timestamp(minute), v);
+        }
+        for ((minute, key), v) in queues {
+            self.monitor.record_queue(&key, Timestamp(minute), v);
+        }
+    }
+}
+
+fn severity_str(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+fn record(t: &Transition) -> AlertTransitionRecord {
+    AlertTransitionRecord {
+        at: t.at,
+        rule: t.rule.clone(),
+        tenant: t.labels.tenant.clone(),
+        source: t.labels.source.clone(),
+        channel: t.labels.channel.clone(),
+        destination: t.labels.destination.clone(),
+        severity: severity_str(t.severity).to_string(),
+        state: t.state.to_string(),
+        value: t.value,
+        reason: t.reason.clone(),
+    }
+}
+
+fn log_transition(t: &Transition) {
+    let l = &t.labels;
+    match t.state {
+        intake_monitor::AlertState::Firing => tracing::warn!(
+            rule = %t.rule, severity = severity_str(t.severity), tenant = %l.tenant,
+            source = %l.source, channel = %l.channel, destination = %l.destination,
+            value = t.value, "alert firing: {}", t.reason
+        ),
+        state => tracing::info!(
+            rule = %t.rule, severity = severity_str(t.severity), tenant = %l.tenant,
+            source = %l.source, channel = %l.channel, destination = %l.destination,
+            value = t.value, "alert {state}: {}", t.reason
+        ),
+    }
+}
+
+/// The counter-compaction duty: once an hour, rolls complete hours of minute counters up and
+/// deletes what is past retention.
+pub(crate) async fn compact(app: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        let now = app.clock.now();
+        let wait = match app
+            .store
+            .compact_counters(now, CounterRetention::default())
+            .await
+        {
+            Ok(report) => {
+                tracing::debug!(?report, "counters compacted");
+                // A few minutes into the next hour, once its first minutes are committed.
+                Resolution::Hour
+                    .bucket(now)
+                    .plus(Duration::from_secs(3600 + 300))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "counter compaction failed; retrying in a minute");
+                now.plus(Duration::from_secs(60))
+            }
+        };
+        tokio::select! {
+            _ = app.clock.sleep_until(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
