@@ -200,6 +200,15 @@ pub async fn copy(
         to.import_counters(chunk.to_vec()).await?;
     }
     progress(Progress::Counters { done: n });
+    // The monitor's history and memory: hourly counters, its alert book and flow
+    // expectations, and the log of alert transitions.
+    let hourly = from.export_hourly_counters().await?;
+    for chunk in hourly.chunks(PAGE) {
+        to.import_hourly_counters(chunk.to_vec()).await?;
+    }
+    to.import_state(from.export_state().await?).await?;
+    to.import_alert_transitions(from.export_alert_transitions().await?)
+        .await?;
     to.finish_import().await?;
 
     let after = to.table_counts().await?;

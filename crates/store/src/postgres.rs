@@ -507,6 +507,71 @@ impl PostgresStore {
 
     /// Writes copied counters into shard 0 with the source's values (so a second copy
     /// changes nothing).
+    /// Imports hourly counter rows (`minute` holds the hour), replacing existing ones.
+    pub async fn import_hourly_counters(
+        &self,
+        rows: Vec<crate::migrate::CounterRow>,
+    ) -> Result<()> {
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric,
+                    count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (hour, tenant, source, channel, destination, metric)
+                 DO UPDATE SET count = excluded.count",
+            )
+            .await
+            .map_err(unavailable)?;
+        for c in &rows {
+            tx.execute(
+                &stmt,
+                &[
+                    &c.minute,
+                    &c.tenant,
+                    &c.source,
+                    &c.channel,
+                    &c.destination,
+                    &c.metric,
+                    &c.count,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// Imports state documents as exported (keys kept as they are).
+    pub async fn import_state(&self, rows: Vec<(String, String)>) -> Result<()> {
+        let client = self.write_conn().await?;
+        for (key, value) in rows {
+            client
+                .execute(
+                    "INSERT INTO state (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&key, &value],
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Imports alert transitions unless some were imported already (a resumed copy).
+    pub async fn import_alert_transitions(&self, rows: Vec<AlertTransitionRecord>) -> Result<()> {
+        let existing = self
+            .read_rows("SELECT COUNT(*) FROM alert_transitions", &[])
+            .await?
+            .first()
+            .map_or(0, |r| r.get::<_, i64>(0));
+        if existing > 0 {
+            return Ok(());
+        }
+        self.record_alert_transitions(rows).await
+    }
+
     pub async fn import_counters(&self, rows: Vec<crate::migrate::CounterRow>) -> Result<()> {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;

@@ -370,6 +370,69 @@ impl SqliteStore {
     }
 
     /// Every counter.
+    /// Every hourly counter row (for `intake migrate-store`; `minute` holds the hour).
+    pub async fn export_hourly_counters(&self) -> Result<Vec<crate::migrate::CounterRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT hour, tenant, source, channel, destination, metric, count
+                 FROM counters_hourly",
+            )?
+            .query_map([], |r| {
+                Ok(crate::migrate::CounterRow {
+                    minute: r.get(0)?,
+                    tenant: r.get(1)?,
+                    source: r.get(2)?,
+                    channel: r.get(3)?,
+                    destination: r.get(4)?,
+                    metric: r.get(5)?,
+                    count: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// Named state documents and the counters' rollup watermark (for `intake migrate-store`).
+    pub async fn export_state(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT key, value FROM meta
+                 WHERE key LIKE 'state:%' OR key = 'counters_rolled_until'",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every alert transition, oldest first (for `intake migrate-store`).
+    pub async fn export_alert_transitions(&self) -> Result<Vec<AlertTransitionRecord>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT at, rule, tenant, source, channel, destination, severity, state, value,
+                        reason
+                 FROM alert_transitions ORDER BY id",
+            )?
+            .query_map([], |r| {
+                Ok(AlertTransitionRecord {
+                    at: Timestamp(r.get(0)?),
+                    rule: r.get(1)?,
+                    tenant: r.get(2)?,
+                    source: r.get(3)?,
+                    channel: r.get(4)?,
+                    destination: r.get(5)?,
+                    severity: r.get(6)?,
+                    state: r.get(7)?,
+                    value: r.get(8)?,
+                    reason: r.get(9)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     pub async fn export_counters(&self) -> Result<Vec<crate::migrate::CounterRow>> {
         self.read(|c| {
             c.prepare_cached(

@@ -102,6 +102,44 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
             .await
             .unwrap();
     }
+    // The monitor's memory: an hour rolled up, its alert book, a transition.
+    sqlite
+        .compact_counters(
+            t0.plus(Duration::from_secs(2 * 3600)),
+            intake_store::CounterRetention::default(),
+        )
+        .await
+        .unwrap();
+    sqlite
+        .put_state("alerts", "[\"book\"]".into())
+        .await
+        .unwrap();
+    let transition = intake_store::AlertTransitionRecord {
+        at: now,
+        rule: "queue_stalled".into(),
+        tenant: "maelys".into(),
+        source: "maelys-kustomer".into(),
+        channel: String::new(),
+        destination: "handler".into(),
+        severity: "critical".into(),
+        state: "firing".into(),
+        value: 301.0,
+        reason: "oldest undelivered delivery waiting 5m 1s".into(),
+    };
+    sqlite
+        .record_alert_transitions(vec![transition.clone()])
+        .await
+        .unwrap();
+    let hourly_query = intake_store::CounterQuery {
+        from: t0,
+        to: t0.plus(Duration::from_secs(3 * 3600)),
+        resolution: intake_store::Resolution::Hour,
+        metrics: vec![],
+        tenant: None,
+        source: None,
+    };
+    let source_hourly = sqlite.read_counters(hourly_query.clone()).await.unwrap();
+    assert!(!source_hourly.is_empty());
     let source_counts = sqlite.table_counts().await.unwrap();
     let source_events = sqlite
         .list_events(EventFilter {
@@ -156,6 +194,19 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
     .await
     .unwrap();
     assert_eq!(pg.table_counts().await.unwrap(), source_counts);
+    assert_eq!(
+        pg.read_counters(hourly_query).await.unwrap(),
+        source_hourly,
+        "hourly counters (rolled up and not) read back the same"
+    );
+    assert_eq!(
+        pg.get_state("alerts").await.unwrap().as_deref(),
+        Some("[\"book\"]")
+    );
+    assert_eq!(
+        pg.list_alert_transitions(None, 10).await.unwrap(),
+        vec![transition]
+    );
     let copied = pg
         .list_events(EventFilter {
             limit: 1000,
