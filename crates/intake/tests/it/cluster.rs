@@ -484,3 +484,93 @@ async fn postgres_refusing_connections_under_load_means_503_then_recovery_withou
     kill(&mut child).await;
     db.drop_db().await;
 }
+
+/// Restarts the machine's PostgreSQL cluster (`pg_ctlcluster … restart`), and waits until it
+/// answers again.
+async fn restart_postgres() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL is installed from Debian's packages (/etc/postgresql)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        .expect("a PostgreSQL version under /etc/postgresql");
+    let status = tokio::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .await
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "pg_ctlcluster restart failed: {status}");
+}
+
+/// The real thing: PostgreSQL itself restarted under load. Ignored in the parallel run because
+/// it cuts every other test's connections; `scripts/test` runs it alone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the shared PostgreSQL cluster; scripts/test runs it alone, after the rest"]
+async fn postgres_restarted_under_load_loses_nothing_and_the_node_recovers_by_itself() {
+    let db = TestDb::create().await;
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let config = write_node_config(dir.path(), 1, port, &handler.url(), &db.url);
+    let log = dir.path().join("node.log");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_intake(&config, &log).await;
+    wait_healthy(&http, &base, &mut child).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..6)
+        .map(|w| {
+            tokio::spawn(sender(
+                http.clone(),
+                vec![base.clone()],
+                w,
+                stop.clone(),
+                acked.clone(),
+                refused.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = acked.lock().unwrap().len();
+    restart_postgres().await;
+    // The node reconnects by itself and takes work again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let ready = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready && acked.lock().unwrap().len() > before + 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not take work again after PostgreSQL restarted; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked: HashSet<String> = acked.lock().unwrap().clone();
+    let missing = missing_after_patience(&handler, &acked, PATIENCE * 3).await;
+    eprintln!(
+        "acknowledged {}, answered 503 {}, deliveries received {}, missing {missing}",
+        acked.len(),
+        refused.load(Ordering::Relaxed),
+        handler.received().len()
+    );
+    assert_eq!(
+        missing, 0,
+        "every acknowledged event must be delivered at least once"
+    );
+    kill(&mut child).await;
+    db.drop_db().await;
+}
