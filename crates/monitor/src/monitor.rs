@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
 use crate::baseline::{
     alpha_of, dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig,
-    BaselineKind,
+    BaselineKind, HourBaseline,
 };
 use crate::history::{
     hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
@@ -574,6 +574,29 @@ fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> 
     (events, expected, minutes)
 }
 
+/// The squared relative error of an hour's baseline as an estimate of that hour's mean: the
+/// baseline is the median of `n` comparable hours, each of which had its own hour multiplier
+/// (variance `a_h`) and its own Poisson noise (`1/m`), so it misses the hour's true level by a
+/// relative variance of about `(a_h + 1/m)/n`, times the median's inefficiency (1 for the
+/// median of 1 or 2 values, π/2 for more, the large-sample value, which errs high). The
+/// day-level part of those hours' variation is common to the hours of a day and is learnt
+/// by the day multiplier; this hour-specific part is not, and the hour-to-hour dispersion
+/// `a_h`, being estimated in-sample against the same medians, does not contain it either.
+fn baseline_error(b: Option<HourBaseline>, a_h: f64) -> f64 {
+    let Some(b) = b else { return 0.0 };
+    let n = match b.kind {
+        BaselineKind::Seasonal { weeks } => weeks,
+        BaselineKind::Daily { days } => days,
+    }
+    .max(1) as f64;
+    let inefficiency = if n <= 2.0 {
+        1.0
+    } else {
+        std::f64::consts::FRAC_PI_2
+    };
+    inefficiency * (a_h + 1.0 / b.expected.max(1.0)) / n
+}
+
 /// `ln P(0)` of a negative binomial with mean `mean * w` and squared coefficient of variation
 /// `v` of its Gamma intensity: `-(1/v) ln(1 + mean·w·v)`.
 fn nb_ln_p0(mean: f64, v: f64, w: f64) -> f64 {
@@ -642,7 +665,23 @@ fn stopped(
             let lo = start - minutes_of(p.prior_window);
             let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
             let n = (minutes as f64 / 60.0).max(1.0);
-            let kappa = 1.0 / (1.0 + e * a_h / n);
+            // Each hour's multiplier relative to its baseline varies by the hour-to-hour
+            // dispersion plus the baseline's own error (see `baseline_error`): the first for
+            // the hour in which the silence began, the later hours' errors averaging out over
+            // the hours they span, the exposure's hours by their average volume.
+            let v_start = a_h + baseline_error(hour_baseline(f, hour_of(start), cfg), a_h);
+            let later_hours = ((now_min - hour_start - 60) as f64 / 60.0).ceil().max(1.0);
+            let v_later = a_h
+                + baseline_error(hour_baseline(f, hour_of(now_min - 1), cfg), a_h) / later_hours;
+            let v_exposure = a_h
+                + baseline_error(
+                    hour_baseline(f, hour_of(start) - 1, cfg).map(|b| HourBaseline {
+                        expected: e / n,
+                        ..b
+                    }),
+                    a_h,
+                );
+            let kappa = 1.0 / (1.0 + e * v_exposure / n);
             let (kc, ke) = (kappa * c, kappa * e);
             let (c1, e1, _) = exposure(f, hour_start, start, cfg);
             let first_end = (hour_start + 60).min(now_min);
@@ -652,39 +691,94 @@ fn stopped(
             // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
             // updated by the exposure and weighted by how well it explains it (its negative
             // binomial marginal likelihood; the terms common to both cancel).
-            let share = cfg.quiet_day_share.clamp(0.0, 0.5);
+            // With the daily fallback the weekend is a quiet day the baseline cannot see: two
+            // days in seven on top of the holidays.
+            let mut share = cfg.quiet_day_share.clamp(0.0, 0.5);
+            if matches!(kind, BaselineKind::Daily { .. }) {
+                share = (share + 2.0 / 7.0).min(0.5);
+            }
+            // A quiet day begins at one of the day's 24 hour boundaries (a holiday at local
+            // midnight, a Saturday after a Friday): the chance that one began at the start of
+            // this hour, after the exposure, is a 24th of the share.
+            let onset = share / 24.0;
             let level = cfg.quiet_day_level.clamp(1e-3, 1.0);
-            let components = [(1.0 - share, a, a), (share, 2.0, 2.0 / level)];
-            let mut ln_terms = [f64::NEG_INFINITY; 2];
-            let mut ln_p0s = [0.0; 2];
-            let mut means = [0.0; 2];
-            for (i, &(prior, shape, rate)) in components.iter().enumerate() {
+            let quiet_shape = 2.0;
+            let quiet_rate = quiet_shape / level;
+            // NB marginal likelihood of `c` events where `e` were expected, under a Gamma
+            // (shape, rate) multiplier, without the terms common to every component.
+            let ln_nb = |shape: f64, rate: f64, c: f64, e: f64| {
+                ln_gamma(shape + c) - ln_gamma(shape) + shape * (rate / (rate + e)).ln()
+                    - c * (rate + e).ln()
+            };
+            // Three components: an ordinary day, a quiet day that the exposure already saw,
+            // and a quiet spell that began at the start of this hour (the exposure before it
+            // was ordinary). Each is weighted by its prior and by how well it explains the
+            // exposure and the minutes of this hour before the silence.
+            let mut ln_terms = [f64::NEG_INFINITY; 3];
+            let mut ln_p0s = [0.0; 3];
+            let mut means = [0.0; 3];
+            let day_components = [
+                (1.0 - share - onset, a, a),
+                (share, quiet_shape, quiet_rate),
+            ];
+            let mut ordinary_exposure = 0.0;
+            for (i, &(prior, shape, rate)) in day_components.iter().enumerate() {
                 if prior <= 0.0 {
                     continue;
                 }
-                let ln_marginal = ln_gamma(shape + kc) - ln_gamma(shape)
-                    + shape * (rate / (rate + ke)).ln()
-                    - kc * (rate + ke).ln();
-                ln_terms[i] = prior.ln() + ln_marginal;
+                let ln_exposure = ln_nb(shape, rate, kc, ke);
+                if i == 0 {
+                    ordinary_exposure = ln_exposure;
+                }
                 let d_shape = shape + kc;
                 let d_mean = d_shape / (rate + ke);
-                let h_shape = 1.0 / a_h + c1;
-                let h_mean = h_shape / (1.0 / a_h + e1 * d_mean);
+                // The hour's count so far under D·H₁, matched to a Gamma.
+                let v_hour = (1.0 + 1.0 / d_shape) * (1.0 + v_start) - 1.0;
+                let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), c1, e1);
+                ln_terms[i] = prior.ln() + ln_exposure + ln_hour;
+                let h_shape = 1.0 / v_start + c1;
+                let h_mean = h_shape / (1.0 / v_start + e1 * d_mean);
                 let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
-                let v2 = (1.0 + 1.0 / d_shape) * (1.0 + a_h) - 1.0;
+                let v2 = (1.0 + 1.0 / d_shape) * (1.0 + v_later) - 1.0;
                 ln_p0s[i] = nb_ln_p0(d_mean * h_mean, v1, w1) + nb_ln_p0(d_mean, v2, w2);
                 means[i] = d_mean * h_mean * w1 + d_mean * w2;
             }
-            let top = ln_terms[0].max(ln_terms[1]);
+            if onset > 0.0 {
+                // The spell's level Q is seen only through this hour. Its prior is narrower
+                // than the quiet day's, Gamma(8, 8/level) (±35 %): a spell that begins at an
+                // hour boundary is a quiet day's traffic, not nearly none, or a flow that
+                // stops exactly on the hour could never be told from one.
+                let (spell_shape, spell_rate) = (8.0, 8.0 / level);
+                let ln_hour = ln_nb(spell_shape, spell_rate, c1, e1);
+                ln_terms[2] = onset.ln() + ordinary_exposure + ln_hour;
+                let q_shape = spell_shape + c1;
+                let q_mean = q_shape / (spell_rate + e1);
+                let v1 = 1.0 / q_shape;
+                let v2 = (1.0 + 1.0 / q_shape) * (1.0 + v_later) - 1.0;
+                ln_p0s[2] = nb_ln_p0(q_mean, v1, w1) + nb_ln_p0(q_mean, v2, w2);
+                means[2] = q_mean * (w1 + w2);
+            }
+            let top = ln_terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let weights = ln_terms.map(|t| (t - top).exp());
-            let total_w = weights[0] + weights[1];
-            let quiet = weights[1] / total_w;
-            // ln((1 - q) P0₀ + q P0₁), in log space so that tiny probabilities stay exact.
-            let parts = [(1.0 - quiet).ln() + ln_p0s[0], quiet.ln() + ln_p0s[1]];
-            let hi = parts[0].max(parts[1]);
-            let ln_p0 = hi + parts.map(|x| (x - hi).exp()).iter().sum::<f64>().ln();
-            let post_mean = (1.0 - quiet) * means[0] + quiet * means[1];
-            if ln_p0 >= p.p_zero.ln() {
+            let total_w: f64 = weights.iter().sum();
+            let weights = weights.map(|w| w / total_w);
+            let quiet = weights[1];
+            let spell = weights[2];
+            // ln Σ wᵢ P0ᵢ, in log space so that tiny probabilities stay exact.
+            let parts: Vec<f64> = (0..3)
+                .filter(|&i| weights[i] > 0.0)
+                .map(|i| weights[i].ln() + ln_p0s[i])
+                .collect();
+            let hi = parts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let ln_p0 = hi + parts.iter().map(|x| (x - hi).exp()).sum::<f64>().ln();
+            let post_mean: f64 = (0..3).map(|i| weights[i] * means[i]).sum();
+            let daily = matches!(kind, BaselineKind::Daily { .. });
+            let threshold = if daily {
+                p.p_zero * p.daily_factor.clamp(1e-6, 1.0)
+            } else {
+                p.p_zero
+            };
+            if ln_p0 >= threshold.ln() || expected < p.min_expected {
                 return None;
             }
             let sd = NegBinomial {
@@ -699,11 +793,13 @@ fn stopped(
                     "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
                      {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
                      this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
-                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}); \
-                     P(0) = {} (threshold {})",
+                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
+                     P(quiet since this hour) = {}); P(0) = {} (threshold {}{})",
                     fmt_prob(quiet),
+                    fmt_prob(spell),
                     fmt_prob(ln_p0.exp()),
-                    fmt_prob(p.p_zero)
+                    fmt_prob(threshold),
+                    if daily { ", stricter with the daily fallback" } else { "" }
                 ),
             ))
         }

@@ -93,6 +93,15 @@ pub struct InboundStopped {
     /// against their baseline, give the flow's current rate (3 h).
     #[serde(with = "secs")]
     pub prior_window: Duration,
+    /// The statistical verdict also needs the silence to cover at least this many events
+    /// expected by the baseline (15): below that a silence is too short to be told from
+    /// the hour-to-hour noise the model underestimates (a 90/h channel gets there in
+    /// 10 minutes).
+    pub min_expected: f64,
+    /// While only the daily fallback baseline exists (weeks 1–2), the threshold is
+    /// multiplied by this (0.01, i.e. 1e-8 by default): that baseline cannot see the weekly
+    /// pattern, so its verdicts are held to a stricter standard, said in the reason.
+    pub daily_factor: f64,
     /// Gap rule (series without a baseline): fire when the silence is this many times the
     /// longest gap seen so far (3.0)…
     pub gap_factor: f64,
@@ -114,6 +123,8 @@ impl Default for InboundStopped {
         InboundStopped {
             common: common(0, Severity::Critical, 3),
             p_zero: 1e-6,
+            min_expected: 15.0,
+            daily_factor: 0.01,
             prior_window: Duration::from_secs(3 * 3600),
             gap_factor: 3.0,
             min_gaps: 20,

@@ -129,6 +129,9 @@ struct Series {
     day_mult: f64,
     mult: f64,
     incident: Option<Incident>,
+    /// The generator's own expected count since the series' last event: what a silence
+    /// really had to overcome, for reading false alerts.
+    since_event: f64,
 }
 
 /// The traffic of a spec, generated minute by minute.
@@ -221,6 +224,7 @@ impl Traffic {
                     day_mult: 1.0,
                     mult: 1.0,
                     incident,
+                    since_event: 0.0,
                 });
             }
         }
@@ -320,8 +324,15 @@ impl Traffic {
             } else {
                 0.0
             };
+            s.since_event = if n > 0.0 { 0.0 } else { s.since_event + lambda };
             out.push(n as u32);
         }
+    }
+
+    /// The generator's expected count over the minutes since the series' last event (the
+    /// truth a silence is judged against; the monitor cannot know it).
+    pub fn true_expected_since_event(&self, series: usize) -> f64 {
+        self.series.get(series).map_or(0.0, |s| s.since_event)
     }
 
     /// All counts as CSV rows (only minutes with events, as a store export would have them).
@@ -466,13 +477,14 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
                 *report.false_alerts.entry(t.rule.clone()).or_default() += 1;
                 if report.false_alerts[&t.rule] <= 100 {
                     report.false_samples.push(format!(
-                        "{} day {} ({}) {}/{}: {}",
+                        "{} day {} ({}) {}/{}: {} [generator expected {:.1} since the last event]",
                         t.rule,
                         (now_min - start) / 1440,
                         traffic.cause(s, now_min - 1),
                         t.labels.tenant,
                         t.labels.channel,
-                        t.reason
+                        t.reason,
+                        traffic.true_expected_since_event(s)
                     ));
                 }
                 let warmup = now_min - start < 14 * 1440;
