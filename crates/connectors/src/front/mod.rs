@@ -40,8 +40,6 @@ pub mod backfill;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -51,11 +49,12 @@ use intake_core::config::SourceKind;
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::{constant_time_eq, hmac_sha256};
 use intake_core::Timestamp;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 use sha2::Digest;
 
+use crate::lax::{Lax, Obj};
 use crate::{Connector, Handshake, Incoming, ParseError, VerifyError};
 
 pub use backfill::FrontBackfill;
@@ -383,103 +382,4 @@ struct Typed<'a> {
     type_: Lax<'a>,
 }
 
-/// A JSON object read as `T`, or absent when the value is anything else.
-struct Obj<T>(Option<T>);
 
-impl<T> Default for Obj<T> {
-    fn default() -> Self {
-        Obj(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Obj<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(a))
-                    .map(|t| Obj(Some(t)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Obj(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Obj(None))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
-    }
-}
-
-/// A field that is text when it is a string or a number, and absent otherwise (null, an object,
-/// an empty string): a changed field type must not make Front's webhooks unparseable.
-#[derive(Default)]
-struct Lax<'a>(Option<Cow<'a, str>>);
-
-impl Lax<'_> {
-    fn get(&self) -> Option<&str> {
-        self.0.as_deref().filter(|s| !s.is_empty())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lax<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
