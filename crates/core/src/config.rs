@@ -771,6 +771,12 @@ pub struct MonitorConfig {
     pub interval: Dur,
     /// The longest silence anyone may create.
     pub max_silence: Dur,
+    /// How often a group of alerts that is still firing is notified again.
+    pub repeat_interval: Dur,
+    /// The dead-man's-switch URL the watchdog pings (Healthchecks.io-style), if any.
+    pub watchdog_url: Option<String>,
+    /// How often the watchdog pings; `monitor.interval` when absent.
+    pub watchdog_interval: Option<Dur>,
 }
 
 impl Default for MonitorConfig {
@@ -778,9 +784,43 @@ impl Default for MonitorConfig {
         MonitorConfig {
             interval: Dur::secs(60),
             max_silence: Dur::secs(24 * 3600),
+            repeat_interval: Dur::secs(4 * 3600),
+            watchdog_url: None,
+            watchdog_interval: None,
         }
     }
 }
+
+impl MonitorConfig {
+    /// How often the watchdog pings: `watchdog_interval`, or the evaluation interval.
+    pub fn watchdog_every(&self) -> Duration {
+        self.watchdog_interval.unwrap_or(self.interval).0
+    }
+}
+
+/// Keys someone might write to switch alerting off wholesale. None exists; each gets an error
+/// that says why instead of figment's bare "unknown field".
+const OFF_SWITCHES: [&str; 12] = [
+    "enabled",
+    "enable",
+    "disabled",
+    "disable",
+    "alerting",
+    "alerts",
+    "notify",
+    "notifications",
+    "mute",
+    "mute_all",
+    "silence_all",
+    "silenced",
+];
+
+/// Why intake has no switch that turns alerting off (see docs/alerting.md).
+pub const NO_OFF_SWITCH: &str = "alerting cannot be switched off: there is no global switch, \
+    because the day all alerts were switched off to stop false positives is the day an outage \
+    went unnoticed for 20 hours. Tune a noisy rule with [[rules]] (threshold, for, severity), \
+    route it with `notifiers`, or mute one rule, tenant or source for a bounded time with \
+    `intake silence add` (see docs/alerting.md)";
 
 /// `[canary]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -914,6 +954,14 @@ impl From<figment::Error> for ConfigError {
                     .replace("expected `one of ", "expected one of ");
                 if message.ends_with("``") {
                     message.pop();
+                }
+                if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                    let section = e.path.first().map(String::as_str).unwrap_or("");
+                    if matches!(section, "monitor" | "rules" | "notifiers" | "")
+                        && OFF_SWITCHES.contains(&field.as_str())
+                    {
+                        message = format!("unknown key `{field}`: {NO_OFF_SWITCH}");
+                    }
                 }
                 if let Some(figment::Source::File(file)) =
                     e.metadata.as_ref().and_then(|m| m.source.as_ref())
@@ -1361,6 +1409,26 @@ impl Validator {
         if c.monitor.interval.0.is_zero() {
             self.push("monitor.interval", "must be longer than 0s");
         }
+        if c.monitor.max_silence.0.is_zero() {
+            self.push(
+                "monitor.max_silence",
+                "must be longer than 0s (silences need an expiry of at most this long)",
+            );
+        }
+        if c.monitor.repeat_interval.0 < Duration::from_secs(60) {
+            self.push(
+                "monitor.repeat_interval",
+                "must be at least 1m; a firing alert is repeated this often",
+            );
+        }
+        if let Some(u) = &c.monitor.watchdog_url {
+            self.http_url("monitor.watchdog_url".into(), u);
+        }
+        if let Some(d) = c.monitor.watchdog_interval {
+            if d.0 < Duration::from_secs(1) {
+                self.push("monitor.watchdog_interval", "must be at least 1s");
+            }
+        }
         if c.canary.interval.0.is_zero() || c.canary.deadline.0.is_zero() {
             self.push("canary", "interval and deadline must be longer than 0s");
         }
@@ -1402,6 +1470,45 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn there_is_no_switch_that_turns_alerting_off() {
+        for text in [
+            "[monitor]\nenabled = false\n",
+            "[monitor]\nsilence_all = true\n",
+            "[[rules]]\nrule = \"inbound_drop\"\nenabled = false\n",
+        ] {
+            let p = problems(text);
+            assert_eq!(p.len(), 1, "{text}: {p:?}");
+            assert!(p[0].contains("alerting cannot be switched off"), "{p:?}");
+            assert!(p[0].contains("intake silence add"), "{p:?}");
+        }
+        // Other unknown keys keep figment's plain message.
+        let p = problems("[monitor]\nintervall = \"1m\"\n");
+        assert!(!p[0].contains("switched off"), "{p:?}");
+    }
+
+    #[test]
+    fn monitor_watchdog_and_repeat_keys_are_checked() {
+        let c = Config::from_toml_str(
+            "[monitor]\ninterval = \"30s\"\nwatchdog_url = \"https://hc-ping.com/abc\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.monitor.watchdog_every(), Duration::from_secs(30));
+        assert_eq!(c.monitor.repeat_interval, Dur::secs(4 * 3600));
+        let p = problems(
+            "[monitor]\nwatchdog_url = \"ftp://x\"\nwatchdog_interval = \"0s\"\nrepeat_interval = \"10s\"\nmax_silence = \"0s\"\n",
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("monitor.watchdog_url")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains("monitor.repeat_interval")),
+            "{p:?}"
+        );
     }
 
     #[test]

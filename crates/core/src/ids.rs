@@ -92,6 +92,10 @@ prefixed_id!(
     /// The id of one (event, destination) delivery.
     DeliveryId, "dlv_", "delivery"
 );
+prefixed_id!(
+    /// The id of one silence.
+    SilenceId, "sil_", "silence"
+);
 
 #[cfg(test)]
 mod tests {

@@ -17,5 +17,5 @@ pub mod signature;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId};
+pub use ids::{DeliveryId, EventId, SilenceId};
 pub use time::Timestamp;

@@ -4,6 +4,7 @@
 
 mod backtest;
 mod config_load;
+mod silence;
 mod status;
 
 // glibc's allocator showed up at ~10% of ingest CPU (many small, short-lived allocations per
@@ -56,6 +57,9 @@ enum Command {
         #[command(flatten)]
         api: status::ApiArgs,
     },
+    /// Mute some alerts' notifications for a bounded time, list silences, or end one.
+    #[command(subcommand)]
+    Silence(silence::SilenceCommand),
     /// Copy an embedded installation (SQLite) into PostgreSQL: events, deliveries, attempts,
     /// rejections and counters. Stop `intake serve` first; point it at the new URL after.
     MigrateStore {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Status { api } => status::run(api),
+        Command::Silence(cmd) => silence::run(cmd),
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };

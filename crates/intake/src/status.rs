@@ -46,12 +46,27 @@ impl Api {
 
     /// GETs `path` and returns its JSON, or an error that says what the server answered.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::GET, path, None)
+    }
+
+    /// Sends a request with an optional JSON body and returns the JSON answer, or an error
+    /// that quotes the server's explanation (the problem's `detail`).
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.args.url.trim_end_matches('/'));
         self.runtime.block_on(async {
-            let resp = self
+            let mut req = self
                 .http
-                .get(&url)
-                .bearer_auth(&self.args.token)
+                .request(method.clone(), &url)
+                .bearer_auth(&self.args.token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
                 .send()
                 .await
                 .with_context(|| format!("cannot reach intake at {}", self.args.url))?;
@@ -59,7 +74,7 @@ impl Api {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
                 let detail = body["detail"].as_str().unwrap_or("no detail");
-                anyhow::bail!("GET {url}: HTTP {status}: {detail}");
+                anyhow::bail!("{method} {url}: HTTP {status}: {detail}");
             }
             Ok(body)
         })
@@ -73,6 +88,8 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let queue = api.get("/api/v1/queue")?;
     let alerts = api.get("/api/v1/alerts?limit=10")?;
     print!("{}", render(&flows, &queue, &alerts));
+    let silences = api.get("/api/v1/silences")?;
+    print!("{}", crate::silence::render(&silences));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -99,7 +116,7 @@ pub fn render(flows: &Value, queue: &Value, alerts: &Value) -> String {
     for (state, list) in [("FIRING", firing), ("pending", pending)] {
         for a in list {
             let l = &a["labels"];
-            let scope: Vec<String> = ["tenant", "source", "channel", "destination"]
+            let scope: Vec<String> = ["tenant", "source", "channel", "destination", "notifier"]
                 .iter()
                 .filter_map(|k| {
                     l[*k]
@@ -108,6 +125,9 @@ pub fn render(flows: &Value, queue: &Value, alerts: &Value) -> String {
                         .map(|v| format!("{k}={v}"))
                 })
                 .collect();
+            if let Some(id) = a["silenced_by"].as_str() {
+                let _ = writeln!(out, "  (silenced by {id}: still evaluated, not notified)");
+            }
             let _ = writeln!(
                 out,
                 "  {state:<7} {:<9} {:<18} {}  since {}\n          {}",

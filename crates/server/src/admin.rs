@@ -65,6 +65,15 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/queue", get(crate::flows::queue))
         .route("/alerts", get(crate::alerts::alerts))
         .route("/rules", get(crate::alerts::rules))
+        .route(
+            "/silences",
+            get(crate::silences::list).post(crate::silences::create),
+        )
+        .route(
+            "/silences/{id}",
+            axum::routing::delete(crate::silences::expire),
+        )
+        .route("/notifiers", get(crate::alerts::notifiers))
         .route("/cluster", get(cluster_view))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));

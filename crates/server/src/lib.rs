@@ -21,7 +21,9 @@ pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod monitoring;
+pub mod notifications;
 pub mod problem;
 mod runtime;
+pub mod silences;
 
 pub use runtime::{open_store, RunningServer, Server};

@@ -90,20 +90,52 @@ pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
         .interval
         .0
         .max(Duration::from_secs(1));
+    // Notifications: decided after each evaluation, sent by their own loop, and the watchdog
+    // pinged from this loop, so a heartbeat proves that this loop is evaluating.
+    let mut pipeline = crate::notifications::Pipeline::new(&duty.app);
+    let sender = tokio::spawn(crate::notifications::send_loop(
+        duty.app.clone(),
+        pipeline.notifiers.clone(),
+        pipeline.wake.clone(),
+        stop.clone(),
+    ));
     let mut next = first_tick(duty.app.clock.now(), interval);
+    let started = duty.app.clock.now();
+    let mut last_ok: Option<Timestamp> = None;
     loop {
-        if duty.sleep(next, &stop).await {
-            return;
+        let wake = pipeline.watchdog_due().map_or(next, |w| w.min(next));
+        if duty.sleep(wake, &stop).await {
+            break;
         }
         let now = duty.app.clock.now();
-        if let Err(e) = duty.tick(now).await {
-            tracing::warn!(error = %e, "monitor evaluation failed; retrying at the next tick");
+        if now >= next {
+            let evaluated = match duty.tick(now).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "monitor evaluation failed; retrying at the next tick");
+                    false
+                }
+            };
+            // The pipeline reads what is stored, so it runs even after a failed tick (the
+            // store may have recovered in between).
+            match pipeline.evaluate(&duty.app, now).await {
+                Ok(()) if evaluated => last_ok = Some(now),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification evaluation failed; retrying at the next tick")
+                }
+            }
+            next = next.plus(interval);
+            if next <= now {
+                next = first_tick(now, interval);
+            }
         }
-        next = next.plus(interval);
-        if next <= now {
-            next = first_tick(now, interval);
-        }
+        // Alive: the last evaluation succeeded within two intervals (and a few seconds of
+        // settling), or the duty started that recently (its first tick is still to come).
+        let alive = now.since(last_ok.unwrap_or(started)) <= interval * 2 + SETTLE * 2;
+        pipeline.ping_watchdog(now, alive).await;
     }
+    let _ = sender.await;
 }
 
 /// The first evaluation instant: a few seconds after the next interval boundary.
@@ -328,7 +360,7 @@ impl MonitorDuty {
     }
 }
 
-fn severity_str(s: Severity) -> &'static str {
+pub(crate) fn severity_str(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "critical",
         Severity::Warning => "warning",

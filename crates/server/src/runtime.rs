@@ -112,6 +112,36 @@ impl Server {
                 })
             })
             .collect();
+        // Notifiers are built the way the monitor duty builds them, so a notifier that could
+        // not send (a bad SMTP URL, a missing key) stops the start instead of failing later.
+        let ctx = intake_notify::NotifyContext::new(Arc::new(intake_core::SystemClock));
+        for (i, n) in config.notifiers.iter().enumerate() {
+            if let Err(e) = intake_notify::build(n, &ctx) {
+                problems.push(Problem {
+                    path: format!("notifiers[{i}]"),
+                    message: e.message,
+                });
+            }
+        }
+        if let Some(url) = &config.monitor.watchdog_url {
+            if let Err(e) = intake_notify::WatchdogPing::new(
+                "watchdog",
+                url,
+                intake_notify::PingMethod::Get,
+                &ctx,
+            ) {
+                problems.push(Problem {
+                    path: "monitor.watchdog_url".into(),
+                    message: e.message,
+                });
+            }
+        }
+        if let Err(e) = intake_notify::LinkBuilder::new(config.server.public_url.as_deref()) {
+            problems.push(Problem {
+                path: "server.public_url".into(),
+                message: e.to_string(),
+            });
+        }
         if let Err(e) = intake_monitor::RuleBook::new(&config.rules) {
             problems.push(Problem {
                 path: format!("rules[{}].threshold", e.index),

@@ -130,6 +130,62 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AlertTransitionRecord>>;
 
+    /// Writes one evaluation of the notification pipeline in one durable transaction: enqueues
+    /// its notifications (pending, due at their `created_at`), writes its state documents and
+    /// marks the silences whose expiry it announces.
+    async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()>;
+
+    /// Leases the oldest pending notification of each notifier, if it is due at `now`, until
+    /// `now + lease` (its `due_at` moves there, so a sender that dies leaves it due again).
+    /// One per notifier at a time keeps each notifier's notifications in order: a resolution
+    /// never overtakes its firing.
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// Records one attempt of a claimed notification.
+    async fn finish_notification(
+        &self,
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// The earliest due time of any pending notification.
+    async fn next_notification_due(&self) -> Result<Option<Timestamp>>;
+
+    /// The outbox of every notifier that has one, by notifier.
+    async fn notifier_health(&self) -> Result<Vec<NotifierHealth>>;
+
+    /// The most recent notifications, newest first, optionally of one notifier.
+    async fn list_notifications(
+        &self,
+        notifier: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// Stores a new silence and enqueues its announcement, in one transaction.
+    async fn create_silence(
+        &self,
+        silence: Silence,
+        announcements: Vec<NewNotification>,
+    ) -> Result<()>;
+
+    /// Every silence that ends after `ended_after` (active, future and recently ended ones),
+    /// newest first.
+    async fn list_silences(&self, ended_after: Timestamp) -> Result<Vec<Silence>>;
+
+    /// Ends a silence at `now` and enqueues its expiry announcement, in one transaction.
+    async fn expire_silence(
+        &self,
+        id: &str,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    ) -> Result<SilenceExpiry>;
+
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;
 

@@ -453,3 +453,166 @@ pub struct ClusterView {
     /// Every duty lease ever taken (expired ones included), by duty.
     pub duties: Vec<DutyLease>,
 }
+
+/// A notification for the outbox: one notice for one notifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// The `[[notifiers]]` id it goes to.
+    pub notifier: String,
+    /// The notice's deduplication key (for people and queries; not unique).
+    pub key: String,
+    /// The notice, as JSON (`intake_notify::Notice`).
+    pub notice: String,
+    /// When it was made; also its first due time.
+    pub created_at: Timestamp,
+}
+
+/// Where an outbox item is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// The notifier accepted it.
+    Sent,
+    /// Given up: the notifier refused it for good, or it failed too many times.
+    Dead,
+}
+
+impl NotificationState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Sent => "sent",
+            NotificationState::Dead => "dead",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(NotificationState::Pending),
+            "sent" => Some(NotificationState::Sent),
+            "dead" => Some(NotificationState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// One notification in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxItem {
+    /// Its id (increasing in enqueue order).
+    pub id: i64,
+    /// The notifier it goes to.
+    pub notifier: String,
+    /// The notice's key.
+    pub key: String,
+    /// The notice, as JSON.
+    pub notice: String,
+    /// Pending, sent or dead.
+    pub state: NotificationState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it is due next (pending), or was finished.
+    pub due_at: Timestamp,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When it was sent or given up.
+    pub finished_at: Option<Timestamp>,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+}
+
+/// What one attempt to send an outbox item came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Accepted by the notifier.
+    Sent,
+    /// Failed; try again at `due_at`.
+    Retry {
+        /// When to try again.
+        due_at: Timestamp,
+        /// What went wrong.
+        error: String,
+    },
+    /// Failed for good.
+    Dead {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Everything one evaluation of the notification pipeline writes, in one transaction: the
+/// notifications to send, the pipeline's state documents (what was sent per group), and the
+/// silences whose expiry is announced by these notifications. Committing them together is
+/// what lets a restart neither re-page nor forget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationBatch {
+    /// Notifications to enqueue.
+    pub notifications: Vec<NewNotification>,
+    /// State documents to write (as [`Store::put_state`](crate::Store::put_state)).
+    pub state: Vec<(String, String)>,
+    /// Silences whose expiry is announced by this batch.
+    pub announced_expiries: Vec<String>,
+}
+
+/// How a notifier's outbox looks: the numbers `notifier_failing` is decided from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotifierHealth {
+    /// The notifier.
+    pub notifier: String,
+    /// Notifications waiting (pending).
+    pub undelivered: u64,
+    /// When the oldest waiting one was enqueued.
+    pub oldest_undelivered: Option<Timestamp>,
+    /// The most attempts any waiting notification has made (all of them failed).
+    pub failed_attempts: u32,
+    /// The last error of a waiting or dead notification.
+    pub last_error: Option<String>,
+    /// When a notification was last sent.
+    pub last_sent_at: Option<Timestamp>,
+    /// When a notification was last given up.
+    pub last_dead_at: Option<Timestamp>,
+}
+
+/// A silence: label matchers that mute notifications of the alerts they match, until
+/// `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// `sil_…`
+    pub id: String,
+    /// Label → exact value (`rule`, `tenant`, `source`, `channel`, `destination`).
+    pub matchers: std::collections::BTreeMap<String, String>,
+    /// When it starts muting.
+    pub starts_at: Timestamp,
+    /// When it stops muting.
+    pub ends_at: Timestamp,
+    /// Who created it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Whether its expiry has been announced.
+    pub expiry_announced: bool,
+}
+
+impl Silence {
+    /// Whether it mutes at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
+/// What [`Store::expire_silence`](crate::Store::expire_silence) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceExpiry {
+    /// No silence has this id.
+    NotFound,
+    /// It had already ended; nothing changed.
+    AlreadyEnded(Silence),
+    /// It ends now; its expiry announcement was enqueued.
+    Expired(Silence),
+}

@@ -55,7 +55,74 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "counters_hourly_state_alerts",
         include_str!("../migrations/postgres/0002_counters_hourly_state_alerts.sql"),
     ),
+    (
+        "notifications_silences",
+        include_str!("../migrations/postgres/0003_notifications_silences.sql"),
+    ),
 ];
+
+const OUTBOX_COLUMNS: &str =
+    "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
+
+fn outbox_row(r: &Row) -> Result<OutboxItem> {
+    let state: String = r.get(4);
+    Ok(OutboxItem {
+        id: r.get(0),
+        notifier: r.get(1),
+        key: r.get(2),
+        notice: r.get(3),
+        state: NotificationState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown notification state `{state}`")))?,
+        attempts: u32::try_from(r.get::<_, i32>(5)).unwrap_or(0),
+        due_at: Timestamp(r.get(6)),
+        created_at: Timestamp(r.get(7)),
+        finished_at: r.get::<_, Option<i64>>(8).map(Timestamp),
+        last_error: r.get(9),
+    })
+}
+
+const SILENCE_COLUMNS: &str =
+    "id, matchers, starts_at, ends_at, created_by, comment, created_at, expiry_announced";
+
+fn silence_row(r: &Row) -> Result<Silence> {
+    let matchers: String = r.get(1);
+    Ok(Silence {
+        id: r.get(0),
+        matchers: serde_json::from_str(&matchers)
+            .map_err(|e| StoreError::Corrupt(format!("silence matchers: {e}")))?,
+        starts_at: Timestamp(r.get(2)),
+        ends_at: Timestamp(r.get(3)),
+        created_by: r.get(4),
+        comment: r.get(5),
+        created_at: Timestamp(r.get(6)),
+        expiry_announced: r.get(7),
+    })
+}
+
+async fn insert_notifications(
+    tx: &deadpool_postgres::Transaction<'_>,
+    list: &[NewNotification],
+) -> Result<()> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
+             VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        )
+        .await
+        .map_err(unavailable)?;
+    for n in list {
+        tx.execute(
+            &stmt,
+            &[&n.notifier, &n.key, &n.notice, &n.created_at.as_millis()],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).
 const MIGRATION_LOCK: i64 = 0x696e_7461_6b65;
@@ -2057,6 +2124,220 @@ impl Store for PostgresStore {
                 reason: r.get(9),
             })
             .collect())
+    }
+
+    async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()> {
+        if batch == NotificationBatch::default() {
+            return Ok(());
+        }
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        insert_notifications(&tx, &batch.notifications).await?;
+        for (key, value) in &batch.state {
+            tx.execute(
+                "INSERT INTO state (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&format!("state:{key}"), value],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        for id in &batch.announced_expiries {
+            tx.execute(
+                "UPDATE silences SET expiry_announced = TRUE WHERE id = $1",
+                &[id],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        let client = self.write_conn().await?;
+        // The same statement as on SQLite; the notification sender is a singleton duty, so no
+        // two nodes claim at once, and the row locks of the UPDATE settle any race anyway.
+        let rows = client
+            .query(
+                &format!(
+                    "UPDATE notifications SET due_at = $1
+                     WHERE id IN (
+                        SELECT n.id FROM notifications n
+                        WHERE n.state = 'pending' AND n.due_at <= $2
+                          AND n.id = (SELECT MIN(m.id) FROM notifications m
+                                      WHERE m.notifier = n.notifier AND m.state = 'pending')
+                        ORDER BY n.id LIMIT $3)
+                     RETURNING {OUTBOX_COLUMNS}"
+                ),
+                &[
+                    &now.plus(lease).as_millis(),
+                    &now.as_millis(),
+                    &(limit as i64),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut items = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    async fn finish_notification(
+        &self,
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (state, due_at, error) = match &outcome {
+            NotificationOutcome::Sent => (NotificationState::Sent, now, None),
+            NotificationOutcome::Retry { due_at, error } => {
+                (NotificationState::Pending, *due_at, Some(error.clone()))
+            }
+            NotificationOutcome::Dead { error } => {
+                (NotificationState::Dead, now, Some(error.clone()))
+            }
+        };
+        let finished = (state != NotificationState::Pending).then_some(now.as_millis());
+        let client = self.write_conn().await?;
+        client
+            .execute(
+                "UPDATE notifications SET state = $1, attempts = attempts + 1, due_at = $2,
+                    finished_at = $3, last_error = COALESCE($4, last_error)
+                 WHERE id = $5 AND state = 'pending'",
+                &[&state.as_str(), &due_at.as_millis(), &finished, &error, &id],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
+        let rows = self
+            .read_rows(
+                "SELECT MIN(due_at) FROM notifications WHERE state = 'pending'",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(Timestamp))
+    }
+
+    async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
+        let rows = self.read_rows(crate::sqlite::NOTIFIER_HEALTH, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| NotifierHealth {
+                notifier: r.get(0),
+                undelivered: r.get::<_, i64>(1).max(0) as u64,
+                oldest_undelivered: r.get::<_, Option<i64>>(2).map(Timestamp),
+                failed_attempts: r.get::<_, i64>(3).clamp(0, u32::MAX as i64) as u32,
+                last_error: r.get(4),
+                last_sent_at: r.get::<_, Option<i64>>(5).map(Timestamp),
+                last_dead_at: r.get::<_, Option<i64>>(6).map(Timestamp),
+            })
+            .collect())
+    }
+
+    async fn list_notifications(
+        &self,
+        notifier: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM notifications
+                     WHERE $1::text IS NULL OR notifier = $1 ORDER BY id DESC LIMIT $2"
+                ),
+                &[&notifier, &(limit.clamp(1, 1000) as i64)],
+            )
+            .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    async fn create_silence(
+        &self,
+        silence: Silence,
+        announcements: Vec<NewNotification>,
+    ) -> Result<()> {
+        let matchers = serde_json::to_string(&silence.matchers)
+            .map_err(|e| StoreError::Corrupt(format!("silence matchers: {e}")))?;
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment,
+                created_at, expiry_announced)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &silence.id,
+                &matchers,
+                &silence.starts_at.as_millis(),
+                &silence.ends_at.as_millis(),
+                &silence.created_by,
+                &silence.comment,
+                &silence.created_at.as_millis(),
+                &silence.expiry_announced,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+        insert_notifications(&tx, &announcements).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn list_silences(&self, ended_after: Timestamp) -> Result<Vec<Silence>> {
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1
+                     ORDER BY created_at DESC, id DESC LIMIT 1000"
+                ),
+                &[&ended_after.as_millis()],
+            )
+            .await?;
+        rows.iter().map(silence_row).collect()
+    }
+
+    async fn expire_silence(
+        &self,
+        id: &str,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    ) -> Result<SilenceExpiry> {
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let found = tx
+            .query_opt(
+                &format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1 FOR UPDATE"),
+                &[&id],
+            )
+            .await
+            .map_err(unavailable)?;
+        let outcome = match found.as_ref().map(silence_row).transpose()? {
+            None => SilenceExpiry::NotFound,
+            Some(s) if s.ends_at <= now => SilenceExpiry::AlreadyEnded(s),
+            Some(mut s) => {
+                tx.execute(
+                    "UPDATE silences SET ends_at = $1, expiry_announced = TRUE WHERE id = $2",
+                    &[&now.as_millis(), &id],
+                )
+                .await
+                .map_err(unavailable)?;
+                insert_notifications(&tx, &announcements).await?;
+                s.ends_at = now;
+                s.expiry_announced = true;
+                SilenceExpiry::Expired(s)
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
     }
 
     async fn check_writable(&self) -> Result<()> {

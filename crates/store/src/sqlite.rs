@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_counters_hourly.sql"),
     include_str!("../migrations/sqlite/0004_alert_transitions.sql"),
     include_str!("../migrations/sqlite/0005_nodes_and_duties.sql"),
+    include_str!("../migrations/sqlite/0006_notifications_silences.sql"),
 ];
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -219,6 +220,20 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 }
+
+/// The same on both backends: per notifier, what waits in its outbox (how many, since when,
+/// after how many failed attempts, the last error) and when it last sent or gave up.
+pub(crate) const NOTIFIER_HEALTH: &str = "SELECT notifier,
+        CAST(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS BIGINT),
+        MIN(CASE WHEN state = 'pending' THEN created_at END),
+        CAST(COALESCE(MAX(CASE WHEN state = 'pending' THEN attempts END), 0) AS BIGINT),
+        (SELECT m.last_error FROM notifications m
+          WHERE m.notifier = n.notifier AND m.last_error IS NOT NULL
+            AND (m.state = 'pending' OR m.state = 'dead')
+          ORDER BY m.id DESC LIMIT 1),
+        MAX(CASE WHEN state = 'sent' THEN finished_at END),
+        MAX(CASE WHEN state = 'dead' THEN finished_at END)
+     FROM notifications n GROUP BY notifier ORDER BY notifier";
 
 /// The same on both backends: rows per table, counters summed over any shards.
 pub(crate) const TABLE_COUNTS: &str = "SELECT
@@ -559,6 +574,23 @@ enum Request {
         node_timeout: Duration,
     },
     Leave,
+    EnqueueNotifications(Box<NotificationBatch>),
+    ClaimNotifications {
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    },
+    FinishNotification {
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    },
+    CreateSilence(Box<Silence>, Vec<NewNotification>),
+    ExpireSilence {
+        id: String,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    },
 }
 
 /// What a request produced, sent back once its transaction has committed.
@@ -569,6 +601,8 @@ enum Output {
     Unit,
     Bool(bool),
     Count(u64),
+    Outbox(Vec<OutboxItem>),
+    Expiry(SilenceExpiry),
 }
 
 /// Where a request's answer goes.
@@ -579,6 +613,8 @@ enum Reply {
     Unit(oneshot::Sender<Result<()>>),
     Bool(oneshot::Sender<Result<bool>>),
     Count(oneshot::Sender<Result<u64>>),
+    Outbox(oneshot::Sender<Result<Vec<OutboxItem>>>),
+    Expiry(oneshot::Sender<Result<SilenceExpiry>>),
 }
 
 impl Reply {
@@ -607,6 +643,14 @@ impl Reply {
             }))),
             Reply::Count(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Count(n) => Ok(n),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Outbox(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Outbox(items) => Ok(items),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Expiry(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Expiry(e) => Ok(e),
                 _ => Err(mismatch()),
             }))),
         }
@@ -643,6 +687,52 @@ fn minute_of(t: Timestamp) -> i64 {
     t.as_millis().div_euclid(60_000) * 60_000
 }
 
+/// The columns [`outbox_row`] reads, in order.
+const OUTBOX_COLUMNS: &str =
+    "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
+
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    let state: String = r.get(4)?;
+    Ok(OutboxItem {
+        id: r.get(0)?,
+        notifier: r.get(1)?,
+        key: r.get(2)?,
+        notice: r.get(3)?,
+        state: NotificationState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown notification state `{state}`").into(),
+            )
+        })?,
+        attempts: r.get(5)?,
+        due_at: Timestamp(r.get(6)?),
+        created_at: Timestamp(r.get(7)?),
+        finished_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
+        last_error: r.get(9)?,
+    })
+}
+
+/// The columns [`silence_row`] reads, in order.
+const SILENCE_COLUMNS: &str =
+    "id, matchers, starts_at, ends_at, created_by, comment, created_at, expiry_announced";
+
+fn silence_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
+    let matchers: String = r.get(1)?;
+    Ok(Silence {
+        id: r.get(0)?,
+        matchers: serde_json::from_str(&matchers).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        starts_at: Timestamp(r.get(2)?),
+        ends_at: Timestamp(r.get(3)?),
+        created_by: r.get(4)?,
+        comment: r.get(5)?,
+        created_at: Timestamp(r.get(6)?),
+        expiry_announced: r.get(7)?,
+    })
+}
+
 struct Writer {
     conn: Connection,
     node_id: String,
@@ -652,6 +742,22 @@ struct Writer {
 }
 
 impl Writer {
+    fn insert_notifications(&self, list: &[NewNotification]) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+        )?;
+        for n in list {
+            stmt.execute(params![
+                n.notifier,
+                n.key,
+                n.notice,
+                n.created_at.as_millis()
+            ])?;
+        }
+        Ok(())
+    }
+
     fn new(conn: Connection, rewind: Arc<AtomicBool>, node_id: String) -> Self {
         Writer {
             conn,
@@ -969,6 +1075,123 @@ impl Writer {
                     .prepare_cached("DELETE FROM nodes WHERE id = ?1")?
                     .execute([&self.node_id])?;
                 Output::Unit
+            }
+            Request::EnqueueNotifications(batch) => {
+                self.insert_notifications(&batch.notifications)?;
+                for (key, value) in &batch.state {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        )?
+                        .execute(params![format!("state:{key}"), value])?;
+                }
+                for id in &batch.announced_expiries {
+                    self.conn
+                        .prepare_cached("UPDATE silences SET expiry_announced = 1 WHERE id = ?1")?
+                        .execute([id])?;
+                }
+                Output::Unit
+            }
+            Request::ClaimNotifications { now, lease, limit } => {
+                let items = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "UPDATE notifications SET due_at = ?1
+                         WHERE id IN (
+                            SELECT n.id FROM notifications n
+                            WHERE n.state = 'pending' AND n.due_at <= ?2
+                              AND n.id = (SELECT MIN(m.id) FROM notifications m
+                                          WHERE m.notifier = n.notifier AND m.state = 'pending')
+                            ORDER BY n.id LIMIT ?3)
+                         RETURNING {OUTBOX_COLUMNS}"
+                    ))?
+                    .query_map(
+                        params![now.plus(*lease).as_millis(), now.as_millis(), *limit as i64],
+                        outbox_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut items = items;
+                items.sort_by_key(|i| i.id);
+                Output::Outbox(items)
+            }
+            Request::FinishNotification { id, outcome, now } => {
+                let (state, due_at, error) = match outcome {
+                    NotificationOutcome::Sent => (NotificationState::Sent, *now, None),
+                    NotificationOutcome::Retry { due_at, error } => {
+                        (NotificationState::Pending, *due_at, Some(error.as_str()))
+                    }
+                    NotificationOutcome::Dead { error } => {
+                        (NotificationState::Dead, *now, Some(error.as_str()))
+                    }
+                };
+                let finished = (state != NotificationState::Pending).then_some(now.as_millis());
+                self.conn
+                    .prepare_cached(
+                        "UPDATE notifications SET state = ?1, attempts = attempts + 1,
+                            due_at = ?2, finished_at = ?3,
+                            last_error = COALESCE(?4, last_error)
+                         WHERE id = ?5 AND state = 'pending'",
+                    )?
+                    .execute(params![
+                        state.as_str(),
+                        due_at.as_millis(),
+                        finished,
+                        error,
+                        id
+                    ])?;
+                Output::Unit
+            }
+            Request::CreateSilence(silence, announcements) => {
+                let matchers = serde_json::to_string(&silence.matchers)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by,
+                            comment, created_at, expiry_announced)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        silence.id,
+                        matchers,
+                        silence.starts_at.as_millis(),
+                        silence.ends_at.as_millis(),
+                        silence.created_by,
+                        silence.comment,
+                        silence.created_at.as_millis(),
+                        silence.expiry_announced
+                    ])?;
+                self.insert_notifications(announcements)?;
+                Output::Unit
+            }
+            Request::ExpireSilence {
+                id,
+                now,
+                announcements,
+            } => {
+                let found = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"
+                    ))?
+                    .query_row([id], silence_row)
+                    .optional()?;
+                Output::Expiry(match found {
+                    None => SilenceExpiry::NotFound,
+                    Some(s) if s.ends_at <= *now => SilenceExpiry::AlreadyEnded(s),
+                    Some(mut s) => {
+                        self.conn
+                            .prepare_cached(
+                                "UPDATE silences SET ends_at = ?1, expiry_announced = 1
+                                 WHERE id = ?2",
+                            )?
+                            .execute(params![now.as_millis(), id])?;
+                        self.insert_notifications(announcements)?;
+                        s.ends_at = *now;
+                        s.expiry_announced = true;
+                        SilenceExpiry::Expired(s)
+                    }
+                })
             }
         })
     }
@@ -1583,6 +1806,125 @@ impl Store for SqliteStore {
             })?
             .collect()
         })
+        .await
+    }
+
+    async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()> {
+        if batch == NotificationBatch::default() {
+            return Ok(());
+        }
+        self.write(Request::EnqueueNotifications(Box::new(batch)), Reply::Unit)
+            .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        self.write(
+            Request::ClaimNotifications { now, lease, limit },
+            Reply::Outbox,
+        )
+        .await
+    }
+
+    async fn finish_notification(
+        &self,
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write(
+            Request::FinishNotification { id, outcome, now },
+            Reply::Unit,
+        )
+        .await
+    }
+
+    async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT MIN(due_at) FROM notifications WHERE state = 'pending'")?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.map(Timestamp))
+        })
+        .await
+    }
+
+    async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
+        self.read(|c| {
+            c.prepare_cached(NOTIFIER_HEALTH)?
+                .query_map([], |r| {
+                    Ok(NotifierHealth {
+                        notifier: r.get(0)?,
+                        undelivered: r.get::<_, i64>(1)?.max(0) as u64,
+                        oldest_undelivered: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                        failed_attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                        last_error: r.get(4)?,
+                        last_sent_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
+                        last_dead_at: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    async fn list_notifications(
+        &self,
+        notifier: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM notifications
+                 WHERE ?1 IS NULL OR notifier = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![notifier, limit.clamp(1, 1000) as i64], outbox_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_silence(
+        &self,
+        silence: Silence,
+        announcements: Vec<NewNotification>,
+    ) -> Result<()> {
+        self.write(
+            Request::CreateSilence(Box::new(silence), announcements),
+            Reply::Unit,
+        )
+        .await
+    }
+
+    async fn list_silences(&self, ended_after: Timestamp) -> Result<Vec<Silence>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ?1
+                 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            ))?
+            .query_map([ended_after.as_millis()], silence_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: &str,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    ) -> Result<SilenceExpiry> {
+        self.write(
+            Request::ExpireSilence {
+                id: id.to_string(),
+                now,
+                announcements,
+            },
+            Reply::Expiry,
+        )
         .await
     }
 

@@ -6,6 +6,11 @@
 //!   from a script (500 twice, then 200; 503 with `Retry-After`; …).
 //! * [`kustomer`]: Kustomer-shaped webhook bodies and their signatures.
 //! * [`TestServer`]: an intake server on port 0 with its own data directory and a manual clock.
+//! * [`NotifierCapture`]: a receiver for notifications (Slack, webhook, PagerDuty,
+//!   Alertmanager, a dead-man's switch) whose status a test can switch between up and down.
+
+mod notifier_capture;
+pub use notifier_capture::{NotifierCapture, NotifierRequest};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -296,6 +301,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     /// An HTTP client.
     pub http: reqwest::Client,
+    /// The configuration it runs with.
+    pub config: intake_core::config::Config,
 }
 
 impl TestServer {
@@ -312,7 +319,7 @@ impl TestServer {
         let clock = intake_core::ManualClock::new(intake_core::Timestamp::parse_rfc3339(
             "2026-11-28T10:00:00Z",
         )?);
-        let server = intake_server::Server::new(config, Arc::new(clock.clone()))
+        let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))
             .start()
             .await?;
         Ok(TestServer {
@@ -320,7 +327,52 @@ impl TestServer {
             clock,
             dir,
             http: reqwest::Client::new(),
+            config,
         })
+    }
+
+    /// Shuts the server down gracefully and starts it again on the same data directory,
+    /// configuration and clock (which keeps its time): a restart.
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        let TestServer {
+            server,
+            clock,
+            dir,
+            http,
+            config,
+        } = self;
+        server.shutdown().await?;
+        let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))
+            .start()
+            .await?;
+        Ok(TestServer {
+            server,
+            clock,
+            dir,
+            http,
+            config,
+        })
+    }
+
+    /// Sends an admin API request with a JSON body and returns status and JSON.
+    pub async fn api_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url()))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, body))
     }
 
     /// `http://127.0.0.1:port`

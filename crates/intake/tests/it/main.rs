@@ -14,6 +14,7 @@ mod crash;
 mod failure;
 mod flows;
 mod migrate;
+mod notify;
 mod pipeline;
 mod retries;
 

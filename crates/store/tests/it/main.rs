@@ -12,5 +12,6 @@ mod counters;
 mod faults;
 mod ingest;
 mod model;
+mod notifications;
 mod queue;
 mod recovery;

@@ -1,0 +1,577 @@
+//! Silences: `POST /api/v1/silences`, `GET /api/v1/silences`, `DELETE /api/v1/silences/{id}`.
+//!
+//! A silence mutes the *notifications* of the alerts it matches, for a bounded time; the
+//! alerts are still evaluated and shown (with `silenced_by`). The rules below exist because of
+//! the day all alerts were switched off to stop false positives, and an outage went unnoticed:
+//!
+//! * matchers are exact label values among `rule`, `tenant`, `source`, `channel`,
+//!   `destination`, and must name at least a rule, a tenant or a source — a silence is never
+//!   "everything";
+//! * `severity` cannot be matched: "mute all warnings" or "mute all criticals" is a global
+//!   switch by another name;
+//! * `ends_at` (or `for`) is required, in the future, and at most `monitor.max_silence`;
+//! * `created_by` and `comment` are required: someone answers for it;
+//! * `watchdog` and `canary_failed` cannot be silenced; a silence without a `rule` matcher
+//!   never applies to them either;
+//! * a tenant token may only silence its own tenant;
+//! * creation and expiry (by hand or by time) are announced to on-call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use intake_core::config::{Config, RULE_IDS};
+use intake_core::{SilenceId, Timestamp};
+use intake_notify::{Notice, SilenceStatus};
+use intake_store::{Silence, SilenceExpiry};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::Scope;
+use crate::notifications::{self, UNSILENCEABLE};
+use crate::problem::Problem;
+use crate::runtime::AppState;
+
+/// The labels a silence may match.
+pub const MATCHER_LABELS: [&str; 5] = ["rule", "tenant", "source", "channel", "destination"];
+
+const WHY_SCOPED: &str = "a silence must name at least a `rule`, a `tenant` or a `source`: a \
+    silence that matches everything (or every tenant's `channel`/`destination`) would be a \
+    global off switch, and intake has none — the day all alerts were switched off is the day \
+    an outage went unnoticed. Narrow it, e.g. --match tenant=maelys or --match rule=inbound_drop";
+
+/// The body of `POST /api/v1/silences`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRequest {
+    /// Label → exact value.
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+    /// When it ends (RFC 3339).
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// Or how long it lasts (`"2h"`).
+    #[serde(default, rename = "for")]
+    pub for_: Option<String>,
+    /// Who creates it.
+    #[serde(default, alias = "author")]
+    pub created_by: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn bad(slug: &str, detail: impl Into<String>) -> Problem {
+    Problem::bad_request(slug, detail)
+}
+
+/// Checks a request and makes the silence it asks for (see the module documentation).
+pub fn validate(
+    req: SilenceRequest,
+    config: &Config,
+    scope: &Scope,
+    now: Timestamp,
+) -> Result<Silence, Problem> {
+    if req.matchers.is_empty() {
+        return Err(bad("silence-unscoped", WHY_SCOPED));
+    }
+    for (k, v) in &req.matchers {
+        if k == "severity" {
+            return Err(bad(
+                "silence-by-severity",
+                "a silence cannot match `severity`: muting every warning or every critical \
+                 alert is a global off switch, and intake has none (the day all alerts were \
+                 switched off is the day an outage went unnoticed). Silence one rule, tenant or \
+                 source instead; to make a rule quieter for good, override its severity or \
+                 threshold in [[rules]]",
+            ));
+        }
+        if !MATCHER_LABELS.contains(&k.as_str()) {
+            return Err(bad(
+                "silence-unknown-label",
+                format!(
+                    "unknown matcher label `{k}`; a silence matches {}",
+                    MATCHER_LABELS.join(", ")
+                ),
+            ));
+        }
+        if v.trim().is_empty() {
+            return Err(bad(
+                "silence-empty-matcher",
+                format!("matcher `{k}` has an empty value; matchers are exact values"),
+            ));
+        }
+    }
+    let m = |k: &str| req.matchers.get(k).map(String::as_str);
+    if m("rule").is_none() && m("tenant").is_none() && m("source").is_none() {
+        return Err(bad("silence-unscoped", WHY_SCOPED));
+    }
+    if let Some(rule) = m("rule") {
+        if UNSILENCEABLE.contains(&rule) {
+            return Err(bad(
+                "silence-unsilenceable-rule",
+                format!(
+                    "`{rule}` cannot be silenced: {}",
+                    if rule == "watchdog" {
+                        "the watchdog is the heartbeat that proves alerting itself is alive; \
+                         muting it would hide the one failure nothing else can report. To stop \
+                         its pings, remove monitor.watchdog_url from the configuration"
+                    } else {
+                        "a failed canary means webhooks no longer make it through intake end \
+                         to end — the outage every other rule exists to catch. Fix the canary's \
+                         path, or change [canary] in the configuration"
+                    }
+                ),
+            ));
+        }
+        if !RULE_IDS.contains(&rule) {
+            return Err(bad(
+                "silence-unknown-rule",
+                format!("unknown rule `{rule}` (rules: {})", RULE_IDS.join(", ")),
+            ));
+        }
+    }
+    if let Some(t) = m("tenant") {
+        if config.tenant(t).is_none() {
+            return Err(bad(
+                "silence-unknown-tenant",
+                format!("unknown tenant `{t}`"),
+            ));
+        }
+    }
+    let source_tenant = match m("source") {
+        Some(s) => match config.source(s) {
+            Some(src) => Some(src.tenant.as_str()),
+            None => {
+                return Err(bad(
+                    "silence-unknown-source",
+                    format!("unknown source `{s}`"),
+                ))
+            }
+        },
+        None => None,
+    };
+    if let (Some(t), Some(st)) = (m("tenant"), source_tenant) {
+        if t != st {
+            return Err(bad(
+                "silence-mismatched-source",
+                format!(
+                    "source `{}` belongs to tenant `{st}`, not `{t}`",
+                    m("source").unwrap_or("")
+                ),
+            ));
+        }
+    }
+    if let Scope::Tenant(own) = scope {
+        let own = own.as_str();
+        let scoped =
+            m("tenant") == Some(own) || (m("tenant").is_none() && source_tenant == Some(own));
+        if !scoped {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "silence-outside-tenant",
+                "Forbidden",
+                format!(
+                    "a tenant token may only silence its own tenant: add the matcher tenant={own}"
+                ),
+            ));
+        }
+    }
+
+    let max = config.monitor.max_silence.0;
+    let max_text = humantime::format_duration(max).to_string();
+    let ends_at = match (req.ends_at.as_deref(), req.for_.as_deref()) {
+        (None, None) => {
+            return Err(bad(
+                "silence-needs-expiry",
+                format!(
+                    "a silence needs an expiry: give `ends_at` (RFC 3339) or `for` (e.g. \"2h\"), \
+                     at most monitor.max_silence = {max_text}. Silences that never end are how \
+                     alerts get switched off and forgotten"
+                ),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "silence-ambiguous-expiry",
+                "give either `ends_at` or `for`, not both",
+            ))
+        }
+        (Some(t), None) => Timestamp::parse_rfc3339(t).map_err(|e| {
+            bad(
+                "silence-bad-expiry",
+                format!("`ends_at` `{t}` is not an RFC 3339 time ({e})"),
+            )
+        })?,
+        (None, Some(d)) => {
+            let d = humantime::parse_duration(d).map_err(|e| {
+                bad(
+                    "silence-bad-expiry",
+                    format!("`for` `{d}` is not a duration like \"30m\" or \"2h\" ({e})"),
+                )
+            })?;
+            now.plus(d)
+        }
+    };
+    if ends_at <= now {
+        return Err(bad(
+            "silence-expiry-in-past",
+            format!("the silence would end at {ends_at}, which is not in the future (now: {now})"),
+        ));
+    }
+    if ends_at.since(now) > max {
+        return Err(bad(
+            "silence-too-long",
+            format!(
+                "the silence would last {}, longer than monitor.max_silence = {max_text}; \
+                 create a shorter one and renew it if the cause is still there",
+                humantime::format_duration(Duration::from_secs(ends_at.since(now).as_secs()))
+            ),
+        ));
+    }
+    let created_by = req.created_by.unwrap_or_default().trim().to_string();
+    if created_by.is_empty() {
+        return Err(bad(
+            "silence-needs-author",
+            "`created_by` is required: say who is muting these alerts (--author)",
+        ));
+    }
+    let comment = req.comment.unwrap_or_default().trim().to_string();
+    if comment.is_empty() {
+        return Err(bad(
+            "silence-needs-comment",
+            "`comment` is required: say why these alerts are muted (--comment)",
+        ));
+    }
+    Ok(Silence {
+        id: SilenceId::generate(now).to_string(),
+        matchers: req.matchers,
+        starts_at: now,
+        ends_at,
+        created_by,
+        comment,
+        created_at: now,
+        expiry_announced: false,
+    })
+}
+
+/// A silence as the API shows it.
+pub(crate) fn silence_json(s: &Silence, now: Timestamp) -> Value {
+    json!({
+        "id": s.id,
+        "matchers": s.matchers,
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "created_at": s.created_at,
+        "state": if s.is_active(now) { "active" } else if now < s.starts_at { "pending" } else { "expired" },
+    })
+}
+
+/// Whether a tenant token sees this silence: it names the tenant, or one of its sources.
+fn visible(s: &Silence, scope: &Scope, config: &Config) -> bool {
+    match scope {
+        Scope::Operator => true,
+        Scope::Tenant(own) => {
+            s.matchers.get("tenant") == Some(own)
+                || s.matchers
+                    .get("source")
+                    .and_then(|src| config.source(src))
+                    .is_some_and(|src| src.tenant == *own)
+        }
+    }
+}
+
+pub(crate) async fn create(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let req: SilenceRequest = serde_json::from_slice(&body).map_err(|e| {
+        bad(
+            "invalid-body",
+            format!(
+                "the body must be a JSON object with matchers, ends_at or for, created_by and comment ({e})"
+            ),
+        )
+    })?;
+    let now = app.clock.now();
+    let silence = validate(req, &app.config, &scope, now)?;
+    let notifiers = notifications::build_notifiers(&app);
+    let links = notifications::link_builder(&app);
+    let notice = Notice::silence(
+        SilenceStatus::Created,
+        notifications::silence_info(&silence),
+        now,
+        &links,
+    );
+    let route: Vec<String> = notifiers
+        .iter()
+        .filter(|(_, n)| n.accepts(&notice))
+        .map(|(c, _)| c.id.clone())
+        .collect();
+    app.store
+        .create_silence(
+            silence.clone(),
+            notifications::outbox_items(&notice, &route, now),
+        )
+        .await?;
+    tracing::warn!(
+        silence = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at,
+        matchers = ?silence.matchers, "silence created: {}", silence.comment
+    );
+    let mut body = silence_json(&silence, now);
+    body["announced_to"] = json!(route);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `GET /api/v1/silences` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceQuery {
+    /// `active` (default: active and not yet started), `expired` (ended within a week), `all`.
+    state: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<SilenceQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| bad("invalid-parameter", e.body_text()))?;
+    let now = app.clock.now();
+    let state = q.state.as_deref().unwrap_or("active");
+    let since = match state {
+        "active" => now,
+        "expired" | "all" => now.minus(Duration::from_secs(7 * 86_400)),
+        other => {
+            return Err(bad(
+                "invalid-parameter",
+                format!("state `{other}`: use active, expired or all"),
+            ))
+        }
+    };
+    let data: Vec<Value> = app
+        .store
+        .list_silences(since)
+        .await?
+        .iter()
+        .filter(|s| visible(s, &scope, &app.config))
+        .filter(|s| state != "expired" || s.ends_at <= now)
+        .map(|s| silence_json(s, now))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+pub(crate) async fn expire(
+    State(app): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let now = app.clock.now();
+    let not_found = || Problem::not_found("no-such-silence", format!("no silence `{id}`"));
+    let existing = app
+        .store
+        .list_silences(Timestamp(i64::MIN))
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .filter(|s| visible(s, &scope, &app.config))
+        .ok_or_else(not_found)?;
+    let mut ended = existing.clone();
+    ended.ends_at = now;
+    let notifiers = notifications::build_notifiers(&app);
+    let links = notifications::link_builder(&app);
+    let notice = Notice::silence(
+        SilenceStatus::Expired,
+        notifications::silence_info(&ended),
+        now,
+        &links,
+    );
+    let route: Vec<String> = notifiers
+        .iter()
+        .filter(|(_, n)| n.accepts(&notice))
+        .map(|(c, _)| c.id.clone())
+        .collect();
+    match app
+        .store
+        .expire_silence(&id, now, notifications::outbox_items(&notice, &route, now))
+        .await?
+    {
+        SilenceExpiry::NotFound => Err(not_found()),
+        SilenceExpiry::AlreadyEnded(s) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "silence-already-ended",
+            "Conflict",
+            format!("silence `{}` already ended at {}", s.id, s.ends_at),
+        )),
+        SilenceExpiry::Expired(s) => {
+            tracing::warn!(silence = %s.id, "silence expired by hand");
+            let mut body = silence_json(&s, now);
+            body["announced_to"] = json!(route);
+            Ok(Json(body))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_toml_str(
+            r#"
+[monitor]
+max_silence = "24h"
+[[tenants]]
+id = "maelys"
+[[tenants]]
+id = "other"
+[[destinations]]
+id = "h"
+url = "http://127.0.0.1:9/"
+secret = "whsec_dGVzdC1kZXN0aW5hdGlvbi1zZWNyZXQ="
+[[sources]]
+id = "maelys-kustomer"
+tenant = "maelys"
+kind = "kustomer"
+secrets = ["x"]
+destinations = ["h"]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn req(matchers: &[(&str, &str)], for_: Option<&str>) -> SilenceRequest {
+        SilenceRequest {
+            matchers: matchers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ends_at: None,
+            for_: for_.map(str::to_string),
+            created_by: Some("alice".into()),
+            comment: Some("migration".into()),
+        }
+    }
+
+    fn slug(r: Result<Silence, Problem>) -> String {
+        match r {
+            Ok(s) => format!("ok {}", s.id),
+            Err(p) => p
+                .type_
+                .trim_start_matches("urn:intake:problem:")
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn a_silence_must_be_scoped_bounded_and_signed() {
+        let c = config();
+        let now = Timestamp(1_800_000_000_000);
+        let op = Scope::Operator;
+        let ok = validate(req(&[("tenant", "maelys")], Some("2h")), &c, &op, now).unwrap();
+        assert!(ok.id.starts_with("sil_"));
+        assert_eq!(ok.ends_at, now.plus(Duration::from_secs(7200)));
+        let cases: Vec<(SilenceRequest, &str)> = vec![
+            (req(&[], Some("2h")), "silence-unscoped"),
+            (req(&[("channel", "chat")], Some("2h")), "silence-unscoped"),
+            (
+                req(&[("severity", "critical")], Some("2h")),
+                "silence-by-severity",
+            ),
+            (req(&[("tenant", "maelys")], None), "silence-needs-expiry"),
+            (
+                req(&[("tenant", "maelys")], Some("25h")),
+                "silence-too-long",
+            ),
+            (
+                req(&[("rule", "watchdog")], Some("1h")),
+                "silence-unsilenceable-rule",
+            ),
+            (
+                req(
+                    &[("rule", "canary_failed"), ("tenant", "maelys")],
+                    Some("1h"),
+                ),
+                "silence-unsilenceable-rule",
+            ),
+            (req(&[("rule", "nope")], Some("1h")), "silence-unknown-rule"),
+            (
+                req(&[("tenant", "ghost")], Some("1h")),
+                "silence-unknown-tenant",
+            ),
+            (
+                req(
+                    &[("tenant", "other"), ("source", "maelys-kustomer")],
+                    Some("1h"),
+                ),
+                "silence-mismatched-source",
+            ),
+            (req(&[("team", "x")], Some("1h")), "silence-unknown-label"),
+            (
+                SilenceRequest {
+                    created_by: None,
+                    ..req(&[("tenant", "maelys")], Some("1h"))
+                },
+                "silence-needs-author",
+            ),
+            (
+                SilenceRequest {
+                    comment: Some("  ".into()),
+                    ..req(&[("tenant", "maelys")], Some("1h"))
+                },
+                "silence-needs-comment",
+            ),
+            (
+                SilenceRequest {
+                    ends_at: Some("2020-01-01T00:00:00Z".into()),
+                    ..req(&[("tenant", "maelys")], None)
+                },
+                "silence-expiry-in-past",
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(slug(validate(r, &c, &op, now)), want);
+        }
+    }
+
+    #[test]
+    fn a_tenant_token_silences_only_its_own_tenant() {
+        let c = config();
+        let now = Timestamp(1_800_000_000_000);
+        let t = Scope::Tenant("maelys".into());
+        assert!(validate(req(&[("tenant", "maelys")], Some("1h")), &c, &t, now).is_ok());
+        assert!(validate(
+            req(&[("source", "maelys-kustomer")], Some("1h")),
+            &c,
+            &t,
+            now
+        )
+        .is_ok());
+        assert_eq!(
+            slug(validate(
+                req(&[("tenant", "other")], Some("1h")),
+                &c,
+                &t,
+                now
+            )),
+            "silence-outside-tenant"
+        );
+        assert_eq!(
+            slug(validate(
+                req(&[("rule", "inbound_drop")], Some("1h")),
+                &c,
+                &t,
+                now
+            )),
+            "silence-outside-tenant"
+        );
+    }
+}
