@@ -111,6 +111,17 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
                     *firing.entry((rule, severity)).or_default() += 1.0;
                 }
             }
+            // The notification pipeline raises `notifier_failing` itself, outside the book.
+            if let Ok(state) = crate::notifications::load_state(&app).await {
+                for alert in state.notifier_alerts.values() {
+                    let severity = match alert.severity {
+                        intake_core::config::Severity::Critical => "critical",
+                        intake_core::config::Severity::Warning => "warning",
+                        intake_core::config::Severity::Info => "info",
+                    };
+                    *firing.entry(("notifier_failing", severity)).or_default() += 1.0;
+                }
+            }
             for ((rule, severity), n) in firing {
                 metrics::gauge!(crate::metrics::ALERTS_FIRING, "rule" => rule, "severity" => severity)
                     .set(n);

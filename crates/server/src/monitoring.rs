@@ -399,8 +399,8 @@ fn log_transition(t: &Transition) {
     }
 }
 
-/// The counter-compaction duty: once an hour, rolls complete hours of minute counters up and
-/// deletes what is past retention.
+/// The counter-compaction duty: once an hour, rolls complete hours of minute counters up,
+/// deletes what is past retention, and prunes notifications that ended over a week ago.
 pub(crate) async fn compact(app: Arc<AppState>, stop: CancellationToken) {
     loop {
         let now = app.clock.now();
@@ -411,6 +411,11 @@ pub(crate) async fn compact(app: Arc<AppState>, stop: CancellationToken) {
         {
             Ok(report) => {
                 tracing::debug!(?report, "counters compacted");
+                // Notifications that ended are kept a week for the API and postmortems.
+                let week_ago = now.minus(Duration::from_secs(7 * 86_400));
+                if let Err(e) = app.store.prune_notifications(week_ago).await {
+                    tracing::warn!(error = %e, "old notifications could not be pruned");
+                }
                 // A few minutes into the next hour, once its first minutes are committed.
                 Resolution::Hour
                     .bucket(now)

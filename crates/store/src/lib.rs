@@ -157,6 +157,10 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest due time of any pending notification.
     async fn next_notification_due(&self) -> Result<Option<Timestamp>>;
 
+    /// Deletes notifications that ended (sent or dead) before `before`. Pending ones are never
+    /// deleted, however old.
+    async fn prune_notifications(&self, before: Timestamp) -> Result<()>;
+
     /// The outbox of every notifier that has one, by notifier.
     async fn notifier_health(&self) -> Result<Vec<NotifierHealth>>;
 

@@ -7,9 +7,11 @@
 //! written with the source's values (not added), which is idempotent too. At the end the row
 //! counts of both sides must agree.
 
+use intake_core::Timestamp;
+
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
-use crate::{Result, StoreError};
+use crate::{Result, Store, StoreError};
 
 /// Events copied per transaction.
 const PAGE: usize = 500;
@@ -209,6 +211,32 @@ pub async fn copy(
     to.import_state(from.export_state().await?).await?;
     to.import_alert_transitions(from.export_alert_transitions().await?)
         .await?;
+    // Silences still in force (not announced again), and the notifications still waiting for
+    // their notifier: a move must not drop a page that was decided but not yet delivered.
+    let far_past = Timestamp(0);
+    let copied: std::collections::HashSet<String> = to
+        .list_silences(far_past)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    for silence in from.list_silences(far_past).await? {
+        if !copied.contains(&silence.id) {
+            to.create_silence(silence, Vec::new()).await?;
+        }
+    }
+    // Copied once: a resumed copy finds them there already.
+    if to.list_notifications(None, 1).await?.is_empty() {
+        let waiting = from.export_pending_notifications().await?;
+        if !waiting.is_empty() {
+            to.enqueue_notifications(crate::NotificationBatch {
+                notifications: waiting,
+                state: Vec::new(),
+                announced_expiries: Vec::new(),
+            })
+            .await?;
+        }
+    }
     to.finish_import().await?;
 
     let after = to.table_counts().await?;

@@ -2043,6 +2043,18 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    async fn prune_notifications(&self, before: Timestamp) -> Result<()> {
+        let client = self.write_conn().await?;
+        client
+            .execute(
+                "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < $1",
+                &[&before.as_millis()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn put_state(&self, key: &str, value: String) -> Result<()> {
         let client = self.write_conn().await?;
         client

@@ -421,6 +421,26 @@ impl SqliteStore {
         .await
     }
 
+    /// Notifications not yet sent nor dead, oldest first (for `intake migrate-store`).
+    pub async fn export_pending_notifications(&self) -> Result<Vec<NewNotification>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT notifier, key, notice, created_at FROM notifications
+                 WHERE state = 'pending' ORDER BY id",
+            )?
+            .query_map([], |r| {
+                Ok(NewNotification {
+                    notifier: r.get(0)?,
+                    key: r.get(1)?,
+                    notice: r.get(2)?,
+                    created_at: Timestamp(r.get(3)?),
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     /// Every alert transition, oldest first (for `intake migrate-store`).
     pub async fn export_alert_transitions(&self) -> Result<Vec<AlertTransitionRecord>> {
         self.read(|c| {
@@ -561,6 +581,7 @@ enum Request {
     Fault(Option<StoreFault>),
     Compact(Timestamp, CounterRetention),
     PutState(String, String),
+    PruneNotifications(Timestamp),
     Alerts(Vec<AlertTransitionRecord>),
     Heartbeat(NodeInfo),
     AcquireDuty {
@@ -956,6 +977,14 @@ impl Writer {
                 Output::Unit
             }
             Request::Compact(now, retention) => Output::Compacted(self.compact(*now, *retention)?),
+            Request::PruneNotifications(before) => {
+                self.conn
+                    .prepare_cached(
+                        "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < ?1",
+                    )?
+                    .execute([before.as_millis()])?;
+                Output::Unit
+            }
             Request::PutState(key, value) => {
                 self.conn
                     .prepare_cached(
@@ -1761,6 +1790,11 @@ impl Store for SqliteStore {
                 .optional()
         })
         .await
+    }
+
+    async fn prune_notifications(&self, before: Timestamp) -> Result<()> {
+        self.write(Request::PruneNotifications(before), Reply::Unit)
+            .await
     }
 
     async fn put_state(&self, key: &str, value: String) -> Result<()> {

@@ -381,5 +381,3 @@ struct Typed<'a> {
     #[serde(borrow, default, rename = "type")]
     type_: Lax<'a>,
 }
-
-

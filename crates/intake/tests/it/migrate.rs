@@ -138,6 +138,34 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
         tenant: None,
         source: None,
     };
+    // A silence in force, and a page decided but not yet delivered (its notifier is down).
+    let silence = intake_store::Silence {
+        id: "sil_01JDMIGRATE0000000000000000".into(),
+        matchers: std::collections::BTreeMap::from([("tenant".to_string(), "maelys".to_string())]),
+        starts_at: now,
+        ends_at: now.plus(Duration::from_secs(3600)),
+        created_by: "alice".into(),
+        comment: "moving to PostgreSQL".into(),
+        created_at: now,
+        expiry_announced: false,
+    };
+    sqlite
+        .create_silence(silence.clone(), vec![])
+        .await
+        .unwrap();
+    sqlite
+        .enqueue_notifications(intake_store::NotificationBatch {
+            notifications: vec![intake_store::NewNotification {
+                notifier: "oncall".into(),
+                key: "queue_stalled{tenant=\"maelys\"}".into(),
+                notice: "{\"status\":\"firing\"}".into(),
+                created_at: now,
+            }],
+            state: vec![],
+            announced_expiries: vec![],
+        })
+        .await
+        .unwrap();
     let source_hourly = sqlite.read_counters(hourly_query.clone()).await.unwrap();
     assert!(!source_hourly.is_empty());
     let source_counts = sqlite.table_counts().await.unwrap();
@@ -207,6 +235,15 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
         pg.list_alert_transitions(None, 10).await.unwrap(),
         vec![transition]
     );
+    assert_eq!(
+        pg.list_silences(Timestamp(0)).await.unwrap(),
+        vec![silence],
+        "the silence in force is copied"
+    );
+    let waiting = pg.list_notifications(None, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].notifier, "oncall");
+    assert_eq!(waiting[0].state, intake_store::NotificationState::Pending);
     let copied = pg
         .list_events(EventFilter {
             limit: 1000,

@@ -350,6 +350,11 @@ async fn a_notifier_that_is_down_gets_its_notification_late_and_notifier_failing
             .any(|a| a["rule"] == "notifier_failing" && a["labels"]["notifier"] == "down"),
         "{alerts:#}"
     );
+    let metrics = server.metrics().await.unwrap();
+    assert!(
+        metrics.contains(r#"intake_alerts_firing{rule="notifier_failing",severity="critical"} 1"#),
+        "{metrics}"
+    );
 
     // It comes back: the delayed firing arrives, nothing was dropped, and the failing alert
     // resolves (again through `up`).

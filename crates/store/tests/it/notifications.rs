@@ -330,7 +330,45 @@ async fn a_store_that_cannot_commit_enqueues_nothing(kind: Kind) {
     close(store).await;
 }
 
+async fn ended_notifications_are_pruned_and_pending_ones_never(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
+    let t = Timestamp(T0);
+    store
+        .enqueue_notifications(NotificationBatch {
+            notifications: vec![
+                note("slack", "old-sent", t),
+                note("pager", "old-waiting", t),
+            ],
+            state: vec![],
+            announced_expiries: vec![],
+        })
+        .await
+        .unwrap();
+    let claimed = store.claim_notifications(t, LEASE, 10).await.unwrap();
+    let sent = claimed.iter().find(|c| c.key == "old-sent").unwrap();
+    store
+        .finish_notification(sent.id, NotificationOutcome::Sent, t)
+        .await
+        .unwrap();
+    // A week later: the sent one goes, the one still waiting (its notifier is down) stays.
+    store
+        .prune_notifications(t.plus(Duration::from_secs(7 * 86_400)))
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .list_notifications(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
+    assert_eq!(left, ["old-waiting"]);
+    close(store).await;
+}
+
 conformance!(
+    ended_notifications_are_pruned_and_pending_ones_never,
     notifications_are_enqueued_with_state_and_claimed_in_order_per_notifier,
     failures_retry_at_their_due_time_and_count_toward_health,
     silences_are_created_listed_expired_and_their_expiry_announced_once,
