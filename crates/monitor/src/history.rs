@@ -99,6 +99,13 @@ impl<T: Copy + Default> Ring<T> {
     }
 }
 
+/// Hours of per-hour longest gaps kept per flow: two weeks and a day, so that the same hour of
+/// the day can be looked at on each of the last 14 days, and a silence of up to a day beside it.
+pub(crate) const GAP_HOURS: usize = 15 * 24;
+
+/// Marks an hour in the gap ring whose gaps are not known (fed as a whole hour).
+pub(crate) const GAP_UNKNOWN: u16 = u16::MAX;
+
 /// What inbound flow has been seen on one (tenant, source, channel).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowHistory {
@@ -111,6 +118,10 @@ pub struct FlowHistory {
     /// Gaps between consecutive minutes with events: how many, and the longest (minutes).
     pub(crate) gap_count: u32,
     pub(crate) longest_gap: i64,
+    /// Per hour, the longest completed gap between events (minutes) that overlapped it, for
+    /// the gap rule of series that have a baseline; [`GAP_UNKNOWN`] for hours fed only as
+    /// whole hours (bootstrapped), whose gaps are not known.
+    pub(crate) gap_hours: Ring<u16>,
     /// Dispersion estimate and the hour it was computed at.
     pub(crate) alpha: Option<(Hour, f64)>,
     /// The hour-to-hour part of that dispersion, estimated with it.
@@ -132,6 +143,7 @@ impl FlowHistory {
             last_event: None,
             gap_count: 0,
             longest_gap: 0,
+            gap_hours: Ring::new(GAP_HOURS),
             alpha: None,
             alpha_hour: 0.0,
             drop_streak: 0,
@@ -178,12 +190,42 @@ impl FlowHistory {
                 Some(last) if m > last => {
                     self.gap_count = self.gap_count.saturating_add(1);
                     self.longest_gap = self.longest_gap.max(m - last);
+                    self.note_gap(last, m);
                     self.last_event = Some(m);
                 }
                 None => self.last_event = Some(m),
                 _ => {}
             }
         }
+    }
+
+    /// Notes a completed gap between events in minutes `last` and `m` in every hour it
+    /// overlapped (at most the ring's span, the newest hours).
+    fn note_gap(&mut self, last: Minute, m: Minute) {
+        let g = u16::try_from(m - last)
+            .unwrap_or(GAP_UNKNOWN - 1)
+            .min(GAP_UNKNOWN - 1);
+        let to = hour_of(m);
+        if self.gap_hours.newest().is_none_or(|n| to > n) {
+            self.gap_hours.advance_to(to);
+        }
+        let from = hour_of(last).max(to - GAP_HOURS as i64 + 1);
+        for h in from..=to {
+            if let Some(slot) = self.gap_hours.get_mut(h) {
+                if *slot != GAP_UNKNOWN {
+                    *slot = (*slot).max(g);
+                }
+            }
+        }
+    }
+
+    /// The longest completed gap between events that overlapped hour `h`: `Some(0)` when no
+    /// gap was closed over it, `None` when it is not held or its gaps are unknown.
+    pub(crate) fn gap_at(&self, h: Hour) -> Option<u16> {
+        if h * 60 < self.first_minute {
+            return None;
+        }
+        self.gap_hours.get(h).filter(|&g| g != GAP_UNKNOWN)
     }
 
     /// Records a whole hour at once, for bootstrapping from downsampled history. Only hours
@@ -195,6 +237,12 @@ impl FlowHistory {
         self.hours.advance_to(h);
         if let Some(hs) = self.hours.get_mut(h) {
             *hs = count;
+        }
+        if self.gap_hours.newest().is_none_or(|n| h > n) {
+            self.gap_hours.advance_to(h);
+        }
+        if let Some(g) = self.gap_hours.get_mut(h) {
+            *g = GAP_UNKNOWN;
         }
         if count > 0 && self.last_event.is_none_or(|l| l < h * 60) {
             // The exact minute is unknown; the hour's last minute is the conservative choice
@@ -209,6 +257,9 @@ impl FlowHistory {
             self.minutes.advance_to(m);
         }
         self.hours.advance_to(hour_of(m));
+        if self.gap_hours.newest().is_none_or(|n| hour_of(m) > n) {
+            self.gap_hours.advance_to(hour_of(m));
+        }
     }
 
     /// Events in the minutes `[from, to)` that the minute ring still holds, and how many of
@@ -467,5 +518,21 @@ mod tests {
         // 601 is now outside the 60-minute ring: a late write only adds to its hour.
         f.record(601, 1);
         assert_eq!(f.hours.get(10), Some(10));
+    }
+
+    #[test]
+    fn gaps_are_noted_in_every_hour_they_overlap_and_unknown_when_bootstrapped() {
+        let mut f = FlowHistory::new(0, 60, 48);
+        f.record_hour(0, 5);
+        f.record(60, 1);
+        f.record(65, 1);
+        f.record(250, 2);
+        assert_eq!(f.gap_at(0), None, "a bootstrapped hour's gaps are unknown");
+        assert_eq!(f.gap_at(1), Some(185));
+        assert_eq!(f.gap_at(2), Some(185));
+        assert_eq!(f.gap_at(4), Some(185));
+        assert_eq!(f.gap_at(5), None, "not yet held");
+        f.record(251, 1);
+        assert_eq!(f.gap_at(4), Some(185));
     }
 }

@@ -597,6 +597,67 @@ fn baseline_error(b: Option<HourBaseline>, a_h: f64) -> f64 {
     inefficiency * (a_h + 1.0 / b.expected.max(1.0)) / n
 }
 
+/// The gap rule for a series that has a seasonal baseline: the silence against the longest
+/// gap between events seen at the same hours of the day over the last `gap_days` days. The
+/// statistical verdict judges a low-volume flow slowly (a quiet spell stays plausible for
+/// hours when each hour carries a handful of events); this rule asks only whether the flow has
+/// ever been this silent at these hours recently. It fires when the silence is at least
+/// `gap_factor` times that longest gap and at least `baseline_min_gap`, and the baseline
+/// expected at least `gap_min_expected` events over it. Comparable hours are every day's, so
+/// weekends and nights of the last two weeks count (which makes the limit longer, not shorter);
+/// hours whose gaps are unknown (bootstrapped as whole hours) give no verdict.
+fn baselined_gap(
+    f: &FlowHistory,
+    now_min: Minute,
+    p: &InboundStopped,
+    cfg: &BaselineConfig,
+    kind: BaselineKind,
+    ln_p0: f64,
+) -> Option<(f64, String)> {
+    if !matches!(kind, BaselineKind::Seasonal { .. })
+        || p.gap_days == 0
+        || ln_p0 >= p.gap_p_zero.ln()
+    {
+        return None;
+    }
+    let last = f.last_event()?;
+    let silence = now_min - last;
+    if silence < minutes_of(p.baseline_min_gap) {
+        return None;
+    }
+    let expected = profile_between(f, last + 1, now_min, cfg);
+    if expected < p.gap_min_expected {
+        return None;
+    }
+    let (first_h, last_h) = (hour_of(last), hour_of(now_min - 1));
+    let first_h = first_h.max(last_h - 23);
+    let mut longest = 0i64;
+    for h in first_h..=last_h {
+        for d in 1..=i64::from(p.gap_days) {
+            longest = longest.max(i64::from(f.gap_at(h - 24 * d)?));
+        }
+    }
+    let limit = ((p.gap_factor * longest as f64).ceil() as i64).max(minutes_of(p.baseline_min_gap));
+    if silence < limit {
+        return None;
+    }
+    let run = now_min - last - 1;
+    Some((
+        run as f64,
+        format!(
+            "0 events in {run} min; expected {expected:.0} over them ({kind}); the longest gap \
+             between events at these hours of the day over the last {} days was {longest} min, \
+             and this silence is over {}x that and over {}; P(0) = {} (below {} for the gap \
+             rule)",
+            p.gap_days,
+            p.gap_factor,
+            fmt_secs(minutes_of(p.baseline_min_gap) as u64 * 60),
+            fmt_prob(ln_p0.exp()),
+            fmt_prob(p.gap_p_zero),
+        ),
+    ))
+}
+
 /// `ln P(0)` of a negative binomial with mean `mean * w` and squared coefficient of variation
 /// `v` of its Gamma intensity: `-(1/v) ln(1 + mean·w·v)`.
 fn nb_ln_p0(mean: f64, v: f64, w: f64) -> f64 {
@@ -779,7 +840,7 @@ fn stopped(
                 p.p_zero
             };
             if ln_p0 >= threshold.ln() || expected < p.min_expected {
-                return None;
+                return baselined_gap(f, now_min, p, cfg, kind, ln_p0);
             }
             let sd = NegBinomial {
                 mean: expected,

@@ -116,6 +116,21 @@ pub struct InboundStopped {
     /// contain one complete night.
     #[serde(with = "secs")]
     pub min_history: Duration,
+    /// Gap rule for series *with* a seasonal baseline, which the statistical verdict judges
+    /// slowly when they are low-volume: fire when the silence is `gap_factor` times the longest
+    /// gap between events seen over the last `gap_days` days (14) at the same hours of the
+    /// day as the silence…
+    pub gap_days: u32,
+    /// …never for a silence shorter than this (4 h)…
+    #[serde(with = "secs")]
+    pub baseline_min_gap: Duration,
+    /// …and only when the baseline expected at least this many events over the silence (30:
+    /// on a quiet day at 30 % of the baseline, P(0) is then about 1e-4)…
+    pub gap_min_expected: f64,
+    /// …and the statistical verdict's P(0) is below this (1e-4), i.e. the hours before the
+    /// silence do not make a quiet day likely: a gap rule alone cannot tell a holiday's long
+    /// silences from an outage.
+    pub gap_p_zero: f64,
 }
 
 impl Default for InboundStopped {
@@ -130,6 +145,10 @@ impl Default for InboundStopped {
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),
             min_history: Duration::from_secs(2 * 24 * 3600),
+            gap_days: 14,
+            baseline_min_gap: Duration::from_secs(4 * 3600),
+            gap_min_expected: 30.0,
+            gap_p_zero: 1e-4,
         }
     }
 }

@@ -188,6 +188,60 @@ fn new_tenant_has_no_statistical_verdict_but_gap_rule_fires() {
     assert!(first.value >= 59.0, "{}", first.value);
 }
 
+/// A low-volume flow with a seasonal baseline: the statistical verdict stays cautious for
+/// hours (a handful of events an hour cannot rule out a quiet spell), so the gap rule watches
+/// it too, against the longest gap seen at the same hours of the day over the last two weeks.
+/// The statistical threshold is made stricter here (1e-9) so that only the gap rule can fire.
+#[test]
+fn low_volume_flow_with_a_baseline_is_caught_by_the_gap_rule() {
+    let strict = RuleOverride {
+        rule: "inbound_stopped".into(),
+        tenant: Some("maelys".into()),
+        source: None,
+        threshold: Some(RuleThreshold::Number(1e-9)),
+        for_: None,
+        severity: None,
+        notifiers: vec![],
+    };
+    let mut monitor = Monitor::new(
+        RuleBook::new(&[strict]).expect("valid override"),
+        MonitorSettings::default(),
+    );
+    let k = key("voice");
+    let mut rng = StdRng::seed_from_u64(17);
+    let shape = weekday_shape(8.0);
+    // Three weeks of history, then Tuesday 10:07 the flow stops.
+    let stop = START + 3 * 10080 + 1440 + 10 * 60 + 7;
+    let before = run(&mut monitor, &k, START, stop, &mut rng, 0.05, &shape);
+    assert!(firing(&before, "inbound_stopped").is_empty(), "{before:#?}");
+    let after = run(
+        &mut monitor,
+        &k,
+        stop,
+        stop + 10 * 60,
+        &mut rng,
+        0.05,
+        |_| 0.0,
+    );
+    let fired = firing(&after, "inbound_stopped");
+    let first = fired.first().expect("inbound_stopped fired");
+    let delay = first.at.as_millis() / 60_000 - stop;
+    // Never before `baseline_min_gap` (4 h) of silence, counted from the last event, nor
+    // before the baseline expected 30 events over it.
+    assert!(
+        (230..=420).contains(&delay),
+        "fired after {delay} min: {}",
+        first.reason
+    );
+    assert!(
+        first
+            .reason
+            .contains("the longest gap between events at these hours"),
+        "{}",
+        first.reason
+    );
+}
+
 #[test]
 fn benjamini_hochberg_across_1000_null_series_keeps_the_false_discovery_rate() {
     let q = 0.05;
