@@ -14,7 +14,7 @@ use intake_core::Timestamp;
 use intake_fake_sors::freshdesk::{to_second, FakeFreshdesk, WebhookAuth, API_KEY};
 use intake_fake_sors::world::{rfc3339_secs, Medium, World, WorldSpec};
 use intake_fake_sors::{send_webhooks, FakeSor, Served, Webhook};
-use intake_testkit::{CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET};
+use intake_testkit::{config_toml, CaptureHandler, TestServer, DESTINATION_SECRET};
 
 const SECRET: &str = "fd-shared-secret-8c1d2e";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -37,21 +37,12 @@ fn sim_clock() -> Arc<ManualClock> {
 }
 
 fn config(dir: &std::path::Path, handler_url: &str, auth: &str, secret: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
-
-[storage]
-url = "sqlite://{data}/intake.db"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[tenants]]
-id = "maelys"
-
+    // The common test configuration (tenant `maelys`, destination `handler`) plus this source.
+    config_toml(
+        dir,
+        handler_url,
+        &format!(
+            r#"
 [[sources]]
 id = "maelys-freshdesk"
 tenant = "maelys"
@@ -59,13 +50,8 @@ kind = "freshdesk"
 secrets = ["old-secret:rotated", "{secret}"]
 destinations = ["handler"]
 {auth}
-
-[[destinations]]
-id = "handler"
-url = "{handler_url}"
-secret = "{DESTINATION_SECRET}"
-"#,
-        data = dir.display()
+"#
+        ),
     )
 }
 

@@ -13,7 +13,7 @@ use intake_core::{Clock, ManualClock, Timestamp};
 use intake_fake_sors::front::{FakeFront, API_TOKEN};
 use intake_fake_sors::harness::send_webhooks;
 use intake_fake_sors::{FakeSor, Served, Webhook, World, WorldSpec};
-use intake_testkit::{CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET};
+use intake_testkit::{config_toml, CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET};
 use serde_json::Value;
 
 const APP_SECRET: &str = "front-app-secret";
@@ -30,21 +30,12 @@ fn world(hours: u64) -> World {
 }
 
 fn config(dir: &std::path::Path, handler: &str, api_url: &str, tolerance: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
-
-[storage]
-url = "sqlite://{data}/intake.db"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[tenants]]
-id = "maelys"
-
+    // The common test configuration (tenant `maelys`, destination `handler`) plus this source.
+    config_toml(
+        dir,
+        handler,
+        &format!(
+            r#"
 [[sources]]
 id = "{SOURCE}"
 tenant = "maelys"
@@ -53,13 +44,8 @@ secrets = ["{APP_SECRET}", "{API_SECRET}"]
 destinations = ["handler"]
 tolerance = "{tolerance}"
 api = {{ base_url = "{api_url}", token = "{API_TOKEN}" }}
-
-[[destinations]]
-id = "handler"
-url = "{handler}"
-secret = "{DESTINATION_SECRET}"
-"#,
-        data = dir.display()
+"#
+        ),
     )
 }
 

@@ -13,7 +13,7 @@ use intake_core::{Clock, ManualClock, Timestamp};
 use intake_fake_sors::generic::{FakeGeneric, API_TOKEN, BACKFILL_PATH, FIELDS_TOML};
 use intake_fake_sors::harness::send_webhooks;
 use intake_fake_sors::{FakeSor, Served, World, WorldSpec};
-use intake_testkit::{CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET};
+use intake_testkit::{config_toml, CaptureHandler, TestServer, DESTINATION_SECRET};
 use serde_json::Value;
 
 const SECRET: &str = "acme-webhook-secret";
@@ -29,21 +29,12 @@ fn world(hours: u64) -> World {
 }
 
 fn config(dir: &std::path::Path, handler: &str, api_url: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
-
-[storage]
-url = "sqlite://{data}/intake.db"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[tenants]]
-id = "maelys"
-
+    // The common test configuration (tenant `maelys`, destination `handler`) plus this source.
+    config_toml(
+        dir,
+        handler,
+        &format!(
+            r#"
 [[sources]]
 id = "{SOURCE}"
 tenant = "maelys"
@@ -52,13 +43,8 @@ secrets = ["{SECRET}"]
 destinations = ["handler"]
 api = {{ base_url = "{api_url}{BACKFILL_PATH}", token = "{API_TOKEN}" }}
 {FIELDS_TOML}
-
-[[destinations]]
-id = "handler"
-url = "{handler}"
-secret = "{DESTINATION_SECRET}"
-"#,
-        data = dir.display()
+"#
+        ),
     )
 }
 

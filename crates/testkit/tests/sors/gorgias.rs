@@ -16,7 +16,7 @@ use intake_fake_sors::gorgias::{
 };
 use intake_fake_sors::world::{rfc3339_millis, Medium, World, WorldSpec};
 use intake_fake_sors::{send_webhooks, FakeSor, Served, Webhook};
-use intake_testkit::{CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET};
+use intake_testkit::{config_toml, CaptureHandler, TestServer, DESTINATION_SECRET};
 
 const SECRET: &str = "gorgias-shared-secret-4f9a";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -38,21 +38,12 @@ fn sim_clock() -> Arc<ManualClock> {
 }
 
 fn config(dir: &std::path::Path, handler_url: &str, auth: &str, secret: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
-
-[storage]
-url = "sqlite://{data}/intake.db"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[tenants]]
-id = "maelys"
-
+    // The common test configuration (tenant `maelys`, destination `handler`) plus this source.
+    config_toml(
+        dir,
+        handler_url,
+        &format!(
+            r#"
 [[sources]]
 id = "maelys-gorgias"
 tenant = "maelys"
@@ -60,13 +51,8 @@ kind = "gorgias"
 secrets = ["{secret}", "previous:secret"]
 destinations = ["handler"]
 {auth}
-
-[[destinations]]
-id = "handler"
-url = "{handler_url}"
-secret = "{DESTINATION_SECRET}"
-"#,
-        data = dir.display()
+"#
+        ),
     )
 }
 
