@@ -763,6 +763,17 @@ pub enum Severity {
     Info,
 }
 
+impl Severity {
+    /// The configuration and wire name (`critical`, `warning`, `info`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
 /// `[monitor]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

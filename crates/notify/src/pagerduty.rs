@@ -95,11 +95,8 @@ pub(crate) fn dedup_key(notice: &Notice) -> String {
 }
 
 fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "critical",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
-    }
+    // PagerDuty's Events API uses the same words for these three.
+    s.as_str()
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -223,11 +223,7 @@ pub(crate) fn item_line(a: &AlertItem, group: &Labels, now: Timestamp) -> String
 
 /// The severity in lower case, as configured.
 pub(crate) fn severity(n: &Notice) -> &'static str {
-    match n.severity {
-        intake_core::config::Severity::Critical => "critical",
-        intake_core::config::Severity::Warning => "warning",
-        intake_core::config::Severity::Info => "info",
-    }
+    n.severity.as_str()
 }
 
 #[cfg(test)]

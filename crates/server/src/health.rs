@@ -99,11 +99,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
                 .iter()
                 .filter(|a| a.state == intake_monitor::AlertState::Firing)
             {
-                let severity = match a.severity {
-                    intake_core::config::Severity::Critical => "critical",
-                    intake_core::config::Severity::Warning => "warning",
-                    intake_core::config::Severity::Info => "info",
-                };
+                let severity = a.severity.as_str();
                 if let Some(rule) = intake_core::config::RULE_IDS
                     .iter()
                     .find(|r| **r == a.key.rule)
@@ -114,11 +110,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             // The notification pipeline raises `notifier_failing` itself, outside the book.
             if let Ok(state) = crate::notifications::load_state(&app).await {
                 for alert in state.notifier_alerts.values() {
-                    let severity = match alert.severity {
-                        intake_core::config::Severity::Critical => "critical",
-                        intake_core::config::Severity::Warning => "warning",
-                        intake_core::config::Severity::Info => "info",
-                    };
+                    let severity = alert.severity.as_str();
                     *firing.entry(("notifier_failing", severity)).or_default() += 1.0;
                 }
             }

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_core::config::Severity;
 use intake_core::Timestamp;
 use intake_monitor::history::{QueueMinute, QueueSnapshot, RequestMinute};
 use intake_monitor::{
@@ -360,15 +359,7 @@ impl MonitorDuty {
     }
 }
 
-pub(crate) fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "critical",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
-    }
-}
-
-fn record(t: &Transition) -> AlertTransitionRecord {
+pub(crate) fn record(t: &Transition) -> AlertTransitionRecord {
     AlertTransitionRecord {
         at: t.at,
         rule: t.rule.clone(),
@@ -376,7 +367,7 @@ fn record(t: &Transition) -> AlertTransitionRecord {
         source: t.labels.source.clone(),
         channel: t.labels.channel.clone(),
         destination: t.labels.destination.clone(),
-        severity: severity_str(t.severity).to_string(),
+        severity: t.severity.as_str().to_string(),
         state: t.state.to_string(),
         value: t.value,
         reason: t.reason.clone(),
@@ -387,12 +378,12 @@ fn log_transition(t: &Transition) {
     let l = &t.labels;
     match t.state {
         intake_monitor::AlertState::Firing => tracing::warn!(
-            rule = %t.rule, severity = severity_str(t.severity), tenant = %l.tenant,
+            rule = %t.rule, severity = t.severity.as_str(), tenant = %l.tenant,
             source = %l.source, channel = %l.channel, destination = %l.destination,
             value = t.value, "alert firing: {}", t.reason
         ),
         state => tracing::info!(
-            rule = %t.rule, severity = severity_str(t.severity), tenant = %l.tenant,
+            rule = %t.rule, severity = t.severity.as_str(), tenant = %l.tenant,
             source = %l.source, channel = %l.channel, destination = %l.destination,
             value = t.value, "alert {state}: {}", t.reason
         ),

@@ -643,7 +643,7 @@ impl Pipeline {
             source: String::new(),
             channel: String::new(),
             destination: String::new(),
-            severity: crate::monitoring::severity_str(severity).into(),
+            severity: severity.as_str().into(),
             state: state.into(),
             value,
             reason: if reason.contains(id) {

@@ -579,35 +579,15 @@ impl PostgresStore {
         &self,
         rows: Vec<crate::migrate::CounterRow>,
     ) -> Result<()> {
-        let mut client = self.write_conn().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric,
-                    count)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (hour, tenant, source, channel, destination, metric)
-                 DO UPDATE SET count = excluded.count",
-            )
-            .await
-            .map_err(unavailable)?;
-        for c in &rows {
-            tx.execute(
-                &stmt,
-                &[
-                    &c.minute,
-                    &c.tenant,
-                    &c.source,
-                    &c.channel,
-                    &c.destination,
-                    &c.metric,
-                    &c.count,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        self.import_counter_rows(
+            "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric,
+                count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (hour, tenant, source, channel, destination, metric)
+             DO UPDATE SET count = excluded.count",
+            rows,
+        )
+        .await
     }
 
     /// Imports state documents as exported (keys kept as they are).
@@ -640,18 +620,27 @@ impl PostgresStore {
     }
 
     pub async fn import_counters(&self, rows: Vec<crate::migrate::CounterRow>) -> Result<()> {
+        self.import_counter_rows(
+            "INSERT INTO counters (minute, tenant, source, channel, destination, metric, shard,
+                count)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)
+             ON CONFLICT (minute, tenant, source, channel, destination, metric, shard)
+             DO UPDATE SET count = excluded.count",
+            rows,
+        )
+        .await
+    }
+
+    /// Runs `sql` (seven parameters: bucket, tenant, source, channel, destination, metric,
+    /// count) for every row, in one transaction.
+    async fn import_counter_rows(
+        &self,
+        sql: &str,
+        rows: Vec<crate::migrate::CounterRow>,
+    ) -> Result<()> {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO counters (minute, tenant, source, channel, destination, metric,
-                    shard, count)
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7)
-                 ON CONFLICT (minute, tenant, source, channel, destination, metric, shard)
-                 DO UPDATE SET count = excluded.count",
-            )
-            .await
-            .map_err(unavailable)?;
+        let stmt = tx.prepare_cached(sql).await.map_err(unavailable)?;
         for c in &rows {
             tx.execute(
                 &stmt,

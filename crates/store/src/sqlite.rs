@@ -392,17 +392,7 @@ impl SqliteStore {
                 "SELECT hour, tenant, source, channel, destination, metric, count
                  FROM counters_hourly",
             )?
-            .query_map([], |r| {
-                Ok(crate::migrate::CounterRow {
-                    minute: r.get(0)?,
-                    tenant: r.get(1)?,
-                    source: r.get(2)?,
-                    channel: r.get(3)?,
-                    destination: r.get(4)?,
-                    metric: r.get(5)?,
-                    count: r.get(6)?,
-                })
-            })?
+            .query_map([], migrated_counter)?
             .collect()
         })
         .await
@@ -444,25 +434,10 @@ impl SqliteStore {
     /// Every alert transition, oldest first (for `intake migrate-store`).
     pub async fn export_alert_transitions(&self) -> Result<Vec<AlertTransitionRecord>> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT at, rule, tenant, source, channel, destination, severity, state, value,
-                        reason
-                 FROM alert_transitions ORDER BY id",
-            )?
-            .query_map([], |r| {
-                Ok(AlertTransitionRecord {
-                    at: Timestamp(r.get(0)?),
-                    rule: r.get(1)?,
-                    tenant: r.get(2)?,
-                    source: r.get(3)?,
-                    channel: r.get(4)?,
-                    destination: r.get(5)?,
-                    severity: r.get(6)?,
-                    state: r.get(7)?,
-                    value: r.get(8)?,
-                    reason: r.get(9)?,
-                })
-            })?
+            c.prepare_cached(&format!(
+                "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions ORDER BY id"
+            ))?
+            .query_map([], alert_transition)?
             .collect()
         })
         .await
@@ -473,17 +448,7 @@ impl SqliteStore {
             c.prepare_cached(
                 "SELECT minute, tenant, source, channel, destination, metric, count FROM counters",
             )?
-            .query_map([], |r| {
-                Ok(crate::migrate::CounterRow {
-                    minute: r.get(0)?,
-                    tenant: r.get(1)?,
-                    source: r.get(2)?,
-                    channel: r.get(3)?,
-                    destination: r.get(4)?,
-                    metric: r.get(5)?,
-                    count: r.get(6)?,
-                })
-            })?
+            .query_map([], migrated_counter)?
             .collect()
         })
         .await
@@ -1653,6 +1618,38 @@ fn read_counters(c: &Connection, q: &CounterQuery) -> rusqlite::Result<Vec<Count
     rows.collect()
 }
 
+const ALERT_TRANSITION_COLUMNS: &str =
+    "at, rule, tenant, source, channel, destination, severity, state, value, reason";
+
+fn alert_transition(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertTransitionRecord> {
+    Ok(AlertTransitionRecord {
+        at: Timestamp(r.get(0)?),
+        rule: r.get(1)?,
+        tenant: r.get(2)?,
+        source: r.get(3)?,
+        channel: r.get(4)?,
+        destination: r.get(5)?,
+        severity: r.get(6)?,
+        state: r.get(7)?,
+        value: r.get(8)?,
+        reason: r.get(9)?,
+    })
+}
+
+/// A counter row in the column order `bucket, tenant, source, channel, destination, metric,
+/// count` (minute or hourly table).
+fn migrated_counter(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::migrate::CounterRow> {
+    Ok(crate::migrate::CounterRow {
+        minute: r.get(0)?,
+        tenant: r.get(1)?,
+        source: r.get(2)?,
+        channel: r.get(3)?,
+        destination: r.get(4)?,
+        metric: r.get(5)?,
+        count: r.get(6)?,
+    })
+}
+
 fn origin_metric(origin: Origin) -> &'static str {
     match origin {
         Origin::Webhook => "events.webhook",
@@ -1818,26 +1815,14 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<AlertTransitionRecord>> {
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT at, rule, tenant, source, channel, destination, severity, state, value,
-                        reason
-                 FROM alert_transitions WHERE ?1 IS NULL OR tenant = ?1
-                 ORDER BY id DESC LIMIT ?2",
+            c.prepare_cached(&format!(
+                "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions
+                     WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(
+                params![tenant, limit.clamp(1, 1000) as i64],
+                alert_transition,
             )?
-            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
-                Ok(AlertTransitionRecord {
-                    at: Timestamp(r.get(0)?),
-                    rule: r.get(1)?,
-                    tenant: r.get(2)?,
-                    source: r.get(3)?,
-                    channel: r.get(4)?,
-                    destination: r.get(5)?,
-                    severity: r.get(6)?,
-                    state: r.get(7)?,
-                    value: r.get(8)?,
-                    reason: r.get(9)?,
-                })
-            })?
             .collect()
         })
         .await
