@@ -11,19 +11,15 @@
 //! * Time comes from the injected [`Clock`](intake_core::Clock); nothing here calls the system
 //!   clock for a decision (wall-clock time is only used to measure latencies for metrics).
 
-pub mod admin;
-pub mod alerts;
-pub mod cluster;
-pub mod delivery;
+pub mod api;
 pub mod demo_handler;
-pub mod flows;
+pub mod duties;
+mod error;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
-pub mod monitoring;
-pub mod notifications;
-pub mod problem;
 mod runtime;
-pub mod silences;
+mod state;
 
+pub use error::ServerError;
 pub use runtime::{open_store, RunningServer, Server};
