@@ -1,6 +1,6 @@
 //! Prometheus metrics: the names users graph (part of the external contract), the one
 //! process-wide recorder that renders them, the registration of the per-source and
-//! per-destination handles kept in [`crate::state`], and the `/metrics` door.
+//! per-destination handles kept in `crate::state`, and the `/metrics` door.
 //!
 //! A scrape refreshes the queue and alert gauges from the store first, so it always sees the
 //! queue and the alert book as they are, whichever node evaluates.

@@ -6,7 +6,7 @@
 //! calls on the store or on what [`crate::duties`] exposes, JSON or a problem out. It may
 //! import `state` and `duties`, never `runtime` nor another door; it starts no task and
 //! decides nothing a duty decides. Adding an endpoint means adding it to its resource's
-//! `routes()` (or a new resource file merged in [`routes`]).
+//! `routes()` (or a new resource file merged in `routes`).
 //!
 //! Tokens are either the operator's (`admin.token`, sees everything) or a tenant's
 //! (`tenants[].api_token`, sees only that tenant). A tenant token asking for another tenant's

@@ -8,7 +8,7 @@
 //! decides what follows it.
 //!
 //! The dispatchers take the store, the clock and their destination's handles
-//! ([`DestinationRuntime`]), nothing else.
+//! (`DestinationRuntime`), nothing else.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! duty runner and the singleton leases; each duty has its own file.
 //!
 //! **Rule of this room:** a duty takes the handles it uses (store, clock, config, notifiers,
-//! metric handles from [`crate::state`]), never the server's whole state, and never imports
+//! metric handles from `crate::state`), never the server's whole state, and never imports
 //! the doors (`api`, `ingest`, `health`, `metrics`): doors may read what duties expose, not
 //! the reverse. Logic a door and a duty both need lives here, outside HTTP, and returns
 //! [`StoreError`](intake_store::StoreError) (see [`book`]).
@@ -16,7 +16,7 @@
 //! **A node among others.** Here: heartbeats, wake-ups from other nodes, and singleton duties.
 //! Several nodes may share one PostgreSQL database. Each records a heartbeat every
 //! `cluster.heartbeat`. Work some node must do, but only one at a time (a *singleton duty*),
-//! runs under a lease in the database: a [`DutyRunner`] takes the lease, starts the duty, renews
+//! runs under a lease in the database: a `DutyRunner` takes the lease, starts the duty, renews
 //! the lease every third of `cluster.duty_lease`, and stops the duty as soon as it cannot be
 //! sure it still holds it (the lease moved, or could not be renewed before it ended). When the
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.

@@ -2,7 +2,7 @@
 //! book, the silences and the routing, what to send now and what is notified afterwards.
 //!
 //! No IO and no `await` here (see the parent module for the rules it implements): the
-//! pipeline reads its inputs from the store, calls [`decide`], and commits the result in one
+//! pipeline reads its inputs from the store, calls `decide`, and commits the result in one
 //! transaction. That is what lets the rules be tested with a table of cases.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -21,7 +21,7 @@
 //!   severity (all when empty). A resolution goes where its firing went. `notifier_failing`
 //!   of a notifier never goes to that notifier.
 //!
-//! The decision itself is a pure function, [`decide::decide`]. Everything one evaluation
+//! The decision itself is a pure function, `decide::decide`. Everything one evaluation
 //! decides — the notifications and the new group state — is committed in one transaction
 //! ([`Store::enqueue_notifications`]); a separate sender loop ([`send`]) delivers the outbox,
 //! with retries, one notification per notifier at a time, in order.
