@@ -340,3 +340,77 @@ fn apply_failing(
 fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+    fn health(undelivered: u64, attempts: u32, waiting_secs: u64) -> NotifierHealth {
+        NotifierHealth {
+            notifier: "slack".into(),
+            undelivered,
+            oldest_undelivered: (undelivered > 0)
+                .then(|| NOW.minus(Duration::from_secs(waiting_secs))),
+            failed_attempts: attempts,
+            last_error: Some("HTTP 503".into()),
+            last_sent_at: Some(NOW.minus(Duration::from_secs(3600))),
+            last_dead_at: None,
+        }
+    }
+
+    #[test]
+    fn a_notifier_fails_after_attempts_or_age_or_one_refusal() {
+        let cases = [
+            ("nothing waits", health(0, 0, 0), false),
+            ("one failed attempt, fresh", health(2, 1, 10), false),
+            ("three failed attempts", health(2, 3, 10), true),
+            ("waiting five minutes", health(1, 1, 300), true),
+            (
+                "one refused for good since the last send",
+                NotifierHealth {
+                    last_dead_at: Some(NOW),
+                    ..health(0, 0, 0)
+                },
+                true,
+            ),
+        ];
+        for (name, h, want) in cases {
+            let got = failing_notifiers(&[h], NOW).contains_key("slack");
+            assert_eq!(got, want, "{name}");
+        }
+        let ping = |failures, since_secs| PingHealth {
+            failures,
+            failing_since: Some(NOW.minus(Duration::from_secs(since_secs))),
+            last_error: Some("timed out".into()),
+        };
+        assert!(watchdog_failing(&PingHealth::default(), NOW).is_none());
+        assert!(watchdog_failing(&ping(1, 10), NOW).is_none());
+        assert!(watchdog_failing(&ping(3, 10), NOW).is_some());
+        assert!(watchdog_failing(&ping(1, 300), NOW).is_some());
+    }
+
+    #[test]
+    fn notifier_failing_fires_once_updates_then_resolves() {
+        let mut state = NotifyState::default();
+        let failing = failing_notifiers(&[health(2, 3, 10)], NOW);
+        let t = apply_failing(&mut state, failing.clone(), Severity::Critical, NOW);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].state.as_str(), t[0].rule.as_str()),
+            ("firing", NOTIFIER_FAILING)
+        );
+        // Still failing: updated in place, no new transition, `since` kept.
+        let later = NOW.plus(Duration::from_secs(60));
+        let t = apply_failing(&mut state, failing, Severity::Warning, later);
+        assert!(t.is_empty());
+        assert_eq!(state.notifier_alerts["slack"].since, NOW);
+        assert_eq!(state.notifier_alerts["slack"].severity, Severity::Warning);
+        // Delivering again: resolved.
+        let t = apply_failing(&mut state, BTreeMap::new(), Severity::Warning, later);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].state, "resolved");
+        assert!(state.notifier_alerts.is_empty());
+    }
+}
