@@ -13,48 +13,27 @@ use axum::routing::post;
 use axum::{Json, Router};
 use intake_core::config::Config;
 use intake_core::signature::SigningKey;
-use serde::Serialize;
 
-use crate::runtime::AppState;
+pub use crate::state::Received;
+use crate::state::{AppState, DemoInbox};
 
 const KEPT: usize = 100;
 
-/// One delivery the demo handler received.
-#[derive(Debug, Clone, Serialize)]
-pub struct Received {
-    /// `webhook-id`
-    pub id: String,
-    /// `intake-event-type`
-    pub event_type: String,
-    /// `intake-channel`
-    pub channel: String,
-    /// `intake-attempt`
-    pub attempt: String,
-    /// Whether the signature verified.
-    pub signature_valid: bool,
-}
-
-/// The demo handler's state.
-pub(crate) struct DemoHandler {
-    keys: Vec<SigningKey>,
-    received: Mutex<VecDeque<Received>>,
-}
-
-impl DemoHandler {
-    pub(crate) fn new(config: &Config) -> Self {
-        let keys = config
-            .destinations
-            .iter()
-            .filter(|d| d.url.ends_with("/demo/handler"))
-            .filter_map(|d| SigningKey::from_secret(&d.secret).ok())
-            .collect();
-        DemoHandler {
-            keys,
-            received: Mutex::new(VecDeque::new()),
-        }
+/// The demo handler's state: the keys of the destinations pointing at it, nothing received.
+pub(crate) fn inbox(config: &Config) -> DemoInbox {
+    let keys = config
+        .destinations
+        .iter()
+        .filter(|d| d.url.ends_with("/demo/handler"))
+        .filter_map(|d| SigningKey::from_secret(&d.secret).ok())
+        .collect();
+    DemoInbox {
+        keys,
+        received: Mutex::new(VecDeque::new()),
     }
 }
 
+/// The demo routes, when `server.demo_handler` is on.
 pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
     if !state.config.server.demo_handler {
         return Router::new();

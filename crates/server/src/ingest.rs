@@ -9,25 +9,26 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use intake_connectors::Incoming;
-use intake_core::event::Origin;
-use intake_core::{DeliveryId, EventId};
+use intake_connectors::{Handshake, Incoming};
+use intake_core::event::{NormalizedEvent, Origin};
+use intake_core::{DeliveryId, EventId, Timestamp};
 use intake_store::{NewEvent, Rejection, RejectionKind};
 
+use crate::api::problem::Problem;
 use crate::metrics::{Outcome, REQUESTS};
-use crate::problem::Problem;
-use crate::runtime::AppState;
+use crate::state::{AppState, SourceRuntime};
 
 /// The most of a rejected body kept for diagnosis.
 const KEPT_REJECTED_BODY: usize = 64 * 1024;
 
+/// The ingest route.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/ingest/{source_id}", post(ingest))
 }
@@ -40,160 +41,221 @@ async fn ingest(
 ) -> Response {
     let started = Instant::now();
     let Some(source) = app.sources.get(&source_id) else {
-        // Counted without the name it was called by: a label per arbitrary path would let any
-        // client grow the metrics without bound.
-        metrics::counter!(REQUESTS, "outcome" => "unknown_source", "tenant" => "", "source" => "")
-            .increment(1);
-        tracing::debug!(source = %source_id, "request for an unknown source");
-        return Problem::not_found(
-            "unknown-source",
-            format!("no source `{source_id}` is configured; check the URL the system of record posts to"),
-        )
-        .into_response();
+        return unknown_source(&source_id);
     };
-    let tenant = source.config.tenant.as_str();
-    let now = app.clock.now();
+    let call = Call {
+        app: &app,
+        source,
+        source_id: &source_id,
+        started,
+        now: app.clock.now(),
+    };
+    match call.handle(&headers, body).await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    }
+}
 
-    let limit = usize::try_from(app.config.server.max_body_size.0).unwrap_or(usize::MAX);
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            source.metrics.request(Outcome::TooLarge, started.elapsed());
-            record(
-                &app,
-                tenant,
-                &source_id,
-                RejectionKind::TooLarge,
-                format!("body over {limit} bytes"),
-                None,
-            );
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Payload too large",
-                format!("the body is over the limit of {limit} bytes (server.max_body_size)"),
-            )
-            .into_response();
-        }
-        Err(e) => {
-            // The client went away or sent a broken body: nothing to acknowledge.
-            source
-                .metrics
-                .request(Outcome::RejectedInvalid, started.elapsed());
-            return Problem::bad_request(
-                "unreadable-body",
-                format!("could not read the body: {e}"),
-            )
-            .into_response();
-        }
-    };
+/// A request for a source that is not configured: 404.
+fn unknown_source(source_id: &str) -> Response {
+    // Counted without the name it was called by: a label per arbitrary path would let any
+    // client grow the metrics without bound.
+    metrics::counter!(REQUESTS, "outcome" => "unknown_source", "tenant" => "", "source" => "")
+        .increment(1);
+    tracing::debug!(source = %source_id, "request for an unknown source");
+    Problem::not_found(
+        "unknown-source",
+        format!(
+            "no source `{source_id}` is configured; check the URL the system of record posts to"
+        ),
+    )
+    .into_response()
+}
 
-    let incoming = Incoming {
-        headers: &headers,
-        body: &body,
-        now,
-    };
-    if let Err(e) = source.connector.verify(&incoming, &source.config.secrets) {
-        source
-            .metrics
-            .request(Outcome::RejectedSignature, started.elapsed());
+/// One ingest request for a configured source. Each step either hands on to the next or
+/// ends the request with its problem (`Err`), having counted it.
+struct Call<'a> {
+    app: &'a Arc<AppState>,
+    source: &'a SourceRuntime,
+    source_id: &'a str,
+    started: Instant,
+    now: Timestamp,
+}
+
+impl Call<'_> {
+    /// The checks in order of cost and of trust, then the commit.
+    async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+        let body = self.read_body(body).await?;
+        let incoming = Incoming {
+            headers,
+            body: &body,
+            now: self.now,
+        };
+        self.verify(&incoming)?;
+        if let Some(h) = self.source.connector.handshake(&incoming) {
+            return Ok(self.handshake(h));
+        }
+        let normalized = self.parse(&incoming, &body)?;
+        Ok(self.commit(headers, &body, normalized).await)
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.source.metrics.request(outcome, self.started.elapsed());
+    }
+
+    fn tenant(&self) -> &str {
+        self.source.config.tenant.as_str()
+    }
+
+    /// Reads the body within `server.max_body_size` (413 over it).
+    async fn read_body(&self, body: Body) -> Result<Bytes, Problem> {
+        let limit = usize::try_from(self.app.config.server.max_body_size.0).unwrap_or(usize::MAX);
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                self.count(Outcome::TooLarge);
+                record(
+                    self.app,
+                    self.tenant(),
+                    self.source_id,
+                    RejectionKind::TooLarge,
+                    format!("body over {limit} bytes"),
+                    None,
+                );
+                Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "Payload too large",
+                    format!("the body is over the limit of {limit} bytes (server.max_body_size)"),
+                ))
+            }
+            Err(e) => {
+                // The client went away or sent a broken body: nothing to acknowledge.
+                self.count(Outcome::RejectedInvalid);
+                Err(Problem::bad_request(
+                    "unreadable-body",
+                    format!("could not read the body: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Verifies the signature (401: nothing of an unauthenticated request is stored).
+    fn verify(&self, incoming: &Incoming<'_>) -> Result<(), Problem> {
+        let Err(e) = self
+            .source
+            .connector
+            .verify(incoming, &self.source.config.secrets)
+        else {
+            return Ok(());
+        };
+        self.count(Outcome::RejectedSignature);
         record(
-            &app,
-            tenant,
-            &source_id,
+            self.app,
+            self.tenant(),
+            self.source_id,
             RejectionKind::Signature,
             e.to_string(),
             None,
         );
-        return Problem::unauthorized("bad-signature", e.to_string()).into_response();
+        Err(Problem::unauthorized("bad-signature", e.to_string()))
     }
 
-    if let Some(h) = source.connector.handshake(&incoming) {
-        source
-            .metrics
-            .request(Outcome::Handshake, started.elapsed());
-        tracing::info!(source = %source_id, "answered the system of record's setup handshake");
+    /// Answers the system of record's setup handshake, storing nothing.
+    fn handshake(&self, h: Handshake) -> Response {
+        self.count(Outcome::Handshake);
+        tracing::info!(source = %self.source_id, "answered the system of record's setup handshake");
         let status = StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK);
-        return (
+        (
             status,
             [(axum::http::header::CONTENT_TYPE, h.content_type)],
             h.body,
         )
-            .into_response();
+            .into_response()
     }
 
-    let normalized = match source.connector.parse(&incoming) {
-        Ok(n) => n,
-        Err(e) => {
-            source
-                .metrics
-                .request(Outcome::RejectedInvalid, started.elapsed());
+    /// Parses the body (400: the body is kept with the reason).
+    fn parse(&self, incoming: &Incoming<'_>, body: &Bytes) -> Result<NormalizedEvent, Problem> {
+        self.source.connector.parse(incoming).map_err(|e| {
+            self.count(Outcome::RejectedInvalid);
             let kept = body[..body.len().min(KEPT_REJECTED_BODY)].to_vec();
             record(
-                &app,
-                tenant,
-                &source_id,
+                self.app,
+                self.tenant(),
+                self.source_id,
                 RejectionKind::Invalid,
                 e.to_string(),
                 Some(kept),
             );
-            return Problem::bad_request("unparseable-body", e.to_string()).into_response();
-        }
-    };
-
-    let kept_headers = source
-        .connector
-        .kept_headers()
-        .iter()
-        .filter_map(|name| {
-            headers
-                .get(*name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (name.to_string(), v.to_string()))
+            Problem::bad_request("unparseable-body", e.to_string())
         })
-        .collect();
-    let channel = normalized.channel;
-    let event = NewEvent {
-        id: EventId::generate(now),
-        tenant: tenant.to_string(),
-        source: source_id.clone(),
-        origin: Origin::Webhook,
-        normalized,
-        received_at: now,
-        headers: kept_headers,
-        body: body.to_vec(),
-        deliveries: source
-            .config
-            .destinations
-            .iter()
-            .map(|d| (DeliveryId::generate(now), d.clone()))
-            .collect(),
-    };
+    }
 
-    match app.store.ingest(event).await {
-        Ok(accepted) => {
-            if accepted.duplicate {
-                source
-                    .metrics
-                    .request(Outcome::Duplicate, started.elapsed());
-            } else {
-                for wake in &source.wakers {
-                    wake.notify_one();
+    /// Commits the event and its deliveries: 200 only once committed, 503 if the store cannot.
+    async fn commit(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        normalized: NormalizedEvent,
+    ) -> Response {
+        let source = self.source;
+        let channel = normalized.channel;
+        let event = self.event(headers, body, normalized);
+        match self.app.store.ingest(event).await {
+            Ok(accepted) => {
+                if accepted.duplicate {
+                    self.count(Outcome::Duplicate);
+                } else {
+                    for wake in &source.wakers {
+                        wake.notify_one();
+                    }
+                    self.count(Outcome::Accepted);
+                    source.metrics.event(channel);
                 }
-                source.metrics.request(Outcome::Accepted, started.elapsed());
-                source.metrics.event(channel);
+                (StatusCode::OK, Json(accepted)).into_response()
             }
-            (StatusCode::OK, Json(accepted)).into_response()
+            Err(e) => {
+                self.count(Outcome::Unavailable);
+                tracing::error!(source = %self.source_id, error = %e, "ingest could not commit; answered 503");
+                Problem::unavailable(format!(
+                    "the event was not stored ({e}); nothing was acknowledged, retry later"
+                ))
+                .into_response()
+            }
         }
-        Err(e) => {
-            source
-                .metrics
-                .request(Outcome::Unavailable, started.elapsed());
-            tracing::error!(source = %source_id, error = %e, "ingest could not commit; answered 503");
-            Problem::unavailable(format!(
-                "the event was not stored ({e}); nothing was acknowledged, retry later"
-            ))
-            .into_response()
+    }
+
+    /// The event to store, with one delivery per destination of the source.
+    fn event(&self, headers: &HeaderMap, body: &Bytes, normalized: NormalizedEvent) -> NewEvent {
+        let now = self.now;
+        let kept_headers = self
+            .source
+            .connector
+            .kept_headers()
+            .iter()
+            .filter_map(|name| {
+                headers
+                    .get(*name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (name.to_string(), v.to_string()))
+            })
+            .collect();
+        NewEvent {
+            id: EventId::generate(now),
+            tenant: self.tenant().to_string(),
+            source: self.source_id.to_string(),
+            origin: Origin::Webhook,
+            normalized,
+            received_at: now,
+            headers: kept_headers,
+            body: body.to_vec(),
+            deliveries: self
+                .source
+                .config
+                .destinations
+                .iter()
+                .map(|d| (DeliveryId::generate(now), d.clone()))
+                .collect(),
         }
     }
 }

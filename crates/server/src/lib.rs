@@ -1,29 +1,56 @@
-//! The intake server: the doors it opens (ingest, admin API, health and metrics) and the duties
-//! that run behind them (delivery workers).
+//! The intake server: the doors it opens (ingest, admin API, health, metrics) and the duties
+//! that run behind them (delivery, monitor and notifications, compaction).
 //!
 //! Data flows one way: a webhook enters through [`ingest`], is committed by the
 //! [`Store`](intake_store::Store) together with its deliveries, wakes the destination's
-//! [`delivery`] dispatcher, and is POSTed to the handler. The admin API only reads.
+//! dispatcher ([`duties::delivery`]), and is POSTed to the handler. The admin API only reads
+//! (silences aside, which it writes with their announcements).
+//!
+//! **Code map: one room per job.** Each room says what it may import; "may import" is about
+//! this crate's top-level modules (`crate::…`); with these rules there is no import
+//! cycle between them.
+//!
+//! | Room | Its one job | May import |
+//! |---|---|---|
+//! | `state` | The shared handles: `AppState`, the source and destination runtimes, the metric handles, the demo inbox. Plain values, no behaviour that needs another module. | nothing |
+//! | `error` | [`ServerError`], what `start` and shutdown can fail with. | nothing |
+//! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`), each exporting its `routes()`. | `state`, `duties` |
+//! | [`ingest`] | The SOR-facing door, `POST /ingest/{source_id}`. | `state`, `metrics`, `api::problem` |
+//! | [`health`] | `/healthz` and `/readyz`. | `state`, `api::problem` |
+//! | [`metrics`] | Metric names (contract), the recorder, the registration of the metric handles, and the `/metrics` door. | `state`, `duties` |
+//! | [`demo_handler`] | The built-in demo handler door. | `state` |
+//! | [`duties`] | The duty runner and singleton leases (`duties/mod.rs`), then `delivery`, `monitor`, `compaction`, `book` and `notify/{decide, send}`. | `state` |
+//! | `runtime` | Wiring only: open the store, build the state, bind, start the duties, shut down in order. | everything; nothing imports it |
+//!
+//! **The rules of the rooms.**
+//! * Doors only translate: HTTP in, calls on the store or on what [`duties`] exposes, JSON or
+//!   a [`Problem`](api::problem::Problem) out. A door starts no task and decides nothing a
+//!   duty decides; adding an endpoint means adding it to its resource's `routes()`.
+//! * Duties take the handles they use (store, clock, config, notifiers, metric handles), never
+//!   the whole `AppState`, and never import a door. Logic a door and a duty both need (the
+//!   stored alert book, the notification state) lives in [`duties`], outside HTTP, and returns
+//!   [`StoreError`](intake_store::StoreError); the door wraps it in a problem.
+//! * Decisions without IO are pure functions tested with tables: the notification decision
+//!   (`duties::notify::decide`), silence validation ([`api::silences::validate`]).
+//! * Nothing imports `runtime`, and `state` imports nothing.
 //!
 //! **Architecture invariants**
 //! * No 200 leaves [`ingest`] before the store has durably committed the event and its
 //!   deliveries; a store error is a 503, never a 200.
 //! * Time comes from the injected [`Clock`](intake_core::Clock); nothing here calls the system
 //!   clock for a decision (wall-clock time is only used to measure latencies for metrics).
+//! * Public functions return [`ServerError`] (or another error of this crate), never
+//!   `anyhow`: only the binary uses `anyhow`.
 
-pub mod admin;
-pub mod alerts;
-pub mod cluster;
-pub mod delivery;
+pub mod api;
 pub mod demo_handler;
-pub mod flows;
+pub mod duties;
+mod error;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
-pub mod monitoring;
-pub mod notifications;
-pub mod problem;
 mod runtime;
-pub mod silences;
+mod state;
 
+pub use error::ServerError;
 pub use runtime::{open_store, RunningServer, Server};

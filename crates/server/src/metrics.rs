@@ -1,11 +1,23 @@
-//! Prometheus metrics: the names users graph (part of the external contract) and the one
-//! process-wide recorder that renders them.
+//! Prometheus metrics: the names users graph (part of the external contract), the one
+//! process-wide recorder that renders them, the registration of the per-source and
+//! per-destination handles kept in `crate::state`, and the `/metrics` door.
+//!
+//! A scrape refreshes the queue and alert gauges from the store first, so it always sees the
+//! queue and the alert book as they are, whichever node evaluates.
 
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use intake_core::event::Channel;
-use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::duties::{book, notify};
+use crate::state::{AppState, DeliveryMetrics, SourceMetrics};
 
 /// Requests to `/ingest`, by `outcome`, `tenant`, `source`.
 pub const REQUESTS: &str = "intake_requests_total";
@@ -98,15 +110,8 @@ impl Outcome {
     }
 }
 
-/// One source's metric handles, registered once at start: the ingest hot path then counts
-/// without building label sets or looking series up.
-pub(crate) struct SourceMetrics {
-    requests: [Counter; 7],
-    ack: [Histogram; 7],
-    events: [Counter; 6],
-}
-
 impl SourceMetrics {
+    /// Registers the handles of one source.
     pub(crate) fn new(tenant: &str, source: &str) -> Self {
         let requests = Outcome::ALL.map(|o| {
             metrics::counter!(REQUESTS, "outcome" => o.as_str(), "tenant" => tenant.to_string(), "source" => source.to_string())
@@ -139,17 +144,8 @@ impl SourceMetrics {
     }
 }
 
-/// The delivery metric handles of one (source, destination) pair.
-pub(crate) struct DeliveryMetrics {
-    /// Attempts that delivered.
-    pub delivered: Counter,
-    /// Attempts that failed and will be retried.
-    pub failed: Counter,
-    /// Attempts that failed for the last time.
-    pub dead: Counter,
-}
-
 impl DeliveryMetrics {
+    /// Registers the handles of one (source, destination) pair.
     pub(crate) fn new(tenant: &str, source: &str, destination: &str) -> Self {
         let c = |outcome: &'static str| {
             metrics::counter!(DELIVERIES, "outcome" => outcome, "tenant" => tenant.to_string(),
@@ -160,5 +156,101 @@ impl DeliveryMetrics {
             failed: c("failed"),
             dead: c("dead"),
         }
+    }
+}
+
+/// The `/metrics` route.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+/// Renders metrics after refreshing the queue gauges from the store, so that a scrape always
+/// sees the queue as it is. Every configured (source, destination) pair has its series, zero
+/// when idle: a silent series is zero, never missing.
+async fn scrape(State(app): State<Arc<AppState>>) -> Response {
+    refresh_queue_gauges(&app).await;
+    refresh_alert_gauges(&app).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+        .into_response()
+}
+
+async fn refresh_queue_gauges(app: &AppState) {
+    let stats = match app.store.queue_stats().await {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::warn!(error = %e, "queue gauges not refreshed");
+            return;
+        }
+    };
+    let now = app.clock.now();
+    let by_pair: HashMap<(&str, &str), &intake_store::QueueStats> = stats
+        .iter()
+        .map(|q| ((q.source.as_str(), q.destination.as_str()), q))
+        .collect();
+    for s in &app.config.sources {
+        for d in &s.destinations {
+            let labels = [
+                ("tenant", s.tenant.clone()),
+                ("source", s.id.clone()),
+                ("destination", d.clone()),
+            ];
+            let row = by_pair.get(&(s.id.as_str(), d.as_str()));
+            let (pending, in_flight, dead, oldest) = match row {
+                Some(q) => (
+                    q.pending,
+                    q.in_flight,
+                    q.dead,
+                    q.oldest_pending_at
+                        .map_or(0.0, |t| now.since(t).as_secs_f64()),
+                ),
+                None => (0, 0, 0, 0.0),
+            };
+            metrics::gauge!(QUEUE_PENDING, &labels).set(pending as f64);
+            metrics::gauge!(QUEUE_IN_FLIGHT, &labels).set(in_flight as f64);
+            metrics::gauge!(QUEUE_DEAD, &labels).set(dead as f64);
+            metrics::gauge!(QUEUE_OLDEST, &labels).set(oldest);
+        }
+    }
+}
+
+async fn refresh_alert_gauges(app: &AppState) {
+    let book = match book::alert_book(&*app.store).await {
+        Ok(book) => book,
+        Err(e) => {
+            tracing::warn!(error = %e, "alert gauges not refreshed");
+            return;
+        }
+    };
+    // Every built-in rule and severity has a series, zero when nothing fires.
+    let mut firing: BTreeMap<(&str, &str), f64> = Default::default();
+    for rule in intake_core::config::RULE_IDS {
+        for severity in ["critical", "warning", "info"] {
+            firing.insert((rule, severity), 0.0);
+        }
+    }
+    for a in book
+        .iter()
+        .filter(|a| a.state == intake_monitor::AlertState::Firing)
+    {
+        let severity = a.severity.as_str();
+        if let Some(rule) = intake_core::config::RULE_IDS
+            .iter()
+            .find(|r| **r == a.key.rule)
+        {
+            *firing.entry((rule, severity)).or_default() += 1.0;
+        }
+    }
+    // The notification pipeline raises `notifier_failing` itself, outside the book.
+    if let Ok(state) = notify::load_state(&*app.store).await {
+        for alert in state.notifier_alerts.values() {
+            let severity = alert.severity.as_str();
+            *firing.entry(("notifier_failing", severity)).or_default() += 1.0;
+        }
+    }
+    for ((rule, severity), n) in firing {
+        metrics::gauge!(ALERTS_FIRING, "rule" => rule, "severity" => severity).set(n);
     }
 }

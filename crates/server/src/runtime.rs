@@ -1,15 +1,16 @@
-//! Wiring: opens the store, builds the shared state, binds the listener, starts the delivery
-//! dispatchers, and shuts everything down in the order that loses nothing.
+//! Wiring only: opens the store, builds the shared state, binds the listener, starts the
+//! duties, and shuts everything down in the order that loses nothing.
+//!
+//! **Rule of this room:** it may import every other module and nothing imports it; it holds
+//! no request handling and no duty logic.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
-use intake_connectors::Connector;
-use intake_core::config::{Config, ConfigError, DestinationConfig, Problem, SourceConfig};
+use intake_core::config::{Config, ConfigError, Problem};
 use intake_core::signature::SigningKey;
 use intake_core::SharedClock;
 use intake_store::{OpenOptions, Store};
@@ -17,47 +18,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{DeliveryMetrics, SourceMetrics, ATTEMPT_DURATION, DELIVERY_LATENCY};
-use crate::{admin, cluster, delivery, demo_handler, health, ingest};
-use metrics::Histogram;
-
-/// A configured source, ready to verify and parse.
-pub(crate) struct SourceRuntime {
-    pub config: SourceConfig,
-    pub connector: Box<dyn Connector>,
-    /// The destinations, with the wakers of their dispatchers.
-    pub wakers: Vec<Arc<Notify>>,
-    pub metrics: SourceMetrics,
-}
-
-/// A configured destination, ready to sign.
-pub(crate) struct DestinationRuntime {
-    pub config: DestinationConfig,
-    pub key: SigningKey,
-    pub wake: Arc<Notify>,
-    pub running: AtomicBool,
-    /// Delivery counters by source.
-    pub metrics: HashMap<String, DeliveryMetrics>,
-    pub latency: Histogram,
-    pub attempt_duration: Histogram,
-}
-
-/// What every request handler and duty shares.
-pub(crate) struct AppState {
-    pub config: Arc<Config>,
-    pub clock: SharedClock,
-    pub store: Arc<dyn Store>,
-    pub sources: HashMap<String, SourceRuntime>,
-    pub destinations: HashMap<String, Arc<DestinationRuntime>>,
-    pub demo: demo_handler::DemoHandler,
-    /// Bounds the rejections being recorded at once (see `ingest::record`).
-    pub rejection_slots: Arc<tokio::sync::Semaphore>,
-    /// When this node started (for its heartbeat).
-    pub started_at: intake_core::Timestamp,
-}
+use crate::duties::{self, delivery, Handles};
+use crate::error::ServerError;
+use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
+use crate::state::{AppState, DeliveryMetrics, DestinationRuntime, SourceMetrics, SourceRuntime};
+use crate::{api, demo_handler, health, ingest, metrics as meters};
 
 /// Opens the store a `storage.url` names, as the node `cluster.node_id` (or a new random id).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     let node_id = config
         .cluster
         .node_id
@@ -152,7 +120,7 @@ impl Server {
     }
 
     /// Opens the store, binds the listener and starts serving and delivering.
-    pub async fn start(self) -> anyhow::Result<RunningServer> {
+    pub async fn start(self) -> Result<RunningServer, ServerError> {
         let problems = Server::check(&self.config);
         if !problems.is_empty() {
             return Err(ConfigError { problems }.into());
@@ -162,64 +130,17 @@ impl Server {
             Some(s) => s,
             None => open_store(&config).await?,
         };
-
-        // The recorder must exist before metric handles are registered.
-        crate::metrics::handle();
-        let mut destinations = HashMap::new();
-        for d in &config.destinations {
-            let key = SigningKey::from_secret(&d.secret)
-                .with_context(|| format!("destination `{}`: secret", d.id))?;
-            let metrics = config
-                .sources
-                .iter()
-                .filter(|s| s.destinations.contains(&d.id))
-                .map(|s| (s.id.clone(), DeliveryMetrics::new(&s.tenant, &s.id, &d.id)))
-                .collect();
-            destinations.insert(
-                d.id.clone(),
-                Arc::new(DestinationRuntime {
-                    config: d.clone(),
-                    key,
-                    wake: Arc::new(Notify::new()),
-                    running: AtomicBool::new(false),
-                    metrics,
-                    latency: metrics::histogram!(DELIVERY_LATENCY, "destination" => d.id.clone()),
-                    attempt_duration: metrics::histogram!(ATTEMPT_DURATION, "destination" => d.id.clone()),
-                }),
-            );
-        }
-        let mut sources = HashMap::new();
-        for s in &config.sources {
-            let connector = intake_connectors::for_source(s)?;
-            let wakers = s
-                .destinations
-                .iter()
-                .filter_map(|d| destinations.get(d).map(|d| d.wake.clone()))
-                .collect();
-            sources.insert(
-                s.id.clone(),
-                SourceRuntime {
-                    config: s.clone(),
-                    connector,
-                    wakers,
-                    metrics: SourceMetrics::new(&s.tenant, &s.id),
-                },
-            );
-        }
-
-        let state = Arc::new(AppState {
-            config: config.clone(),
-            clock: self.clock.clone(),
-            store: store.clone(),
-            sources,
-            destinations,
-            demo: demo_handler::DemoHandler::new(&config),
-            rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
-            started_at: self.clock.now(),
-        });
+        let state = Arc::new(build_state(
+            config.clone(),
+            self.clock.clone(),
+            store.clone(),
+        )?);
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .map_err(|source| ServerError::Listen {
+                address: config.server.listen.clone(),
+                source,
+            })?;
         let addr = listener.local_addr()?;
 
         let shutdown = CancellationToken::new();
@@ -227,15 +148,24 @@ impl Server {
         // The first heartbeat is recorded before any lease is taken under this node's id, so
         // that no other node's lease reaper takes this node's first claims for a dead node's.
         let address = addr.to_string();
-        if let Err(e) = store
-            .heartbeat(cluster::node_info(&state, &address, self.clock.now()))
-            .await
-        {
+        let first = duties::node_info(&*store, &address, state.started_at, self.clock.now());
+        if let Err(e) = store.heartbeat(first).await {
             tracing::warn!(error = %e, "cannot record this node's first heartbeat");
         }
         let duties_stop = CancellationToken::new();
-        let duties = cluster::start(state.clone(), address, duties_stop.clone());
-        let dispatchers = delivery::start_all(state.clone(), shutdown.child_token());
+        let duties = duties::start(
+            handles(&state),
+            address,
+            state.started_at,
+            duties_stop.clone(),
+        );
+        let dispatchers = delivery::start_all(
+            state.destinations.values(),
+            store.clone(),
+            self.clock.clone(),
+            config.server.shutdown_timeout.0,
+            shutdown.child_token(),
+        );
 
         let app = router(state.clone());
         let http_stop2 = http_stop.clone();
@@ -263,11 +193,92 @@ impl Server {
     }
 }
 
+/// The shared state: every destination with its signing key, wake-up and metric handles, and
+/// every source with its connector and the wakers of its destinations.
+fn build_state(
+    config: Arc<Config>,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+) -> Result<AppState, ServerError> {
+    // The recorder must exist before metric handles are registered.
+    meters::handle();
+    let mut destinations = HashMap::new();
+    for d in &config.destinations {
+        let key = SigningKey::from_secret(&d.secret).map_err(|source| ServerError::Secret {
+            destination: d.id.clone(),
+            source,
+        })?;
+        let metrics = config
+            .sources
+            .iter()
+            .filter(|s| s.destinations.contains(&d.id))
+            .map(|s| (s.id.clone(), DeliveryMetrics::new(&s.tenant, &s.id, &d.id)))
+            .collect();
+        destinations.insert(
+            d.id.clone(),
+            Arc::new(DestinationRuntime {
+                config: d.clone(),
+                key,
+                wake: Arc::new(Notify::new()),
+                running: AtomicBool::new(false),
+                metrics,
+                latency: metrics::histogram!(DELIVERY_LATENCY, "destination" => d.id.clone()),
+                attempt_duration: metrics::histogram!(ATTEMPT_DURATION, "destination" => d.id.clone()),
+            }),
+        );
+    }
+    let mut sources = HashMap::new();
+    for s in &config.sources {
+        let connector = intake_connectors::for_source(s)?;
+        let wakers = s
+            .destinations
+            .iter()
+            .filter_map(|d| destinations.get(d).map(|d| d.wake.clone()))
+            .collect();
+        sources.insert(
+            s.id.clone(),
+            SourceRuntime {
+                config: s.clone(),
+                connector,
+                wakers,
+                metrics: SourceMetrics::new(&s.tenant, &s.id),
+            },
+        );
+    }
+    Ok(AppState {
+        demo: demo_handler::inbox(&config),
+        config,
+        started_at: clock.now(),
+        clock,
+        store,
+        sources,
+        destinations,
+        rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
+    })
+}
+
+/// The handles the duties are started with.
+fn handles(state: &AppState) -> Handles {
+    Handles {
+        config: state.config.clone(),
+        clock: state.clock.clone(),
+        store: state.store.clone(),
+        wakers: Arc::new(
+            state
+                .destinations
+                .iter()
+                .map(|(id, d)| (id.clone(), d.wake.clone()))
+                .collect(),
+        ),
+    }
+}
+
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(ingest::routes())
         .merge(health::routes())
-        .merge(admin::routes(state.clone()))
+        .merge(meters::routes())
+        .merge(api::routes(state.clone()))
         .merge(demo_handler::routes(&state))
         .with_state(state)
 }
@@ -279,7 +290,7 @@ async fn run_until_shutdown(
     http: JoinHandle<std::io::Result<()>>,
     dispatchers: Vec<JoinHandle<()>>,
     (duties_stop, duties): (CancellationToken, Vec<JoinHandle<()>>),
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new requests; finishing requests in progress");
     // 1. Stop accepting; requests already inside (ingests waiting for their commit) finish.
@@ -319,7 +330,7 @@ pub struct RunningServer {
     /// Its store.
     pub store: Arc<dyn Store>,
     shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
 }
 
 impl RunningServer {
@@ -334,12 +345,12 @@ impl RunningServer {
     }
 
     /// Waits until the server has stopped (after a shutdown was requested).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("server task panicked")?
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task.await.map_err(ServerError::Task)?
     }
 
     /// Shuts down gracefully and waits for it.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), ServerError> {
         self.shutdown.cancel();
         self.wait().await
     }

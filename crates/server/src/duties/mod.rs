@@ -1,44 +1,73 @@
-//! Duties of a node among others: heartbeats, wake-ups from other nodes, and singleton duties.
+//! The duties: work that runs behind the doors, on its own schedule. This module holds the
+//! duty runner and the singleton leases; each duty has its own file.
 //!
+//! **Rule of this room:** a duty takes the handles it uses (store, clock, config, notifiers,
+//! metric handles from `crate::state`), never the server's whole state, and never imports
+//! the doors (`api`, `ingest`, `health`, `metrics`): doors may read what duties expose, not
+//! the reverse. Logic a door and a duty both need lives here, outside HTTP, and returns
+//! [`StoreError`](intake_store::StoreError) (see [`book`]).
+//!
+//! * [`delivery`]: one dispatcher per destination, on every node.
+//! * [`monitor`]: rule evaluation, then the notification pipeline ([`notify`]: the pure
+//!   decision in `notify::decide`, the outbox IO in `notify::send`).
+//! * [`compaction`]: counter rollup and retention.
+//! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
+//!
+//! **A node among others.** Here: heartbeats, wake-ups from other nodes, and singleton duties.
 //! Several nodes may share one PostgreSQL database. Each records a heartbeat every
 //! `cluster.heartbeat`. Work some node must do, but only one at a time (a *singleton duty*),
-//! runs under a lease in the database: a [`DutyRunner`] takes the lease, starts the duty, renews
+//! runs under a lease in the database: a `DutyRunner` takes the lease, starts the duty, renews
 //! the lease every third of `cluster.duty_lease`, and stops the duty as soon as it cannot be
 //! sure it still holds it (the lease moved, or could not be renewed before it ended). When the
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.
 //! With SQLite there is one node, which takes every lease at once.
 //!
-//! The duties: the **lease reaper** (deliveries in flight under the lease of a node that has
-//! stopped sending heartbeats are made due at once, rather than when their leases expire), the
-//! **monitor** (rule evaluation, see [`crate::monitoring`]) and **counter compaction** (rollup
-//! and retention of counters). Notifications, canaries and reconciliation join them as they
-//! arrive.
+//! The singleton duties: the **lease reaper** (deliveries in flight under the lease of a node
+//! that has stopped sending heartbeats are made due at once, rather than when their leases
+//! expire), the **monitor** (with the notifications) and **counter compaction**. Canaries,
+//! reconciliation and the other duties to come join them here.
 
+pub mod book;
+pub mod compaction;
+pub mod delivery;
+pub mod monitor;
+pub mod notify;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_core::Timestamp;
-use intake_store::{NodeInfo, WorkSignal};
+use intake_core::config::Config;
+use intake_core::{SharedClock, Timestamp};
+use intake_store::{NodeInfo, Store, WorkSignal};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::AppState;
+/// The handles the node's duties are started with; each duty takes from it what it uses.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub store: Arc<dyn Store>,
+    /// The wake-ups of this node's delivery dispatchers, by destination id.
+    pub wakers: Arc<HashMap<String, Arc<Notify>>>,
+}
 
 /// A duty's body: runs until its token is cancelled.
-type DutyFn =
-    fn(Arc<AppState>, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+type DutyFn = fn(Handles, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The singleton duties, by name.
 const DUTIES: &[(&str, DutyFn)] = &[
-    (LEASE_REAPER, |app, stop| Box::pin(reap_leases(app, stop))),
-    (crate::monitoring::MONITOR, |app, stop| {
-        Box::pin(crate::monitoring::run(app, stop))
+    (LEASE_REAPER, |h, stop| Box::pin(reap_leases(h, stop))),
+    (monitor::MONITOR, |h, stop| {
+        Box::pin(monitor::run(h.config, h.clock, h.store, stop))
     }),
-    (crate::monitoring::COMPACTION, |app, stop| {
-        Box::pin(crate::monitoring::compact(app, stop))
+    (compaction::COMPACTION, |h, stop| {
+        Box::pin(compaction::run(h.clock, h.store, stop))
     }),
 ];
 
@@ -48,27 +77,30 @@ pub const LEASE_REAPER: &str = "lease-reaper";
 /// How long to wait before retrying after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Starts the heartbeat, the wake-up forwarder and one runner per singleton duty.
+/// Starts the heartbeat, the wake-up forwarder and one runner per singleton duty. `address`
+/// and `started_at` describe this node in its heartbeats.
 pub(crate) fn start(
-    app: Arc<AppState>,
+    handles: Handles,
     address: String,
+    started_at: Timestamp,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(heartbeat(
-        app.clone(),
+        handles.clone(),
         address,
+        started_at,
         shutdown.clone(),
     ))];
-    if let Some(rx) = app.store.subscribe_new_work() {
+    if let Some(rx) = handles.store.subscribe_new_work() {
         tasks.push(tokio::spawn(forward_wakeups(
-            app.clone(),
+            handles.wakers.clone(),
             rx,
             shutdown.clone(),
         )));
     }
     for (name, duty) in DUTIES {
         let runner = DutyRunner {
-            app: app.clone(),
+            handles: handles.clone(),
             name,
             duty: *duty,
         };
@@ -78,24 +110,35 @@ pub(crate) fn start(
 }
 
 /// This node as its heartbeat describes it.
-pub(crate) fn node_info(app: &AppState, address: &str, now: Timestamp) -> NodeInfo {
+pub(crate) fn node_info(
+    store: &dyn Store,
+    address: &str,
+    started_at: Timestamp,
+    now: Timestamp,
+) -> NodeInfo {
     NodeInfo {
-        id: app.store.node_id().to_string(),
+        id: store.node_id().to_string(),
         address: address.to_string(),
-        started_at: app.started_at,
+        started_at,
         last_heartbeat: now,
     }
 }
 
-async fn heartbeat(app: Arc<AppState>, address: String, shutdown: CancellationToken) {
-    let every = app.config.cluster.heartbeat.0;
+async fn heartbeat(
+    h: Handles,
+    address: String,
+    started_at: Timestamp,
+    shutdown: CancellationToken,
+) {
+    let every = h.config.cluster.heartbeat.0;
     loop {
-        let now = app.clock.now();
-        if let Err(e) = app.store.heartbeat(node_info(&app, &address, now)).await {
+        let now = h.clock.now();
+        let node = node_info(&*h.store, &address, started_at, now);
+        if let Err(e) = h.store.heartbeat(node).await {
             tracing::warn!(error = %e, "cannot record this node's heartbeat");
         }
         tokio::select! {
-            _ = app.clock.sleep_until(now.plus(every)) => {}
+            _ = h.clock.sleep_until(now.plus(every)) => {}
             _ = shutdown.cancelled() => return,
         }
     }
@@ -103,7 +146,7 @@ async fn heartbeat(app: Arc<AppState>, address: String, shutdown: CancellationTo
 
 /// Wakes this node's dispatchers when another node committed work for them.
 async fn forward_wakeups(
-    app: Arc<AppState>,
+    wakers: Arc<HashMap<String, Arc<Notify>>>,
     mut rx: tokio::sync::broadcast::Receiver<WorkSignal>,
     shutdown: CancellationToken,
 ) {
@@ -114,27 +157,27 @@ async fn forward_wakeups(
         };
         match signal {
             Ok(WorkSignal::Destination(d)) => {
-                if let Some(dest) = app.destinations.get(&d) {
-                    dest.wake.notify_one();
+                if let Some(wake) = wakers.get(&d) {
+                    wake.notify_one();
                 }
             }
             // Notifications were missed (a reconnection, or this task fell behind): every
             // dispatcher looks at its queue.
-            Ok(WorkSignal::All) | Err(RecvError::Lagged(_)) => wake_all(&app),
+            Ok(WorkSignal::All) | Err(RecvError::Lagged(_)) => wake_all(&wakers),
             Err(RecvError::Closed) => return,
         }
     }
 }
 
-fn wake_all(app: &AppState) {
-    for d in app.destinations.values() {
-        d.wake.notify_one();
+fn wake_all(wakers: &HashMap<String, Arc<Notify>>) {
+    for wake in wakers.values() {
+        wake.notify_one();
     }
 }
 
 /// Runs one singleton duty while, and only while, this node holds its lease.
 struct DutyRunner {
-    app: Arc<AppState>,
+    handles: Handles,
     name: &'static str,
     duty: DutyFn,
 }
@@ -146,8 +189,9 @@ struct Running {
 
 impl DutyRunner {
     async fn run(self, shutdown: CancellationToken) {
-        let clock = self.app.clock.clone();
-        let ttl = self.app.config.cluster.duty_lease.0;
+        let clock = self.handles.clock.clone();
+        let store = self.handles.store.clone();
+        let ttl = self.handles.config.cluster.duty_lease.0;
         let renew_every = ttl / 3;
         // The duty stops a tenth of the lease before the lease ends unless it was renewed, so
         // that it has stopped before another node can take the lease over.
@@ -164,7 +208,7 @@ impl DutyRunner {
                 }
             };
             let outcome = tokio::select! {
-                r = self.app.store.acquire_duty(self.name, now, ttl) => Some(r),
+                r = store.acquire_duty(self.name, now, ttl) => Some(r),
                 _ = lease_end => None,
                 _ = shutdown.cancelled() => break,
             };
@@ -172,7 +216,7 @@ impl DutyRunner {
                 Some(Ok(true)) => {
                     held_until = Some(now.plus(ttl).minus(margin));
                     if running.is_none() {
-                        tracing::info!(duty = self.name, node = %self.app.store.node_id(), "took the duty's lease; running it");
+                        tracing::info!(duty = self.name, node = %store.node_id(), "took the duty's lease; running it");
                         running = Some(self.start());
                     }
                     now.plus(renew_every)
@@ -210,7 +254,7 @@ impl DutyRunner {
             }
         }
         if self.stop(&mut running, "the node is shutting down").await {
-            if let Err(e) = self.app.store.release_duty(self.name).await {
+            if let Err(e) = store.release_duty(self.name).await {
                 tracing::warn!(duty = self.name, error = %e, "cannot release the duty's lease; it will expire");
             }
         }
@@ -218,7 +262,7 @@ impl DutyRunner {
 
     fn start(&self) -> Running {
         let stop = CancellationToken::new();
-        let task = tokio::spawn((self.duty)(self.app.clone(), stop.clone()));
+        let task = tokio::spawn((self.duty)(self.handles.clone(), stop.clone()));
         Running { stop, task }
     }
 
@@ -236,24 +280,24 @@ impl DutyRunner {
 
 /// The lease reaper: every heartbeat, makes due the deliveries leased by nodes that stopped
 /// sending heartbeats, and wakes the dispatchers if there were any.
-async fn reap_leases(app: Arc<AppState>, stop: CancellationToken) {
-    let every = app.config.cluster.heartbeat.0;
-    let timeout = app.config.cluster.node_timeout.0;
+async fn reap_leases(h: Handles, stop: CancellationToken) {
+    let every = h.config.cluster.heartbeat.0;
+    let timeout = h.config.cluster.node_timeout.0;
     loop {
-        let now = app.clock.now();
-        match app.store.reap_orphaned_leases(now, timeout).await {
+        let now = h.clock.now();
+        match h.store.reap_orphaned_leases(now, timeout).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(
                     deliveries = n,
                     "made deliveries of a node that stopped sending heartbeats due again"
                 );
-                wake_all(&app);
+                wake_all(&h.wakers);
             }
             Err(e) => tracing::warn!(error = %e, "the lease reaper could not run"),
         }
         tokio::select! {
-            _ = app.clock.sleep_until(now.plus(every)) => {}
+            _ = h.clock.sleep_until(now.plus(every)) => {}
             _ = stop.cancelled() => return,
         }
     }

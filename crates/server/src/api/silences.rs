@@ -24,7 +24,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
 use intake_core::config::{Config, RULE_IDS};
 use intake_core::{SilenceId, Timestamp};
 use intake_notify::{Notice, SilenceStatus};
@@ -32,10 +33,19 @@ use intake_store::{Silence, SilenceExpiry};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::admin::Scope;
-use crate::notifications::{self, UNSILENCEABLE};
-use crate::problem::Problem;
-use crate::runtime::AppState;
+use super::problem::Problem;
+use super::Scope;
+use crate::duties::notify::decide::{announcement_route, silence_info};
+use crate::duties::notify::send::outbox_items;
+use crate::duties::notify::{build_notifiers, link_builder, UNSILENCEABLE};
+use crate::state::AppState;
+
+/// The silences' routes.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/silences", get(list).post(create))
+        .route("/silences/{id}", axum::routing::delete(expire))
+}
 
 /// The labels a silence may match.
 pub const MATCHER_LABELS: [&str; 5] = ["rule", "tenant", "source", "channel", "destination"];
@@ -70,17 +80,58 @@ fn bad(slug: &str, detail: impl Into<String>) -> Problem {
     Problem::bad_request(slug, detail)
 }
 
-/// Checks a request and makes the silence it asks for (see the module documentation).
+/// Checks a request and makes the silence it asks for (see the module documentation). A pure
+/// decision: the checks run in a fixed order and the first that fails is the answer.
 pub fn validate(
     req: SilenceRequest,
     config: &Config,
     scope: &Scope,
     now: Timestamp,
 ) -> Result<Silence, Problem> {
-    if req.matchers.is_empty() {
+    check_matchers(&req.matchers)?;
+    if let Some(rule) = req.matchers.get("rule") {
+        check_rule(rule)?;
+    }
+    let source_tenant = check_targets(&req.matchers, config)?;
+    check_scope(&req.matchers, source_tenant, scope)?;
+    let ends_at = expiry(
+        req.ends_at.as_deref(),
+        req.for_.as_deref(),
+        config.monitor.max_silence.0,
+        now,
+    )?;
+    let created_by = req.created_by.unwrap_or_default().trim().to_string();
+    if created_by.is_empty() {
+        return Err(bad(
+            "silence-needs-author",
+            "`created_by` is required: say who is muting these alerts (--author)",
+        ));
+    }
+    let comment = req.comment.unwrap_or_default().trim().to_string();
+    if comment.is_empty() {
+        return Err(bad(
+            "silence-needs-comment",
+            "`comment` is required: say why these alerts are muted (--comment)",
+        ));
+    }
+    Ok(Silence {
+        id: SilenceId::generate(now).to_string(),
+        matchers: req.matchers,
+        starts_at: now,
+        ends_at,
+        created_by,
+        comment,
+        created_at: now,
+        expiry_announced: false,
+    })
+}
+
+/// Matchers are known labels with values, never `severity`, and name a rule, tenant or source.
+fn check_matchers(matchers: &BTreeMap<String, String>) -> Result<(), Problem> {
+    if matchers.is_empty() {
         return Err(bad("silence-unscoped", WHY_SCOPED));
     }
-    for (k, v) in &req.matchers {
+    for (k, v) in matchers {
         if k == "severity" {
             return Err(bad(
                 "silence-by-severity",
@@ -107,35 +158,49 @@ pub fn validate(
             ));
         }
     }
-    let m = |k: &str| req.matchers.get(k).map(String::as_str);
-    if m("rule").is_none() && m("tenant").is_none() && m("source").is_none() {
+    if !["rule", "tenant", "source"]
+        .iter()
+        .any(|k| matchers.contains_key(*k))
+    {
         return Err(bad("silence-unscoped", WHY_SCOPED));
     }
-    if let Some(rule) = m("rule") {
-        if UNSILENCEABLE.contains(&rule) {
-            return Err(bad(
-                "silence-unsilenceable-rule",
-                format!(
-                    "`{rule}` cannot be silenced: {}",
-                    if rule == "watchdog" {
-                        "the watchdog is the heartbeat that proves alerting itself is alive; \
-                         muting it would hide the one failure nothing else can report. To stop \
-                         its pings, remove monitor.watchdog_url from the configuration"
-                    } else {
-                        "a failed canary means webhooks no longer make it through intake end \
-                         to end — the outage every other rule exists to catch. Fix the canary's \
-                         path, or change [canary] in the configuration"
-                    }
-                ),
-            ));
-        }
-        if !RULE_IDS.contains(&rule) {
-            return Err(bad(
-                "silence-unknown-rule",
-                format!("unknown rule `{rule}` (rules: {})", RULE_IDS.join(", ")),
-            ));
-        }
+    Ok(())
+}
+
+/// The rule matched is a built-in rule that can be silenced.
+fn check_rule(rule: &str) -> Result<(), Problem> {
+    if UNSILENCEABLE.contains(&rule) {
+        return Err(bad(
+            "silence-unsilenceable-rule",
+            format!(
+                "`{rule}` cannot be silenced: {}",
+                if rule == "watchdog" {
+                    "the watchdog is the heartbeat that proves alerting itself is alive; \
+                     muting it would hide the one failure nothing else can report. To stop \
+                     its pings, remove monitor.watchdog_url from the configuration"
+                } else {
+                    "a failed canary means webhooks no longer make it through intake end \
+                     to end — the outage every other rule exists to catch. Fix the canary's \
+                     path, or change [canary] in the configuration"
+                }
+            ),
+        ));
     }
+    if !RULE_IDS.contains(&rule) {
+        return Err(bad(
+            "silence-unknown-rule",
+            format!("unknown rule `{rule}` (rules: {})", RULE_IDS.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// The tenant and source matched exist and agree; returns the matched source's tenant.
+fn check_targets<'c>(
+    matchers: &BTreeMap<String, String>,
+    config: &'c Config,
+) -> Result<Option<&'c str>, Problem> {
+    let m = |k: &str| matchers.get(k).map(String::as_str);
     if let Some(t) = m("tenant") {
         if config.tenant(t).is_none() {
             return Err(bad(
@@ -167,25 +232,42 @@ pub fn validate(
             ));
         }
     }
-    if let Scope::Tenant(own) = scope {
-        let own = own.as_str();
-        let scoped =
-            m("tenant") == Some(own) || (m("tenant").is_none() && source_tenant == Some(own));
-        if !scoped {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "silence-outside-tenant",
-                "Forbidden",
-                format!(
-                    "a tenant token may only silence its own tenant: add the matcher tenant={own}"
-                ),
-            ));
-        }
-    }
+    Ok(source_tenant)
+}
 
-    let max = config.monitor.max_silence.0;
+/// A tenant token only silences its own tenant (by its `tenant`, or one of its sources).
+fn check_scope(
+    matchers: &BTreeMap<String, String>,
+    source_tenant: Option<&str>,
+    scope: &Scope,
+) -> Result<(), Problem> {
+    let Scope::Tenant(own) = scope else {
+        return Ok(());
+    };
+    let own = own.as_str();
+    let tenant = matchers.get("tenant").map(String::as_str);
+    let scoped = tenant == Some(own) || (tenant.is_none() && source_tenant == Some(own));
+    if scoped {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "silence-outside-tenant",
+        "Forbidden",
+        format!("a tenant token may only silence its own tenant: add the matcher tenant={own}"),
+    ))
+}
+
+/// When the silence ends: from `ends_at` or `for` (exactly one), in the future, at most
+/// `max` from now.
+fn expiry(
+    ends_at: Option<&str>,
+    for_: Option<&str>,
+    max: Duration,
+    now: Timestamp,
+) -> Result<Timestamp, Problem> {
     let max_text = humantime::format_duration(max).to_string();
-    let ends_at = match (req.ends_at.as_deref(), req.for_.as_deref()) {
+    let ends_at = match (ends_at, for_) {
         (None, None) => {
             return Err(bad(
                 "silence-needs-expiry",
@@ -234,30 +316,7 @@ pub fn validate(
             ),
         ));
     }
-    let created_by = req.created_by.unwrap_or_default().trim().to_string();
-    if created_by.is_empty() {
-        return Err(bad(
-            "silence-needs-author",
-            "`created_by` is required: say who is muting these alerts (--author)",
-        ));
-    }
-    let comment = req.comment.unwrap_or_default().trim().to_string();
-    if comment.is_empty() {
-        return Err(bad(
-            "silence-needs-comment",
-            "`comment` is required: say why these alerts are muted (--comment)",
-        ));
-    }
-    Ok(Silence {
-        id: SilenceId::generate(now).to_string(),
-        matchers: req.matchers,
-        starts_at: now,
-        ends_at,
-        created_by,
-        comment,
-        created_at: now,
-        expiry_announced: false,
-    })
+    Ok(ends_at)
 }
 
 /// A silence as the API shows it.
@@ -288,7 +347,23 @@ fn visible(s: &Silence, scope: &Scope, config: &Config) -> bool {
     }
 }
 
-pub(crate) async fn create(
+/// The announcement of a silence's creation or end: the notifiers it goes to, and the outbox
+/// items committed with the silence.
+fn announce(
+    app: &AppState,
+    status: SilenceStatus,
+    silence: &Silence,
+    now: Timestamp,
+) -> (Vec<String>, Vec<intake_store::NewNotification>) {
+    let notifiers = build_notifiers(&app.config, app.clock.clone());
+    let links = link_builder(&app.config);
+    let notice = Notice::silence(status, silence_info(silence), now, &links);
+    let route = announcement_route(&notifiers, &notice);
+    let outbox = outbox_items(&notice, &route, now);
+    (route, outbox)
+}
+
+async fn create(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
@@ -303,25 +378,8 @@ pub(crate) async fn create(
     })?;
     let now = app.clock.now();
     let silence = validate(req, &app.config, &scope, now)?;
-    let notifiers = notifications::build_notifiers(&app);
-    let links = notifications::link_builder(&app);
-    let notice = Notice::silence(
-        SilenceStatus::Created,
-        notifications::silence_info(&silence),
-        now,
-        &links,
-    );
-    let route: Vec<String> = notifiers
-        .iter()
-        .filter(|(_, n)| n.accepts(&notice))
-        .map(|(c, _)| c.id.clone())
-        .collect();
-    app.store
-        .create_silence(
-            silence.clone(),
-            notifications::outbox_items(&notice, &route, now),
-        )
-        .await?;
+    let (route, outbox) = announce(&app, SilenceStatus::Created, &silence, now);
+    app.store.create_silence(silence.clone(), outbox).await?;
     tracing::warn!(
         silence = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at,
         matchers = ?silence.matchers, "silence created: {}", silence.comment
@@ -339,7 +397,7 @@ pub struct SilenceQuery {
     state: Option<String>,
 }
 
-pub(crate) async fn list(
+async fn list(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     query: Result<Query<SilenceQuery>, QueryRejection>,
@@ -369,7 +427,7 @@ pub(crate) async fn list(
     Ok(Json(json!({ "data": data })))
 }
 
-pub(crate) async fn expire(
+async fn expire(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
@@ -386,24 +444,8 @@ pub(crate) async fn expire(
         .ok_or_else(not_found)?;
     let mut ended = existing.clone();
     ended.ends_at = now;
-    let notifiers = notifications::build_notifiers(&app);
-    let links = notifications::link_builder(&app);
-    let notice = Notice::silence(
-        SilenceStatus::Expired,
-        notifications::silence_info(&ended),
-        now,
-        &links,
-    );
-    let route: Vec<String> = notifiers
-        .iter()
-        .filter(|(_, n)| n.accepts(&notice))
-        .map(|(c, _)| c.id.clone())
-        .collect();
-    match app
-        .store
-        .expire_silence(&id, now, notifications::outbox_items(&notice, &route, now))
-        .await?
-    {
+    let (route, outbox) = announce(&app, SilenceStatus::Expired, &ended, now);
+    match app.store.expire_silence(&id, now, outbox).await? {
         SilenceExpiry::NotFound => Err(not_found()),
         SilenceExpiry::AlreadyEnded(s) => Err(Problem::new(
             StatusCode::CONFLICT,

@@ -6,6 +6,9 @@
 //! at once, with no polling delay), the next scheduled retry or lease expiry, or a safety-net
 //! poll. Every attempt is recorded with its outcome; the retry policy from `intake-core`
 //! decides what follows it.
+//!
+//! The dispatchers take the store, the clock and their destination's handles
+//! (`DestinationRuntime`), nothing else.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -16,13 +19,13 @@ use axum::http::{HeaderName, HeaderValue};
 use intake_core::config::Rate;
 use intake_core::delivery::{AttemptOutcome, NextStep};
 use intake_core::rate::{parse_retry_after, TokenBucket};
-use intake_core::{DeliveryId, Timestamp};
-use intake_store::{ClaimedDelivery, FinishedAttempt};
+use intake_core::{DeliveryId, SharedClock, Timestamp};
+use intake_store::{ClaimedDelivery, FinishedAttempt, Store};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{AppState, DestinationRuntime};
+use crate::state::DestinationRuntime;
 
 /// The longest a dispatcher sleeps without looking at the store. It normally wakes earlier
 /// (new work, a due retry); this bounds the damage of a missed wake-up.
@@ -41,20 +44,28 @@ const MAX_CLAIM: usize = 64;
 /// The most of an error response body kept in the attempt record.
 const KEPT_ERROR_BODY: usize = 512;
 
-/// Starts one dispatcher per destination.
-pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+/// Starts one dispatcher per destination. On shutdown, each waits for its attempts in flight
+/// up to `shutdown_timeout`.
+pub(crate) fn start_all<'a>(
+    destinations: impl Iterator<Item = &'a Arc<DestinationRuntime>>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    shutdown_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new());
-    app.destinations
-        .values()
+    destinations
         .map(|dest| {
             dest.running.store(true, Ordering::Relaxed);
             let d = Dispatcher {
-                app: app.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+                shutdown_timeout,
                 dest: dest.clone(),
                 http: http.clone(),
                 shutdown: shutdown.clone(),
@@ -62,7 +73,7 @@ pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<
                 limiter: dest
                     .config
                     .rate_limit
-                    .map(|Rate(r)| Mutex::new(TokenBucket::new(r, r.max(1.0), app.clock.now()))),
+                    .map(|Rate(r)| Mutex::new(TokenBucket::new(r, r.max(1.0), clock.now()))),
             };
             tokio::spawn(d.run())
         })
@@ -70,7 +81,9 @@ pub(crate) fn start_all(app: Arc<AppState>, shutdown: CancellationToken) -> Vec<
 }
 
 struct Dispatcher {
-    app: Arc<AppState>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    shutdown_timeout: Duration,
     dest: Arc<DestinationRuntime>,
     http: reqwest::Client,
     shutdown: CancellationToken,
@@ -85,7 +98,7 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut attempts = JoinSet::new();
         let lease = self.dest.config.timeout.0 + LEASE_MARGIN;
-        let clock = self.app.clock.clone();
+        let clock = self.clock.clone();
         loop {
             while attempts.try_join_next().is_some() {}
             let first = tokio::select! {
@@ -108,7 +121,6 @@ impl Dispatcher {
             }
             let now = clock.now();
             let claimed = match self
-                .app
                 .store
                 .claim_due(&self.dest.config.id, now, lease, permits.len())
                 .await
@@ -130,7 +142,6 @@ impl Dispatcher {
             if claimed.is_empty() {
                 drop(permits);
                 let next = self
-                    .app
                     .store
                     .next_due_at(&self.dest.config.id)
                     .await
@@ -156,7 +167,7 @@ impl Dispatcher {
                             _ = clock.sleep_until(at) => {}
                             _ = self.shutdown.cancelled() => {
                                 // Not attempted: give the lease back right away.
-                                let _ = self.app.store
+                                let _ = self.store
                                     .release(vec![(delivery.id.clone(), delivery.lease_id.clone())], clock.now())
                                     .await;
                                 continue;
@@ -168,7 +179,8 @@ impl Dispatcher {
                     l.insert(delivery.id.clone(), delivery.lease_id.clone());
                 }
                 let attempt = Attempt {
-                    app: self.app.clone(),
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
                     dest: self.dest.clone(),
                     http: self.http.clone(),
                     leases: self.leases.clone(),
@@ -185,7 +197,7 @@ impl Dispatcher {
     /// Waits for attempts in flight up to the shutdown timeout, then gives back the leases of
     /// those that did not finish so they are due again at once after a restart.
     async fn drain(&self, mut attempts: JoinSet<()>) {
-        let timeout = self.app.config.server.shutdown_timeout.0;
+        let timeout = self.shutdown_timeout;
         let waited = tokio::time::timeout(timeout, async {
             while attempts.join_next().await.is_some() {}
         })
@@ -200,7 +212,7 @@ impl Dispatcher {
         };
         if !leases.is_empty() {
             tracing::info!(destination = %self.dest.config.id, count = leases.len(), "releasing unfinished deliveries");
-            if let Err(e) = self.app.store.release(leases, self.app.clock.now()).await {
+            if let Err(e) = self.store.release(leases, self.clock.now()).await {
                 tracing::warn!(error = %e, "could not release leases; they will expire on their own");
             }
         }
@@ -209,7 +221,8 @@ impl Dispatcher {
 }
 
 struct Attempt {
-    app: Arc<AppState>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
     dest: Arc<DestinationRuntime>,
     http: reqwest::Client,
     leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
@@ -217,7 +230,7 @@ struct Attempt {
 
 impl Attempt {
     async fn run(self, d: ClaimedDelivery) {
-        let clock = &self.app.clock;
+        let clock = &self.clock;
         let started_at = clock.now();
         let wall = Instant::now();
         let outcome = self.send(&d, started_at).await;
@@ -258,7 +271,7 @@ impl Attempt {
             destination: d.destination.clone(),
             received_at: d.received_at,
         };
-        match self.app.store.finish_attempt(finished).await {
+        match self.store.finish_attempt(finished).await {
             Ok(()) => {
                 if let Some(m) = self.dest.metrics.get(&d.source) {
                     match next {

@@ -1,5 +1,4 @@
-//! `GET /api/v1/flows` and `GET /api/v1/queue`: what is coming in, per tenant, source and
-//! channel, and what is waiting to go out, per tenant, source and destination.
+//! `GET /api/v1/flows`: what is coming in, per tenant, source and channel.
 //!
 //! Every configured source has a flow entry from the moment it is configured: a silent source is
 //! a zero, never a missing row, so "nothing arrived" is visible rather than implied.
@@ -10,15 +9,22 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::{Extension, Json};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
 use intake_core::Timestamp;
 use intake_store::{CounterQuery, Resolution};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::admin::Scope;
-use crate::problem::Problem;
-use crate::runtime::AppState;
+use super::problem::Problem;
+use super::{query, Scope, ScopeQuery};
+use crate::duties::book::FLOWS_STATE;
+use crate::state::AppState;
+
+/// The flows' route.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/flows", get(flows))
+}
 
 /// The metrics that count inbound events, by origin.
 const INBOUND: [&str; 2] = ["events.webhook", "events.backfill"];
@@ -28,14 +34,6 @@ const REJECTED: [&str; 3] = [
     "requests.rejected_invalid",
     "requests.too_large",
 ];
-
-/// `GET /api/v1/flows` and `/queue` query parameters.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeQuery {
-    tenant: Option<String>,
-    source: Option<String>,
-}
 
 /// One channel of one source.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -68,12 +66,12 @@ struct SourceFlow {
     channels: Vec<ChannelFlow>,
 }
 
-pub(crate) async fn flows(
+async fn flows(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
-    query: Result<Query<ScopeQuery>, QueryRejection>,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
+    let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
     let now = app.clock.now();
     let this_minute = Resolution::Minute.bucket(now);
@@ -149,7 +147,7 @@ pub(crate) async fn flows(
         }
     }
     // The monitor's expectations at its last evaluation, when it has made one.
-    if let Ok(Some(json)) = app.store.get_state(crate::monitoring::FLOWS_STATE).await {
+    if let Ok(Some(json)) = app.store.get_state(FLOWS_STATE).await {
         if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
             for st in statuses {
                 let k = &st["key"];
@@ -171,72 +169,5 @@ pub(crate) async fn flows(
         }
     }
     let data: Vec<SourceFlow> = out.into_values().collect();
-    Ok(Json(json!({ "as_of": now, "data": data })))
-}
-
-/// One (tenant, source, destination) queue.
-#[derive(Debug, Clone, Serialize)]
-struct QueueEntry {
-    tenant: String,
-    source: String,
-    destination: String,
-    pending: u64,
-    in_flight: u64,
-    dead: u64,
-    oldest_pending_at: Option<Timestamp>,
-    oldest_pending_seconds: u64,
-}
-
-pub(crate) async fn queue(
-    State(app): State<Arc<AppState>>,
-    Extension(scope): Extension<Scope>,
-    query: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))?;
-    let tenant = scope.tenant_filter(q.tenant)?;
-    let now = app.clock.now();
-    let mut entries: BTreeMap<(String, String, String), QueueEntry> = BTreeMap::new();
-    // Every configured pair, idle ones included.
-    for s in &app.config.sources {
-        for d in &s.destinations {
-            entries.insert(
-                (s.tenant.clone(), s.id.clone(), d.clone()),
-                QueueEntry {
-                    tenant: s.tenant.clone(),
-                    source: s.id.clone(),
-                    destination: d.clone(),
-                    pending: 0,
-                    in_flight: 0,
-                    dead: 0,
-                    oldest_pending_at: None,
-                    oldest_pending_seconds: 0,
-                },
-            );
-        }
-    }
-    for st in app.store.queue_stats().await? {
-        let e = entries
-            .entry((st.tenant.clone(), st.source.clone(), st.destination.clone()))
-            .or_insert_with(|| QueueEntry {
-                tenant: st.tenant.clone(),
-                source: st.source.clone(),
-                destination: st.destination.clone(),
-                pending: 0,
-                in_flight: 0,
-                dead: 0,
-                oldest_pending_at: None,
-                oldest_pending_seconds: 0,
-            });
-        e.pending = st.pending;
-        e.in_flight = st.in_flight;
-        e.dead = st.dead;
-        e.oldest_pending_at = st.oldest_pending_at;
-        e.oldest_pending_seconds = st.oldest_pending_at.map_or(0, |t| now.since(t).as_secs());
-    }
-    let data: Vec<QueueEntry> = entries
-        .into_values()
-        .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.tenant))
-        .filter(|e| q.source.as_ref().is_none_or(|s| *s == e.source))
-        .collect();
     Ok(Json(json!({ "as_of": now, "data": data })))
 }

@@ -3,35 +3,32 @@
 //! keeps the alert book in the store, so any node's API shows the same alerts and a restart
 //! (or a fail-over to another node) neither forgets nor re-raises them.
 //!
-//! It is a singleton duty (see [`crate::cluster`]): one node evaluates at a time. A node that
+//! It is a singleton duty (see [`super`]): one node evaluates at a time. A node that
 //! takes the duty rebuilds the detectors' history from the store (hourly counters for the
 //! baselines, minute counters for the last hours), so nothing is lost when the duty moves.
 //!
-//! The counter-compaction duty rolls minute counters up into hours and applies retention.
+//! After each evaluation it runs the notification pipeline ([`super::notify`]) and pings the
+//! watchdog. It takes the configuration, the clock and the store, nothing else.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_core::Timestamp;
+use intake_core::config::Config;
+use intake_core::{SharedClock, Timestamp};
 use intake_monitor::history::{QueueMinute, QueueSnapshot, RequestMinute};
 use intake_monitor::{
     ActiveAlert, AlertBook, FlowKey, Monitor, MonitorSettings, QueueKey, RuleBook, SourceKey,
     Transition,
 };
-use intake_store::{AlertTransitionRecord, CounterQuery, CounterRetention, Resolution, StoreError};
+use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::AppState;
+use super::book::{ALERTS_STATE, FLOWS_STATE};
+use super::notify::{self, Pipeline};
 
 /// The monitor's duty name.
 pub const MONITOR: &str = "monitor";
-/// The counter compaction's duty name.
-pub const COMPACTION: &str = "counter-compaction";
-/// The state document holding the alert book (pending and firing alerts), as JSON.
-pub const ALERTS_STATE: &str = "alerts";
-/// The state document holding the flows' expectations at the last evaluation, as JSON.
-pub const FLOWS_STATE: &str = "flows";
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -56,16 +53,23 @@ const METRICS: [&str; 11] = [
 ];
 
 /// The rule book of a configuration (already validated by [`crate::Server::check`]).
-pub(crate) fn rule_book(app: &AppState) -> RuleBook {
-    RuleBook::new(&app.config.rules).unwrap_or_default()
+pub(crate) fn rule_book(config: &Config) -> RuleBook {
+    RuleBook::new(&config.rules).unwrap_or_default()
 }
 
 /// The monitor duty's body.
-pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
+pub(crate) async fn run(
+    config: Arc<Config>,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
     let mut duty = MonitorDuty {
-        monitor: Monitor::new(rule_book(&app), MonitorSettings::default()),
+        monitor: Monitor::new(rule_book(&config), MonitorSettings::default()),
         fed_until: 0,
-        app,
+        config,
+        clock,
+        store,
     };
     // Rebuild the history; the store may be briefly unavailable.
     loop {
@@ -74,7 +78,7 @@ pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
             Err(e) => {
                 tracing::warn!(error = %e, "the monitor cannot read its history yet");
                 if duty
-                    .sleep(duty.app.clock.now().plus(STORE_BACKOFF), &stop)
+                    .sleep(duty.clock.now().plus(STORE_BACKOFF), &stop)
                     .await
                 {
                     return;
@@ -82,31 +86,26 @@ pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
             }
         }
     }
-    let interval = duty
-        .app
-        .config
-        .monitor
-        .interval
-        .0
-        .max(Duration::from_secs(1));
+    let interval = duty.config.monitor.interval.0.max(Duration::from_secs(1));
     // Notifications: decided after each evaluation, sent by their own loop, and the watchdog
     // pinged from this loop, so a heartbeat proves that this loop is evaluating.
-    let mut pipeline = crate::notifications::Pipeline::new(&duty.app);
-    let sender = tokio::spawn(crate::notifications::send_loop(
-        duty.app.clone(),
+    let mut pipeline = Pipeline::new(duty.config.clone(), duty.clock.clone(), duty.store.clone());
+    let sender = tokio::spawn(notify::send::send_loop(
+        duty.clock.clone(),
+        duty.store.clone(),
         pipeline.notifiers.clone(),
         pipeline.wake.clone(),
         stop.clone(),
     ));
-    let mut next = first_tick(duty.app.clock.now(), interval);
-    let started = duty.app.clock.now();
+    let mut next = first_tick(duty.clock.now(), interval);
+    let started = duty.clock.now();
     let mut last_ok: Option<Timestamp> = None;
     loop {
         let wake = pipeline.watchdog_due().map_or(next, |w| w.min(next));
         if duty.sleep(wake, &stop).await {
             break;
         }
-        let now = duty.app.clock.now();
+        let now = duty.clock.now();
         if now >= next {
             let evaluated = match duty.tick(now).await {
                 Ok(()) => true,
@@ -117,7 +116,7 @@ pub(crate) async fn run(app: Arc<AppState>, stop: CancellationToken) {
             };
             // The pipeline reads what is stored, so it runs even after a failed tick (the
             // store may have recovered in between).
-            match pipeline.evaluate(&duty.app, now).await {
+            match pipeline.evaluate(now).await {
                 Ok(()) if evaluated => last_ok = Some(now),
                 Ok(()) => {}
                 Err(e) => {
@@ -145,7 +144,9 @@ fn first_tick(now: Timestamp, interval: Duration) -> Timestamp {
 }
 
 struct MonitorDuty {
-    app: Arc<AppState>,
+    config: Arc<Config>,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
     monitor: Monitor,
     /// Minutes before this instant (ms) have been fed to the detectors.
     fed_until: i64,
@@ -155,7 +156,7 @@ impl MonitorDuty {
     /// Sleeps until `at`; true when the duty must stop instead.
     async fn sleep(&self, at: Timestamp, stop: &CancellationToken) -> bool {
         tokio::select! {
-            _ = self.app.clock.sleep_until(at) => false,
+            _ = self.clock.sleep_until(at) => false,
             _ = stop.cancelled() => true,
         }
     }
@@ -163,14 +164,13 @@ impl MonitorDuty {
     /// Loads hourly history for the baselines, the alert book, and declares the configured
     /// sources' flows.
     async fn warm_up(&mut self) -> Result<(), StoreError> {
-        let now = self.app.clock.now();
+        let now = self.clock.now();
         let settings = self.monitor.settings().clone();
         // Minutes cover the last few whole hours; hours before them come from the rollup.
         let minute_hours = (settings.minute_capacity as i64 / 60 - 1).max(1);
         let minutes_from = Resolution::Hour.bucket(now).as_millis() - minute_hours * HOUR;
         let hours_from = minutes_from - settings.baseline.hour_capacity() as i64 * HOUR;
         let hours = self
-            .app
             .store
             .read_counters(CounterQuery {
                 from: Timestamp(hours_from),
@@ -181,7 +181,7 @@ impl MonitorDuty {
                 source: None,
             })
             .await?;
-        let mut monitor = Monitor::new(rule_book(&self.app), settings);
+        let mut monitor = Monitor::new(rule_book(&self.config), settings);
         for r in &hours {
             if r.channel.is_empty() {
                 continue;
@@ -196,7 +196,7 @@ impl MonitorDuty {
                 u32::try_from(r.count).unwrap_or(u32::MAX),
             );
         }
-        if let Some(json) = self.app.store.get_state(ALERTS_STATE).await? {
+        if let Some(json) = self.store.get_state(ALERTS_STATE).await? {
             match serde_json::from_str::<Vec<ActiveAlert>>(&json) {
                 Ok(alerts) => monitor.restore_alerts(AlertBook::restore(alerts)),
                 Err(e) => tracing::error!(
@@ -210,7 +210,7 @@ impl MonitorDuty {
         tracing::info!(
             hours = hours.len(),
             "monitor history loaded; evaluating every {:?}",
-            self.app.config.monitor.interval.0
+            self.config.monitor.interval.0
         );
         Ok(())
     }
@@ -223,7 +223,6 @@ impl MonitorDuty {
         // have landed after the previous read (recording a minute again replaces it).
         let from = (self.fed_until - 2 * MINUTE).min(this_minute);
         let rows = self
-            .app
             .store
             .read_counters(CounterQuery {
                 from: Timestamp(from),
@@ -237,9 +236,9 @@ impl MonitorDuty {
         self.feed(&rows);
         self.fed_until = this_minute;
 
-        let stats = self.app.store.queue_stats().await?;
+        let stats = self.store.queue_stats().await?;
         let mut seen: HashMap<QueueKey, QueueSnapshot> = HashMap::new();
-        for s in &self.app.config.sources {
+        for s in &self.config.sources {
             for d in &s.destinations {
                 seen.insert(
                     QueueKey {
@@ -280,13 +279,13 @@ impl MonitorDuty {
             log_transition(t);
         }
         let records: Vec<AlertTransitionRecord> = transitions.iter().map(record).collect();
-        self.app.store.record_alert_transitions(records).await?;
+        self.store.record_alert_transitions(records).await?;
         let book = serde_json::to_string(&self.monitor.alerts().snapshot())
             .map_err(|e| StoreError::Corrupt(format!("cannot encode the alert book: {e}")))?;
-        self.app.store.put_state(ALERTS_STATE, book).await?;
+        self.store.put_state(ALERTS_STATE, book).await?;
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
             .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
-        self.app.store.put_state(FLOWS_STATE, flows).await?;
+        self.store.put_state(FLOWS_STATE, flows).await?;
         Ok(())
     }
 
@@ -387,39 +386,5 @@ fn log_transition(t: &Transition) {
             source = %l.source, channel = %l.channel, destination = %l.destination,
             value = t.value, "alert {state}: {}", t.reason
         ),
-    }
-}
-
-/// The counter-compaction duty: once an hour, rolls complete hours of minute counters up,
-/// deletes what is past retention, and prunes notifications that ended over a week ago.
-pub(crate) async fn compact(app: Arc<AppState>, stop: CancellationToken) {
-    loop {
-        let now = app.clock.now();
-        let wait = match app
-            .store
-            .compact_counters(now, CounterRetention::default())
-            .await
-        {
-            Ok(report) => {
-                tracing::debug!(?report, "counters compacted");
-                // Notifications that ended are kept a week for the API and postmortems.
-                let week_ago = now.minus(Duration::from_secs(7 * 86_400));
-                if let Err(e) = app.store.prune_notifications(week_ago).await {
-                    tracing::warn!(error = %e, "old notifications could not be pruned");
-                }
-                // A few minutes into the next hour, once its first minutes are committed.
-                Resolution::Hour
-                    .bucket(now)
-                    .plus(Duration::from_secs(3600 + 300))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "counter compaction failed; retrying in a minute");
-                now.plus(Duration::from_secs(60))
-            }
-        };
-        tokio::select! {
-            _ = app.clock.sleep_until(wait) => {}
-            _ = stop.cancelled() => return,
-        }
     }
 }

@@ -1,0 +1,162 @@
+//! The admin API under `/api/v1`: the router, bearer-token authentication and [`Scope`]; one
+//! file per resource, each exporting its own `routes()`, merged here; errors are RFC 7807
+//! [`problem::Problem`]s.
+//!
+//! **Rule of this room:** a handler only translates: HTTP in (path, query, body, token scope),
+//! calls on the store or on what [`crate::duties`] exposes, JSON or a problem out. It may
+//! import `state` and `duties`, never `runtime` nor another door; it starts no task and
+//! decides nothing a duty decides. Adding an endpoint means adding it to its resource's
+//! `routes()` (or a new resource file merged in `routes`).
+//!
+//! Tokens are either the operator's (`admin.token`, sees everything) or a tenant's
+//! (`tenants[].api_token`, sees only that tenant). A tenant token asking for another tenant's
+//! event gets 404, not 403, so it cannot learn which ids exist.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use intake_core::signature::constant_time_eq;
+use serde::Deserialize;
+
+use crate::state::AppState;
+use problem::Problem;
+
+mod alerts;
+mod cluster;
+mod events;
+mod flows;
+mod notifiers;
+pub mod problem;
+mod queue;
+mod rejections;
+mod rules;
+pub mod silences;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The operator: everything.
+    Operator,
+    /// One tenant: its own data only.
+    Tenant(String),
+}
+
+impl Scope {
+    /// The tenant a listing is restricted to: the token's own for a tenant token (asking for
+    /// another is 404), whatever was asked for the operator.
+    pub(crate) fn tenant_filter(&self, asked: Option<String>) -> Result<Option<String>, Problem> {
+        match (self, asked) {
+            (Scope::Tenant(own), Some(asked)) if *own != asked => Err(Problem::not_found(
+                "no-such-tenant",
+                format!("no tenant `{asked}` is visible to this token"),
+            )),
+            (Scope::Tenant(own), _) => Ok(Some(own.clone())),
+            (Scope::Operator, asked) => Ok(asked),
+        }
+    }
+
+    /// Whether this token may see data of `tenant`.
+    pub(crate) fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Scope::Operator => true,
+            Scope::Tenant(t) => t == tenant,
+        }
+    }
+}
+
+/// The admin API: every resource's routes under `/api/v1`, behind the bearer token.
+pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let api = Router::new()
+        .merge(events::routes())
+        .merge(rejections::routes())
+        .merge(flows::routes())
+        .merge(queue::routes())
+        .merge(alerts::routes())
+        .merge(rules::routes())
+        .merge(silences::routes())
+        .merge(notifiers::routes())
+        .merge(cluster::routes())
+        .fallback(api_not_found)
+        .layer(middleware::from_fn_with_state(state, authenticate));
+    Router::new().nest("/api/v1", api)
+}
+
+async fn api_not_found(req: Request) -> Problem {
+    Problem::not_found(
+        "no-such-route",
+        format!("no admin API route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = presented else {
+        return Problem::unauthorized(
+            "missing-token",
+            "send `Authorization: Bearer <token>` (admin.token, or a tenant's api_token)",
+        )
+        .into_response();
+    };
+    let mut scope = None;
+    if let Some(op) = &app.config.admin.token {
+        if constant_time_eq(op.as_bytes(), token.as_bytes()) {
+            scope = Some(Scope::Operator);
+        }
+    }
+    for t in &app.config.tenants {
+        if let Some(tt) = &t.api_token {
+            if constant_time_eq(tt.as_bytes(), token.as_bytes()) {
+                scope = Some(Scope::Tenant(t.id.clone()));
+            }
+        }
+    }
+    match scope {
+        Some(scope) => {
+            req.extensions_mut().insert(scope);
+            next.run(req).await
+        }
+        None => Problem::unauthorized(
+            "bad-token",
+            "the bearer token is not admin.token nor any tenant's api_token",
+        )
+        .into_response(),
+    }
+}
+
+/// The `limit` of a listing: 100 by default, 1 to 1000.
+pub(crate) fn page_size(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        _ => Err(Problem::bad_request(
+            "invalid-parameter",
+            "`limit` must be between 1 and 1000",
+        )),
+    }
+}
+
+/// A listing's query parameters, or a 400 problem saying what is wrong with them.
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(q)| q)
+        .map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))
+}
+
+/// `GET /api/v1/flows` and `/queue` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    tenant: Option<String>,
+    source: Option<String>,
+}

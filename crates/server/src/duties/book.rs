@@ -1,0 +1,23 @@
+//! What the monitor duty keeps in the store for everyone else: the alert book (pending and
+//! firing alerts) and the flows' expectations at its last evaluation, as state documents.
+//!
+//! The monitor duty writes them; the notification pipeline, the admin API and `/metrics` read
+//! them here, so every node answers the same whichever node evaluates, and no reader has to
+//! go through an HTTP handler to get them.
+
+use intake_monitor::ActiveAlert;
+use intake_store::{Store, StoreError};
+
+/// The state document holding the alert book (pending and firing alerts), as JSON.
+pub const ALERTS_STATE: &str = "alerts";
+/// The state document holding the flows' expectations at the last evaluation, as JSON.
+pub const FLOWS_STATE: &str = "flows";
+
+/// The alert book as stored by the monitor duty (empty before its first evaluation).
+pub(crate) async fn alert_book(store: &dyn Store) -> Result<Vec<ActiveAlert>, StoreError> {
+    match store.get_state(ALERTS_STATE).await? {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("the stored alert book is unreadable: {e}"))),
+    }
+}
