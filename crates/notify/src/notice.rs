@@ -12,7 +12,7 @@ use intake_core::config::Severity;
 use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::render;
+pub(crate) mod words;
 
 /// Labels of an alert: `tenant`, `source`, `channel`, `destination`, … (never `rule` or
 /// `severity`, which are fields of their own). Sorted, so that keys built from them are stable.
@@ -268,9 +268,9 @@ impl LinkBuilder {
     pub fn alert_dashboard(&self, rule: &str, labels: &Labels) -> Option<String> {
         let mut q = vec![("rule", rule)];
         q.extend(
-            render::ordered(labels)
+            words::ordered(labels)
                 .into_iter()
-                .filter(|(k, _)| render::FILTER_LABELS.contains(k)),
+                .filter(|(k, _)| words::FILTER_LABELS.contains(k)),
         );
         self.url("/alerts", &q)
     }
@@ -288,7 +288,7 @@ impl LinkBuilder {
         let to = to.map(Timestamp::to_rfc3339);
         // The events API filters by tenant, source and channel only (a destination is not an
         // event attribute), so only those labels go into the query.
-        let mut q: Vec<(&str, &str)> = render::ordered(labels)
+        let mut q: Vec<(&str, &str)> = words::ordered(labels)
             .into_iter()
             .filter(|(k, _)| matches!(*k, "tenant" | "source" | "channel"))
             .collect();
@@ -375,7 +375,7 @@ impl Notice {
                 }
             }
         };
-        let summary = render::alert_summary(kind, rule, &group_labels, &items);
+        let summary = words::alert_summary(kind, rule, &group_labels, &items);
         Notice {
             kind,
             key: group_key(rule, &group_labels),
@@ -406,7 +406,7 @@ impl Notice {
         links: &LinkBuilder,
     ) -> Notice {
         let kind = NoticeKind::Silence(status);
-        let who = render::labels_text(&silence.matchers);
+        let who = words::labels_text(&silence.matchers);
         let summary = match status {
             SilenceStatus::Created => format!(
                 "[SILENCE CREATED] {who} muted until {} by {}",
