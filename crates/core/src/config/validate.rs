@@ -109,7 +109,8 @@ pub(super) fn problems(c: &Config) -> Vec<Problem> {
     v.problems
 }
 
-/// Collects problems; each section has its own check, called in file order by [`Validator::check`].
+/// Collects problems. Each section has its own check; [`Validator::check`] calls them in file
+/// order.
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
