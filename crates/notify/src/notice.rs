@@ -4,6 +4,11 @@
 //!
 //! A notice is plain data (serde, no IO) so that the lead's durable outbox can store it as JSON
 //! and hand the same value to every notifier, now or after a restart.
+//!
+//! The words a notice is written with (rule titles, status words, labels in reading order) are
+//! in `words`, which the renderers share; this module imports no renderer.
+
+pub(crate) mod words;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,8 +16,6 @@ use std::time::Duration;
 use intake_core::config::Severity;
 use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
-
-pub(crate) mod words;
 
 /// Labels of an alert: `tenant`, `source`, `channel`, `destination`, … (never `rule` or
 /// `severity`, which are fields of their own). Sorted, so that keys built from them are stable.
@@ -189,7 +192,7 @@ pub struct Notice {
     pub rule: Option<String>,
     /// How loud it is.
     pub severity: Severity,
-    /// One line for a person: "[FIRING] Inbound flow stopped: tenant=maelys (5 alerts)".
+    /// One line for a person: `[FIRING] Inbound flow stopped: tenant=maelys (5 alerts)`.
     pub summary: String,
     /// Why, with the numbers (for one alert, its reason; for a group, a count).
     pub reason: String,
