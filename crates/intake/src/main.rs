@@ -2,6 +2,7 @@
 //! the file, then `INTAKE_…` environment variables), and runs the server or a command.
 //! Errors become messages that say what to do next, and non-zero exit codes.
 
+mod api;
 mod backtest;
 mod config_load;
 mod silence;
@@ -55,7 +56,7 @@ enum Command {
     /// Summarize a running server: alerts, inbound flows and queues.
     Status {
         #[command(flatten)]
-        api: status::ApiArgs,
+        api: api::ApiArgs,
     },
     /// Mute some alerts' notifications for a bounded time, list silences, or end one.
     #[command(subcommand)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
-use crate::status::{Api, ApiArgs};
+use crate::api::{Api, ApiArgs};
 
 /// `intake silence …`
 #[derive(Debug, clap::Subcommand)]

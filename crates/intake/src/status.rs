@@ -5,81 +5,9 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use serde_json::Value;
 
-/// Where the admin API is and how to authenticate.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApiArgs {
-    /// The server's base URL.
-    #[arg(long, env = "INTAKE_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// An operator token (admin.token) or a tenant's api_token.
-    #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
-    pub token: String,
-}
-
-/// A small blocking client for the admin API.
-pub struct Api {
-    args: ApiArgs,
-    http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Api {
-    /// A client for `args`.
-    pub fn new(args: ApiArgs) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Api {
-            args,
-            http,
-            runtime,
-        })
-    }
-
-    /// GETs `path` and returns its JSON, or an error that says what the server answered.
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::GET, path, None)
-    }
-
-    /// Sends a request with an optional JSON body and returns the JSON answer, or an error
-    /// that quotes the server's explanation (the problem's `detail`).
-    pub fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.args.url.trim_end_matches('/'));
-        self.runtime.block_on(async {
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(&self.args.token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach intake at {}", self.args.url))?;
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                let detail = body["detail"].as_str().unwrap_or("no detail");
-                anyhow::bail!("{method} {url}: HTTP {status}: {detail}");
-            }
-            Ok(body)
-        })
-    }
-}
+use crate::api::{Api, ApiArgs};
 
 /// Prints the summary; exits non-zero when the server cannot be read.
 pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {

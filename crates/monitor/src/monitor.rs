@@ -711,179 +711,316 @@ fn stopped(
         return None;
     }
     match expected_between(f, start, now_min, cfg) {
-        Some((_, kind)) => {
-            let expected = profile_between(f, start, now_min, cfg);
-            let (mut alpha, alpha_hour) = dispersion_of(f, hour_of(now_min - 1), cfg);
-            // The daily fallback cannot see the weekend coming, so its expectations are held
-            // loosely: a day-level prior dispersion of at least `daily_alpha` lets the
-            // exposure, not the weekday baseline, say what rate a Saturday has.
-            if matches!(kind, BaselineKind::Daily { .. }) {
-                alpha = alpha.max(cfg.daily_alpha);
-            }
-            let a_h = alpha_hour.min(alpha).max(1e-6);
-            let a = 1.0 / alpha;
-            let hour_start = hour_of(start) * 60;
-            let lo = start - minutes_of(p.prior_window);
-            let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
-            let n = (minutes as f64 / 60.0).max(1.0);
-            // Each hour's multiplier relative to its baseline varies by the hour-to-hour
-            // dispersion plus the baseline's own error (see `baseline_error`): the first for
-            // the hour in which the silence began, the later hours' errors averaging out over
-            // the hours they span, the exposure's hours by their average volume.
-            let v_start = a_h + baseline_error(hour_baseline(f, hour_of(start), cfg), a_h);
-            let later_hours = ((now_min - hour_start - 60) as f64 / 60.0).ceil().max(1.0);
-            let v_later = a_h
-                + baseline_error(hour_baseline(f, hour_of(now_min - 1), cfg), a_h) / later_hours;
-            let v_exposure = a_h
-                + baseline_error(
-                    hour_baseline(f, hour_of(start) - 1, cfg).map(|b| HourBaseline {
-                        expected: e / n,
-                        ..b
-                    }),
-                    a_h,
-                );
-            let kappa = 1.0 / (1.0 + e * v_exposure / n);
-            let (kc, ke) = (kappa * c, kappa * e);
-            let (c1, e1, _) = exposure(f, hour_start, start, cfg);
-            let first_end = (hour_start + 60).min(now_min);
-            let w1 = profile_between(f, start, first_end, cfg);
-            let w2 = (expected - w1).max(0.0);
-            // The day multiplier's prior is a mixture: an ordinary day, Gamma(a, a), or with
-            // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
-            // updated by the exposure and weighted by how well it explains it (its negative
-            // binomial marginal likelihood; the terms common to both cancel).
-            // With the daily fallback the weekend is a quiet day the baseline cannot see: two
-            // days in seven on top of the holidays.
-            let mut share = cfg.quiet_day_share.clamp(0.0, 0.5);
-            if matches!(kind, BaselineKind::Daily { .. }) {
-                share = (share + 2.0 / 7.0).min(0.5);
-            }
-            // A quiet day begins at one of the day's 24 hour boundaries (a holiday at local
-            // midnight, a Saturday after a Friday): the chance that one began at the start of
-            // this hour, after the exposure, is a 24th of the share.
-            let onset = share / 24.0;
-            let level = cfg.quiet_day_level.clamp(1e-3, 1.0);
-            let quiet_shape = 2.0;
-            let quiet_rate = quiet_shape / level;
-            // NB marginal likelihood of `c` events where `e` were expected, under a Gamma
-            // (shape, rate) multiplier, without the terms common to every component.
-            let ln_nb = |shape: f64, rate: f64, c: f64, e: f64| {
-                ln_gamma(shape + c) - ln_gamma(shape) + shape * (rate / (rate + e)).ln()
-                    - c * (rate + e).ln()
-            };
-            // Three components: an ordinary day, a quiet day that the exposure already saw,
-            // and a quiet spell that began at the start of this hour (the exposure before it
-            // was ordinary). Each is weighted by its prior and by how well it explains the
-            // exposure and the minutes of this hour before the silence.
-            let mut ln_terms = [f64::NEG_INFINITY; 3];
-            let mut ln_p0s = [0.0; 3];
-            let mut means = [0.0; 3];
-            let day_components = [
-                (1.0 - share - onset, a, a),
-                (share, quiet_shape, quiet_rate),
-            ];
-            let mut ordinary_exposure = 0.0;
-            for (i, &(prior, shape, rate)) in day_components.iter().enumerate() {
-                if prior <= 0.0 {
-                    continue;
-                }
-                let ln_exposure = ln_nb(shape, rate, kc, ke);
-                if i == 0 {
-                    ordinary_exposure = ln_exposure;
-                }
-                let d_shape = shape + kc;
-                let d_mean = d_shape / (rate + ke);
-                // The hour's count so far under D·H₁, matched to a Gamma.
-                let v_hour = (1.0 + 1.0 / d_shape) * (1.0 + v_start) - 1.0;
-                let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), c1, e1);
-                ln_terms[i] = prior.ln() + ln_exposure + ln_hour;
-                let h_shape = 1.0 / v_start + c1;
-                let h_mean = h_shape / (1.0 / v_start + e1 * d_mean);
-                let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
-                let v2 = (1.0 + 1.0 / d_shape) * (1.0 + v_later) - 1.0;
-                ln_p0s[i] = nb_ln_p0(d_mean * h_mean, v1, w1) + nb_ln_p0(d_mean, v2, w2);
-                means[i] = d_mean * h_mean * w1 + d_mean * w2;
-            }
-            if onset > 0.0 {
-                // The spell's level Q is seen only through this hour. Its prior is narrower
-                // than the quiet day's, Gamma(8, 8/level) (±35 %): a spell that begins at an
-                // hour boundary is a quiet day's traffic, not nearly none, or a flow that
-                // stops exactly on the hour could never be told from one.
-                let (spell_shape, spell_rate) = (8.0, 8.0 / level);
-                let ln_hour = ln_nb(spell_shape, spell_rate, c1, e1);
-                ln_terms[2] = onset.ln() + ordinary_exposure + ln_hour;
-                let q_shape = spell_shape + c1;
-                let q_mean = q_shape / (spell_rate + e1);
-                let v1 = 1.0 / q_shape;
-                let v2 = (1.0 + 1.0 / q_shape) * (1.0 + v_later) - 1.0;
-                ln_p0s[2] = nb_ln_p0(q_mean, v1, w1) + nb_ln_p0(q_mean, v2, w2);
-                means[2] = q_mean * (w1 + w2);
-            }
-            let top = ln_terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let weights = ln_terms.map(|t| (t - top).exp());
-            let total_w: f64 = weights.iter().sum();
-            let weights = weights.map(|w| w / total_w);
-            let quiet = weights[1];
-            let spell = weights[2];
-            // ln Σ wᵢ P0ᵢ, in log space so that tiny probabilities stay exact.
-            let parts: Vec<f64> = (0..3)
-                .filter(|&i| weights[i] > 0.0)
-                .map(|i| weights[i].ln() + ln_p0s[i])
-                .collect();
-            let hi = parts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let ln_p0 = hi + parts.iter().map(|x| (x - hi).exp()).sum::<f64>().ln();
-            let post_mean: f64 = (0..3).map(|i| weights[i] * means[i]).sum();
-            let daily = matches!(kind, BaselineKind::Daily { .. });
-            let threshold = if daily {
-                p.p_zero * p.daily_factor.clamp(1e-6, 1.0)
-            } else {
-                p.p_zero
-            };
-            if ln_p0 >= threshold.ln() || expected < p.min_expected {
-                return baselined_gap(f, now_min, p, cfg, kind, ln_p0);
-            }
-            let sd = NegBinomial {
-                mean: expected,
-                alpha,
-            }
-            .sd();
-            let hours = (minutes as f64 / 60.0).round();
-            Some((
-                run as f64,
-                format!(
-                    "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
-                     {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
-                     this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
-                     (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
-                     P(quiet since this hour) = {}); P(0) = {} (threshold {}{})",
-                    fmt_prob(quiet),
-                    fmt_prob(spell),
-                    fmt_prob(ln_p0.exp()),
-                    fmt_prob(threshold),
-                    if daily { ", stricter with the daily fallback" } else { "" }
-                ),
-            ))
-        }
-        None => {
-            let history = now_min - f.first_minute();
-            if f.gap_count < p.min_gaps || history < minutes_of(p.min_history) {
-                return None;
-            }
-            let silence = now_min - last;
-            let limit =
-                ((p.gap_factor * f.longest_gap as f64).ceil() as i64).max(minutes_of(p.min_gap));
-            if silence < limit {
-                return None;
-            }
-            let days = history as f64 / 1440.0;
-            Some((
-                run as f64,
-                format!(
-                    "0 events in {run} min; no baseline yet ({days:.1} days of history), so judged \
-                     by gaps: {}x the longest of the {} gaps seen so far ({} min)",
-                    p.gap_factor, f.gap_count, f.longest_gap
-                ),
-            ))
-        }
+        Some((_, kind)) => stopped_against_baseline(f, start, now_min, p, cfg, kind),
+        None => stopped_by_gaps(f, last, now_min, p),
     }
+}
+
+/// What the verdict on a silence that began at minute `start` is computed from (the symbols
+/// of [`stopped`]'s steps 1 to 3).
+struct SilenceEvidence {
+    /// The baseline's kind (seasonal, or the daily fallback).
+    kind: BaselineKind,
+    /// The events the baseline expects over the whole silence (`W₁ + W₂`).
+    expected: f64,
+    /// The series' total dispersion, at least `daily_alpha` with the daily fallback.
+    alpha: f64,
+    /// The hour-to-hour part of the dispersion.
+    a_h: f64,
+    /// The events and the expectation of the exposure before the silence's hour (`c`, `E`).
+    c: f64,
+    e: f64,
+    /// The minutes the exposure counted.
+    minutes: i64,
+    /// The exposure weighted by `κ` (`κc`, `κE`).
+    kc: f64,
+    ke: f64,
+    /// The events and the expectation in the silence's hour before the silence (`c₁`, `E₁`).
+    c1: f64,
+    e1: f64,
+    /// The baseline's expectation over the silence in its first hour and after (`W₁`, `W₂`).
+    w1: f64,
+    w2: f64,
+    /// The hour multiplier's variance in the silence's first hour and in the later hours.
+    v_start: f64,
+    v_later: f64,
+}
+
+/// Gathers the [`SilenceEvidence`] of a silence from `start` to `now_min`.
+fn silence_evidence(
+    f: &mut FlowHistory,
+    start: Minute,
+    now_min: Minute,
+    p: &InboundStopped,
+    cfg: &BaselineConfig,
+    kind: BaselineKind,
+) -> SilenceEvidence {
+    let expected = profile_between(f, start, now_min, cfg);
+    let (mut alpha, alpha_hour) = dispersion_of(f, hour_of(now_min - 1), cfg);
+    // The daily fallback cannot see the weekend coming, so its expectations are held
+    // loosely: a day-level prior dispersion of at least `daily_alpha` lets the
+    // exposure, not the weekday baseline, say what rate a Saturday has.
+    if matches!(kind, BaselineKind::Daily { .. }) {
+        alpha = alpha.max(cfg.daily_alpha);
+    }
+    let a_h = alpha_hour.min(alpha).max(1e-6);
+    let hour_start = hour_of(start) * 60;
+    let lo = start - minutes_of(p.prior_window);
+    let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
+    let n = (minutes as f64 / 60.0).max(1.0);
+    // Each hour's multiplier relative to its baseline varies by the hour-to-hour
+    // dispersion plus the baseline's own error (see `baseline_error`): the first for
+    // the hour in which the silence began, the later hours' errors averaging out over
+    // the hours they span, the exposure's hours by their average volume.
+    let v_start = a_h + baseline_error(hour_baseline(f, hour_of(start), cfg), a_h);
+    let later_hours = ((now_min - hour_start - 60) as f64 / 60.0).ceil().max(1.0);
+    let v_later =
+        a_h + baseline_error(hour_baseline(f, hour_of(now_min - 1), cfg), a_h) / later_hours;
+    let v_exposure = a_h
+        + baseline_error(
+            hour_baseline(f, hour_of(start) - 1, cfg).map(|b| HourBaseline {
+                expected: e / n,
+                ..b
+            }),
+            a_h,
+        );
+    let kappa = 1.0 / (1.0 + e * v_exposure / n);
+    let (kc, ke) = (kappa * c, kappa * e);
+    let (c1, e1, _) = exposure(f, hour_start, start, cfg);
+    let first_end = (hour_start + 60).min(now_min);
+    let w1 = profile_between(f, start, first_end, cfg);
+    let w2 = (expected - w1).max(0.0);
+    SilenceEvidence {
+        kind,
+        expected,
+        alpha,
+        a_h,
+        c,
+        e,
+        minutes,
+        kc,
+        ke,
+        c1,
+        e1,
+        w1,
+        w2,
+        v_start,
+        v_later,
+    }
+}
+
+/// NB marginal likelihood of `c` events where `e` were expected, under a Gamma (shape, rate)
+/// multiplier, without the terms common to every component.
+fn ln_nb(shape: f64, rate: f64, c: f64, e: f64) -> f64 {
+    ln_gamma(shape + c) - ln_gamma(shape) + shape * (rate / (rate + e)).ln() - c * (rate + e).ln()
+}
+
+/// The components of the day multiplier's posterior: for each, the log of its unnormalized
+/// weight, its `ln P(0)` over the silence and the events it expects over it. Index 0 is an
+/// ordinary day, 1 a quiet day the exposure already saw, 2 a quiet spell that began at the
+/// start of the silence's hour.
+struct Mixture {
+    ln_terms: [f64; 3],
+    ln_p0s: [f64; 3],
+    means: [f64; 3],
+}
+
+/// Weighs the components of the day multiplier's prior by how well each explains the
+/// exposure and the minutes of this hour before the silence.
+fn mixture(ev: &SilenceEvidence, cfg: &BaselineConfig) -> Mixture {
+    // The day multiplier's prior is a mixture: an ordinary day, Gamma(a, a), or with
+    // probability `quiet_day_share` a quiet day, Gamma(2, 2/level). Each component is
+    // updated by the exposure and weighted by how well it explains it (its negative
+    // binomial marginal likelihood; the terms common to both cancel).
+    // With the daily fallback the weekend is a quiet day the baseline cannot see: two
+    // days in seven on top of the holidays.
+    let mut share = cfg.quiet_day_share.clamp(0.0, 0.5);
+    if matches!(ev.kind, BaselineKind::Daily { .. }) {
+        share = (share + 2.0 / 7.0).min(0.5);
+    }
+    // A quiet day begins at one of the day's 24 hour boundaries (a holiday at local
+    // midnight, a Saturday after a Friday): the chance that one began at the start of
+    // this hour, after the exposure, is a 24th of the share.
+    let onset = share / 24.0;
+    let level = cfg.quiet_day_level.clamp(1e-3, 1.0);
+    let quiet_shape = 2.0;
+    let quiet_rate = quiet_shape / level;
+    let a = 1.0 / ev.alpha;
+    let mut m = Mixture {
+        ln_terms: [f64::NEG_INFINITY; 3],
+        ln_p0s: [0.0; 3],
+        means: [0.0; 3],
+    };
+    let day_components = [
+        (1.0 - share - onset, a, a),
+        (share, quiet_shape, quiet_rate),
+    ];
+    let mut ordinary_exposure = 0.0;
+    for (i, &(prior, shape, rate)) in day_components.iter().enumerate() {
+        if prior <= 0.0 {
+            continue;
+        }
+        let ln_exposure = ln_nb(shape, rate, ev.kc, ev.ke);
+        if i == 0 {
+            ordinary_exposure = ln_exposure;
+        }
+        day_component(ev, &mut m, i, prior, shape, rate, ln_exposure);
+    }
+    if onset > 0.0 {
+        spell_component(ev, &mut m, onset, level, ordinary_exposure);
+    }
+    m
+}
+
+/// Component `i` of the day multiplier D (prior weight `prior`, Gamma(`shape`, `rate`)),
+/// updated by the exposure (its likelihood `ln_exposure`), then by the hour's count so far
+/// under D·H₁.
+fn day_component(
+    ev: &SilenceEvidence,
+    m: &mut Mixture,
+    i: usize,
+    prior: f64,
+    shape: f64,
+    rate: f64,
+    ln_exposure: f64,
+) {
+    let d_shape = shape + ev.kc;
+    let d_mean = d_shape / (rate + ev.ke);
+    // The hour's count so far under D·H₁, matched to a Gamma.
+    let v_hour = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_start) - 1.0;
+    let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), ev.c1, ev.e1);
+    m.ln_terms[i] = prior.ln() + ln_exposure + ln_hour;
+    let h_shape = 1.0 / ev.v_start + ev.c1;
+    let h_mean = h_shape / (1.0 / ev.v_start + ev.e1 * d_mean);
+    let v1 = (1.0 + 1.0 / d_shape) * (1.0 + 1.0 / h_shape) - 1.0;
+    let v2 = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_later) - 1.0;
+    m.ln_p0s[i] = nb_ln_p0(d_mean * h_mean, v1, ev.w1) + nb_ln_p0(d_mean, v2, ev.w2);
+    m.means[i] = d_mean * h_mean * ev.w1 + d_mean * ev.w2;
+}
+
+/// The third component: a quiet spell of level Q that began at the start of this hour (prior
+/// weight `onset`), after an exposure that was ordinary (`ordinary_exposure`).
+fn spell_component(
+    ev: &SilenceEvidence,
+    m: &mut Mixture,
+    onset: f64,
+    level: f64,
+    ordinary_exposure: f64,
+) {
+    // The spell's level Q is seen only through this hour. Its prior is narrower
+    // than the quiet day's, Gamma(8, 8/level) (±35 %): a spell that begins at an
+    // hour boundary is a quiet day's traffic, not nearly none, or a flow that
+    // stops exactly on the hour could never be told from one.
+    let (spell_shape, spell_rate) = (8.0, 8.0 / level);
+    let ln_hour = ln_nb(spell_shape, spell_rate, ev.c1, ev.e1);
+    m.ln_terms[2] = onset.ln() + ordinary_exposure + ln_hour;
+    let q_shape = spell_shape + ev.c1;
+    let q_mean = q_shape / (spell_rate + ev.e1);
+    let v1 = 1.0 / q_shape;
+    let v2 = (1.0 + 1.0 / q_shape) * (1.0 + ev.v_later) - 1.0;
+    m.ln_p0s[2] = nb_ln_p0(q_mean, v1, ev.w1) + nb_ln_p0(q_mean, v2, ev.w2);
+    m.means[2] = q_mean * (ev.w1 + ev.w2);
+}
+
+/// The statistical verdict on a silence from `start` to `now_min` of a flow with a baseline
+/// of `kind` (steps 1 to 3 of [`stopped`]); the gap rule when it is not remarkable enough.
+fn stopped_against_baseline(
+    f: &mut FlowHistory,
+    start: Minute,
+    now_min: Minute,
+    p: &InboundStopped,
+    cfg: &BaselineConfig,
+    kind: BaselineKind,
+) -> Option<(f64, String)> {
+    let run = now_min - start;
+    let ev = silence_evidence(f, start, now_min, p, cfg, kind);
+    let m = mixture(&ev, cfg);
+    let top = m.ln_terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights = m.ln_terms.map(|t| (t - top).exp());
+    let total_w: f64 = weights.iter().sum();
+    let weights = weights.map(|w| w / total_w);
+    let quiet = weights[1];
+    let spell = weights[2];
+    // ln Σ wᵢ P0ᵢ, in log space so that tiny probabilities stay exact.
+    let parts: Vec<f64> = (0..3)
+        .filter(|&i| weights[i] > 0.0)
+        .map(|i| weights[i].ln() + m.ln_p0s[i])
+        .collect();
+    let hi = parts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let ln_p0 = hi + parts.iter().map(|x| (x - hi).exp()).sum::<f64>().ln();
+    let post_mean: f64 = (0..3).map(|i| weights[i] * m.means[i]).sum();
+    let daily = matches!(kind, BaselineKind::Daily { .. });
+    let threshold = if daily {
+        p.p_zero * p.daily_factor.clamp(1e-6, 1.0)
+    } else {
+        p.p_zero
+    };
+    let expected = ev.expected;
+    if ln_p0 >= threshold.ln() || expected < p.min_expected {
+        return baselined_gap(f, now_min, p, cfg, kind, ln_p0);
+    }
+    let SilenceEvidence {
+        alpha,
+        a_h,
+        c,
+        e,
+        minutes,
+        c1,
+        e1,
+        ..
+    } = ev;
+    let sd = NegBinomial {
+        mean: expected,
+        alpha,
+    }
+    .sd();
+    let hours = (minutes as f64 / 60.0).round();
+    Some((
+        run as f64,
+        format!(
+            "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}); \
+             {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
+             this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
+             (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
+             P(quiet since this hour) = {}); P(0) = {} (threshold {}{})",
+            fmt_prob(quiet),
+            fmt_prob(spell),
+            fmt_prob(ln_p0.exp()),
+            fmt_prob(threshold),
+            if daily {
+                ", stricter with the daily fallback"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
+/// The verdict on a silence since minute `last` of a flow without a baseline yet: judged by
+/// the longest of the gaps seen so far.
+fn stopped_by_gaps(
+    f: &FlowHistory,
+    last: Minute,
+    now_min: Minute,
+    p: &InboundStopped,
+) -> Option<(f64, String)> {
+    let run = now_min - (last + 1);
+    let history = now_min - f.first_minute();
+    if f.gap_count < p.min_gaps || history < minutes_of(p.min_history) {
+        return None;
+    }
+    let silence = now_min - last;
+    let limit = ((p.gap_factor * f.longest_gap as f64).ceil() as i64).max(minutes_of(p.min_gap));
+    if silence < limit {
+        return None;
+    }
+    let days = history as f64 / 1440.0;
+    Some((
+        run as f64,
+        format!(
+            "0 events in {run} min; no baseline yet ({days:.1} days of history), so judged \
+             by gaps: {}x the longest of the {} gaps seen so far ({} min)",
+            p.gap_factor, f.gap_count, f.longest_gap
+        ),
+    ))
 }

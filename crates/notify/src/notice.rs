@@ -4,6 +4,11 @@
 //!
 //! A notice is plain data (serde, no IO) so that the lead's durable outbox can store it as JSON
 //! and hand the same value to every notifier, now or after a restart.
+//!
+//! The words a notice is written with (rule titles, status words, labels in reading order) are
+//! in `words`, which the renderers share; this module imports no renderer.
+
+pub(crate) mod words;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,8 +16,6 @@ use std::time::Duration;
 use intake_core::config::Severity;
 use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
-
-use crate::render;
 
 /// Labels of an alert: `tenant`, `source`, `channel`, `destination`, … (never `rule` or
 /// `severity`, which are fields of their own). Sorted, so that keys built from them are stable.
@@ -189,7 +192,7 @@ pub struct Notice {
     pub rule: Option<String>,
     /// How loud it is.
     pub severity: Severity,
-    /// One line for a person: "[FIRING] Inbound flow stopped: tenant=maelys (5 alerts)".
+    /// One line for a person: `[FIRING] Inbound flow stopped: tenant=maelys (5 alerts)`.
     pub summary: String,
     /// Why, with the numbers (for one alert, its reason; for a group, a count).
     pub reason: String,
@@ -268,9 +271,9 @@ impl LinkBuilder {
     pub fn alert_dashboard(&self, rule: &str, labels: &Labels) -> Option<String> {
         let mut q = vec![("rule", rule)];
         q.extend(
-            render::ordered(labels)
+            words::ordered(labels)
                 .into_iter()
-                .filter(|(k, _)| render::FILTER_LABELS.contains(k)),
+                .filter(|(k, _)| words::FILTER_LABELS.contains(k)),
         );
         self.url("/alerts", &q)
     }
@@ -288,7 +291,7 @@ impl LinkBuilder {
         let to = to.map(Timestamp::to_rfc3339);
         // The events API filters by tenant, source and channel only (a destination is not an
         // event attribute), so only those labels go into the query.
-        let mut q: Vec<(&str, &str)> = render::ordered(labels)
+        let mut q: Vec<(&str, &str)> = words::ordered(labels)
             .into_iter()
             .filter(|(k, _)| matches!(*k, "tenant" | "source" | "channel"))
             .collect();
@@ -375,7 +378,7 @@ impl Notice {
                 }
             }
         };
-        let summary = render::alert_summary(kind, rule, &group_labels, &items);
+        let summary = words::alert_summary(kind, rule, &group_labels, &items);
         Notice {
             kind,
             key: group_key(rule, &group_labels),
@@ -406,7 +409,7 @@ impl Notice {
         links: &LinkBuilder,
     ) -> Notice {
         let kind = NoticeKind::Silence(status);
-        let who = render::labels_text(&silence.matchers);
+        let who = words::labels_text(&silence.matchers);
         let summary = match status {
             SilenceStatus::Created => format!(
                 "[SILENCE CREATED] {who} muted until {} by {}",

@@ -1,48 +1,16 @@
-//! Text shared by the renderers: rule titles, label lists, status words and durations, so that
-//! Slack, e-mail, PagerDuty and Alertmanager say the same thing in the same words.
+//! Text shared by the renderers: durations, values, alert lines and the plain-text body, so
+//! that Slack, e-mail, PagerDuty and Alertmanager say the same thing in the same words. The
+//! words a notice itself is built with (rule titles, status words, label lists) live with the
+//! notice, in `crate::notice::words`, and are re-exported here for the renderers: this module
+//! reads notices, the notice module never reads it.
 
 use std::time::Duration;
 
 use intake_core::Timestamp;
 
-use crate::notice::{
-    AlertItem, AlertStatus, IncidentStatus, Labels, Notice, NoticeKind, SilenceStatus,
-};
+use crate::notice::{AlertItem, Labels, Notice};
 
-/// Labels the dashboard filters on, in the order people read them.
-pub(crate) const FILTER_LABELS: [&str; 4] = ["tenant", "source", "channel", "destination"];
-
-/// The order labels are shown in: the rule first, then tenant → source → channel →
-/// destination (from the widest scope to the narrowest), then any others alphabetically.
-const PREFERRED: [&str; 5] = ["rule", "tenant", "source", "channel", "destination"];
-
-/// Labels in reading order.
-pub(crate) fn ordered(labels: &Labels) -> Vec<(&str, &str)> {
-    let mut out: Vec<(&str, &str)> = PREFERRED
-        .iter()
-        .filter_map(|k| labels.get_key_value(*k))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    out.extend(
-        labels
-            .iter()
-            .filter(|(k, _)| !PREFERRED.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    out
-}
-
-/// `tenant=maelys, source=maelys-kustomer` ("all" when there are none).
-pub(crate) fn labels_text(labels: &Labels) -> String {
-    if labels.is_empty() {
-        return "all".into();
-    }
-    ordered(labels)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub(crate) use crate::notice::words::{labels_text, rule_title, status_word};
 
 /// The labels of `item` that its group does not already say (what tells members apart).
 pub(crate) fn own_labels(item: &AlertItem, group: &Labels) -> Labels {
@@ -51,59 +19,6 @@ pub(crate) fn own_labels(item: &AlertItem, group: &Labels) -> Labels {
         .filter(|(k, v)| group.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// A person's name for a built-in rule; the id itself for any other.
-pub(crate) fn rule_title(rule: &str) -> &str {
-    match rule {
-        "inbound_stopped" => "Inbound flow stopped",
-        "inbound_drop" => "Inbound flow dropped",
-        "rejections_spike" => "Rejected webhooks rising",
-        "queue_stalled" => "Queue stalled",
-        "queue_backlog" => "Queue backlog growing",
-        "processing_drop" => "Processing fell behind intake",
-        "delivery_errors" => "Delivery errors above baseline",
-        "dead_letters" => "Events dead-lettered",
-        "canary_failed" => "Canary did not arrive",
-        "source_gap" => "Events missing compared with the source",
-        "notifier_failing" => "Notifications failing",
-        "watchdog" => "Watchdog",
-        other => other,
-    }
-}
-
-/// The status word a notice starts with: `FIRING`, `RESOLVED`, …
-pub(crate) fn status_word(kind: NoticeKind) -> &'static str {
-    match kind {
-        NoticeKind::Alert(AlertStatus::Firing) => "FIRING",
-        NoticeKind::Alert(AlertStatus::Repeat) => "STILL FIRING",
-        NoticeKind::Alert(AlertStatus::Resolved) => "RESOLVED",
-        NoticeKind::Silence(SilenceStatus::Created) => "SILENCE CREATED",
-        NoticeKind::Silence(SilenceStatus::Expired) => "SILENCE EXPIRED",
-        NoticeKind::Watchdog(_) => "WATCHDOG",
-        NoticeKind::Incident(IncidentStatus::Declared) => "INCIDENT",
-        NoticeKind::Incident(IncidentStatus::Updated) => "INCIDENT UPDATE",
-        NoticeKind::Incident(IncidentStatus::Resolved) => "INCIDENT RESOLVED",
-    }
-}
-
-/// `[FIRING] Inbound flow stopped: tenant=maelys (5 alerts)`.
-pub(crate) fn alert_summary(
-    kind: NoticeKind,
-    rule: &str,
-    group: &Labels,
-    items: &[AlertItem],
-) -> String {
-    let word = status_word(kind);
-    let title = rule_title(rule);
-    match items {
-        [one] => format!("[{word}] {title}: {}", labels_text(&one.labels)),
-        many => format!(
-            "[{word}] {title}: {} ({} alerts)",
-            labels_text(group),
-            many.len()
-        ),
-    }
 }
 
 /// `1h 12m`, `42m`, `35s`, `2d 3h`: the two largest units, for people.
@@ -250,15 +165,5 @@ mod tests {
         assert_eq!(value(0.125), "0.125");
         assert_eq!(value(0.5), "0.5");
         assert_eq!(value(1.0 / 3.0), "0.333");
-    }
-
-    #[test]
-    fn labels_read_from_wide_to_narrow() {
-        let l: Labels = [("channel", "chat"), ("zone", "x"), ("tenant", "m")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(labels_text(&l), "tenant=m, channel=chat, zone=x");
-        assert_eq!(labels_text(&Labels::new()), "all");
     }
 }

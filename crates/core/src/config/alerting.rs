@@ -1,0 +1,218 @@
+//! `[monitor]`, `[[rules]]`, `[[notifiers]]`, `[canary]` and `[incidents]`: what is watched,
+//! how loudly, and who is told. Also the built-in rule ids, and why there is no key that turns
+//! alerting off.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{lenient, Dur};
+
+/// The ids of the built-in alert rules. They are part of the external contract.
+pub const RULE_IDS: [&str; 12] = [
+    "inbound_stopped",
+    "inbound_drop",
+    "rejections_spike",
+    "queue_stalled",
+    "queue_backlog",
+    "processing_drop",
+    "delivery_errors",
+    "dead_letters",
+    "canary_failed",
+    "source_gap",
+    "notifier_failing",
+    "watchdog",
+];
+
+/// The kind of a notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// Slack incoming webhook.
+    Slack,
+    /// Generic JSON webhook.
+    Webhook,
+    /// SMTP e-mail.
+    Email,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// Prometheus Alertmanager.
+    Alertmanager,
+}
+
+/// `[[notifiers]]`: where alerts and notices go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Stable id.
+    pub id: String,
+    /// The kind.
+    pub kind: NotifierKind,
+    /// Endpoint for slack, webhook, alertmanager (and pagerduty's events URL override).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Recipients for email.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Sender for email.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// SMTP server for email, e.g. `smtp://mail.example:587`.
+    #[serde(default)]
+    pub smtp_url: Option<String>,
+    /// PagerDuty routing key.
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// Only alerts of these severities (all when empty).
+    #[serde(default)]
+    pub severities: Vec<Severity>,
+}
+
+/// How loud an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Pages someone.
+    Critical,
+    /// Informs.
+    Warning,
+    /// For the record.
+    Info,
+}
+
+impl Severity {
+    /// The configuration and wire name (`critical`, `warning`, `info`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// `[monitor]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// How often rules are evaluated.
+    pub interval: Dur,
+    /// The longest silence anyone may create.
+    pub max_silence: Dur,
+    /// How often a group of alerts that is still firing is notified again.
+    pub repeat_interval: Dur,
+    /// The dead-man's-switch URL the watchdog pings (Healthchecks.io-style), if any.
+    pub watchdog_url: Option<String>,
+    /// How often the watchdog pings; `monitor.interval` when absent.
+    pub watchdog_interval: Option<Dur>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: Dur::secs(60),
+            max_silence: Dur::secs(24 * 3600),
+            repeat_interval: Dur::secs(4 * 3600),
+            watchdog_url: None,
+            watchdog_interval: None,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// How often the watchdog pings: `watchdog_interval`, or the evaluation interval.
+    pub fn watchdog_every(&self) -> Duration {
+        self.watchdog_interval.unwrap_or(self.interval).0
+    }
+}
+
+/// Keys someone might write to switch alerting off wholesale. None exists; each gets an error
+/// that says why instead of figment's bare "unknown field".
+pub(super) const OFF_SWITCHES: [&str; 12] = [
+    "enabled",
+    "enable",
+    "disabled",
+    "disable",
+    "alerting",
+    "alerts",
+    "notify",
+    "notifications",
+    "mute",
+    "mute_all",
+    "silence_all",
+    "silenced",
+];
+
+/// Why intake has no switch that turns alerting off (see docs/alerting.md).
+pub const NO_OFF_SWITCH: &str = "alerting cannot be switched off: there is no global switch, \
+    because the day all alerts were switched off to stop false positives is the day an outage \
+    went unnoticed for 20 hours. Tune a noisy rule with [[rules]] (threshold, for, severity), \
+    route it with `notifiers`, or mute one rule, tenant or source for a bounded time with \
+    `intake silence add` (see docs/alerting.md)";
+
+/// `[canary]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// How often a canary is sent per source.
+    pub interval: Dur,
+    /// How long a canary may take to reach the handler.
+    pub deadline: Dur,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            interval: Dur::secs(60),
+            deadline: Dur::secs(120),
+        }
+    }
+}
+
+/// `[[rules]]`: an override of a built-in rule, optionally scoped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    /// The built-in rule id.
+    pub rule: String,
+    /// Scope: only this tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Scope: only this source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The rule's main parameter: a duration (`"5m"`) or a number, per rule.
+    #[serde(default)]
+    pub threshold: Option<RuleThreshold>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(default, rename = "for")]
+    pub for_: Option<Dur>,
+    /// The severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// The notifiers this rule's alerts go to.
+    #[serde(default)]
+    pub notifiers: Vec<String>,
+}
+
+/// A rule threshold: a number or a duration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RuleThreshold {
+    /// A number (ratio, count, probability).
+    Number(f64),
+    /// A duration.
+    Duration(Dur),
+}
+
+/// `[incidents]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// Declare an incident automatically when a critical alert names a tenant.
+    #[serde(deserialize_with = "lenient::boolean")]
+    pub auto_declare: bool,
+    /// Notice templates by name (`declared`, `updated`, `resolved`).
+    pub templates: BTreeMap<String, String>,
+}

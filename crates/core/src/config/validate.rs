@@ -1,0 +1,591 @@
+//! The checks serde cannot make (references between sections, duplicate ids, URLs, secrets,
+//! ranges), one small function per section, and the errors they and figment report: every
+//! [`Problem`] with the key it is about, collected into one [`ConfigError`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::alerting::{NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
+use super::{
+    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MonitorConfig,
+    NotifierConfig, NotifierKind, Rate, RuleOverride, ServerConfig, SharedSecretAuth, SourceConfig,
+    SourceKind, StorageConfig, TenantConfig,
+};
+use crate::signature::SigningKey;
+
+/// One thing wrong with a configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, e.g. `sources[1].destinations[0]`.
+    pub path: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// Every problem, in file order where possible.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        let problems = err
+            .into_iter()
+            .map(|e| {
+                // figment names array elements `sources.0.kind`; write them as the validator
+                // does, `sources[0].kind`, so every message points at keys the same way.
+                let mut path = String::new();
+                for seg in &e.path {
+                    if seg.parse::<usize>().is_ok() {
+                        path.push_str(&format!("[{seg}]"));
+                    } else {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(seg);
+                    }
+                }
+                if path.is_empty() {
+                    path = "(top level)".into();
+                }
+                // figment quotes the list of expected keys as a whole and each key in it; keep
+                // only the inner quotes: "expected one of `listen`, `public_url`".
+                let mut message = e
+                    .kind
+                    .to_string()
+                    .replace("expected `one of ", "expected one of ");
+                if message.ends_with("``") {
+                    message.pop();
+                }
+                if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                    let section = e.path.first().map(String::as_str).unwrap_or("");
+                    if matches!(section, "monitor" | "rules" | "notifiers" | "")
+                        && OFF_SWITCHES.contains(&field.as_str())
+                    {
+                        message = format!("unknown key `{field}`: {NO_OFF_SWITCH}");
+                    }
+                }
+                if let Some(figment::Source::File(file)) =
+                    e.metadata.as_ref().and_then(|m| m.source.as_ref())
+                {
+                    message.push_str(&format!(" (from {})", file.display()));
+                }
+                Problem { path, message }
+            })
+            .collect();
+        ConfigError { problems }
+    }
+}
+
+/// Every problem of `c` that serde could not see, in the order of the file's sections.
+pub(super) fn problems(c: &Config) -> Vec<Problem> {
+    let mut v = Validator::default();
+    v.check(c);
+    v.problems
+}
+
+/// Collects problems. Each section has its own check; [`Validator::check`] calls them in file
+/// order.
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
+        let mut seen = HashSet::new();
+        for (i, id) in ids.enumerate() {
+            if id.is_empty() {
+                self.push(format!("{section}[{i}].id"), "must not be empty");
+            } else if !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.push(
+                    format!("{section}[{i}].id"),
+                    format!("`{id}` may only contain letters, digits, `-` and `_`"),
+                );
+            }
+            if !seen.insert(id) {
+                self.push(format!("{section}[{i}].id"), format!("duplicate id `{id}`"));
+            }
+        }
+        seen
+    }
+
+    fn reference(&mut self, path: String, what: &str, id: &str, known: &HashSet<&str>) {
+        if !known.contains(id) {
+            let mut names: Vec<&str> = known.iter().copied().collect();
+            names.sort_unstable();
+            let hint = if names.is_empty() {
+                format!("no {what}s are configured")
+            } else {
+                format!("known: {}", names.join(", "))
+            };
+            self.push(path, format!("unknown {what} `{id}` ({hint})"));
+        }
+    }
+
+    fn http_url(&mut self, path: String, value: &str) {
+        match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) => self.push(
+                path,
+                format!("`{value}` must be an http(s) URL, not {}", u.scheme()),
+            ),
+            Err(e) => self.push(path, format!("`{value}` is not a URL ({e})")),
+        }
+    }
+
+    /// Checks every section in file order. The id sets are built before the sections that
+    /// refer to them, and every message keeps its place in that order.
+    fn check(&mut self, c: &Config) {
+        self.server(&c.server);
+        self.storage(&c.storage);
+        self.cluster(&c.cluster);
+        self.admin(&c.admin);
+
+        let tenants = self.ids("tenants", c.tenants.iter().map(|t| t.id.as_str()));
+        let destinations = self.ids("destinations", c.destinations.iter().map(|d| d.id.as_str()));
+        let sources = self.ids("sources", c.sources.iter().map(|s| s.id.as_str()));
+        let notifiers = self.ids("notifiers", c.notifiers.iter().map(|n| n.id.as_str()));
+
+        self.tenants(&c.admin, &c.tenants);
+        for (i, d) in c.destinations.iter().enumerate() {
+            self.destination(&format!("destinations[{i}]"), d);
+        }
+        for (i, s) in c.sources.iter().enumerate() {
+            let p = format!("sources[{i}]");
+            self.source_references(&p, s, &tenants, &destinations);
+            self.source_secrets(&p, s);
+            self.source_scheme(&p, s);
+            self.source_fields(&p, s);
+            self.source_api(&p, s);
+        }
+        for (i, n) in c.notifiers.iter().enumerate() {
+            self.notifier(&format!("notifiers[{i}]"), n);
+        }
+        self.monitor(&c.monitor);
+        self.canary(&c.canary);
+        for (i, r) in c.rules.iter().enumerate() {
+            self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
+        }
+    }
+
+    /// `[server]`: a listen address, an http(s) public URL, a body limit above zero.
+    fn server(&mut self, s: &ServerConfig) {
+        if s.listen.parse::<SocketAddr>().is_err() {
+            self.push(
+                "server.listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", s.listen),
+            );
+        }
+        if let Some(u) = &s.public_url {
+            self.http_url("server.public_url".into(), u);
+        }
+        if s.max_body_size.0 == 0 {
+            self.push("server.max_body_size", "must be more than 0 bytes");
+        }
+    }
+
+    /// `[storage]`: a store URL intake can open, a batch of at least one, a pool of two.
+    fn storage(&mut self, s: &StorageConfig) {
+        if !(s.url.starts_with("sqlite://")
+            || s.url.starts_with("postgres://")
+            || s.url.starts_with("postgresql://"))
+        {
+            self.push(
+                "storage.url",
+                format!(
+                    "`{}` must start with sqlite:// (e.g. sqlite://./intake-data/intake.db) or postgres://",
+                    s.url
+                ),
+            );
+        }
+        if s.max_batch == 0 {
+            self.push("storage.max_batch", "must be at least 1");
+        }
+        if s.pool_size < 2 {
+            self.push("storage.pool_size", "must be at least 2");
+        }
+    }
+
+    /// `[cluster]`: a usable node id, and timings under which a slow node is not taken for dead.
+    fn cluster(&mut self, c: &ClusterConfig) {
+        if let Some(id) = &c.node_id {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                self.push(
+                    "cluster.node_id",
+                    format!("`{id}`: use letters, digits, `-` and `_`"),
+                );
+            }
+        }
+        if c.heartbeat.0.is_zero() {
+            self.push("cluster.heartbeat", "must be longer than 0s");
+        }
+        if c.node_timeout.0 < c.heartbeat.0 * 3 {
+            self.push(
+                "cluster.node_timeout",
+                "must be at least three heartbeats, or a node that is merely slow is taken for dead",
+            );
+        }
+        if c.duty_lease.0 < Duration::from_secs(1) {
+            self.push("cluster.duty_lease", "must be at least 1s");
+        }
+    }
+
+    /// `[admin]`: a token, when given, is not empty.
+    fn admin(&mut self, a: &AdminConfig) {
+        if matches!(&a.token, Some(t) if t.is_empty()) {
+            self.push(
+                "admin.token",
+                "must not be empty (remove the key to disable the admin API)",
+            );
+        }
+    }
+
+    /// `[[tenants]]`: webhook contacts are URLs, and every API token differs from the admin
+    /// token and from every other tenant's.
+    fn tenants(&mut self, admin: &AdminConfig, tenants: &[TenantConfig]) {
+        let mut tokens = HashSet::new();
+        if let Some(t) = &admin.token {
+            tokens.insert(t.as_str());
+        }
+        for (i, t) in tenants.iter().enumerate() {
+            for (j, contact) in t.contacts.iter().enumerate() {
+                if let Contact::Webhook { url } = contact {
+                    self.http_url(format!("tenants[{i}].contacts[{j}].url"), url);
+                }
+            }
+            if let Some(tok) = &t.api_token {
+                if tok.is_empty() || !tokens.insert(tok.as_str()) {
+                    self.push(
+                        format!("tenants[{i}].api_token"),
+                        "must be non-empty and differ from every other token",
+                    );
+                }
+            }
+        }
+    }
+
+    /// One `[[destinations]]` entry at `p`: URL, secret, limits and retry schedule.
+    fn destination(&mut self, p: &str, d: &DestinationConfig) {
+        self.http_url(format!("{p}.url"), &d.url);
+        if let Err(e) = SigningKey::from_secret(&d.secret) {
+            self.push(format!("{p}.secret"), e.to_string());
+        }
+        if d.timeout.0.is_zero() {
+            self.push(format!("{p}.timeout"), "must be longer than 0s");
+        }
+        if d.max_attempts == 0 {
+            self.push(format!("{p}.max_attempts"), "must be at least 1");
+        }
+        if d.concurrency == 0 {
+            self.push(format!("{p}.concurrency"), "must be at least 1");
+        }
+        if matches!(d.rate_limit, Some(Rate(r)) if !(r > 0.0 && r.is_finite())) {
+            self.push(
+                format!("{p}.rate_limit"),
+                "must be a positive number of attempts per second",
+            );
+        }
+        if d.retry.schedule.iter().any(|s| s.0.is_zero()) {
+            self.push(
+                format!("{p}.retry"),
+                "every delay of the schedule must be longer than 0s",
+            );
+        }
+        if d.retry.initial.0.is_zero() || d.retry.max < d.retry.initial {
+            self.push(format!("{p}.retry"), "needs 0 < initial <= max");
+        }
+        if !(d.retry.multiplier >= 1.0 && d.retry.multiplier.is_finite()) {
+            self.push(format!("{p}.retry.multiplier"), "must be at least 1.0");
+        }
+        if !(0.0..=1.0).contains(&d.retry.jitter) {
+            self.push(format!("{p}.retry.jitter"), "must be between 0.0 and 1.0");
+        }
+    }
+
+    /// A source's tenant and destinations exist, and it has at least one destination, each
+    /// listed once.
+    fn source_references(
+        &mut self,
+        p: &str,
+        s: &SourceConfig,
+        tenants: &HashSet<&str>,
+        destinations: &HashSet<&str>,
+    ) {
+        self.reference(format!("{p}.tenant"), "tenant", &s.tenant, tenants);
+        if s.destinations.is_empty() {
+            self.push(
+                format!("{p}.destinations"),
+                "a source needs at least one destination, or its events would go nowhere",
+            );
+        }
+        let mut seen = HashSet::new();
+        for (j, d) in s.destinations.iter().enumerate() {
+            self.reference(
+                format!("{p}.destinations[{j}]"),
+                "destination",
+                d,
+                destinations,
+            );
+            if !seen.insert(d) {
+                self.push(
+                    format!("{p}.destinations[{j}]"),
+                    format!("`{d}` is listed twice"),
+                );
+            }
+        }
+    }
+
+    /// A source has one or two non-empty secrets (two while one is rotated).
+    fn source_secrets(&mut self, p: &str, s: &SourceConfig) {
+        if s.secrets.is_empty() {
+            self.push(
+                format!("{p}.secrets"),
+                "at least one secret is needed to verify this source's requests",
+            );
+        }
+        if s.secrets.len() > 2 {
+            self.push(
+                format!("{p}.secrets"),
+                "at most two secrets may be active at once (the old and the new during rotation)",
+            );
+        }
+        if s.secrets.iter().any(|s| s.is_empty()) {
+            self.push(format!("{p}.secrets"), "secrets must not be empty");
+        }
+    }
+
+    /// How a source's requests are authenticated fits its kind: a signature scheme only for
+    /// generic sources, `auth` only for unsigned systems, `tolerance` only where a timestamp
+    /// is signed.
+    fn source_scheme(&mut self, p: &str, s: &SourceConfig) {
+        match (s.kind, &s.signature) {
+            (SourceKind::Generic, None) => self.push(
+                format!("{p}.signature"),
+                "a generic source needs `signature = { header = \"X-Signature\", algorithm = \"sha256\", encoding = \"hex\" }`",
+            ),
+            (SourceKind::Generic, Some(sig)) if sig.header.is_empty() => {
+                self.push(format!("{p}.signature.header"), "must name a header")
+            }
+            (kind, Some(_)) if kind != SourceKind::Generic => self.push(
+                format!("{p}.signature"),
+                format!("only generic sources take a signature scheme; {kind} has its own"),
+            ),
+            _ => {}
+        }
+        let unsigned = matches!(s.kind, SourceKind::Freshdesk | SourceKind::Gorgias);
+        if !unsigned && s.auth.is_some() {
+            self.push(
+                format!("{p}.auth"),
+                format!(
+                    "{} signs its webhooks; `auth` is only for freshdesk and gorgias sources",
+                    s.kind
+                ),
+            );
+        }
+        if let Some(SharedSecretAuth::Header { header }) = &s.auth {
+            if header.is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
+                self.push(
+                    format!("{p}.auth.header"),
+                    format!("`{header}` is not a valid header name"),
+                );
+            }
+        }
+        if matches!(s.auth, Some(SharedSecretAuth::Basic))
+            && s.secrets.iter().any(|x| !x.contains(':'))
+        {
+            self.push(
+                format!("{p}.secrets"),
+                "with `auth = { scheme = \"basic\" }` each secret is `user:password`",
+            );
+        }
+        if s.tolerance.is_some() && !matches!(s.kind, SourceKind::Zendesk | SourceKind::Front) {
+            self.push(
+                format!("{p}.tolerance"),
+                format!(
+                    "{} signs no timestamp; `tolerance` is only for zendesk and front sources",
+                    s.kind
+                ),
+            );
+        }
+    }
+
+    /// Field pointers only for generic sources, each a JSON pointer.
+    fn source_fields(&mut self, p: &str, s: &SourceConfig) {
+        if s.kind != SourceKind::Generic && s.fields.is_some() {
+            self.push(
+                format!("{p}.fields"),
+                "only generic sources take field pointers",
+            );
+        }
+        if let Some(f) = &s.fields {
+            for (name, ptr) in [
+                ("event_id", &f.event_id),
+                ("event_type", &f.event_type),
+                ("channel", &f.channel),
+                ("occurred_at", &f.occurred_at),
+                ("object_id", &f.object_id),
+                ("conversation_id", &f.conversation_id),
+            ] {
+                if let Some(ptr) = ptr {
+                    if !ptr.is_empty() && !ptr.starts_with('/') {
+                        self.push(
+                            format!("{p}.fields.{name}"),
+                            format!("`{ptr}` is not a JSON pointer (write e.g. \"/data/id\")"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A source's API access: an http(s) base URL, and a user where the API needs one.
+    fn source_api(&mut self, p: &str, s: &SourceConfig) {
+        if let Some(api) = &s.api {
+            self.http_url(format!("{p}.api.base_url"), &api.base_url);
+            let needs_user = matches!(s.kind, SourceKind::Zendesk | SourceKind::Gorgias);
+            if needs_user && api.username.as_deref().is_none_or(str::is_empty) {
+                self.push(
+                    format!("{p}.api.username"),
+                    format!(
+                        "{} authenticates API calls as a user: set `username` (the agent's or account's e-mail) beside `token`",
+                        s.kind
+                    ),
+                );
+            }
+        }
+    }
+
+    /// One `[[notifiers]]` entry at `p`: the keys its kind needs.
+    fn notifier(&mut self, p: &str, n: &NotifierConfig) {
+        match n.kind {
+            NotifierKind::Slack | NotifierKind::Webhook | NotifierKind::Alertmanager => {
+                match &n.url {
+                    Some(u) => self.http_url(format!("{p}.url"), u),
+                    None => self.push(format!("{p}.url"), "is required for this kind"),
+                }
+            }
+            NotifierKind::Email => {
+                if n.to.is_empty() {
+                    self.push(
+                        format!("{p}.to"),
+                        "an email notifier needs at least one recipient",
+                    );
+                }
+            }
+            NotifierKind::Pagerduty => {
+                if n.routing_key.is_none() {
+                    self.push(format!("{p}.routing_key"), "is required for pagerduty");
+                }
+            }
+        }
+    }
+
+    /// `[monitor]`: intervals above zero, repeats no more often than a minute, a watchdog URL.
+    fn monitor(&mut self, m: &MonitorConfig) {
+        if m.interval.0.is_zero() {
+            self.push("monitor.interval", "must be longer than 0s");
+        }
+        if m.max_silence.0.is_zero() {
+            self.push(
+                "monitor.max_silence",
+                "must be longer than 0s (silences need an expiry of at most this long)",
+            );
+        }
+        if m.repeat_interval.0 < Duration::from_secs(60) {
+            self.push(
+                "monitor.repeat_interval",
+                "must be at least 1m; a firing alert is repeated this often",
+            );
+        }
+        if let Some(u) = &m.watchdog_url {
+            self.http_url("monitor.watchdog_url".into(), u);
+        }
+        if let Some(d) = m.watchdog_interval {
+            if d.0 < Duration::from_secs(1) {
+                self.push("monitor.watchdog_interval", "must be at least 1s");
+            }
+        }
+    }
+
+    /// `[canary]`: both timings above zero.
+    fn canary(&mut self, c: &CanaryConfig) {
+        if c.interval.0.is_zero() || c.deadline.0.is_zero() {
+            self.push("canary", "interval and deadline must be longer than 0s");
+        }
+    }
+
+    /// One `[[rules]]` entry at `p`: a built-in rule, scoped to known tenants and sources,
+    /// routed to known notifiers.
+    fn rule(
+        &mut self,
+        p: &str,
+        r: &RuleOverride,
+        tenants: &HashSet<&str>,
+        sources: &HashSet<&str>,
+        notifiers: &HashSet<&str>,
+    ) {
+        if !RULE_IDS.contains(&r.rule.as_str()) {
+            self.push(
+                format!("{p}.rule"),
+                format!(
+                    "unknown rule `{}` (built-in rules: {})",
+                    r.rule,
+                    RULE_IDS.join(", ")
+                ),
+            );
+        }
+        if let Some(t) = &r.tenant {
+            self.reference(format!("{p}.tenant"), "tenant", t, tenants);
+        }
+        if let Some(s) = &r.source {
+            self.reference(format!("{p}.source"), "source", s, sources);
+        }
+        for (j, n) in r.notifiers.iter().enumerate() {
+            self.reference(format!("{p}.notifiers[{j}]"), "notifier", n, notifiers);
+        }
+    }
+}
