@@ -6,7 +6,7 @@ use std::path::Path;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
-use intake_core::config::{Config, ConfigError, Problem};
+use intake_core::config::{Config, ConfigError, ConfigProblem};
 
 /// The sections an environment variable can set a key of.
 const SECTIONS: [&str; 7] = [
@@ -47,7 +47,7 @@ fn layers(path: Option<&Path>) -> Result<Figment, ConfigError> {
     let mut figment = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                problems: vec![Problem {
+                problems: vec![ConfigProblem {
                     path: "(file)".into(),
                     message: format!("cannot read: {e}"),
                 }],

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::Router;
-use intake_core::config::{Config, ConfigError, Problem};
+use intake_core::config::{Config, ConfigError, ConfigProblem};
 use intake_core::signature::SigningKey;
 use intake_core::SharedClock;
 use intake_store::{OpenOptions, Store};
@@ -68,16 +68,18 @@ impl Server {
 
     /// Checks what the configuration needs from this build (connectors for every source kind,
     /// usable secrets), beyond what [`Config::validate`] checks.
-    pub fn check(config: &Config) -> Vec<Problem> {
-        let mut problems: Vec<Problem> = config
+    pub fn check(config: &Config) -> Vec<ConfigProblem> {
+        let mut problems: Vec<ConfigProblem> = config
             .sources
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                intake_connectors::for_source(s).err().map(|e| Problem {
-                    path: format!("sources[{i}].kind"),
-                    message: e.to_string(),
-                })
+                intake_connectors::for_source(s)
+                    .err()
+                    .map(|e| ConfigProblem {
+                        path: format!("sources[{i}].kind"),
+                        message: e.to_string(),
+                    })
             })
             .collect();
         // Notifiers are built the way the monitor duty builds them, so a notifier that could
@@ -85,7 +87,7 @@ impl Server {
         let ctx = intake_notify::NotifyContext::new(Arc::new(intake_core::SystemClock));
         for (i, n) in config.notifiers.iter().enumerate() {
             if let Err(e) = intake_notify::build(n, &ctx) {
-                problems.push(Problem {
+                problems.push(ConfigProblem {
                     path: format!("notifiers[{i}]"),
                     message: e.message,
                 });
@@ -98,20 +100,20 @@ impl Server {
                 intake_notify::PingMethod::Get,
                 &ctx,
             ) {
-                problems.push(Problem {
+                problems.push(ConfigProblem {
                     path: "monitor.watchdog_url".into(),
                     message: e.message,
                 });
             }
         }
         if let Err(e) = intake_notify::LinkBuilder::new(config.server.public_url.as_deref()) {
-            problems.push(Problem {
+            problems.push(ConfigProblem {
                 path: "server.public_url".into(),
                 message: e.to_string(),
             });
         }
         if let Err(e) = intake_monitor::RuleBook::new(&config.rules) {
-            problems.push(Problem {
+            problems.push(ConfigProblem {
                 path: format!("rules[{}].threshold", e.index),
                 message: format!("{} ({})", e.message, e.rule),
             });

@@ -36,7 +36,7 @@ pub use sources::{
     SignatureEncoding, SourceConfig, SourceKind, TenantConfig,
 };
 pub use units::{ByteSize, Dur, Rate};
-pub use validate::{ConfigError, Problem};
+pub use validate::{ConfigError, ConfigProblem};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The checks serde cannot make (references between sections, duplicate ids, URLs, secrets,
 //! ranges), one small function per section, and the errors they and figment report: every
-//! [`Problem`] with the key it is about, collected into one [`ConfigError`].
+//! [`ConfigProblem`] with the key it is about, collected into one [`ConfigError`].
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,14 +17,14 @@ use crate::signature::SigningKey;
 
 /// One thing wrong with a configuration, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct ConfigProblem {
     /// The key, e.g. `sources[1].destinations[0]`.
     pub path: String,
     /// What is wrong and, where it helps, what would be right.
     pub message: String,
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
     }
@@ -34,7 +34,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
     /// Every problem, in file order where possible.
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 impl fmt::Display for ConfigError {
@@ -95,7 +95,7 @@ impl From<figment::Error> for ConfigError {
                 {
                     message.push_str(&format!(" (from {})", file.display()));
                 }
-                Problem { path, message }
+                ConfigProblem { path, message }
             })
             .collect();
         ConfigError { problems }
@@ -103,7 +103,7 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// Every problem of `c` that serde could not see, in the order of the file's sections.
-pub(super) fn problems(c: &Config) -> Vec<Problem> {
+pub(super) fn problems(c: &Config) -> Vec<ConfigProblem> {
     let mut v = Validator::default();
     v.check(c);
     v.problems
@@ -113,12 +113,12 @@ pub(super) fn problems(c: &Config) -> Vec<Problem> {
 /// order.
 #[derive(Default)]
 struct Validator {
-    problems: Vec<Problem>,
+    problems: Vec<ConfigProblem>,
 }
 
 impl Validator {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
+        self.problems.push(ConfigProblem {
             path: path.into(),
             message: message.into(),
         });
