@@ -13,10 +13,14 @@
 //! nodes share one database through [`postgres::PostgresStore`]. [`open`] picks one from a
 //! `storage.url`.
 
-pub mod migrate;
+pub mod counters;
+mod group_commit;
 pub mod model;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
+pub mod transfer;
 
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ use async_trait::async_trait;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use tokio::sync::broadcast;
 
+pub use counters::Metric;
 pub use model::*;
 
 /// Why the store could not do what was asked.

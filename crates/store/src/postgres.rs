@@ -422,12 +422,12 @@ impl PostgresStore {
 
 impl PostgresStore {
     /// Rows per table (for `intake migrate-store`).
-    pub async fn table_counts(&self) -> Result<crate::migrate::TableCounts> {
-        let rows = self.read_rows(crate::sqlite::TABLE_COUNTS, &[]).await?;
+    pub async fn table_counts(&self) -> Result<crate::rows::TableCounts> {
+        let rows = self.read_rows(crate::sql::TABLE_COUNTS, &[]).await?;
         let r = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("no row counts".into()))?;
-        Ok(crate::migrate::TableCounts {
+        Ok(crate::rows::TableCounts {
             events: r.get(0),
             deliveries: r.get(1),
             attempts: r.get(2),
@@ -439,7 +439,7 @@ impl PostgresStore {
 
     /// Inserts copied events with their deliveries and attempts in one transaction, keeping
     /// their ids; rows already present are left as they are.
-    pub async fn import_events(&self, page: Vec<crate::migrate::EventRows>) -> Result<()> {
+    pub async fn import_events(&self, page: Vec<crate::rows::EventRows>) -> Result<()> {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
         let ev = tx
@@ -549,7 +549,7 @@ impl PostgresStore {
     }
 
     /// Inserts copied rejections, keeping their ids.
-    pub async fn import_rejections(&self, page: Vec<crate::migrate::RejectionRow>) -> Result<()> {
+    pub async fn import_rejections(&self, page: Vec<crate::rows::RejectionRow>) -> Result<()> {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
         let stmt = tx
@@ -577,7 +577,7 @@ impl PostgresStore {
     /// Imports hourly counter rows (`minute` holds the hour), replacing existing ones.
     pub async fn import_hourly_counters(
         &self,
-        rows: Vec<crate::migrate::CounterRow>,
+        rows: Vec<crate::rows::CounterRow>,
     ) -> Result<()> {
         self.import_counter_rows(
             "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric,
@@ -619,7 +619,7 @@ impl PostgresStore {
         self.record_alert_transitions(rows).await
     }
 
-    pub async fn import_counters(&self, rows: Vec<crate::migrate::CounterRow>) -> Result<()> {
+    pub async fn import_counters(&self, rows: Vec<crate::rows::CounterRow>) -> Result<()> {
         self.import_counter_rows(
             "INSERT INTO counters (minute, tenant, source, channel, destination, metric, shard,
                 count)
@@ -636,7 +636,7 @@ impl PostgresStore {
     async fn import_counter_rows(
         &self,
         sql: &str,
-        rows: Vec<crate::migrate::CounterRow>,
+        rows: Vec<crate::rows::CounterRow>,
     ) -> Result<()> {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
@@ -2231,7 +2231,7 @@ impl Store for PostgresStore {
     }
 
     async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
-        let rows = self.read_rows(crate::sqlite::NOTIFIER_HEALTH, &[]).await?;
+        let rows = self.read_rows(crate::sql::NOTIFIER_HEALTH, &[]).await?;
         Ok(rows
             .iter()
             .map(|r| NotifierHealth {
