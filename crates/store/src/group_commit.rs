@@ -202,8 +202,7 @@ pub(crate) trait Backend {
     ) -> Result<usize, Failure>;
 
     /// Writes the counters of the transaction, just before its commit.
-    async fn write_counts(&mut self, conn: &mut Self::Conn, counts: Counts)
-        -> Result<(), Failure>;
+    async fn write_counts(&mut self, conn: &mut Self::Conn, counts: Counts) -> Result<(), Failure>;
 
     /// Commits the transaction.
     async fn commit(&mut self, conn: &mut Self::Conn) -> Result<()>;
@@ -399,7 +398,12 @@ impl<B: Backend> GroupCommit<B> {
         let mut outputs = Vec::with_capacity(1);
         let mut result = match self
             .backend
-            .apply(conn, std::slice::from_ref(request), &mut counts, &mut outputs)
+            .apply(
+                conn,
+                std::slice::from_ref(request),
+                &mut counts,
+                &mut outputs,
+            )
             .await
         {
             Ok(_) => self.backend.write_counts(conn, counts).await,

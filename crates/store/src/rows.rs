@@ -1,5 +1,5 @@
 //! Tables as stored, row for row: what `intake migrate-store` exports from SQLite and imports
-//! into PostgreSQL (see [`crate::transfer`]), and the row counts it compares.
+//! into PostgreSQL (see the `transfer` module), and the row counts it compares.
 //!
 //! Rule: plain data; this module imports nothing from the crate, so both backends and the
 //! transfer can use it without importing one another.
@@ -133,4 +133,3 @@ impl std::fmt::Display for TableCounts {
         )
     }
 }
-

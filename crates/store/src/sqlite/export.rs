@@ -1,4 +1,4 @@
-//! What `intake migrate-store` reads from an embedded store (see [`crate::transfer`]): every
+//! What `intake migrate-store` reads from an embedded store (see the `transfer` module): every
 //! table, row for row, as stored.
 
 use intake_core::Timestamp;
@@ -7,7 +7,9 @@ use rusqlite::params;
 use super::reads::{alert_transition, migrated_counter};
 use super::SqliteStore;
 use crate::model::{AlertTransitionRecord, NewNotification};
-use crate::rows::{AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts};
+use crate::rows::{
+    AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
+};
 use crate::sql::{ALERT_TRANSITION_COLUMNS, TABLE_COUNTS};
 use crate::Result;
 
@@ -125,11 +127,7 @@ impl SqliteStore {
     }
 
     /// Up to `limit` rejections with ids above `after`, in id order.
-    pub async fn export_rejections(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<RejectionRow>> {
+    pub async fn export_rejections(&self, after: i64, limit: usize) -> Result<Vec<RejectionRow>> {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT id, at, tenant, source, outcome, reason, body FROM rejections

@@ -34,8 +34,8 @@ use intake_core::{DeliveryId, EventId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use self::reads::{
-    alert_transition, get_event, list_events, outbox_row, queue_stats, read_counters,
-    silence_row, ReadPool,
+    alert_transition, get_event, list_events, outbox_row, queue_stats, read_counters, silence_row,
+    ReadPool,
 };
 use self::writer::{Request, Writer};
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
@@ -177,7 +177,8 @@ impl SqliteStore {
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
             .spawn(move || {
-                GroupCommit::new(Writer::new(writer, rewind, node_id), max_batch).run_blocking(inbox)
+                GroupCommit::new(Writer::new(writer, rewind, node_id), max_batch)
+                    .run_blocking(inbox)
             })
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();

@@ -32,7 +32,6 @@ impl ReadPool {
     }
 }
 
-
 pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     let state: String = r.get(4)?;
     Ok(OutboxItem {
@@ -54,7 +53,6 @@ pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> 
         last_error: r.get(9)?,
     })
 }
-
 
 pub(super) fn silence_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
     let matchers: String = r.get(1)?;
@@ -80,7 +78,6 @@ pub(super) fn rolled_until(c: &Connection) -> rusqlite::Result<i64> {
         .optional()
         .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
-
 
 pub(super) fn read_counters(c: &Connection, q: &CounterQuery) -> rusqlite::Result<Vec<CounterRow>> {
     use rusqlite::types::Value;
@@ -184,7 +181,6 @@ pub(super) fn migrated_counter(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate:
     })
 }
 
-
 pub(super) fn parse_id<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
@@ -193,8 +189,6 @@ where
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
-
-
 
 pub(super) fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     let origin: String = r.get(3)?;
@@ -217,7 +211,10 @@ pub(super) fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSumm
     })
 }
 
-pub(super) fn deliveries_of(c: &Connection, event_id: &str) -> rusqlite::Result<Vec<DeliverySummary>> {
+pub(super) fn deliveries_of(
+    c: &Connection,
+    event_id: &str,
+) -> rusqlite::Result<Vec<DeliverySummary>> {
     c.prepare_cached(
         "SELECT id, destination, state, attempts, due_at, delivered_at, last_status, last_error
          FROM deliveries WHERE event_id = ?1 ORDER BY destination",

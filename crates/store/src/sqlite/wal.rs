@@ -45,4 +45,3 @@ pub(super) fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>, rewind: A
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
-
