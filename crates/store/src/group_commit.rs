@@ -464,3 +464,244 @@ fn block_on<F: Future>(future: F) -> F::Output {
         std::thread::park();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A request of the fake backend.
+    enum Fake {
+        /// Applies fine; answers `Count(n)`.
+        Ok(u64),
+        /// Fails when applied.
+        Fail,
+        /// Injects or clears a fault.
+        Fault(Option<StoreFault>),
+    }
+
+    /// Records what the engine asked for, in order.
+    struct Recorder {
+        log: Arc<Mutex<Vec<String>>>,
+        fail_commits: bool,
+    }
+
+    impl Recorder {
+        fn note(&self, what: impl Into<String>) {
+            self.log.lock().unwrap().push(what.into());
+        }
+    }
+
+    impl Backend for Recorder {
+        type Request = Fake;
+        type Conn = ();
+
+        fn fault(request: &Fake) -> Option<Option<StoreFault>> {
+            match request {
+                Fake::Fault(f) => Some(*f),
+                _ => None,
+            }
+        }
+
+        async fn connect(&mut self) -> Result<()> {
+            Ok(())
+        }
+
+        async fn begin(&mut self, _: &mut ()) -> Result<()> {
+            self.note("begin");
+            Ok(())
+        }
+
+        async fn apply(
+            &mut self,
+            _: &mut (),
+            requests: &[Fake],
+            _: &mut Counts,
+            outputs: &mut Vec<Output>,
+        ) -> Result<usize, Failure> {
+            match requests.first() {
+                Some(Fake::Ok(n)) => {
+                    self.note(format!("apply {n}"));
+                    outputs.push(Output::Count(*n));
+                    Ok(1)
+                }
+                Some(Fake::Fail) => {
+                    self.note("apply fail");
+                    Err(Failure::Request(StoreError::Unavailable("bad".into())))
+                }
+                Some(Fake::Fault(_)) | None => Ok(0),
+            }
+        }
+
+        async fn write_counts(&mut self, _: &mut (), _: Counts) -> Result<(), Failure> {
+            Ok(())
+        }
+
+        async fn commit(&mut self, _: &mut ()) -> Result<()> {
+            if self.fail_commits {
+                self.note("commit failed");
+                return Err(StoreError::Unavailable("disk full".into()));
+            }
+            self.note("commit");
+            Ok(())
+        }
+
+        async fn rollback(&mut self, _: &mut ()) {
+            self.note("rollback");
+        }
+
+        async fn refuse(&mut self, _: &mut ()) -> StoreError {
+            self.note("refuse");
+            StoreError::Unavailable("read-only".into())
+        }
+
+        async fn after_batch(&mut self, _: &mut ()) {
+            self.note("after");
+        }
+    }
+
+    /// Queues `requests` before the writer starts, so that they form one batch, then runs the
+    /// writer to the end and returns each answer and the log.
+    fn run(requests: Vec<Fake>, fail_commits: bool) -> (Vec<Result<u64>>, Vec<String>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (queue, inbox) = queue();
+        let mut answers = Vec::new();
+        for request in requests {
+            let (tx, rx) = oneshot::channel();
+            let reply = match request {
+                Fake::Fault(_) => {
+                    let (unit_tx, unit_rx) = oneshot::channel();
+                    answers.push(Answer::Unit(unit_rx));
+                    drop(tx);
+                    drop(rx);
+                    Reply::Unit(unit_tx)
+                }
+                _ => {
+                    answers.push(Answer::Count(rx));
+                    Reply::Count(tx)
+                }
+            };
+            queue
+                .tx
+                .try_send(Op::Write(request, reply))
+                .expect("queue has room");
+        }
+        drop(queue);
+        let backend = Recorder {
+            log: log.clone(),
+            fail_commits,
+        };
+        GroupCommit::new(backend, 16).run_blocking(inbox);
+        let answers = answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Count(mut rx) => rx.try_recv().expect("answered"),
+                Answer::Unit(mut rx) => rx.try_recv().expect("answered").map(|()| 0),
+            })
+            .collect();
+        let log = log.lock().unwrap().clone();
+        (answers, log)
+    }
+
+    enum Answer {
+        Count(oneshot::Receiver<Result<u64>>),
+        Unit(oneshot::Receiver<Result<()>>),
+    }
+
+    #[test]
+    fn a_batch_commits_once_and_answers_in_order() {
+        let (answers, log) = run(vec![Fake::Ok(1), Fake::Ok(2), Fake::Ok(3)], false);
+        assert_eq!(
+            answers.into_iter().map(|a| a.unwrap()).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            log,
+            ["begin", "apply 1", "apply 2", "apply 3", "commit", "after"]
+        );
+    }
+
+    #[test]
+    fn a_failing_request_fails_alone_and_the_others_commit_one_by_one() {
+        let (answers, log) = run(vec![Fake::Ok(1), Fake::Fail, Fake::Ok(3)], false);
+        assert_eq!(answers[0].as_ref().unwrap(), &1);
+        assert!(matches!(answers[1], Err(StoreError::Unavailable(_))));
+        assert_eq!(answers[2].as_ref().unwrap(), &3);
+        assert_eq!(
+            log,
+            [
+                "begin",
+                "apply 1",
+                "apply fail",
+                "rollback",
+                "begin",
+                "apply 1",
+                "commit",
+                "begin",
+                "apply fail",
+                "rollback",
+                "begin",
+                "apply 3",
+                "commit",
+                "after"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_commit_fails_the_whole_batch_but_faults_still_apply() {
+        let (answers, log) = run(
+            vec![
+                Fake::Ok(1),
+                Fake::Ok(2),
+                Fake::Fault(Some(StoreFault::RejectWrites)),
+            ],
+            true,
+        );
+        assert!(matches!(answers[0], Err(StoreError::Unavailable(_))));
+        assert!(matches!(answers[1], Err(StoreError::Unavailable(_))));
+        assert!(answers[2].is_ok(), "the fault applies all the same");
+        assert_eq!(
+            log,
+            [
+                "begin",
+                "apply 1",
+                "apply 2",
+                "commit failed",
+                "rollback",
+                "after"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fault_fails_only_the_requests_queued_after_it() {
+        let (answers, log) = run(
+            vec![
+                Fake::Ok(1),
+                Fake::Fault(Some(StoreFault::RejectWrites)),
+                Fake::Ok(2),
+                Fake::Fault(None),
+                Fake::Ok(3),
+            ],
+            false,
+        );
+        assert_eq!(answers[0].as_ref().unwrap(), &1);
+        assert!(answers[1].is_ok());
+        assert!(
+            matches!(&answers[2], Err(StoreError::Unavailable(m)) if m == "read-only"),
+            "{:?}",
+            answers[2]
+        );
+        assert!(answers[3].is_ok());
+        assert_eq!(answers[4].as_ref().unwrap(), &3);
+        assert_eq!(
+            log,
+            [
+                "begin", "apply 1", "rollback", "begin", "apply 1", "commit", "refuse", "begin",
+                "apply 3", "commit", "after"
+            ]
+        );
+    }
+}

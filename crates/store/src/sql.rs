@@ -1,5 +1,6 @@
-//! SQL text that is the same on both backends (both speak `$n`-free SQL here: these are column
-//! lists and parameterless queries), so that it is written once.
+//! SQL text that is the same on both backends, written once: column lists (each backend's row
+//! readers read them in this order) and queries without parameters (the backends differ in how
+//! they write parameters, `?1` or `$1`).
 //!
 //! Rule: constants only; this module imports nothing from the crate.
 

@@ -52,12 +52,15 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use self::error::{injected_failure, pg_error, pool_unavailable, read_error, redact, unavailable};
-use self::reads::{deliveries_of, event_summary, outbox_row, parse, silence_row, status_of};
+use self::reads::{deliveries_of, parse, status_of};
 use self::writer::{Request, Writer};
 use crate::counters::{minute_of, Metric};
+use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
-use crate::sql::{EVENT_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::sql::{
+    ALERT_TRANSITION_COLUMNS, EVENT_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS,
+};
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// The channel of new-work notifications.
@@ -511,7 +514,10 @@ impl Store for PostgresStore {
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = client.query(&sql, &params).await.map_err(read_error)?;
-        let mut events = rows.iter().map(event_summary).collect::<Result<Vec<_>>>()?;
+        let mut events = rows
+            .iter()
+            .map(decode::event_summary)
+            .collect::<Result<Vec<_>>>()?;
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let mut deliveries = deliveries_of(&client, &ids).await?;
         for e in &mut events {
@@ -535,7 +541,7 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let mut summary = event_summary(&row)?;
+        let mut summary = decode::event_summary(&row)?;
         let headers: String = row.get(14);
         summary.deliveries = deliveries_of(&client, &[id.as_str()])
             .await?
@@ -666,18 +672,10 @@ impl Store for PostgresStore {
                 .await?
             }
         };
-        let mut out: Vec<CounterRow> = rows
+        let mut out = rows
             .iter()
-            .map(|r| CounterRow {
-                at: Timestamp(r.get(0)),
-                tenant: r.get(1),
-                source: r.get(2),
-                channel: r.get(3),
-                destination: r.get(4),
-                metric: r.get(5),
-                count: r.get(6),
-            })
-            .collect();
+            .map(decode::counter_row)
+            .collect::<Result<Vec<_>>>()?;
         // Byte order, as SQLite sorts: sorted here rather than in SQL, where a collation
         // cannot be given to the columns of a UNION.
         out.sort_by(|a, b| {
@@ -848,28 +846,15 @@ impl Store for PostgresStore {
     ) -> Result<Vec<AlertTransitionRecord>> {
         let rows = self
             .read_rows(
-                "SELECT at, rule, tenant, source, channel, destination, severity, state, value,
-                        reason
-                 FROM alert_transitions WHERE $1::text IS NULL OR tenant = $1
-                 ORDER BY id DESC LIMIT $2",
+                &format!(
+                    "SELECT {ALERT_TRANSITION_COLUMNS}
+                     FROM alert_transitions WHERE $1::text IS NULL OR tenant = $1
+                     ORDER BY id DESC LIMIT $2"
+                ),
                 &[&tenant, &(limit.clamp(1, 1000) as i64)],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AlertTransitionRecord {
-                at: Timestamp(r.get(0)),
-                rule: r.get(1),
-                tenant: r.get(2),
-                source: r.get(3),
-                channel: r.get(4),
-                destination: r.get(5),
-                severity: r.get(6),
-                state: r.get(7),
-                value: r.get(8),
-                reason: r.get(9),
-            })
-            .collect())
+        rows.iter().map(decode::alert_transition).collect()
     }
 
     async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()> {
@@ -928,7 +913,10 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-        let mut items = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
+        let mut items = rows
+            .iter()
+            .map(decode::outbox_item)
+            .collect::<Result<Vec<_>>>()?;
         items.sort_by_key(|i| i.id);
         Ok(items)
     }
@@ -977,18 +965,7 @@ impl Store for PostgresStore {
 
     async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
         let rows = self.read_rows(NOTIFIER_HEALTH, &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| NotifierHealth {
-                notifier: r.get(0),
-                undelivered: r.get::<_, i64>(1).max(0) as u64,
-                oldest_undelivered: r.get::<_, Option<i64>>(2).map(Timestamp),
-                failed_attempts: r.get::<_, i64>(3).clamp(0, u32::MAX as i64) as u32,
-                last_error: r.get(4),
-                last_sent_at: r.get::<_, Option<i64>>(5).map(Timestamp),
-                last_dead_at: r.get::<_, Option<i64>>(6).map(Timestamp),
-            })
-            .collect())
+        rows.iter().map(decode::notifier_health).collect()
     }
 
     async fn list_notifications(
@@ -1005,7 +982,7 @@ impl Store for PostgresStore {
                 &[&notifier, &(limit.clamp(1, 1000) as i64)],
             )
             .await?;
-        rows.iter().map(outbox_row).collect()
+        rows.iter().map(decode::outbox_item).collect()
     }
 
     async fn create_silence(
@@ -1048,7 +1025,7 @@ impl Store for PostgresStore {
                 &[&ended_after.as_millis()],
             )
             .await?;
-        rows.iter().map(silence_row).collect()
+        rows.iter().map(decode::silence).collect()
     }
 
     async fn expire_silence(
@@ -1066,7 +1043,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-        let outcome = match found.as_ref().map(silence_row).transpose()? {
+        let outcome = match found.as_ref().map(decode::silence).transpose()? {
             None => SilenceExpiry::NotFound,
             Some(s) if s.ends_at <= now => SilenceExpiry::AlreadyEnded(s),
             Some(mut s) => {

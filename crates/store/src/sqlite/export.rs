@@ -4,8 +4,9 @@
 use intake_core::Timestamp;
 use rusqlite::params;
 
-use super::reads::{alert_transition, migrated_counter};
+use super::reads::migrated_counter;
 use super::SqliteStore;
+use crate::decode;
 use crate::model::{AlertTransitionRecord, NewNotification};
 use crate::rows::{
     AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
@@ -201,7 +202,7 @@ impl SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions ORDER BY id"
             ))?
-            .query_map([], alert_transition)?
+            .query_map([], |r| decode::alert_transition(r))?
             .collect()
         })
         .await

@@ -33,11 +33,9 @@ use async_trait::async_trait;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use self::reads::{
-    alert_transition, get_event, list_events, outbox_row, queue_stats, read_counters, silence_row,
-    ReadPool,
-};
+use self::reads::{get_event, list_events, queue_stats, read_counters, ReadPool};
 use self::writer::{Request, Writer};
+use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
 use crate::sql::{ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
@@ -374,10 +372,9 @@ impl Store for SqliteStore {
                 "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions
                      WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id DESC LIMIT ?2"
             ))?
-            .query_map(
-                params![tenant, limit.clamp(1, 1000) as i64],
-                alert_transition,
-            )?
+            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
+                decode::alert_transition(r)
+            })?
             .collect()
         })
         .await
@@ -429,17 +426,7 @@ impl Store for SqliteStore {
     async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
         self.read(|c| {
             c.prepare_cached(NOTIFIER_HEALTH)?
-                .query_map([], |r| {
-                    Ok(NotifierHealth {
-                        notifier: r.get(0)?,
-                        undelivered: r.get::<_, i64>(1)?.max(0) as u64,
-                        oldest_undelivered: r.get::<_, Option<i64>>(2)?.map(Timestamp),
-                        failed_attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
-                        last_error: r.get(4)?,
-                        last_sent_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
-                        last_dead_at: r.get::<_, Option<i64>>(6)?.map(Timestamp),
-                    })
-                })?
+                .query_map([], |r| decode::notifier_health(r))?
                 .collect()
         })
         .await
@@ -455,7 +442,9 @@ impl Store for SqliteStore {
                 "SELECT {OUTBOX_COLUMNS} FROM notifications
                  WHERE ?1 IS NULL OR notifier = ?1 ORDER BY id DESC LIMIT ?2"
             ))?
-            .query_map(params![notifier, limit.clamp(1, 1000) as i64], outbox_row)?
+            .query_map(params![notifier, limit.clamp(1, 1000) as i64], |r| {
+                decode::outbox_item(r)
+            })?
             .collect()
         })
         .await
@@ -479,7 +468,7 @@ impl Store for SqliteStore {
                 "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ?1
                  ORDER BY created_at DESC, id DESC LIMIT 1000"
             ))?
-            .query_map([ended_after.as_millis()], silence_row)?
+            .query_map([ended_after.as_millis()], |r| decode::silence(r))?
             .collect()
         })
         .await

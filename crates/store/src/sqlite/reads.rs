@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use intake_core::delivery::DeliveryState;
-use intake_core::event::Origin;
 use intake_core::{EventId, Timestamp};
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::decode::{self, Columns};
 use crate::model::*;
 use crate::sql::EVENT_COLUMNS;
 
@@ -30,44 +30,6 @@ impl ReadPool {
         let conn = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
         f(&conn)
     }
-}
-
-pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
-    let state: String = r.get(4)?;
-    Ok(OutboxItem {
-        id: r.get(0)?,
-        notifier: r.get(1)?,
-        key: r.get(2)?,
-        notice: r.get(3)?,
-        state: NotificationState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                4,
-                rusqlite::types::Type::Text,
-                format!("unknown notification state `{state}`").into(),
-            )
-        })?,
-        attempts: r.get(5)?,
-        due_at: Timestamp(r.get(6)?),
-        created_at: Timestamp(r.get(7)?),
-        finished_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
-        last_error: r.get(9)?,
-    })
-}
-
-pub(super) fn silence_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
-    let matchers: String = r.get(1)?;
-    Ok(Silence {
-        id: r.get(0)?,
-        matchers: serde_json::from_str(&matchers).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        starts_at: Timestamp(r.get(2)?),
-        ends_at: Timestamp(r.get(3)?),
-        created_by: r.get(4)?,
-        comment: r.get(5)?,
-        created_at: Timestamp(r.get(6)?),
-        expiry_announced: r.get(7)?,
-    })
 }
 
 /// Hours before this instant (meta `counters_rolled_until`, milliseconds) are in
@@ -139,32 +101,9 @@ pub(super) fn read_counters(c: &Connection, q: &CounterQuery) -> rusqlite::Resul
     }
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok(CounterRow {
-            at: Timestamp(r.get(0)?),
-            tenant: r.get(1)?,
-            source: r.get(2)?,
-            channel: r.get(3)?,
-            destination: r.get(4)?,
-            metric: r.get(5)?,
-            count: r.get(6)?,
-        })
+        decode::counter_row(r)
     })?;
     rows.collect()
-}
-
-pub(super) fn alert_transition(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertTransitionRecord> {
-    Ok(AlertTransitionRecord {
-        at: Timestamp(r.get(0)?),
-        rule: r.get(1)?,
-        tenant: r.get(2)?,
-        source: r.get(3)?,
-        channel: r.get(4)?,
-        destination: r.get(5)?,
-        severity: r.get(6)?,
-        state: r.get(7)?,
-        value: r.get(8)?,
-        reason: r.get(9)?,
-    })
 }
 
 /// A counter row in the column order `bucket, tenant, source, channel, destination, metric,
@@ -187,27 +126,6 @@ where
 {
     s.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-pub(super) fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
-    let origin: String = r.get(3)?;
-    Ok(EventSummary {
-        id: parse_id(&r.get::<_, String>(0)?)?,
-        tenant: r.get(1)?,
-        source: r.get(2)?,
-        origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
-        sor_event_id: r.get(4)?,
-        dedupe_key: r.get(5)?,
-        event_type: r.get(6)?,
-        channel: r.get(7)?,
-        raw_channel: r.get(8)?,
-        occurred_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
-        received_at: Timestamp(r.get(10)?),
-        object_type: r.get(11)?,
-        object_id: r.get(12)?,
-        conversation_id: r.get(13)?,
-        deliveries: Vec::new(),
     })
 }
 
@@ -291,7 +209,9 @@ pub(super) fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<V
     ));
     let mut events: Vec<EventSummary> = c
         .prepare(&sql)?
-        .query_map(rusqlite::params_from_iter(args), event_summary)?
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            decode::event_summary(r)
+        })?
         .collect::<rusqlite::Result<_>>()?;
     for e in &mut events {
         e.deliveries = deliveries_of(c, e.id.as_str())?;
@@ -305,7 +225,7 @@ pub(super) fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option
             "SELECT {EVENT_COLUMNS}, headers, body FROM events WHERE id = ?1"
         ))?
         .query_row([id.as_str()], |r| {
-            let summary = event_summary(r)?;
+            let summary = decode::event_summary(r)?;
             let headers: String = r.get(14)?;
             Ok(EventDetail {
                 summary,
@@ -389,4 +309,40 @@ pub(super) fn queue_stats(c: &Connection) -> rusqlite::Result<Vec<QueueStats>> {
         }
     }
     Ok(stats)
+}
+
+impl Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+
+    fn opt_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+
+    fn count(&self, i: usize) -> rusqlite::Result<u32> {
+        self.get(i)
+    }
+
+    fn real(&self, i: usize) -> rusqlite::Result<f64> {
+        self.get(i)
+    }
+
+    fn flag(&self, i: usize) -> rusqlite::Result<bool> {
+        self.get(i)
+    }
+
+    fn corrupt(&self, i: usize, message: String) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, message.into())
+    }
 }

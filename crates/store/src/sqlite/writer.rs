@@ -16,8 +16,9 @@ use intake_core::event::Origin;
 use intake_core::{DeliveryId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::reads::{outbox_row, parse_id, rolled_until, silence_row};
+use super::reads::{parse_id, rolled_until};
 use crate::counters::Counts;
+use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
 use crate::model::*;
 use crate::sql::{OUTBOX_COLUMNS, SILENCE_COLUMNS};
@@ -460,7 +461,7 @@ impl Writer {
             ))?
             .query_map(
                 params![now.plus(lease).as_millis(), now.as_millis(), limit as i64],
-                outbox_row,
+                |r| decode::outbox_item(r),
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         items.sort_by_key(|i| i.id);
@@ -537,7 +538,7 @@ impl Writer {
             .prepare_cached(&format!(
                 "SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"
             ))?
-            .query_row([id], silence_row)
+            .query_row([id], |r| decode::silence(r))
             .optional()?;
         Ok(match found {
             None => SilenceExpiry::NotFound,
