@@ -25,14 +25,16 @@
 //! * **Migrations** run at open under a PostgreSQL advisory lock, and each applied version is
 //!   recorded in `intake_migrations`: nodes starting together migrate once.
 //!
-//! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (row readers),
+//! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (the larger
+//! reads), `outbox.rs` (notifications and silences),
 //! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
-//! `error.rs` (errors). The store's other writes and its reads are below. They import the
+//! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
 
 mod error;
 mod import;
 mod listen;
+mod outbox;
 mod reads;
 mod schema;
 mod writer;
@@ -52,15 +54,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use self::error::{injected_failure, pg_error, pool_unavailable, read_error, redact, unavailable};
-use self::reads::{deliveries_of, parse, status_of};
+use self::reads::parse;
 use self::writer::{Request, Writer};
 use crate::counters::{minute_of, Metric};
 use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
-use crate::sql::{
-    ALERT_TRANSITION_COLUMNS, EVENT_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS,
-};
+use crate::sql::{ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// The channel of new-work notifications.
@@ -254,32 +254,6 @@ impl PostgresStore {
     }
 }
 
-/// Enqueues notifications, pending and due at their `created_at`, in the open transaction.
-async fn insert_notifications(
-    tx: &deadpool_postgres::Transaction<'_>,
-    list: &[NewNotification],
-) -> Result<()> {
-    if list.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
-             VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
-        )
-        .await
-        .map_err(unavailable)?;
-    for n in list {
-        tx.execute(
-            &stmt,
-            &[&n.notifier, &n.key, &n.notice, &n.created_at.as_millis()],
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn ingest(&self, event: NewEvent) -> Result<Accepted> {
@@ -465,120 +439,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_events(&self, f: EventFilter) -> Result<Vec<EventSummary>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(t) = &f.tenant {
-            arg(&mut sql, " AND tenant = ?", Box::new(t.clone()));
-        }
-        if let Some(s) = &f.source {
-            arg(&mut sql, " AND source = ?", Box::new(s.clone()));
-        }
-        if let Some(t) = &f.event_type {
-            arg(&mut sql, " AND event_type = ?", Box::new(t.clone()));
-        }
-        if let Some(ch) = &f.channel {
-            arg(&mut sql, " AND channel = ?", Box::new(ch.clone()));
-        }
-        // Ids are ULIDs whose time part is the instant of receipt: a time window is an id
-        // range, served by the primary key (see the SQLite backend).
-        if let Some(t) = f.from {
-            arg(&mut sql, " AND id >= ?", Box::new(EventId::lower_bound(t)));
-            arg(&mut sql, " AND received_at >= ?", Box::new(t.as_millis()));
-        }
-        if let Some(t) = f.to {
-            arg(&mut sql, " AND id < ?", Box::new(EventId::lower_bound(t)));
-            arg(&mut sql, " AND received_at < ?", Box::new(t.as_millis()));
-        }
-        if let Some(b) = &f.before {
-            arg(&mut sql, " AND id < ?", Box::new(b.as_str().to_string()));
-        }
-        if let Some(st) = f.state {
-            arg(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
-                Box::new(st.as_str().to_string()),
-            );
-        }
-        // Ids compare byte by byte (the column is COLLATE "C"), as on SQLite.
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {}",
-            f.limit.clamp(1, 1000)
-        ));
-        let client = self.conn().await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let rows = client.query(&sql, &params).await.map_err(read_error)?;
-        let mut events = rows
-            .iter()
-            .map(decode::event_summary)
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let mut deliveries = deliveries_of(&client, &ids).await?;
-        for e in &mut events {
-            e.deliveries = deliveries.remove(e.id.as_str()).unwrap_or_default();
-        }
-        Ok(events)
+        self.events(f).await
     }
 
     async fn get_event(&self, id: &EventId) -> Result<Option<EventDetail>> {
-        let client = self.conn().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS}, headers, body FROM events WHERE id = $1"
-            ))
-            .await
-            .map_err(read_error)?;
-        let Some(row) = client
-            .query_opt(&stmt, &[&id.as_str()])
-            .await
-            .map_err(read_error)?
-        else {
-            return Ok(None);
-        };
-        let mut summary = decode::event_summary(&row)?;
-        let headers: String = row.get(14);
-        summary.deliveries = deliveries_of(&client, &[id.as_str()])
-            .await?
-            .remove(id.as_str())
-            .unwrap_or_default();
-        let stmt = client
-            .prepare_cached(
-                "SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status, a.error,
-                        a.outcome
-                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.event_id = $1 ORDER BY a.started_at, a.attempt, a.id",
-            )
-            .await
-            .map_err(read_error)?;
-        let attempts = client
-            .query(&stmt, &[&id.as_str()])
-            .await
-            .map_err(read_error)?
-            .iter()
-            .map(|r| {
-                Ok(AttemptRecord {
-                    delivery_id: parse(r.get::<_, &str>(0), "delivery id")?,
-                    attempt: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
-                    started_at: Timestamp(r.get(2)),
-                    duration_ms: r.get(3),
-                    status: status_of(r.get(4)),
-                    error: r.get(5),
-                    outcome: r.get(6),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(EventDetail {
-            summary,
-            headers: serde_json::from_str(&headers).unwrap_or_default(),
-            body: row.get(15),
-            attempts,
-        }))
+        self.event_detail(id).await
     }
 
     async fn list_rejections(
@@ -607,96 +472,11 @@ impl Store for PostgresStore {
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
-        let rows = self
-            .read_rows(
-                "SELECT tenant, source, destination,
-                        COUNT(*) FILTER (WHERE state <> 'dead'),
-                        COUNT(*) FILTER (WHERE state = 'in_flight'),
-                        MIN(created_at) FILTER (WHERE state <> 'dead'),
-                        COUNT(*) FILTER (WHERE state = 'dead')
-                 FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight', 'dead')
-                 GROUP BY tenant, source, destination
-                 ORDER BY tenant COLLATE \"C\", source COLLATE \"C\", destination COLLATE \"C\"",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| QueueStats {
-                tenant: r.get(0),
-                source: r.get(1),
-                destination: r.get(2),
-                pending: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
-                in_flight: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-                oldest_pending_at: r.get::<_, Option<i64>>(5).map(Timestamp),
-                dead: u64::try_from(r.get::<_, i64>(6)).unwrap_or(0),
-            })
-            .collect())
+        self.queue_gauges().await
     }
 
     async fn read_counters(&self, q: CounterQuery) -> Result<Vec<CounterRow>> {
-        let from = q.resolution.bucket(q.from).as_millis();
-        let to = q.to.as_millis();
-        let metrics: Option<Vec<String>> = (!q.metrics.is_empty()).then(|| q.metrics.clone());
-        let filter = "($3::text[] IS NULL OR metric = ANY($3))
-                      AND ($4::text IS NULL OR tenant = $4)
-                      AND ($5::text IS NULL OR source = $5)";
-        let rows = match q.resolution {
-            Resolution::Minute => {
-                self.read_rows(
-                    &format!(
-                        "SELECT minute, tenant, source, channel, destination, metric,
-                                SUM(count)::BIGINT
-                         FROM counters WHERE minute >= $1 AND minute < $2 AND {filter}
-                         GROUP BY minute, tenant, source, channel, destination, metric"
-                    ),
-                    &[&from, &to, &metrics, &q.tenant, &q.source],
-                )
-                .await?
-            }
-            Resolution::Hour => {
-                let rolled = self.rolled_until().await?;
-                let split = rolled.clamp(from, to.max(from));
-                self.read_rows(
-                    &format!(
-                        "SELECT hour, tenant, source, channel, destination, metric, count
-                         FROM counters_hourly WHERE hour >= $1 AND hour < $6 AND {filter}
-                         UNION ALL
-                         SELECT (minute / 3600000) * 3600000 AS h, tenant, source, channel,
-                                destination, metric, SUM(count)::BIGINT
-                         FROM counters WHERE minute >= $6 AND minute < $2 AND {filter}
-                         GROUP BY h, tenant, source, channel, destination, metric"
-                    ),
-                    &[&from, &to, &metrics, &q.tenant, &q.source, &split],
-                )
-                .await?
-            }
-        };
-        let mut out = rows
-            .iter()
-            .map(decode::counter_row)
-            .collect::<Result<Vec<_>>>()?;
-        // Byte order, as SQLite sorts: sorted here rather than in SQL, where a collation
-        // cannot be given to the columns of a UNION.
-        out.sort_by(|a, b| {
-            (
-                a.at,
-                &a.tenant,
-                &a.source,
-                &a.channel,
-                &a.destination,
-                &a.metric,
-            )
-                .cmp(&(
-                    b.at,
-                    &b.tenant,
-                    &b.source,
-                    &b.channel,
-                    &b.destination,
-                    &b.metric,
-                ))
-        });
-        Ok(out)
+        self.counter_rows(q).await
     }
 
     async fn compact_counters(
@@ -858,30 +638,7 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()> {
-        if batch == NotificationBatch::default() {
-            return Ok(());
-        }
-        let mut client = self.write_conn().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        insert_notifications(&tx, &batch.notifications).await?;
-        for (key, value) in &batch.state {
-            tx.execute(
-                "INSERT INTO state (key, value) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[&format!("state:{key}"), value],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        for id in &batch.announced_expiries {
-            tx.execute(
-                "UPDATE silences SET expiry_announced = TRUE WHERE id = $1",
-                &[id],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        self.enqueue(batch).await
     }
 
     async fn claim_notifications(
@@ -890,35 +647,7 @@ impl Store for PostgresStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<OutboxItem>> {
-        let client = self.write_conn().await?;
-        // The same statement as on SQLite; the notification sender is a singleton duty, so no
-        // two nodes claim at once, and the row locks of the UPDATE settle any race anyway.
-        let rows = client
-            .query(
-                &format!(
-                    "UPDATE notifications SET due_at = $1
-                     WHERE id IN (
-                        SELECT n.id FROM notifications n
-                        WHERE n.state = 'pending' AND n.due_at <= $2
-                          AND n.id = (SELECT MIN(m.id) FROM notifications m
-                                      WHERE m.notifier = n.notifier AND m.state = 'pending')
-                        ORDER BY n.id LIMIT $3)
-                     RETURNING {OUTBOX_COLUMNS}"
-                ),
-                &[
-                    &now.plus(lease).as_millis(),
-                    &now.as_millis(),
-                    &(limit as i64),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        let mut items = rows
-            .iter()
-            .map(decode::outbox_item)
-            .collect::<Result<Vec<_>>>()?;
-        items.sort_by_key(|i| i.id);
-        Ok(items)
+        self.claim_outbox(now, lease, limit).await
     }
 
     async fn finish_notification(
@@ -927,27 +656,7 @@ impl Store for PostgresStore {
         outcome: NotificationOutcome,
         now: Timestamp,
     ) -> Result<()> {
-        let (state, due_at, error) = match &outcome {
-            NotificationOutcome::Sent => (NotificationState::Sent, now, None),
-            NotificationOutcome::Retry { due_at, error } => {
-                (NotificationState::Pending, *due_at, Some(error.clone()))
-            }
-            NotificationOutcome::Dead { error } => {
-                (NotificationState::Dead, now, Some(error.clone()))
-            }
-        };
-        let finished = (state != NotificationState::Pending).then_some(now.as_millis());
-        let client = self.write_conn().await?;
-        client
-            .execute(
-                "UPDATE notifications SET state = $1, attempts = attempts + 1, due_at = $2,
-                    finished_at = $3, last_error = COALESCE($4, last_error)
-                 WHERE id = $5 AND state = 'pending'",
-                &[&state.as_str(), &due_at.as_millis(), &finished, &error, &id],
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.finish_outbox_item(id, outcome, now).await
     }
 
     async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
@@ -990,29 +699,7 @@ impl Store for PostgresStore {
         silence: Silence,
         announcements: Vec<NewNotification>,
     ) -> Result<()> {
-        let matchers = serde_json::to_string(&silence.matchers)
-            .map_err(|e| StoreError::Corrupt(format!("silence matchers: {e}")))?;
-        let mut client = self.write_conn().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        tx.execute(
-            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment,
-                created_at, expiry_announced)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &silence.id,
-                &matchers,
-                &silence.starts_at.as_millis(),
-                &silence.ends_at.as_millis(),
-                &silence.created_by,
-                &silence.comment,
-                &silence.created_at.as_millis(),
-                &silence.expiry_announced,
-            ],
-        )
-        .await
-        .map_err(unavailable)?;
-        insert_notifications(&tx, &announcements).await?;
-        tx.commit().await.map_err(unavailable)
+        self.insert_silence(silence, announcements).await
     }
 
     async fn list_silences(&self, ended_after: Timestamp) -> Result<Vec<Silence>> {
@@ -1034,33 +721,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         announcements: Vec<NewNotification>,
     ) -> Result<SilenceExpiry> {
-        let mut client = self.write_conn().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let found = tx
-            .query_opt(
-                &format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1 FOR UPDATE"),
-                &[&id],
-            )
-            .await
-            .map_err(unavailable)?;
-        let outcome = match found.as_ref().map(decode::silence).transpose()? {
-            None => SilenceExpiry::NotFound,
-            Some(s) if s.ends_at <= now => SilenceExpiry::AlreadyEnded(s),
-            Some(mut s) => {
-                tx.execute(
-                    "UPDATE silences SET ends_at = $1, expiry_announced = TRUE WHERE id = $2",
-                    &[&now.as_millis(), &id],
-                )
-                .await
-                .map_err(unavailable)?;
-                insert_notifications(&tx, &announcements).await?;
-                s.ends_at = now;
-                s.expiry_announced = true;
-                SilenceExpiry::Expired(s)
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+        self.end_silence(id, now, announcements).await
     }
 
     async fn check_writable(&self) -> Result<()> {

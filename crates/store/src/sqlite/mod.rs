@@ -12,9 +12,10 @@
 //! crash recovery simple: any delivery still `in_flight` when the store opens was leased by a
 //! process that is gone, and is made due again at once.
 //!
-//! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, queries and row
-//! readers), `export.rs` (what `migrate-store` reads), `schema.rs` (migrations), `wal.rs` (the
-//! checkpoint thread). They import the crate's shared modules, never the PostgreSQL backend.
+//! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, the queries
+//! that need more than one statement, and how a column is read), `export.rs` (what
+//! `migrate-store` reads), `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They
+//! import the crate's shared modules, never the PostgreSQL backend.
 
 mod export;
 mod reads;

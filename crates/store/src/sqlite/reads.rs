@@ -1,5 +1,6 @@
-//! Reads: the pool of read connections, which WAL lets run beside the writer, the queries the
-//! [`Store`](crate::Store) reads run, and the row readers the writer shares.
+//! Reads: the pool of read connections, which WAL lets run beside the writer, the larger
+//! queries of the [`Store`](crate::Store) reads, a few readers of SQLite-only row shapes, and
+//! how a column of an SQLite row is read for the shared row readers ([`Columns`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
