@@ -166,9 +166,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode> {
-    use intake_store::transfer::{self, Progress};
     use intake_store::postgres::{PostgresOptions, PostgresStore};
     use intake_store::sqlite::{SqliteOptions, SqliteStore};
+    use intake_store::transfer::{self, Progress};
     use intake_store::Store;
 
     if !from.starts_with("sqlite://") {
