@@ -4,7 +4,7 @@
 //! offers instead of what one process owning a file offers:
 //!
 //! * **Group commit.** Ingests (and rejections) queue on a channel to one writer task per
-//!   node, which runs the shared group commit ([`crate::group_commit`]): it takes everything
+//!   node, which runs the shared group commit (the `group_commit` module): it takes everything
 //!   waiting (up to `max_batch`) into one transaction written with a few multi-row statements
 //!   (`UNNEST` of column arrays), and answers each request only after the commit returned. If the batch fails because of one request, every request is
 //!   run again in a transaction of its own, so the failure stays with the request that caused

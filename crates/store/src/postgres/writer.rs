@@ -1,5 +1,5 @@
 //! The writer: ingests, rejections and pings, plugged into the shared group-commit engine
-//! ([`crate::group_commit`]) as a task of its own. (Queue, duty and notification writes need
+//! (the `group_commit` module) as a task of its own. (Queue, duty and notification writes need
 //! no group commit here: each is one statement or one short transaction on a pooled
 //! connection, see the store.)
 //!

@@ -1,7 +1,7 @@
 //! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
 //!
 //! One writer thread owns the only writing connection and runs the shared group commit
-//! ([`crate::group_commit`]) on it: requests queue up while it commits, it takes everything
+//! (the `group_commit` module) on it: requests queue up while it commits, it takes everything
 //! waiting (up to `max_batch`) into one transaction, so a single fsync makes many requests
 //! durable at once, and each request's answer is held back until that commit has returned,
 //! which is what lets ingest answer 200 only for durable work. Every write, not only ingest,

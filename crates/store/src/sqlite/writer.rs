@@ -1,5 +1,5 @@
 //! The writer: the only writing connection, plugged into the shared group-commit engine
-//! ([`crate::group_commit`]) on a thread of its own, and every write the store makes.
+//! (the `group_commit` module) on a thread of its own, and every write the store makes.
 //!
 //! Every write goes through here, so that one transaction (one fsync) carries a whole batch
 //! of them. What is SQLite's own: `BEGIN IMMEDIATE` (the write lock is taken at once, so a
