@@ -167,9 +167,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode> {
-    use intake_store::migrate::{self, Progress};
     use intake_store::postgres::{PostgresOptions, PostgresStore};
     use intake_store::sqlite::{SqliteOptions, SqliteStore};
+    use intake_store::transfer::{self, Progress};
     use intake_store::Store;
 
     if !from.starts_with("sqlite://") {
@@ -202,7 +202,7 @@ fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode>
         .await
         .with_context(|| format!("cannot open {to}"))?;
         let started = std::time::Instant::now();
-        let result = migrate::copy(&source, &destination, resume, |p| match p {
+        let result = transfer::copy(&source, &destination, resume, |p| match p {
             Progress::Events { done, total } => {
                 let pct = if total > 0 { done * 100 / total } else { 100 };
                 eprintln!(

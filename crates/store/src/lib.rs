@@ -12,11 +12,36 @@
 //! The embedded backend is [`sqlite::SqliteStore`] (one process owns a file); several intake
 //! nodes share one database through [`postgres::PostgresStore`]. [`open`] picks one from a
 //! `storage.url`.
+//!
+//! # Layout
+//!
+//! | module | its one job | may import from the crate |
+//! |---|---|---|
+//! | `lib.rs` | the [`Store`] trait, [`StoreError`], [`open`] | any module |
+//! | [`model`] | the types the trait speaks | nothing |
+//! | `sql` | SQL text that is the same on both backends | nothing |
+//! | `rows` | tables row for row, as `migrate-store` copies them | nothing |
+//! | `decode` | the model's types read out of a row of either backend | `model` |
+//! | [`counters`] | the counted [`Metric`]s, and counts merged per transaction | `model` |
+//! | `group_commit` | the group-commit engine both backends write through | `model`, `counters`, the root |
+//! | [`sqlite`] | the embedded backend: dialect, locking, WAL | the shared modules above |
+//! | [`postgres`] | the shared backend: dialect, `SKIP LOCKED`, LISTEN/NOTIFY | the shared modules above |
+//! | [`transfer`] | copying SQLite into PostgreSQL (`intake migrate-store`) | both backends, `rows` |
+//!
+//! The rule: shared modules never import a backend, and no backend imports the other; what
+//! both need (SQL text, counters, the group commit, copied rows) lives in a shared module.
+//! Only `transfer` sees both backends. Schema migrations belong to each backend
+//! (`sqlite/schema.rs`, `postgres/schema.rs`); `transfer` is not one.
 
-pub mod migrate;
+pub mod counters;
+mod decode;
+mod group_commit;
 pub mod model;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
+pub mod transfer;
 
 use std::time::Duration;
 
@@ -24,6 +49,7 @@ use async_trait::async_trait;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use tokio::sync::broadcast;
 
+pub use counters::Metric;
 pub use model::*;
 
 /// Why the store could not do what was asked.

@@ -1,4 +1,5 @@
-//! Copying an embedded (SQLite) installation into PostgreSQL: `intake migrate-store`.
+//! Copying an embedded (SQLite) installation into PostgreSQL: `intake migrate-store`. (Not to
+//! be confused with the schema migrations, which each backend runs when it opens.)
 //!
 //! Events are copied in id order, each page with its deliveries and attempts in one
 //! PostgreSQL transaction, so the destination never holds an event without its deliveries.
@@ -13,138 +14,12 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::{Result, Store, StoreError};
 
+pub use crate::rows::{
+    AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
+};
+
 /// Events copied per transaction.
 const PAGE: usize = 500;
-
-/// An event row with everything that hangs off it, as stored.
-#[derive(Debug, Clone)]
-pub struct EventRows {
-    /// `id, tenant, source, origin, sor_event_id, dedupe_key, event_type, channel,
-    /// raw_channel, object_type, object_id, occurred_at, received_at, headers, body,
-    /// conversation_id`
-    pub event: EventRow,
-    /// Its deliveries.
-    pub deliveries: Vec<DeliveryRow>,
-    /// Their attempts.
-    pub attempts: Vec<AttemptRow>,
-}
-
-/// The `events` row.
-#[derive(Debug, Clone)]
-#[allow(missing_docs)]
-pub struct EventRow {
-    pub id: String,
-    pub tenant: String,
-    pub source: String,
-    pub origin: String,
-    pub sor_event_id: Option<String>,
-    pub dedupe_key: String,
-    pub event_type: String,
-    pub channel: String,
-    pub raw_channel: Option<String>,
-    pub object_type: Option<String>,
-    pub object_id: Option<String>,
-    pub occurred_at: Option<i64>,
-    pub received_at: i64,
-    pub headers: String,
-    pub body: Vec<u8>,
-    pub conversation_id: Option<String>,
-}
-
-/// A `deliveries` row.
-#[derive(Debug, Clone)]
-#[allow(missing_docs)]
-pub struct DeliveryRow {
-    pub id: String,
-    pub event_id: String,
-    pub destination: String,
-    pub tenant: String,
-    pub source: String,
-    pub channel: String,
-    pub state: String,
-    pub attempts: i64,
-    pub due_at: i64,
-    pub lease_id: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub delivered_at: Option<i64>,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-/// An `attempts` row.
-#[derive(Debug, Clone)]
-#[allow(missing_docs)]
-pub struct AttemptRow {
-    pub id: i64,
-    pub delivery_id: String,
-    pub attempt: i64,
-    pub started_at: i64,
-    pub duration_ms: i64,
-    pub status: Option<i64>,
-    pub error: Option<String>,
-    pub outcome: String,
-}
-
-/// A `rejections` row.
-#[derive(Debug, Clone)]
-#[allow(missing_docs)]
-pub struct RejectionRow {
-    pub id: i64,
-    pub at: i64,
-    pub tenant: String,
-    pub source: String,
-    pub outcome: String,
-    pub reason: String,
-    pub body: Option<Vec<u8>>,
-}
-
-/// A counter, summed over shards.
-#[derive(Debug, Clone)]
-#[allow(missing_docs)]
-pub struct CounterRow {
-    pub minute: i64,
-    pub tenant: String,
-    pub source: String,
-    pub channel: String,
-    pub destination: String,
-    pub metric: String,
-    pub count: i64,
-}
-
-/// How many rows each table holds (counters: the sum of their counts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct TableCounts {
-    pub events: i64,
-    pub deliveries: i64,
-    pub attempts: i64,
-    pub rejections: i64,
-    pub counter_rows: i64,
-    pub counted: i64,
-}
-
-impl TableCounts {
-    /// Nothing at all.
-    pub fn is_empty(&self) -> bool {
-        *self == TableCounts::default()
-    }
-}
-
-impl std::fmt::Display for TableCounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {})",
-            self.events,
-            self.deliveries,
-            self.attempts,
-            self.rejections,
-            self.counter_rows,
-            self.counted
-        )
-    }
-}
 
 /// Where a copy is.
 #[derive(Debug, Clone, Copy)]

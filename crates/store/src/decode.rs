@@ -1,0 +1,134 @@
+//! Reading the model's types out of a row, written once for both backends: each backend says
+//! how to read one column of its row type ([`Columns`]), and the readers here say which columns
+//! make which type (in the order of the column lists in the `sql` module).
+//!
+//! Rule: this module knows the model only; it never imports a backend.
+
+use intake_core::event::Origin;
+use intake_core::Timestamp;
+
+use crate::model::*;
+
+/// One row of a backend, read column by column (0-based). Each backend converts its own
+/// column types (a PostgreSQL `INTEGER` is an `i32`, an SQLite one an `i64`).
+pub(crate) trait Columns {
+    /// The backend's error.
+    type Error;
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    /// A nullable text column.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    /// A 64-bit integer column.
+    fn int(&self, i: usize) -> Result<i64, Self::Error>;
+    /// A nullable 64-bit integer column.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    /// A small count (attempts).
+    fn count(&self, i: usize) -> Result<u32, Self::Error>;
+    /// A floating-point column.
+    fn real(&self, i: usize) -> Result<f64, Self::Error>;
+    /// A boolean column.
+    fn flag(&self, i: usize) -> Result<bool, Self::Error>;
+    /// The error for a column whose value cannot be understood.
+    fn corrupt(&self, i: usize, message: String) -> Self::Error;
+}
+
+/// An event summary without its deliveries, from `EVENT_COLUMNS`.
+pub(crate) fn event_summary<R: Columns>(r: &R) -> Result<EventSummary, R::Error> {
+    let id = r.text(0)?;
+    let origin = r.text(3)?;
+    Ok(EventSummary {
+        id: id
+            .parse()
+            .map_err(|e| r.corrupt(0, format!("`{id}` is not a valid event id: {e}")))?,
+        tenant: r.text(1)?,
+        source: r.text(2)?,
+        origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
+        sor_event_id: r.opt_text(4)?,
+        dedupe_key: r.text(5)?,
+        event_type: r.text(6)?,
+        channel: r.text(7)?,
+        raw_channel: r.opt_text(8)?,
+        occurred_at: r.opt_int(9)?.map(Timestamp),
+        received_at: Timestamp(r.int(10)?),
+        object_type: r.opt_text(11)?,
+        object_id: r.opt_text(12)?,
+        conversation_id: r.opt_text(13)?,
+        deliveries: Vec::new(),
+    })
+}
+
+/// An outbox item, from `OUTBOX_COLUMNS`.
+pub(crate) fn outbox_item<R: Columns>(r: &R) -> Result<OutboxItem, R::Error> {
+    let state = r.text(4)?;
+    Ok(OutboxItem {
+        id: r.int(0)?,
+        notifier: r.text(1)?,
+        key: r.text(2)?,
+        notice: r.text(3)?,
+        state: NotificationState::parse(&state)
+            .ok_or_else(|| r.corrupt(4, format!("unknown notification state `{state}`")))?,
+        attempts: r.count(5)?,
+        due_at: Timestamp(r.int(6)?),
+        created_at: Timestamp(r.int(7)?),
+        finished_at: r.opt_int(8)?.map(Timestamp),
+        last_error: r.opt_text(9)?,
+    })
+}
+
+/// A silence, from `SILENCE_COLUMNS`.
+pub(crate) fn silence<R: Columns>(r: &R) -> Result<Silence, R::Error> {
+    let matchers = r.text(1)?;
+    Ok(Silence {
+        id: r.text(0)?,
+        matchers: serde_json::from_str(&matchers)
+            .map_err(|e| r.corrupt(1, format!("silence matchers: {e}")))?,
+        starts_at: Timestamp(r.int(2)?),
+        ends_at: Timestamp(r.int(3)?),
+        created_by: r.text(4)?,
+        comment: r.text(5)?,
+        created_at: Timestamp(r.int(6)?),
+        expiry_announced: r.flag(7)?,
+    })
+}
+
+/// An alert transition, from `ALERT_TRANSITION_COLUMNS`.
+pub(crate) fn alert_transition<R: Columns>(r: &R) -> Result<AlertTransitionRecord, R::Error> {
+    Ok(AlertTransitionRecord {
+        at: Timestamp(r.int(0)?),
+        rule: r.text(1)?,
+        tenant: r.text(2)?,
+        source: r.text(3)?,
+        channel: r.text(4)?,
+        destination: r.text(5)?,
+        severity: r.text(6)?,
+        state: r.text(7)?,
+        value: r.real(8)?,
+        reason: r.text(9)?,
+    })
+}
+
+/// A notifier's outbox health, from `NOTIFIER_HEALTH`.
+pub(crate) fn notifier_health<R: Columns>(r: &R) -> Result<NotifierHealth, R::Error> {
+    Ok(NotifierHealth {
+        notifier: r.text(0)?,
+        undelivered: r.int(1)?.max(0) as u64,
+        oldest_undelivered: r.opt_int(2)?.map(Timestamp),
+        failed_attempts: r.int(3)?.clamp(0, u32::MAX as i64) as u32,
+        last_error: r.opt_text(4)?,
+        last_sent_at: r.opt_int(5)?.map(Timestamp),
+        last_dead_at: r.opt_int(6)?.map(Timestamp),
+    })
+}
+
+/// A counter bucket, from `bucket, tenant, source, channel, destination, metric, count`.
+pub(crate) fn counter_row<R: Columns>(r: &R) -> Result<CounterRow, R::Error> {
+    Ok(CounterRow {
+        at: Timestamp(r.int(0)?),
+        tenant: r.text(1)?,
+        source: r.text(2)?,
+        channel: r.text(3)?,
+        destination: r.text(4)?,
+        metric: r.text(5)?,
+        count: r.int(6)?,
+    })
+}

@@ -1,0 +1,75 @@
+//! The PostgreSQL schema: numbered migrations, run when the store opens under an advisory lock
+//! (nodes starting together migrate once); `intake_migrations` records which have run.
+
+use std::collections::HashSet;
+
+use intake_core::Timestamp;
+use tokio_postgres::Client;
+
+/// The schema, as numbered migrations.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "events_and_queue",
+        include_str!("../../migrations/postgres/0001_events_and_queue.sql"),
+    ),
+    (
+        "counters_hourly_state_alerts",
+        include_str!("../../migrations/postgres/0002_counters_hourly_state_alerts.sql"),
+    ),
+    (
+        "notifications_silences",
+        include_str!("../../migrations/postgres/0003_notifications_silences.sql"),
+    ),
+];
+
+/// The advisory lock key under which migrations run ("intake" in ASCII).
+const MIGRATION_LOCK: i64 = 0x696e_7461_6b65;
+
+/// Runs the migrations the database lacks, each in a transaction of its own.
+pub(super) async fn migrate(client: &mut Client) -> std::result::Result<(), tokio_postgres::Error> {
+    // Session-level advisory lock: a second node starting at the same moment waits here, then
+    // finds every version recorded and applies nothing.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS intake_migrations (
+                    version    INTEGER PRIMARY KEY,
+                    name       TEXT NOT NULL,
+                    applied_at BIGINT NOT NULL
+                 )",
+            )
+            .await?;
+        let applied: HashSet<i32> = client
+            .query("SELECT version FROM intake_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
+            let version = i as i32 + 1;
+            if applied.contains(&version) {
+                continue;
+            }
+            let tx = client.transaction().await?;
+            tx.batch_execute(sql).await?;
+            // When it was applied is a record for people, not a decision: wall-clock time.
+            let now = Timestamp::from_system_time(std::time::SystemTime::now()).as_millis();
+            tx.execute(
+                "INSERT INTO intake_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[&version, name, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(migration = version, name, "applied PostgreSQL migration");
+        }
+        Ok(())
+    }
+    .await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result.and(unlocked.map(|_| ()))
+}

@@ -1,0 +1,44 @@
+//! SQL text that is the same on both backends, written once: column lists (each backend's row
+//! readers read them in this order) and queries without parameters (the backends differ in how
+//! they write parameters, `?1` or `$1`).
+//!
+//! Rule: constants only; this module imports nothing from the crate.
+
+/// The columns of an event summary, in the order the backends' `event_summary` reads them.
+pub(crate) const EVENT_COLUMNS: &str = "id, tenant, source, origin, sor_event_id, dedupe_key, \
+     event_type, channel, raw_channel, occurred_at, received_at, object_type, object_id, \
+     conversation_id";
+
+/// The columns of an outbox item, in the order the backends' `outbox_row` reads them.
+pub(crate) const OUTBOX_COLUMNS: &str =
+    "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
+
+/// The columns of a silence, in the order the backends' `silence_row` reads them.
+pub(crate) const SILENCE_COLUMNS: &str =
+    "id, matchers, starts_at, ends_at, created_by, comment, created_at, expiry_announced";
+
+/// The columns of an alert transition, in the order the backends read them.
+pub(crate) const ALERT_TRANSITION_COLUMNS: &str =
+    "at, rule, tenant, source, channel, destination, severity, state, value, reason";
+
+/// Per notifier, what waits in its outbox (how many, since when, after how many failed
+/// attempts, the last error) and when it last sent or gave up.
+pub(crate) const NOTIFIER_HEALTH: &str = "SELECT notifier,
+        CAST(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS BIGINT),
+        MIN(CASE WHEN state = 'pending' THEN created_at END),
+        CAST(COALESCE(MAX(CASE WHEN state = 'pending' THEN attempts END), 0) AS BIGINT),
+        (SELECT m.last_error FROM notifications m
+          WHERE m.notifier = n.notifier AND m.last_error IS NOT NULL
+            AND (m.state = 'pending' OR m.state = 'dead')
+          ORDER BY m.id DESC LIMIT 1),
+        MAX(CASE WHEN state = 'sent' THEN finished_at END),
+        MAX(CASE WHEN state = 'dead' THEN finished_at END)
+     FROM notifications n GROUP BY notifier ORDER BY notifier";
+
+/// Rows per table, counters summed over any shards (for `intake migrate-store`).
+pub(crate) const TABLE_COUNTS: &str = "SELECT
+    (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries),
+    (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM rejections),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM counters
+        GROUP BY minute, tenant, source, channel, destination, metric) AS k),
+    (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters)";

@@ -1,0 +1,591 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only writing connection and runs the shared group commit
+//! (the `group_commit` module) on it: requests queue up while it commits, it takes everything
+//! waiting (up to `max_batch`) into one transaction, so a single fsync makes many requests
+//! durable at once, and each request's answer is held back until that commit has returned,
+//! which is what lets ingest answer 200 only for durable work. Every write, not only ingest,
+//! goes through it. Reads use a small pool of separate connections, which WAL lets run beside
+//! the writer.
+//!
+//! One process owns a database file at a time (an exclusive lock on `<db>.lock`). That makes
+//! crash recovery simple: any delivery still `in_flight` when the store opens was leased by a
+//! process that is gone, and is made due again at once.
+//!
+//! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, the queries
+//! that need more than one statement, and how a column is read), `export.rs` (what
+//! `migrate-store` reads), `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They
+//! import the crate's shared modules, never the PostgreSQL backend.
+
+mod export;
+mod reads;
+mod schema;
+mod wal;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_core::{DeliveryId, EventId, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use self::reads::{get_event, list_events, queue_stats, read_counters, ReadPool};
+use self::writer::{Request, Writer};
+use crate::decode;
+use crate::group_commit::{self, GroupCommit, Queue, Reply};
+use crate::model::*;
+use crate::sql::{ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::{Result, Store, StoreError, StoreFault};
+
+/// How many connections serve reads.
+const READERS: usize = 4;
+
+/// Options of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The most requests one transaction carries.
+    pub max_batch: usize,
+    /// How long a statement waits for a lock held by another connection before failing.
+    pub busy_timeout: Duration,
+    /// This node's id (leases are recorded under it).
+    pub node_id: String,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            max_batch: 1024,
+            busy_timeout: Duration::from_secs(5),
+            node_id: crate::generate_node_id(),
+        }
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    writes: Queue<Request>,
+    readers: Arc<ReadPool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+    node_id: String,
+    // Held until the store is closed or dropped: the exclusive lock that makes this process the
+    // only one using the database file.
+    lock: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// The database path named by a `sqlite://` URL (`sqlite://./data/intake.db`,
+    /// `sqlite:///var/lib/intake/intake.db`).
+    pub fn path_from_url(url: &str) -> Result<PathBuf> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| StoreError::Open(format!("`{url}` is not a sqlite:// URL")))?;
+        if path.is_empty() {
+            return Err(StoreError::Open(format!("`{url}` names no file")));
+        }
+        Ok(PathBuf::from(path))
+    }
+
+    /// Opens (creating if needed) the database at `path`, runs migrations, and recovers the
+    /// leases of a previous process.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Open(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = File::create(&lock_path).map_err(|e| {
+            StoreError::Open(format!(
+                "cannot create lock file {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Open(format!(
+                "{} is in use by another intake process (it holds {}); stop it or use another storage.url",
+                path.display(),
+                lock_path.display()
+            ))
+        })?;
+
+        let open_err = |e: rusqlite::Error| StoreError::Open(format!("{}: {e}", path.display()));
+        let mut writer = Connection::open(path).map_err(open_err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA journal_size_limit = 67108864;
+                 PRAGMA temp_store = MEMORY;",
+            )
+            .map_err(open_err)?;
+        writer
+            .busy_timeout(options.busy_timeout)
+            .map_err(open_err)?;
+        schema::migrate(&mut writer).map_err(open_err)?;
+        // Only this process can hold the lock, so every lease in the file belongs to a process
+        // that is gone: make that work due now.
+        let recovered = writer
+            .execute(
+                "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                    due_at = 0
+                 WHERE state = 'in_flight'",
+                [],
+            )
+            .map_err(open_err)?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "made deliveries leased by a previous process due again"
+            );
+        }
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open(path).map_err(open_err)?;
+            c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                .map_err(open_err)?;
+            readers.push(Mutex::new(c));
+        }
+        let checkpointer = Connection::open(path).map_err(open_err)?;
+        checkpointer
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(open_err)?;
+
+        let (queue, inbox) = group_commit::queue();
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_batch = options.max_batch.max(1);
+        let rewind = Arc::new(AtomicBool::new(false));
+        let rewind2 = rewind.clone();
+        let node_id = options.node_id.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("intake-sqlite-writer".into())
+            .spawn(move || {
+                GroupCommit::new(Writer::new(writer, rewind, node_id), max_batch)
+                    .run_blocking(inbox)
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let stop2 = stop.clone();
+        let checkpoint_thread = std::thread::Builder::new()
+            .name("intake-sqlite-checkpoint".into())
+            .spawn(move || wal::checkpoint_loop(checkpointer, stop2, rewind2))
+            .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
+
+        Ok(SqliteStore {
+            writes: queue,
+            readers: Arc::new(ReadPool {
+                conns: readers,
+                next: AtomicUsize::new(0),
+            }),
+            threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
+            stop,
+            path: path.to_path_buf(),
+            node_id: options.node_id,
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        request: Request,
+        reply: fn(tokio::sync::oneshot::Sender<Result<T>>) -> Reply,
+    ) -> Result<T> {
+        self.writes.write(request, reply).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Ok(threads) = self.threads.lock() {
+            threads.iter().for_each(|t| t.thread().unpark());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, event: NewEvent) -> Result<Accepted> {
+        self.write(Request::Ingest(Box::new(event)), Reply::Accepted)
+            .await
+    }
+
+    async fn record_rejection(&self, rejection: Rejection) -> Result<()> {
+        self.write(Request::Reject(rejection), Reply::Unit).await
+    }
+
+    async fn claim_due(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let destination = destination.to_string();
+        self.write(
+            Request::Claim {
+                destination,
+                now,
+                lease,
+                limit,
+            },
+            Reply::Claimed,
+        )
+        .await
+    }
+
+    async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()> {
+        self.write(Request::Finish(Box::new(attempt)), Reply::Unit)
+            .await
+    }
+
+    async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {
+        self.write(Request::Release(leases, now), Reply::Unit).await
+    }
+
+    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT MIN(due_at) FROM deliveries
+                 WHERE destination = ?1 AND state IN ('pending', 'retrying', 'in_flight')",
+            )?
+            .query_row([destination], |r| r.get::<_, Option<i64>>(0))
+            .map(|t| t.map(Timestamp))
+        })
+        .await
+    }
+
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>> {
+        self.read(move |c| list_events(c, &filter)).await
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<EventDetail>> {
+        let id = id.clone();
+        self.read(move |c| get_event(c, &id)).await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.read(queue_stats).await
+    }
+
+    async fn list_rejections(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RejectionRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT at, tenant, source, outcome, reason, body FROM rejections
+                 WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
+                Ok(RejectionRecord {
+                    at: Timestamp(r.get(0)?),
+                    tenant: r.get(1)?,
+                    source: r.get(2)?,
+                    outcome: r.get(3)?,
+                    reason: r.get(4)?,
+                    body: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn read_counters(&self, query: CounterQuery) -> Result<Vec<CounterRow>> {
+        self.read(move |c| read_counters(c, &query)).await
+    }
+
+    async fn compact_counters(
+        &self,
+        now: Timestamp,
+        retention: CounterRetention,
+    ) -> Result<CompactReport> {
+        self.write(Request::Compact(now, retention), Reply::Compacted)
+            .await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>> {
+        let key = format!("state:{key}");
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn prune_notifications(&self, before: Timestamp) -> Result<()> {
+        self.write(Request::PruneNotifications(before), Reply::Unit)
+            .await
+    }
+
+    async fn put_state(&self, key: &str, value: String) -> Result<()> {
+        self.write(Request::PutState(key.to_string(), value), Reply::Unit)
+            .await
+    }
+
+    async fn record_alert_transitions(
+        &self,
+        transitions: Vec<AlertTransitionRecord>,
+    ) -> Result<()> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        self.write(Request::Alerts(transitions), Reply::Unit).await
+    }
+
+    async fn list_alert_transitions(
+        &self,
+        tenant: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<AlertTransitionRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions
+                     WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![tenant, limit.clamp(1, 1000) as i64], |r| {
+                decode::alert_transition(r)
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn enqueue_notifications(&self, batch: NotificationBatch) -> Result<()> {
+        if batch == NotificationBatch::default() {
+            return Ok(());
+        }
+        self.write(Request::EnqueueNotifications(Box::new(batch)), Reply::Unit)
+            .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        self.write(
+            Request::ClaimNotifications { now, lease, limit },
+            Reply::Outbox,
+        )
+        .await
+    }
+
+    async fn finish_notification(
+        &self,
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write(
+            Request::FinishNotification { id, outcome, now },
+            Reply::Unit,
+        )
+        .await
+    }
+
+    async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT MIN(due_at) FROM notifications WHERE state = 'pending'")?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.map(Timestamp))
+        })
+        .await
+    }
+
+    async fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
+        self.read(|c| {
+            c.prepare_cached(NOTIFIER_HEALTH)?
+                .query_map([], |r| decode::notifier_health(r))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn list_notifications(
+        &self,
+        notifier: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM notifications
+                 WHERE ?1 IS NULL OR notifier = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![notifier, limit.clamp(1, 1000) as i64], |r| {
+                decode::outbox_item(r)
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_silence(
+        &self,
+        silence: Silence,
+        announcements: Vec<NewNotification>,
+    ) -> Result<()> {
+        self.write(
+            Request::CreateSilence(Box::new(silence), announcements),
+            Reply::Unit,
+        )
+        .await
+    }
+
+    async fn list_silences(&self, ended_after: Timestamp) -> Result<Vec<Silence>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ?1
+                 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            ))?
+            .query_map([ended_after.as_millis()], |r| decode::silence(r))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: &str,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    ) -> Result<SilenceExpiry> {
+        self.write(
+            Request::ExpireSilence {
+                id: id.to_string(),
+                now,
+                announcements,
+            },
+            Reply::Expiry,
+        )
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        self.write(Request::Ping, Reply::Unit).await
+    }
+
+    async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {
+        self.write(Request::Fault(fault), Reply::Unit).await
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    async fn heartbeat(&self, node: NodeInfo) -> Result<()> {
+        self.write(Request::Heartbeat(node), Reply::Unit).await
+    }
+
+    async fn acquire_duty(&self, duty: &str, now: Timestamp, ttl: Duration) -> Result<bool> {
+        let duty = duty.to_string();
+        self.write(Request::AcquireDuty { duty, now, ttl }, Reply::Bool)
+            .await
+    }
+
+    async fn release_duty(&self, duty: &str) -> Result<()> {
+        self.write(Request::ReleaseDuty(duty.to_string()), Reply::Unit)
+            .await
+    }
+
+    async fn cluster(&self) -> Result<ClusterView> {
+        self.read(|c| {
+            let nodes = c
+                .prepare_cached(
+                    "SELECT id, address, started_at, last_heartbeat FROM nodes ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok(NodeInfo {
+                        id: r.get(0)?,
+                        address: r.get(1)?,
+                        started_at: Timestamp(r.get(2)?),
+                        last_heartbeat: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let duties = c
+                .prepare_cached(
+                    "SELECT duty, holder, acquired_at, expires_at FROM duties ORDER BY duty",
+                )?
+                .query_map([], |r| {
+                    Ok(DutyLease {
+                        duty: r.get(0)?,
+                        holder: r.get(1)?,
+                        acquired_at: Timestamp(r.get(2)?),
+                        expires_at: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ClusterView { nodes, duties })
+        })
+        .await
+    }
+
+    async fn reap_orphaned_leases(&self, now: Timestamp, node_timeout: Duration) -> Result<u64> {
+        self.write(Request::Reap { now, node_timeout }, Reply::Count)
+            .await
+    }
+
+    async fn leave(&self) -> Result<()> {
+        self.write(Request::Leave, Reply::Unit).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let result = self.writes.close().await;
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in &threads {
+            t.thread().unpark();
+        }
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("store threads did not stop: {e}")))?;
+        // The database is closed: another store (a restart in the same process) may open it.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+        match result {
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,854 @@
+//! The writer: the only writing connection, plugged into the shared group-commit engine
+//! (the `group_commit` module) on a thread of its own, and every write the store makes.
+//!
+//! Every write goes through here, so that one transaction (one fsync) carries a whole batch
+//! of them. What is SQLite's own: `BEGIN IMMEDIATE` (the write lock is taken at once, so a
+//! busy database fails the batch at its start rather than half way), a rewind of the WAL
+//! between two batches when the checkpoint thread asks for it, and faults that fail the way a
+//! read-only disk does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::event::Origin;
+use intake_core::{DeliveryId, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::reads::{parse_id, rolled_until};
+use crate::counters::Counts;
+use crate::decode;
+use crate::group_commit::{Backend, Failure, Output};
+use crate::model::*;
+use crate::sql::{OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::{Result, StoreError, StoreFault};
+
+/// What the writer is asked to do.
+pub(super) enum Request {
+    Ingest(Box<NewEvent>),
+    Reject(Rejection),
+    Claim {
+        destination: String,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    },
+    Finish(Box<FinishedAttempt>),
+    Release(Vec<(DeliveryId, String)>, Timestamp),
+    Ping,
+    Fault(Option<StoreFault>),
+    Compact(Timestamp, CounterRetention),
+    PutState(String, String),
+    PruneNotifications(Timestamp),
+    Alerts(Vec<AlertTransitionRecord>),
+    Heartbeat(NodeInfo),
+    AcquireDuty {
+        duty: String,
+        now: Timestamp,
+        ttl: Duration,
+    },
+    ReleaseDuty(String),
+    Reap {
+        now: Timestamp,
+        node_timeout: Duration,
+    },
+    Leave,
+    EnqueueNotifications(Box<NotificationBatch>),
+    ClaimNotifications {
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    },
+    FinishNotification {
+        id: i64,
+        outcome: NotificationOutcome,
+        now: Timestamp,
+    },
+    CreateSilence(Box<Silence>, Vec<NewNotification>),
+    ExpireSilence {
+        id: String,
+        now: Timestamp,
+        announcements: Vec<NewNotification>,
+    },
+}
+
+/// The writing connection and what it needs besides.
+pub(super) struct Writer {
+    conn: Connection,
+    node_id: String,
+    /// Set by the checkpoint thread when the WAL should start over.
+    rewind: Arc<AtomicBool>,
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Backend for Writer {
+    type Request = Request;
+    type Conn = ();
+
+    fn fault(request: &Request) -> Option<Option<StoreFault>> {
+        match request {
+            Request::Fault(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn begin(&mut self, _: &mut ()) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(unavailable)
+    }
+
+    async fn apply(
+        &mut self,
+        _: &mut (),
+        requests: &[Request],
+        counts: &mut Counts,
+        outputs: &mut Vec<Output>,
+    ) -> Result<usize, Failure> {
+        let Some(request) = requests.first() else {
+            return Ok(0);
+        };
+        let output = self
+            .apply_one(request, counts)
+            .map_err(|e| Failure::Request(unavailable(e)))?;
+        outputs.push(output);
+        Ok(1)
+    }
+
+    async fn write_counts(&mut self, _: &mut (), counts: Counts) -> Result<(), Failure> {
+        self.flush_counts(counts)
+            .map_err(|e| Failure::Batch(unavailable(e)))
+    }
+
+    async fn commit(&mut self, _: &mut ()) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(unavailable)
+    }
+
+    async fn rollback(&mut self, _: &mut ()) {
+        if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+            // SQLite may already have rolled back on its own (e.g. after an I/O error).
+            tracing::debug!(error = %e, "rollback");
+        }
+    }
+
+    async fn refuse(&mut self, _: &mut ()) -> StoreError {
+        // The injected fault fails the way a read-only or full disk does: with SQLite's own
+        // error, raised by a real statement.
+        let refused = self
+            .conn
+            .execute_batch("PRAGMA query_only = ON")
+            .and_then(|()| {
+                self.conn
+                    .execute("INSERT INTO meta (key, value) VALUES ('fault', 'x')", [])
+            });
+        if let Err(e) = self.conn.execute_batch("PRAGMA query_only = OFF") {
+            tracing::warn!(error = %e, "cannot make the writer writable again");
+        }
+        match refused {
+            Err(e) => unavailable(e),
+            Ok(_) => StoreError::Unavailable("writes are rejected (injected fault)".into()),
+        }
+    }
+
+    async fn after_batch(&mut self, _: &mut ()) {
+        self.rewind_if_asked();
+    }
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, rewind: Arc<AtomicBool>, node_id: String) -> Self {
+        Writer {
+            conn,
+            node_id,
+            rewind,
+        }
+    }
+
+    /// Between two batches, completes the checkpoint the checkpoint thread asked for, so that
+    /// the next transaction starts the WAL over (see `checkpoint_loop`).
+    fn rewind_if_asked(&self) {
+        if !self.rewind.load(Ordering::Relaxed) {
+            return;
+        }
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            }) {
+            // Everything is copied: the next write transaction rewinds the WAL.
+            Ok((frames, copied)) if frames == copied => self.rewind.store(false, Ordering::Relaxed),
+            // The checkpoint thread is mid-copy, or a reader holds an old snapshot: try again
+            // after the next batch.
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "checkpoint from the writer"),
+        }
+    }
+
+    /// Runs one request in the open transaction.
+    fn apply_one(&self, req: &Request, counts: &mut Counts) -> rusqlite::Result<Output> {
+        Ok(match req {
+            Request::Ingest(ev) => Output::Accepted(self.ingest(ev, counts)?),
+            Request::Reject(rej) => {
+                self.reject(rej, counts)?;
+                Output::Unit
+            }
+            Request::Claim {
+                destination,
+                now,
+                lease,
+                limit,
+            } => Output::Claimed(self.claim(destination, *now, *lease, *limit)?),
+            Request::Finish(att) => {
+                self.finish(att, counts)?;
+                Output::Unit
+            }
+            Request::Release(leases, now) => {
+                self.release(leases, *now)?;
+                Output::Unit
+            }
+            Request::Compact(now, retention) => Output::Compacted(self.compact(*now, *retention)?),
+            Request::PruneNotifications(before) => {
+                self.prune_notifications(*before)?;
+                Output::Unit
+            }
+            Request::PutState(key, value) => {
+                self.put_state(key, value)?;
+                Output::Unit
+            }
+            Request::Alerts(list) => {
+                self.record_alerts(list)?;
+                Output::Unit
+            }
+            Request::Ping => {
+                self.ping()?;
+                Output::Unit
+            }
+            // The engine applies faults itself.
+            Request::Fault(_) => Output::Unit,
+            Request::Heartbeat(node) => {
+                self.heartbeat(node)?;
+                Output::Unit
+            }
+            Request::AcquireDuty { duty, now, ttl } => {
+                Output::Bool(self.acquire_duty(duty, *now, *ttl)?)
+            }
+            Request::ReleaseDuty(duty) => {
+                self.release_duty(duty)?;
+                Output::Unit
+            }
+            Request::Reap { now, node_timeout } => Output::Count(self.reap(*now, *node_timeout)?),
+            Request::Leave => {
+                self.leave()?;
+                Output::Unit
+            }
+            Request::EnqueueNotifications(batch) => {
+                self.enqueue_notifications(batch)?;
+                Output::Unit
+            }
+            Request::ClaimNotifications { now, lease, limit } => {
+                Output::Outbox(self.claim_notifications(*now, *lease, *limit)?)
+            }
+            Request::FinishNotification { id, outcome, now } => {
+                self.finish_notification(*id, outcome, *now)?;
+                Output::Unit
+            }
+            Request::CreateSilence(silence, announcements) => {
+                self.create_silence(silence, announcements)?;
+                Output::Unit
+            }
+            Request::ExpireSilence {
+                id,
+                now,
+                announcements,
+            } => Output::Expiry(self.expire_silence(id, *now, announcements)?),
+        })
+    }
+
+    fn prune_notifications(&self, before: Timestamp) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < ?1",
+            )?
+            .execute([before.as_millis()])?;
+        Ok(())
+    }
+
+    fn put_state(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![format!("state:{key}"), value])?;
+        Ok(())
+    }
+
+    fn record_alerts(&self, list: &[AlertTransitionRecord]) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO alert_transitions (at, rule, tenant, source, channel,
+                        destination, severity, state, value, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for t in list {
+            stmt.execute(params![
+                t.at.as_millis(),
+                t.rule,
+                t.tenant,
+                t.source,
+                t.channel,
+                t.destination,
+                t.severity,
+                t.state,
+                t.value,
+                t.reason
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn ping(&self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('ping', '1')
+                     ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [],
+        )?;
+        Ok(())
+    }
+
+    fn heartbeat(&self, node: &NodeInfo) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO nodes (id, address, started_at, last_heartbeat)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                            last_heartbeat = MAX(last_heartbeat, excluded.last_heartbeat)",
+            )?
+            .execute(params![
+                node.id,
+                node.address,
+                node.started_at.as_millis(),
+                node.last_heartbeat.as_millis()
+            ])?;
+        Ok(())
+    }
+
+    fn acquire_duty(&self, duty: &str, now: Timestamp, ttl: Duration) -> rusqlite::Result<bool> {
+        // The same statement as on PostgreSQL: take a free or expired lease, or renew our own;
+        // another node's live lease is left alone.
+        Ok(self
+            .conn
+            .prepare_cached(
+                "INSERT INTO duties (duty, holder, acquired_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (duty) DO UPDATE SET holder = excluded.holder,
+                            expires_at = excluded.expires_at,
+                            acquired_at = CASE WHEN duties.holder = excluded.holder
+                                THEN duties.acquired_at ELSE excluded.acquired_at END
+                         WHERE duties.holder = excluded.holder
+                            OR duties.expires_at <= excluded.acquired_at
+                         RETURNING holder",
+            )?
+            .query_row(
+                params![
+                    duty,
+                    self.node_id,
+                    now.as_millis(),
+                    now.plus(ttl).as_millis()
+                ],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    fn release_duty(&self, duty: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM duties WHERE duty = ?1 AND holder = ?2")?
+            .execute(params![duty, self.node_id])?;
+        Ok(())
+    }
+
+    fn reap(&self, now: Timestamp, node_timeout: Duration) -> rusqlite::Result<u64> {
+        let reaped = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'pending', lease_id = NULL,
+                            lease_node = NULL, due_at = ?1, updated_at = ?1
+                         WHERE state = 'in_flight' AND lease_node IS NOT ?3 AND NOT EXISTS (
+                            SELECT 1 FROM nodes n WHERE n.id = deliveries.lease_node
+                              AND n.last_heartbeat >= ?2)",
+            )?
+            .execute(params![
+                now.as_millis(),
+                now.minus(node_timeout).as_millis(),
+                self.node_id
+            ])?;
+        self.conn
+            .prepare_cached("DELETE FROM nodes WHERE last_heartbeat < ?1")?
+            .execute([now.minus(Duration::from_secs(86_400)).as_millis()])?;
+        Ok(reaped as u64)
+    }
+
+    fn leave(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM duties WHERE holder = ?1")?
+            .execute([&self.node_id])?;
+        self.conn
+            .prepare_cached("DELETE FROM nodes WHERE id = ?1")?
+            .execute([&self.node_id])?;
+        Ok(())
+    }
+
+    fn insert_notifications(&self, list: &[NewNotification]) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+        )?;
+        for n in list {
+            stmt.execute(params![
+                n.notifier,
+                n.key,
+                n.notice,
+                n.created_at.as_millis()
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn enqueue_notifications(&self, batch: &NotificationBatch) -> rusqlite::Result<()> {
+        self.insert_notifications(&batch.notifications)?;
+        for (key, value) in &batch.state {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![format!("state:{key}"), value])?;
+        }
+        for id in &batch.announced_expiries {
+            self.conn
+                .prepare_cached("UPDATE silences SET expiry_announced = 1 WHERE id = ?1")?
+                .execute([id])?;
+        }
+        Ok(())
+    }
+
+    fn claim_notifications(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<OutboxItem>> {
+        let mut items = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE notifications SET due_at = ?1
+                         WHERE id IN (
+                            SELECT n.id FROM notifications n
+                            WHERE n.state = 'pending' AND n.due_at <= ?2
+                              AND n.id = (SELECT MIN(m.id) FROM notifications m
+                                          WHERE m.notifier = n.notifier AND m.state = 'pending')
+                            ORDER BY n.id LIMIT ?3)
+                         RETURNING {OUTBOX_COLUMNS}"
+            ))?
+            .query_map(
+                params![now.plus(lease).as_millis(), now.as_millis(), limit as i64],
+                |r| decode::outbox_item(r),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    fn finish_notification(
+        &self,
+        id: i64,
+        outcome: &NotificationOutcome,
+        now: Timestamp,
+    ) -> rusqlite::Result<()> {
+        let (state, due_at, error) = match outcome {
+            NotificationOutcome::Sent => (NotificationState::Sent, now, None),
+            NotificationOutcome::Retry { due_at, error } => {
+                (NotificationState::Pending, *due_at, Some(error.as_str()))
+            }
+            NotificationOutcome::Dead { error } => {
+                (NotificationState::Dead, now, Some(error.as_str()))
+            }
+        };
+        let finished = (state != NotificationState::Pending).then_some(now.as_millis());
+        self.conn
+            .prepare_cached(
+                "UPDATE notifications SET state = ?1, attempts = attempts + 1,
+                            due_at = ?2, finished_at = ?3,
+                            last_error = COALESCE(?4, last_error)
+                         WHERE id = ?5 AND state = 'pending'",
+            )?
+            .execute(params![
+                state.as_str(),
+                due_at.as_millis(),
+                finished,
+                error,
+                id
+            ])?;
+        Ok(())
+    }
+
+    fn create_silence(
+        &self,
+        silence: &Silence,
+        announcements: &[NewNotification],
+    ) -> rusqlite::Result<()> {
+        let matchers = serde_json::to_string(&silence.matchers)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by,
+                            comment, created_at, expiry_announced)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                silence.id,
+                matchers,
+                silence.starts_at.as_millis(),
+                silence.ends_at.as_millis(),
+                silence.created_by,
+                silence.comment,
+                silence.created_at.as_millis(),
+                silence.expiry_announced
+            ])?;
+        self.insert_notifications(announcements)
+    }
+
+    fn expire_silence(
+        &self,
+        id: &str,
+        now: Timestamp,
+        announcements: &[NewNotification],
+    ) -> rusqlite::Result<SilenceExpiry> {
+        let found = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"
+            ))?
+            .query_row([id], |r| decode::silence(r))
+            .optional()?;
+        Ok(match found {
+            None => SilenceExpiry::NotFound,
+            Some(s) if s.ends_at <= now => SilenceExpiry::AlreadyEnded(s),
+            Some(mut s) => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE silences SET ends_at = ?1, expiry_announced = 1
+                                 WHERE id = ?2",
+                    )?
+                    .execute(params![now.as_millis(), id])?;
+                self.insert_notifications(announcements)?;
+                s.ends_at = now;
+                s.expiry_announced = true;
+                SilenceExpiry::Expired(s)
+            }
+        })
+    }
+
+    fn ingest(&self, ev: &NewEvent, counts: &mut Counts) -> rusqlite::Result<Accepted> {
+        let n = &ev.normalized;
+        let headers = serde_json::to_string(&ev.headers).unwrap_or_else(|_| "[]".into());
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO events (id, tenant, source, origin, sor_event_id, dedupe_key,
+                    event_type, channel, raw_channel, object_type, object_id, occurred_at,
+                    received_at, headers, body, conversation_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT (source, dedupe_key) DO NOTHING",
+            )?
+            .execute(params![
+                ev.id.as_str(),
+                ev.tenant,
+                ev.source,
+                ev.origin.as_str(),
+                n.sor_event_id,
+                n.dedupe_key,
+                n.event_type,
+                n.channel.as_str(),
+                n.raw_channel,
+                n.object_type,
+                n.object_id,
+                n.occurred_at.map(Timestamp::as_millis),
+                ev.received_at.as_millis(),
+                headers,
+                ev.body,
+                n.conversation_id,
+            ])?;
+        if inserted == 0 {
+            let existing: String = self
+                .conn
+                .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
+                .query_row(params![ev.source, n.dedupe_key], |r| r.get(0))?;
+            let id = existing
+                .parse()
+                .map_err(|e: intake_core::ids::IdParseError| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?;
+            counts.duplicate(ev);
+            return Ok(Accepted {
+                id,
+                duplicate: true,
+            });
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel, state,
+                attempts, due_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?7)",
+        )?;
+        for (id, destination) in &ev.deliveries {
+            insert.execute(params![
+                id.as_str(),
+                ev.id.as_str(),
+                destination,
+                ev.tenant,
+                ev.source,
+                n.channel.as_str(),
+                ev.received_at.as_millis(),
+            ])?;
+        }
+        counts.accepted(ev);
+        Ok(Accepted {
+            id: ev.id.clone(),
+            duplicate: false,
+        })
+    }
+
+    fn reject(&self, rej: &Rejection, counts: &mut Counts) -> rusqlite::Result<()> {
+        if rej.body.is_some() || rej.kind == RejectionKind::Invalid {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO rejections (at, tenant, source, outcome, reason, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    rej.at.as_millis(),
+                    rej.tenant,
+                    rej.source,
+                    rej.kind.outcome(),
+                    rej.reason,
+                    rej.body,
+                ])?;
+        }
+        counts.rejected(rej);
+        Ok(())
+    }
+
+    fn claim(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+        let lease_id = format!("{:032x}", rand::random::<u128>());
+        let lease_until = now.plus(lease);
+        let mut claimed = Vec::new();
+        let rows: Vec<(String, String, u32, String, String, String)> = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
+                    lease_node = ?6
+                 WHERE id IN (
+                    SELECT id FROM deliveries
+                    WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
+                      AND due_at <= ?3
+                    ORDER BY due_at LIMIT ?5)
+                 RETURNING id, event_id, attempts, tenant, source, channel",
+            )?
+            .query_map(
+                params![
+                    lease_id,
+                    lease_until.as_millis(),
+                    now.as_millis(),
+                    destination,
+                    limit as i64,
+                    self.node_id
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut event = self.conn.prepare_cached(
+            "SELECT event_type, origin, occurred_at, received_at, body FROM events WHERE id = ?1",
+        )?;
+        for (id, event_id, attempts, tenant, source, channel) in rows {
+            let (event_type, origin, occurred_at, received_at, body): (
+                String,
+                String,
+                Option<i64>,
+                i64,
+                Vec<u8>,
+            ) = event.query_row([&event_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            claimed.push(ClaimedDelivery {
+                id: parse_id(&id)?,
+                lease_id: lease_id.clone(),
+                attempt: attempts + 1,
+                destination: destination.to_string(),
+                event_id: parse_id(&event_id)?,
+                tenant,
+                source,
+                event_type,
+                channel,
+                origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
+                occurred_at: occurred_at.map(Timestamp),
+                received_at: Timestamp(received_at),
+                body,
+            });
+        }
+        Ok(claimed)
+    }
+
+    fn finish(&self, a: &FinishedAttempt, counts: &mut Counts) -> rusqlite::Result<()> {
+        let (state, due_at, delivered_at) = match a.next {
+            NextStep::Delivered => (
+                DeliveryState::Delivered,
+                a.finished_at,
+                Some(a.finished_at.as_millis()),
+            ),
+            NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
+            NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
+        };
+        let updated = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
+                    lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
+                 WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
+            )?
+            .execute(params![
+                state.as_str(),
+                a.attempt,
+                due_at.as_millis(),
+                a.finished_at.as_millis(),
+                delivered_at,
+                a.status,
+                a.error,
+                a.delivery_id.as_str(),
+                a.lease_id,
+            ])?;
+        let outcome = if updated == 0 {
+            "superseded"
+        } else {
+            state.as_str()
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                a.delivery_id.as_str(),
+                a.attempt,
+                a.started_at.as_millis(),
+                a.finished_at.since(a.started_at).as_millis() as i64,
+                a.status,
+                a.error,
+                outcome,
+            ])?;
+        if updated > 0 {
+            counts.finished(a, state);
+        }
+        Ok(())
+    }
+
+    fn release(&self, leases: &[(DeliveryId, String)], now: Timestamp) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
+                due_at = ?1, updated_at = ?1
+             WHERE id = ?2 AND state = 'in_flight' AND lease_id = ?3",
+        )?;
+        for (id, lease) in leases {
+            stmt.execute(params![now.as_millis(), id.as_str(), lease])?;
+        }
+        Ok(())
+    }
+
+    fn flush_counts(&self, counts: Counts) -> rusqlite::Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO counters (minute, tenant, source, channel, destination, metric, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (minute, tenant, source, channel, destination, metric)
+             DO UPDATE SET count = count + excluded.count",
+        )?;
+        for (k, v) in counts.into_rows() {
+            stmt.execute(params![
+                k.minute,
+                k.tenant,
+                k.source,
+                k.channel,
+                k.destination,
+                k.metric.as_str(),
+                v
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn compact(
+        &self,
+        now: Timestamp,
+        retention: CounterRetention,
+    ) -> rusqlite::Result<CompactReport> {
+        const HOUR: i64 = 3_600_000;
+        let current_hour = Resolution::Hour.bucket(now).as_millis();
+        // The last rolled hour is rolled again: a counter committed right at the hour's end may
+        // have landed after the previous compaction.
+        let from = (rolled_until(&self.conn)? - HOUR).max(0);
+        let hours_rolled = self.conn.execute(
+            "INSERT INTO counters_hourly (hour, tenant, source, channel, destination, metric, count)
+             SELECT (minute / 3600000) * 3600000, tenant, source, channel, destination, metric,
+                    SUM(count)
+             FROM counters WHERE minute >= ?1 AND minute < ?2
+             GROUP BY 1, tenant, source, channel, destination, metric
+             ON CONFLICT (hour, tenant, source, channel, destination, metric)
+             DO UPDATE SET count = excluded.count",
+            params![from, current_hour],
+        )? as u64;
+        let watermark = current_hour.max(rolled_until(&self.conn)?);
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('counters_rolled_until', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [watermark.to_string()],
+        )?;
+        // Minute rows go only once their hour is rolled up.
+        let minute_cutoff = now
+            .minus(retention.minutes)
+            .as_millis()
+            .min(watermark - HOUR);
+        let minutes_deleted = self
+            .conn
+            .execute("DELETE FROM counters WHERE minute < ?1", [minute_cutoff])?
+            as u64;
+        let hours_deleted = self.conn.execute(
+            "DELETE FROM counters_hourly WHERE hour < ?1",
+            [now.minus(retention.hours).as_millis()],
+        )? as u64;
+        Ok(CompactReport {
+            hours_rolled,
+            minutes_deleted,
+            hours_deleted,
+        })
+    }
+}
