@@ -160,6 +160,74 @@ impl ApiResponse {
     }
 }
 
+/// A JSON value from a system of record's API, read so that an integer beyond 64 bits (an id)
+/// becomes a string of its exact digits instead of a rounded float. serde_json, building a
+/// [`serde_json::Value`], would round `18446744073709551617` to `1.8446744073709552e19`; the
+/// backfilled envelope would then carry another id than the webhook did, and the same object
+/// would get two dedupe keys (see the connectors' input policy in [`crate::input`]). Integers
+/// within 64 bits, fractions, and everything else are read as serde_json reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExactValue(pub(crate) serde_json::Value);
+
+impl<'de> Deserialize<'de> for ExactValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        exact(&raw, 0)
+            .map(ExactValue)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `#[serde(deserialize_with = "exact_values")]` for a list of API objects read as
+/// [`ExactValue`]s.
+pub(crate) fn exact_values<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    Ok(Vec::<ExactValue>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.0)
+        .collect())
+}
+
+/// The value of `raw`, `depth` levels down. Deeper than the input policy's limit it is left to
+/// serde_json, whose own recursion limit then refuses it, so this never recurses without bound.
+fn exact(
+    raw: &serde_json::value::RawValue,
+    depth: usize,
+) -> Result<serde_json::Value, serde_json::Error> {
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+    let text = raw.get();
+    let nested = depth < crate::input::MAX_DEPTH;
+    match text.as_bytes().first() {
+        Some(b'{') if nested => {
+            // A `BTreeMap`, like `serde_json::Map`: the last of duplicate keys wins.
+            let members: std::collections::BTreeMap<String, &RawValue> =
+                serde_json::from_str(text)?;
+            let mut object = serde_json::Map::new();
+            for (key, value) in members {
+                object.insert(key, exact(value, depth + 1)?);
+            }
+            Ok(Value::Object(object))
+        }
+        Some(b'[') if nested => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            let items: Result<Vec<Value>, _> =
+                items.into_iter().map(|v| exact(v, depth + 1)).collect();
+            Ok(Value::Array(items?))
+        }
+        Some(b'-' | b'0'..=b'9') if text.bytes().all(|b| b == b'-' || b.is_ascii_digit()) => {
+            let n: Value = serde_json::from_str(text)?;
+            Ok(if n.is_i64() || n.is_u64() {
+                n
+            } else {
+                Value::String(text.to_string())
+            })
+        }
+        _ => serde_json::from_str(text),
+    }
+}
+
 /// The HTTP client every backfill client sends through: paces requests to a per-minute budget
 /// on the injected clock, waits out `429`s (`Retry-After`, or the `x-ratelimit-reset` /
 /// `ratelimit-reset` epoch second), pauses when the SOR says no requests remain, and retries
@@ -404,6 +472,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_integers_beyond_64_bits_are_kept_as_their_exact_digits() {
+        let text = r#"{"id":18446744073709551617,"dup":1,"dup":2,"list":[1,-2,9007199254740993,
+            1.5,"s",null,true,-18446744073709551617,{"id":340282366920938463463374607431768211457}]}"#;
+        let ExactValue(v) = serde_json::from_str(text).unwrap();
+        let expected = serde_json::json!({
+            "id": "18446744073709551617",
+            "dup": 2,
+            "list": [1, -2, 9007199254740993_u64, 1.5, "s", null, true,
+                "-18446744073709551617", {"id": "340282366920938463463374607431768211457"}],
+        });
+        assert_eq!(v, expected);
+        // Lists of objects, as the clients' pages hold them.
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(deserialize_with = "exact_values")]
+            data: Vec<serde_json::Value>,
+        }
+        let page: Page =
+            serde_json::from_slice(br#"{"data":[{"id":18446744073709551616}]}"#).unwrap();
+        assert_eq!(page.data[0]["id"], "18446744073709551616");
+        // Nesting far beyond the limit is refused by serde_json, not a stack overflow.
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(serde_json::from_str::<ExactValue>(&deep).is_err());
+    }
     use axum::extract::State;
     use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};

@@ -2,8 +2,6 @@
 //! field's JSON type (a number becomes a string, an object becomes `null`) must not make its
 //! webhooks unparseable. [`Lax`] reads a scalar as text; [`Obj`] reads an object as `T` and
 //! anything else as absent.
-//!
-//! (The Kustomer connector has its own copy of `Lax`; the two can be merged.)
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,9 +10,16 @@ use std::marker::PhantomData;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// A field that is text when it is a string or a number, and absent otherwise (null, a bool,
 /// an object, an array, an empty string).
+///
+/// A number is kept as the exact text the sender wrote (`18446744073709551617` stays those
+/// digits; serde_json would otherwise read any integer beyond `u64` as an `f64` and round it),
+/// so two ids never collapse into one dedupe key. The value is read as a borrowed
+/// [`RawValue`], so `Lax` works with the borrowing deserializers the connectors use
+/// (`serde_json::from_slice`, `from_str`).
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Lax<'a>(pub(crate) Option<Cow<'a, str>>);
 
@@ -27,43 +32,23 @@ impl Lax<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Lax<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lax<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Lax(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Lax(None))
-            }
-        }
-        d.deserialize_any(V)
+        let raw = <&'de RawValue>::deserialize(d)?;
+        scalar_text(raw).map(Lax).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The text of a JSON scalar: a string unescaped, a number exactly as written; `None` for
+/// anything else (null, a bool, an object, an array).
+pub(crate) fn scalar_text(raw: &RawValue) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => match text.get(1..text.len() - 1) {
+            // Without a backslash the text between the quotes is the string itself.
+            Some(inner) if !inner.contains('\\') => Ok(Some(Cow::Borrowed(inner))),
+            _ => serde_json::from_str::<String>(text).map(|s| Some(Cow::Owned(s))),
+        },
+        Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(text))),
+        _ => Ok(None),
     }
 }
 

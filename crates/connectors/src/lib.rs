@@ -5,12 +5,18 @@
 //! calls [`Connector::verify`] first (nothing is stored for a request that fails it), then
 //! [`Connector::parse`]. Unknown event types parse fine and are stored: a connector never drops
 //! what a system of record sends just because it is new.
+//!
+//! Every connector applies one input policy ([`input`]): the body must be UTF-8 JSON nested at
+//! most [`input::MAX_DEPTH`] levels deep, ids are kept as the exact text the sender wrote, and
+//! times must be instants RFC 3339 can write. [`Connector::parse`] enforces it around each
+//! connector's own [`Connector::read_event`].
 
 pub mod backfill;
 pub mod freshdesk;
 pub mod front;
 pub mod generic;
 pub mod gorgias;
+pub mod input;
 pub mod intercom;
 pub mod kustomer;
 mod lax;
@@ -93,6 +99,32 @@ pub enum ParseError {
         /// What is missing or wrong.
         why: String,
     },
+    /// The body is not valid UTF-8 (the input policy: bodies are UTF-8 JSON).
+    #[error("body is not valid UTF-8 (first invalid byte at offset {offset}); intake accepts UTF-8 JSON only")]
+    InvalidUtf8 {
+        /// The offset of the first byte that is not valid UTF-8.
+        offset: usize,
+    },
+    /// A `\u` escape in a string is not valid Unicode (an unpaired surrogate).
+    #[error("body has a `\\u` escape at offset {offset} that is not valid Unicode (an unpaired surrogate)")]
+    InvalidEscape {
+        /// The offset of the escape's backslash.
+        offset: usize,
+    },
+    /// Arrays and objects nest deeper than the policy's limit.
+    #[error("body nests arrays and objects more than {limit} levels deep")]
+    TooDeep {
+        /// The limit ([`input::MAX_DEPTH`]).
+        limit: usize,
+    },
+    /// A time the connector read is outside what RFC 3339 can write.
+    #[error("`{field}` is `{value}`, outside the times intake accepts (0000-01-01T00:00:00Z to 9999-12-30T22:00:00Z)")]
+    TimeOutOfRange {
+        /// The field the time was read from.
+        field: String,
+        /// The value as written (its first 40 characters).
+        value: String,
+    },
 }
 
 /// The answer to a setup handshake.
@@ -122,8 +154,17 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// Extracts the normalized event from the body.
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError>;
+    /// Extracts the normalized event from the body, under the input policy ([`input`]) that
+    /// every connector shares: the body is checked before the connector reads it
+    /// ([`input::check_body`]), and the event's time after. Connectors implement
+    /// [`Connector::read_event`] and do not override this.
+    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        input::policed(req.body, |_| self.read_event(req))
+    }
+
+    /// Reads the normalized event out of a body that passed [`input::check_body`]: the
+    /// connector's own envelope. Called by [`Connector::parse`] only.
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError>;
 
     /// Request headers worth keeping with the event (lower-case names). Signatures are not
     /// among them: they are useless after verification.

@@ -11,6 +11,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The earliest instant RFC 3339 can write: `0000-01-01T00:00:00.000Z`.
+    pub const RFC3339_MIN: Timestamp = Timestamp(-62_167_219_200_000);
+    /// The latest instant intake writes as RFC 3339: `9999-12-30T22:00:00Z`. RFC 3339 itself
+    /// ends 26 hours later, at the end of year 9999, but jiff (which reads and writes intake's
+    /// times) keeps every instant writable at every UTC offset, so its range stops here.
+    pub const RFC3339_MAX: Timestamp = Timestamp(253_402_207_200_000);
+
+    /// Whether intake can write this instant as RFC 3339 (a four-digit year, from
+    /// [`Timestamp::RFC3339_MIN`] to [`Timestamp::RFC3339_MAX`]). Every instant intake accepts
+    /// from a system of record is one (the connectors' input policy refuses the others), so
+    /// that `intake-occurred-at` is always valid RFC 3339.
+    pub const fn is_rfc3339(self) -> bool {
+        self.0 >= Self::RFC3339_MIN.0 && self.0 <= Self::RFC3339_MAX.0
+    }
+
     /// The instant `ms` milliseconds after the epoch.
     pub const fn from_millis(ms: i64) -> Self {
         Timestamp(ms)
@@ -133,6 +148,31 @@ mod tests {
                 - utc.0,
             250
         );
+    }
+
+    #[test]
+    fn the_rfc3339_range_is_exactly_what_rfc3339_writes() {
+        for (t, text) in [
+            (Timestamp::RFC3339_MIN, "0000-01-01T00:00:00.000Z"),
+            (Timestamp::RFC3339_MAX, "9999-12-30T22:00:00.000Z"),
+            (Timestamp(0), "1970-01-01T00:00:00.000Z"),
+        ] {
+            assert!(t.is_rfc3339());
+            assert_eq!(t.to_rfc3339(), text);
+            assert_eq!(Timestamp::parse_rfc3339(text).unwrap(), t);
+        }
+        for t in [
+            Timestamp(Timestamp::RFC3339_MIN.0 - 1),
+            Timestamp(Timestamp::RFC3339_MAX.0 + 1),
+            Timestamp(i64::MIN),
+            Timestamp(i64::MAX),
+        ] {
+            assert!(!t.is_rfc3339(), "{t:?}");
+        }
+        // The upper end is exactly where writing stops.
+        assert!(Timestamp(Timestamp::RFC3339_MAX.0 + 1)
+            .to_rfc3339()
+            .starts_with('@'));
     }
 
     #[test]

@@ -47,6 +47,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::input;
 use crate::unsigned::{self, body_digest, canonical_secs, parse_time, starts_object, Lax};
 use crate::{Connector, Incoming, ParseError, VerifyError};
 
@@ -187,7 +188,7 @@ impl Connector for FreshdeskConnector {
         unsigned::verify(&self.auth, req.headers, secrets)
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
         if !starts_object(req.body) {
             return Err(match serde_json::from_slice::<IgnoredAny>(req.body) {
                 Ok(_) => envelope("expected a JSON object"),
@@ -208,8 +209,16 @@ impl Connector for FreshdeskConnector {
         let (event_type, created) = event_type(fields.triggered_event.get());
         let created_raw = fields.ticket_created_at.get();
         let updated_raw = fields.ticket_updated_at.get();
-        let created_at = created_raw.and_then(parse_time);
-        let updated_at = updated_raw.and_then(parse_time);
+        let created_at = input::within(
+            "ticket_created_at",
+            created_raw,
+            created_raw.and_then(parse_time),
+        )?;
+        let updated_at = input::within(
+            "ticket_updated_at",
+            updated_raw,
+            updated_raw.and_then(parse_time),
+        )?;
 
         let dedupe_key = if created {
             format!("ticket:{ticket_id}:created")

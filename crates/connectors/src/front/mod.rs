@@ -54,6 +54,7 @@ use serde::Deserialize;
 use serde_json::error::Category;
 use sha2::Digest;
 
+use crate::input;
 use crate::lax::{Lax, Obj};
 use crate::{Connector, Handshake, Incoming, ParseError, VerifyError};
 
@@ -192,8 +193,8 @@ impl Connector for FrontConnector {
         })
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
-        parse_body(req.body)
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        read_body(req.body)
     }
 
     fn kept_headers(&self) -> &'static [&'static str] {
@@ -210,6 +211,11 @@ fn envelope(why: impl Into<String>) -> ParseError {
 
 /// Parses a Front webhook body (application envelope or rule webhook).
 pub(crate) fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
+    crate::input::policed(body, read_body)
+}
+
+/// Reads the envelope of a body that passed the input policy.
+fn read_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
     let (event, outer_type) = unwrap_event(read_envelope(body)?);
     let event_type = outer_type
         .get()
@@ -231,7 +237,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
         .as_deref()
         .map(channel_of)
         .unwrap_or(Channel::Other);
-    let occurred_at = event.emitted_at.get().and_then(seconds_to_timestamp);
+    let occurred_at = input::unix_seconds("emitted_at", event.emitted_at.get())?;
     let dedupe_key = match &sor_event_id {
         Some(id) => format!("event:{id}"),
         None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))),
@@ -323,28 +329,6 @@ pub fn channel_of(raw: &str) -> Channel {
         "custom" | "googleplay" | "form" | "frontform" | "internal" => Channel::Other,
         other => Channel::normalize(other),
     }
-}
-
-/// Front writes instants as seconds since the epoch with up to three decimals
-/// (`1453770984.123`). Read as decimal text, so milliseconds are exact.
-pub(crate) fn seconds_to_timestamp(s: &str) -> Option<Timestamp> {
-    let s = s.trim();
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if !int.is_empty()
-        && int.len() <= 15
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        let secs: i64 = int.parse().ok()?;
-        let mut ms = 0i64;
-        for (i, b) in frac.bytes().take(3).enumerate() {
-            ms += i64::from(b - b'0') * [100, 10, 1][i];
-        }
-        return Some(Timestamp(secs.checked_mul(1000)?.checked_add(ms)?));
-    }
-    let f: f64 = s.parse().ok()?;
-    let ms = (f * 1000.0).round();
-    (ms.is_finite() && ms.abs() < 1e15).then_some(Timestamp(ms as i64))
 }
 
 // The envelope, read with borrowed strings and only the fields intake uses (parsing is on the

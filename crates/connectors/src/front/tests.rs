@@ -169,25 +169,22 @@ fn message_types_map_to_channels() {
 
 #[test]
 fn emitted_at_is_read_exactly() {
-    assert_eq!(
-        seconds_to_timestamp("1453770984.123"),
-        Some(at(1_453_770_984_123))
-    );
-    assert_eq!(
-        seconds_to_timestamp("1453770984.1"),
-        Some(at(1_453_770_984_100))
-    );
-    assert_eq!(
-        seconds_to_timestamp("1453770984.12399"),
-        Some(at(1_453_770_984_123))
-    );
-    assert_eq!(
-        seconds_to_timestamp("1453770984"),
-        Some(at(1_453_770_984_000))
-    );
-    assert_eq!(seconds_to_timestamp("1.5e3"), Some(at(1_500_000)));
-    assert_eq!(seconds_to_timestamp("soon"), None);
-    assert_eq!(seconds_to_timestamp("1e300"), None);
+    let seconds = |s: &str| crate::input::unix_seconds("emitted_at", Some(s));
+    for (raw, ms) in [
+        ("1453770984.123", 1_453_770_984_123),
+        ("1453770984.1", 1_453_770_984_100),
+        ("1453770984.12399", 1_453_770_984_123),
+        ("1453770984", 1_453_770_984_000),
+        ("1.5e3", 1_500_000),
+    ] {
+        assert_eq!(seconds(raw), Ok(Some(at(ms))), "{raw}");
+    }
+    assert_eq!(seconds("soon"), Ok(None));
+    // A number is a time Front wrote: one RFC 3339 cannot write is refused, not ignored.
+    assert!(matches!(
+        seconds("1e300"),
+        Err(ParseError::TimeOutOfRange { .. })
+    ));
 }
 
 #[test]

@@ -20,9 +20,15 @@ use intake_core::config::{
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::constant_time_eq;
 use intake_core::Timestamp;
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use sha2::Digest;
 
+use crate::input;
+use crate::lax::scalar_text;
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
 
 /// The configurable HMAC connector.
@@ -80,12 +86,105 @@ fn digest(alg: HmacAlgorithm, key: &[u8], body: &[u8]) -> Vec<u8> {
     }
 }
 
-fn text_at(v: &Value, pointer: &Option<String>) -> Option<String> {
-    let p = pointer.as_deref()?;
-    match v.pointer(p)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// The text at a JSON pointer: a string, or a number exactly as written.
+fn text_at(root: &RawValue, pointer: &Option<String>) -> Option<String> {
+    let raw = at_pointer(root, pointer.as_deref()?)?;
+    scalar_text(raw)
+        .ok()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.into_owned())
+}
+
+/// The value at a JSON pointer (RFC 6901), as [`serde_json::Value::pointer`] finds it (the
+/// last of duplicate keys; array indices without a sign or leading zeros), but read from the
+/// raw text level by level, so that numbers are never converted to floats.
+fn at_pointer<'a>(root: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
+    if pointer.is_empty() {
+        return Some(root);
+    }
+    let mut at = root;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let mut de = serde_json::Deserializer::from_str(at.get());
+        at = serde::Deserializer::deserialize_any(&mut de, Member(&token)).ok()??;
+    }
+    Some(at)
+}
+
+/// Finds one member of an object (by key) or of an array (by index).
+struct Member<'t>(&'t str);
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let index = match self.0.as_bytes() {
+            [b'0'] => Some(0),
+            [b'1'..=b'9', ..] => self.0.parse::<usize>().ok(),
+            _ => None,
+        };
+        let mut found = None;
+        let mut i = 0usize;
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            if Some(i) == index {
+                found = Some(element);
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The event's time at the `occurred_at` pointer: an RFC 3339 string or Unix seconds (a JSON
+/// number); absent when missing or unreadable, refused when out of range.
+fn time_at(root: &RawValue, pointer: Option<&str>) -> Result<Option<Timestamp>, ParseError> {
+    let Some(raw) = pointer.and_then(|p| at_pointer(root, p)) else {
+        return Ok(None);
+    };
+    let field = pointer.unwrap_or_default();
+    match (
+        raw.get().as_bytes().first(),
+        scalar_text(raw).ok().flatten(),
+    ) {
+        (Some(b'"'), Some(text)) => input::rfc3339(field, Some(&text)),
+        (Some(_), Some(number)) => input::unix_seconds(field, Some(&number)),
+        _ => Ok(None),
     }
 }
 
@@ -134,21 +233,15 @@ impl Connector for GenericConnector {
         }
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
-        let v: Value =
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        // Read as raw text (which also checks the whole body is JSON) and looked into by
+        // pointer: building a `Value` would turn numbers beyond `u64` into rounded floats.
+        let v: &RawValue =
             serde_json::from_slice(req.body).map_err(|e| ParseError::NotJson(e.to_string()))?;
         let f = &self.fields;
-        let sor_event_id = text_at(&v, &f.event_id);
-        let raw_channel = text_at(&v, &f.channel);
-        let occurred_at = f
-            .occurred_at
-            .as_deref()
-            .and_then(|p| v.pointer(p))
-            .and_then(|t| match t {
-                Value::String(s) => Timestamp::parse_rfc3339(s).ok(),
-                Value::Number(n) => n.as_i64().map(|secs| Timestamp(secs.saturating_mul(1000))),
-                _ => None,
-            });
+        let sor_event_id = text_at(v, &f.event_id);
+        let raw_channel = text_at(v, &f.channel);
+        let occurred_at = time_at(v, f.occurred_at.as_deref())?;
         let dedupe_key = match &sor_event_id {
             Some(id) => format!("event:{id}"),
             None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(req.body))),
@@ -156,15 +249,15 @@ impl Connector for GenericConnector {
         Ok(NormalizedEvent {
             sor_event_id,
             dedupe_key,
-            event_type: text_at(&v, &f.event_type).unwrap_or_else(|| "unknown".into()),
+            event_type: text_at(v, &f.event_type).unwrap_or_else(|| "unknown".into()),
             channel: raw_channel
                 .as_deref()
                 .map(Channel::normalize)
                 .unwrap_or(Channel::Other),
             raw_channel,
             object_type: None,
-            object_id: text_at(&v, &f.object_id),
-            conversation_id: text_at(&v, &f.conversation_id),
+            object_id: text_at(v, &f.object_id),
+            conversation_id: text_at(v, &f.conversation_id),
             occurred_at,
         })
     }

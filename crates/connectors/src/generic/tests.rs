@@ -252,3 +252,99 @@ proptest! {
         let _ = helpscout().parse(&req);
     }
 }
+
+#[test]
+fn pointers_are_followed_in_the_raw_text_as_value_pointer_would() {
+    let body = r#"{"a/b":{"m~n":[10, {"id": 18446744073709551617}, "x"]},"dup":1,"dup":"last",
+        "list":["zero","one"],"esc":"line\nbreak","n":-0.50e3,"t":true,"nothing":null}"#;
+    let root: &RawValue = serde_json::from_str(body).unwrap();
+    let text = |p: &str| text_at(root, &Some(p.to_string()));
+    assert_eq!(
+        text("/a~1b/m~0n/1/id").as_deref(),
+        Some("18446744073709551617")
+    );
+    assert_eq!(text("/a~1b/m~0n/0").as_deref(), Some("10"));
+    assert_eq!(text("/a~1b/m~0n/2").as_deref(), Some("x"));
+    assert_eq!(text("/dup").as_deref(), Some("last"));
+    assert_eq!(text("/list/1").as_deref(), Some("one"));
+    assert_eq!(text("/esc").as_deref(), Some("line\nbreak"));
+    assert_eq!(text("/n").as_deref(), Some("-0.50e3"));
+    // Like `Value::pointer`: no leading zeros or signs in indices, no index past the end, no
+    // member of a scalar; objects, arrays, booleans and null are not text.
+    for none in [
+        "/list/01", "/list/+1", "/list/2", "/list/-1", "/esc/0", "/a~1b", "/t", "/nothing",
+        "/missing", "nope",
+    ] {
+        assert_eq!(text(none), None, "{none}");
+    }
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    for p in [
+        "/a~1b/m~0n/2",
+        "/dup",
+        "/list/1",
+        "/esc",
+        "/list/01",
+        "/list/2",
+    ] {
+        assert_eq!(
+            text(p),
+            value
+                .pointer(p)
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn integer_times_beyond_i64_are_refused_not_saturated() {
+    let c = GenericConnector::new(
+        GenericSignature {
+            header: "X-Sig".into(),
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: None,
+        },
+        GenericFields {
+            occurred_at: Some("/at".into()),
+            ..GenericFields::default()
+        },
+    );
+    let h = HeaderMap::new();
+    let parse = |body: &str| {
+        c.parse(&Incoming {
+            headers: &h,
+            body: body.as_bytes(),
+            now: Timestamp(0),
+        })
+    };
+    // Before, -9223372036854775808 seconds saturated to i64::MIN milliseconds, which was then
+    // sent as `intake-occurred-at: @-9223372036854775808ms`.
+    for at in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "1e20",
+        "99999999999999999999999",
+    ] {
+        let body = format!(r#"{{"id":"e","at":{at}}}"#);
+        assert!(
+            matches!(parse(&body), Err(ParseError::TimeOutOfRange { ref field, .. }) if field == "/at"),
+            "{at}: {:?}",
+            parse(&body)
+        );
+    }
+    let ok = parse(r#"{"id":"e","at":1764235200.25}"#).unwrap();
+    assert_eq!(ok.occurred_at, Some(Timestamp(1_764_235_200_250)));
+    let text = parse(r#"{"id":"e","at":"2026-11-27T09:15:00+01:00"}"#).unwrap();
+    assert_eq!(
+        text.occurred_at,
+        Timestamp::parse_rfc3339("2026-11-27T08:15:00Z").ok()
+    );
+    // Not a time at all: absent, as before.
+    assert_eq!(
+        parse(r#"{"id":"e","at":"soon"}"#).unwrap().occurred_at,
+        None
+    );
+    assert_eq!(parse(r#"{"id":"e","at":true}"#).unwrap().occurred_at, None);
+}

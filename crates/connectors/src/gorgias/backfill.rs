@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{GorgiasConnector, TICKET_CREATED, TICKET_MESSAGE_CREATED, TICKET_UPDATED};
-use crate::backfill::{ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window};
+use crate::backfill::{
+    exact_values, ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+};
 use crate::unsigned::parse_time;
 use crate::{Connector, Incoming};
 
@@ -60,6 +62,7 @@ struct State {
 
 #[derive(Debug, Deserialize)]
 struct List {
+    #[serde(deserialize_with = "exact_values")]
     data: Vec<Value>,
     #[serde(default)]
     meta: Meta,

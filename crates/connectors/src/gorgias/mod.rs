@@ -36,6 +36,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::input;
 use crate::unsigned::{self, body_digest, parse_time, starts_object, Lax};
 use crate::{Connector, Incoming, ParseError, VerifyError};
 
@@ -148,7 +149,7 @@ impl Connector for GorgiasConnector {
         unsigned::verify(&self.auth, req.headers, secrets)
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
         if !starts_object(req.body) {
             return Err(match serde_json::from_slice::<IgnoredAny>(req.body) {
                 Ok(_) => envelope("expected a JSON object"),
@@ -185,20 +186,24 @@ impl Connector for GorgiasConnector {
             TICKET_CREATED => (
                 "ticket",
                 ticket_id.clone(),
-                ticket_created.or(ticket_updated),
+                ticket_created
+                    .map(|t| ("ticket.created_datetime", t))
+                    .or(ticket_updated.map(|t| ("ticket.updated_datetime", t))),
                 format!("ticket:{ticket_id}:created"),
             ),
             TICKET_MESSAGE_CREATED => match &message_id {
                 Some(mid) => (
                     "message",
                     mid.clone(),
-                    message_created.or(ticket_updated),
+                    message_created
+                        .map(|t| ("message.created_datetime", t))
+                        .or(ticket_updated.map(|t| ("ticket.updated_datetime", t))),
                     format!("message:{mid}:created"),
                 ),
                 None => (
                     "ticket",
                     ticket_id.clone(),
-                    ticket_updated,
+                    ticket_updated.map(|t| ("ticket.updated_datetime", t)),
                     format!("ticket:{ticket_id}:{event}:body-{}", body_digest(req.body)),
                 ),
             },
@@ -208,9 +213,21 @@ impl Connector for GorgiasConnector {
                     Some(v) => format!("ticket:{ticket_id}:{event}:{v}"),
                     None => format!("ticket:{ticket_id}:{event}:body-{}", body_digest(req.body)),
                 };
-                ("ticket", ticket_id.clone(), ticket_updated, key)
+                (
+                    "ticket",
+                    ticket_id.clone(),
+                    ticket_updated.map(|t| ("ticket.updated_datetime", t)),
+                    key,
+                )
             }
         };
+
+        let (occurred_field, occurred_raw) = occurred_raw.unzip();
+        let occurred_at = input::within(
+            occurred_field.unwrap_or_default(),
+            occurred_raw,
+            occurred_raw.and_then(parse_time),
+        )?;
 
         let raw_channel = message
             .as_ref()
@@ -232,7 +249,7 @@ impl Connector for GorgiasConnector {
             object_type: Some(object_type.into()),
             object_id: Some(object_id),
             conversation_id: Some(ticket_id),
-            occurred_at: occurred_raw.and_then(parse_time),
+            occurred_at,
         })
     }
 

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backfill::{
-    ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
-    DEFAULT_PER_MINUTE,
+    exact_values, ApiClient, ApiStats, Backfill, BackfillError, Cursor, ExactValue, Page,
+    Recovered, Window, DEFAULT_PER_MINUTE,
 };
 
 /// The API version requested.
@@ -63,7 +63,7 @@ struct State {
 
 #[derive(Deserialize)]
 struct SearchPage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_values")]
     conversations: Vec<Value>,
     #[serde(default)]
     pages: Option<Pages>,
@@ -149,7 +149,8 @@ impl IntercomBackfill {
                     .header("accept", "application/json")
             })
             .await?;
-        response.json(&what)
+        // Read exactly, so that an id beyond 64 bits keeps its digits (see `ExactValue`).
+        response.json::<ExactValue>(&what).map(|v| v.0)
     }
 }
 

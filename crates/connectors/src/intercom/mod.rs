@@ -23,10 +23,10 @@ use hmac::{Hmac, Mac};
 use intake_core::config::SourceKind;
 use intake_core::event::{Channel, NormalizedEvent};
 use intake_core::signature::constant_time_eq;
-use intake_core::Timestamp;
 use serde::Deserialize;
 use sha1::Sha1;
 
+use crate::input;
 use crate::lax::{self, Lax, List, Obj};
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
 
@@ -139,15 +139,14 @@ fn envelope_error(why: impl Into<String>) -> ParseError {
     }
 }
 
-/// Unix seconds (Intercom's times) as a timestamp.
-fn unix(s: Option<&str>) -> Option<Timestamp> {
-    let secs: f64 = s?.trim().parse().ok()?;
-    (secs.is_finite() && secs.abs() < 1e13).then_some(Timestamp((secs * 1000.0) as i64))
-}
-
 /// Parses a body as the Intercom connector does (used by the backfill client to describe the
 /// envelopes it builds).
 pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
+    crate::input::policed(body, read_body)
+}
+
+/// Reads the envelope of a body that passed the input policy.
+fn read_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
     let env: Envelope<'_> = lax::object(body, "intercom")?;
     let topic = env
         .topic
@@ -169,12 +168,15 @@ pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
 
     let created = CREATED_TOPICS.contains(&topic);
     let part_topic = PART_TOPICS.contains(&topic);
-    let (object_type, object_id, dedupe_key, occurred_raw) = match (conversation_id, part) {
+    let (object_type, object_id, dedupe_key, occurred) = match (conversation_id, part) {
         (Some(c), _) if created => (
             Some("conversation"),
             Some(c),
             format!("conversation:{c}:created"),
-            item.and_then(|i| i.created_at.get()),
+            (
+                "data.item.created_at",
+                item.and_then(|i| i.created_at.get()),
+            ),
         ),
         (Some(_), Some(p)) if part_topic => {
             let id = p.id.get().unwrap_or_default();
@@ -182,7 +184,10 @@ pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
                 Some("conversation_part"),
                 Some(id),
                 format!("conversation_part:{id}"),
-                p.created_at.get(),
+                (
+                    "data.item.conversation_parts.conversation_parts[].created_at",
+                    p.created_at.get(),
+                ),
             )
         }
         _ => match &sor_event_id {
@@ -190,12 +195,20 @@ pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
                 item_type,
                 item_id,
                 format!("event:{id}"),
-                item.and_then(|i| i.updated_at.get()),
+                (
+                    "data.item.updated_at",
+                    item.and_then(|i| i.updated_at.get()),
+                ),
             ),
             None => return Err(envelope_error("no notification `id`")),
         },
     };
-    let occurred_at = unix(occurred_raw).or_else(|| unix(env.created_at.get()));
+    // Intercom's times are Unix seconds; the notification's own `created_at` stands in for an
+    // object time that is missing or unreadable.
+    let occurred_at = match input::unix_seconds(occurred.0, occurred.1)? {
+        Some(t) => Some(t),
+        None => input::unix_seconds("created_at", env.created_at.get())?,
+    };
 
     let raw_channel = item
         .and_then(|i| i.source.get())
@@ -246,8 +259,8 @@ impl Connector for IntercomConnector {
         }
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
-        parse_body(req.body)
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        read_body(req.body)
     }
 
     fn kept_headers(&self) -> &'static [&'static str] {

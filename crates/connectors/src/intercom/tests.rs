@@ -1,5 +1,6 @@
 use super::*;
 use http::{HeaderMap, HeaderValue};
+use intake_core::Timestamp;
 use proptest::prelude::*;
 
 /// A `conversation.user.created` notification in the shape of Intercom's webhook model

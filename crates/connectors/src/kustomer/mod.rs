@@ -21,6 +21,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::input;
 use crate::lax::Lax;
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
 
@@ -147,7 +148,7 @@ impl Connector for KustomerConnector {
         }
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
         // A derived struct would also accept a JSON array, filling fields by position.
         if req.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(match serde_json::from_slice::<IgnoredAny>(req.body) {
@@ -201,12 +202,17 @@ impl Connector for KustomerConnector {
         let action = name.rsplit('.').next().unwrap_or(&name).to_string();
         let updated_at = attrs.updated_at.get();
         let created_at = attrs.created_at.get();
-        let occurred_raw = match action.as_str() {
-            "create" => created_at.or(updated_at),
-            _ => updated_at.or(created_at),
+        let (occurred_field, occurred_raw) = match action.as_str() {
+            "create" => created_at
+                .map(|t| ("data.attributes.createdAt", t))
+                .or(updated_at.map(|t| ("data.attributes.updatedAt", t))),
+            _ => updated_at
+                .map(|t| ("data.attributes.updatedAt", t))
+                .or(created_at.map(|t| ("data.attributes.createdAt", t))),
         }
-        .or_else(|| env.created_at.get());
-        let occurred_at = occurred_raw.and_then(|s| Timestamp::parse_rfc3339(s).ok());
+        .or_else(|| env.created_at.get().map(|t| ("createdAt", t)))
+        .unzip();
+        let occurred_at = input::rfc3339(occurred_field.unwrap_or_default(), occurred_raw)?;
 
         let dedupe_key = match (&object_type, &object_id) {
             (Some(t), Some(id)) if action == "create" => format!("{t}:{id}:create"),

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backfill::{
-    ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+    exact_values, ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
     DEFAULT_PER_MINUTE,
 };
 
@@ -94,7 +94,7 @@ struct Queued {
 
 #[derive(Deserialize)]
 struct ExportPage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_values")]
     tickets: Vec<Value>,
     #[serde(default)]
     after_cursor: Option<String>,
@@ -104,7 +104,7 @@ struct ExportPage {
 
 #[derive(Deserialize)]
 struct CommentsPage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact_values")]
     comments: Vec<Value>,
     #[serde(default)]
     meta: Option<CommentsMeta>,
@@ -403,5 +403,38 @@ impl Backfill for ZendeskBackfill {
             Some(Cursor(v))
         };
         Ok(Page { events, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_id_beyond_64_bits_keeps_the_webhooks_dedupe_key() {
+        // The export writes ids as numbers; the webhook for the same ticket writes the same
+        // digits, and both must give one key.
+        let page: ExportPage = serde_json::from_str(
+            r#"{"tickets":[{"id":18446744073709551617,"created_at":"2026-11-27T09:15:00Z",
+                "updated_at":"2026-11-27T09:15:00Z","via":{"channel":"email"}}],
+                "end_of_stream":true}"#,
+        )
+        .unwrap();
+        let ticket = queued(&page.tickets[0]).unwrap();
+        assert_eq!(ticket.id, "18446744073709551617");
+        let backfilled = recovered(json!({
+            "type": "zen:event-type:ticket.created",
+            "time": ticket.created_at,
+            "subject": format!("zen:ticket:{}", ticket.id),
+            "detail": ticket.detail,
+        }))
+        .unwrap();
+        let webhook = super::super::parse_body(
+            br#"{"id":"z1","type":"zen:event-type:ticket.created","time":"2026-11-27T09:15:00Z",
+                "detail":{"id":18446744073709551617}}"#,
+        )
+        .unwrap();
+        assert_eq!(backfilled.event.dedupe_key, webhook.dedupe_key);
+        assert_eq!(webhook.dedupe_key, "ticket:18446744073709551617:created");
     }
 }

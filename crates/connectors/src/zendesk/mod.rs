@@ -38,6 +38,7 @@ use intake_core::Timestamp;
 use serde::Deserialize;
 use sha2::Digest;
 
+use crate::input;
 use crate::lax::{self, Lax, Obj};
 use crate::{Connector, Incoming, ParseError, VerifyError};
 
@@ -163,6 +164,11 @@ fn envelope_error(why: impl Into<String>) -> ParseError {
 /// Parses a body as the Zendesk connector does (used by the backfill client to describe the
 /// envelopes it builds).
 pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
+    crate::input::policed(body, read_body)
+}
+
+/// Reads the envelope of a body that passed the input policy.
+fn read_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
     let env: Envelope<'_> = lax::object(body, "zendesk")?;
     let Some(event_type) = env.type_.get() else {
         // A trigger or automation webhook: the admin's own JSON, with nothing to key on but
@@ -229,16 +235,18 @@ pub fn parse_body(body: &[u8]) -> Result<NormalizedEvent, ParseError> {
         .map(str::to_string);
     let channel = raw_channel.as_deref().map_or(Channel::Other, channel);
 
-    let occurred_at = env
+    let (occurred_field, occurred_raw) = env
         .time
         .get()
+        .map(|t| ("time", t))
         .or_else(|| {
             detail.and_then(|d| match action {
-                "ticket.created" => d.created_at.get(),
-                _ => d.updated_at.get(),
+                "ticket.created" => d.created_at.get().map(|t| ("detail.created_at", t)),
+                _ => d.updated_at.get().map(|t| ("detail.updated_at", t)),
             })
         })
-        .and_then(|t| Timestamp::parse_rfc3339(t).ok());
+        .unzip();
+    let occurred_at = input::rfc3339(occurred_field.unwrap_or_default(), occurred_raw)?;
 
     Ok(NormalizedEvent {
         sor_event_id,
@@ -298,8 +306,8 @@ impl Connector for ZendeskConnector {
         }
     }
 
-    fn parse(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
-        parse_body(req.body)
+    fn read_event(&self, req: &Incoming<'_>) -> Result<NormalizedEvent, ParseError> {
+        read_body(req.body)
     }
 
     fn kept_headers(&self) -> &'static [&'static str] {

@@ -13,6 +13,7 @@ mod cluster;
 mod crash;
 mod failure;
 mod flows;
+mod input_policy;
 mod migrate;
 mod notify;
 mod pipeline;

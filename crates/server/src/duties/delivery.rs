@@ -305,7 +305,13 @@ impl Attempt {
         let cfg = &self.dest.config;
         let ts = now.as_secs();
         let signature = self.dest.key.sign(d.event_id.as_str(), ts, &d.body);
-        let occurred = d.occurred_at.unwrap_or(d.received_at).to_rfc3339();
+        // Connectors refuse times RFC 3339 cannot write; one stored before they did falls back
+        // to the arrival time, so the header is always valid RFC 3339.
+        let occurred = d
+            .occurred_at
+            .filter(|t| t.is_rfc3339())
+            .unwrap_or(d.received_at)
+            .to_rfc3339();
         let mut req = self
             .http
             .post(&cfg.url)
