@@ -9,13 +9,15 @@
 //! One file per group of sections, each holding its types, defaults and serde forms:
 //! `units` (durations, sizes, rates), `server` (server, storage, cluster, admin), `sources`
 //! (tenants, sources), `destinations` and `alerting` (monitor, rules, notifiers, canary,
-//! incidents); `validate` holds the checks, one function per section, and the error types.
+//! incidents); `validate` holds the checks, one function per section, and the error types;
+//! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
 //! is in. The section files import only `units` (and core's `delivery`); only `validate` and
 //! this root see every section.
 
 mod alerting;
 mod destinations;
+mod mask;
 mod server;
 mod sources;
 mod units;
@@ -30,7 +32,8 @@ pub use alerting::{
     RuleThreshold, Severity, NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
-pub use server::{AdminConfig, ClusterConfig, ServerConfig, StorageConfig};
+pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
+pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
 pub use sources::{
     ApiConfig, Contact, GenericFields, GenericSignature, HmacAlgorithm, SharedSecretAuth,
     SignatureEncoding, SourceConfig, SourceKind, TenantConfig,
@@ -54,6 +57,9 @@ pub struct Config {
     /// `[cluster]`
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// `[[tenants]]`
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -152,6 +158,14 @@ destinations = ["demo-handler"]
     /// The tenant with this id.
     pub fn tenant(&self, id: &str) -> Option<&TenantConfig> {
         self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// The whole configuration as JSON with every secret masked by [`mask`], key by key: the
+    /// form in which a configuration may be shown.
+    pub fn masked_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        mask_tree(&mut value);
+        value
     }
 
     /// Checks what the types cannot: references, duplicates, URLs, secrets, ranges.

@@ -1,5 +1,6 @@
-//! `[server]`, `[storage]`, `[cluster]` and `[admin]`: where intake listens, where it keeps
-//! its data, how its nodes see each other, and who may use the admin API.
+//! `[server]`, `[storage]`, `[cluster]`, `[admin]` and `[metrics]`: where intake listens,
+//! where it keeps its data, how its nodes see each other, and who may use the admin API and
+//! read the metrics.
 
 use serde::{Deserialize, Serialize};
 
@@ -92,5 +93,14 @@ impl Default for ClusterConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The operator-wide bearer token. Without it the admin API answers 401 to everyone.
+    pub token: Option<String>,
+}
+
+/// `[metrics]`: who may read `GET /metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token `/metrics` requires when set (the metrics name every tenant and
+    /// source); without one, `/metrics` is open, as Prometheus scrapers expect by default.
     pub token: Option<String>,
 }

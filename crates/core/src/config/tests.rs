@@ -159,3 +159,187 @@ fn retry_accepts_a_table_or_a_schedule_and_rates_take_units() {
     );
     assert!(problems(&bad)[0].contains("600/m"));
 }
+
+/// A configuration with every key that can hold a secret set to a value holding `S3CR3T`, and
+/// nothing else holding it.
+const EVERY_SECRET: &str = r#"
+[storage]
+url = "postgres://intake:S3CR3T-storage@db.example:5432/intake"
+
+[admin]
+token = "S3CR3T-admin"
+
+[metrics]
+token = "S3CR3T-metrics"
+
+[monitor]
+watchdog_url = "https://hc-ping.example/S3CR3T-watchdog"
+
+[[tenants]]
+id = "maelys"
+api_token = "S3CR3T-tenant"
+contacts = [
+  { kind = "webhook", url = "https://status.maelys.example/hooks/S3CR3T-contact" },
+  { kind = "email", to = "ops@maelys.example" },
+]
+
+[[destinations]]
+id = "handler"
+url = "https://ops:S3CR3T-dest-password@handler.example/hooks?token=S3CR3T-dest-query"
+secret = "whsec_S3CR3T-destination"
+
+[[sources]]
+id = "maelys-kustomer"
+tenant = "maelys"
+kind = "kustomer"
+secrets = ["S3CR3T-source-1", "S3CR3T-source-2"]
+destinations = ["handler"]
+api = { base_url = "https://api:S3CR3T-base@maelys.api.example", token = "S3CR3T-api-token" }
+
+[[sources]]
+id = "maelys-freshdesk"
+tenant = "maelys"
+kind = "freshdesk"
+secrets = ["freshdesk:S3CR3T-basic"]
+auth = { scheme = "basic" }
+destinations = ["handler"]
+
+[[notifiers]]
+id = "slack"
+kind = "slack"
+url = "https://hooks.slack.example/services/T000/B000/S3CR3T-slack"
+
+[[notifiers]]
+id = "mail"
+kind = "email"
+to = ["oncall@example.com"]
+smtp_url = "smtps://alerts:S3CR3T-smtp@mail.example:465"
+
+[[notifiers]]
+id = "pager"
+kind = "pagerduty"
+routing_key = "S3CR3T-routing-key"
+"#;
+
+/// The keys (indices left out) that hold a secret in [`EVERY_SECRET`].
+const SECRET_KEYS: [&str; 14] = [
+    "storage.url",
+    "admin.token",
+    "metrics.token",
+    "monitor.watchdog_url",
+    "tenants.api_token",
+    "tenants.contacts.url",
+    "destinations.url",
+    "destinations.secret",
+    "sources.secrets",
+    "sources.api.base_url",
+    "sources.api.token",
+    "notifiers.url",
+    "notifiers.smtp_url",
+    "notifiers.routing_key",
+];
+
+fn leaves(path: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((path, s.clone())),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                leaves(format!("{path}[{i}]"), item, out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(p, item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn without_indices(path: &str) -> String {
+    path.split('.')
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[test]
+fn every_key_that_can_hold_a_secret_is_masked_and_nothing_else_is() {
+    let c = Config::extract(Figment::new().merge(Toml::string(EVERY_SECRET))).unwrap();
+    let masked = c.masked_json();
+    let text = masked.to_string();
+    assert!(!text.contains("S3CR3T"), "{text}");
+
+    let mut plain = Vec::new();
+    leaves(
+        String::new(),
+        &serde_json::to_value(&c).unwrap(),
+        &mut plain,
+    );
+    let mut secret_keys = std::collections::BTreeSet::new();
+    for (path, value) in &plain {
+        let shown = mask(path, value);
+        if value.contains("S3CR3T") {
+            assert!(!shown.contains("S3CR3T"), "{path} = {shown}");
+            secret_keys.insert(without_indices(path));
+        } else {
+            assert_eq!(
+                shown,
+                value.as_str(),
+                "{path} is not secret and shown as is"
+            );
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        SECRET_KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(
+        secret_keys, expected,
+        "every secret-bearing key was exercised"
+    );
+}
+
+#[test]
+fn wrong_values_at_secret_keys_are_quoted_masked() {
+    // figment quotes a value of the wrong type; at a secret key it must not.
+    for text in [
+        "[admin]\ntoken = 987654321\n",
+        "[metrics]\ntoken = 987654321\n",
+        "[[tenants]]\nid = \"t\"\napi_token = [\"S3CR3T\"]\n",
+        "[[sources]]\nid = \"s\"\ntenant = \"t\"\nkind = \"kustomer\"\nsecrets = \"S3CR3T\"\n",
+        "[storage]\nurl = \"postgresx://u:S3CR3T@db:port/x\"\n",
+        "[storage]\nurl = \"mysql://u:S3CR3T@db/x\"\n",
+        "[monitor]\nwatchdog_url = \"ftp://hc.example/S3CR3T\"\n",
+        "[[notifiers]]\nid = \"n\"\nkind = \"slack\"\nurl = \"hooks.example/S3CR3T\"\n",
+        "[[tenants]]\nid = \"t\"\ncontacts = [{ kind = \"webhook\", url = \"ftp://x.example/S3CR3T\" }]\n",
+        "[[destinations]]\nid = \"d\"\nurl = \"ftp://u:S3CR3T@x.example/\"\nsecret = \"whsec_!!\"\n",
+    ] {
+        let found = problems(text);
+        assert!(!found.is_empty(), "{text} should be refused");
+        let all = found.join("\n");
+        assert!(
+            !all.contains("S3CR3T") && !all.contains("987654321"),
+            "{text}\n{all}"
+        );
+    }
+}
+
+#[test]
+fn the_metrics_token_is_checked() {
+    assert!(problems("[metrics]\ntoken = \"scrape-token\"\n").is_empty());
+    let empty = problems("[metrics]\ntoken = \"\"\n");
+    assert!(
+        empty.iter().any(|p| p.starts_with("metrics.token")),
+        "{empty:?}"
+    );
+    let same = problems("[admin]\ntoken = \"t0k\"\n[metrics]\ntoken = \"t0k\"\n");
+    assert!(
+        same.iter()
+            .any(|p| p.starts_with("metrics.token") && p.contains("differ")),
+        "{same:?}"
+    );
+}

@@ -13,10 +13,12 @@ mod cluster;
 mod crash;
 mod failure;
 mod flows;
+mod metrics;
 mod migrate;
 mod notify;
 mod pipeline;
 mod retries;
+mod secrets;
 
 use std::time::Duration;
 
