@@ -132,7 +132,34 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         config.notifiers.len(),
         mask("storage.url", &config.storage.url)
     );
+    for note in smtp_notes(&config) {
+        println!("  {note}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What check-config states about e-mail notifiers that do not use the defaults: plain text to
+/// a local relay (`tls = "none"`), or an extra CA (`ca_file`).
+fn smtp_notes(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (i, n) in config.notifiers.iter().enumerate() {
+        let key = format!("notifiers[{i}]");
+        if n.smtp_plain_text() {
+            let url = n.smtp_url.as_deref().unwrap_or("");
+            notes.push(format!(
+                "{key} (`{}`): e-mail WITHOUT TLS (tls = \"none\"), in plain text to the relay on loopback {}",
+                n.id,
+                mask(&format!("{key}.smtp_url"), url)
+            ));
+        }
+        if let Some(ca) = &n.ca_file {
+            notes.push(format!(
+                "{key} (`{}`): the SMTP server's certificate is verified against the public roots and {ca}",
+                n.id
+            ));
+        }
+    }
+    notes
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -343,3 +343,66 @@ fn the_metrics_token_is_checked() {
         "{same:?}"
     );
 }
+
+#[test]
+fn plain_text_email_is_allowed_only_to_a_relay_on_loopback() {
+    let email = |extra: &str| {
+        problems(&format!(
+            "[[notifiers]]\nid = \"mail\"\nkind = \"email\"\nto = [\"ops@example.com\"]\n{extra}\n"
+        ))
+    };
+    for ok in [
+        "smtp_url = \"smtp://127.0.0.1:25\"\ntls = \"none\"",
+        "smtp_url = \"smtp://localhost\"\ntls = \"none\"",
+        "smtp_url = \"smtp://[::1]:2525\"\ntls = \"none\"",
+        "smtp_url = \"smtp://mail.example:587\"\ntls = \"required\"",
+        "smtp_url = \"smtp://mail.example:587\"\nca_file = \"/etc/intake/relay-ca.pem\"",
+    ] {
+        assert!(email(ok).is_empty(), "{ok}: {:?}", email(ok));
+    }
+    for (bad, key, says) in [
+        (
+            "smtp_url = \"smtp://mail.example:25\"\ntls = \"none\"",
+            "notifiers[0].tls",
+            "loopback",
+        ),
+        (
+            "smtp_url = \"smtps://127.0.0.1:465\"\ntls = \"none\"",
+            "notifiers[0].tls",
+            "smtp://",
+        ),
+        ("tls = \"none\"", "notifiers[0].tls", "smtp://"),
+        (
+            "smtp_url = \"smtp://127.0.0.1\"\ntls = \"none\"\nca_file = \"/ca.pem\"",
+            "notifiers[0].ca_file",
+            "no use",
+        ),
+        (
+            "smtp_url = \"smtp://mail.example\"\nca_file = \" \"",
+            "notifiers[0].ca_file",
+            "PEM file",
+        ),
+        (
+            "smtp_url = \"smtp://mail.example\"\ntls = \"off\"",
+            "notifiers[0].tls",
+            "none",
+        ),
+    ] {
+        let found = email(bad);
+        assert!(
+            found.iter().any(|p| p.starts_with(key) && p.contains(says)),
+            "{bad}: {found:?}"
+        );
+    }
+    let slack = problems(
+        "[[notifiers]]\nid = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\ntls = \"none\"\nca_file = \"/ca.pem\"\n",
+    );
+    for key in ["notifiers[0].tls", "notifiers[0].ca_file"] {
+        assert!(
+            slack
+                .iter()
+                .any(|p| p.starts_with(key) && p.contains("only email")),
+            "{slack:?}"
+        );
+    }
+}

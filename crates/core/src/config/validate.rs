@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use figment::error::{Actual, Kind};
 
-use super::alerting::{NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
+use super::alerting::{is_loopback, NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
 use super::mask::{exposure, mask, Exposure, MASK};
 use super::{
     AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MetricsConfig,
     MonitorConfig, NotifierConfig, NotifierKind, Rate, RuleOverride, ServerConfig,
-    SharedSecretAuth, SourceConfig, SourceKind, StorageConfig, TenantConfig,
+    SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig, TenantConfig,
 };
 use crate::signature::SigningKey;
 
@@ -552,6 +552,16 @@ impl Validator {
 
     /// One `[[notifiers]]` entry at `p`: the keys its kind needs.
     fn notifier(&mut self, p: &str, n: &NotifierConfig) {
+        if n.kind != NotifierKind::Email {
+            for (key, set) in [("ca_file", n.ca_file.is_some()), ("tls", n.tls.is_some())] {
+                if set {
+                    self.push(
+                        format!("{p}.{key}"),
+                        "only email notifiers take this key (it is about the SMTP connection)",
+                    );
+                }
+            }
+        }
         match n.kind {
             NotifierKind::Slack | NotifierKind::Webhook | NotifierKind::Alertmanager => {
                 match &n.url {
@@ -566,12 +576,48 @@ impl Validator {
                         "an email notifier needs at least one recipient",
                     );
                 }
+                self.email_security(p, n);
             }
             NotifierKind::Pagerduty => {
                 if n.routing_key.is_none() {
                     self.push(format!("{p}.routing_key"), "is required for pagerduty");
                 }
             }
+        }
+    }
+
+    /// An email notifier's TLS: `ca_file` names a file, and `tls = "none"` (plain text) is
+    /// allowed only for `smtp://` to a relay on loopback, where nothing crosses a network.
+    fn email_security(&mut self, p: &str, n: &NotifierConfig) {
+        if matches!(&n.ca_file, Some(f) if f.trim().is_empty()) {
+            self.push(
+                format!("{p}.ca_file"),
+                "must name a PEM file of CA certificates (remove the key to trust the public roots only)",
+            );
+        }
+        if n.tls != Some(SmtpTls::None) {
+            return;
+        }
+        if n.ca_file.is_some() {
+            self.push(
+                format!("{p}.ca_file"),
+                "has no use with `tls = \"none\"`: nothing is encrypted, so no certificate is checked",
+            );
+        }
+        let smtp_url = n.smtp_url.as_deref().unwrap_or("");
+        match url::Url::parse(smtp_url) {
+            Ok(u) if u.scheme() == "smtp" && is_loopback(&u) => {}
+            Ok(u) if u.scheme() == "smtp" => self.push(
+                format!("{p}.tls"),
+                format!(
+                    "`tls = \"none\"` sends mail and any SMTP password in plain text, so it is allowed only to a relay on loopback (127.0.0.1, ::1 or localhost), not to {}",
+                    u.host_str().unwrap_or("a host")
+                ),
+            ),
+            _ => self.push(
+                format!("{p}.tls"),
+                "`tls = \"none\"` needs `smtp_url = \"smtp://127.0.0.1:25\"` (a relay on loopback; smtps:// is always TLS)",
+            ),
         }
     }
 

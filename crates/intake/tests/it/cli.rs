@@ -639,3 +639,26 @@ fn serve_never_prints_the_password_of_a_store_it_cannot_open() {
         );
     }
 }
+
+#[test]
+fn check_config_states_plain_text_email_to_a_local_relay() {
+    let text = format!(
+        "{GOOD}\n[[notifiers]]\nid = \"relay\"\nkind = \"email\"\nto = [\"ops@example.com\"]\n\
+         smtp_url = \"smtp://intake:S3CR3T-relay@127.0.0.1:25\"\ntls = \"none\"\n"
+    );
+    let run = check(&text, &[]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("notifiers[1] (`relay`): e-mail WITHOUT TLS (tls = \"none\")")
+            && run.stdout.contains("smtp://intake:***@127.0.0.1:25"),
+        "stdout: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("S3CR3T"), "stdout: {}", run.stdout);
+
+    // Anywhere but loopback it is refused.
+    let run = check(&text.replace("127.0.0.1:25", "mail.example:25"), &[]);
+    run.assert_failed();
+    run.assert_stderr_has(&["notifiers[1].tls", "loopback"]);
+}
