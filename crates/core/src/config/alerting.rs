@@ -42,7 +42,7 @@ pub enum NotifierKind {
 }
 
 /// `[[notifiers]]`: where alerts and notices go.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierConfig {
     /// Stable id.
@@ -133,7 +133,7 @@ impl Severity {
 }
 
 /// `[monitor]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
     /// How often rules are evaluated.

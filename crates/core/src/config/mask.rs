@@ -182,6 +182,20 @@ pub fn mask_tree(value: &mut serde_json::Value) {
     walk(String::new(), value);
 }
 
+/// `Debug` for a configuration type whose values sit at `prefix` (`destinations`,
+/// `sources.api`, …): its fields as JSON, each masked by its key, so that a `{:?}` in a log
+/// line or a panic message shows no secret either.
+pub(crate) fn debug<T: serde::Serialize>(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    prefix: &str,
+    value: &T,
+) -> std::fmt::Result {
+    let mut v = serde_json::to_value(value).map_err(|_| std::fmt::Error)?;
+    walk(prefix.to_string(), &mut v);
+    write!(f, "{name} {v}")
+}
+
 fn walk(path: String, value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(s) => {

@@ -42,7 +42,7 @@ pub use units::{ByteSize, Dur, Rate};
 pub use validate::{ConfigError, ConfigProblem};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[server]`
@@ -177,6 +177,33 @@ destinations = ["demo-handler"]
             Err(ConfigError { problems })
         }
     }
+}
+
+/// `Debug` of the configuration types that can hold a secret goes through [`mask`] as well,
+/// each at the key its values sit at.
+macro_rules! masked_debug {
+    ($($ty:ident => $prefix:literal),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                mask::debug(f, stringify!($ty), $prefix, self)
+            }
+        }
+    )*};
+}
+
+masked_debug! {
+    Config => "",
+    ServerConfig => "server",
+    StorageConfig => "storage",
+    AdminConfig => "admin",
+    MetricsConfig => "metrics",
+    MonitorConfig => "monitor",
+    TenantConfig => "tenants",
+    Contact => "tenants.contacts",
+    SourceConfig => "sources",
+    ApiConfig => "sources.api",
+    DestinationConfig => "destinations",
+    NotifierConfig => "notifiers",
 }
 
 #[cfg(test)]

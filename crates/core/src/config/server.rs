@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::units::{lenient, ByteSize, Dur};
 
 /// `[server]`: where intake listens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// The address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
@@ -37,7 +37,7 @@ impl Default for ServerConfig {
 }
 
 /// `[storage]`: where events and the queue live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `sqlite://path/to/intake.db` (embedded, the default) or `postgres://…`.
@@ -89,7 +89,7 @@ impl Default for ClusterConfig {
 }
 
 /// `[admin]`: the admin API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The operator-wide bearer token. Without it the admin API answers 401 to everyone.
@@ -97,7 +97,7 @@ pub struct AdminConfig {
 }
 
 /// `[metrics]`: who may read `GET /metrics`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// A bearer token `/metrics` requires when set (the metrics name every tenant and

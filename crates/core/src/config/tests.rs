@@ -304,6 +304,27 @@ fn every_key_that_can_hold_a_secret_is_masked_and_nothing_else_is() {
 }
 
 #[test]
+fn debug_output_of_the_configuration_is_masked_too() {
+    let c = Config::extract(Figment::new().merge(Toml::string(EVERY_SECRET))).unwrap();
+    let mut shown = vec![
+        format!("{c:?}"),
+        format!("{c:#?}"),
+        format!("{:?}", c.storage),
+    ];
+    shown.push(format!("{:?}", c.admin));
+    shown.push(format!("{:?}", c.metrics));
+    shown.push(format!("{:?}", c.monitor));
+    shown.extend(c.tenants.iter().map(|t| format!("{t:?} {:?}", t.contacts)));
+    shown.extend(c.sources.iter().map(|s| format!("{s:?} {:?}", s.api)));
+    shown.extend(c.destinations.iter().map(|d| format!("{d:?}")));
+    shown.extend(c.notifiers.iter().map(|n| format!("{n:?}")));
+    for text in &shown {
+        assert!(!text.contains("S3CR3T"), "{text}");
+    }
+    assert!(shown[0].contains("maelys-kustomer"), "{}", shown[0]);
+}
+
+#[test]
 fn wrong_values_at_secret_keys_are_quoted_masked() {
     // figment quotes a value of the wrong type; at a secret key it must not.
     for text in [
