@@ -55,6 +55,9 @@ impl Api {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.args.url.trim_end_matches('/'));
+        // `--url` is shown as any URL of the configuration is: without a password or token.
+        let shown = intake_core::config::mask("url", &url).into_owned();
+        let base = intake_core::config::mask("url", &self.args.url).into_owned();
         self.runtime.block_on(async {
             let mut req = self
                 .http
@@ -66,12 +69,13 @@ impl Api {
             let resp = req
                 .send()
                 .await
-                .with_context(|| format!("cannot reach intake at {}", self.args.url))?;
+                .map_err(reqwest::Error::without_url)
+                .with_context(|| format!("cannot reach intake at {base}"))?;
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
                 let detail = body["detail"].as_str().unwrap_or("no detail");
-                anyhow::bail!("{method} {url}: HTTP {status}: {detail}");
+                anyhow::bail!("{method} {shown}: HTTP {status}: {detail}");
             }
             Ok(body)
         })

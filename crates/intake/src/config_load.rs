@@ -9,10 +9,11 @@ use figment::Figment;
 use intake_core::config::{Config, ConfigError, ConfigProblem};
 
 /// The sections an environment variable can set a key of.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "storage",
     "admin",
+    "metrics",
     "cluster",
     "monitor",
     "canary",
@@ -91,6 +92,7 @@ mod tests {
             Some("server.public_url")
         );
         assert_eq!(env_key("STORAGE_URL").as_deref(), Some("storage.url"));
+        assert_eq!(env_key("METRICS_TOKEN").as_deref(), Some("metrics.token"));
         assert_eq!(env_key("URL"), None);
         assert_eq!(env_key("TOKEN"), None);
         assert_eq!(env_key("LOG"), None);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use intake_core::config::{Config, ConfigError};
+use intake_core::config::{mask, Config, ConfigError};
 use intake_core::SystemClock;
 use intake_server::Server;
 
@@ -130,9 +130,36 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         config.sources.len(),
         config.destinations.len(),
         config.notifiers.len(),
-        config.storage.url
+        mask("storage.url", &config.storage.url)
     );
+    for note in smtp_notes(&config) {
+        println!("  {note}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What check-config states about e-mail notifiers that do not use the defaults: plain text to
+/// a local relay (`tls = "none"`), or an extra CA (`ca_file`).
+fn smtp_notes(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (i, n) in config.notifiers.iter().enumerate() {
+        let key = format!("notifiers[{i}]");
+        if n.smtp_plain_text() {
+            let url = n.smtp_url.as_deref().unwrap_or("");
+            notes.push(format!(
+                "{key} (`{}`): e-mail WITHOUT TLS (tls = \"none\"), in plain text to the relay on loopback {}",
+                n.id,
+                mask(&format!("{key}.smtp_url"), url)
+            ));
+        }
+        if let Some(ca) = &n.ca_file {
+            notes.push(format!(
+                "{key} (`{}`): the SMTP server's certificate is verified against the public roots and {ca}",
+                n.id
+            ));
+        }
+    }
+    notes
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -172,11 +199,14 @@ fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode>
     use intake_store::transfer::{self, Progress};
     use intake_store::Store;
 
+    // Both URLs are shown the way `storage.url` is: never with a password.
+    let shown_from = mask("storage.url", from).into_owned();
+    let shown_to = mask("storage.url", to).into_owned();
     if !from.starts_with("sqlite://") {
-        anyhow::bail!("--from `{from}` must be a sqlite:// URL (the embedded store to copy)");
+        anyhow::bail!("--from `{shown_from}` must be a sqlite:// URL (the embedded store to copy)");
     }
     if !PostgresStore::accepts(to) {
-        anyhow::bail!("--to `{to}` must be a postgres:// URL (the database to copy into)");
+        anyhow::bail!("--to `{shown_to}` must be a postgres:// URL (the database to copy into)");
     }
     let path = SqliteStore::path_from_url(from)?;
     if !path.exists() {
@@ -190,7 +220,7 @@ fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode>
         // Opening takes the file's lock, so a running `intake serve` makes this fail (stop it
         // first): a copy of a store that is still being written would miss the last writes.
         let source = SqliteStore::open(&path, SqliteOptions::default())
-            .with_context(|| format!("cannot open {from} (stop `intake serve` first)"))?;
+            .with_context(|| format!("cannot open {shown_from} (stop `intake serve` first)"))?;
         let destination = PostgresStore::open(
             to,
             PostgresOptions {
@@ -200,7 +230,7 @@ fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode>
             },
         )
         .await
-        .with_context(|| format!("cannot open {to}"))?;
+        .with_context(|| format!("cannot open {shown_to}"))?;
         let started = std::time::Instant::now();
         let result = transfer::copy(&source, &destination, resume, |p| match p {
             Progress::Events { done, total } => {
@@ -226,7 +256,7 @@ fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode>
             "copied {counts} in {:.1}s; the counts of both stores agree.\n\
              Next: set storage.url = \"{}\" and start intake serve.",
             started.elapsed().as_secs_f64(),
-            to
+            shown_to
         );
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
@@ -264,10 +294,14 @@ fn init_logging() {
         .init();
 }
 
+/// The start-up summary on stdout. Values are shown through [`mask`]: the storage URL
+/// without its password. Only the embedded demo set-up prints a secret and a token, and only
+/// its own, which are constants of the source code (a token set by `INTAKE_ADMIN_TOKEN` is
+/// not printed).
 fn print_banner(config: &Config, embedded: bool, url: &str) {
     println!(
         "intake is listening on {url}  (storage: {})",
-        config.storage.url
+        mask("storage.url", &config.storage.url)
     );
     for s in &config.sources {
         println!(
@@ -298,6 +332,16 @@ fn print_banner(config: &Config, embedded: bool, url: &str) {
          See the event and its delivery:  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/events\n\
          Metrics:                          curl -s {url}/metrics\n\n\
          For your own set-up, write an intake.toml (docs/configuration.md) and run `intake serve --config intake.toml`.",
-        token = config.admin.token.as_deref().unwrap_or("")
+        token = demo_token(config)
     );
+}
+
+/// The admin token the demo banner may print: the embedded set-up's own, which is in the
+/// source code; one set through the environment is a real secret and is not printed.
+fn demo_token(config: &Config) -> String {
+    Config::embedded_default()
+        .admin
+        .token
+        .filter(|demo| config.admin.token.as_ref() == Some(demo))
+        .unwrap_or_else(|| "$INTAKE_ADMIN_TOKEN".into())
 }

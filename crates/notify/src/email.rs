@@ -1,13 +1,15 @@
-//! `kind = "email"`: SMTP through `lettre`, always encrypted: STARTTLS for `smtp://` (the
-//! server must offer it; intake never falls back to plain text) and implicit TLS for
-//! `smtps://`. TLS is rustls with the public web roots, plus any
-//! [`NotifyContext::smtp_root_certificates`].
+//! `kind = "email"`: SMTP through `lettre`, encrypted unless told otherwise: STARTTLS for
+//! `smtp://` (the server must offer it; intake never falls back to plain text) and implicit TLS
+//! for `smtps://`. TLS is rustls with the public web roots, plus the CA certificates of the
+//! notifier's `ca_file` (a company CA, a local relay's own) and any
+//! [`NotifyContext::smtp_root_certificates`]. Plain text only when the configuration says
+//! `tls = "none"`, and only to a relay on loopback (checked here as well as by the validator).
 //!
 //! The subject is the notice's summary; the body is plain text (what, who, how bad, since
 //! when, why, every alert of a group, links). All mails about one alert group carry the same
 //! `References`, so mail clients thread firing, repeats and resolution together.
 
-use intake_core::config::NotifierConfig;
+use intake_core::config::{is_loopback, NotifierConfig};
 use lettre::message::header::{ContentType, References};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -28,6 +30,8 @@ pub enum SmtpSecurity {
     StartTls,
     /// `smtps://host[:465]`: TLS from the first byte.
     ImplicitTls,
+    /// `tls = "none"`: plain text, to a relay on loopback only.
+    PlainLoopback,
 }
 
 /// Sends notices as e-mail over SMTP.
@@ -56,8 +60,16 @@ impl EmailNotifier {
         })?;
         let url = url::Url::parse(raw)
             .map_err(|e| BuildError::new(id, format!("`smtp_url` is not a URL ({e})")))?;
+        let plain = config.smtp_plain_text();
         let (security, default_port) = match url.scheme() {
+            "smtp" if plain => (SmtpSecurity::PlainLoopback, 25),
             "smtp" => (SmtpSecurity::StartTls, 587),
+            "smtps" if plain => {
+                return Err(BuildError::new(
+                    id,
+                    "`tls = \"none\"` needs an smtp:// URL: smtps:// is TLS from the first byte",
+                ))
+            }
             "smtps" => (SmtpSecurity::ImplicitTls, 465),
             other => {
                 return Err(BuildError::new(
@@ -71,7 +83,7 @@ impl EmailNotifier {
         if url.query().is_some() {
             return Err(BuildError::new(
                 id,
-                "`smtp_url` takes no query parameters; encryption is chosen by the scheme (smtp:// = STARTTLS, smtps:// = implicit TLS) and cannot be turned off",
+                "`smtp_url` takes no query parameters; encryption is chosen by the scheme (smtp:// = STARTTLS, smtps:// = implicit TLS) and cannot be turned off in the URL (only by `tls = \"none\"`, for a relay on loopback)",
             ));
         }
         let host = match url.host() {
@@ -80,20 +92,16 @@ impl EmailNotifier {
             None => return Err(BuildError::new(id, "`smtp_url` has no host")),
         };
         let port = url.port().unwrap_or(default_port);
-
-        let mut tls = TlsParameters::builder(host.clone());
-        for der in &ctx.smtp_root_certificates {
-            let cert = Certificate::from_der(der.clone()).map_err(|e| {
-                BuildError::new(id, format!("an SMTP root certificate is invalid ({e})"))
-            })?;
-            tls = tls.add_root_certificate(cert);
+        if security == SmtpSecurity::PlainLoopback && !is_loopback(&url) {
+            return Err(BuildError::new(
+                id,
+                format!("`tls = \"none\"` is allowed only to a relay on loopback (127.0.0.1, ::1 or localhost), not to {host}"),
+            ));
         }
-        let tls = tls
-            .build_rustls()
-            .map_err(|e| BuildError::new(id, format!("cannot set up TLS for SMTP ({e})")))?;
         let tls = match security {
-            SmtpSecurity::StartTls => Tls::Required(tls),
-            SmtpSecurity::ImplicitTls => Tls::Wrapper(tls),
+            SmtpSecurity::StartTls => Tls::Required(tls_parameters(id, &host, config, ctx)?),
+            SmtpSecurity::ImplicitTls => Tls::Wrapper(tls_parameters(id, &host, config, ctx)?),
+            SmtpSecurity::PlainLoopback => Tls::None,
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
@@ -164,6 +172,43 @@ impl EmailNotifier {
         b.body(render::plain_text(n))
             .map_err(|e| NotifyError::permanent(format!("cannot build the e-mail: {e}")))
     }
+}
+
+/// TLS for `host`: rustls with the public web roots, the certificates of `ca_file`, and the
+/// context's extra roots.
+fn tls_parameters(
+    id: &str,
+    host: &str,
+    config: &NotifierConfig,
+    ctx: &NotifyContext,
+) -> Result<TlsParameters, BuildError> {
+    let mut tls = TlsParameters::builder(host.to_string());
+    if let Some(path) = &config.ca_file {
+        tls = tls.add_root_certificate(ca_file_certificates(id, path)?);
+    }
+    for der in &ctx.smtp_root_certificates {
+        let cert = Certificate::from_der(der.clone()).map_err(|e| {
+            BuildError::new(id, format!("an SMTP root certificate is invalid ({e})"))
+        })?;
+        tls = tls.add_root_certificate(cert);
+    }
+    tls.build_rustls()
+        .map_err(|e| BuildError::new(id, format!("cannot set up TLS for SMTP ({e})")))
+}
+
+/// The CA certificates of a PEM file (one or more `BEGIN CERTIFICATE` blocks).
+fn ca_file_certificates(id: &str, path: &str) -> Result<Certificate, BuildError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| BuildError::new(id, format!("`ca_file` {path} cannot be read ({e})")))?;
+    let marker = b"-----BEGIN CERTIFICATE-----";
+    if !pem.windows(marker.len()).any(|w| w == marker) {
+        return Err(BuildError::new(
+            id,
+            format!("`ca_file` {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        ));
+    }
+    Certificate::from_pem(&pem)
+        .map_err(|e| BuildError::new(id, format!("`ca_file` {path} is not valid PEM ({e})")))
 }
 
 /// `[intake] [FIRING] Inbound flow stopped: tenant=maelys (5 alerts)`.

@@ -4,16 +4,23 @@
 //!
 //! A scrape refreshes the queue and alert gauges from the store first, so it always sees the
 //! queue and the alert book as they are, whichever node evaluates.
+//!
+//! Every family has HELP text ([`FAMILIES`], described on the recorder when it is built), so
+//! that `promtool check metrics` accepts the page; a test runs promtool on a real scrape.
+//! When `metrics.token` is set, a scrape needs it as a bearer token: the series name every
+//! tenant and source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use intake_core::event::Channel;
+use intake_core::signature::constant_time_eq;
+use metrics::{KeyName, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::duties::{book, notify};
@@ -25,7 +32,6 @@ pub const REQUESTS: &str = "intake_requests_total";
 pub const EVENTS: &str = "intake_events_total";
 /// Delivery attempts by `outcome` (`delivered`, `failed`, `dead`), `tenant`, `source`, `destination`.
 pub const DELIVERIES: &str = "intake_deliveries_total";
-/// Deliveries not yet final, by `tenant`, `source`, `destination`.
 /// Alerts firing now, by rule and severity (every node exports the stored alert book).
 pub const ALERTS_FIRING: &str = "intake_alerts_firing";
 /// Deliveries not yet final.
@@ -43,6 +49,95 @@ pub const DELIVERY_LATENCY: &str = "intake_delivery_latency_seconds";
 /// Duration of one attempt, by `destination`.
 pub const ATTEMPT_DURATION: &str = "intake_delivery_attempt_seconds";
 
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets.
+    Histogram,
+}
+
+/// Every metric family intake exports: its name, type and HELP text. A family missing here
+/// would be rendered without HELP, which `promtool check metrics` refuses.
+pub const FAMILIES: [(&str, FamilyKind, &str); 12] = [
+    (
+        REQUESTS,
+        FamilyKind::Counter,
+        "Requests to /ingest by outcome (accepted, duplicate, rejected_signature, rejected_invalid, too_large, unavailable, handshake, unknown_source), tenant and source.",
+    ),
+    (
+        EVENTS,
+        FamilyKind::Counter,
+        "Events accepted (not duplicates) by tenant, source, channel and origin.",
+    ),
+    (
+        DELIVERIES,
+        FamilyKind::Counter,
+        "Delivery attempts by outcome (delivered, failed, dead), tenant, source and destination.",
+    ),
+    (
+        ALERTS_FIRING,
+        FamilyKind::Gauge,
+        "Alerts firing now, by rule and severity, as stored in the alert book.",
+    ),
+    (
+        QUEUE_PENDING,
+        FamilyKind::Gauge,
+        "Deliveries not yet final (pending, retrying or in flight) by tenant, source and destination.",
+    ),
+    (
+        QUEUE_IN_FLIGHT,
+        FamilyKind::Gauge,
+        "Deliveries being attempted now by tenant, source and destination.",
+    ),
+    (
+        QUEUE_OLDEST,
+        FamilyKind::Gauge,
+        "Age in seconds of the oldest delivery not yet final, by tenant, source and destination.",
+    ),
+    (
+        QUEUE_DEAD,
+        FamilyKind::Gauge,
+        "Dead deliveries (retries exhausted) by tenant, source and destination.",
+    ),
+    (
+        INGEST_ACK,
+        FamilyKind::Histogram,
+        "Seconds from the start of an ingest request to its answer, by outcome.",
+    ),
+    (
+        DELIVERY_LATENCY,
+        FamilyKind::Histogram,
+        "Seconds from acceptance of an event to its delivery, by destination.",
+    ),
+    (
+        ATTEMPT_DURATION,
+        FamilyKind::Histogram,
+        "Seconds one delivery attempt took, by destination.",
+    ),
+    (
+        notify::NOTIFICATIONS,
+        FamilyKind::Counter,
+        "Notification and watchdog ping attempts by notifier and outcome.",
+    ),
+];
+
+/// Gives every family of [`FAMILIES`] its HELP text on `recorder`.
+fn describe(recorder: &impl Recorder) {
+    for (name, kind, help) in FAMILIES {
+        let key = KeyName::from_const_str(name);
+        let help = SharedString::const_str(help);
+        match kind {
+            FamilyKind::Counter => recorder.describe_counter(key, None, help),
+            FamilyKind::Gauge => recorder.describe_gauge(key, None, help),
+            FamilyKind::Histogram => recorder.describe_histogram(key, None, help),
+        }
+    }
+}
+
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 300.0, 900.0, 3600.0,
@@ -58,6 +153,9 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
+        // Described on the recorder itself, not through the global macros, so that the HELP
+        // text is there even when another recorder is the global one.
+        describe(&recorder);
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness, an embedding program);
         // ours still renders what it records when it is not the global one.
@@ -166,8 +264,19 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 
 /// Renders metrics after refreshing the queue gauges from the store, so that a scrape always
 /// sees the queue as it is. Every configured (source, destination) pair has its series, zero
-/// when idle: a silent series is zero, never missing.
-async fn scrape(State(app): State<Arc<AppState>>) -> Response {
+/// when idle: a silent series is zero, never missing. With `metrics.token` set, a scrape
+/// without that bearer token gets 401 and reads nothing.
+async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &app.config.metrics.token {
+        if !bearer_matches(&headers, expected) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"intake metrics\"")],
+                "/metrics needs `Authorization: Bearer <metrics.token>`\n",
+            )
+                .into_response();
+        }
+    }
     refresh_queue_gauges(&app).await;
     refresh_alert_gauges(&app).await;
     (
@@ -175,6 +284,18 @@ async fn scrape(State(app): State<Arc<AppState>>) -> Response {
         handle().render(),
     )
         .into_response()
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>` (compared in constant time).
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .is_some_and(|token| constant_time_eq(token.trim().as_bytes(), expected.as_bytes()))
 }
 
 async fn refresh_queue_gauges(app: &AppState) {

@@ -287,7 +287,8 @@ pub async fn open(url: &str, options: OpenOptions) -> Result<std::sync::Arc<dyn 
         Ok(std::sync::Arc::new(store))
     } else {
         Err(StoreError::Open(format!(
-            "storage.url `{url}` must start with sqlite:// or postgres://"
+            "storage.url `{}` must start with sqlite:// or postgres://",
+            intake_core::config::mask("storage.url", url)
         )))
     }
 }

@@ -42,7 +42,7 @@ pub enum NotifierKind {
 }
 
 /// `[[notifiers]]`: where alerts and notices go.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierConfig {
     /// Stable id.
@@ -61,12 +61,52 @@ pub struct NotifierConfig {
     /// SMTP server for email, e.g. `smtp://mail.example:587`.
     #[serde(default)]
     pub smtp_url: Option<String>,
+    /// For email: a PEM file of CA certificates the SMTP server's certificate is verified
+    /// against, besides the public web roots (a company CA, a local relay's own).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// For email: `"required"` (the default; STARTTLS for `smtp://`, implicit TLS for
+    /// `smtps://`) or `"none"`: plain text, allowed only to a relay on loopback.
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
     /// PagerDuty routing key.
     #[serde(default)]
     pub routing_key: Option<String>,
     /// Only alerts of these severities (all when empty).
     #[serde(default)]
     pub severities: Vec<Severity>,
+}
+
+/// Whether an e-mail notifier encrypts its SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Always (the default): the scheme of `smtp_url` says how.
+    Required,
+    /// Never: plain text to a relay on this machine (loopback only), which itself sends on.
+    None,
+}
+
+impl NotifierConfig {
+    /// Whether this e-mail notifier sends in plain text (`tls = "none"`).
+    pub fn smtp_plain_text(&self) -> bool {
+        self.tls == Some(SmtpTls::None)
+    }
+}
+
+/// Whether a URL's host is this machine: a loopback address or `localhost`. Plain-text SMTP
+/// (`tls = "none"`) is allowed only to such a host.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        // Non-special schemes (`smtp://`) leave an IPv4 address unparsed, as a domain.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        }
+        None => false,
+    }
 }
 
 /// How loud an alert is.
@@ -93,7 +133,7 @@ impl Severity {
 }
 
 /// `[monitor]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
     /// How often rules are evaluated.

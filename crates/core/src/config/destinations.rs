@@ -6,7 +6,7 @@ use super::units::{Dur, Rate};
 use crate::delivery::RetryPolicy;
 
 /// `[[destinations]]`: the operator's handler.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// Stable id.

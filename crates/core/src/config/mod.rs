@@ -9,13 +9,15 @@
 //! One file per group of sections, each holding its types, defaults and serde forms:
 //! `units` (durations, sizes, rates), `server` (server, storage, cluster, admin), `sources`
 //! (tenants, sources), `destinations` and `alerting` (monitor, rules, notifiers, canary,
-//! incidents); `validate` holds the checks, one function per section, and the error types.
+//! incidents); `validate` holds the checks, one function per section, and the error types;
+//! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
 //! is in. The section files import only `units` (and core's `delivery`); only `validate` and
 //! this root see every section.
 
 mod alerting;
 mod destinations;
+mod mask;
 mod server;
 mod sources;
 mod units;
@@ -26,11 +28,12 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use alerting::{
-    CanaryConfig, IncidentsConfig, MonitorConfig, NotifierConfig, NotifierKind, RuleOverride,
-    RuleThreshold, Severity, NO_OFF_SWITCH, RULE_IDS,
+    is_loopback, CanaryConfig, IncidentsConfig, MonitorConfig, NotifierConfig, NotifierKind,
+    RuleOverride, RuleThreshold, Severity, SmtpTls, NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
-pub use server::{AdminConfig, ClusterConfig, ServerConfig, StorageConfig};
+pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
+pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
 pub use sources::{
     ApiConfig, Contact, GenericFields, GenericSignature, HmacAlgorithm, SharedSecretAuth,
     SignatureEncoding, SourceConfig, SourceKind, TenantConfig,
@@ -39,7 +42,7 @@ pub use units::{ByteSize, Dur, Rate};
 pub use validate::{ConfigError, ConfigProblem};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[server]`
@@ -54,6 +57,9 @@ pub struct Config {
     /// `[cluster]`
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// `[[tenants]]`
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -154,6 +160,14 @@ destinations = ["demo-handler"]
         self.tenants.iter().find(|t| t.id == id)
     }
 
+    /// The whole configuration as JSON with every secret masked by [`mask`], key by key: the
+    /// form in which a configuration may be shown.
+    pub fn masked_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        mask_tree(&mut value);
+        value
+    }
+
     /// Checks what the types cannot: references, duplicates, URLs, secrets, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problems = validate::problems(self);
@@ -163,6 +177,33 @@ destinations = ["demo-handler"]
             Err(ConfigError { problems })
         }
     }
+}
+
+/// `Debug` of the configuration types that can hold a secret goes through [`mask`] as well,
+/// each at the key its values sit at.
+macro_rules! masked_debug {
+    ($($ty:ident => $prefix:literal),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                mask::debug(f, stringify!($ty), $prefix, self)
+            }
+        }
+    )*};
+}
+
+masked_debug! {
+    Config => "",
+    ServerConfig => "server",
+    StorageConfig => "storage",
+    AdminConfig => "admin",
+    MetricsConfig => "metrics",
+    MonitorConfig => "monitor",
+    TenantConfig => "tenants",
+    Contact => "tenants.contacts",
+    SourceConfig => "sources",
+    ApiConfig => "sources.api",
+    DestinationConfig => "destinations",
+    NotifierConfig => "notifiers",
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
-//! `[server]`, `[storage]`, `[cluster]` and `[admin]`: where intake listens, where it keeps
-//! its data, how its nodes see each other, and who may use the admin API.
+//! `[server]`, `[storage]`, `[cluster]`, `[admin]` and `[metrics]`: where intake listens,
+//! where it keeps its data, how its nodes see each other, and who may use the admin API and
+//! read the metrics.
 
 use serde::{Deserialize, Serialize};
 
 use super::units::{lenient, ByteSize, Dur};
 
 /// `[server]`: where intake listens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// The address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
@@ -36,7 +37,7 @@ impl Default for ServerConfig {
 }
 
 /// `[storage]`: where events and the queue live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `sqlite://path/to/intake.db` (embedded, the default) or `postgres://…`.
@@ -88,9 +89,18 @@ impl Default for ClusterConfig {
 }
 
 /// `[admin]`: the admin API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The operator-wide bearer token. Without it the admin API answers 401 to everyone.
+    pub token: Option<String>,
+}
+
+/// `[metrics]`: who may read `GET /metrics`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token `/metrics` requires when set (the metrics name every tenant and
+    /// source); without one, `/metrics` is open, as Prometheus scrapers expect by default.
     pub token: Option<String>,
 }

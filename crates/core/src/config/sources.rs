@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::units::Dur;
 
 /// `[[tenants]]`: a customer of the operator.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Stable id, e.g. `maelys`.
@@ -26,7 +26,7 @@ pub struct TenantConfig {
 }
 
 /// A tenant contact for incident notices.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Contact {
     /// A JSON POST to `url`.
@@ -83,7 +83,7 @@ impl fmt::Display for SourceKind {
 }
 
 /// `[[sources]]`: one system-of-record connection of one tenant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Stable id; the ingest URL is `/ingest/{id}`.
@@ -157,7 +157,7 @@ fn default_auth_header() -> String {
 }
 
 /// API access to a system of record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// e.g. `https://maelys.api.kustomerapp.com`

@@ -159,3 +159,271 @@ fn retry_accepts_a_table_or_a_schedule_and_rates_take_units() {
     );
     assert!(problems(&bad)[0].contains("600/m"));
 }
+
+/// A configuration with every key that can hold a secret set to a value holding `S3CR3T`, and
+/// nothing else holding it.
+const EVERY_SECRET: &str = r#"
+[storage]
+url = "postgres://intake:S3CR3T-storage@db.example:5432/intake"
+
+[admin]
+token = "S3CR3T-admin"
+
+[metrics]
+token = "S3CR3T-metrics"
+
+[monitor]
+watchdog_url = "https://hc-ping.example/S3CR3T-watchdog"
+
+[[tenants]]
+id = "maelys"
+api_token = "S3CR3T-tenant"
+contacts = [
+  { kind = "webhook", url = "https://status.maelys.example/hooks/S3CR3T-contact" },
+  { kind = "email", to = "ops@maelys.example" },
+]
+
+[[destinations]]
+id = "handler"
+url = "https://ops:S3CR3T-dest-password@handler.example/hooks?token=S3CR3T-dest-query"
+secret = "whsec_S3CR3T-destination"
+
+[[sources]]
+id = "maelys-kustomer"
+tenant = "maelys"
+kind = "kustomer"
+secrets = ["S3CR3T-source-1", "S3CR3T-source-2"]
+destinations = ["handler"]
+api = { base_url = "https://api:S3CR3T-base@maelys.api.example", token = "S3CR3T-api-token" }
+
+[[sources]]
+id = "maelys-freshdesk"
+tenant = "maelys"
+kind = "freshdesk"
+secrets = ["freshdesk:S3CR3T-basic"]
+auth = { scheme = "basic" }
+destinations = ["handler"]
+
+[[notifiers]]
+id = "slack"
+kind = "slack"
+url = "https://hooks.slack.example/services/T000/B000/S3CR3T-slack"
+
+[[notifiers]]
+id = "mail"
+kind = "email"
+to = ["oncall@example.com"]
+smtp_url = "smtps://alerts:S3CR3T-smtp@mail.example:465"
+
+[[notifiers]]
+id = "pager"
+kind = "pagerduty"
+routing_key = "S3CR3T-routing-key"
+"#;
+
+/// The keys (indices left out) that hold a secret in [`EVERY_SECRET`].
+const SECRET_KEYS: [&str; 14] = [
+    "storage.url",
+    "admin.token",
+    "metrics.token",
+    "monitor.watchdog_url",
+    "tenants.api_token",
+    "tenants.contacts.url",
+    "destinations.url",
+    "destinations.secret",
+    "sources.secrets",
+    "sources.api.base_url",
+    "sources.api.token",
+    "notifiers.url",
+    "notifiers.smtp_url",
+    "notifiers.routing_key",
+];
+
+fn leaves(path: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((path, s.clone())),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                leaves(format!("{path}[{i}]"), item, out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(p, item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn without_indices(path: &str) -> String {
+    path.split('.')
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[test]
+fn every_key_that_can_hold_a_secret_is_masked_and_nothing_else_is() {
+    let c = Config::extract(Figment::new().merge(Toml::string(EVERY_SECRET))).unwrap();
+    let masked = c.masked_json();
+    let text = masked.to_string();
+    assert!(!text.contains("S3CR3T"), "{text}");
+
+    let mut plain = Vec::new();
+    leaves(
+        String::new(),
+        &serde_json::to_value(&c).unwrap(),
+        &mut plain,
+    );
+    let mut secret_keys = std::collections::BTreeSet::new();
+    for (path, value) in &plain {
+        let shown = mask(path, value);
+        if value.contains("S3CR3T") {
+            assert!(!shown.contains("S3CR3T"), "{path} = {shown}");
+            secret_keys.insert(without_indices(path));
+        } else {
+            assert_eq!(
+                shown,
+                value.as_str(),
+                "{path} is not secret and shown as is"
+            );
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        SECRET_KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(
+        secret_keys, expected,
+        "every secret-bearing key was exercised"
+    );
+}
+
+#[test]
+fn debug_output_of_the_configuration_is_masked_too() {
+    let c = Config::extract(Figment::new().merge(Toml::string(EVERY_SECRET))).unwrap();
+    let mut shown = vec![
+        format!("{c:?}"),
+        format!("{c:#?}"),
+        format!("{:?}", c.storage),
+    ];
+    shown.push(format!("{:?}", c.admin));
+    shown.push(format!("{:?}", c.metrics));
+    shown.push(format!("{:?}", c.monitor));
+    shown.extend(c.tenants.iter().map(|t| format!("{t:?} {:?}", t.contacts)));
+    shown.extend(c.sources.iter().map(|s| format!("{s:?} {:?}", s.api)));
+    shown.extend(c.destinations.iter().map(|d| format!("{d:?}")));
+    shown.extend(c.notifiers.iter().map(|n| format!("{n:?}")));
+    for text in &shown {
+        assert!(!text.contains("S3CR3T"), "{text}");
+    }
+    assert!(shown[0].contains("maelys-kustomer"), "{}", shown[0]);
+}
+
+#[test]
+fn wrong_values_at_secret_keys_are_quoted_masked() {
+    // figment quotes a value of the wrong type; at a secret key it must not.
+    for text in [
+        "[admin]\ntoken = 987654321\n",
+        "[metrics]\ntoken = 987654321\n",
+        "[[tenants]]\nid = \"t\"\napi_token = [\"S3CR3T\"]\n",
+        "[[sources]]\nid = \"s\"\ntenant = \"t\"\nkind = \"kustomer\"\nsecrets = \"S3CR3T\"\n",
+        "[storage]\nurl = \"postgresx://u:S3CR3T@db:port/x\"\n",
+        "[storage]\nurl = \"mysql://u:S3CR3T@db/x\"\n",
+        "[monitor]\nwatchdog_url = \"ftp://hc.example/S3CR3T\"\n",
+        "[[notifiers]]\nid = \"n\"\nkind = \"slack\"\nurl = \"hooks.example/S3CR3T\"\n",
+        "[[tenants]]\nid = \"t\"\ncontacts = [{ kind = \"webhook\", url = \"ftp://x.example/S3CR3T\" }]\n",
+        "[[destinations]]\nid = \"d\"\nurl = \"ftp://u:S3CR3T@x.example/\"\nsecret = \"whsec_!!\"\n",
+    ] {
+        let found = problems(text);
+        assert!(!found.is_empty(), "{text} should be refused");
+        let all = found.join("\n");
+        assert!(
+            !all.contains("S3CR3T") && !all.contains("987654321"),
+            "{text}\n{all}"
+        );
+    }
+}
+
+#[test]
+fn the_metrics_token_is_checked() {
+    assert!(problems("[metrics]\ntoken = \"scrape-token\"\n").is_empty());
+    let empty = problems("[metrics]\ntoken = \"\"\n");
+    assert!(
+        empty.iter().any(|p| p.starts_with("metrics.token")),
+        "{empty:?}"
+    );
+    let same = problems("[admin]\ntoken = \"t0k\"\n[metrics]\ntoken = \"t0k\"\n");
+    assert!(
+        same.iter()
+            .any(|p| p.starts_with("metrics.token") && p.contains("differ")),
+        "{same:?}"
+    );
+}
+
+#[test]
+fn plain_text_email_is_allowed_only_to_a_relay_on_loopback() {
+    let email = |extra: &str| {
+        problems(&format!(
+            "[[notifiers]]\nid = \"mail\"\nkind = \"email\"\nto = [\"ops@example.com\"]\n{extra}\n"
+        ))
+    };
+    for ok in [
+        "smtp_url = \"smtp://127.0.0.1:25\"\ntls = \"none\"",
+        "smtp_url = \"smtp://localhost\"\ntls = \"none\"",
+        "smtp_url = \"smtp://[::1]:2525\"\ntls = \"none\"",
+        "smtp_url = \"smtp://mail.example:587\"\ntls = \"required\"",
+        "smtp_url = \"smtp://mail.example:587\"\nca_file = \"/etc/intake/relay-ca.pem\"",
+    ] {
+        assert!(email(ok).is_empty(), "{ok}: {:?}", email(ok));
+    }
+    for (bad, key, says) in [
+        (
+            "smtp_url = \"smtp://mail.example:25\"\ntls = \"none\"",
+            "notifiers[0].tls",
+            "loopback",
+        ),
+        (
+            "smtp_url = \"smtps://127.0.0.1:465\"\ntls = \"none\"",
+            "notifiers[0].tls",
+            "smtp://",
+        ),
+        ("tls = \"none\"", "notifiers[0].tls", "smtp://"),
+        (
+            "smtp_url = \"smtp://127.0.0.1\"\ntls = \"none\"\nca_file = \"/ca.pem\"",
+            "notifiers[0].ca_file",
+            "no use",
+        ),
+        (
+            "smtp_url = \"smtp://mail.example\"\nca_file = \" \"",
+            "notifiers[0].ca_file",
+            "PEM file",
+        ),
+        (
+            "smtp_url = \"smtp://mail.example\"\ntls = \"off\"",
+            "notifiers[0].tls",
+            "none",
+        ),
+    ] {
+        let found = email(bad);
+        assert!(
+            found.iter().any(|p| p.starts_with(key) && p.contains(says)),
+            "{bad}: {found:?}"
+        );
+    }
+    let slack = problems(
+        "[[notifiers]]\nid = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\ntls = \"none\"\nca_file = \"/ca.pem\"\n",
+    );
+    for key in ["notifiers[0].tls", "notifiers[0].ca_file"] {
+        assert!(
+            slack
+                .iter()
+                .any(|p| p.starts_with(key) && p.contains("only email")),
+            "{slack:?}"
+        );
+    }
+}

@@ -7,11 +7,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::alerting::{NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
+use figment::error::{Actual, Kind};
+
+use super::alerting::{is_loopback, NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
+use super::mask::{exposure, mask, Exposure, MASK};
 use super::{
-    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MonitorConfig,
-    NotifierConfig, NotifierKind, Rate, RuleOverride, ServerConfig, SharedSecretAuth, SourceConfig,
-    SourceKind, StorageConfig, TenantConfig,
+    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MetricsConfig,
+    MonitorConfig, NotifierConfig, NotifierKind, Rate, RuleOverride, ServerConfig,
+    SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig, TenantConfig,
 };
 use crate::signature::SigningKey;
 
@@ -56,7 +59,7 @@ impl From<figment::Error> for ConfigError {
     fn from(err: figment::Error) -> Self {
         let problems = err
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
                 // figment names array elements `sources.0.kind`; write them as the validator
                 // does, `sources[0].kind`, so every message points at keys the same way.
                 let mut path = String::new();
@@ -73,6 +76,9 @@ impl From<figment::Error> for ConfigError {
                 if path.is_empty() {
                     path = "(top level)".into();
                 }
+                // A value of the wrong type is quoted by figment; at a key that holds a secret
+                // (`token = 12345`, `secrets = "…"`) it is quoted masked.
+                e.kind = masked_kind(&path, e.kind);
                 // figment quotes the list of expected keys as a whole and each key in it; keep
                 // only the inner quotes: "expected one of `listen`, `public_url`".
                 let mut message = e
@@ -99,6 +105,27 @@ impl From<figment::Error> for ConfigError {
             })
             .collect();
         ConfigError { problems }
+    }
+}
+
+/// `kind` with the value it quotes masked as the value at `path` is (see [`mask`]).
+fn masked_kind(path: &str, kind: Kind) -> Kind {
+    if exposure(path) == Exposure::Public {
+        return kind;
+    }
+    let hide = |actual: Actual| match actual {
+        Actual::Str(s) => Actual::Str(mask(path, &s).into_owned()),
+        Actual::Other(s) => Actual::Other(mask(path, &s).into_owned()),
+        Actual::Bytes(_) => Actual::Other(format!("bytes `{MASK}`")),
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) | Actual::Char(_) => {
+            Actual::Other(format!("a number or character `{MASK}`"))
+        }
+        other => other,
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) => Kind::InvalidType(hide(actual), expected),
+        Kind::InvalidValue(actual, expected) => Kind::InvalidValue(hide(actual), expected),
+        other => other,
     }
 }
 
@@ -161,11 +188,15 @@ impl Validator {
     fn http_url(&mut self, path: String, value: &str) {
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(u) => self.push(
-                path,
-                format!("`{value}` must be an http(s) URL, not {}", u.scheme()),
-            ),
-            Err(e) => self.push(path, format!("`{value}` is not a URL ({e})")),
+            Ok(u) => {
+                let shown = mask(&path, value);
+                let message = format!("`{shown}` must be an http(s) URL, not {}", u.scheme());
+                self.push(path, message)
+            }
+            Err(e) => {
+                let message = format!("`{}` is not a URL ({e})", mask(&path, value));
+                self.push(path, message)
+            }
         }
     }
 
@@ -176,6 +207,7 @@ impl Validator {
         self.storage(&c.storage);
         self.cluster(&c.cluster);
         self.admin(&c.admin);
+        self.metrics(&c.metrics, &c.admin, &c.tenants);
 
         let tenants = self.ids("tenants", c.tenants.iter().map(|t| t.id.as_str()));
         let destinations = self.ids("destinations", c.destinations.iter().map(|d| d.id.as_str()));
@@ -230,7 +262,7 @@ impl Validator {
                 "storage.url",
                 format!(
                     "`{}` must start with sqlite:// (e.g. sqlite://./intake-data/intake.db) or postgres://",
-                    s.url
+                    mask("storage.url", &s.url)
                 ),
             );
         }
@@ -276,6 +308,25 @@ impl Validator {
             self.push(
                 "admin.token",
                 "must not be empty (remove the key to disable the admin API)",
+            );
+        }
+    }
+
+    /// `[metrics]`: a token, when given, is not empty and opens nothing else: a scraper's
+    /// token lives in Prometheus' configuration and must not open the admin API.
+    fn metrics(&mut self, m: &MetricsConfig, admin: &AdminConfig, tenants: &[TenantConfig]) {
+        let Some(token) = &m.token else { return };
+        if token.is_empty() {
+            self.push(
+                "metrics.token",
+                "must not be empty (remove the key to leave /metrics open)",
+            );
+        } else if admin.token.as_ref() == Some(token)
+            || tenants.iter().any(|t| t.api_token.as_ref() == Some(token))
+        {
+            self.push(
+                "metrics.token",
+                "must differ from admin.token and every tenant's api_token: a scraper's token must not open the admin API",
             );
         }
     }
@@ -501,6 +552,16 @@ impl Validator {
 
     /// One `[[notifiers]]` entry at `p`: the keys its kind needs.
     fn notifier(&mut self, p: &str, n: &NotifierConfig) {
+        if n.kind != NotifierKind::Email {
+            for (key, set) in [("ca_file", n.ca_file.is_some()), ("tls", n.tls.is_some())] {
+                if set {
+                    self.push(
+                        format!("{p}.{key}"),
+                        "only email notifiers take this key (it is about the SMTP connection)",
+                    );
+                }
+            }
+        }
         match n.kind {
             NotifierKind::Slack | NotifierKind::Webhook | NotifierKind::Alertmanager => {
                 match &n.url {
@@ -515,12 +576,48 @@ impl Validator {
                         "an email notifier needs at least one recipient",
                     );
                 }
+                self.email_security(p, n);
             }
             NotifierKind::Pagerduty => {
                 if n.routing_key.is_none() {
                     self.push(format!("{p}.routing_key"), "is required for pagerduty");
                 }
             }
+        }
+    }
+
+    /// An email notifier's TLS: `ca_file` names a file, and `tls = "none"` (plain text) is
+    /// allowed only for `smtp://` to a relay on loopback, where nothing crosses a network.
+    fn email_security(&mut self, p: &str, n: &NotifierConfig) {
+        if matches!(&n.ca_file, Some(f) if f.trim().is_empty()) {
+            self.push(
+                format!("{p}.ca_file"),
+                "must name a PEM file of CA certificates (remove the key to trust the public roots only)",
+            );
+        }
+        if n.tls != Some(SmtpTls::None) {
+            return;
+        }
+        if n.ca_file.is_some() {
+            self.push(
+                format!("{p}.ca_file"),
+                "has no use with `tls = \"none\"`: nothing is encrypted, so no certificate is checked",
+            );
+        }
+        let smtp_url = n.smtp_url.as_deref().unwrap_or("");
+        match url::Url::parse(smtp_url) {
+            Ok(u) if u.scheme() == "smtp" && is_loopback(&u) => {}
+            Ok(u) if u.scheme() == "smtp" => self.push(
+                format!("{p}.tls"),
+                format!(
+                    "`tls = \"none\"` sends mail and any SMTP password in plain text, so it is allowed only to a relay on loopback (127.0.0.1, ::1 or localhost), not to {}",
+                    u.host_str().unwrap_or("a host")
+                ),
+            ),
+            _ => self.push(
+                format!("{p}.tls"),
+                "`tls = \"none\"` needs `smtp_url = \"smtp://127.0.0.1:25\"` (a relay on loopback; smtps:// is always TLS)",
+            ),
         }
     }
 

@@ -514,3 +514,151 @@ fn backtest_replays_counts_and_reports_bad_lines() {
         synthetic.stdout
     );
 }
+
+/// A PostgreSQL URL with a password, as operators write it.
+const PG_WITH_PASSWORD: &str = "postgres://intake:S3CR3T-pg@db.example:5432/intake";
+/// What check-config shows of it.
+const PG_MASKED: &str = "postgres://intake:***@db.example:5432/intake";
+
+#[test]
+fn check_config_never_prints_the_storage_password_from_the_file() {
+    let run = check(
+        &good_with(
+            "url = \"sqlite://./intake-data/intake.db\"",
+            &format!("url = \"{PG_WITH_PASSWORD}\""),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout.contains(PG_MASKED), "stdout: {}", run.stdout);
+    assert!(
+        !run.stdout.contains("S3CR3T") && !run.stderr.contains("S3CR3T"),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn check_config_never_prints_the_storage_password_from_the_environment() {
+    for (url, shown) in [
+        (PG_WITH_PASSWORD, PG_MASKED),
+        (
+            "postgres://intake@db.example/intake?password=S3CR3T-query&sslmode=disable",
+            "postgres://intake@db.example/intake?password=***&sslmode=disable",
+        ),
+    ] {
+        let run = check(GOOD, &[("INTAKE_STORAGE_URL", url)]);
+        assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+        assert!(run.stdout.contains(shown), "stdout: {}", run.stdout);
+        assert!(!run.stdout.contains("S3CR3T"), "stdout: {}", run.stdout);
+    }
+    // A refused value is quoted masked too.
+    let run = check(
+        GOOD,
+        &[("INTAKE_STORAGE_URL", "mysql://intake:S3CR3T@db/intake")],
+    );
+    run.assert_failed();
+    run.assert_stderr_has(&["storage.url", "mysql://intake:***@db/intake"]);
+    assert!(!run.stderr.contains("S3CR3T"), "stderr: {}", run.stderr);
+}
+
+#[test]
+fn check_config_errors_never_quote_a_secret() {
+    // A value of the wrong type, which the parser quotes.
+    let run = check(
+        &good_with("token = \"change-me\"", "token = 987654321"),
+        &[],
+    );
+    run.assert_failed();
+    run.assert_stderr_has(&["admin.token", "invalid type"]);
+    assert!(!run.stderr.contains("987654321"), "stderr: {}", run.stderr);
+
+    // Values the validator refuses, and quotes.
+    let text = good_with(
+        "url = \"sqlite://./intake-data/intake.db\"",
+        "url = \"mysql://intake:S3CR3T-storage@db/intake\"",
+    )
+    .replace(
+        "url = \"https://hooks.slack.example/services/T000/B000/XXX\"",
+        "url = \"ftp://hooks.slack.example/services/S3CR3T-slack\"",
+    )
+    .replace(
+        "url = \"https://status.maelys.example/hooks/intake\"",
+        "url = \"status.maelys.example/hooks/S3CR3T-contact\"",
+    );
+    let run = check(
+        &text,
+        &[
+            (
+                "INTAKE_MONITOR_WATCHDOG_URL",
+                "hc-ping.example/S3CR3T-watchdog",
+            ),
+            ("INTAKE_METRICS_TOKEN", "change-me"),
+        ],
+    );
+    run.assert_failed();
+    run.assert_stderr_has(&[
+        "storage.url",
+        "notifiers[0].url",
+        "tenants[0].contacts[0].url",
+        "monitor.watchdog_url",
+        "metrics.token",
+    ]);
+    for secret in ["S3CR3T", "change-me"] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "{secret} was printed\nstdout: {}\nstderr: {}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn serve_never_prints_the_password_of_a_store_it_cannot_open() {
+    // Nothing listens on this port: opening the store fails at once.
+    let port = crate::crash::free_port();
+    let (dir, path) = write_config("intake.toml", GOOD);
+    for url in [
+        format!("postgres://intake:S3CR3T-user-info@127.0.0.1:{port}/intake"),
+        format!("postgres://intake@127.0.0.1:{port}/intake?password=S3CR3T-query"),
+    ] {
+        let run = intake(
+            dir.path(),
+            &["serve", "--config", path.to_str().expect("utf-8 path")],
+            &[("INTAKE_STORAGE_URL", &url), ("INTAKE_LOG", "debug")],
+        );
+        run.assert_failed();
+        run.assert_stderr_has(&[&format!("127.0.0.1:{port}")]);
+        assert!(
+            !run.stderr.contains("S3CR3T") && !run.stdout.contains("S3CR3T"),
+            "stdout: {}\nstderr: {}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn check_config_states_plain_text_email_to_a_local_relay() {
+    let text = format!(
+        "{GOOD}\n[[notifiers]]\nid = \"relay\"\nkind = \"email\"\nto = [\"ops@example.com\"]\n\
+         smtp_url = \"smtp://intake:S3CR3T-relay@127.0.0.1:25\"\ntls = \"none\"\n"
+    );
+    let run = check(&text, &[]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("notifiers[1] (`relay`): e-mail WITHOUT TLS (tls = \"none\")")
+            && run.stdout.contains("smtp://intake:***@127.0.0.1:25"),
+        "stdout: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("S3CR3T"), "stdout: {}", run.stdout);
+
+    // Anywhere but loopback it is refused.
+    let run = check(&text.replace("127.0.0.1:25", "mail.example:25"), &[]);
+    run.assert_failed();
+    run.assert_stderr_has(&["notifiers[1].tls", "loopback"]);
+}

@@ -14,10 +14,12 @@ mod crash;
 mod failure;
 mod flows;
 mod input_policy;
+mod metrics;
 mod migrate;
 mod notify;
 mod pipeline;
 mod retries;
+mod secrets;
 
 use std::time::Duration;
 

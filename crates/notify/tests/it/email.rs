@@ -1,7 +1,7 @@
 //! The e-mail notifier against the SMTP capture server: STARTTLS is used (and required), the
 //! mail says what happened, and SMTP refusals are classified.
 
-use intake_core::config::{NotifierConfig, NotifierKind};
+use intake_core::config::{NotifierConfig, NotifierKind, SmtpTls};
 use intake_notify::{build, AlertStatus, Notifier, NotifyContext};
 
 use crate::fixtures::*;
@@ -234,4 +234,105 @@ async fn smtp_server_down_is_retryable() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
+}
+
+/// An e-mail notifier for `smtp_url` with `tls` and `ca_file`, and no extra roots in the
+/// context: only what the configuration says is trusted.
+fn configured(
+    smtp_url: String,
+    tls: Option<SmtpTls>,
+    ca_file: Option<String>,
+) -> Result<Box<dyn Notifier>, intake_notify::BuildError> {
+    let mut c = config(NotifierKind::Email, None);
+    c.smtp_url = Some(smtp_url);
+    c.to = vec!["oncall@ops.test".into()];
+    c.tls = tls;
+    c.ca_file = ca_file;
+    build(&c, &ctx())
+}
+
+#[tokio::test]
+async fn email_trusts_the_certificates_of_its_ca_file() {
+    let server = SmtpCapture::start(Behaviour {
+        offer_starttls: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("relay-ca.pem");
+    // A bundle: an unrelated certificate first, then the relay's.
+    let other = rcgen::generate_simple_self_signed(vec!["other.example".to_string()]).unwrap();
+    std::fs::write(&ca, format!("{}{}", other.cert.pem(), server.cert_pem)).unwrap();
+    let url = format!("smtp://127.0.0.1:{}", server.addr.port());
+    let n = configured(url.clone(), None, Some(ca.display().to_string())).unwrap();
+    n.send(&queue_stalled(AlertStatus::Firing)).await.unwrap();
+    let mails = server.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].tls && mails[0].starttls,
+        "verified against ca_file"
+    );
+
+    // Without the relay's certificate in ca_file, nothing is sent.
+    std::fs::write(&ca, other.cert.pem()).unwrap();
+    let n = configured(url, None, Some(ca.display().to_string())).unwrap();
+    let err = n
+        .send(&queue_stalled(AlertStatus::Firing))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(server.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn a_ca_file_that_cannot_be_used_stops_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (file, says) in [
+        (missing, "cannot be read"),
+        (empty.display().to_string(), "holds no PEM certificate"),
+    ] {
+        let err = configured("smtp://mail.example:587".into(), None, Some(file))
+            .err()
+            .expect("refused");
+        assert!(
+            err.message.contains("ca_file") && err.message.contains(says),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_none_sends_plain_text_to_a_relay_on_loopback() {
+    // A local relay that offers no STARTTLS at all.
+    let server = SmtpCapture::start(Behaviour::default()).await;
+    let url = format!("smtp://127.0.0.1:{}", server.addr.port());
+    let n = configured(url, Some(SmtpTls::None), None).unwrap();
+    n.send(&queue_stalled(AlertStatus::Firing)).await.unwrap();
+    let mails = server.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(!mails[0].tls, "plain text, as configured");
+    assert_eq!(mails[0].rcpt, ["<oncall@ops.test>"]);
+}
+
+#[tokio::test]
+async fn tls_none_is_refused_for_anything_but_a_relay_on_loopback() {
+    for url in [
+        "smtp://mail.example:25",
+        "smtp://10.0.0.5:25",
+        "smtps://127.0.0.1:465",
+    ] {
+        let err = configured(url.into(), Some(SmtpTls::None), None)
+            .err()
+            .unwrap_or_else(|| panic!("{url} accepted in plain text"));
+        assert!(err.message.contains("tls = \"none\""), "{url}: {err}");
+    }
+    for url in ["smtp://localhost:25", "smtp://[::1]:25", "smtp://127.0.0.2"] {
+        assert!(
+            configured(url.into(), Some(SmtpTls::None), None).is_ok(),
+            "{url}"
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub fn config(kind: NotifierKind, url: Option<String>) -> NotifierConfig {
         to: Vec::new(),
         from: None,
         smtp_url: None,
+        ca_file: None,
+        tls: None,
         routing_key: None,
         severities: Vec::new(),
     }

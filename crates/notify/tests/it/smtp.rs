@@ -38,6 +38,8 @@ pub struct SmtpCapture {
     pub addr: SocketAddr,
     /// The server certificate (DER), to trust in the client.
     pub cert_der: Vec<u8>,
+    /// The same certificate as PEM, as an operator's `ca_file` holds it.
+    pub cert_pem: String,
     mails: Arc<Mutex<Vec<Mail>>>,
 }
 
@@ -49,6 +51,7 @@ impl SmtpCapture {
         ])
         .unwrap();
         let cert_der = ck.cert.der().to_vec();
+        let cert_pem = ck.cert.pem();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
         let config = ServerConfig::builder()
             .with_no_client_auth()
@@ -70,6 +73,7 @@ impl SmtpCapture {
         SmtpCapture {
             addr,
             cert_der,
+            cert_pem,
             mails,
         }
     }

@@ -362,6 +362,9 @@ impl Attempt {
                 }
             }
             Err(e) => {
+                // reqwest quotes the URL in its errors, and a destination URL may carry a
+                // credential (`?token=…`): the error is recorded and shown by the API without it.
+                let e = e.without_url();
                 let error = if e.is_timeout() {
                     format!(
                         "timed out after {}",

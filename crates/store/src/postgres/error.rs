@@ -77,24 +77,10 @@ pub(super) fn read_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-/// `url` without its password, for messages.
+/// `url` as messages may show it: through the one masking function of the configuration,
+/// so a password in the user info or in the query (`?password=…`) is never printed.
 pub(super) fn redact(url: &str) -> String {
-    // postgres://user:password@host/db → postgres://user:***@host/db
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    intake_core::config::mask("storage.url", url).into_owned()
 }
 
 /// Runs a write in a read-only transaction, which fails, and returns its error.
