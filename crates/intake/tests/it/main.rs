@@ -8,11 +8,13 @@
 
 mod admin;
 mod alerts;
+mod bounds;
 mod cli;
 mod cluster;
 mod crash;
 mod failure;
 mod flows;
+mod logs;
 mod migrate;
 mod notify;
 mod pipeline;
