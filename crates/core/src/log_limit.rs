@@ -134,6 +134,22 @@ impl LogLimiter {
     }
 }
 
+impl LogLimiter {
+    /// The summary of every occurrence still only counted, whether or not its interval has
+    /// passed: what a process that stops must still say.
+    pub fn finish(&mut self, now: Timestamp) -> Option<Summary> {
+        let last = self.last_line?;
+        if self.quiet == 0 {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(Summary {
+            count: std::mem::take(&mut self.quiet),
+            over: now.since(last),
+        })
+    }
+}
+
 /// A [`LogLimiter`] that tasks share (a log site reached from many requests at once).
 #[derive(Debug)]
 pub struct SharedLogLimiter(Mutex<LogLimiter>);
@@ -157,6 +173,16 @@ impl SharedLogLimiter {
         match self.0.lock() {
             Ok(mut l) => l.flush(now),
             Err(p) => p.into_inner().flush(now),
+        }
+    }
+}
+
+impl SharedLogLimiter {
+    /// See [`LogLimiter::finish`].
+    pub fn finish(&self, now: Timestamp) -> Option<Summary> {
+        match self.0.lock() {
+            Ok(mut l) => l.finish(now),
+            Err(p) => p.into_inner().finish(now),
         }
     }
 }
@@ -271,6 +297,24 @@ mod tests {
             }
         }
         assert!(lines <= 5, "{lines} lines");
+    }
+
+    #[test]
+    fn finish_says_what_is_left_before_the_interval_ends() {
+        let mut l = LogLimiter::new(S);
+        assert_eq!(l.finish(at(0)), None, "nothing happened");
+        assert_eq!(l.hit(at(0)), LogVerdict::Log);
+        assert_eq!(l.finish(at(1)), None, "the only occurrence was logged");
+        assert_eq!(l.hit(at(2)), LogVerdict::Quiet);
+        assert_eq!(l.hit(at(3)), LogVerdict::Quiet);
+        assert_eq!(
+            l.finish(at(30)),
+            Some(Summary {
+                count: 2,
+                over: Duration::from_secs(3)
+            })
+        );
+        assert_eq!(l.finish(at(31)), None, "said once");
     }
 
     #[test]

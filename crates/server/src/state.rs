@@ -51,6 +51,8 @@ pub(crate) struct DeliveryLogs {
     pub dead: LimitedLog,
     /// An attempt's result could not be recorded (the store is unavailable).
     pub not_recorded: LimitedLog,
+    /// The dispatcher could not claim due deliveries (the store is unavailable).
+    pub claim_failed: LimitedLog,
 }
 
 impl DeliveryLogs {
@@ -69,11 +71,22 @@ impl DeliveryLogs {
                 "attempts",
                 "store unavailable; they are retried when their leases expire",
             ),
+            claim_failed: LimitedLog::new(
+                LogLevel::Warn,
+                "failed",
+                "claims of due deliveries",
+                "store unavailable; retrying every second",
+            ),
         }
     }
 
-    pub fn all(&self) -> [&LimitedLog; 3] {
-        [&self.retrying, &self.dead, &self.not_recorded]
+    pub fn all(&self) -> [&LimitedLog; 4] {
+        [
+            &self.retrying,
+            &self.dead,
+            &self.not_recorded,
+            &self.claim_failed,
+        ]
     }
 }
 
@@ -173,6 +186,13 @@ impl LimitedLog {
     /// Writes the summary of a burst that ended (called periodically).
     pub fn flush(&self, now: Timestamp) {
         if let Some(s) = self.limiter.flush(now) {
+            self.write(s);
+        }
+    }
+
+    /// Writes the summary of whatever is still only counted (called once, at shutdown).
+    pub fn finish(&self, now: Timestamp) {
+        if let Some(s) = self.limiter.finish(now) {
             self.write(s);
         }
     }

@@ -144,5 +144,17 @@ async fn a_flood_of_refused_requests_writes_a_line_and_a_summary_not_a_line_each
         2 * N,
         logs.lines()
     );
+
+    // What is only counted when the server stops is said as it stops.
+    for _ in 0..5 {
+        let r = server
+            .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
     server.server.store.inject_fault(None).await.unwrap();
+    server.server.shutdown().await.unwrap();
+    let last = logs.matching("refused 5 requests in the last");
+    assert_eq!(last.len(), 1, "{:#?}", logs.lines());
 }

@@ -135,7 +135,9 @@ impl Dispatcher {
             {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                    if self.dest.logs.claim_failed.hit(now) {
+                        tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                    }
                     drop(permits);
                     // New work means an ingest just committed: the store is back, so a
                     // wake-up ends the back-off early.

@@ -115,24 +115,29 @@ pub(crate) fn start(
 
 /// Every [`LOG_SUMMARY_INTERVAL`] on the clock, writes the summary of each limited log line
 /// whose burst has ended (see `state::LimitedLog`), so the count of the last burst is never
-/// left unsaid for want of another occurrence.
+/// left unsaid for want of another occurrence; and at shutdown, the summary of what is left.
 pub(crate) async fn summarise_logs(
     ingest: Arc<IngestLogs>,
     destinations: Vec<Arc<DestinationRuntime>>,
     clock: SharedClock,
     stop: CancellationToken,
 ) {
+    let each_destination = || destinations.iter().flat_map(|d| d.logs.all());
     loop {
         let next = clock.now().plus(LOG_SUMMARY_INTERVAL);
         tokio::select! {
             _ = clock.sleep_until(next) => {}
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
         }
         let now = clock.now();
-        let each_destination = destinations.iter().flat_map(|d| d.logs.all());
-        for log in ingest.all().into_iter().chain(each_destination) {
+        for log in ingest.all().into_iter().chain(each_destination()) {
             log.flush(now);
         }
+    }
+    // The process is stopping: what was only counted is said now or never.
+    let now = clock.now();
+    for log in ingest.all().into_iter().chain(each_destination()) {
+        log.finish(now);
     }
 }
 
