@@ -1,6 +1,6 @@
 //! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
-//! normalized events, the delivery state machine with its retry schedule, and the Standard
-//! Webhooks signature scheme.
+//! normalized events, the delivery state machine with its retry schedule, the Standard
+//! Webhooks signature scheme, and the decision of which repeated log lines to write.
 //!
 //! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
 //! never asks the operating system for the time except through [`clock::SystemClock`], which
@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod ids;
+pub mod log_limit;
 pub mod rate;
 pub mod signature;
 pub mod time;

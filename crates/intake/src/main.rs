@@ -178,7 +178,7 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let server = Server::new(config.clone(), Arc::new(SystemClock))
             .start()
             .await?;
@@ -190,8 +190,16 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         });
         server.wait().await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    })
+    });
+    // The server has stopped (within server.shutdown_timeout, connections still open cut):
+    // what is left on the runtime is tasks of cut connections, which acknowledged nothing.
+    // They are dropped rather than waited for, so the process exits now.
+    runtime.shutdown_timeout(RUNTIME_EXIT);
+    result
 }
+
+/// How long leftover tasks get to end when the process exits after a shutdown.
+const RUNTIME_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn migrate_store(from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode> {
     use intake_store::postgres::{PostgresOptions, PostgresStore};

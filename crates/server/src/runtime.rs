@@ -1,5 +1,6 @@
 //! Wiring only: opens the store, builds the shared state, binds the listener, starts the
-//! duties, and shuts everything down in the order that loses nothing.
+//! duties, and shuts everything down in the order that loses nothing, within
+//! `server.shutdown_timeout` (then the connections still open are cut).
 //!
 //! **Rule of this room:** it may import every other module and nothing imports it; it holds
 //! no request handling and no duty logic.
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use intake_core::config::{Config, ConfigError, ConfigProblem};
@@ -20,8 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::duties::{self, delivery, Handles};
 use crate::error::ServerError;
+use crate::hard_stop::CuttableListener;
 use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
-use crate::state::{AppState, DeliveryMetrics, DestinationRuntime, SourceMetrics, SourceRuntime};
+use crate::state::{
+    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, IngestLogs, SourceMetrics,
+    SourceRuntime,
+};
 use crate::{api, demo_handler, health, ingest, metrics as meters};
 
 /// Opens the store a `storage.url` names, as the node `cluster.node_id` (or a new random id).
@@ -155,12 +161,18 @@ impl Server {
             tracing::warn!(error = %e, "cannot record this node's first heartbeat");
         }
         let duties_stop = CancellationToken::new();
-        let duties = duties::start(
+        let mut duties = duties::start(
             handles(&state),
             address,
             state.started_at,
             duties_stop.clone(),
         );
+        duties.push(tokio::spawn(duties::summarise_logs(
+            state.logs.clone(),
+            state.destinations.values().cloned().collect(),
+            self.clock.clone(),
+            duties_stop.clone(),
+        )));
         let dispatchers = delivery::start_all(
             state.destinations.values(),
             store.clone(),
@@ -171,16 +183,22 @@ impl Server {
 
         let app = router(state.clone());
         let http_stop2 = http_stop.clone();
-        let http = tokio::spawn(async move {
+        let cut = CancellationToken::new();
+        let listener = CuttableListener::new(listener, cut.clone());
+        let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_stop2.cancelled().await })
                 .await
         });
+        let http = HttpDoor {
+            stop: http_stop,
+            cut,
+            task,
+        };
 
         let task = tokio::spawn(run_until_shutdown(
             state.clone(),
             shutdown.clone(),
-            http_stop,
             http,
             dispatchers,
             (duties_stop, duties),
@@ -226,6 +244,7 @@ fn build_state(
                 metrics,
                 latency: metrics::histogram!(DELIVERY_LATENCY, "destination" => d.id.clone()),
                 attempt_duration: metrics::histogram!(ATTEMPT_DURATION, "destination" => d.id.clone()),
+                logs: DeliveryLogs::new(),
             }),
         );
     }
@@ -256,6 +275,7 @@ fn build_state(
         sources,
         destinations,
         rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
+        logs: Arc::new(IngestLogs::new()),
     })
 }
 
@@ -285,23 +305,65 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long the HTTP server has, after its connections were cut, to notice it. Cut
+/// connections end at their next poll, so this is only a guard against a task that never
+/// yields; past it the server task is aborted.
+const AFTER_CUT: Duration = Duration::from_secs(2);
+
+/// The HTTP server's task and the two ways to stop it.
+struct HttpDoor {
+    /// Stops accepting, lets requests in progress finish (graceful).
+    stop: CancellationToken,
+    /// Cuts every connection still open (the hard deadline).
+    cut: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpDoor {
+    /// Stops accepting and waits for requests in progress up to `deadline`; then cuts the
+    /// connections still open (a client holding half a request would otherwise hold the stop
+    /// for ever). A cut request was never answered, so never acknowledged: its sender retries.
+    async fn close(mut self, deadline: Duration) {
+        self.stop.cancel();
+        let result = match tokio::time::timeout(deadline, &mut self.task).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    shutdown_timeout = %humantime::format_duration(deadline),
+                    "requests still in progress after server.shutdown_timeout; cutting their connections (none of them was acknowledged)"
+                );
+                self.cut.cancel();
+                match tokio::time::timeout(AFTER_CUT, &mut self.task).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::error!("the HTTP server did not stop after its connections were cut; aborting it");
+                        self.task.abort();
+                        return;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+    }
+}
+
 async fn run_until_shutdown(
     state: Arc<AppState>,
     shutdown: CancellationToken,
-    http_stop: CancellationToken,
-    http: JoinHandle<std::io::Result<()>>,
+    http: HttpDoor,
     dispatchers: Vec<JoinHandle<()>>,
     (duties_stop, duties): (CancellationToken, Vec<JoinHandle<()>>),
 ) -> Result<(), ServerError> {
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new requests; finishing requests in progress");
-    // 1. Stop accepting; requests already inside (ingests waiting for their commit) finish.
-    http_stop.cancel();
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
-    }
+    // 1. Stop accepting; requests already inside (ingests waiting for their commit) finish,
+    //    up to server.shutdown_timeout, after which their connections are cut. The
+    //    dispatchers, cancelled with us, drain their attempts meanwhile (same bound).
+    http.close(state.config.server.shutdown_timeout.0).await;
     // 2. Dispatchers were cancelled with us: they wait for attempts in flight (bounded by
     //    server.shutdown_timeout) and give back the leases of the ones that did not finish.
     for d in dispatchers {

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use intake_connectors::Connector;
 use intake_core::config::{Config, DestinationConfig, SourceConfig};
+use intake_core::log_limit::{SharedLogLimiter, Summary, LOG_SUMMARY_INTERVAL};
 use intake_core::signature::SigningKey;
-use intake_core::SharedClock;
+use intake_core::{SharedClock, Timestamp};
 use intake_store::Store;
 use metrics::{Counter, Histogram};
 use serde::Serialize;
@@ -37,6 +38,174 @@ pub(crate) struct DestinationRuntime {
     pub metrics: HashMap<String, DeliveryMetrics>,
     pub latency: Histogram,
     pub attempt_duration: Histogram,
+    /// The log sites every attempt can reach.
+    pub logs: DeliveryLogs,
+}
+
+/// The log lines a destination's attempts write, each limited so that a handler that is down
+/// for a whole queue writes a line and a summary per interval, not a line per attempt.
+pub(crate) struct DeliveryLogs {
+    /// An attempt failed and will be retried.
+    pub retrying: LimitedLog,
+    /// An attempt failed for the last time.
+    pub dead: LimitedLog,
+    /// An attempt's result could not be recorded (the store is unavailable).
+    pub not_recorded: LimitedLog,
+    /// The dispatcher could not claim due deliveries (the store is unavailable).
+    pub claim_failed: LimitedLog,
+}
+
+impl DeliveryLogs {
+    pub fn new() -> Self {
+        DeliveryLogs {
+            retrying: LimitedLog::new(LogLevel::Info, "failed", "delivery attempts", "will retry"),
+            dead: LimitedLog::new(
+                LogLevel::Warn,
+                "gave up",
+                "deliveries",
+                "no attempts left (dead letters)",
+            ),
+            not_recorded: LimitedLog::new(
+                LogLevel::Error,
+                "could not record",
+                "attempts",
+                "store unavailable; they are retried when their leases expire",
+            ),
+            claim_failed: LimitedLog::new(
+                LogLevel::Warn,
+                "failed",
+                "claims of due deliveries",
+                "store unavailable; retrying every second",
+            ),
+        }
+    }
+
+    pub fn all(&self) -> [&LimitedLog; 4] {
+        [
+            &self.retrying,
+            &self.dead,
+            &self.not_recorded,
+            &self.claim_failed,
+        ]
+    }
+}
+
+/// The log lines of the ingest door that a flood reaches once per request.
+pub(crate) struct IngestLogs {
+    /// A commit failed: answered 503.
+    pub unavailable: LimitedLog,
+    /// A signature did not verify: answered 401.
+    pub bad_signature: LimitedLog,
+    /// A rejection could not be recorded in the store (it is still counted in the metrics).
+    pub rejection_not_recorded: LimitedLog,
+}
+
+impl IngestLogs {
+    pub fn new() -> Self {
+        IngestLogs {
+            unavailable: LimitedLog::new(
+                LogLevel::Error,
+                "refused",
+                "requests",
+                "store unavailable",
+            ),
+            bad_signature: LimitedLog::new(
+                LogLevel::Warn,
+                "rejected",
+                "requests",
+                "bad or missing signature",
+            ),
+            rejection_not_recorded: LimitedLog::new(
+                LogLevel::Warn,
+                "could not record",
+                "rejected requests",
+                "store unavailable",
+            ),
+        }
+    }
+
+    pub fn all(&self) -> [&LimitedLog; 3] {
+        [
+            &self.unavailable,
+            &self.bad_signature,
+            &self.rejection_not_recorded,
+        ]
+    }
+}
+
+/// The level a limited log site writes at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A log site that a flood reaches once per request or attempt. Its first occurrence is
+/// written in full by the caller; the next ones are counted, and at most one summary per
+/// [`LOG_SUMMARY_INTERVAL`] says how many there were ("refused 12,345 requests in the last 10
+/// s: store unavailable"). The decision is `intake_core::log_limit`'s; this only writes it.
+pub(crate) struct LimitedLog {
+    limiter: SharedLogLimiter,
+    level: LogLevel,
+    verb: &'static str,
+    things: &'static str,
+    reason: &'static str,
+}
+
+impl LimitedLog {
+    pub fn new(
+        level: LogLevel,
+        verb: &'static str,
+        things: &'static str,
+        reason: &'static str,
+    ) -> Self {
+        LimitedLog {
+            limiter: SharedLogLimiter::new(LOG_SUMMARY_INTERVAL),
+            level,
+            verb,
+            things,
+            reason,
+        }
+    }
+
+    /// One occurrence at `now`: true when the caller writes its full line; otherwise it is
+    /// counted, and written into a summary here when one is due.
+    pub fn hit(&self, now: Timestamp) -> bool {
+        use intake_core::log_limit::LogVerdict;
+        match self.limiter.hit(now) {
+            LogVerdict::Log => true,
+            LogVerdict::Quiet => false,
+            LogVerdict::Summary(s) => {
+                self.write(s);
+                false
+            }
+        }
+    }
+
+    /// Writes the summary of a burst that ended (called periodically).
+    pub fn flush(&self, now: Timestamp) {
+        if let Some(s) = self.limiter.flush(now) {
+            self.write(s);
+        }
+    }
+
+    /// Writes the summary of whatever is still only counted (called once, at shutdown).
+    pub fn finish(&self, now: Timestamp) {
+        if let Some(s) = self.limiter.finish(now) {
+            self.write(s);
+        }
+    }
+
+    fn write(&self, s: Summary) {
+        let text = s.describe(self.verb, self.things, self.reason);
+        let count = s.count;
+        match self.level {
+            LogLevel::Info => tracing::info!(count, summary = true, "{text}"),
+            LogLevel::Warn => tracing::warn!(count, summary = true, "{text}"),
+            LogLevel::Error => tracing::error!(count, summary = true, "{text}"),
+        }
+    }
 }
 
 /// What every request handler shares (duties get only the handles they use).
@@ -51,6 +220,8 @@ pub(crate) struct AppState {
     pub rejection_slots: Arc<tokio::sync::Semaphore>,
     /// When this node started (for its heartbeat).
     pub started_at: intake_core::Timestamp,
+    /// The ingest door's limited log sites.
+    pub logs: Arc<IngestLogs>,
 }
 
 /// One source's metric handles, registered once at start (by the `metrics` module): the ingest

@@ -33,6 +33,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use intake_core::log_limit::{LogLimiter, LogVerdict, LOG_SUMMARY_INTERVAL};
+use intake_core::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counts;
@@ -227,6 +229,8 @@ pub(crate) struct GroupCommit<B: Backend> {
     requests: Vec<B::Request>,
     replies: Vec<Reply>,
     outputs: Vec<Output>,
+    /// Limits the lines written for failed batches: during an outage every batch fails.
+    failure_log: LogLimiter,
 }
 
 impl<B: Backend> GroupCommit<B> {
@@ -240,6 +244,7 @@ impl<B: Backend> GroupCommit<B> {
             requests: Vec::with_capacity(max_batch),
             replies: Vec::with_capacity(max_batch),
             outputs: Vec::with_capacity(max_batch),
+            failure_log: LogLimiter::new(LOG_SUMMARY_INTERVAL),
         }
     }
 
@@ -302,7 +307,7 @@ impl<B: Backend> GroupCommit<B> {
         let mut conn = match self.backend.connect().await {
             Ok(conn) => conn,
             Err(err) => {
-                tracing::error!(error = %err, requests = self.requests.len(), "no connection to the database; answering every request of the batch with an error");
+                self.log_failed_batch("no connection to the database", &err);
                 self.fail_all(err);
                 return;
             }
@@ -318,7 +323,7 @@ impl<B: Backend> GroupCommit<B> {
             }
             Err(Failure::Batch(err)) => {
                 self.set_fault(fault_before);
-                tracing::error!(error = %err, requests = self.requests.len(), "commit failed; answering every request of the batch with an error");
+                self.log_failed_batch("commit failed", &err);
                 self.fail_all(err);
             }
             Err(Failure::Request(_)) => {
@@ -335,6 +340,28 @@ impl<B: Backend> GroupCommit<B> {
             }
         }
         self.backend.after_batch(&mut conn).await;
+    }
+
+    /// Logs a batch that failed as a whole: the first in full, then one summary per interval
+    /// (an outage fails every batch, and a line each would flood the disk the logs share).
+    /// The cadence of log lines reads the wall clock: it decides nothing about the data, and
+    /// the engine has no clock of its own.
+    fn log_failed_batch(&mut self, what: &str, err: &StoreError) {
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        match self.failure_log.hit(now) {
+            LogVerdict::Log => {
+                tracing::error!(error = %err, requests = self.requests.len(), "{what}; answering every request of the batch with an error")
+            }
+            LogVerdict::Quiet => {}
+            LogVerdict::Summary(s) => {
+                let reason = format!("{what} (last error: {err})");
+                tracing::error!(
+                    count = s.count,
+                    "{}",
+                    s.describe("failed", "batches", &reason)
+                )
+            }
+        }
     }
 
     async fn run_together(&mut self, conn: &mut B::Conn) -> Result<(), Failure> {

@@ -1,6 +1,7 @@
 //! The real binary, killed with SIGKILL at random moments under load, restarted on the same
 //! data directory: every event that was answered 200 must reach the handler at least once.
-//! And SIGTERM: a graceful stop that finishes what is in flight and exits 0.
+//! And SIGTERM: a graceful stop that finishes what is in flight and exits 0, and that cuts the
+//! connections still open at `server.shutdown_timeout` (a client holding half a request).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -234,6 +235,114 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not every event was delivered after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cuts_a_half_sent_request_at_the_deadline_and_loses_nothing_acknowledged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    // Deliveries are still in flight at the stop: their leases must come back.
+    handler.set_default(Reply::Slow(Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // config_toml sets server.shutdown_timeout = "2s".
+    let shutdown_timeout = Duration::from_secs(2);
+    let config = write_config(dir.path(), port, &handler.url());
+    let log = dir.path().join("intake.log");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let mut child = spawn_intake(&config, &log).await;
+    wait_healthy(&http, &base, &mut child).await;
+    let mut acked = HashSet::new();
+    for i in 0..10 {
+        let body = kustomer::message_create(&format!("half-{i}"), "chat");
+        let r = http
+            .post(format!("{base}/ingest/maelys-kustomer"))
+            .header(
+                "x-kustomer-webhook-signature",
+                kustomer::sign(SOURCE_SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        acked.insert(v["id"].as_str().unwrap().to_string());
+    }
+
+    // A client that sends its headers and half its body, then stalls; and one that stops in
+    // the middle of its headers.
+    let mut half_body = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    half_body
+        .write_all(
+            b"POST /ingest/maelys-kustomer HTTP/1.1\r\nhost: intake\r\n\
+              content-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    half_body.write_all(&[b' '; 500]).await.unwrap();
+    let mut half_head = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    half_head
+        .write_all(b"POST /ingest/maelys-kustomer HTTP/1.1\r\nhost: in")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let stopping = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // A hang guard, not a performance bound: without a hard deadline the stop never ends.
+    let status = tokio::time::timeout(shutdown_timeout + Duration::from_secs(10), child.wait())
+        .await
+        .expect("intake did not exit after server.shutdown_timeout with a half-sent request")
+        .unwrap();
+    eprintln!(
+        "exited {status} {:.2}s after SIGTERM (shutdown_timeout {}s)",
+        stopping.elapsed().as_secs_f64(),
+        shutdown_timeout.as_secs()
+    );
+    assert!(
+        status.success(),
+        "a stop at the deadline exits 0, got {status}"
+    );
+    // The stalled clients' connections were closed under them, with no answer.
+    let mut buf = Vec::new();
+    let read = half_body.read_to_end(&mut buf).await;
+    assert!(
+        read.is_err() || buf.is_empty(),
+        "the cut request was never answered: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+
+    // Every acknowledged event is delivered after a restart.
+    handler.set_default(Reply::Status(200));
+    let mut child = spawn_intake(&config, &log).await;
+    wait_healthy(&http, &base, &mut child).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let delivered: HashSet<String> = handler.received().into_iter().map(|c| c.id).collect();
+        if acked.iter().all(|id| delivered.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every acknowledged event was delivered after the restart"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

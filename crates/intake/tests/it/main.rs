@@ -8,12 +8,14 @@
 
 mod admin;
 mod alerts;
+mod bounds;
 mod cli;
 mod cluster;
 mod crash;
 mod failure;
 mod flows;
 mod input_policy;
+mod logs;
 mod metrics;
 mod migrate;
 mod notify;

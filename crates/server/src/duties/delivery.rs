@@ -44,6 +44,14 @@ const MAX_CLAIM: usize = 64;
 /// The most of an error response body kept in the attempt record.
 const KEPT_ERROR_BODY: usize = 512;
 
+/// The most of any response body read before the connection is dropped. Only the status
+/// decides an attempt and only [`KEPT_ERROR_BODY`] bytes are kept, so reading more serves
+/// nothing; reading this much lets a small body end the exchange cleanly (and the connection be
+/// reused), while an endless body costs at most this much per attempt in flight, so memory is
+/// bounded by `concurrency` × this. A constant, not a setting: no value an operator could pick
+/// would change what is recorded.
+const MAX_RESPONSE_READ: usize = 64 * 1024;
+
 /// Starts one dispatcher per destination. On shutdown, each waits for its attempts in flight
 /// up to `shutdown_timeout`.
 pub(crate) fn start_all<'a>(
@@ -127,7 +135,9 @@ impl Dispatcher {
             {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                    if self.dest.logs.claim_failed.hit(now) {
+                        tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot claim deliveries; retrying");
+                    }
                     drop(permits);
                     // New work means an ingest just committed: the store is back, so a
                     // wake-up ends the back-off early.
@@ -245,15 +255,22 @@ impl Attempt {
         self.dest
             .attempt_duration
             .record(wall.elapsed().as_secs_f64());
+        // A handler that is down fails every attempt of its queue: the first failure is
+        // written, then a summary per interval (the metrics and the attempt records have each).
+        let logs = &self.dest.logs;
         match &next {
             NextStep::Delivered => {}
             NextStep::RetryAt(at) => {
-                tracing::info!(delivery = %d.id, event = %d.event_id, destination = dest,
-                attempt = d.attempt, error = error.as_deref().unwrap_or(""), retry_at = %at, "delivery attempt failed; will retry")
+                if logs.retrying.hit(finished_at) {
+                    tracing::info!(delivery = %d.id, event = %d.event_id, destination = dest,
+                    attempt = d.attempt, error = error.as_deref().unwrap_or(""), retry_at = %at, "delivery attempt failed; will retry")
+                }
             }
             NextStep::Dead => {
-                tracing::warn!(delivery = %d.id, event = %d.event_id, destination = dest,
-                attempt = d.attempt, error = error.as_deref().unwrap_or(""), "delivery is dead: no attempts left")
+                if logs.dead.hit(finished_at) {
+                    tracing::warn!(delivery = %d.id, event = %d.event_id, destination = dest,
+                    attempt = d.attempt, error = error.as_deref().unwrap_or(""), "delivery is dead: no attempts left")
+                }
             }
         }
         let finished = FinishedAttempt {
@@ -292,7 +309,9 @@ impl Attempt {
             Err(e) => {
                 // The lease stays recorded: shutdown will try to release it, and otherwise it
                 // expires and the delivery is attempted again (at-least-once, never zero).
-                tracing::error!(delivery = %d.id, error = %e, "could not record the attempt; the delivery will be retried when its lease expires");
+                if logs.not_recorded.hit(clock.now()) {
+                    tracing::error!(delivery = %d.id, error = %e, "could not record the attempt; the delivery will be retried when its lease expires");
+                }
             }
         }
         // A retry that is due sooner than anything the dispatcher is sleeping towards must wake it.
@@ -337,9 +356,19 @@ impl Attempt {
             req = req.header(HeaderName::from_static(name), v);
         }
         match req.body(d.body.clone()).send().await {
-            Ok(resp) if resp.status().is_success() => AttemptOutcome::Success {
-                status: resp.status().as_u16(),
-            },
+            Ok(resp) if resp.status().is_success() => {
+                let status = resp.status().as_u16();
+                // The status decides: whatever the body does after it (endless, stalled, cut)
+                // the attempt delivered. A short body of announced length is read so that the
+                // connection can be reused; any other is dropped unread, closing it.
+                if resp
+                    .content_length()
+                    .is_some_and(|n| n <= MAX_RESPONSE_READ as u64)
+                {
+                    read_capped(resp, 0, MAX_RESPONSE_READ).await;
+                }
+                AttemptOutcome::Success { status }
+            }
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp
@@ -347,9 +376,8 @@ impl Attempt {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, now));
-                let body = resp.bytes().await.unwrap_or_default();
-                let excerpt =
-                    String::from_utf8_lossy(&body[..body.len().min(KEPT_ERROR_BODY)]).to_string();
+                let body = read_capped(resp, KEPT_ERROR_BODY, MAX_RESPONSE_READ).await;
+                let excerpt = String::from_utf8_lossy(&body).to_string();
                 let error = if excerpt.is_empty() {
                     format!("HTTP {status}")
                 } else {
@@ -383,6 +411,26 @@ impl Attempt {
             }
         }
     }
+}
+
+/// Reads a response body as it streams, keeping its first `keep` bytes, and stops after
+/// `max` bytes, at its end, or at an error (a timeout, a reset): the body is a courtesy of the
+/// handler, never a condition of the attempt. Dropping the response before its end closes the
+/// connection instead of returning it to the pool, so an endless body is cut off after `max`.
+async fn read_capped(mut resp: reqwest::Response, keep: usize, max: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = keep.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    kept
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -12,6 +12,7 @@
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
 //! * [`compaction`]: counter rollup and retention.
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
+//! * `summarise_logs` (here): writes the summaries of the limited log lines whose burst ended.
 //!
 //! **A node among others.** Here: heartbeats, wake-ups from other nodes, and singleton duties.
 //! Several nodes may share one PostgreSQL database. Each records a heartbeat every
@@ -40,12 +41,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::config::Config;
+use intake_core::log_limit::LOG_SUMMARY_INTERVAL;
 use intake_core::{SharedClock, Timestamp};
 use intake_store::{NodeInfo, Store, WorkSignal};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::state::{DestinationRuntime, IngestLogs};
 
 /// The handles the node's duties are started with; each duty takes from it what it uses.
 #[derive(Clone)]
@@ -107,6 +111,34 @@ pub(crate) fn start(
         tasks.push(tokio::spawn(runner.run(shutdown.clone())));
     }
     tasks
+}
+
+/// Every [`LOG_SUMMARY_INTERVAL`] on the clock, writes the summary of each limited log line
+/// whose burst has ended (see `state::LimitedLog`), so the count of the last burst is never
+/// left unsaid for want of another occurrence; and at shutdown, the summary of what is left.
+pub(crate) async fn summarise_logs(
+    ingest: Arc<IngestLogs>,
+    destinations: Vec<Arc<DestinationRuntime>>,
+    clock: SharedClock,
+    stop: CancellationToken,
+) {
+    let each_destination = || destinations.iter().flat_map(|d| d.logs.all());
+    loop {
+        let next = clock.now().plus(LOG_SUMMARY_INTERVAL);
+        tokio::select! {
+            _ = clock.sleep_until(next) => {}
+            _ = stop.cancelled() => break,
+        }
+        let now = clock.now();
+        for log in ingest.all().into_iter().chain(each_destination()) {
+            log.flush(now);
+        }
+    }
+    // The process is stopping: what was only counted is said now or never.
+    let now = clock.now();
+    for log in ingest.all().into_iter().chain(each_destination()) {
+        log.finish(now);
+    }
 }
 
 /// This node as its heartbeat describes it.
