@@ -193,23 +193,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
 
     let mut child = spawn_intake(&config, &log).await;
     wait_healthy(&http, &base, &mut child).await;
-    let mut acked = HashSet::new();
-    for i in 0..20 {
-        let body = kustomer::message_create(&format!("term-{i}"), "chat");
-        let r = http
-            .post(format!("{base}/ingest/maelys-kustomer"))
-            .header(
-                "x-kustomer-webhook-signature",
-                kustomer::sign(SOURCE_SECRET, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: serde_json::Value = r.json().await.unwrap();
-        acked.insert(v["id"].as_str().unwrap().to_string());
-    }
+    let acked = ingest_acked(&http, &base, "term", 20).await;
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -226,18 +210,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     handler.set_default(Reply::Status(200));
     let mut child = spawn_intake(&config, &log).await;
     wait_healthy(&http, &base, &mut child).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let delivered: HashSet<String> = handler.received().into_iter().map(|c| c.id).collect();
-        if acked.iter().all(|id| delivered.contains(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every event was delivered after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_all_delivered(&handler, &acked).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
@@ -260,23 +233,7 @@ async fn sigterm_cuts_a_half_sent_request_at_the_deadline_and_loses_nothing_ackn
 
     let mut child = spawn_intake(&config, &log).await;
     wait_healthy(&http, &base, &mut child).await;
-    let mut acked = HashSet::new();
-    for i in 0..10 {
-        let body = kustomer::message_create(&format!("half-{i}"), "chat");
-        let r = http
-            .post(format!("{base}/ingest/maelys-kustomer"))
-            .header(
-                "x-kustomer-webhook-signature",
-                kustomer::sign(SOURCE_SECRET, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: serde_json::Value = r.json().await.unwrap();
-        acked.insert(v["id"].as_str().unwrap().to_string());
-    }
+    let acked = ingest_acked(&http, &base, "half", 10).await;
 
     // A client that sends its headers and half its body, then stalls; and one that stops in
     // the middle of its headers.
@@ -334,11 +291,45 @@ async fn sigterm_cuts_a_half_sent_request_at_the_deadline_and_loses_nothing_ackn
     handler.set_default(Reply::Status(200));
     let mut child = spawn_intake(&config, &log).await;
     wait_healthy(&http, &base, &mut child).await;
+    wait_all_delivered(&handler, &acked).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+/// Sends `n` signed Kustomer messages (ids `{prefix}-{i}`), each answered 200; their event ids.
+async fn ingest_acked(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    n: usize,
+) -> HashSet<String> {
+    let mut acked = HashSet::new();
+    for i in 0..n {
+        let body = kustomer::message_create(&format!("{prefix}-{i}"), "chat");
+        let r = http
+            .post(format!("{base}/ingest/maelys-kustomer"))
+            .header(
+                "x-kustomer-webhook-signature",
+                kustomer::sign(SOURCE_SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        acked.insert(v["id"].as_str().unwrap().to_string());
+    }
+    acked
+}
+
+/// Waits (within `PATIENCE`) until the handler has received every acknowledged event.
+async fn wait_all_delivered(handler: &CaptureHandler, acked: &HashSet<String>) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let delivered: HashSet<String> = handler.received().into_iter().map(|c| c.id).collect();
         if acked.iter().all(|id| delivered.contains(id)) {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -346,6 +337,4 @@ async fn sigterm_cuts_a_half_sent_request_at_the_deadline_and_loses_nothing_ackn
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
 }
