@@ -319,3 +319,43 @@ async fn the_cli_creates_lists_and_revokes_tokens() {
     let out = run(with(&["token", "revoke", &id], &stdout)).await.unwrap();
     assert!(!out.status.success(), "a revoked token cannot act");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_a_tenant_removed_from_the_configuration_is_refused() {
+    let (server, handler) = start().await;
+    let (code, made) = create(
+        &server,
+        ADMIN_TOKEN,
+        json!({"scope": "tenant", "tenant": "other", "name": "theirs"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{made}");
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert_eq!(status(&server, "/api/v1/events", &secret).await, 200);
+
+    // The tenant `other` and its source leave the configuration; the stored token stays.
+    let full = intake_testkit::config_toml(server.dir.path(), &handler.url(), "");
+    let without = full
+        .replace("[[tenants]]\nid = \"other\"\napi_token = \"other-token\"\n", "")
+        .replace(
+            &format!(
+                "[[sources]]\nid = \"other-kustomer\"\ntenant = \"other\"\nkind = \"kustomer\"\nsecrets = [\"{}\"]\ndestinations = [\"handler\"]\n",
+                intake_testkit::SOURCE_SECRET
+            ),
+            "",
+        );
+    assert!(!without.contains("\"other\""), "{without}");
+    let TestServer {
+        server: running,
+        dir,
+        ..
+    } = server;
+    running.shutdown().await.unwrap();
+    let server = TestServer::start_with(dir, &without).await.unwrap();
+    assert_eq!(status(&server, "/api/v1/events", &secret).await, 401);
+    let (_, all) = server.api("/api/v1/tokens", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(
+        all["data"][0]["tenant"], "other",
+        "still listed, to be revoked: {all}"
+    );
+}
