@@ -96,6 +96,10 @@ prefixed_id!(
     /// The id of one silence.
     SilenceId, "sil_", "silence"
 );
+prefixed_id!(
+    /// The id of one stored API token (not the token itself).
+    TokenId, "tok_", "token"
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,8 @@ pub mod log_limit;
 pub mod rate;
 pub mod signature;
 pub mod time;
+pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId, SilenceId};
+pub use ids::{DeliveryId, EventId, SilenceId, TokenId};
 pub use time::Timestamp;

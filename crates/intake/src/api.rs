@@ -1,5 +1,5 @@
 //! The admin API as the command line sees it: where the server is, how to authenticate, and a
-//! small blocking client. `intake status` and `intake silence` both talk to the server through
+//! small blocking client. `intake status`, `intake silence` and `intake token` talk to the server through
 //! it; it knows nothing of either.
 
 use anyhow::Context;
@@ -11,7 +11,8 @@ pub struct ApiArgs {
     /// The server's base URL.
     #[arg(long, env = "INTAKE_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// An operator token (admin.token) or a tenant's api_token.
+    /// An operator token (admin.token) or a tenant's api_token, or one made by
+    /// `intake token create`.
     #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
     pub token: String,
 }

@@ -7,6 +7,7 @@ mod backtest;
 mod config_load;
 mod silence;
 mod status;
+mod token;
 
 // glibc's allocator showed up at ~10% of ingest CPU (many small, short-lived allocations per
 // request across threads); mimalloc handles that pattern with less contention.
@@ -61,6 +62,9 @@ enum Command {
     /// Mute some alerts' notifications for a bounded time, list silences, or end one.
     #[command(subcommand)]
     Silence(silence::SilenceCommand),
+    /// Create, list or revoke API tokens (stored hashed, shown once).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Copy an embedded installation (SQLite) into PostgreSQL: events, deliveries, attempts,
     /// rejections and counters. Stop `intake serve` first; point it at the new URL after.
     MigrateStore {
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Status { api } => status::run(api),
         Command::Silence(cmd) => silence::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };

@@ -91,6 +91,20 @@ pub(crate) fn silence<R: Columns>(r: &R) -> Result<Silence, R::Error> {
     })
 }
 
+/// An API token, from `TOKEN_COLUMNS`.
+pub(crate) fn api_token<R: Columns>(r: &R) -> Result<ApiToken, R::Error> {
+    Ok(ApiToken {
+        id: r.text(0)?,
+        hash: r.text(1)?,
+        tenant: r.opt_text(2)?,
+        name: r.text(3)?,
+        created_by: r.text(4)?,
+        created_at: Timestamp(r.int(5)?),
+        expires_at: r.opt_int(6)?.map(Timestamp),
+        revoked_at: r.opt_int(7)?.map(Timestamp),
+    })
+}
+
 /// An alert transition, from `ALERT_TRANSITION_COLUMNS`.
 pub(crate) fn alert_transition<R: Columns>(r: &R) -> Result<AlertTransitionRecord, R::Error> {
     Ok(AlertTransitionRecord {

@@ -216,6 +216,27 @@ pub trait Store: Send + Sync + 'static {
         announcements: Vec<NewNotification>,
     ) -> Result<SilenceExpiry>;
 
+    /// Stores a minted API token (its hash, never its text).
+    async fn create_token(&self, token: ApiToken) -> Result<()>;
+
+    /// Stored API tokens, revoked and expired ones included, newest first; of one tenant only
+    /// when `tenant` is given (operator tokens have none).
+    async fn list_tokens(&self, tenant: Option<String>) -> Result<Vec<ApiToken>>;
+
+    /// The stored token with this hash, whatever its state. Read on every request that
+    /// presents a minted token, so a revocation on one node holds on every node at once.
+    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>>;
+
+    /// Revokes a token at `now` (a token already revoked keeps its first revocation time).
+    /// With `tenant`, only a token of that tenant. Returns the token as it now is, or `None`
+    /// when no such token exists.
+    async fn revoke_token(
+        &self,
+        id: &str,
+        tenant: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<ApiToken>>;
+
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;
 

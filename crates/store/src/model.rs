@@ -616,3 +616,31 @@ pub enum SilenceExpiry {
     /// It ends now; its expiry announcement was enqueued.
     Expired(Silence),
 }
+
+/// An API token intake minted (not one from the configuration). Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// `tok_…`: names the token in listings and revocation; not a secret.
+    pub id: String,
+    /// The lowercase hex SHA-256 of the token.
+    pub hash: String,
+    /// The tenant it is confined to; `None` for an operator token.
+    pub tenant: Option<String>,
+    /// What it is for (a name or comment; required).
+    pub name: String,
+    /// Who created it: `operator` or `tenant:<id>`.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    /// Whether it authenticates requests at `now`: neither revoked nor expired.
+    pub fn is_valid(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}

@@ -17,6 +17,10 @@ pub(crate) const OUTBOX_COLUMNS: &str =
 pub(crate) const SILENCE_COLUMNS: &str =
     "id, matchers, starts_at, ends_at, created_by, comment, created_at, expiry_announced";
 
+/// The columns of an API token, in the order `decode::api_token` reads them.
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, hash, tenant, name, created_by, created_at, expires_at, revoked_at";
+
 /// The columns of an alert transition, in the order the backends read them.
 pub(crate) const ALERT_TRANSITION_COLUMNS: &str =
     "at, rule, tenant, source, channel, destination, severity, state, value, reason";

@@ -100,6 +100,18 @@ pub async fn copy(
             to.create_silence(silence, Vec::new()).await?;
         }
     }
+    // Minted API tokens (hashes only), revoked ones included so a revocation survives the move.
+    let tokens: std::collections::HashSet<String> = to
+        .list_tokens(None)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    for token in from.list_tokens(None).await? {
+        if !tokens.contains(&token.id) {
+            to.create_token(token).await?;
+        }
+    }
     // Copied once: a resumed copy finds them there already.
     if to.list_notifications(None, 1).await?.is_empty() {
         let waiting = from.export_pending_notifications().await?;

@@ -307,7 +307,7 @@ impl Validator {
         if matches!(&a.token, Some(t) if t.is_empty()) {
             self.push(
                 "admin.token",
-                "must not be empty (remove the key to disable the admin API)",
+                "must not be empty (remove the key to have no operator token in the configuration)",
             );
         }
     }

@@ -1,6 +1,7 @@
 //! intake on PostgreSQL, with the real binary: three nodes sharing one database under load,
 //! one of them killed with SIGKILL; and the database refusing every connection for a while
-//! under load. In both, every event answered 200 must reach the handler at least once.
+//! under load. In both, every event answered 200 must reach the handler at least once. And a
+//! token revoked through one node is refused by every node at once.
 //!
 //! Each test creates its own database (`intake_test_<random>`) through
 //! `INTAKE_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops it at
@@ -578,5 +579,72 @@ async fn postgres_restarted_under_load_loses_nothing_and_the_node_recovers_by_it
         "every acknowledged event must be delivered at least once"
     );
     kill(&mut child).await;
+    db.drop_db().await;
+}
+
+/// Two nodes (real binaries) share one database: a token created through one works on the
+/// other, a revocation through the other is refused by the first on the next request (no
+/// cache), and neither node's log holds the token or its hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_node_is_refused_by_every_node_at_once() {
+    let db = TestDb::create().await;
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut nodes = Vec::new();
+    let mut bases = Vec::new();
+    for n in 1..=2 {
+        let port = free_port();
+        let config = write_node_config(dir.path(), n, port, &handler.url(), &db.url);
+        let log = dir.path().join(format!("node-{n}.log"));
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = spawn_intake(&config, &log).await;
+        wait_healthy(&http, &base, &mut child).await;
+        nodes.push(child);
+        bases.push(base);
+    }
+    let admin = intake_testkit::ADMIN_TOKEN;
+    let made: Value = http
+        .post(format!("{}/api/v1/tokens", bases[0]))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"scope": "tenant", "tenant": "maelys", "name": "shared"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = made["token"].as_str().expect("token").to_string();
+    let id = made["id"].as_str().expect("id").to_string();
+    let events = |base: &str| {
+        http.get(format!("{base}/api/v1/events"))
+            .bearer_auth(&secret)
+            .send()
+    };
+    for base in &bases {
+        assert_eq!(events(base).await.unwrap().status(), 200, "{base}");
+    }
+    let revoked = http
+        .delete(format!("{}/api/v1/tokens/{id}", bases[1]))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    for base in &bases {
+        assert_eq!(events(base).await.unwrap().status(), 401, "{base}");
+    }
+    for mut child in nodes {
+        kill(&mut child).await;
+    }
+    for n in 1..=2 {
+        let log = std::fs::read_to_string(dir.path().join(format!("node-{n}.log"))).unwrap();
+        assert!(log.contains("API token"), "the creation is logged: {log}");
+        assert!(!log.contains(&secret), "node-{n} logged the token");
+        assert!(
+            !log.contains(&intake_core::token::hash(&secret)),
+            "node-{n} logged the hash"
+        );
+    }
     db.drop_db().await;
 }

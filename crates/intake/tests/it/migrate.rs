@@ -153,6 +153,29 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
         .create_silence(silence.clone(), vec![])
         .await
         .unwrap();
+    // A minted API token in use, and a revoked one: both move, the revocation with it.
+    let mut tokens = Vec::new();
+    for (id, revoked_at) in [
+        ("tok_01JDMIGRATE0000000000000001", None),
+        ("tok_01JDMIGRATE0000000000000002", Some(now)),
+    ] {
+        let token = intake_store::ApiToken {
+            id: id.into(),
+            hash: intake_core::token::hash(id),
+            tenant: Some("maelys".into()),
+            name: "moved".into(),
+            created_by: "operator".into(),
+            created_at: now,
+            expires_at: None,
+            revoked_at,
+        };
+        sqlite.create_token(token.clone()).await.unwrap();
+        tokens.push(token);
+    }
+    sqlite
+        .revoke_token("tok_01JDMIGRATE0000000000000002", None, now)
+        .await
+        .unwrap();
     sqlite
         .enqueue_notifications(intake_store::NotificationBatch {
             notifications: vec![intake_store::NewNotification {
@@ -240,6 +263,9 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
         vec![silence],
         "the silence in force is copied"
     );
+    let mut moved = pg.list_tokens(None).await.unwrap();
+    moved.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(moved, tokens, "API tokens are copied, revoked ones too");
     let waiting = pg.list_notifications(None, 10).await.unwrap();
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     assert_eq!(waiting[0].notifier, "oncall");

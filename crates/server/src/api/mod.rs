@@ -9,7 +9,8 @@
 //! `routes()` (or a new resource file merged in `routes`).
 //!
 //! Tokens are either the operator's (`admin.token`, sees everything) or a tenant's
-//! (`tenants[].api_token`, sees only that tenant). A tenant token asking for another tenant's
+//! (`tenants[].api_token`, sees only that tenant), or minted ones (`intake token create`,
+//! [`tokens`]) of either scope, found in the store by their hash on every request. A tenant token asking for another tenant's
 //! event gets 404, not 403, so it cannot learn which ids exist.
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ mod queue;
 mod rejections;
 mod rules;
 pub mod silences;
+pub mod tokens;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(silences::routes())
         .merge(notifiers::routes())
         .merge(cluster::routes())
+        .merge(tokens::routes())
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new().nest("/api/v1", api)
@@ -123,6 +126,12 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
             }
         }
     }
+    if scope.is_none() && intake_core::token::is_minted(token) {
+        match minted_scope(&app, token).await {
+            Ok(found) => scope = found,
+            Err(problem) => return problem.into_response(),
+        }
+    }
     match scope {
         Some(scope) => {
             req.extensions_mut().insert(scope);
@@ -130,10 +139,32 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
         }
         None => Problem::unauthorized(
             "bad-token",
-            "the bearer token is not admin.token nor any tenant's api_token",
+            "the bearer token is not admin.token, a tenant's api_token, nor a valid token \
+             created with `intake token create` (it may have been revoked or have expired)",
         )
         .into_response(),
     }
+}
+
+/// The scope of a minted token (`itk_…`), read from the store on every request so that a
+/// revocation holds at once on every node. `None` when it is unknown, revoked, expired, or of
+/// a tenant no longer in the configuration.
+async fn minted_scope(app: &AppState, token: &str) -> Result<Option<Scope>, Problem> {
+    let Some(stored) = app
+        .store
+        .find_token(&intake_core::token::hash(token))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !stored.is_valid(app.clock.now()) {
+        return Ok(None);
+    }
+    Ok(match stored.tenant {
+        None => Some(Scope::Operator),
+        Some(t) if app.config.tenants.iter().any(|c| c.id == t) => Some(Scope::Tenant(t)),
+        Some(_) => None,
+    })
 }
 
 /// The `limit` of a listing: 100 by default, 1 to 1000.

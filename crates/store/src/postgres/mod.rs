@@ -60,7 +60,9 @@ use crate::counters::{minute_of, Metric};
 use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
-use crate::sql::{ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::sql::{
+    ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS, TOKEN_COLUMNS,
+};
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// The channel of new-work notifications.
@@ -722,6 +724,73 @@ impl Store for PostgresStore {
         announcements: Vec<NewNotification>,
     ) -> Result<SilenceExpiry> {
         self.end_silence(id, now, announcements).await
+    }
+
+    async fn create_token(&self, t: ApiToken) -> Result<()> {
+        let client = self.write_conn().await?;
+        client
+            .execute(
+                "INSERT INTO api_tokens (id, hash, tenant, name, created_by, created_at,
+                        expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &t.id,
+                    &t.hash,
+                    &t.tenant,
+                    &t.name,
+                    &t.created_by,
+                    &t.created_at.as_millis(),
+                    &t.expires_at.map(|e| e.as_millis()),
+                    &t.revoked_at.map(|e| e.as_millis()),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_tokens(&self, tenant: Option<String>) -> Result<Vec<ApiToken>> {
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens
+                     WHERE $1::TEXT IS NULL OR tenant = $1
+                     ORDER BY created_at DESC, id DESC LIMIT 1000"
+                ),
+                &[&tenant],
+            )
+            .await?;
+        rows.iter().map(decode::api_token).collect()
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let rows = self
+            .read_rows(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1"),
+                &[&hash],
+            )
+            .await?;
+        rows.first().map(decode::api_token).transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        tenant: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<ApiToken>> {
+        let client = self.write_conn().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $3)
+                     WHERE id = $1 AND ($2::TEXT IS NULL OR tenant = $2)
+                     RETURNING {TOKEN_COLUMNS}"
+                ),
+                &[&id, &tenant, &now.as_millis()],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.first().map(decode::api_token).transpose()
     }
 
     async fn check_writable(&self) -> Result<()> {

@@ -20,6 +20,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "notifications_silences",
         include_str!("../../migrations/postgres/0003_notifications_silences.sql"),
     ),
+    (
+        "api_tokens",
+        include_str!("../../migrations/postgres/0004_api_tokens.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

@@ -39,7 +39,9 @@ use self::writer::{Request, Writer};
 use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
-use crate::sql::{ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::sql::{
+    ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS, TOKEN_COLUMNS,
+};
 use crate::{Result, Store, StoreError, StoreFault};
 
 /// How many connections serve reads.
@@ -489,6 +491,67 @@ impl Store for SqliteStore {
             },
             Reply::Expiry,
         )
+        .await
+    }
+
+    async fn create_token(&self, token: ApiToken) -> Result<()> {
+        self.write(Request::CreateToken(Box::new(token)), Reply::Unit)
+            .await
+    }
+
+    async fn list_tokens(&self, tenant: Option<String>) -> Result<Vec<ApiToken>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR tenant = ?1
+                 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            ))?
+            .query_map([tenant], |r| decode::api_token(r))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let hash = hash.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1"
+            ))?
+            .query_map([hash], |r| decode::api_token(r))?
+            .next()
+            .transpose()
+        })
+        .await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        tenant: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<ApiToken>> {
+        let changed = self
+            .write(
+                Request::RevokeToken {
+                    id: id.to_string(),
+                    tenant,
+                    now,
+                },
+                Reply::Count,
+            )
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let id = id.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"
+            ))?
+            .query_map([id], |r| decode::api_token(r))?
+            .next()
+            .transpose()
+        })
         .await
     }
 

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_alert_transitions.sql"),
     include_str!("../../migrations/sqlite/0005_nodes_and_duties.sql"),
     include_str!("../../migrations/sqlite/0006_notifications_silences.sql"),
+    include_str!("../../migrations/sqlite/0007_api_tokens.sql"),
 ];
 
 /// Runs the migrations `conn`'s database lacks, each in a transaction of its own.

@@ -71,6 +71,12 @@ pub(super) enum Request {
         now: Timestamp,
         announcements: Vec<NewNotification>,
     },
+    CreateToken(Box<ApiToken>),
+    RevokeToken {
+        id: String,
+        tenant: Option<String>,
+        now: Timestamp,
+    },
 }
 
 /// The writing connection and what it needs besides.
@@ -269,7 +275,49 @@ impl Writer {
                 now,
                 announcements,
             } => Output::Expiry(self.expire_silence(id, *now, announcements)?),
+            Request::CreateToken(token) => {
+                self.create_token(token)?;
+                Output::Unit
+            }
+            Request::RevokeToken { id, tenant, now } => {
+                Output::Count(self.revoke_token(id, tenant.as_deref(), *now)?)
+            }
         })
+    }
+
+    fn create_token(&self, t: &ApiToken) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO api_tokens (id, hash, tenant, name, created_by, created_at,
+                        expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                t.id,
+                t.hash,
+                t.tenant,
+                t.name,
+                t.created_by,
+                t.created_at.as_millis(),
+                t.expires_at.map(|e| e.as_millis()),
+                t.revoked_at.map(|e| e.as_millis()),
+            ])?;
+        Ok(())
+    }
+
+    fn revoke_token(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+        now: Timestamp,
+    ) -> rusqlite::Result<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?3)
+                 WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)",
+            )?
+            .execute(params![id, tenant, now.as_millis()])?;
+        Ok(n as u64)
     }
 
     fn prune_notifications(&self, before: Timestamp) -> rusqlite::Result<()> {

@@ -15,3 +15,4 @@ mod model;
 mod notifications;
 mod queue;
 mod recovery;
+mod tokens;
