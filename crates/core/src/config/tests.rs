@@ -445,7 +445,10 @@ fn connection_limits_have_safe_defaults_and_are_checked() {
         ("body_timeout = \"0s\"", "server.body_timeout"),
         ("idle_timeout = \"0s\"", "server.idle_timeout"),
         ("max_connections = 0", "server.max_connections"),
-        ("max_connections_per_ip = 0", "server.max_connections_per_ip"),
+        (
+            "max_connections_per_ip = 0",
+            "server.max_connections_per_ip",
+        ),
         (
             "max_connections = 10\nmax_connections_per_ip = 11",
             "server.max_connections_per_ip",

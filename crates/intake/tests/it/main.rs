@@ -22,6 +22,7 @@ mod notify;
 mod pipeline;
 mod retries;
 mod secrets;
+mod slow_clients;
 
 use std::time::Duration;
 
