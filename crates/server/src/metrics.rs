@@ -66,7 +66,7 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 12] = [
     (
         REQUESTS,
         FamilyKind::Counter,
-        "Requests to /ingest by outcome (accepted, duplicate, rejected_signature, rejected_invalid, too_large, unavailable, handshake, unknown_source), tenant and source.",
+        "Requests to /ingest by outcome (accepted, duplicate, rejected_signature, rejected_invalid, too_large, unavailable, handshake, shed, unknown_source), tenant and source. shed with empty tenant and source: connections over the connection caps.",
     ),
     (
         EVENTS,
