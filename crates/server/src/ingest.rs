@@ -315,39 +315,58 @@ enum BodyFailure {
     Broken(axum::Error),
 }
 
-/// Reads `body` frame by frame: over `limit` bytes it stops (nothing more is read), and each
-/// frame takes its bytes from `budget` first; when the budget has no room left it stops too.
-/// A `Content-Length` over the limit is refused before anything is read.
+/// Reads `body` frame by frame: over `limit` bytes it stops (nothing more is read), and the
+/// bytes come out of `budget` first; when the budget has no room left it stops too. A
+/// declared `Content-Length` is refused over the limit, and taken from the budget whole,
+/// before anything is read: a flood of large bodies is refused without allocating them.
 async fn read_within(
     mut body: Body,
     limit: usize,
     budget: &Arc<Semaphore>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyFailure> {
-    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+    let declared = http_body::Body::size_hint(&body).lower();
+    if declared > limit as u64 {
         return Err(BodyFailure::TooLarge);
     }
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut buf = bytes::BytesMut::new();
+    // `declared` ≤ `limit`, a usize.
+    let declared = usize::try_from(declared).unwrap_or(limit);
+    let mut held = take(budget, declared)?;
+    let mut reserved = declared;
+    let mut buf = bytes::BytesMut::with_capacity(declared);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyFailure::Broken)?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buf.len().saturating_add(data.len()) > limit {
+        let len = buf.len().saturating_add(data.len());
+        if len > limit {
             return Err(BodyFailure::TooLarge);
         }
-        let n = u32::try_from(data.len()).map_err(|_| BodyFailure::TooLarge)?;
-        let permit = budget
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| BodyFailure::OverBudget)?;
-        match held.as_mut() {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
+        if len > reserved {
+            let more = take(budget, len - reserved)?;
+            reserved = len;
+            match (held.as_mut(), more) {
+                (Some(h), Some(m)) => h.merge(m),
+                (None, m) => held = m,
+                (Some(_), None) => {}
+            }
         }
         buf.extend_from_slice(&data);
     }
     Ok((buf.freeze(), held))
+}
+
+/// `n` bytes of the budget (none for 0), or `OverBudget` when they are not free now.
+fn take(budget: &Arc<Semaphore>, n: usize) -> Result<Option<OwnedSemaphorePermit>, BodyFailure> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let n = u32::try_from(n).map_err(|_| BodyFailure::TooLarge)?;
+    budget
+        .clone()
+        .try_acquire_many_owned(n)
+        .map(Some)
+        .map_err(|_| BodyFailure::OverBudget)
 }
 
 /// Counts a rejection in the store without holding up the answer: the answer does not
