@@ -312,3 +312,24 @@ async fn bodies_over_the_budget_get_503_until_the_budget_is_free() {
         "{metrics}"
     );
 }
+
+/// A connection's read buffer is capped (16 KiB): headers larger than that are refused and
+/// the connection closed, instead of growing a buffer per connection.
+#[tokio::test]
+async fn headers_over_the_read_buffer_are_refused() {
+    let (server, _handler) = start("").await;
+    let mut s = TcpStream::connect(server.server.addr).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nhost: intake\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    // The server may close before reading it all; a failed write is part of the refusal.
+    let _ = s.write_all(big.as_bytes()).await;
+    let got = until_closed(s).await.expect("the connection is closed");
+    assert!(got.starts_with("HTTP/1.1 431"), "{got:?}");
+    let mut ok = TcpStream::connect(server.server.addr).await.unwrap();
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nhost: intake\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(until_closed(ok).await.unwrap().starts_with("HTTP/1.1 200"));
+}
