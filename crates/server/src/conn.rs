@@ -21,19 +21,24 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::serve::Listener;
 use axum::Router;
+use http::Request;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use intake_core::config::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::hard_stop::{CuttableListener, CuttableStream};
 use crate::metrics::REQUESTS;
@@ -155,6 +160,9 @@ pub(crate) struct GuardedStream {
     inner: CuttableStream,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// Requests received in full and not yet answered: while one is, the connection is not
+    /// idle (hyper reads during it only to notice the client leaving).
+    answering: Arc<AtomicUsize>,
     _ticket: Ticket,
 }
 
@@ -164,6 +172,7 @@ impl GuardedStream {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            answering: Arc::new(AtomicUsize::new(0)),
             _ticket: ticket,
         }
     }
@@ -191,6 +200,10 @@ impl AsyncRead for GuardedStream {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if this.answering.load(Ordering::Relaxed) > 0 {
+                    this.progress();
+                    return Poll::Pending;
+                }
                 if this.timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -240,6 +253,81 @@ impl AsyncWrite for GuardedStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Marks a request as being answered from the moment its body has been received in full until
+/// its answer is ready: the idle timeout does not run meanwhile (a slow commit is not an idle
+/// client), while a body that stalls still counts as idle.
+struct Answering {
+    count: Arc<AtomicUsize>,
+    marked: AtomicBool,
+}
+
+impl Answering {
+    /// The request with its body watched for its end; the returned handle unmarks when
+    /// dropped (keep it until the answer is ready).
+    fn watch(count: &Arc<AtomicUsize>, req: Request<Incoming>) -> (Arc<Answering>, Request<Body>) {
+        let answering = Arc::new(Answering {
+            count: count.clone(),
+            marked: AtomicBool::new(false),
+        });
+        if req.body().is_end_stream() {
+            answering.mark();
+        }
+        let watched = answering.clone();
+        let req = req.map(|inner| {
+            Body::new(Watched {
+                inner,
+                answering: watched,
+            })
+        });
+        (answering, req)
+    }
+
+    fn mark(&self) {
+        if !self.marked.swap(true, Ordering::Relaxed) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if *self.marked.get_mut() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A request body that marks its request as being answered once it has been read in full.
+struct Watched {
+    inner: Incoming,
+    answering: Arc<Answering>,
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.answering.mark();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -309,7 +397,17 @@ async fn connection(
         .header_read_timeout(header_timeout)
         .max_buf_size(READ_BUFFER)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let answering = stream.answering.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (answer, req) = Answering::watch(&answering, req);
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await;
+            drop(answer);
+            response
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -431,6 +529,63 @@ mod tests {
             gate.open.lock().unwrap().per_ip.is_empty(),
             "no entry is kept for an address with no connection"
         );
+    }
+
+    /// Through the real loop on loopback: an answer slower than the idle timeout is still
+    /// given (the request is being answered, the client is not idle), while a body that
+    /// stalls is cut by it.
+    #[tokio::test]
+    async fn a_slow_answer_is_not_idle_but_a_stalled_body_is() {
+        use axum::routing::post;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route(
+            "/slow",
+            post(|body: Bytes| async move {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                body.len().to_string()
+            }),
+        );
+        let limits = Limits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_millis(200),
+            max_connections: 10,
+            max_connections_per_ip: 10,
+        };
+        let stop = CancellationToken::new();
+        let listener = CuttableListener::new(listener, CancellationToken::new());
+        tokio::spawn(serve(listener, app, limits, stop.clone()));
+
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(
+            b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\nab",
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let _ = slow.read_to_end(&mut got).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+        assert!(got.ends_with("\r\n\r\n2"), "{got:?}");
+
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut got)).await;
+        assert!(closed.is_ok(), "a stalled body is cut by the idle timeout");
+        assert!(
+            !got.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        stop.cancel();
     }
 
     #[test]
