@@ -10,7 +10,8 @@
 //! - headers must be complete within `server.header_timeout` (hyper's header read timeout,
 //!   which also runs while a kept-alive connection waits for its next request);
 //! - a connection on which nothing arrives for `server.idle_timeout` while the server waits
-//!   to read is closed ([`GuardedStream`]);
+//!   to read is closed ([`GuardedStream`]), except while a request received in full is being
+//!   answered ([`Answering`]);
 //! - the body's own deadline (`server.body_timeout`) and the memory budget of bodies in
 //!   flight are the ingest door's (they need the request).
 //!
