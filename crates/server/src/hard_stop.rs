@@ -65,6 +65,11 @@ impl CuttableStream {
         }
     }
 
+    /// One non-blocking write attempt on the socket (for a short answer before closing).
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.try_write(buf)
+    }
+
     /// An error once the connection has been cut (and registers the task to be woken by the
     /// cut otherwise).
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

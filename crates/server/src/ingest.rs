@@ -15,11 +15,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use intake_connectors::{Handshake, Incoming};
 use intake_core::event::{NormalizedEvent, Origin};
 use intake_core::{DeliveryId, EventId, Timestamp};
 use intake_store::{NewEvent, Rejection, RejectionKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::problem::Problem;
 use crate::metrics::{Outcome, REQUESTS};
@@ -85,7 +86,8 @@ struct Call<'a> {
 impl Call<'_> {
     /// The checks in order of cost and of trust, then the commit.
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
-        let body = self.read_body(body).await?;
+        // The budget's permits (`_held`) live as long as the body does: to the answer.
+        let (body, _held) = self.read_body(body).await?;
         let incoming = Incoming {
             headers,
             body: &body,
@@ -107,12 +109,29 @@ impl Call<'_> {
         self.source.config.tenant.as_str()
     }
 
-    /// Reads the body within `server.max_body_size` (413 over it).
-    async fn read_body(&self, body: Body) -> Result<Bytes, Problem> {
+    /// Reads the body within `server.max_body_size` (413 over it), within
+    /// `server.body_timeout` (408 past it), and within the memory budget of the bodies in
+    /// flight, `server.body_budget` (503 with `Retry-After` over it). The budget's permits are
+    /// held until the request ends, with the body.
+    async fn read_body(
+        &self,
+        body: Body,
+    ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Problem> {
         let limit = usize::try_from(self.app.config.server.max_body_size.0).unwrap_or(usize::MAX);
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        let deadline = self.app.config.server.body_timeout.0;
+        let read = read_within(body, limit, &self.app.body_budget);
+        let failure = match tokio::time::timeout(deadline, read).await {
+            Ok(Ok(read)) => return Ok(read),
+            Ok(Err(failure)) => failure,
+            Err(_) => BodyFailure::TimedOut,
+        };
+        Err(self.body_problem(failure, limit))
+    }
+
+    /// Counts a body that could not be read and says why.
+    fn body_problem(&self, failure: BodyFailure, limit: usize) -> Problem {
+        match failure {
+            BodyFailure::TooLarge => {
                 self.count(Outcome::TooLarge);
                 record(
                     self.app,
@@ -122,20 +141,35 @@ impl Call<'_> {
                     format!("body over {limit} bytes"),
                     None,
                 );
-                Err(Problem::new(
+                Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too-large",
                     "Payload too large",
                     format!("the body is over the limit of {limit} bytes (server.max_body_size)"),
-                ))
+                )
             }
-            Err(e) => {
+            BodyFailure::OverBudget => {
+                self.count(Outcome::Shed);
+                if self.app.logs.shed.hit(self.now) {
+                    tracing::warn!(source = %self.source_id, "refused a request: bodies in flight over server.body_budget (503)");
+                }
+                Problem::overloaded(
+                    "too many request bodies are being received at once (server.body_budget); nothing was acknowledged, retry later",
+                )
+            }
+            BodyFailure::TimedOut => {
+                self.count(Outcome::RejectedInvalid);
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    "Request timeout",
+                    "the body was not received within server.body_timeout; nothing was acknowledged",
+                )
+            }
+            BodyFailure::Broken(e) => {
                 // The client went away or sent a broken body: nothing to acknowledge.
                 self.count(Outcome::RejectedInvalid);
-                Err(Problem::bad_request(
-                    "unreadable-body",
-                    format!("could not read the body: {e}"),
-                ))
+                Problem::bad_request("unreadable-body", format!("could not read the body: {e}"))
             }
         }
     }
@@ -267,6 +301,72 @@ impl Call<'_> {
                 .collect(),
         }
     }
+}
+
+/// Why a body could not be read.
+enum BodyFailure {
+    /// Over `server.max_body_size`.
+    TooLarge,
+    /// The bodies in flight would go over `server.body_budget`.
+    OverBudget,
+    /// Not received within `server.body_timeout`.
+    TimedOut,
+    /// The client went away or sent a broken body.
+    Broken(axum::Error),
+}
+
+/// Reads `body` frame by frame: over `limit` bytes it stops (nothing more is read), and the
+/// bytes come out of `budget` first; when the budget has no room left it stops too. A
+/// declared `Content-Length` is refused over the limit, and taken from the budget whole,
+/// before anything is read: a flood of large bodies is refused without allocating them.
+async fn read_within(
+    mut body: Body,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyFailure> {
+    let declared = http_body::Body::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(BodyFailure::TooLarge);
+    }
+    // `declared` ≤ `limit`, a usize.
+    let declared = usize::try_from(declared).unwrap_or(limit);
+    let mut held = take(budget, declared)?;
+    let mut reserved = declared;
+    let mut buf = bytes::BytesMut::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyFailure::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len().saturating_add(data.len());
+        if len > limit {
+            return Err(BodyFailure::TooLarge);
+        }
+        if len > reserved {
+            let more = take(budget, len - reserved)?;
+            reserved = len;
+            match (held.as_mut(), more) {
+                (Some(h), Some(m)) => h.merge(m),
+                (None, m) => held = m,
+                (Some(_), None) => {}
+            }
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf.freeze(), held))
+}
+
+/// `n` bytes of the budget (none for 0), or `OverBudget` when they are not free now.
+fn take(budget: &Arc<Semaphore>, n: usize) -> Result<Option<OwnedSemaphorePermit>, BodyFailure> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let n = u32::try_from(n).map_err(|_| BodyFailure::TooLarge)?;
+    budget
+        .clone()
+        .try_acquire_many_owned(n)
+        .map(Some)
+        .map_err(|_| BodyFailure::OverBudget)
 }
 
 /// Counts a rejection in the store without holding up the answer: the answer does not

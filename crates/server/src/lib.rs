@@ -15,6 +15,7 @@
 //! | `state` | The shared handles: `AppState`, the source and destination runtimes, the metric handles, the demo inbox, the limited log sites (`LimitedLog`: first line in full, then a summary per interval). Plain values, no behaviour that needs another module. | nothing |
 //! | `error` | [`ServerError`], what `start` and shutdown can fail with. | nothing |
 //! | `hard_stop` | The listener whose connections the shutdown deadline cuts. | nothing |
+//! | `conn` | The HTTP server loop and its connection hygiene: caps overall and per IP (503 over them), the header deadline, the idle timeout. | `hard_stop`, `metrics` |
 //! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`), each exporting its `routes()`. | `state`, `duties` |
 //! | [`ingest`] | The SOR-facing door, `POST /ingest/{source_id}`. | `state`, `metrics`, `api::problem` |
 //! | [`health`] | `/healthz` and `/readyz`. | `state`, `api::problem` |
@@ -44,6 +45,7 @@
 //!   `anyhow`: only the binary uses `anyhow`.
 
 pub mod api;
+mod conn;
 pub mod demo_handler;
 pub mod duties;
 mod error;

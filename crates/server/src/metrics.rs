@@ -66,7 +66,7 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 12] = [
     (
         REQUESTS,
         FamilyKind::Counter,
-        "Requests to /ingest by outcome (accepted, duplicate, rejected_signature, rejected_invalid, too_large, unavailable, handshake, unknown_source), tenant and source.",
+        "Requests to /ingest by outcome (accepted, duplicate, rejected_signature, rejected_invalid, too_large, unavailable, handshake, shed, unknown_source), tenant and source. shed with empty tenant and source: connections over the connection caps.",
     ),
     (
         EVENTS,
@@ -181,10 +181,13 @@ pub enum Outcome {
     Unavailable,
     /// A setup handshake (Front's challenge), answered without storing anything.
     Handshake,
+    /// Refused for load (503 with `Retry-After`): the bodies in flight would go over
+    /// `server.body_budget`, or the connection was over `server.max_connections[_per_ip]`.
+    Shed,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::RejectedSignature,
@@ -192,6 +195,7 @@ impl Outcome {
         Outcome::TooLarge,
         Outcome::Unavailable,
         Outcome::Handshake,
+        Outcome::Shed,
     ];
 
     /// The label value.
@@ -204,6 +208,7 @@ impl Outcome {
             Outcome::RejectedInvalid => "rejected_invalid",
             Outcome::TooLarge => "too_large",
             Outcome::Unavailable => "unavailable",
+            Outcome::Shed => "shed",
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::state::{
     AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, IngestLogs, SourceMetrics,
     SourceRuntime,
 };
-use crate::{api, demo_handler, health, ingest, metrics as meters};
+use crate::{api, conn, demo_handler, health, ingest, metrics as meters};
 
 /// Opens the store a `storage.url` names, as the node `cluster.node_id` (or a new random id).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
@@ -185,11 +185,8 @@ impl Server {
         let http_stop2 = http_stop.clone();
         let cut = CancellationToken::new();
         let listener = CuttableListener::new(listener, cut.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop2.cancelled().await })
-                .await
-        });
+        let limits = conn::Limits::of(&config.server);
+        let task = tokio::spawn(conn::serve(listener, app, limits, http_stop2));
         let http = HttpDoor {
             stop: http_stop,
             cut,
@@ -266,6 +263,11 @@ fn build_state(
             },
         );
     }
+    let body_budget = Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(config.server.body_budget.0)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     Ok(AppState {
         demo: demo_handler::inbox(&config),
         config,
@@ -276,6 +278,7 @@ fn build_state(
         destinations,
         rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
         logs: Arc::new(IngestLogs::new()),
+        body_budget,
     })
 }
 

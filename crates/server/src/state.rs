@@ -98,6 +98,8 @@ pub(crate) struct IngestLogs {
     pub bad_signature: LimitedLog,
     /// A rejection could not be recorded in the store (it is still counted in the metrics).
     pub rejection_not_recorded: LimitedLog,
+    /// A request was refused for load (503): its body would go over `server.body_budget`.
+    pub shed: LimitedLog,
 }
 
 impl IngestLogs {
@@ -121,14 +123,21 @@ impl IngestLogs {
                 "rejected requests",
                 "store unavailable",
             ),
+            shed: LimitedLog::new(
+                LogLevel::Warn,
+                "refused",
+                "requests",
+                "bodies in flight over server.body_budget (503)",
+            ),
         }
     }
 
-    pub fn all(&self) -> [&LimitedLog; 3] {
+    pub fn all(&self) -> [&LimitedLog; 4] {
         [
             &self.unavailable,
             &self.bad_signature,
             &self.rejection_not_recorded,
+            &self.shed,
         ]
     }
 }
@@ -222,15 +231,18 @@ pub(crate) struct AppState {
     pub started_at: intake_core::Timestamp,
     /// The ingest door's limited log sites.
     pub logs: Arc<IngestLogs>,
+    /// The bytes of request bodies that may be held at once (`server.body_budget`), one
+    /// permit a byte.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// One source's metric handles, registered once at start (by the `metrics` module): the ingest
 /// hot path then counts without building label sets or looking series up.
 pub(crate) struct SourceMetrics {
     /// Requests, indexed by `metrics::Outcome`.
-    pub requests: [Counter; 7],
+    pub requests: [Counter; 8],
     /// Answer times, indexed by `metrics::Outcome`.
-    pub ack: [Histogram; 7],
+    pub ack: [Histogram; 8],
     /// Accepted events, indexed by `Channel::ALL`.
     pub events: [Counter; 6],
 }

@@ -22,6 +22,25 @@ pub struct ServerConfig {
     /// embedded default turns this on, so a newcomer sees a delivery with no other program.
     #[serde(deserialize_with = "lenient::boolean")]
     pub demo_handler: bool,
+    /// How long a client has to send a request's headers, counted from the moment the server
+    /// waits for them (so it also bounds a kept-alive connection waiting for its next request).
+    pub header_timeout: Dur,
+    /// How long a client has to send a whole request body once its headers are in (a total
+    /// deadline: with `max_body_size` it implies a minimum average rate); past it, 408.
+    pub body_timeout: Dur,
+    /// A connection on which nothing is received for this long while the server waits to read
+    /// is closed (idle keep-alive sockets, sockets that never send, bodies that stall).
+    pub idle_timeout: Dur,
+    /// The most connections open at once; the ones over it get 503 with `Retry-After` and
+    /// are closed.
+    #[serde(deserialize_with = "lenient::count")]
+    pub max_connections: usize,
+    /// The most connections open at once from one client IP address.
+    #[serde(deserialize_with = "lenient::count")]
+    pub max_connections_per_ip: usize,
+    /// The most bytes of request bodies held in memory at once, over every request; a request
+    /// whose body would go over it gets 503 with `Retry-After`.
+    pub body_budget: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +51,12 @@ impl Default for ServerConfig {
             max_body_size: ByteSize(1 << 20),
             shutdown_timeout: Dur::secs(10),
             demo_handler: false,
+            header_timeout: Dur::secs(10),
+            body_timeout: Dur::secs(30),
+            idle_timeout: Dur::secs(60),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            body_budget: ByteSize(128 << 20),
         }
     }
 }

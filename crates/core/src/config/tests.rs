@@ -427,3 +427,36 @@ fn plain_text_email_is_allowed_only_to_a_relay_on_loopback() {
         );
     }
 }
+
+#[test]
+fn connection_limits_have_safe_defaults_and_are_checked() {
+    let c = Config::from_toml_str("").unwrap();
+    assert_eq!(c.server.header_timeout, Dur::secs(10));
+    assert_eq!(c.server.body_timeout, Dur::secs(30));
+    assert_eq!(c.server.idle_timeout, Dur::secs(60));
+    assert_eq!(c.server.max_connections, 4096);
+    assert_eq!(c.server.max_connections_per_ip, 256);
+    assert_eq!(c.server.body_budget, ByteSize(128 << 20));
+    let set = "[server]\nheader_timeout = \"2s\"\nbody_timeout = \"5s\"\nidle_timeout = \"3s\"\n\
+               max_connections = 100\nmax_connections_per_ip = 10\nbody_budget = \"8MiB\"\n";
+    assert!(problems(set).is_empty(), "{:?}", problems(set));
+    let cases = [
+        ("header_timeout = \"0s\"", "server.header_timeout"),
+        ("body_timeout = \"0s\"", "server.body_timeout"),
+        ("idle_timeout = \"0s\"", "server.idle_timeout"),
+        ("max_connections = 0", "server.max_connections"),
+        (
+            "max_connections_per_ip = 0",
+            "server.max_connections_per_ip",
+        ),
+        (
+            "max_connections = 10\nmax_connections_per_ip = 11",
+            "server.max_connections_per_ip",
+        ),
+        ("body_budget = \"512KiB\"", "server.body_budget"),
+    ];
+    for (line, key) in cases {
+        let p = problems(&format!("[server]\n{line}\n"));
+        assert!(p.iter().any(|m| m.starts_with(key)), "{line}: {p:?}");
+    }
+}

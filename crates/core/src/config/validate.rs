@@ -250,6 +250,44 @@ impl Validator {
         if s.max_body_size.0 == 0 {
             self.push("server.max_body_size", "must be more than 0 bytes");
         }
+        self.connection_limits(s);
+    }
+
+    /// `[server]`'s connection hygiene: timeouts above zero, caps of at least one connection
+    /// (one client never allowed more than everyone), a body budget that fits the largest body.
+    fn connection_limits(&mut self, s: &ServerConfig) {
+        for (key, d) in [
+            ("server.header_timeout", s.header_timeout),
+            ("server.body_timeout", s.body_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+        ] {
+            if d.0.is_zero() {
+                self.push(key, "must be more than 0s");
+            }
+        }
+        if s.max_connections == 0 {
+            self.push("server.max_connections", "must be at least 1");
+        }
+        if s.max_connections_per_ip == 0 {
+            self.push("server.max_connections_per_ip", "must be at least 1");
+        } else if s.max_connections_per_ip > s.max_connections {
+            self.push(
+                "server.max_connections_per_ip",
+                format!(
+                    "must not be more than server.max_connections ({})",
+                    s.max_connections
+                ),
+            );
+        }
+        if s.body_budget.0 < s.max_body_size.0 {
+            self.push(
+                "server.body_budget",
+                format!(
+                    "must be at least server.max_body_size ({} bytes), or the largest body could never be read",
+                    s.max_body_size.0
+                ),
+            );
+        }
     }
 
     /// `[storage]`: a store URL intake can open, a batch of at least one, a pool of two.

@@ -22,6 +22,7 @@ mod notify;
 mod pipeline;
 mod retries;
 mod secrets;
+mod slow_clients;
 mod tokens;
 
 use std::time::Duration;

@@ -66,6 +66,18 @@ impl Problem {
         p
     }
 
+    /// 503: refused for load (the connection caps or the body budget); retry in a second.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            detail,
+        );
+        p.retry_after = Some(1);
+        p
+    }
+
     /// 500: a bug.
     pub fn internal(detail: impl Into<String>) -> Self {
         Problem::new(
