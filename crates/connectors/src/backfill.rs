@@ -189,6 +189,10 @@ pub(crate) fn exact_values<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
+/// The first byte of a JSON object and of a JSON array.
+const OBJECT_START: u8 = b'{';
+const ARRAY_START: u8 = b'[';
+
 /// The value of `raw`, `depth` levels down. Deeper than the input policy's limit it is left to
 /// serde_json, whose own recursion limit then refuses it, so this never recurses without bound.
 fn exact(
@@ -200,7 +204,7 @@ fn exact(
     let text = raw.get();
     let nested = depth < crate::input::MAX_DEPTH;
     match text.as_bytes().first() {
-        Some(b'{') if nested => {
+        Some(&OBJECT_START) if nested => {
             // A `BTreeMap`, like `serde_json::Map`: the last of duplicate keys wins.
             let members: std::collections::BTreeMap<String, &RawValue> =
                 serde_json::from_str(text)?;
@@ -210,7 +214,7 @@ fn exact(
             }
             Ok(Value::Object(object))
         }
-        Some(b'[') if nested => {
+        Some(&ARRAY_START) if nested => {
             let items: Vec<&RawValue> = serde_json::from_str(text)?;
             let items: Result<Vec<Value>, _> =
                 items.into_iter().map(|v| exact(v, depth + 1)).collect();
