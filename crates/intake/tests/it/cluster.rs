@@ -252,18 +252,8 @@ async fn three_nodes_one_killed_under_load_lose_nothing_and_the_duty_moves() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let mut nodes = Vec::new();
-    let mut bases = Vec::new();
-    for n in 1..=3 {
-        let port = free_port();
-        let config = write_node_config(dir.path(), n, port, &handler.url(), &db.url);
-        let log = dir.path().join(format!("node-{n}.log"));
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = spawn_intake(&config, &log).await;
-        wait_healthy(&http, &base, &mut child).await;
-        nodes.push(Some(child));
-        bases.push(base);
-    }
+    let (nodes, bases) = start_nodes(3, dir.path(), &handler, &db, &http).await;
+    let mut nodes: Vec<Option<Child>> = nodes.into_iter().map(Some).collect();
 
     // Every node sees the three nodes, and one of them holds the lease reaper.
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -591,18 +581,7 @@ async fn a_token_revoked_on_one_node_is_refused_by_every_node_at_once() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let mut nodes = Vec::new();
-    let mut bases = Vec::new();
-    for n in 1..=2 {
-        let port = free_port();
-        let config = write_node_config(dir.path(), n, port, &handler.url(), &db.url);
-        let log = dir.path().join(format!("node-{n}.log"));
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = spawn_intake(&config, &log).await;
-        wait_healthy(&http, &base, &mut child).await;
-        nodes.push(child);
-        bases.push(base);
-    }
+    let (nodes, bases) = start_nodes(2, dir.path(), &handler, &db, &http).await;
     let admin = intake_testkit::ADMIN_TOKEN;
     let made: Value = http
         .post(format!("{}/api/v1/tokens", bases[0]))
@@ -647,4 +626,28 @@ async fn a_token_revoked_on_one_node_is_refused_by_every_node_at_once() {
         );
     }
     db.drop_db().await;
+}
+
+/// Starts `count` nodes (real binaries, `node-{n}.log` in `dir`) on one database and waits
+/// until each is healthy; their processes and base URLs, in order.
+async fn start_nodes(
+    count: usize,
+    dir: &Path,
+    handler: &CaptureHandler,
+    db: &TestDb,
+    http: &reqwest::Client,
+) -> (Vec<Child>, Vec<String>) {
+    let mut nodes = Vec::new();
+    let mut bases = Vec::new();
+    for n in 1..=count {
+        let port = free_port();
+        let config = write_node_config(dir, n, port, &handler.url(), &db.url);
+        let log = dir.join(format!("node-{n}.log"));
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = spawn_intake(&config, &log).await;
+        wait_healthy(http, &base, &mut child).await;
+        nodes.push(child);
+        bases.push(base);
+    }
+    (nodes, bases)
 }
