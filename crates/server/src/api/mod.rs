@@ -34,6 +34,7 @@ mod flows;
 mod notifiers;
 pub mod problem;
 mod queue;
+mod recoveries;
 mod rejections;
 mod rules;
 pub mod silences;
@@ -84,6 +85,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(notifiers::routes())
         .merge(cluster::routes())
         .merge(tokens::routes())
+        .merge(recoveries::routes())
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new().nest("/api/v1", api)
