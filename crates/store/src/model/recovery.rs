@@ -218,7 +218,7 @@ pub struct RequeueRequest {
     pub to: Timestamp,
     /// Only events with ids above this one (the previous page's `last`).
     pub after: Option<EventId>,
-    /// At most this many events.
+    /// At most this many events (1 to 10,000).
     pub limit: usize,
     /// The destinations the source routes to now.
     pub routes: Vec<String>,

@@ -402,7 +402,10 @@ pub(super) fn requeue_page(
     let events = load_page(c, req)?;
     let mut applied = Vec::new();
     for change in requeue::plan(req, &events) {
-        if apply_change(c, req, &events[change.event], &change)? {
+        let Some(event) = events.get(change.event) else {
+            continue;
+        };
+        if apply_change(c, req, event, &change)? {
             applied.push(change);
         }
     }
