@@ -173,7 +173,11 @@ pub fn run(cmd: RecoverCommand) -> anyhow::Result<ExitCode> {
         RecoverCommand::Cancel { id, api } => {
             let api = Api::new(api)?;
             let job = api
-                .send(reqwest::Method::POST, &format!("/api/v1/recoveries/{id}/cancel"), None)
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/recoveries/{id}/cancel"),
+                    None,
+                )
                 .context("the job could not be cancelled")?;
             println!(
                 "cancellation of {} requested; it is {} (it stops at its next page)",
@@ -240,7 +244,11 @@ fn start_and_watch(api: &Api, body: &Value, total: Option<u64>) -> anyhow::Resul
         .send(reqwest::Method::POST, "/api/v1/recoveries", Some(body))
         .context("the recovery job was refused")?;
     let id = text(&job["id"]).to_string();
-    let what = if body["dry_run"].as_bool() == Some(true) { "dry run" } else { "run" };
+    let what = if body["dry_run"].as_bool() == Some(true) {
+        "dry run"
+    } else {
+        "run"
+    };
     eprintln!("{} {what} {id} queued", text(&job["kind"]));
     let mut bar = Progress::new(total);
     loop {
@@ -263,7 +271,10 @@ struct Progress {
 impl Progress {
     fn new(total: Option<u64>) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress { bar: None, last_line: None };
+            return Progress {
+                bar: None,
+                last_line: None,
+            };
         }
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
@@ -278,7 +289,10 @@ impl Progress {
             ),
         };
         bar.enable_steady_tick(Duration::from_millis(120));
-        Progress { bar: Some(bar), last_line: None }
+        Progress {
+            bar: Some(bar),
+            last_line: None,
+        }
     }
 
     fn show(&mut self, job: &Value) {
@@ -368,7 +382,11 @@ pub fn render_job(job: &Value) -> String {
     let mut out = String::new();
     let r = &job["report"];
     let p = &job["params"];
-    let dry = if job["dry_run"].as_bool() == Some(true) { " (dry run)" } else { "" };
+    let dry = if job["dry_run"].as_bool() == Some(true) {
+        " (dry run)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
         "{} {} of {}, {} → {}{dry}: {}",
@@ -402,7 +420,12 @@ fn render_counts(out: &mut String, job: &Value) {
     let r = &job["report"];
     let todo = &r["todo"];
     let kind = text(&job["kind"]);
-    let _ = writeln!(out, "  looked at:    {} events, {} pages", n(&r["seen"]), n(&r["pages"]));
+    let _ = writeln!(
+        out,
+        "  looked at:    {} events, {} pages",
+        n(&r["seen"]),
+        n(&r["pages"])
+    );
     if kind == "backfill" {
         let _ = writeln!(
             out,
@@ -411,8 +434,15 @@ fn render_counts(out: &mut String, job: &Value) {
             n(&r["outside_window"]),
         );
         let convs = &todo["conversations_by_channel"];
-        let _ = writeln!(out, "  missing:      {} events in {} conversations ({})", n(&todo["total"]),
-            convs.as_object().map_or(0, |o| o.values().map(n).sum::<u64>()), counts(convs));
+        let _ = writeln!(
+            out,
+            "  missing:      {} events in {} conversations ({})",
+            n(&todo["total"]),
+            convs
+                .as_object()
+                .map_or(0, |o| o.values().map(n).sum::<u64>()),
+            counts(convs)
+        );
     } else if kind == "requeue" {
         let q = &r["requeue"];
         let _ = writeln!(
@@ -421,7 +451,12 @@ fn render_counts(out: &mut String, job: &Value) {
             n(&q["stale_leases"]), n(&q["retrying_reset"]), n(&q["rerouted"]), n(&q["created"]),
         );
     } else {
-        let _ = writeln!(out, "  to replay:    {} deliveries ({} already replayed by the same job)", n(&todo["total"]), n(&r["already_done"]));
+        let _ = writeln!(
+            out,
+            "  to replay:    {} deliveries ({} already replayed by the same job)",
+            n(&todo["total"]),
+            n(&r["already_done"])
+        );
     }
     if kind != "requeue" {
         let _ = writeln!(out, "    by channel:    {}", counts(&todo["by_channel"]));
@@ -445,8 +480,14 @@ fn render_items(out: &mut String, items: &Value) {
             i["event_type"].as_str().unwrap_or(""),
             i["channel"].as_str().unwrap_or(""),
             text(&i["key"]),
-            i["occurred_at"].as_str().map(|t| format!("  at {t}")).unwrap_or_default(),
-            i["destination"].as_str().map(|d| format!("  → {d}")).unwrap_or_default(),
+            i["occurred_at"]
+                .as_str()
+                .map(|t| format!("  at {t}"))
+                .unwrap_or_default(),
+            i["destination"]
+                .as_str()
+                .map(|d| format!("  → {d}"))
+                .unwrap_or_default(),
         );
     }
 }
@@ -457,7 +498,11 @@ pub fn render_list(jobs: &Value) -> String {
     let list = jobs["data"].as_array().map_or(&[][..], Vec::as_slice);
     let _ = writeln!(out, "RECOVERY JOBS: {}", list.len());
     for j in list {
-        let dry = if j["dry_run"].as_bool() == Some(true) { " dry-run" } else { "" };
+        let dry = if j["dry_run"].as_bool() == Some(true) {
+            " dry-run"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "  {}  {:<8}{dry} {:<9} {}  {} → {}  done {} of {}  by {}",

@@ -20,6 +20,7 @@ mod metrics;
 mod migrate;
 mod notify;
 mod pipeline;
+mod recovery;
 mod retries;
 mod secrets;
 mod slow_clients;

@@ -56,8 +56,12 @@ async fn create(
     Extension(scope): Extension<Scope>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let req: JobRequest = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request("invalid-body", format!("the body is not a recovery request: {e}")))?;
+    let req: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(
+            "invalid-body",
+            format!("the body is not a recovery request: {e}"),
+        )
+    })?;
     let now = app.clock.now();
     let id = new_id(now);
     let checked = params::check(&req, &app.config, |t| scope.sees(t), now, &id)?;
@@ -66,7 +70,12 @@ async fn create(
     app.recoveries.notify_one();
     tracing::info!(job = %job.id, kind = job.kind.as_str(), source = %job.source, dry_run = job.dry_run, by = %job.created_by, "recovery job queued");
     let location = format!("/api/v1/recoveries/{}", job.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/recoveries` query parameters.
@@ -90,7 +99,9 @@ async fn list(
         Some(s) => vec![RecoveryState::parse(s).ok_or_else(|| {
             Problem::bad_request(
                 "invalid-parameter",
-                format!("`state`: `{s}` is not one of queued, running, succeeded, failed, cancelled"),
+                format!(
+                    "`state`: `{s}` is not one of queued, running, succeeded, failed, cancelled"
+                ),
             )
         })?],
     };
@@ -136,15 +147,17 @@ async fn cancel(
             StatusCode::CONFLICT,
             "recovery-finished",
             "Recovery job already finished",
-            format!("recovery job `{id}` already ended ({}); there is nothing to cancel", job.state.as_str()),
+            format!(
+                "recovery job `{id}` already ended ({}); there is nothing to cancel",
+                job.state.as_str()
+            ),
         ));
     }
     let now = app.clock.now();
-    let job = app
-        .store
-        .cancel_recovery(&id, now)
-        .await?
-        .ok_or_else(|| Problem::not_found("no-such-recovery", format!("no recovery job `{id}`")))?;
+    let job =
+        app.store.cancel_recovery(&id, now).await?.ok_or_else(|| {
+            Problem::not_found("no-such-recovery", format!("no recovery job `{id}`"))
+        })?;
     app.recoveries.notify_one();
     tracing::info!(job = %job.id, by = %author(&scope), "recovery job cancellation requested");
     Ok(Json(job))

@@ -77,7 +77,9 @@ const DUTIES: &[(&str, DutyFn)] = &[
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))
     }),
-    (recovery::RECOVERY, |h, stop| Box::pin(recovery::run(h, stop))),
+    (recovery::RECOVERY, |h, stop| {
+        Box::pin(recovery::run(h, stop))
+    }),
 ];
 
 /// The lease reaper's duty name.

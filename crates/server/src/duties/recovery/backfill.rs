@@ -57,11 +57,14 @@ impl Backfiller {
             .as_ref()
             .and_then(|a| a.rate_limit_per_minute)
             .unwrap_or(intake_connectors::backfill::DEFAULT_PER_MINUTE);
-        let earlier = report.sor.as_ref().map_or(ApiStats::default(), |s| ApiStats {
-            requests: s.requests,
-            throttled: s.throttled,
-            retried: s.retried,
-        });
+        let earlier = report
+            .sor
+            .as_ref()
+            .map_or(ApiStats::default(), |s| ApiStats {
+                requests: s.requests,
+                throttled: s.throttled,
+                retried: s.retried,
+            });
         Ok(Backfiller {
             client,
             listed: Window {
@@ -113,7 +116,11 @@ impl Backfiller {
     }
 
     /// The events of `inside` the store has no event for.
-    async fn missing(&self, ctx: &Ctx, inside: Vec<Recovered>) -> Result<Vec<Recovered>, StepError> {
+    async fn missing(
+        &self,
+        ctx: &Ctx,
+        inside: Vec<Recovered>,
+    ) -> Result<Vec<Recovered>, StepError> {
         let mut known = HashSet::new();
         for chunk in inside.chunks(LOOKUP_CHUNK) {
             let keys = chunk.iter().map(|r| r.event.dedupe_key.clone()).collect();
@@ -275,9 +282,10 @@ async fn wait_delivered(ctx: &Ctx, events: &[EventId]) -> Result<bool, StepError
         let mut still = Vec::new();
         for id in waiting {
             let unsettled = ctx.store.get_event(&id).await?.is_some_and(|e| {
-                e.summary.deliveries.iter().any(|d| {
-                    matches!(d.state, DeliveryState::Pending | DeliveryState::InFlight)
-                })
+                e.summary
+                    .deliveries
+                    .iter()
+                    .any(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::InFlight))
             });
             if unsettled {
                 still.push(id);
@@ -334,7 +342,13 @@ mod tests {
             ),
             // Interleaved conversations keep each one's order; events without one go first.
             (
-                &[("c1", Some("1")), ("c2", Some("2")), ("x", None), ("m2", Some("2")), ("m1", Some("1"))],
+                &[
+                    ("c1", Some("1")),
+                    ("c2", Some("2")),
+                    ("x", None),
+                    ("m2", Some("2")),
+                    ("m1", Some("1")),
+                ],
                 &["x", "c1", "c2"],
                 &[&["m1"], &["m2"]],
             ),
@@ -361,10 +375,17 @@ mod tests {
 
     #[test]
     fn rate_limits_and_transport_failures_are_waited_out_and_refusals_end_the_job() {
-        assert!(matches!(classify(BackfillError::RateLimited(20)), StepError::Throttled(_)));
+        assert!(matches!(
+            classify(BackfillError::RateLimited(20)),
+            StepError::Throttled(_)
+        ));
         let transient = [
             BackfillError::Transport("connection refused".into()),
-            BackfillError::Status { status: 503, what: "GET".into(), body: String::new() },
+            BackfillError::Status {
+                status: 503,
+                what: "GET".into(),
+                body: String::new(),
+            },
         ];
         for e in transient {
             assert!(matches!(classify(e), StepError::Transient(_)));
@@ -373,7 +394,11 @@ mod tests {
             BackfillError::Unauthorized(401),
             BackfillError::NotConfigured("no api".into()),
             BackfillError::BadCursor("x".into()),
-            BackfillError::Status { status: 404, what: "GET".into(), body: String::new() },
+            BackfillError::Status {
+                status: 404,
+                what: "GET".into(),
+                body: String::new(),
+            },
         ];
         for e in fatal {
             assert!(matches!(classify(e), StepError::Fatal(_)));

@@ -15,9 +15,7 @@ use std::time::Duration;
 use intake_connectors::backfill::Cursor;
 use intake_core::config::{Config, SourceConfig};
 use intake_core::{EventId, SharedClock, Timestamp};
-use intake_store::{
-    RecoveryJob, RecoveryKind, RecoveryState, RecoveryUpdate, Store, StoreError,
-};
+use intake_store::{RecoveryJob, RecoveryKind, RecoveryState, RecoveryUpdate, Store, StoreError};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +126,9 @@ fn event_cursor(cursor: Option<&Value>) -> Result<Option<EventId>, StepError> {
         .map(|v| {
             v.as_str()
                 .and_then(|s| s.parse::<EventId>().ok())
-                .ok_or_else(|| StepError::Fatal(format!("the job's cursor `{v}` is not an event id")))
+                .ok_or_else(|| {
+                    StepError::Fatal(format!("the job's cursor `{v}` is not an event id"))
+                })
         })
         .transpose()
 }
@@ -164,7 +164,15 @@ pub(crate) async fn run(
     loop {
         let saved = save(&ctx, &job, started_at, cursor.clone(), &report).await;
         if saved.is_some_and(|j| j.cancel_requested) {
-            return finish(&ctx, &job, started_at, cursor, &report, Ok(RecoveryState::Cancelled)).await;
+            return finish(
+                &ctx,
+                &job,
+                started_at,
+                cursor,
+                &report,
+                Ok(RecoveryState::Cancelled),
+            )
+            .await;
         }
         let step = tokio::select! {
             s = work.step(&ctx, cursor.as_ref(), &mut report) => Ok(s),
@@ -237,9 +245,11 @@ pub(crate) fn pause_after(n: u32) -> Duration {
 
 fn work_of(ctx: &Ctx, job: &RecoveryJob, report: &Report) -> Result<Work, String> {
     Ok(match job.kind {
-        RecoveryKind::Backfill => Work::Backfill(Backfiller::new(ctx, &ctx.params, report).map_err(|e| match e {
-            StepError::Fatal(m) | StepError::Transient(m) | StepError::Throttled(m) => m,
-        })?),
+        RecoveryKind::Backfill => Work::Backfill(
+            Backfiller::new(ctx, &ctx.params, report).map_err(|e| match e {
+                StepError::Fatal(m) | StepError::Transient(m) | StepError::Throttled(m) => m,
+            })?,
+        ),
         RecoveryKind::Replay => Work::Replay,
         RecoveryKind::Requeue => Work::Requeue,
     })
@@ -259,12 +269,24 @@ async fn finish(
         Err(e) => (RecoveryState::Failed, Some(e)),
     };
     match &error {
-        Some(e) => tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, "recovery job failed"),
-        None => tracing::info!(job = %job.id, kind = job.kind.as_str(), state = state.as_str(), done = report.done, "recovery job ended"),
+        Some(e) => {
+            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, "recovery job failed")
+        }
+        None => {
+            tracing::info!(job = %job.id, kind = job.kind.as_str(), state = state.as_str(), done = report.done, "recovery job ended")
+        }
     }
     // A final state must be written: the store may be down for a moment.
     for attempt in 0..MAX_TRANSIENT {
-        let update = update(ctx, job, state, started_at, cursor.clone(), report, error.clone());
+        let update = update(
+            ctx,
+            job,
+            state,
+            started_at,
+            cursor.clone(),
+            report,
+            error.clone(),
+        );
         match ctx.store.save_recovery(update).await {
             Ok(_) => break,
             Err(e) => {
@@ -287,7 +309,15 @@ async fn save(
     cursor: Option<Value>,
     report: &Report,
 ) -> Option<RecoveryJob> {
-    let update = update(ctx, job, RecoveryState::Running, started_at, cursor, report, None);
+    let update = update(
+        ctx,
+        job,
+        RecoveryState::Running,
+        started_at,
+        cursor,
+        report,
+        None,
+    );
     match ctx.store.save_recovery(update).await {
         Ok(j) => j,
         Err(e) => {
@@ -360,7 +390,10 @@ mod tests {
     #[test]
     fn a_cursor_must_be_an_event_id() {
         assert_eq!(event_cursor(None), Ok(None));
-        assert!(matches!(event_cursor(Some(&json!(42))), Err(StepError::Fatal(_))));
+        assert!(matches!(
+            event_cursor(Some(&json!(42))),
+            Err(StepError::Fatal(_))
+        ));
         let id = EventId::generate(Timestamp(1_700_000_000_000));
         assert_eq!(event_cursor(Some(&json!(id.to_string()))), Ok(Some(id)));
     }

@@ -24,7 +24,6 @@ pub mod report;
 pub mod requeue;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::{RecoveryId, Timestamp};
@@ -170,7 +169,13 @@ fn start(
     params: Params,
     jobs_stop: &CancellationToken,
 ) -> Option<(String, Running)> {
-    let Some(source) = h.config.sources.iter().find(|s| s.id == job.source).cloned() else {
+    let Some(source) = h
+        .config
+        .sources
+        .iter()
+        .find(|s| s.id == job.source)
+        .cloned()
+    else {
         let why = format!("source `{}` is no longer configured", job.source);
         fail_unreadable(h, job, why);
         return None;

@@ -130,7 +130,7 @@ fn refuse(slug: &'static str, detail: impl Into<String>) -> Refusal {
 }
 
 /// A checked request: the job's kind, source and parameters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Checked {
     /// The kind.
     pub kind: RecoveryKind,
@@ -168,13 +168,24 @@ pub fn check(
     let margin = margin_of(req.margin.as_deref(), kind)?;
     let sample = match req.sample.unwrap_or(DEFAULT_SAMPLE) {
         n @ 0..=MAX_SAMPLE => n,
-        _ => return Err(refuse("invalid-parameter", format!("`sample` must be between 0 and {MAX_SAMPLE}"))),
+        _ => {
+            return Err(refuse(
+                "invalid-parameter",
+                format!("`sample` must be between 0 and {MAX_SAMPLE}"),
+            ))
+        }
     };
     if req.include_retrying && kind != RecoveryKind::Requeue {
-        return Err(refuse("invalid-parameter", "`include_retrying` applies to requeue jobs only"));
+        return Err(refuse(
+            "invalid-parameter",
+            "`include_retrying` applies to requeue jobs only",
+        ));
     }
     if req.force && kind != RecoveryKind::Replay {
-        return Err(refuse("invalid-parameter", "`force` applies to replay jobs only"));
+        return Err(refuse(
+            "invalid-parameter",
+            "`force` applies to replay jobs only",
+        ));
     }
     let mut params = Params {
         from,
@@ -202,7 +213,12 @@ pub fn check(
 }
 
 fn kind_of(kind: Option<&str>) -> Result<RecoveryKind, Refusal> {
-    let kind = kind.ok_or_else(|| refuse("missing-parameter", "`kind` is required: backfill, replay or requeue"))?;
+    let kind = kind.ok_or_else(|| {
+        refuse(
+            "missing-parameter",
+            "`kind` is required: backfill, replay or requeue",
+        )
+    })?;
     RecoveryKind::parse(kind).ok_or_else(|| {
         refuse(
             "invalid-parameter",
@@ -323,7 +339,10 @@ fn margin_of(margin: Option<&str>, kind: RecoveryKind) -> Result<Duration, Refus
         });
     };
     if kind != RecoveryKind::Backfill {
-        return Err(refuse("invalid-parameter", "`margin` applies to backfill jobs only"));
+        return Err(refuse(
+            "invalid-parameter",
+            "`margin` applies to backfill jobs only",
+        ));
     }
     let d = humantime::parse_duration(m)
         .map_err(|e| refuse("invalid-parameter", format!("`margin`: `{m}`: {e}")))?;
@@ -396,25 +415,75 @@ mod tests {
         let cases: &[(&str, Edit, Option<&str>)] = &[
             ("a complete backfill", |_| {}, None),
             ("no kind", |r| r.kind = None, Some("missing-parameter")),
-            ("an unknown kind", |r| r.kind = Some("rewind".into()), Some("invalid-parameter")),
-            ("an unknown source", |r| r.source = Some("nope".into()), Some("no-such-source")),
-            ("another tenant's source", |r| r.source = Some("other-zendesk".into()), Some("no-such-source")),
+            (
+                "an unknown kind",
+                |r| r.kind = Some("rewind".into()),
+                Some("invalid-parameter"),
+            ),
+            (
+                "an unknown source",
+                |r| r.source = Some("nope".into()),
+                Some("no-such-source"),
+            ),
+            (
+                "another tenant's source",
+                |r| r.source = Some("other-zendesk".into()),
+                Some("no-such-source"),
+            ),
             ("no from", |r| r.from = None, Some("missing-parameter")),
-            ("a from that is not RFC 3339", |r| r.from = Some("yesterday".into()), Some("invalid-parameter")),
-            ("from after to", |r| r.from = Some("2026-11-30T21:00:00Z".into()), Some("invalid-window")),
-            ("a window ending in the future", |r| r.to = Some("2026-12-02T00:00:00Z".into()), Some("invalid-window")),
-            ("a replay filter on a backfill", |r| r.state = Some("dead".into()), Some("invalid-parameter")),
-            ("a margin over 24 h", |r| r.margin = Some("2d".into()), Some("invalid-parameter")),
-            ("a margin that is not a duration", |r| r.margin = Some("soon".into()), Some("invalid-parameter")),
-            ("force on a backfill", |r| r.force = true, Some("invalid-parameter")),
-            ("include_retrying on a backfill", |r| r.include_retrying = true, Some("invalid-parameter")),
-            ("a huge sample", |r| r.sample = Some(5000), Some("invalid-parameter")),
+            (
+                "a from that is not RFC 3339",
+                |r| r.from = Some("yesterday".into()),
+                Some("invalid-parameter"),
+            ),
+            (
+                "from after to",
+                |r| r.from = Some("2026-11-30T21:00:00Z".into()),
+                Some("invalid-window"),
+            ),
+            (
+                "a window ending in the future",
+                |r| r.to = Some("2026-12-02T00:00:00Z".into()),
+                Some("invalid-window"),
+            ),
+            (
+                "a replay filter on a backfill",
+                |r| r.state = Some("dead".into()),
+                Some("invalid-parameter"),
+            ),
+            (
+                "a margin over 24 h",
+                |r| r.margin = Some("2d".into()),
+                Some("invalid-parameter"),
+            ),
+            (
+                "a margin that is not a duration",
+                |r| r.margin = Some("soon".into()),
+                Some("invalid-parameter"),
+            ),
+            (
+                "force on a backfill",
+                |r| r.force = true,
+                Some("invalid-parameter"),
+            ),
+            (
+                "include_retrying on a backfill",
+                |r| r.include_retrying = true,
+                Some("invalid-parameter"),
+            ),
+            (
+                "a huge sample",
+                |r| r.sample = Some(5000),
+                Some("invalid-parameter"),
+            ),
         ];
         let config = config();
         for (what, edit, expected) in cases {
             let mut r = req("backfill", "maelys-kustomer");
             edit(&mut r);
-            let got = check(&r, &config, |t| t == "maelys", now(), "rec_1").err().map(|e| e.slug);
+            let got = check(&r, &config, |t| t == "maelys", now(), "rec_1")
+                .err()
+                .map(|e| e.slug);
             assert_eq!(got, *expected, "{what}");
         }
     }
@@ -426,7 +495,14 @@ mod tests {
         assert_eq!(e.slug, "backfill-not-configured");
         assert!(e.detail.contains("api = {"), "{}", e.detail);
         // A replay of the same source needs none.
-        assert!(check(&req("replay", "other-zendesk"), &config(), |_| true, now(), "rec_1").is_ok());
+        assert!(check(
+            &req("replay", "other-zendesk"),
+            &config(),
+            |_| true,
+            now(),
+            "rec_1"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -439,7 +515,11 @@ mod tests {
         let c = check(&r, &config, |_| true, now(), "rec_1").unwrap();
         assert_eq!(c.params.filter.state, Some(DeliveryState::Dead));
         assert_eq!(c.params.filter.origin, Some(Origin::Webhook));
-        for (field, value) in [("state", "gone"), ("origin", "email"), ("destination", "elsewhere")] {
+        for (field, value) in [
+            ("state", "gone"),
+            ("origin", "email"),
+            ("destination", "elsewhere"),
+        ] {
             let mut bad = r.clone();
             match field {
                 "state" => bad.state = Some(value.into()),
@@ -473,12 +553,29 @@ mod tests {
     #[test]
     fn a_backfill_lists_a_margin_by_default_and_others_none() {
         let config = config();
-        let b = check(&req("backfill", "maelys-kustomer"), &config, |_| true, now(), "r").unwrap();
+        let b = check(
+            &req("backfill", "maelys-kustomer"),
+            &config,
+            |_| true,
+            now(),
+            "r",
+        )
+        .unwrap();
         assert_eq!(b.params.margin_secs, DEFAULT_MARGIN.as_secs());
-        let q = check(&req("requeue", "maelys-kustomer"), &config, |_| true, now(), "r").unwrap();
+        let q = check(
+            &req("requeue", "maelys-kustomer"),
+            &config,
+            |_| true,
+            now(),
+            "r",
+        )
+        .unwrap();
         assert_eq!(q.params.margin_secs, 0);
         let mut m = req("replay", "maelys-kustomer");
         m.margin = Some("1m".into());
-        assert_eq!(check(&m, &config, |_| true, now(), "r").unwrap_err().slug, "invalid-parameter");
+        assert_eq!(
+            check(&m, &config, |_| true, now(), "r").unwrap_err().slug,
+            "invalid-parameter"
+        );
     }
 }

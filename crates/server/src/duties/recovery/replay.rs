@@ -40,14 +40,21 @@ pub(super) async fn step(
             ..EventFilter::default()
         })
         .await?;
-    let configured: Vec<&str> = ctx.config.destinations.iter().map(|d| d.id.as_str()).collect();
+    let configured: Vec<&str> = ctx
+        .config
+        .destinations
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect();
     let mut items = Vec::new();
     for e in &events {
         report.seen += 1;
         for destination in targets(e, &p.filter, &configured) {
-            report
-                .todo
-                .add(e.channel.as_str(), &e.event_type, object_kind(e.object_type.as_deref()));
+            report.todo.add(
+                e.channel.as_str(),
+                &e.event_type,
+                object_kind(e.object_type.as_deref()),
+            );
             report.list(p.sample, || Item {
                 key: e.id.to_string(),
                 event_type: e.event_type.clone(),
@@ -89,7 +96,12 @@ pub(super) fn targets(e: &EventSummary, filter: &Filter, configured: &[&str]) ->
         .deliveries
         .iter()
         .filter(|d| filter.state.is_none_or(|s| d.state == s))
-        .filter(|d| filter.destination.as_ref().is_none_or(|f| &d.destination == f))
+        .filter(|d| {
+            filter
+                .destination
+                .as_ref()
+                .is_none_or(|f| &d.destination == f)
+        })
         .filter(|d| configured.contains(&d.destination.as_str()))
         .map(|d| d.destination.clone())
         .collect();

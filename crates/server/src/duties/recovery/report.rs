@@ -36,7 +36,10 @@ pub fn object_kind(object_type: Option<&str>) -> &'static str {
         .any(|k| t.contains(k))
     {
         "message"
-    } else if ["conversation", "ticket", "chat"].iter().any(|k| t.contains(k)) {
+    } else if ["conversation", "ticket", "chat"]
+        .iter()
+        .any(|k| t.contains(k))
+    {
         "conversation"
     } else {
         "other"
@@ -68,7 +71,10 @@ impl Counts {
     pub fn add(&mut self, channel: &str, event_type: &str, object: &str) {
         self.total += 1;
         *self.by_channel.entry(channel.to_string()).or_default() += 1;
-        *self.by_event_type.entry(event_type.to_string()).or_default() += 1;
+        *self
+            .by_event_type
+            .entry(event_type.to_string())
+            .or_default() += 1;
         *self.by_object.entry(object.to_string()).or_default() += 1;
     }
 
@@ -243,7 +249,13 @@ mod tests {
     use super::*;
     use intake_core::event::Channel;
 
-    fn event(key: &str, channel: Channel, ty: &str, object: Option<&str>, conv: Option<&str>) -> NormalizedEvent {
+    fn event(
+        key: &str,
+        channel: Channel,
+        ty: &str,
+        object: Option<&str>,
+        conv: Option<&str>,
+    ) -> NormalizedEvent {
         NormalizedEvent {
             sor_event_id: None,
             dedupe_key: key.into(),
@@ -275,10 +287,34 @@ mod tests {
     #[test]
     fn a_page_counts_each_event_and_each_conversation_once() {
         let page = [
-            event("c1", Channel::Chat, "kustomer.conversation.create", Some("conversation"), Some("c1")),
-            event("m1", Channel::Chat, "kustomer.message.create", Some("message"), Some("c1")),
-            event("m2", Channel::Chat, "kustomer.message.create", Some("message"), Some("c1")),
-            event("c2", Channel::Email, "kustomer.conversation.create", Some("conversation"), Some("c2")),
+            event(
+                "c1",
+                Channel::Chat,
+                "kustomer.conversation.create",
+                Some("conversation"),
+                Some("c1"),
+            ),
+            event(
+                "m1",
+                Channel::Chat,
+                "kustomer.message.create",
+                Some("message"),
+                Some("c1"),
+            ),
+            event(
+                "m2",
+                Channel::Chat,
+                "kustomer.message.create",
+                Some("message"),
+                Some("c1"),
+            ),
+            event(
+                "c2",
+                Channel::Email,
+                "kustomer.conversation.create",
+                Some("conversation"),
+                Some("c2"),
+            ),
             event("x", Channel::Email, "kustomer.customer.update", None, None),
         ];
         let mut c = Counts::default();
@@ -298,17 +334,30 @@ mod tests {
     fn items_are_listed_up_to_the_sample_and_the_report_round_trips() {
         let mut r = Report::default();
         for i in 0..5 {
-            r.list(3, || Item::of_event(&event(&format!("k{i}"), Channel::Sms, "t", None, None), "ingest"));
+            r.list(3, || {
+                Item::of_event(
+                    &event(&format!("k{i}"), Channel::Sms, "t", None, None),
+                    "ingest",
+                )
+            });
         }
         assert_eq!(r.items.len(), 3);
         r.sor = Some(SorUse::at(
-            intake_connectors::backfill::ApiStats { requests: 1060, throttled: 2, retried: 0 },
+            intake_connectors::backfill::ApiStats {
+                requests: 1060,
+                throttled: 2,
+                retried: 0,
+            },
             1000,
         ));
         let back = Report::from_json(&r.to_json());
         assert_eq!(back, r);
         let sor = back.sor.unwrap();
-        assert!((sor.estimated_seconds - 63.6).abs() < 1e-9, "{}", sor.estimated_seconds);
+        assert!(
+            (sor.estimated_seconds - 63.6).abs() < 1e-9,
+            "{}",
+            sor.estimated_seconds
+        );
         assert_eq!(Report::from_json(&serde_json::json!({})), Report::default());
     }
 }

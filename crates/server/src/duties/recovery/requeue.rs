@@ -65,5 +65,7 @@ pub(super) async fn step(
         ctx.wake();
     }
     report.pages += 1;
-    Ok((page.events as usize == PAGE).then_some(page.last).flatten())
+    Ok((page.events as usize == PAGE)
+        .then_some(page.last)
+        .flatten())
 }
