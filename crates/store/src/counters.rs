@@ -150,6 +150,15 @@ impl CounterKey {
     }
 }
 
+/// The labels of a delivery's counter, and the metric to count.
+pub(crate) struct DeliveryLabels<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) channel: &'a str,
+    pub(crate) destination: &'a str,
+    pub(crate) metric: Metric,
+}
+
 /// Counter increments of one transaction, merged by key so that a batch of a thousand events of
 /// one source writes one row per minute and metric, not a thousand.
 #[derive(Debug, Default)]
@@ -201,6 +210,37 @@ impl Counts {
                 channel: String::new(),
                 destination: String::new(),
                 metric: Metric::of_rejection(rej.kind),
+            },
+            1,
+        );
+    }
+
+    /// Counts a change a recovery made to a delivery at `at` (`deliveries.created` for a new
+    /// one, `deliveries.dead` for one re-routed away), with the labels ingest and attempts use.
+    pub(crate) fn delivery_changed(&mut self, at: Timestamp, labels: &DeliveryLabels<'_>) {
+        self.push(
+            CounterKey {
+                minute: minute_of(at),
+                tenant: labels.tenant.to_string(),
+                source: labels.source.to_string(),
+                channel: labels.channel.to_string(),
+                destination: labels.destination.to_string(),
+                metric: labels.metric,
+            },
+            1,
+        );
+    }
+
+    /// Counts an event a replay delivered again (`events.replay`, without a destination).
+    pub(crate) fn replayed(&mut self, at: Timestamp, tenant: &str, source: &str, channel: &str) {
+        self.push(
+            CounterKey {
+                minute: minute_of(at),
+                tenant: tenant.to_string(),
+                source: source.to_string(),
+                channel: channel.to_string(),
+                destination: String::new(),
+                metric: Metric::EventsReplay,
             },
             1,
         );

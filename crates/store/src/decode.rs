@@ -4,6 +4,7 @@
 //!
 //! Rule: this module knows the model only; it never imports a backend.
 
+use intake_core::delivery::DeliveryState;
 use intake_core::event::Origin;
 use intake_core::Timestamp;
 
@@ -54,6 +55,77 @@ pub(crate) fn event_summary<R: Columns>(r: &R) -> Result<EventSummary, R::Error>
         object_id: r.opt_text(12)?,
         conversation_id: r.opt_text(13)?,
         deliveries: Vec::new(),
+    })
+}
+
+/// A delivery summary and its event's id, from `DELIVERY_COLUMNS`.
+pub(crate) fn delivery_summary<R: Columns>(r: &R) -> Result<(String, DeliverySummary), R::Error> {
+    let id = r.text(0)?;
+    let state = r.text(2)?;
+    let state = DeliveryState::parse(&state)
+        .ok_or_else(|| r.corrupt(2, format!("unknown delivery state `{state}`")))?;
+    let origin = r
+        .opt_text(8)?
+        .map(|o| {
+            Origin::parse(&o).ok_or_else(|| r.corrupt(8, format!("unknown delivery origin `{o}`")))
+        })
+        .transpose()?;
+    let summary = DeliverySummary {
+        id: id
+            .parse()
+            .map_err(|e| r.corrupt(0, format!("`{id}` is not a valid delivery id: {e}")))?,
+        destination: r.text(1)?,
+        state,
+        attempts: r.count(3)?,
+        due_at: if state.is_final() {
+            None
+        } else {
+            Some(Timestamp(r.int(4)?))
+        },
+        delivered_at: r.opt_int(5)?.map(Timestamp),
+        last_status: r.opt_int(6)?.and_then(|s| u16::try_from(s).ok()),
+        last_error: r.opt_text(7)?,
+        origin,
+        recovery: r.opt_text(9)?,
+    };
+    Ok((r.text(10)?, summary))
+}
+
+/// A recovery job, from `RECOVERY_COLUMNS`.
+pub(crate) fn recovery_job<R: Columns>(r: &R) -> Result<RecoveryJob, R::Error> {
+    let kind = r.text(1)?;
+    let state = r.text(5)?;
+    let json = |i: usize, what: &str| -> Result<serde_json::Value, R::Error> {
+        let text = r.text(i)?;
+        serde_json::from_str(&text).map_err(|e| r.corrupt(i, format!("recovery {what}: {e}")))
+    };
+    let cursor = match r.opt_text(7)? {
+        Some(text) => Some(
+            serde_json::from_str(&text)
+                .map_err(|e| r.corrupt(7, format!("recovery cursor: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(RecoveryJob {
+        id: r.text(0)?,
+        kind: RecoveryKind::parse(&kind)
+            .ok_or_else(|| r.corrupt(1, format!("unknown recovery kind `{kind}`")))?,
+        tenant: r.text(2)?,
+        source: r.text(3)?,
+        dry_run: r.flag(4)?,
+        state: RecoveryState::parse(&state)
+            .ok_or_else(|| r.corrupt(5, format!("unknown recovery state `{state}`")))?,
+        params: json(6, "params")?,
+        cursor,
+        progress: json(8, "progress")?,
+        report: json(9, "report")?,
+        error: r.opt_text(10)?,
+        cancel_requested: r.flag(11)?,
+        created_by: r.text(12)?,
+        created_at: Timestamp(r.int(13)?),
+        started_at: r.opt_int(14)?.map(Timestamp),
+        updated_at: Timestamp(r.int(15)?),
+        finished_at: r.opt_int(16)?.map(Timestamp),
     })
 }
 

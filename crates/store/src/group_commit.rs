@@ -38,7 +38,9 @@ use intake_core::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counts;
-use crate::model::{Accepted, ClaimedDelivery, CompactReport, OutboxItem, SilenceExpiry};
+use crate::model::{
+    Accepted, ClaimedDelivery, CompactReport, OutboxItem, ReplayOutcome, RequeuePage, SilenceExpiry,
+};
 use crate::{Result, StoreError, StoreFault};
 
 /// How many requests may wait for the writer before senders are slowed down.
@@ -54,6 +56,8 @@ pub(crate) enum Output {
     Count(u64),
     Outbox(Vec<OutboxItem>),
     Expiry(SilenceExpiry),
+    Replayed(ReplayOutcome),
+    Requeued(Box<RequeuePage>),
 }
 
 /// Where a request's answer goes; each variant is the `reply` argument of [`Queue::write`].
@@ -66,6 +70,8 @@ pub(crate) enum Reply {
     Count(oneshot::Sender<Result<u64>>),
     Outbox(oneshot::Sender<Result<Vec<OutboxItem>>>),
     Expiry(oneshot::Sender<Result<SilenceExpiry>>),
+    Replayed(oneshot::Sender<Result<ReplayOutcome>>),
+    Requeued(oneshot::Sender<Result<Box<RequeuePage>>>),
 }
 
 impl Reply {
@@ -102,6 +108,14 @@ impl Reply {
             }))),
             Reply::Expiry(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Expiry(e) => Ok(e),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Replayed(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Replayed(r) => Ok(r),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Requeued(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Requeued(p) => Ok(p),
                 _ => Err(mismatch()),
             }))),
         }

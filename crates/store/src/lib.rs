@@ -23,13 +23,15 @@
 //! | `rows` | tables row for row, as `migrate-store` copies them | nothing |
 //! | `decode` | the model's types read out of a row of either backend | `model` |
 //! | [`counters`] | the counted [`Metric`]s, and counts merged per transaction | `model` |
+//! | `requeue` | what a page of a requeue changes, decided once for both backends | `model`, `counters` |
 //! | `group_commit` | the group-commit engine both backends write through | `model`, `counters`, the root |
 //! | [`sqlite`] | the embedded backend: dialect, locking, WAL | the shared modules above |
 //! | [`postgres`] | the shared backend: dialect, `SKIP LOCKED`, LISTEN/NOTIFY | the shared modules above |
 //! | [`transfer`] | copying SQLite into PostgreSQL (`intake migrate-store`) | both backends, `rows` |
 //!
 //! The rule: shared modules never import a backend, and no backend imports the other; what
-//! both need (SQL text, counters, the group commit, copied rows) lives in a shared module.
+//! both need (SQL text, counters, the group commit, copied rows, requeue decisions) lives in
+//! a shared module.
 //! Only `transfer` sees both backends. Schema migrations belong to each backend
 //! (`sqlite/schema.rs`, `postgres/schema.rs`); `transfer` is not one.
 
@@ -38,6 +40,7 @@ mod decode;
 mod group_commit;
 pub mod model;
 pub mod postgres;
+mod requeue;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -237,6 +240,66 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<ApiToken>>;
 
+    /// Stores a new recovery job (in the state given, normally `Queued`). An id that exists
+    /// already is an error ([`StoreError::Corrupt`]), and nothing is written.
+    async fn create_recovery(&self, job: RecoveryJob) -> Result<()>;
+
+    /// One recovery job.
+    async fn get_recovery(&self, id: &str) -> Result<Option<RecoveryJob>>;
+
+    /// Recovery jobs matching a filter, newest first (by `created_at`, then id).
+    async fn list_recoveries(&self, filter: RecoveryFilter) -> Result<Vec<RecoveryJob>>;
+
+    /// Writes a running job's step, and returns the job as stored afterwards, so the runner
+    /// sees a cancellation requested meanwhile (`cancel_requested`). A job already in a final
+    /// state is not changed (it is returned as it is). `None` when there is no such job.
+    async fn save_recovery(&self, update: RecoveryUpdate) -> Result<Option<RecoveryJob>>;
+
+    /// Asks a job to stop: sets `cancel_requested`; a `Queued` job becomes `Cancelled` at once
+    /// (`finished_at = now`). A final job is returned unchanged. `None` when there is no such
+    /// job.
+    async fn cancel_recovery(&self, id: &str, now: Timestamp) -> Result<Option<RecoveryJob>>;
+
+    /// Which of `keys` the source already has an event for (the `events_dedupe` index). Made
+    /// for pages of about a thousand keys.
+    async fn known_dedupe_keys(
+        &self,
+        source: &str,
+        keys: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>>;
+
+    /// For each (event, destination) of the batch, a new delivery (pending, due at
+    /// `batch.now`, attempts 0, origin `replay`, `replay_key = batch.key`, `recovery =
+    /// batch.recovery`), unless that event already has a delivery to that destination with the
+    /// same replay key (it counts as `already`). The original deliveries and their attempts are
+    /// untouched. Counts `deliveries.created` (per tenant, source, channel and destination, as
+    /// ingest does) and `events.replay` (once per event that got a new delivery), at
+    /// `batch.now`, and wakes the destinations' dispatchers (see
+    /// [`Store::subscribe_new_work`]). One transaction. An event that does not exist is an
+    /// error ([`StoreError::Corrupt`]; events are never deleted).
+    async fn replay_deliveries(&self, batch: ReplayBatch) -> Result<ReplayOutcome>;
+
+    /// One page of a requeue: the events of `req.source` received in `[req.from, req.to)`
+    /// with ids above `req.after`, ascending by id, at most `req.limit` of them. Returns what
+    /// it did (with `req.dry_run`: what it would do, writing nothing):
+    ///
+    /// * in-flight deliveries whose lease ended before `req.stale_before` become pending, due
+    ///   now, their lease cleared (`stale_leases`);
+    /// * with `req.include_retrying`, retrying deliveries become pending, due now, attempts
+    ///   from 0 (`retrying_reset`);
+    /// * deliveries not final (pending, retrying, in flight) to a destination not in
+    ///   `req.routes` become dead, with a `last_error` naming the recovery (`rerouted`;
+    ///   counted `deliveries.dead`);
+    /// * every destination of `req.routes` the event has no delivery to gets a new pending
+    ///   delivery, due now (`created`; counted `deliveries.created`): events received but never
+    ///   queued, and routes added since.
+    ///
+    /// `items` lists the first `req.sample` changes; `last` is the last event looked at (the
+    /// next page's `after`), `None` when the page was empty. A delivery that moved on since
+    /// it was read (a worker finished it) is left alone and not counted. Wakes the dispatchers
+    /// of the destinations that got due work. One transaction.
+    async fn requeue_page(&self, req: RequeueRequest) -> Result<RequeuePage>;
+
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;
 
@@ -247,9 +310,11 @@ pub trait Store: Send + Sync + 'static {
     /// are recorded under it.
     fn node_id(&self) -> &str;
 
-    /// Wake-ups for dispatchers when *another* process committed new work (PostgreSQL's
-    /// LISTEN/NOTIFY). `None` when no other process can write to this store (SQLite): ingest
-    /// then wakes the local dispatchers directly, which it does on every backend anyway.
+    /// Wake-ups for dispatchers when new work was committed by something other than this
+    /// node's ingest: another process (PostgreSQL's LISTEN/NOTIFY), or a recovery write of the
+    /// store itself ([`Store::replay_deliveries`], [`Store::requeue_page`]; both backends).
+    /// Ingest does not signal here on SQLite: its caller wakes the local dispatchers directly,
+    /// which it does on every backend anyway. `None` when nothing ever signals.
     fn subscribe_new_work(&self) -> Option<broadcast::Receiver<WorkSignal>> {
         None
     }

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod recovery;
+
+pub use recovery::*;
+
 /// An event about to be accepted.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -102,7 +106,8 @@ pub struct ClaimedDelivery {
     pub event_type: String,
     /// The normalized channel.
     pub channel: String,
-    /// How the event entered.
+    /// How the delivery entered: the event's origin, or `replay` for a delivery a replay
+    /// created (sent as `intake-origin`).
     pub origin: Origin,
     /// When the SOR says it happened.
     pub occurred_at: Option<Timestamp>,
@@ -162,6 +167,15 @@ pub struct EventFilter {
     pub to: Option<Timestamp>,
     /// Only events with ids below this one (pagination cursor: the last id of the previous page).
     pub before: Option<EventId>,
+    /// Only events with ids above this one (the cursor of an ascending listing).
+    pub after: Option<EventId>,
+    /// Only events with a delivery to this destination (with `state`: a delivery to it in
+    /// that state).
+    pub destination: Option<String>,
+    /// Only events that entered this way.
+    pub origin: Option<Origin>,
+    /// Oldest first (by id) instead of newest first.
+    pub ascending: bool,
     /// At most this many.
     pub limit: usize,
 }
@@ -220,6 +234,11 @@ pub struct DeliverySummary {
     pub last_status: Option<u16>,
     /// The last error.
     pub last_error: Option<String>,
+    /// How this delivery entered when it differs from its event (`replay` for a delivery a
+    /// replay created); `None`: the event's origin.
+    pub origin: Option<Origin>,
+    /// The recovery job that created it, if one did.
+    pub recovery: Option<String>,
 }
 
 /// One recorded attempt.

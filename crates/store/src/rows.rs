@@ -58,6 +58,9 @@ pub struct DeliveryRow {
     pub delivered_at: Option<i64>,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
+    pub origin: Option<String>,
+    pub replay_key: Option<String>,
+    pub recovery: Option<String>,
 }
 
 /// An `attempts` row.
@@ -110,6 +113,7 @@ pub struct TableCounts {
     pub rejections: i64,
     pub counter_rows: i64,
     pub counted: i64,
+    pub recoveries: i64,
 }
 
 impl TableCounts {
@@ -123,13 +127,15 @@ impl std::fmt::Display for TableCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {})",
+            "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {}), \
+             {} recovery jobs",
             self.events,
             self.deliveries,
             self.attempts,
             self.rejections,
             self.counter_rows,
-            self.counted
+            self.counted,
+            self.recoveries
         )
     }
 }

@@ -9,6 +9,19 @@ pub(crate) const EVENT_COLUMNS: &str = "id, tenant, source, origin, sor_event_id
      event_type, channel, raw_channel, occurred_at, received_at, object_type, object_id, \
      conversation_id";
 
+/// The columns of a delivery summary, in the order `decode::delivery_summary` reads them, and
+/// its event's id last (the status is read as a 64-bit integer on both backends).
+pub(crate) const DELIVERY_COLUMNS: &str = "id, destination, state, attempts, due_at, \
+     delivered_at, CAST(last_status AS BIGINT), last_error, origin, recovery, event_id";
+
+/// The columns of a recovery job, in the order `decode::recovery_job` reads them.
+pub(crate) const RECOVERY_COLUMNS: &str = "id, kind, tenant, source, dry_run, state, params, \
+     cursor, progress, report, error, cancel_requested, created_by, created_at, started_at, \
+     updated_at, finished_at";
+
+/// The states of a recovery job that has ended, as an SQL list: a final job is not changed.
+pub(crate) const RECOVERY_FINAL_STATES: &str = "('succeeded', 'failed', 'cancelled')";
+
 /// The columns of an outbox item, in the order the backends' `outbox_row` reads them.
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
@@ -45,4 +58,5 @@ pub(crate) const TABLE_COUNTS: &str = "SELECT
     (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM rejections),
     (SELECT COUNT(*) FROM (SELECT 1 FROM counters
         GROUP BY minute, tenant, source, channel, destination, metric) AS k),
-    (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters)";
+    (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters),
+    (SELECT COUNT(*) FROM recoveries)";

@@ -112,6 +112,10 @@ pub async fn copy(
             to.create_token(token).await?;
         }
     }
+    // Recovery jobs, finished ones too (their reports are the record of what was recovered);
+    // a job still running resumes from its cursor on the new store.
+    to.import_recoveries(from.export_recoveries().await?)
+        .await?;
     // Copied once: a resumed copy finds them there already.
     if to.list_notifications(None, 1).await?.is_empty() {
         let waiting = from.export_pending_notifications().await?;

@@ -87,6 +87,7 @@ async fn list_events(
         to: time_param("to", &q.to)?,
         before,
         limit,
+        ..EventFilter::default()
     };
     let events = app.store.list_events(filter).await?;
     let next = if events.len() == limit {

@@ -3,7 +3,7 @@
 
 use super::error::unavailable;
 use super::PostgresStore;
-use crate::model::AlertTransitionRecord;
+use crate::model::{AlertTransitionRecord, RecoveryJob};
 use crate::rows::{CounterRow, EventRows, RejectionRow, TableCounts};
 use crate::sql::TABLE_COUNTS;
 use crate::{Result, Store, StoreError};
@@ -22,6 +22,7 @@ impl PostgresStore {
             rejections: r.get(3),
             counter_rows: r.get(4),
             counted: r.get(5),
+            recoveries: r.get(6),
         })
     }
 
@@ -44,8 +45,9 @@ impl PostgresStore {
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel,
                     state, attempts, due_at, lease_id, created_at, updated_at, delivered_at,
-                    last_status, last_error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                    last_status, last_error, origin, replay_key, recovery)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17, $18)
                  ON CONFLICT DO NOTHING",
             )
             .await
@@ -110,6 +112,9 @@ impl PostgresStore {
                         &d.delivered_at,
                         &d.last_status.map(small),
                         &d.last_error,
+                        &d.origin,
+                        &d.replay_key,
+                        &d.recovery,
                     ],
                 )
                 .await
@@ -200,6 +205,23 @@ impl PostgresStore {
             return Ok(());
         }
         self.record_alert_transitions(rows).await
+    }
+
+    /// Imports recovery jobs as exported, keeping their ids; jobs already there (a resumed
+    /// copy) are left as they are.
+    pub async fn import_recoveries(&self, jobs: Vec<RecoveryJob>) -> Result<()> {
+        let present: std::collections::HashSet<String> = self
+            .read_rows("SELECT id FROM recoveries", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for job in jobs {
+            if !present.contains(&job.id) {
+                self.create_recovery(job).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes copied counters into shard 0 with the source's values (so a second copy

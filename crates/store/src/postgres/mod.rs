@@ -26,7 +26,8 @@
 //!   recorded in `intake_migrations`: nodes starting together migrate once.
 //!
 //! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (the larger
-//! reads), `outbox.rs` (notifications and silences),
+//! reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery jobs, replays
+//! and requeues),
 //! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
 //! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
@@ -36,6 +37,7 @@ mod import;
 mod listen;
 mod outbox;
 mod reads;
+mod recovery;
 mod schema;
 mod writer;
 
@@ -293,10 +295,12 @@ impl Store for PostgresStore {
                     SET state = 'in_flight', lease_id = $1, lease_node = $6, due_at = $2,
                         updated_at = $3
                     FROM due WHERE d.id = due.id
-                    RETURNING d.id, d.event_id, d.attempts, d.tenant, d.source, d.channel
+                    RETURNING d.id, d.event_id, d.attempts, d.tenant, d.source, d.channel,
+                        d.origin
                  )
                  SELECT c.id, c.event_id, c.attempts, c.tenant, c.source, c.channel,
-                        e.event_type, e.origin, e.occurred_at, e.received_at, e.body
+                        e.event_type, COALESCE(c.origin, e.origin), e.occurred_at, e.received_at,
+                        e.body
                  FROM claimed c JOIN events e ON e.id = c.event_id",
             )
             .await
@@ -791,6 +795,42 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         rows.first().map(decode::api_token).transpose()
+    }
+
+    async fn create_recovery(&self, job: RecoveryJob) -> Result<()> {
+        self.insert_recovery(job).await
+    }
+
+    async fn get_recovery(&self, id: &str) -> Result<Option<RecoveryJob>> {
+        self.recovery(id).await
+    }
+
+    async fn list_recoveries(&self, filter: RecoveryFilter) -> Result<Vec<RecoveryJob>> {
+        self.recoveries(filter).await
+    }
+
+    async fn save_recovery(&self, update: RecoveryUpdate) -> Result<Option<RecoveryJob>> {
+        self.write_recovery_step(update).await
+    }
+
+    async fn cancel_recovery(&self, id: &str, now: Timestamp) -> Result<Option<RecoveryJob>> {
+        self.request_cancel(id, now).await
+    }
+
+    async fn known_dedupe_keys(
+        &self,
+        source: &str,
+        keys: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>> {
+        self.dedupe_keys_known(source, keys).await
+    }
+
+    async fn replay_deliveries(&self, batch: ReplayBatch) -> Result<ReplayOutcome> {
+        self.replay(batch).await
+    }
+
+    async fn requeue_page(&self, req: RequeueRequest) -> Result<RequeuePage> {
+        self.requeue(req).await
     }
 
     async fn check_writable(&self) -> Result<()> {

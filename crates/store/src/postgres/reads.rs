@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use intake_core::delivery::DeliveryState;
 use intake_core::{EventId, Timestamp};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -14,7 +13,7 @@ use super::error::{pg_error, read_error};
 use super::PostgresStore;
 use crate::decode::{self, Columns};
 use crate::model::*;
-use crate::sql::EVENT_COLUMNS;
+use crate::sql::{DELIVERY_COLUMNS, EVENT_COLUMNS};
 use crate::{Result, StoreError};
 
 pub(super) fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
@@ -22,31 +21,8 @@ pub(super) fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
         .map_err(|_| StoreError::Corrupt(format!("`{s}` is not a valid {what}")))
 }
 
-fn state_of(s: &str) -> Result<DeliveryState> {
-    DeliveryState::parse(s)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery state `{s}`")))
-}
-
 fn status_of(v: Option<i32>) -> Option<u16> {
     v.and_then(|s| u16::try_from(s).ok())
-}
-
-fn delivery_summary(r: &Row) -> Result<DeliverySummary> {
-    let state = state_of(r.get(2))?;
-    Ok(DeliverySummary {
-        id: parse(r.get::<_, &str>(0), "delivery id")?,
-        destination: r.get(1),
-        state,
-        attempts: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
-        due_at: if state.is_final() {
-            None
-        } else {
-            Some(Timestamp(r.get(4)))
-        },
-        delivered_at: r.get::<_, Option<i64>>(5).map(Timestamp),
-        last_status: status_of(r.get(6)),
-        last_error: r.get(7),
-    })
 }
 
 /// The deliveries of these events, grouped by event id.
@@ -55,11 +31,10 @@ async fn deliveries_of(
     event_ids: &[&str],
 ) -> Result<HashMap<String, Vec<DeliverySummary>>> {
     let stmt = client
-        .prepare_cached(
-            "SELECT id, destination, state, attempts, due_at, delivered_at, last_status,
-                    last_error, event_id
-             FROM deliveries WHERE event_id = ANY($1) ORDER BY event_id, destination",
-        )
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ANY($1)
+             ORDER BY event_id, destination COLLATE \"C\", id"
+        ))
         .await
         .map_err(read_error)?;
     let mut out: HashMap<String, Vec<DeliverySummary>> = HashMap::new();
@@ -68,7 +43,8 @@ async fn deliveries_of(
         .await
         .map_err(read_error)?
     {
-        out.entry(r.get(8)).or_default().push(delivery_summary(&r)?);
+        let (event_id, delivery) = decode::delivery_summary(&r)?;
+        out.entry(event_id).or_default().push(delivery);
     }
     Ok(out)
 }
@@ -148,16 +124,41 @@ impl PostgresStore {
         if let Some(b) = &f.before {
             arg(&mut sql, " AND id < ?", Box::new(b.as_str().to_string()));
         }
-        if let Some(st) = f.state {
+        if let Some(a) = &f.after {
+            arg(&mut sql, " AND id > ?", Box::new(a.as_str().to_string()));
+        }
+        if let Some(o) = f.origin {
             arg(
+                &mut sql,
+                " AND origin = ?",
+                Box::new(o.as_str().to_string()),
+            );
+        }
+        match (&f.destination, f.state) {
+            (Some(d), Some(st)) => {
+                arg(
+                    &mut sql,
+                    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?",
+                    Box::new(d.clone()),
+                );
+                arg(&mut sql, " AND d.state = ?)", Box::new(st.as_str().to_string()));
+            }
+            (Some(d), None) => arg(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?)",
+                Box::new(d.clone()),
+            ),
+            (None, Some(st)) => arg(
                 &mut sql,
                 " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
                 Box::new(st.as_str().to_string()),
-            );
+            ),
+            (None, None) => {}
         }
         // Ids compare byte by byte (the column is COLLATE "C"), as on SQLite.
         sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {}",
+            " ORDER BY id {} LIMIT {}",
+            if f.ascending { "ASC" } else { "DESC" },
             f.limit.clamp(1, 1000)
         ));
         let client = self.conn().await?;

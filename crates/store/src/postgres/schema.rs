@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "api_tokens",
         include_str!("../../migrations/postgres/0004_api_tokens.sql"),
     ),
+    (
+        "recoveries",
+        include_str!("../../migrations/postgres/0005_recoveries.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

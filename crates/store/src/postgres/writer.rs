@@ -165,17 +165,30 @@ impl Backend for Writer {
         if self.committed.is_empty() {
             return;
         }
-        let mut destinations: Vec<String> = self.committed.drain().collect();
-        destinations.sort();
-        if let Err(e) = client
-            .execute(
-                "SELECT pg_notify($1, d) FROM UNNEST($2::text[]) AS d",
-                &[&CHANNEL, &destinations],
-            )
-            .await
-        {
-            tracing::debug!(error = %pg_error(&e), "could not notify new work");
-        }
+        notify_new_work(&*client, self.committed.drain()).await;
+    }
+}
+
+/// Sends `NOTIFY intake_new_work, '<destination>'` for each destination, outside any
+/// transaction (see the module docs). Wake-ups are hints: a lost one costs a dispatcher at
+/// most its safety poll, so a failure is only logged.
+pub(super) async fn notify_new_work(
+    client: &impl GenericClient,
+    destinations: impl IntoIterator<Item = String>,
+) {
+    let mut destinations: Vec<String> = destinations.into_iter().collect();
+    if destinations.is_empty() {
+        return;
+    }
+    destinations.sort();
+    if let Err(e) = client
+        .execute(
+            "SELECT pg_notify($1, d) FROM UNNEST($2::text[]) AS d",
+            &[&CHANNEL, &destinations],
+        )
+        .await
+    {
+        tracing::debug!(error = %pg_error(&e), "could not notify new work");
     }
 }
 
@@ -450,7 +463,7 @@ async fn ping(client: &impl GenericClient) -> std::result::Result<(), tokio_post
 
 /// Adds `counts` to the counters, in key order (transactions that lock the same rows in the
 /// same order cannot deadlock), on one random shard.
-async fn flush_counts(
+pub(super) async fn flush_counts(
     client: &impl GenericClient,
     counts: Counts,
 ) -> std::result::Result<(), tokio_postgres::Error> {

@@ -7,11 +7,11 @@ use rusqlite::params;
 use super::reads::migrated_counter;
 use super::SqliteStore;
 use crate::decode;
-use crate::model::{AlertTransitionRecord, NewNotification};
+use crate::model::{AlertTransitionRecord, NewNotification, RecoveryJob};
 use crate::rows::{
     AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
 };
-use crate::sql::{ALERT_TRANSITION_COLUMNS, TABLE_COUNTS};
+use crate::sql::{ALERT_TRANSITION_COLUMNS, RECOVERY_COLUMNS, TABLE_COUNTS};
 use crate::Result;
 
 impl SqliteStore {
@@ -26,6 +26,7 @@ impl SqliteStore {
                     rejections: r.get(3)?,
                     counter_rows: r.get(4)?,
                     counted: r.get(5)?,
+                    recoveries: r.get(6)?,
                 })
             })
         })
@@ -71,7 +72,8 @@ impl SqliteStore {
             let mut out = Vec::with_capacity(events.len());
             let mut deliveries = c.prepare_cached(
                 "SELECT id, event_id, destination, tenant, source, channel, state, attempts,
-                    due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error
+                    due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error,
+                    origin, replay_key, recovery
                  FROM deliveries WHERE event_id = ?1 ORDER BY id",
             )?;
             let mut attempts = c.prepare_cached(
@@ -99,6 +101,9 @@ impl SqliteStore {
                             delivered_at: r.get(12)?,
                             last_status: r.get(13)?,
                             last_error: r.get(14)?,
+                            origin: r.get(15)?,
+                            replay_key: r.get(16)?,
+                            recovery: r.get(17)?,
                         })
                     })?
                     .collect::<rusqlite::Result<_>>()?;
@@ -203,6 +208,18 @@ impl SqliteStore {
                 "SELECT {ALERT_TRANSITION_COLUMNS} FROM alert_transitions ORDER BY id"
             ))?
             .query_map([], |r| decode::alert_transition(r))?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every recovery job, oldest first (for `intake migrate-store`).
+    pub async fn export_recoveries(&self) -> Result<Vec<RecoveryJob>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {RECOVERY_COLUMNS} FROM recoveries ORDER BY created_at, id"
+            ))?
+            .query_map([], |r| decode::recovery_job(r))?
             .collect()
         })
         .await

@@ -12,13 +12,18 @@
 //! crash recovery simple: any delivery still `in_flight` when the store opens was leased by a
 //! process that is gone, and is made due again at once.
 //!
+//! Recovery writes (replayed deliveries, requeue pages) wake the dispatchers of this process
+//! through [`Store::subscribe_new_work`] once committed; ingest's caller wakes them itself.
+//!
 //! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, the queries
-//! that need more than one statement, and how a column is read), `export.rs` (what
-//! `migrate-store` reads), `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They
-//! import the crate's shared modules, never the PostgreSQL backend.
+//! that need more than one statement, and how a column is read), `recovery.rs` (recovery
+//! jobs, replays and requeues, run by the writer), `export.rs` (what `migrate-store` reads),
+//! `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They import the crate's shared
+//! modules, never the PostgreSQL backend.
 
 mod export;
 mod reads;
+mod recovery;
 mod schema;
 mod wal;
 mod writer;
@@ -33,6 +38,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::broadcast;
 
 use self::reads::{get_event, list_events, queue_stats, read_counters, ReadPool};
 use self::writer::{Request, Writer};
@@ -76,6 +82,8 @@ pub struct SqliteStore {
     stop: Arc<AtomicBool>,
     path: PathBuf,
     node_id: String,
+    /// Wake-ups of recovery writes, sent by the writer after their commit.
+    new_work: broadcast::Sender<WorkSignal>,
     // Held until the store is closed or dropped: the exclusive lock that makes this process the
     // only one using the database file.
     lock: Mutex<Option<File>>,
@@ -175,10 +183,12 @@ impl SqliteStore {
         let rewind = Arc::new(AtomicBool::new(false));
         let rewind2 = rewind.clone();
         let node_id = options.node_id.clone();
+        let (new_work, _) = broadcast::channel(1024);
+        let writer_work = new_work.clone();
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
             .spawn(move || {
-                GroupCommit::new(Writer::new(writer, rewind, node_id), max_batch)
+                GroupCommit::new(Writer::new(writer, rewind, node_id, writer_work), max_batch)
                     .run_blocking(inbox)
             })
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
@@ -198,6 +208,7 @@ impl SqliteStore {
             stop,
             path: path.to_path_buf(),
             node_id: options.node_id,
+            new_work,
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -555,6 +566,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_recovery(&self, job: RecoveryJob) -> Result<()> {
+        self.insert_recovery(job).await
+    }
+
+    async fn get_recovery(&self, id: &str) -> Result<Option<RecoveryJob>> {
+        self.recovery(id).await
+    }
+
+    async fn list_recoveries(&self, filter: RecoveryFilter) -> Result<Vec<RecoveryJob>> {
+        self.recoveries(filter).await
+    }
+
+    async fn save_recovery(&self, update: RecoveryUpdate) -> Result<Option<RecoveryJob>> {
+        self.write_recovery_step(update).await
+    }
+
+    async fn cancel_recovery(&self, id: &str, now: Timestamp) -> Result<Option<RecoveryJob>> {
+        self.request_cancel(id, now).await
+    }
+
+    async fn known_dedupe_keys(
+        &self,
+        source: &str,
+        keys: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>> {
+        self.dedupe_keys_known(source, keys).await
+    }
+
+    async fn replay_deliveries(&self, batch: ReplayBatch) -> Result<ReplayOutcome> {
+        self.replay(batch).await
+    }
+
+    async fn requeue_page(&self, req: RequeueRequest) -> Result<RequeuePage> {
+        self.requeue(req).await
+    }
+
     async fn check_writable(&self) -> Result<()> {
         self.write(Request::Ping, Reply::Unit).await
     }
@@ -565,6 +612,10 @@ impl Store for SqliteStore {
 
     fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    fn subscribe_new_work(&self) -> Option<broadcast::Receiver<WorkSignal>> {
+        Some(self.new_work.subscribe())
     }
 
     async fn heartbeat(&self, node: NodeInfo) -> Result<()> {

@@ -5,13 +5,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use intake_core::delivery::DeliveryState;
 use intake_core::{EventId, Timestamp};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::decode::{self, Columns};
 use crate::model::*;
-use crate::sql::EVENT_COLUMNS;
+use crate::sql::{DELIVERY_COLUMNS, EVENT_COLUMNS};
 
 /// A few read-only connections, taken in turn.
 pub(super) struct ReadPool {
@@ -134,34 +133,10 @@ pub(super) fn deliveries_of(
     c: &Connection,
     event_id: &str,
 ) -> rusqlite::Result<Vec<DeliverySummary>> {
-    c.prepare_cached(
-        "SELECT id, destination, state, attempts, due_at, delivered_at, last_status, last_error
-         FROM deliveries WHERE event_id = ?1 ORDER BY destination",
-    )?
-    .query_map([event_id], |r| {
-        let state: String = r.get(2)?;
-        let state = DeliveryState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                2,
-                rusqlite::types::Type::Text,
-                format!("unknown delivery state `{state}`").into(),
-            )
-        })?;
-        Ok(DeliverySummary {
-            id: parse_id(&r.get::<_, String>(0)?)?,
-            destination: r.get(1)?,
-            state,
-            attempts: r.get(3)?,
-            due_at: if state.is_final() {
-                None
-            } else {
-                Some(Timestamp(r.get(4)?))
-            },
-            delivered_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
-            last_status: r.get(6)?,
-            last_error: r.get(7)?,
-        })
-    })?
+    c.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY destination, id"
+    ))?
+    .query_map([event_id], |r| decode::delivery_summary(r).map(|(_, d)| d))?
     .collect()
 }
 
@@ -176,7 +151,16 @@ pub(super) fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<V
         arg(&mut sql, " AND tenant = ?", t.clone().into());
     }
     if let Some(s) = &f.source {
-        arg(&mut sql, " AND source = ?", s.clone().into());
+        // With a range of ids to read (a time window, a page cursor), the primary key serves
+        // it and the source is a filter: `+source` keeps SQLite from reading every event of
+        // the source through the dedupe index and sorting them, once per page.
+        let ranged = f.from.is_some() || f.to.is_some() || f.before.is_some() || f.after.is_some();
+        let clause = if ranged {
+            " AND +source = ?"
+        } else {
+            " AND source = ?"
+        };
+        arg(&mut sql, clause, s.clone().into());
     }
     if let Some(t) = &f.event_type {
         arg(&mut sql, " AND event_type = ?", t.clone().into());
@@ -197,15 +181,36 @@ pub(super) fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<V
     if let Some(b) = &f.before {
         arg(&mut sql, " AND id < ?", b.as_str().to_string().into());
     }
-    if let Some(st) = f.state {
-        arg(
+    if let Some(a) = &f.after {
+        arg(&mut sql, " AND id > ?", a.as_str().to_string().into());
+    }
+    if let Some(o) = f.origin {
+        arg(&mut sql, " AND origin = ?", o.as_str().to_string().into());
+    }
+    match (&f.destination, f.state) {
+        (Some(d), Some(st)) => {
+            arg(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?",
+                d.clone().into(),
+            );
+            arg(&mut sql, " AND d.state = ?)", st.as_str().to_string().into());
+        }
+        (Some(d), None) => arg(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?)",
+            d.clone().into(),
+        ),
+        (None, Some(st)) => arg(
             &mut sql,
             " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
             st.as_str().to_string().into(),
-        );
+        ),
+        (None, None) => {}
     }
     sql.push_str(&format!(
-        " ORDER BY id DESC LIMIT {}",
+        " ORDER BY id {} LIMIT {}",
+        if f.ascending { "ASC" } else { "DESC" },
         f.limit.clamp(1, 1000)
     ));
     let mut events: Vec<EventSummary> = c

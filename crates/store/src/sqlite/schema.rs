@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_nodes_and_duties.sql"),
     include_str!("../../migrations/sqlite/0006_notifications_silences.sql"),
     include_str!("../../migrations/sqlite/0007_api_tokens.sql"),
+    include_str!("../../migrations/sqlite/0008_recoveries.sql"),
 ];
 
 /// Runs the migrations `conn`'s database lacks, each in a transaction of its own.

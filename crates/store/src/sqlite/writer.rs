@@ -7,6 +7,7 @@
 //! between two batches when the checkpoint thread asks for it, and faults that fail the way a
 //! read-only disk does.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,10 @@ use intake_core::delivery::{DeliveryState, NextStep};
 use intake_core::event::Origin;
 use intake_core::{DeliveryId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::broadcast;
 
 use super::reads::{parse_id, rolled_until};
+use super::recovery;
 use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
@@ -77,6 +80,26 @@ pub(super) enum Request {
         tenant: Option<String>,
         now: Timestamp,
     },
+    CreateRecovery(Box<RecoveryJob>),
+    SaveRecovery(Box<RecoveryUpdate>),
+    CancelRecovery {
+        id: String,
+        now: Timestamp,
+    },
+    Replay(Box<ReplayBatch>),
+    Requeue(Box<RequeueRequest>),
+}
+
+/// A delivery as a claim's `RETURNING` gives it.
+struct ClaimedRow {
+    id: String,
+    event_id: String,
+    attempts: u32,
+    tenant: String,
+    source: String,
+    channel: String,
+    /// The delivery's own origin (NULL: its event's).
+    origin: Option<String>,
 }
 
 /// The writing connection and what it needs besides.
@@ -85,6 +108,12 @@ pub(super) struct Writer {
     node_id: String,
     /// Set by the checkpoint thread when the WAL should start over.
     rewind: Arc<AtomicBool>,
+    /// Where the wake-ups of recovery writes go (`Store::subscribe_new_work`).
+    new_work: broadcast::Sender<WorkSignal>,
+    /// Destinations that got due work from a recovery write in the open transaction.
+    staged: HashSet<String>,
+    /// Destinations that got due work in a committed transaction of this batch.
+    committed: HashSet<String>,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -135,10 +164,13 @@ impl Backend for Writer {
     }
 
     async fn commit(&mut self, _: &mut ()) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(unavailable)
+        self.conn.execute_batch("COMMIT").map_err(unavailable)?;
+        self.committed.extend(self.staged.drain());
+        Ok(())
     }
 
     async fn rollback(&mut self, _: &mut ()) {
+        self.staged.clear();
         if let Err(e) = self.conn.execute_batch("ROLLBACK") {
             // SQLite may already have rolled back on its own (e.g. after an I/O error).
             tracing::debug!(error = %e, "rollback");
@@ -166,15 +198,31 @@ impl Backend for Writer {
 
     async fn after_batch(&mut self, _: &mut ()) {
         self.rewind_if_asked();
+        // Wake-ups go out once the work is committed. Ingest needs none here (its caller wakes
+        // this process's dispatchers); recovery writes have no such caller.
+        let mut destinations: Vec<String> = self.committed.drain().collect();
+        destinations.sort();
+        for destination in destinations {
+            // Nobody subscribed yet is fine: a dispatcher starting later looks at its queue.
+            let _ = self.new_work.send(WorkSignal::Destination(destination));
+        }
     }
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, rewind: Arc<AtomicBool>, node_id: String) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        rewind: Arc<AtomicBool>,
+        node_id: String,
+        new_work: broadcast::Sender<WorkSignal>,
+    ) -> Self {
         Writer {
             conn,
             node_id,
             rewind,
+            new_work,
+            staged: HashSet::new(),
+            committed: HashSet::new(),
         }
     }
 
@@ -199,7 +247,7 @@ impl Writer {
     }
 
     /// Runs one request in the open transaction.
-    fn apply_one(&self, req: &Request, counts: &mut Counts) -> rusqlite::Result<Output> {
+    fn apply_one(&mut self, req: &Request, counts: &mut Counts) -> rusqlite::Result<Output> {
         Ok(match req {
             Request::Ingest(ev) => Output::Accepted(self.ingest(ev, counts)?),
             Request::Reject(rej) => {
@@ -282,6 +330,23 @@ impl Writer {
             Request::RevokeToken { id, tenant, now } => {
                 Output::Count(self.revoke_token(id, tenant.as_deref(), *now)?)
             }
+            Request::CreateRecovery(job) => Output::Bool(recovery::create(&self.conn, job)?),
+            Request::SaveRecovery(update) => Output::Count(recovery::save(&self.conn, update)?),
+            Request::CancelRecovery { id, now } => {
+                Output::Count(recovery::cancel(&self.conn, id, *now)?)
+            }
+            Request::Replay(batch) => Output::Replayed(recovery::replay(
+                &self.conn,
+                batch,
+                counts,
+                &mut self.staged,
+            )?),
+            Request::Requeue(req) => Output::Requeued(Box::new(recovery::requeue_page(
+                &self.conn,
+                req,
+                counts,
+                &mut self.staged,
+            )?)),
         })
     }
 
@@ -709,7 +774,7 @@ impl Writer {
         let lease_id = format!("{:032x}", rand::random::<u128>());
         let lease_until = now.plus(lease);
         let mut claimed = Vec::new();
-        let rows: Vec<(String, String, u32, String, String, String)> = self
+        let rows: Vec<ClaimedRow> = self
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
@@ -719,7 +784,7 @@ impl Writer {
                     WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
                       AND due_at <= ?3
                     ORDER BY due_at LIMIT ?5)
-                 RETURNING id, event_id, attempts, tenant, source, channel",
+                 RETURNING id, event_id, attempts, tenant, source, channel, origin",
             )?
             .query_map(
                 params![
@@ -730,32 +795,44 @@ impl Writer {
                     limit as i64,
                     self.node_id
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok(ClaimedRow {
+                        id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        attempts: r.get(2)?,
+                        tenant: r.get(3)?,
+                        source: r.get(4)?,
+                        channel: r.get(5)?,
+                        origin: r.get(6)?,
+                    })
+                },
             )?
             .collect::<rusqlite::Result<_>>()?;
         let mut event = self.conn.prepare_cached(
             "SELECT event_type, origin, occurred_at, received_at, body FROM events WHERE id = ?1",
         )?;
-        for (id, event_id, attempts, tenant, source, channel) in rows {
-            let (event_type, origin, occurred_at, received_at, body): (
+        for row in rows {
+            let (event_type, event_origin, occurred_at, received_at, body): (
                 String,
                 String,
                 Option<i64>,
                 i64,
                 Vec<u8>,
-            ) = event.query_row([&event_id], |r| {
+            ) = event.query_row([&row.event_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
+            // A delivery's own origin (a replay) wins over its event's.
+            let origin = row.origin.unwrap_or(event_origin);
             claimed.push(ClaimedDelivery {
-                id: parse_id(&id)?,
+                id: parse_id(&row.id)?,
                 lease_id: lease_id.clone(),
-                attempt: attempts + 1,
+                attempt: row.attempts + 1,
                 destination: destination.to_string(),
-                event_id: parse_id(&event_id)?,
-                tenant,
-                source,
+                event_id: parse_id(&row.event_id)?,
+                tenant: row.tenant,
+                source: row.source,
                 event_type,
-                channel,
+                channel: row.channel,
                 origin: Origin::parse(&origin).unwrap_or(Origin::Webhook),
                 occurred_at: occurred_at.map(Timestamp),
                 received_at: Timestamp(received_at),

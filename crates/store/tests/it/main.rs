@@ -15,4 +15,7 @@ mod model;
 mod notifications;
 mod queue;
 mod recovery;
+mod recovery_jobs;
+mod replay;
+mod requeue;
 mod tokens;
