@@ -6,12 +6,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// An RFC 7807 problem.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable URN naming the kind of problem, e.g. `urn:intake:problem:bad-signature`.
     #[serde(rename = "type")]
     pub type_: String,
     /// A short, stable summary.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// The HTTP status.
     pub status: u16,
@@ -19,6 +20,7 @@ pub struct Problem {
     pub detail: String,
     /// Seconds after which a retry may succeed (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub retry_after: Option<u64>,
 }
 
