@@ -33,8 +33,9 @@ pub struct RuleView {
     evaluated: bool,
     /// Its severity unless overridden.
     default_severity: Severity,
-    /// The rule's parameters (durations in seconds).
-    #[schema(value_type = Object)]
+    /// The rule's parameters (durations in seconds); `null` for the rules whose feature has
+    /// not landed (`evaluated: false`).
+    #[schema(value_type = Option<Object>)]
     defaults: Value,
     /// The configuration's `[[rules]]` for it (a tenant token sees the global ones and its own).
     #[schema(value_type = Vec<Object>)]
