@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-use super::openapi::{BadRequest, NotFound, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::{page_size, query, Scope};
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
+use super::{page_size, query, Resource, Scope};
 use crate::duties::book;
 use crate::duties::notify::decide::{alert_labels, silenced_by};
 use crate::duties::notify::{load_state, NOTIFIER_FAILING, WATCHDOG_NOTIFIER};

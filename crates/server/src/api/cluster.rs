@@ -9,9 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{Forbidden, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{Forbidden, Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::state::AppState;
 
 /// The cluster view's route.

@@ -17,9 +17,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{BadRequest, NotFound, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::{query, Scope, ScopeQuery};
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
+use super::{query, Resource, Scope, ScopeQuery};
 use crate::duties::book::FLOWS_STATE;
 use crate::state::AppState;
 

@@ -25,6 +25,8 @@ use axum::Router;
 use intake_core::signature::constant_time_eq;
 use serde::Deserialize;
 
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+
 use crate::state::AppState;
 use problem::Problem;
 
@@ -70,6 +72,34 @@ impl Scope {
             Scope::Operator => true,
             Scope::Tenant(t) => t == tenant,
         }
+    }
+}
+
+/// The routes of one resource, each registered together with its `#[utoipa::path]`
+/// documentation. It deliberately has no way to add a plain axum route: every admin route is
+/// in the document.
+pub(crate) struct Resource(OpenApiRouter<Arc<AppState>>);
+
+impl Resource {
+    /// No routes yet.
+    pub(crate) fn new() -> Self {
+        Resource(OpenApiRouter::default())
+    }
+
+    /// Adds the handlers of one path, given as `routes!(handler, …)`; each handler's method and
+    /// path come from its `#[utoipa::path]`.
+    pub(crate) fn route(self, handlers: UtoipaMethodRouter<Arc<AppState>>) -> Self {
+        Resource(self.0.routes(handlers))
+    }
+
+    /// Adds the routes of `other`.
+    pub(crate) fn merge(self, other: Resource) -> Self {
+        Resource(self.0.merge(other.0))
+    }
+
+    /// The routes and their documentation, for [`openapi::assemble`].
+    fn into_router(self) -> OpenApiRouter<Arc<AppState>> {
+        self.0
     }
 }
 

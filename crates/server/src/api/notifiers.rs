@@ -10,9 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{NotFound, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{NotFound, Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::duties::notify::{load_state, WATCHDOG_NOTIFIER};
 use crate::state::AppState;
 

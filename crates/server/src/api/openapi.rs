@@ -10,9 +10,11 @@
 //! being documented, nor documented without being served.
 //!
 //! **Adding a resource** (`recoveries`, `incidents`, …): its file under `api/` with
-//! `#[utoipa::path(...)]` on each handler (method, path relative to `/api/v1`, params, request
-//! body, responses — the problem responses by their [`ToResponse`] names below —, `security(("bearer"
-//! = []))`, a tag), a `routes()` returning a [`Resource`], and one line in [`resources`]. Its
+//! `#[utoipa::path(...)]` on each handler (method, path relative to `/api/v1`, an
+//! `operation_id`, params, request body, responses — the problem responses by the names
+//! [`problem`](super::problem) gives them, `(status = 404, response = NotFound)` —,
+//! `security(("bearer" = []))`, a tag), a `routes()` returning a [`Resource`], and one line in
+//! [`resources`]. Its
 //! heading in `docs/api.md` (`` ## `METHOD /api/v1/…` ``) is checked by
 //! `crates/intake/tests/it/openapi.rs`.
 
@@ -20,15 +22,15 @@ use std::sync::{Arc, LazyLock};
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToResponse};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::problem::Problem;
+use super::problem::{
+    BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized, Unavailable,
+};
+use super::Resource;
 use super::{
     alerts, cluster, events, flows, notifiers, queue, rejections, rules, silences, tokens,
 };
@@ -50,35 +52,13 @@ fn resources() -> Resource {
         .merge(tokens::routes())
 }
 
-/// The routes of one resource, each registered together with its `#[utoipa::path]`
-/// documentation. It deliberately has no way to add a plain axum route: every admin route is
-/// in the document.
-pub(crate) struct Resource(OpenApiRouter<Arc<AppState>>);
-
-impl Resource {
-    /// No routes yet.
-    pub(crate) fn new() -> Self {
-        Resource(OpenApiRouter::default())
-    }
-
-    /// Adds the handlers of one path, given as `routes!(handler, …)`; each handler's method and
-    /// path come from its `#[utoipa::path]`.
-    pub(crate) fn route(self, handlers: UtoipaMethodRouter<Arc<AppState>>) -> Self {
-        Resource(self.0.routes(handlers))
-    }
-
-    fn merge(self, other: Resource) -> Self {
-        Resource(self.0.merge(other.0))
-    }
-}
-
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
 /// of [`resources`], to which `protect` adds what the document does not describe (the bearer
 /// authentication layer and the 404 fallback, for the router; nothing, for the document).
 pub(crate) fn assemble(
     protect: impl FnOnce(OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<Arc<AppState>>,
 ) -> OpenApiRouter<Arc<AppState>> {
-    let api = protect(resources().0).routes(routes!(openapi_json));
+    let api = protect(resources().into_router()).routes(routes!(openapi_json));
     OpenApiRouter::default().nest("/api/v1", api)
 }
 
@@ -171,70 +151,5 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
-    }
-}
-
-/// A problem response: an RFC 7807 body, `application/problem+json`.
-fn problem_response(description: &str) -> ResponseBuilder {
-    ResponseBuilder::new().description(description).content(
-        "application/problem+json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    )
-}
-
-/// Declares a reusable problem response (`components.responses.<Name>`), named in the
-/// handlers' `responses(...)` as `(status = …, response = Name)`.
-macro_rules! problem_responses {
-    ($($(#[$doc:meta])* $name:ident => $description:literal;)*) => {$(
-        $(#[$doc])*
-        pub(crate) struct $name;
-
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<Response>) {
-                (stringify!($name), problem_response($description).build().into())
-            }
-        }
-    )*};
-}
-
-problem_responses! {
-    /// 400.
-    BadRequest => "The request is malformed: `invalid-parameter` (a query parameter is unknown \
-        or malformed; `detail` names it), `invalid-body`, or a refusal particular to the \
-        route (its `type` says which; see docs/api.md).";
-    /// 401.
-    Unauthorized => "`missing-token` or `bad-token`: no bearer token, or one that is not \
-        valid (unknown, revoked, expired).";
-    /// 403.
-    Forbidden => "The token may not do this (e.g. a tenant token where the operator's is \
-        needed).";
-    /// 404.
-    NotFound => "No such thing, or not visible to this token (a tenant token asking for \
-        another tenant's data gets 404, as if it did not exist).";
-    /// 409.
-    Conflict => "The request conflicts with the current state (e.g. `silence-already-ended`).";
-}
-
-/// 503: the store cannot answer; `Retry-After` says when to try again.
-pub(crate) struct Unavailable;
-
-impl<'s> ToResponse<'s> for Unavailable {
-    fn response() -> (&'s str, RefOr<Response>) {
-        let seconds = ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0));
-        let retry_after = HeaderBuilder::new()
-            .schema(seconds)
-            .description(Some("Seconds to wait before retrying."))
-            .build();
-        let response = problem_response(
-            "`store-unavailable`: the store cannot answer (for a minted `itk_…` token, it could \
-             not be checked). Retry after `Retry-After` seconds.",
-        )
-        .header("Retry-After", retry_after)
-        .build();
-        ("Unavailable", response.into())
     }
 }

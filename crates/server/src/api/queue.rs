@@ -14,9 +14,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{BadRequest, NotFound, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::{query, Scope, ScopeQuery};
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
+use super::{query, Resource, Scope, ScopeQuery};
 use crate::state::AppState;
 
 /// The queue's route.

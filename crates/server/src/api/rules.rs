@@ -13,9 +13,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::state::AppState;
 
 /// The rules' route.

@@ -33,11 +33,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-use super::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, Resource, Unauthorized, Unavailable,
+use super::problem::{
+    BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized, Unavailable,
 };
-use super::problem::Problem;
-use super::Scope;
+use super::{Resource, Scope};
 use crate::duties::notify::decide::{announcement_route, silence_info};
 use crate::duties::notify::send::outbox_items;
 use crate::duties::notify::{build_notifiers, link_builder, UNSILENCEABLE};

@@ -30,9 +30,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::openapi::{BadRequest, Forbidden, NotFound, Resource, Unauthorized, Unavailable};
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{BadRequest, Forbidden, NotFound, Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::state::AppState;
 
 /// The tokens' routes.
