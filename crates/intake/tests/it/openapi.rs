@@ -379,6 +379,13 @@ fn documented_response<'d>(doc: &'d Value, a: &Answer) -> Option<&'d Value> {
     }
 }
 
+/// One request of [`traffic`]: (method, documented path, concrete path), token, body.
+type Ask<'a> = (
+    (&'static str, &'static str, &'a str),
+    Option<&'a str>,
+    Option<Value>,
+);
+
 /// Real traffic through every operation, successes and problems alike.
 async fn traffic(server: &TestServer) -> Vec<Answer> {
     let body = kustomer::message_create("msg-openapi", "email");
@@ -425,7 +432,7 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
     );
     answers.push(created);
     let event_path = format!("/api/v1/events/{event}");
-    let asks: Vec<((&str, &str, &str), Option<&str>, Option<Value>)> = vec![
+    let asks: Vec<Ask> = vec![
         (("GET", "/api/v1/events", "/api/v1/events"), op, None),
         (
             ("GET", "/api/v1/events", "/api/v1/events?state=bogus"),
