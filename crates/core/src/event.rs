@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// How an event entered intake. Carried to the handler in `intake-origin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// Received from the system of record's webhook.

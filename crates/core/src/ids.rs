@@ -81,6 +81,20 @@ macro_rules! prefixed_id {
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        // The admin API's OpenAPI document describes the id as the string it is serialized as.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(concat!("The id of one ", $kind, ": `", $prefix, "` and a ULID.")))
+                    .pattern(Some(concat!("^", $prefix, "[0-9A-HJKMNP-TV-Z]{26}$")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

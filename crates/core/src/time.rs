@@ -119,6 +119,21 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+// The admin API's OpenAPI document describes an instant as the RFC 3339 text it is serialized as.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("An instant in RFC 3339, UTC, with milliseconds."))
+            .examples(["2026-11-28T10:00:00.000Z"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

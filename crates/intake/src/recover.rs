@@ -15,7 +15,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{self, Api, ApiArgs, Call};
 
 /// How often the job is read while it runs.
 const POLL: Duration = Duration::from_millis(400);
@@ -154,29 +154,44 @@ pub fn run(cmd: RecoverCommand) -> anyhow::Result<ExitCode> {
         RecoverCommand::Requeue(a) => job(a, "requeue"),
         RecoverCommand::List { source, state, api } => {
             let api = Api::new(api)?;
-            let mut path = "/api/v1/recoveries?limit=50".to_string();
-            if let Some(s) = source {
-                path.push_str(&format!("&source={s}"));
+            let mut query = vec![("limit", "50")];
+            if let Some(s) = &source {
+                query.push(("source", s));
             }
-            if let Some(s) = state {
-                path.push_str(&format!("&state={s}"));
+            if let Some(s) = &state {
+                query.push(("state", s));
             }
-            print!("{}", render_list(&api.get(&path)?));
+            let jobs = api.call(
+                &api::RECOVERIES,
+                Call {
+                    query: &query,
+                    ..Call::default()
+                },
+            )?;
+            print!("{}", render_list(&jobs));
             Ok(ExitCode::SUCCESS)
         }
         RecoverCommand::Show { id, json, api } => {
             let api = Api::new(api)?;
-            let job = api.get(&format!("/api/v1/recoveries/{id}"))?;
+            let job = api.call(
+                &api::RECOVERY,
+                Call {
+                    path: &[&id],
+                    ..Call::default()
+                },
+            )?;
             print_job(&job, json);
             Ok(exit_of(&job))
         }
         RecoverCommand::Cancel { id, api } => {
             let api = Api::new(api)?;
             let job = api
-                .send(
-                    reqwest::Method::POST,
-                    &format!("/api/v1/recoveries/{id}/cancel"),
-                    None,
+                .call(
+                    &api::RECOVERY_CANCEL,
+                    Call {
+                        path: &[&id],
+                        ..Call::default()
+                    },
                 )
                 .context("the job could not be cancelled")?;
             println!(
@@ -241,7 +256,13 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 /// Creates the job and follows it to its end, showing progress on stderr.
 fn start_and_watch(api: &Api, body: &Value, total: Option<u64>) -> anyhow::Result<Value> {
     let job = api
-        .send(reqwest::Method::POST, "/api/v1/recoveries", Some(body))
+        .call(
+            &api::RECOVERY_CREATE,
+            Call {
+                body: Some(body),
+                ..Call::default()
+            },
+        )
         .context("the recovery job was refused")?;
     let id = text(&job["id"]).to_string();
     let what = if body["dry_run"].as_bool() == Some(true) {
@@ -252,7 +273,13 @@ fn start_and_watch(api: &Api, body: &Value, total: Option<u64>) -> anyhow::Resul
     eprintln!("{} {what} {id} queued", text(&job["kind"]));
     let mut bar = Progress::new(total);
     loop {
-        let job = api.get(&format!("/api/v1/recoveries/{id}"))?;
+        let job = api.call(
+            &api::RECOVERY,
+            Call {
+                path: &[&id],
+                ..Call::default()
+            },
+        )?;
         bar.show(&job);
         if is_final(&job) {
             bar.finish();

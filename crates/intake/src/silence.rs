@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{self, Api, ApiArgs, Call};
 
 /// `intake silence …`
 #[derive(Debug, clap::Subcommand)]
@@ -84,8 +84,12 @@ pub fn run(cmd: SilenceCommand) -> anyhow::Result<ExitCode> {
                 body["ends_at"] = json!(u);
             }
             let api = Api::new(api)?;
+            let create = Call {
+                body: Some(&body),
+                ..Call::default()
+            };
             let s = api
-                .send(reqwest::Method::POST, "/api/v1/silences", Some(&body))
+                .call(&api::SILENCE_CREATE, create)
                 .context("the silence was refused")?;
             println!(
                 "created {} ({}) until {}; announced to: {}",
@@ -98,22 +102,22 @@ pub fn run(cmd: SilenceCommand) -> anyhow::Result<ExitCode> {
         }
         SilenceCommand::List { all, api } => {
             let api = Api::new(api)?;
-            let path = if all {
-                "/api/v1/silences?state=all"
-            } else {
-                "/api/v1/silences"
+            let query: &[(&str, &str)] = if all { &[("state", "all")] } else { &[] };
+            let list = Call {
+                query,
+                ..Call::default()
             };
-            print!("{}", render(&api.get(path)?));
+            print!("{}", render(&api.call(&api::SILENCES, list)?));
             Ok(ExitCode::SUCCESS)
         }
         SilenceCommand::Expire { id, api } => {
             let api = Api::new(api)?;
+            let expire = Call {
+                path: &[&id],
+                ..Call::default()
+            };
             let s = api
-                .send(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/silences/{id}"),
-                    None,
-                )
+                .call(&api::SILENCE_EXPIRE, expire)
                 .context("the silence could not be expired")?;
             println!(
                 "expired {} ({}); announced to: {}",

@@ -7,16 +7,20 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{self, Api, ApiArgs, Call};
 
 /// Prints the summary; exits non-zero when the server cannot be read.
 pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(args)?;
-    let flows = api.get("/api/v1/flows")?;
-    let queue = api.get("/api/v1/queue")?;
-    let alerts = api.get("/api/v1/alerts?limit=10")?;
+    let flows = api.call(&api::FLOWS, Call::default())?;
+    let queue = api.call(&api::QUEUE, Call::default())?;
+    let recent = Call {
+        query: &[("limit", "10")],
+        ..Call::default()
+    };
+    let alerts = api.call(&api::ALERTS, recent)?;
     print!("{}", render(&flows, &queue, &alerts));
-    let silences = api.get("/api/v1/silences")?;
+    let silences = api.call(&api::SILENCES, Call::default())?;
     print!("{}", crate::silence::render(&silences));
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{self, Api, ApiArgs, Call};
 
 /// `intake token …`
 #[derive(Debug, clap::Subcommand)]
@@ -74,8 +74,12 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 body["expires_at"] = json!(e);
             }
             let api = Api::new(api)?;
+            let create = Call {
+                body: Some(&body),
+                ..Call::default()
+            };
             let t = api
-                .send(reqwest::Method::POST, "/api/v1/tokens", Some(&body))
+                .call(&api::TOKEN_CREATE, create)
                 .context("the token was not created")?;
             eprintln!(
                 "created {} ({}); this is the only time the token is shown:",
@@ -87,17 +91,17 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::List { api } => {
             let api = Api::new(api)?;
-            print!("{}", render(&api.get("/api/v1/tokens")?));
+            print!("{}", render(&api.call(&api::TOKENS, Call::default())?));
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { id, api } => {
             let api = Api::new(api)?;
+            let revoke = Call {
+                path: &[&id],
+                ..Call::default()
+            };
             let t = api
-                .send(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/tokens/{id}"),
-                    None,
-                )
+                .call(&api::TOKEN_REVOKE, revoke)
                 .context("the token could not be revoked")?;
             println!(
                 "revoked {} ({}) at {}",

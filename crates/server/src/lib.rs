@@ -16,7 +16,7 @@
 //! | `error` | [`ServerError`], what `start` and shutdown can fail with. | nothing |
 //! | `hard_stop` | The listener whose connections the shutdown deadline cuts. | nothing |
 //! | `conn` | The HTTP server loop and its connection hygiene: caps overall and per IP (503 over them), the header deadline, the idle timeout. | `hard_stop`, `metrics` |
-//! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`), each exporting its `routes()`. | `state`, `duties` |
+//! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], the OpenAPI document and the list of resources it and the router are built from ([`api::openapi`]), then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`, `tokens`), each exporting its documented `routes()`. | `state`, `duties` |
 //! | [`ingest`] | The SOR-facing door, `POST /ingest/{source_id}`. | `state`, `metrics`, `api::problem` |
 //! | [`health`] | `/healthz` and `/readyz`. | `state`, `api::problem` |
 //! | [`metrics`] | Metric names (contract), the recorder, the registration of the metric handles, and the `/metrics` door. | `state`, `duties` |
@@ -27,7 +27,8 @@
 //! **The rules of the rooms.**
 //! * Doors only translate: HTTP in, calls on the store or on what [`duties`] exposes, JSON or
 //!   a [`Problem`](api::problem::Problem) out. A door starts no task and decides nothing a
-//!   duty decides; adding an endpoint means adding it to its resource's `routes()`.
+//!   duty decides; adding an admin endpoint means documenting its handler with
+//!   `#[utoipa::path]` and adding it to its resource's `routes()`.
 //! * Duties take the handles they use (store, clock, config, notifiers, metric handles), never
 //!   the whole `AppState`, and never import a door. Logic a door and a duty both need (the
 //!   stored alert book, the notification state) lives in [`duties`], outside HTTP, and returns

@@ -181,7 +181,7 @@ pub struct EventFilter {
 }
 
 /// An event in a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     /// Id.
     pub id: EventId,
@@ -216,7 +216,7 @@ pub struct EventSummary {
 }
 
 /// A delivery in a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliverySummary {
     /// Id.
     pub id: DeliveryId,
@@ -242,7 +242,7 @@ pub struct DeliverySummary {
 }
 
 /// One recorded attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     /// The delivery.
     pub delivery_id: DeliveryId,
@@ -261,12 +261,13 @@ pub struct AttemptRecord {
 }
 
 /// One event with everything about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     /// The event and its deliveries.
     #[serde(flatten)]
     pub summary: EventSummary,
-    /// Selected headers.
+    /// Selected headers, as `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     /// The raw body.
     #[serde(skip)]
@@ -405,7 +406,7 @@ pub struct CompactReport {
 }
 
 /// One alert transition, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertTransitionRecord {
     /// When it happened.
     pub at: Timestamp,

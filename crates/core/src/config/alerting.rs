@@ -26,7 +26,7 @@ pub const RULE_IDS: [&str; 12] = [
 ];
 
 /// The kind of a notifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifierKind {
     /// Slack incoming webhook.
@@ -110,7 +110,7 @@ pub fn is_loopback(url: &url::Url) -> bool {
 }
 
 /// How loud an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Pages someone.

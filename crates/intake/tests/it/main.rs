@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod migrate;
 mod notify;
+mod openapi;
 mod pipeline;
 mod recovery;
 mod retries;

@@ -9,21 +9,22 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use intake_core::Timestamp;
 use intake_store::{CounterQuery, Resolution};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::{query, Scope, ScopeQuery};
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
+use super::{query, Resource, Scope, ScopeQuery};
 use crate::duties::book::FLOWS_STATE;
 use crate::state::AppState;
 
 /// The flows' route.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/flows", get(flows))
+pub(crate) fn routes() -> Resource {
+    Resource::new().route(routes!(flows))
 }
 
 /// The metrics that count inbound events, by origin.
@@ -36,10 +37,13 @@ const REJECTED: [&str; 3] = [
 ];
 
 /// One channel of one source.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, ToSchema)]
 struct ChannelFlow {
+    /// The normalized channel.
     channel: String,
+    /// Events received in the last hour.
     last_hour: i64,
+    /// Events received in the last 24 hours.
     last_24h: i64,
     /// The start of the last minute that had an event, within the last 24 hours.
     last_event_minute: Option<Timestamp>,
@@ -48,29 +52,69 @@ struct ChannelFlow {
     /// What the monitor expected over its last evaluated hour, and from which baseline
     /// (absent while history is too short for a verdict).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     expected_last_hour: Option<f64>,
+    /// The baseline the monitor compared with (see docs/detectors.md).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<Object>)]
     baseline: Option<Value>,
 }
 
 /// One configured source's inbound flow.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 struct SourceFlow {
+    /// The tenant.
     tenant: String,
+    /// The source.
     source: String,
+    /// The source's kind (`kustomer`, `zendesk`, …).
+    #[schema(value_type = String)]
     kind: &'static str,
+    /// Events received in the last hour (webhook and backfill).
     last_hour: i64,
+    /// Events received in the last 24 hours.
     last_24h: i64,
+    /// Requests refused in the last hour (bad signature, unparseable, too large).
     rejected_last_hour: i64,
+    /// The start of the last minute that had an event, within the last 24 hours.
     last_event_minute: Option<Timestamp>,
+    /// Per normalized channel.
     channels: Vec<ChannelFlow>,
 }
 
+/// Every configured source's inbound flow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Flows {
+    /// When the counts were read.
+    as_of: Timestamp,
+    /// One entry per configured source, silent ones included.
+    data: Vec<SourceFlow>,
+}
+
+/// `GET /api/v1/flows`.
+#[utoipa::path(
+    get,
+    path = "/flows",
+    operation_id = "get_flows",
+    tag = "flows",
+    summary = "Inbound flows",
+    description = "What is coming in: one entry per configured source (a silent source is \
+        listed with zeros), per channel, with the last 60 minutes per minute.",
+    params(ScopeQuery),
+    responses(
+        (status = 200, description = "The flows.", body = Flows),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn flows(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     q: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Flows>, Problem> {
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
     let now = app.clock.now();
@@ -168,6 +212,8 @@ async fn flows(
             flow.channels.push(ch);
         }
     }
-    let data: Vec<SourceFlow> = out.into_values().collect();
-    Ok(Json(json!({ "as_of": now, "data": data })))
+    Ok(Json(Flows {
+        as_of: now,
+        data: out.into_values().collect(),
+    }))
 }

@@ -5,8 +5,9 @@
 //! **Rule of this room:** a handler only translates: HTTP in (path, query, body, token scope),
 //! calls on the store or on what [`crate::duties`] exposes, JSON or a problem out. It may
 //! import `state` and `duties`, never `runtime` nor another door; it starts no task and
-//! decides nothing a duty decides. Adding an endpoint means adding it to its resource's
-//! `routes()` (or a new resource file merged in `routes`).
+//! decides nothing a duty decides. Adding an endpoint means documenting its handler with
+//! `#[utoipa::path]` and adding it to its resource's `routes()` (or a new resource file listed
+//! in [`openapi`]'s `resources()`): the router and the OpenAPI document come from that one list.
 //!
 //! Tokens are either the operator's (`admin.token`, sees everything) or a tenant's
 //! (`tenants[].api_token`, sees only that tenant), or minted ones (`intake token create`,
@@ -24,6 +25,8 @@ use axum::Router;
 use intake_core::signature::constant_time_eq;
 use serde::Deserialize;
 
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+
 use crate::state::AppState;
 use problem::Problem;
 
@@ -32,6 +35,7 @@ mod cluster;
 mod events;
 mod flows;
 mod notifiers;
+pub mod openapi;
 pub mod problem;
 mod queue;
 mod recoveries;
@@ -72,23 +76,43 @@ impl Scope {
     }
 }
 
-/// The admin API: every resource's routes under `/api/v1`, behind the bearer token.
+/// The routes of one resource, each registered together with its `#[utoipa::path]`
+/// documentation. It deliberately has no way to add a plain axum route: every admin route is
+/// in the document.
+pub(crate) struct Resource(OpenApiRouter<Arc<AppState>>);
+
+impl Resource {
+    /// No routes yet.
+    pub(crate) fn new() -> Self {
+        Resource(OpenApiRouter::default())
+    }
+
+    /// Adds the handlers of one path, given as `routes!(handler, …)`; each handler's method and
+    /// path come from its `#[utoipa::path]`.
+    pub(crate) fn route(self, handlers: UtoipaMethodRouter<Arc<AppState>>) -> Self {
+        Resource(self.0.routes(handlers))
+    }
+
+    /// Adds the routes of `other`.
+    pub(crate) fn merge(self, other: Resource) -> Self {
+        Resource(self.0.merge(other.0))
+    }
+
+    /// The routes and their documentation, for [`openapi::assemble`].
+    fn into_router(self) -> OpenApiRouter<Arc<AppState>> {
+        self.0
+    }
+}
+
+/// The admin API: every resource's routes under `/api/v1`, behind the bearer token, and the
+/// OpenAPI document, open (it describes the API, not this server's data).
 pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    let api = Router::new()
-        .merge(events::routes())
-        .merge(rejections::routes())
-        .merge(flows::routes())
-        .merge(queue::routes())
-        .merge(alerts::routes())
-        .merge(rules::routes())
-        .merge(silences::routes())
-        .merge(notifiers::routes())
-        .merge(cluster::routes())
-        .merge(tokens::routes())
-        .merge(recoveries::routes())
-        .fallback(api_not_found)
-        .layer(middleware::from_fn_with_state(state, authenticate));
-    Router::new().nest("/api/v1", api)
+    let (router, _document) = openapi::assemble(|api| {
+        api.fallback(api_not_found)
+            .layer(middleware::from_fn_with_state(state, authenticate))
+    })
+    .split_for_parts();
+    router
 }
 
 async fn api_not_found(req: Request) -> Problem {
@@ -187,9 +211,12 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem
 }
 
 /// `GET /api/v1/flows` and `/queue` query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ScopeQuery {
+    /// Only this tenant (a tenant token: its own; another one is 404).
     tenant: Option<String>,
+    /// Only this source.
     source: Option<String>,
 }

@@ -3,26 +3,86 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
-use serde_json::{json, Value};
+use axum::{Extension, Json};
+use intake_core::config::{NotifierKind, Severity};
+use intake_core::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{NotFound, Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::duties::notify::{load_state, WATCHDOG_NOTIFIER};
 use crate::state::AppState;
 
 /// The notifiers' route.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/notifiers", get(notifiers))
+pub(crate) fn routes() -> Resource {
+    Resource::new().route(routes!(notifiers))
+}
+
+/// One configured notifier and its outbox; never its URL or key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotifierView {
+    /// The `[[notifiers]]` id.
+    id: String,
+    /// Its kind.
+    kind: NotifierKind,
+    /// The severities it takes (all when empty).
+    severities: Vec<Severity>,
+    /// Notifications not yet sent.
+    undelivered: u64,
+    /// When the oldest of them was made.
+    oldest_undelivered: Option<Timestamp>,
+    /// Failed attempts of the oldest waiting one.
+    failed_attempts: u32,
+    /// The last error.
+    last_error: Option<String>,
+    /// When it last sent one.
+    last_sent_at: Option<Timestamp>,
+    /// Whether `notifier_failing` fires for it.
+    failing: bool,
+}
+
+/// The watchdog heartbeat's health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchdogHealth {
+    /// Whether `monitor.watchdog_url` is set.
+    configured: bool,
+    /// Whether its pings fail.
+    failing: bool,
+}
+
+/// The configured notifiers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notifiers {
+    /// The notifiers.
+    data: Vec<NotifierView>,
+    /// The watchdog.
+    watchdog: WatchdogHealth,
 }
 
 /// `GET /api/v1/notifiers`: each configured notifier (kind, severities; never its URL or
 /// key), its outbox and whether `notifier_failing` fires for it. Operator tokens only.
+#[utoipa::path(
+    get,
+    path = "/notifiers",
+    operation_id = "list_notifiers",
+    tag = "notifiers",
+    summary = "Notifiers",
+    description = "Each configured notifier with its outbox, and the watchdog. Operator token \
+        only (a tenant token gets 404).",
+    responses(
+        (status = 200, description = "The notifiers.", body = Notifiers),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn notifiers(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Notifiers>, Problem> {
     if scope != Scope::Operator {
         return Err(Problem::not_found(
             "no-such-route",
@@ -31,30 +91,30 @@ async fn notifiers(
     }
     let health = app.store.notifier_health().await?;
     let notify = load_state(&*app.store).await?;
-    let data: Vec<Value> = app
+    let data = app
         .config
         .notifiers
         .iter()
         .map(|n| {
             let h = health.iter().find(|h| h.notifier == n.id);
-            json!({
-                "id": n.id,
-                "kind": n.kind,
-                "severities": n.severities,
-                "undelivered": h.map_or(0, |h| h.undelivered),
-                "oldest_undelivered": h.and_then(|h| h.oldest_undelivered),
-                "failed_attempts": h.map_or(0, |h| h.failed_attempts),
-                "last_error": h.and_then(|h| h.last_error.clone()),
-                "last_sent_at": h.and_then(|h| h.last_sent_at),
-                "failing": notify.notifier_alerts.contains_key(&n.id),
-            })
+            NotifierView {
+                id: n.id.clone(),
+                kind: n.kind,
+                severities: n.severities.clone(),
+                undelivered: h.map_or(0, |h| h.undelivered),
+                oldest_undelivered: h.and_then(|h| h.oldest_undelivered),
+                failed_attempts: h.map_or(0, |h| h.failed_attempts),
+                last_error: h.and_then(|h| h.last_error.clone()),
+                last_sent_at: h.and_then(|h| h.last_sent_at),
+                failing: notify.notifier_alerts.contains_key(&n.id),
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "data": data,
-        "watchdog": {
-            "configured": app.config.monitor.watchdog_url.is_some(),
-            "failing": notify.notifier_alerts.contains_key(WATCHDOG_NOTIFIER),
+    Ok(Json(Notifiers {
+        data,
+        watchdog: WatchdogHealth {
+            configured: app.config.monitor.watchdog_url.is_some(),
+            failing: notify.notifier_alerts.contains_key(WATCHDOG_NOTIFIER),
         },
-    })))
+    }))
 }

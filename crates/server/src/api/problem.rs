@@ -4,14 +4,19 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::ToResponse;
 
 /// An RFC 7807 problem.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable URN naming the kind of problem, e.g. `urn:intake:problem:bad-signature`.
     #[serde(rename = "type")]
     pub type_: String,
     /// A short, stable summary.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// The HTTP status.
     pub status: u16,
@@ -19,6 +24,7 @@ pub struct Problem {
     pub detail: String,
     /// Seconds after which a retry may succeed (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub retry_after: Option<u64>,
 }
 
@@ -115,5 +121,73 @@ impl From<intake_store::StoreError> for Problem {
             }
             other => Problem::internal(other.to_string()),
         }
+    }
+}
+
+// How problems appear in the OpenAPI document (`api::openapi`): one shared response per
+// status, named in the handlers' `#[utoipa::path]` as `(status = 404, response = NotFound)`.
+
+/// A problem response: an RFC 7807 body, `application/problem+json`.
+fn problem_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+/// Declares a reusable problem response (`components.responses.<Name>`), named in the
+/// handlers' `responses(...)` as `(status = …, response = Name)`.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident => $description:literal;)*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
+                (stringify!($name), problem_response($description).build().into())
+            }
+        }
+    )*};
+}
+
+problem_responses! {
+    /// 400.
+    BadRequest => "The request is malformed: `invalid-parameter` (a query parameter is unknown \
+        or malformed; `detail` names it), `invalid-body`, or a refusal particular to the \
+        route (its `type` says which; see docs/api.md).";
+    /// 401.
+    Unauthorized => "`missing-token` or `bad-token`: no bearer token, or one that is not \
+        valid (unknown, revoked, expired).";
+    /// 403.
+    Forbidden => "The token may not do this (e.g. a tenant token where the operator's is \
+        needed).";
+    /// 404.
+    NotFound => "No such thing, or not visible to this token (a tenant token asking for \
+        another tenant's data gets 404, as if it did not exist).";
+    /// 409.
+    Conflict => "The request conflicts with the current state (e.g. `silence-already-ended`).";
+}
+
+/// 503: the store cannot answer; `Retry-After` says when to try again.
+pub(crate) struct Unavailable;
+
+impl<'s> ToResponse<'s> for Unavailable {
+    fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
+        let seconds = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0));
+        let retry_after = HeaderBuilder::new()
+            .schema(seconds)
+            .description(Some("Seconds to wait before retrying."))
+            .build();
+        let response = problem_response(
+            "`store-unavailable`: the store cannot answer (for a minted `itk_…` token, it could \
+             not be checked). Retry after `Retry-After` seconds.",
+        )
+        .header("Retry-After", retry_after)
+        .build();
+        ("Unavailable", response.into())
     }
 }

@@ -8,39 +8,75 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use intake_core::Timestamp;
 use serde::Serialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::{query, Scope, ScopeQuery};
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
+use super::{query, Resource, Scope, ScopeQuery};
 use crate::state::AppState;
 
 /// The queue's route.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/queue", get(queue))
+pub(crate) fn routes() -> Resource {
+    Resource::new().route(routes!(queue))
 }
 
 /// One (tenant, source, destination) queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 struct QueueEntry {
+    /// The tenant.
     tenant: String,
+    /// The source.
     source: String,
+    /// The destination.
     destination: String,
+    /// Deliveries not yet final: pending, retrying or in flight.
     pending: u64,
+    /// Of those, in flight now.
     in_flight: u64,
+    /// Dead deliveries.
     dead: u64,
+    /// When the oldest non-final delivery was created.
     oldest_pending_at: Option<Timestamp>,
+    /// Its age in seconds (0 when nothing is pending).
     oldest_pending_seconds: u64,
 }
 
+/// What is waiting to go out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queue {
+    /// When the queue was read.
+    as_of: Timestamp,
+    /// One entry per (tenant, source, destination), configured idle pairs included.
+    data: Vec<QueueEntry>,
+}
+
+/// `GET /api/v1/queue`.
+#[utoipa::path(
+    get,
+    path = "/queue",
+    operation_id = "get_queue",
+    tag = "queue",
+    summary = "Outbound queue",
+    description = "What is waiting to go out, per (tenant, source, destination); an idle \
+        configured pair is listed with zeros.",
+    params(ScopeQuery),
+    responses(
+        (status = 200, description = "The queue.", body = Queue),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn queue(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     q: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Queue>, Problem> {
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
     let now = app.clock.now();
@@ -87,5 +123,5 @@ async fn queue(
         .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.tenant))
         .filter(|e| q.source.as_ref().is_none_or(|s| *s == e.source))
         .collect();
-    Ok(Json(json!({ "as_of": now, "data": data })))
+    Ok(Json(Queue { as_of: now, data }))
 }

@@ -13,24 +13,31 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use intake_store::{RecoveryFilter, RecoveryJob, RecoveryState};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::{page_size, query, Scope};
+use super::problem::{BadRequest, Conflict, NotFound, Problem, Unauthorized, Unavailable};
+use super::{page_size, query, Resource, Scope};
 use crate::duties::recovery::params::{self, JobRequest, Refusal};
 use crate::duties::recovery::{new_id, new_job};
 use crate::state::AppState;
 
 /// The recovery jobs' routes.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/recoveries", get(list).post(create))
-        .route("/recoveries/{id}", get(show))
-        .route("/recoveries/{id}/cancel", post(cancel))
+pub(crate) fn routes() -> Resource {
+    Resource::new()
+        .route(routes!(list, create))
+        .route(routes!(show))
+        .route(routes!(cancel))
+}
+
+/// A list of recovery jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recoveries {
+    /// Newest first.
+    pub data: Vec<RecoveryJob>,
 }
 
 impl From<Refusal> for Problem {
@@ -51,6 +58,25 @@ fn author(scope: &Scope) -> String {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/recoveries",
+    operation_id = "create_recovery",
+    tag = "recoveries",
+    summary = "Start a recovery job",
+    description = "Queues a backfill, replay or requeue job for one source and window; the \
+        recovery duty runs it. `dry_run` reports what it would do and changes nothing. A tenant \
+        token starts jobs of its own tenant's sources only (another's source is 404).",
+    request_body = JobRequest,
+    responses(
+        (status = 201, description = "The job, `queued`; `Location` names it.", body = RecoveryJob),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
@@ -79,20 +105,42 @@ async fn create(
 }
 
 /// `GET /api/v1/recoveries` query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this tenant's jobs (a tenant token sees only its own).
     tenant: Option<String>,
+    /// Only this source's jobs.
     source: Option<String>,
+    /// Only jobs in this state: queued, running, succeeded, failed, cancelled.
     state: Option<String>,
+    /// At most this many (1–1000, default 100).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/recoveries",
+    operation_id = "list_recoveries",
+    tag = "recoveries",
+    summary = "List recovery jobs",
+    description = "The jobs visible to the token, newest first, with their progress and report.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs.", body = Recoveries),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<Recoveries>, Problem> {
     let q = query(q)?;
     let states = match q.state.as_deref() {
         None => Vec::new(),
@@ -114,7 +162,7 @@ async fn list(
             limit: page_size(q.limit)?,
         })
         .await?;
-    Ok(Json(json!({ "data": jobs })))
+    Ok(Json(Recoveries { data: jobs }))
 }
 
 /// The job `id` if this token may see it.
@@ -128,6 +176,23 @@ async fn visible(app: &AppState, scope: &Scope, id: &str) -> Result<RecoveryJob,
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/recoveries/{id}",
+    operation_id = "get_recovery",
+    tag = "recoveries",
+    summary = "Get a recovery job",
+    description = "The job with its parameters, progress and report (counts by channel, event \
+        type and object; the first items; the system of record's requests).",
+    params(("id" = String, Path, description = "The job id (`rec_…`).")),
+    responses(
+        (status = 200, description = "The job.", body = RecoveryJob),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn show(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
@@ -136,6 +201,24 @@ async fn show(
     Ok(Json(visible(&app, &scope, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/recoveries/{id}/cancel",
+    operation_id = "cancel_recovery",
+    tag = "recoveries",
+    summary = "Cancel a recovery job",
+    description = "A queued job ends at once; a running job stops at its next page (what it did \
+        stays done). A job that already ended is 409 `recovery-finished`.",
+    params(("id" = String, Path, description = "The job id (`rec_…`).")),
+    responses(
+        (status = 200, description = "The job, `cancelled` or with `cancel_requested`.", body = RecoveryJob),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn cancel(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,

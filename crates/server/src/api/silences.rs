@@ -24,27 +24,29 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use intake_core::config::{Config, RULE_IDS};
 use intake_core::{SilenceId, Timestamp};
 use intake_notify::{Notice, SilenceStatus};
 use intake_store::{Silence, SilenceExpiry};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{
+    BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized, Unavailable,
+};
+use super::{Resource, Scope};
 use crate::duties::notify::decide::{announcement_route, silence_info};
 use crate::duties::notify::send::outbox_items;
 use crate::duties::notify::{build_notifiers, link_builder, UNSILENCEABLE};
 use crate::state::AppState;
 
 /// The silences' routes.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/silences", get(list).post(create))
-        .route("/silences/{id}", axum::routing::delete(expire))
+pub(crate) fn routes() -> Resource {
+    Resource::new()
+        .route(routes!(list, create))
+        .route(routes!(expire))
 }
 
 /// The labels a silence may match.
@@ -56,24 +58,70 @@ const WHY_SCOPED: &str = "a silence must name at least a `rule`, a `tenant` or a
     an outage went unnoticed. Narrow it, e.g. --match tenant=maelys or --match rule=inbound_drop";
 
 /// The body of `POST /api/v1/silences`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRequest {
-    /// Label → exact value.
+    /// Label → exact value; labels `rule`, `tenant`, `source`, `channel`, `destination`, at
+    /// least one of `rule`, `tenant`, `source`.
     #[serde(default)]
     pub matchers: BTreeMap<String, String>,
-    /// When it ends (RFC 3339).
+    /// When it ends (RFC 3339); or give `for`.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
-    /// Or how long it lasts (`"2h"`).
+    /// How long it lasts (`"2h"`), at most `monitor.max_silence`; or give `ends_at`.
     #[serde(default, rename = "for")]
     pub for_: Option<String>,
-    /// Who creates it.
+    /// Who creates it (required; alias `author`).
     #[serde(default, alias = "author")]
     pub created_by: Option<String>,
-    /// Why.
+    /// Why (required).
     #[serde(default)]
     pub comment: Option<String>,
+}
+
+/// Where a silence is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SilenceState {
+    /// It mutes now.
+    Active,
+    /// It starts later.
+    Pending,
+    /// It has ended.
+    Expired,
+}
+
+/// A silence as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceView {
+    /// `sil_…`
+    pub id: String,
+    /// Label → exact value.
+    pub matchers: BTreeMap<String, String>,
+    /// When it starts muting.
+    pub starts_at: Timestamp,
+    /// When it ends.
+    pub ends_at: Timestamp,
+    /// Who made it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Where it is in its life.
+    pub state: SilenceState,
+    /// The notifiers its announcement was queued for (on creation and expiry only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub announced_to: Option<Vec<String>>,
+}
+
+/// Silences, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Silences {
+    /// The silences.
+    pub data: Vec<SilenceView>,
 }
 
 fn bad(slug: &str, detail: impl Into<String>) -> Problem {
@@ -320,17 +368,25 @@ fn expiry(
 }
 
 /// A silence as the API shows it.
-pub(crate) fn silence_json(s: &Silence, now: Timestamp) -> Value {
-    json!({
-        "id": s.id,
-        "matchers": s.matchers,
-        "starts_at": s.starts_at,
-        "ends_at": s.ends_at,
-        "created_by": s.created_by,
-        "comment": s.comment,
-        "created_at": s.created_at,
-        "state": if s.is_active(now) { "active" } else if now < s.starts_at { "pending" } else { "expired" },
-    })
+pub(crate) fn silence_view(s: &Silence, now: Timestamp) -> SilenceView {
+    let state = if s.is_active(now) {
+        SilenceState::Active
+    } else if now < s.starts_at {
+        SilenceState::Pending
+    } else {
+        SilenceState::Expired
+    };
+    SilenceView {
+        id: s.id.clone(),
+        matchers: s.matchers.clone(),
+        starts_at: s.starts_at,
+        ends_at: s.ends_at,
+        created_by: s.created_by.clone(),
+        comment: s.comment.clone(),
+        created_at: s.created_at,
+        state,
+        announced_to: None,
+    }
 }
 
 /// Whether a tenant token sees this silence: it names the tenant, or one of its sources.
@@ -363,11 +419,31 @@ fn announce(
     (route, outbox)
 }
 
+/// `POST /api/v1/silences`.
+#[utoipa::path(
+    post,
+    path = "/silences",
+    operation_id = "create_silence",
+    tag = "silences",
+    summary = "Create a silence",
+    description = "Mutes the notifications of matching alerts until it ends, and announces it. \
+        Refusals are `silence-…` problems (docs/api.md lists them); a tenant token may only \
+        silence its own tenant (403 `silence-outside-tenant`).",
+    request_body = SilenceRequest,
+    responses(
+        (status = 201, description = "The silence, with `announced_to`.", body = SilenceView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<SilenceView>), Problem> {
     let req: SilenceRequest = serde_json::from_slice(&body).map_err(|e| {
         bad(
             "invalid-body",
@@ -384,24 +460,43 @@ async fn create(
         silence = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at,
         matchers = ?silence.matchers, "silence created: {}", silence.comment
     );
-    let mut body = silence_json(&silence, now);
-    body["announced_to"] = json!(route);
+    let mut body = silence_view(&silence, now);
+    body.announced_to = Some(route);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// `GET /api/v1/silences` query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SilenceQuery {
     /// `active` (default: active and not yet started), `expired` (ended within a week), `all`.
+    #[param(value_type = Option<String>, pattern = "^(active|expired|all)$")]
     state: Option<String>,
 }
 
+/// `GET /api/v1/silences`.
+#[utoipa::path(
+    get,
+    path = "/silences",
+    operation_id = "list_silences",
+    tag = "silences",
+    summary = "List silences",
+    description = "Silences visible to the token, newest first.",
+    params(SilenceQuery),
+    responses(
+        (status = 200, description = "The silences.", body = Silences),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     query: Result<Query<SilenceQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Silences>, Problem> {
     let Query(q) = query.map_err(|e| bad("invalid-parameter", e.body_text()))?;
     let now = app.clock.now();
     let state = q.state.as_deref().unwrap_or("active");
@@ -415,23 +510,41 @@ async fn list(
             ))
         }
     };
-    let data: Vec<Value> = app
+    let data = app
         .store
         .list_silences(since)
         .await?
         .iter()
         .filter(|s| visible(s, &scope, &app.config))
         .filter(|s| state != "expired" || s.ends_at <= now)
-        .map(|s| silence_json(s, now))
+        .map(|s| silence_view(s, now))
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(Silences { data }))
 }
 
+/// `DELETE /api/v1/silences/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/silences/{id}",
+    operation_id = "expire_silence",
+    tag = "silences",
+    summary = "Expire a silence",
+    description = "Ends the silence now and announces it.",
+    params(("id" = String, Path, description = "The silence id (`sil_…`).")),
+    responses(
+        (status = 200, description = "The silence, `expired`, with `announced_to`.", body = SilenceView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn expire(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<SilenceView>, Problem> {
     let now = app.clock.now();
     let not_found = || Problem::not_found("no-such-silence", format!("no silence `{id}`"));
     let existing = app
@@ -455,8 +568,8 @@ async fn expire(
         )),
         SilenceExpiry::Expired(s) => {
             tracing::warn!(silence = %s.id, "silence expired by hand");
-            let mut body = silence_json(&s, now);
-            body["announced_to"] = json!(route);
+            let mut body = silence_view(&s, now);
+            body.announced_to = Some(route);
             Ok(Json(body))
         }
     }

@@ -22,40 +22,42 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use intake_core::config::Config;
 use intake_core::{token, Timestamp, TokenId};
 use intake_store::ApiToken;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-use super::problem::Problem;
-use super::Scope;
+use super::problem::{BadRequest, Forbidden, NotFound, Problem, Unauthorized, Unavailable};
+use super::{Resource, Scope};
 use crate::state::AppState;
 
 /// The tokens' routes.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/tokens", get(list).post(create))
-        .route("/tokens/{id}", axum::routing::delete(revoke))
+pub(crate) fn routes() -> Resource {
+    Resource::new()
+        .route(routes!(list, create))
+        .route(routes!(revoke))
 }
 
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// `operator` or `tenant`.
+    /// `operator` or `tenant` (required).
     #[serde(default)]
+    #[schema(pattern = "^(operator|tenant)$")]
     pub scope: Option<String>,
     /// The tenant of a `tenant` token.
     #[serde(default)]
     pub tenant: Option<String>,
-    /// What the token is for.
+    /// What the token is for (required; alias `comment`).
     #[serde(default, alias = "comment")]
     pub name: Option<String>,
-    /// When it stops working (RFC 3339).
+    /// When it stops working (RFC 3339); or give `expires_in`, or neither.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Or how long it works (`"90d"`).
     #[serde(default)]
@@ -170,33 +172,114 @@ fn expiry(
     Ok(Some(t))
 }
 
-/// A token as the API shows it: never its text nor its hash.
-pub fn token_json(t: &ApiToken, now: Timestamp) -> Value {
-    let state = if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.is_valid(now) {
-        "active"
-    } else {
-        "expired"
-    };
-    json!({
-        "id": t.id,
-        "scope": if t.tenant.is_some() { "tenant" } else { "operator" },
-        "tenant": t.tenant,
-        "name": t.name,
-        "created_by": t.created_by,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-        "revoked_at": t.revoked_at,
-        "state": state,
-    })
+/// Whom a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Everything.
+    Operator,
+    /// One tenant (`tenant`).
+    Tenant,
 }
 
+/// Whether a token works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    /// It works.
+    Active,
+    /// Its expiry has passed.
+    Expired,
+    /// It was revoked.
+    Revoked,
+}
+
+/// A token as the API shows it: never its hash, and its text only in the creation answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// `tok_…`: names the token; not a secret.
+    pub id: String,
+    /// Whom it speaks for.
+    pub scope: TokenScope,
+    /// Its tenant, for a `tenant` token.
+    pub tenant: Option<String>,
+    /// What it is for.
+    pub name: String,
+    /// Who made it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Whether it works.
+    pub state: TokenState,
+    /// The token itself (`itk_…`): in the creation answer, and nowhere else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub token: Option<String>,
+}
+
+/// Tokens, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tokens {
+    /// The tokens (at most 1000), revoked and expired ones included.
+    pub data: Vec<TokenView>,
+}
+
+/// A token as the API shows it: never its text nor its hash.
+pub fn token_view(t: &ApiToken, now: Timestamp) -> TokenView {
+    let state = if t.revoked_at.is_some() {
+        TokenState::Revoked
+    } else if t.is_valid(now) {
+        TokenState::Active
+    } else {
+        TokenState::Expired
+    };
+    TokenView {
+        id: t.id.clone(),
+        scope: if t.tenant.is_some() {
+            TokenScope::Tenant
+        } else {
+            TokenScope::Operator
+        },
+        tenant: t.tenant.clone(),
+        name: t.name.clone(),
+        created_by: t.created_by.clone(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+        state,
+        token: None,
+    }
+}
+
+/// `POST /api/v1/tokens`.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    summary = "Create a token",
+    description = "Operator token only. Answers the token's record with `token`, its text, \
+        shown this once; only its SHA-256 is stored.",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "The token, with `token`.", body = TokenView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<TokenView>), Problem> {
     let req: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
         bad(
             "invalid-body",
@@ -214,35 +297,68 @@ async fn create(
         token = %record.id, tenant = record.tenant.as_deref().unwrap_or("-"),
         name = %record.name, "API token created"
     );
-    let mut body = token_json(&record, now);
-    body["token"] = json!(secret);
+    let mut body = token_view(&record, now);
+    body.token = Some(secret);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// `GET /api/v1/tokens`.
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    summary = "List tokens",
+    description = "Tokens visible to the caller, newest first, without their text: every \
+        token for an operator, its tenant's for a tenant token.",
+    responses(
+        (status = 200, description = "The tokens.", body = Tokens),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Tokens>, Problem> {
     let now = app.clock.now();
     let tenant = match &scope {
         Scope::Operator => None,
         Scope::Tenant(t) => Some(t.clone()),
     };
-    let data: Vec<Value> = app
+    let data = app
         .store
         .list_tokens(tenant)
         .await?
         .iter()
-        .map(|t| token_json(t, now))
+        .map(|t| token_view(t, now))
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(Tokens { data }))
 }
 
+/// `DELETE /api/v1/tokens/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    summary = "Revoke a token",
+    description = "Revokes the token now, on every node. Revoking it again changes nothing.",
+    params(("id" = String, Path, description = "The token's id (`tok_…`), not the token.")),
+    responses(
+        (status = 200, description = "The token, `revoked`.", body = TokenView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 async fn revoke(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TokenView>, Problem> {
     let now = app.clock.now();
     let tenant = match &scope {
         Scope::Operator => None,
@@ -255,7 +371,7 @@ async fn revoke(
         )),
         Some(t) => {
             tracing::warn!(token = %t.id, name = %t.name, "API token revoked");
-            Ok(Json(token_json(&t, now)))
+            Ok(Json(token_view(&t, now)))
         }
     }
 }
@@ -411,12 +527,15 @@ id = "maelys"
             t.expires_at,
             Some(now.plus(std::time::Duration::from_secs(3600)))
         );
-        let shown = token_json(&t, now).to_string();
+        let shown = serde_json::to_string(&token_view(&t, now)).unwrap();
         assert!(
             !shown.contains(&secret) && !shown.contains(&t.hash),
             "{shown}"
         );
-        assert_eq!(token_json(&t, now)["state"], "active");
-        assert_eq!(token_json(&t, t.expires_at.unwrap())["state"], "expired");
+        assert_eq!(token_view(&t, now).state, TokenState::Active);
+        assert_eq!(
+            token_view(&t, t.expires_at.unwrap()).state,
+            TokenState::Expired
+        );
     }
 }

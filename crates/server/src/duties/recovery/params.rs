@@ -24,7 +24,7 @@ pub const DEFAULT_SAMPLE: usize = 20;
 pub const MAX_SAMPLE: usize = 1000;
 
 /// The body of `POST /api/v1/recoveries`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// `backfill`, `replay` or `requeue`.
