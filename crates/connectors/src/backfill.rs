@@ -110,6 +110,10 @@ pub trait Backfill: Send + Sync {
     /// Reads the page at `cursor` (the first page when `None`) of the objects created or updated
     /// in `window`.
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError>;
+
+    /// What the client has sent so far: requests, `429`s, retries (for a job's progress and
+    /// its report of the SOR requests a recovery needs).
+    fn stats(&self) -> ApiStats;
 }
 
 /// How many times one request waits out a `429` before giving up.
@@ -124,7 +128,7 @@ const MAX_HEADER_WAIT: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_PER_MINUTE: u32 = 60;
 
 /// What the client has done so far (for progress reports and tests).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiStats {
     /// Requests sent, including retried ones.
     pub requests: u64,
@@ -132,6 +136,17 @@ pub struct ApiStats {
     pub throttled: u64,
     /// Retries after transport errors or `5xx`.
     pub retried: u64,
+}
+
+impl ApiStats {
+    /// The sum of two clients' statistics (a connector with two budgets, like Zendesk's).
+    pub fn plus(self, other: ApiStats) -> ApiStats {
+        ApiStats {
+            requests: self.requests + other.requests,
+            throttled: self.throttled + other.throttled,
+            retried: self.retried + other.retried,
+        }
+    }
 }
 
 /// A response, read whole.

@@ -114,6 +114,10 @@ prefixed_id!(
     /// The id of one stored API token (not the token itself).
     TokenId, "tok_", "token"
 );
+prefixed_id!(
+    /// The id of one recovery job (backfill, replay, requeue).
+    RecoveryId, "rec_", "recovery job"
+);
 
 #[cfg(test)]
 mod tests {

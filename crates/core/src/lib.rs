@@ -19,5 +19,5 @@ pub mod time;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId, SilenceId, TokenId};
+pub use ids::{DeliveryId, EventId, RecoveryId, SilenceId, TokenId};
 pub use time::Timestamp;

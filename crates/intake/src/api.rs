@@ -76,6 +76,14 @@ endpoints! {
     TOKEN_CREATE = Post "/api/v1/tokens" [];
     /// `intake token revoke ID`.
     TOKEN_REVOKE = Delete "/api/v1/tokens/{id}" [];
+    /// `intake recover list`.
+    RECOVERIES = Get "/api/v1/recoveries" ["limit", "source", "state"];
+    /// `intake recover backfill|replay|requeue`.
+    RECOVERY_CREATE = Post "/api/v1/recoveries" [];
+    /// `intake recover show ID`, and following a job's progress.
+    RECOVERY = Get "/api/v1/recoveries/{id}" [];
+    /// `intake recover cancel ID`.
+    RECOVERY_CANCEL = Post "/api/v1/recoveries/{id}/cancel" [];
 }
 
 /// What one call sends besides its endpoint.

@@ -5,6 +5,7 @@
 mod api;
 mod backtest;
 mod config_load;
+mod recover;
 mod silence;
 mod status;
 mod token;
@@ -62,6 +63,10 @@ enum Command {
     /// Mute some alerts' notifications for a bounded time, list silences, or end one.
     #[command(subcommand)]
     Silence(silence::SilenceCommand),
+    /// Recover lost work: backfill from the system of record, replay, requeue; list, show
+    /// or cancel recovery jobs.
+    #[command(subcommand)]
+    Recover(recover::RecoverCommand),
     /// Create, list or revoke API tokens (stored hashed, shown once).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Command::Status { api } => status::run(api),
         Command::Silence(cmd) => silence::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Recover(cmd) => recover::run(cmd),
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };

@@ -279,6 +279,7 @@ fn build_state(
         rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
         logs: Arc::new(IngestLogs::new()),
         body_budget,
+        recoveries: Arc::new(Notify::new()),
     })
 }
 
@@ -295,6 +296,7 @@ fn handles(state: &AppState) -> Handles {
                 .map(|(id, d)| (id.clone(), d.wake.clone()))
                 .collect(),
         ),
+        recoveries: state.recoveries.clone(),
     }
 }
 

@@ -234,6 +234,8 @@ pub(crate) struct AppState {
     /// The bytes of request bodies that may be held at once (`server.body_budget`), one
     /// permit a byte.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Wakes the recovery duty when the API queued or cancelled a job.
+    pub recoveries: Arc<Notify>,
 }
 
 /// One source's metric handles, registered once at start (by the `metrics` module): the ingest

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::FreshdeskConnector;
 use crate::backfill::{
-    ApiClient, ApiResponse, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+    ApiClient, ApiResponse, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
 };
 use crate::unsigned::{canonical_secs, parse_time};
 use crate::{Connector, Incoming};
@@ -195,6 +195,10 @@ fn bad_time(what: &str, s: &str) -> BackfillError {
 
 #[async_trait]
 impl Backfill for FreshdeskBackfill {
+    fn stats(&self) -> ApiStats {
+        self.client.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let mut state = match cursor {
             Some(c) => serde_json::from_value::<State>(c.0.clone())

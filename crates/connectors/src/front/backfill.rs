@@ -27,7 +27,9 @@ use intake_core::Timestamp;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::backfill::{ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window};
+use crate::backfill::{
+    ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+};
 
 /// The largest page Front serves (`limit` is capped at 100).
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -166,6 +168,10 @@ fn bad_cursor(why: &str) -> BackfillError {
 
 #[async_trait]
 impl Backfill for FrontBackfill {
+    fn stats(&self) -> ApiStats {
+        self.client.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let company = self.company_id().await?;
         let query = match cursor {

@@ -29,7 +29,9 @@ use intake_core::config::ApiConfig;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::backfill::{ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window};
+use crate::backfill::{
+    ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+};
 use crate::{Connector, Incoming};
 
 use super::GenericConnector;
@@ -90,6 +92,10 @@ impl GenericBackfill {
 
 #[async_trait]
 impl Backfill for GenericBackfill {
+    fn stats(&self) -> ApiStats {
+        self.client.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let cursor = match cursor {
             None => None,

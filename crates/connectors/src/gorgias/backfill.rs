@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::{GorgiasConnector, TICKET_CREATED, TICKET_MESSAGE_CREATED, TICKET_UPDATED};
 use crate::backfill::{
-    exact_values, ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+    exact_values, ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
 };
 use crate::unsigned::parse_time;
 use crate::{Connector, Incoming};
@@ -203,6 +203,10 @@ impl GorgiasBackfill {
 
 #[async_trait]
 impl Backfill for GorgiasBackfill {
+    fn stats(&self) -> ApiStats {
+        self.client.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let state = match cursor {
             Some(c) => serde_json::from_value::<State>(c.0.clone())

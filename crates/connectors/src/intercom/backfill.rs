@@ -259,6 +259,10 @@ fn recover(window: &Window, conversation: &Value) -> Result<Vec<Recovered>, Back
 
 #[async_trait]
 impl Backfill for IntercomBackfill {
+    fn stats(&self) -> ApiStats {
+        self.api.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let state: State = match cursor {
             Some(c) => serde_json::from_value(c.0.clone())

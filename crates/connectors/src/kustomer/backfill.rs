@@ -43,7 +43,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{KustomerConnector, EVENT_HEADER};
-use crate::backfill::{ApiClient, Backfill, BackfillError, Cursor, Page, Recovered, Window};
+use crate::backfill::{
+    ApiClient, ApiStats, Backfill, BackfillError, Cursor, Page, Recovered, Window,
+};
 use crate::{Connector, Incoming};
 
 /// Kustomer serves at most this many pages of one search.
@@ -341,6 +343,10 @@ fn recovered(
 
 #[async_trait]
 impl Backfill for KustomerBackfill {
+    fn stats(&self) -> ApiStats {
+        self.client.stats()
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let cur = match cursor {
             None => SearchCursor {

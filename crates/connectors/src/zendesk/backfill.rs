@@ -377,6 +377,10 @@ fn recovered(envelope: Value) -> Result<Recovered, BackfillError> {
 
 #[async_trait]
 impl Backfill for ZendeskBackfill {
+    fn stats(&self) -> ApiStats {
+        self.export.stats().plus(self.api.stats())
+    }
+
     async fn page(&self, window: &Window, cursor: Option<&Cursor>) -> Result<Page, BackfillError> {
         let mut state: State = match cursor {
             Some(c) => serde_json::from_value(c.0.clone())

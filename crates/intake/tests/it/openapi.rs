@@ -431,8 +431,54 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
         created.body["id"].as_str().unwrap_or("?")
     );
     answers.push(created);
+    // A backfill whose system of record never answers stays running until it is cancelled.
+    let backfill = json!({"kind": "backfill", "source": "maelys-unreachable",
+        "from": "2026-11-27T00:00:00Z", "to": "2026-11-27T01:00:00Z"});
+    let created = ask(
+        server,
+        ("POST", "/api/v1/recoveries", "/api/v1/recoveries"),
+        op,
+        Some(backfill),
+    )
+    .await;
+    let recovery_path = format!(
+        "/api/v1/recoveries/{}",
+        created.body["id"].as_str().unwrap_or("?")
+    );
+    let cancel_path = format!("{recovery_path}/cancel");
+    answers.push(created);
     let event_path = format!("/api/v1/events/{event}");
     let asks: Vec<Ask> = vec![
+        (
+            ("GET", "/api/v1/recoveries", "/api/v1/recoveries"),
+            op,
+            None,
+        ),
+        (
+            (
+                "GET",
+                "/api/v1/recoveries",
+                "/api/v1/recoveries?state=bogus",
+            ),
+            op,
+            None,
+        ),
+        (("GET", "/api/v1/recoveries/{id}", &recovery_path), op, None),
+        (
+            ("GET", "/api/v1/recoveries/{id}", &recovery_path),
+            Some("other-token"),
+            None,
+        ),
+        (
+            ("POST", "/api/v1/recoveries", "/api/v1/recoveries"),
+            op,
+            Some(json!({"kind": "backfill", "source": "maelys-kustomer"})),
+        ),
+        (
+            ("POST", "/api/v1/recoveries/{id}/cancel", &cancel_path),
+            op,
+            None,
+        ),
         (("GET", "/api/v1/events", "/api/v1/events"), op, None),
         (
             ("GET", "/api/v1/events", "/api/v1/events?state=bogus"),
@@ -501,7 +547,12 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_answers_are_what_the_document_says() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
-    let server = TestServer::start(&handler.url(), "").await.unwrap();
+    let unreachable = "[[sources]]\nid = \"maelys-unreachable\"\ntenant = \"maelys\"\n\
+        kind = \"kustomer\"\nsecrets = [\"s\"]\ndestinations = [\"handler\"]\n\
+        api = { base_url = \"http://127.0.0.1:9\", token = \"k\" }\n";
+    let server = TestServer::start(&handler.url(), unreachable)
+        .await
+        .unwrap();
     let doc = generated();
     let answers = traffic(&server).await;
 

@@ -38,6 +38,7 @@ mod notifiers;
 pub mod openapi;
 pub mod problem;
 mod queue;
+mod recoveries;
 mod rejections;
 mod rules;
 pub mod silences;

@@ -32,7 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, cluster, events, flows, notifiers, queue, rejections, rules, silences, tokens,
+    alerts, cluster, events, flows, notifiers, queue, recoveries, rejections, rules, silences,
+    tokens,
 };
 use crate::state::AppState;
 
@@ -50,6 +51,7 @@ fn resources() -> Resource {
         .merge(notifiers::routes())
         .merge(cluster::routes())
         .merge(tokens::routes())
+        .merge(recoveries::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -128,6 +130,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "notifiers", description = "The configured notifiers and their outboxes."),
         (name = "cluster", description = "The nodes sharing the store and their duties."),
         (name = "tokens", description = "API tokens made by intake."),
+        (name = "recoveries", description = "Backfill, replay and requeue jobs."),
         (name = "meta", description = "This document."),
     ),
 )]

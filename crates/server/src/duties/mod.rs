@@ -11,6 +11,7 @@
 //! * [`monitor`]: rule evaluation, then the notification pipeline ([`notify`]: the pure
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
 //! * [`compaction`]: counter rollup and retention.
+//! * [`recovery`]: backfill, replay and requeue jobs.
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
 //! * `summarise_logs` (here): writes the summaries of the limited log lines whose burst ended.
 //!
@@ -23,7 +24,7 @@
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.
 //! With SQLite there is one node, which takes every lease at once.
 //!
-//! The singleton duties: the **lease reaper** (deliveries in flight under the lease of a node
+//! The singleton duties: the **recovery** jobs, the **lease reaper** (deliveries in flight under the lease of a node
 //! that has stopped sending heartbeats are made due at once, rather than when their leases
 //! expire), the **monitor** (with the notifications) and **counter compaction**. Canaries,
 //! reconciliation and the other duties to come join them here.
@@ -33,6 +34,7 @@ pub mod compaction;
 pub mod delivery;
 pub mod monitor;
 pub mod notify;
+pub mod recovery;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,6 +61,8 @@ pub(crate) struct Handles {
     pub store: Arc<dyn Store>,
     /// The wake-ups of this node's delivery dispatchers, by destination id.
     pub wakers: Arc<HashMap<String, Arc<Notify>>>,
+    /// Woken when this node's API queued or cancelled a recovery job.
+    pub recoveries: Arc<Notify>,
 }
 
 /// A duty's body: runs until its token is cancelled.
@@ -72,6 +76,9 @@ const DUTIES: &[(&str, DutyFn)] = &[
     }),
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))
+    }),
+    (recovery::RECOVERY, |h, stop| {
+        Box::pin(recovery::run(h, stop))
     }),
 ];
 

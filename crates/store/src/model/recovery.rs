@@ -8,7 +8,7 @@ use intake_core::{DeliveryId, EventId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What a recovery job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryKind {
     /// Lists the SOR's objects through its API and ingests the events that never arrived.
@@ -50,7 +50,7 @@ impl std::fmt::Display for RecoveryKind {
 
 /// Where a recovery job is in its life: `queued → running → succeeded | failed`, or
 /// `cancelled` from either of the first two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryState {
     /// Created, not started yet.
@@ -108,7 +108,7 @@ impl std::fmt::Display for RecoveryState {
 
 /// A recovery job as stored. `params`, `progress`, `report` and `cursor` are JSON documents
 /// whose shape the server owns; the store keeps them as text and never looks inside.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecoveryJob {
     /// `rec_<ulid>`, made by the caller.
     pub id: String,
@@ -123,12 +123,16 @@ pub struct RecoveryJob {
     /// Where it is.
     pub state: RecoveryState,
     /// What was asked (window, filters, options).
+    #[schema(value_type = Object)]
     pub params: serde_json::Value,
     /// Where to resume after a crash (`None` before the first step).
+    #[schema(value_type = Option<Object>)]
     pub cursor: Option<serde_json::Value>,
     /// How far it is.
+    #[schema(value_type = Object)]
     pub progress: serde_json::Value,
     /// What it found and did.
+    #[schema(value_type = Object)]
     pub report: serde_json::Value,
     /// Why it failed.
     pub error: Option<String>,

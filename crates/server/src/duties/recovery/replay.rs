@@ -1,0 +1,109 @@
+//! The replay job: deliver again the events of a window that match a filter, as new
+//! deliveries with origin `replay` and their own attempts; the original deliveries and their
+//! history stay. The same job run twice delivers nothing the second time: each replayed
+//! delivery carries the job's replay key (same parameters, same key), and the store makes at
+//! most one delivery per event, destination and key.
+
+use std::collections::BTreeSet;
+
+use intake_core::EventId;
+use intake_store::{EventFilter, EventSummary, ReplayBatch};
+
+use super::job::{Ctx, StepError};
+use super::params::Filter;
+use super::report::{object_kind, Item, Report};
+
+/// Events read per step.
+pub const PAGE: usize = 200;
+
+/// Replays one page of events after `after`; the last event id when more may follow.
+pub(super) async fn step(
+    ctx: &Ctx,
+    after: Option<EventId>,
+    report: &mut Report,
+) -> Result<Option<EventId>, StepError> {
+    let p = &ctx.params;
+    let events = ctx
+        .store
+        .list_events(EventFilter {
+            source: Some(ctx.source.id.clone()),
+            state: p.filter.state,
+            destination: p.filter.destination.clone(),
+            event_type: p.filter.event_type.clone(),
+            origin: p.filter.origin,
+            channel: p.filter.channel.clone(),
+            from: Some(p.from),
+            to: Some(p.to),
+            after,
+            ascending: true,
+            limit: PAGE,
+            ..EventFilter::default()
+        })
+        .await?;
+    let configured: Vec<&str> = ctx
+        .config
+        .destinations
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect();
+    let mut items = Vec::new();
+    for e in &events {
+        report.seen += 1;
+        for destination in targets(e, &p.filter, &configured) {
+            report.todo.add(
+                e.channel.as_str(),
+                &e.event_type,
+                object_kind(e.object_type.as_deref()),
+            );
+            report.list(p.sample, || Item {
+                key: e.id.to_string(),
+                event_type: e.event_type.clone(),
+                channel: e.channel.clone(),
+                object_id: e.object_id.clone(),
+                conversation_id: e.conversation_id.clone(),
+                occurred_at: e.occurred_at,
+                destination: Some(destination.clone()),
+                action: "replay".into(),
+            });
+            items.push((e.id.clone(), destination));
+        }
+    }
+    if !ctx.dry_run && !items.is_empty() {
+        let destinations: Vec<String> = items.iter().map(|(_, d)| d.clone()).collect();
+        let outcome = ctx
+            .store
+            .replay_deliveries(ReplayBatch {
+                recovery: ctx.job_id.clone(),
+                key: p.replay_key.clone(),
+                items,
+                now: ctx.clock.now(),
+            })
+            .await?;
+        report.done += outcome.created;
+        report.already_done += outcome.already;
+        ctx.wake_only(&destinations);
+    }
+    report.pages += 1;
+    Ok((events.len() == PAGE)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten())
+}
+
+/// The destinations an event is replayed to: those of its deliveries that match the filter's
+/// state and destination and are still configured, each once.
+pub(super) fn targets(e: &EventSummary, filter: &Filter, configured: &[&str]) -> Vec<String> {
+    let set: BTreeSet<String> = e
+        .deliveries
+        .iter()
+        .filter(|d| filter.state.is_none_or(|s| d.state == s))
+        .filter(|d| {
+            filter
+                .destination
+                .as_ref()
+                .is_none_or(|f| &d.destination == f)
+        })
+        .filter(|d| configured.contains(&d.destination.as_str()))
+        .map(|d| d.destination.clone())
+        .collect();
+    set.into_iter().collect()
+}
