@@ -247,6 +247,15 @@ impl SourceMetrics {
     }
 }
 
+/// The `intake_events_total` handles of the events a recovery job ingests for one source, by
+/// channel (in `Channel::ALL` order), with `origin="backfill"`.
+pub(crate) fn backfill_counters(tenant: &str, source: &str) -> [metrics::Counter; 6] {
+    Channel::ALL.map(|c| {
+        metrics::counter!(EVENTS, "tenant" => tenant.to_string(), "source" => source.to_string(),
+            "channel" => c.as_str(), "origin" => "backfill")
+    })
+}
+
 impl DeliveryMetrics {
     /// Registers the handles of one (source, destination) pair.
     pub(crate) fn new(tenant: &str, source: &str, destination: &str) -> Self {

@@ -297,6 +297,14 @@ fn handles(state: &AppState) -> Handles {
                 .collect(),
         ),
         recoveries: state.recoveries.clone(),
+        backfilled: Arc::new(
+            state
+                .config
+                .sources
+                .iter()
+                .map(|s| (s.id.clone(), meters::backfill_counters(&s.tenant, &s.id)))
+                .collect(),
+        ),
     }
 }
 

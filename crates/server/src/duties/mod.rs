@@ -63,6 +63,8 @@ pub(crate) struct Handles {
     pub wakers: Arc<HashMap<String, Arc<Notify>>>,
     /// Woken when this node's API queued or cancelled a recovery job.
     pub recoveries: Arc<Notify>,
+    /// `intake_events_total{origin="backfill"}` by source, by channel (`Channel::ALL` order).
+    pub backfilled: Arc<HashMap<String, [metrics::Counter; 6]>>,
 }
 
 /// A duty's body: runs until its token is cancelled.

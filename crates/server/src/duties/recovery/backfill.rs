@@ -252,6 +252,7 @@ fn count(report: &mut Report, new: bool) {
 async fn ingest(ctx: &Ctx, r: Recovered) -> Result<(EventId, Option<String>, bool), StepError> {
     let now = ctx.clock.now();
     let conversation = r.event.conversation_id.clone();
+    let channel = r.event.channel;
     let event = NewEvent {
         id: EventId::generate(now),
         tenant: ctx.source.tenant.clone(),
@@ -269,6 +270,9 @@ async fn ingest(ctx: &Ctx, r: Recovered) -> Result<(EventId, Option<String>, boo
             .collect(),
     };
     let accepted = ctx.store.ingest(event).await?;
+    if !accepted.duplicate {
+        ctx.count_event(channel);
+    }
     Ok((accepted.id, conversation, !accepted.duplicate))
 }
 

@@ -62,9 +62,23 @@ pub(crate) struct Ctx {
     pub params: Params,
     pub dry_run: bool,
     pub job_id: String,
+    /// `intake_events_total{origin="backfill"}` of the source, by channel.
+    pub counters: Option<[metrics::Counter; 6]>,
 }
 
 impl Ctx {
+    /// Counts an event a backfill ingested.
+    pub fn count_event(&self, channel: intake_core::event::Channel) {
+        use intake_core::event::Channel;
+        if let Some(counters) = &self.counters {
+            let i = Channel::ALL
+                .iter()
+                .position(|c| *c == channel)
+                .unwrap_or(Channel::ALL.len() - 1);
+            counters[i].increment(1);
+        }
+    }
+
     /// Wakes the dispatchers of the source's destinations.
     pub fn wake(&self) {
         self.wake_only(&self.source.destinations);

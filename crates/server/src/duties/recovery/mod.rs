@@ -193,6 +193,7 @@ fn start(
         params,
         dry_run: job.dry_run,
         job_id: job.id.clone(),
+        counters: h.backfilled.get(&job.source).cloned(),
     };
     let id = job.id.clone();
     let r = Running {
