@@ -164,6 +164,13 @@ fn updated_after(c: &Conversation, k: usize) -> Timestamp {
     }
 }
 
+/// When the API says the conversation was last updated: at its creation, or
+/// [`UPDATE_LAG`] after its last message (the time of its last `kustomer.conversation.update`
+/// webhook, and the `updatedAt` its search results carry).
+pub fn updated_at(c: &Conversation) -> Timestamp {
+    updated_after(c, c.messages.len())
+}
+
 impl KustomerFake {
     /// A fake org serving `world`, accepting the API key `token`, with Kustomer's own limits.
     pub fn new(world: World, clock: Clock, token: &str) -> Self {

@@ -1,6 +1,10 @@
 //! The data set every fake serves: one tenant's conversations and their messages over a time
 //! span, generated deterministically from a seed. Each fake renders the same world in its own
 //! vendor's shapes (ids, channel names, envelopes), so one test can drive any of them.
+//!
+//! [`World::generate`] draws Poisson traffic from a [`WorldSpec`]; [`World::story`] builds the
+//! product story's outage with exact counts (236 chat and 813 email conversations in 20 hours,
+//! ordinary traffic around it), for the recovery benchmark.
 
 use std::time::Duration;
 
@@ -140,6 +144,18 @@ const PREVIEWS: [&str; 6] = [
     "Where is my refund?",
 ];
 
+/// How long the story's outage lasted: the 20 hours in which webhooks were acknowledged and
+/// then ignored.
+pub const STORY_WINDOW: Duration = Duration::from_secs(20 * 3600);
+/// How much ordinary traffic [`World::story`] generates on each side of the outage.
+pub const STORY_MARGIN: Duration = Duration::from_secs(6 * 3600);
+/// The conversations created during the story's outage: 236 chat and 813 email.
+pub const STORY_CONVERSATIONS: [(Medium, usize); 2] = [(Medium::Chat, 236), (Medium::Email, 813)];
+
+/// The story's messages: 1–4 per conversation, answered within 20 minutes.
+const STORY_MESSAGES: (u32, u32) = (1, 4);
+const STORY_REPLY_WITHIN: Duration = Duration::from_secs(20 * 60);
+
 impl World {
     /// Generates the world `spec` describes. Arrivals are a Poisson process per medium;
     /// messages stay inside the spec's span.
@@ -161,40 +177,56 @@ impl World {
                     break;
                 }
                 let created_at = Timestamp(spec.start.as_millis() + t as i64);
-                let (lo, hi) = spec.messages;
-                let count = rng.random_range(lo.max(1)..=hi.max(lo.max(1)));
-                let mut messages = Vec::with_capacity(count as usize);
-                let mut at = created_at;
-                for i in 0..count {
-                    if i > 0 {
-                        let gap = rng
-                            .random_range(1_000..=spec.reply_within.as_millis().max(1_000) as i64);
-                        at = Timestamp(at.as_millis() + gap);
-                        if at > spec.end {
-                            break;
-                        }
-                    }
-                    messages.push(Message {
-                        seq: 0,
-                        created_at: at,
-                        direction: if i % 2 == 0 {
-                            Direction::Inbound
-                        } else {
-                            Direction::Outbound
-                        },
-                        preview: PREVIEWS[rng.random_range(0..PREVIEWS.len())].to_string(),
-                    });
-                }
-                conversations.push(Conversation {
-                    seq: 0,
-                    medium,
-                    created_at,
-                    messages,
-                    customer: rng.random_range(1..=500),
-                    subject: PREVIEWS[rng.random_range(0..PREVIEWS.len())].to_string(),
-                });
+                conversations.push(conversation(&mut rng, spec, medium, created_at));
             }
         }
+        World::numbered(conversations)
+    }
+
+    /// The story's world: exactly [`STORY_CONVERSATIONS`] (236 chat, 813 email) created inside
+    /// the outage window `[window_start, window_start + STORY_WINDOW]` (both ends inclusive),
+    /// each with 1–4 messages inside that window, and [`STORY_MARGIN`] of ordinary traffic with
+    /// the same mix and rate on each side. A conversation created before the window may be
+    /// answered inside it, as real ones are; conversations created after it stay after it.
+    /// Creation times are uniform within each part; the same seed always gives the same world.
+    pub fn story(seed: u64, window_start: Timestamp) -> World {
+        let window_end = window_start.plus(STORY_WINDOW);
+        let world_start = window_start.minus(STORY_MARGIN);
+        let world_end = window_end.plus(STORY_MARGIN);
+        let spec = |end: Timestamp| WorldSpec {
+            seed,
+            start: world_start,
+            end,
+            per_hour: Vec::new(),
+            messages: STORY_MESSAGES,
+            reply_within: STORY_REPLY_WITHIN,
+        };
+        // (first creation, last creation, last instant a message may have)
+        let ms = |t: Timestamp| t.as_millis();
+        let parts = [
+            (ms(world_start), ms(window_start) - 1, world_end),
+            (ms(window_start), ms(window_end), window_end),
+            (ms(window_end) + 1, ms(world_end), world_end),
+        ];
+        let window_ms = STORY_WINDOW.as_millis() as f64;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut conversations = Vec::new();
+        for (from, to, last) in parts {
+            // The margins carry the window's rate: 6/20 of its counts, rounded.
+            let share = (to - from + 1) as f64 / window_ms;
+            for &(medium, in_window) in &STORY_CONVERSATIONS {
+                let n = (in_window as f64 * share).round() as usize;
+                for _ in 0..n {
+                    let created_at = Timestamp(rng.random_range(from..=to));
+                    conversations.push(conversation(&mut rng, &spec(last), medium, created_at));
+                }
+            }
+        }
+        World::numbered(conversations)
+    }
+
+    /// The world of these conversations, ordered by creation, with their sequence numbers.
+    fn numbered(mut conversations: Vec<Conversation>) -> World {
         conversations.sort_by_key(|c| c.created_at);
         let mut message_seq = 0;
         for (i, c) in conversations.iter_mut().enumerate() {
@@ -235,6 +267,48 @@ impl World {
     }
 }
 
+/// One conversation of `medium` created at `created_at`, with `spec.messages` messages at most
+/// `spec.reply_within` apart, none after `spec.end` (so it may have fewer). Its sequence
+/// numbers are set by [`World::numbered`].
+fn conversation(
+    rng: &mut StdRng,
+    spec: &WorldSpec,
+    medium: Medium,
+    created_at: Timestamp,
+) -> Conversation {
+    let (lo, hi) = spec.messages;
+    let count = rng.random_range(lo.max(1)..=hi.max(lo.max(1)));
+    let mut messages = Vec::with_capacity(count as usize);
+    let mut at = created_at;
+    for i in 0..count {
+        if i > 0 {
+            let gap = rng.random_range(1_000..=spec.reply_within.as_millis().max(1_000) as i64);
+            at = Timestamp(at.as_millis() + gap);
+            if at > spec.end {
+                break;
+            }
+        }
+        messages.push(Message {
+            seq: 0,
+            created_at: at,
+            direction: if i % 2 == 0 {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+            preview: PREVIEWS[rng.random_range(0..PREVIEWS.len())].to_string(),
+        });
+    }
+    Conversation {
+        seq: 0,
+        medium,
+        created_at,
+        messages,
+        customer: rng.random_range(1..=500),
+        subject: PREVIEWS[rng.random_range(0..PREVIEWS.len())].to_string(),
+    }
+}
+
 /// RFC 3339 with milliseconds and `Z`, as most vendors write times.
 pub fn rfc3339_millis(t: Timestamp) -> String {
     match jiff::Timestamp::from_millisecond(t.as_millis()) {
@@ -270,6 +344,50 @@ mod tests {
         }
         let seqs: std::collections::HashSet<_> = a.messages().iter().map(|(_, m)| m.seq).collect();
         assert_eq!(seqs.len(), a.messages().len());
+    }
+
+    #[test]
+    fn the_story_world_has_exactly_the_lost_conversations_inside_its_window() {
+        let window_start = Timestamp::parse_rfc3339("2026-11-27T02:00:00Z").unwrap();
+        let window_end = window_start.plus(STORY_WINDOW);
+        let world = World::story(42, window_start);
+        assert_eq!(
+            world,
+            World::story(42, window_start),
+            "deterministic by seed"
+        );
+        assert_ne!(world, World::story(43, window_start));
+
+        let inside = world.count_by_medium(window_start, window_end);
+        assert_eq!(inside, vec![(Medium::Email, 813), (Medium::Chat, 236)]);
+        for c in &world.conversations {
+            assert!(!c.messages.is_empty() && c.messages.len() <= 4);
+            assert!(c
+                .messages
+                .windows(2)
+                .all(|w| w[0].created_at <= w[1].created_at));
+            let created_inside = window_start <= c.created_at && c.created_at <= window_end;
+            if created_inside {
+                assert!(c.updated_at() <= window_end, "a message after the window");
+            }
+            assert!(c.created_at >= window_start.minus(STORY_MARGIN));
+            assert!(c.updated_at() <= window_end.plus(STORY_MARGIN));
+        }
+        // Ordinary traffic on both sides, at the window's rate (6/20 of its counts).
+        let before = world.count_by_medium(
+            window_start.minus(STORY_MARGIN),
+            window_start.minus(Duration::from_millis(1)),
+        );
+        let after = world.count_by_medium(
+            window_end.plus(Duration::from_millis(1)),
+            window_end.plus(STORY_MARGIN),
+        );
+        assert_eq!(before, vec![(Medium::Email, 244), (Medium::Chat, 71)]);
+        assert_eq!(after, before);
+        assert_eq!(world.conversations.len(), 1049 + 2 * 315);
+        let seqs: std::collections::HashSet<_> =
+            world.messages().iter().map(|(_, m)| m.seq).collect();
+        assert_eq!(seqs.len(), world.messages().len());
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! * [`TestServer`]: an intake server on port 0 with its own data directory and a manual clock.
 //! * [`NotifierCapture`]: a receiver for notifications (Slack, webhook, PagerDuty,
 //!   Alertmanager, a dead-man's switch) whose status a test can switch between up and down.
+//! * [`story`]: the events a backfill of the story's outage must deliver, and the tally of
+//!   what a handler received against them (the recovery benchmark's arithmetic).
 
 mod notifier_capture;
+pub mod story;
 pub use notifier_capture::{NotifierCapture, NotifierRequest};
 
 use std::collections::VecDeque;

@@ -557,3 +557,47 @@ async fn a_job_resumes_from_its_stored_cursor() {
         Err(BackfillError::BadCursor(_))
     ));
 }
+
+/// The recovery benchmark's expectations (`intake_testkit::story`) are exactly what the
+/// backfill client reproduces for the story's outage, under Kustomer's real limits: the
+/// benchmark then measures intake, not a disagreement between itself and the connector.
+#[tokio::test]
+async fn the_story_backfill_reproduces_exactly_the_benchmarks_expected_events() {
+    use intake_fake_sors::world::STORY_WINDOW;
+    use intake_testkit::story::{count_requests, expected_backfill, EventKey};
+
+    let from = Timestamp::parse_rfc3339("2026-11-27T02:00:00Z").unwrap();
+    let to = from.plus(STORY_WINDOW);
+    let world = World::story(1, from);
+    let clock = ManualClock::simulated(to.plus(minutes(7 * 60)));
+    let (fake, served) = serve(KustomerFake::with_limits(
+        world.clone(),
+        Arc::new(clock.clone()),
+        API_KEY,
+        KustomerLimits::default(),
+    ))
+    .await;
+    let b = client(&served.url(), API_KEY, 1000, &clock);
+    let recovered = backfill_all(&b, &Window { from, to }).await.unwrap();
+    assert_unique(&recovered);
+    let got: BTreeSet<EventKey> = recovered
+        .iter()
+        .map(|r| EventKey {
+            event_type: r.event.event_type.clone(),
+            object_id: r.event.object_id.clone().unwrap(),
+            occurred_at: r.event.occurred_at.unwrap(),
+        })
+        .collect();
+    assert_eq!(got.len(), recovered.len());
+    assert_eq!(got, expected_backfill(&world, from, to));
+
+    // One search page per 100 conversations the window touches, one message list each.
+    let requests = count_requests(&fake.log.all());
+    let touched = world
+        .conversations
+        .iter()
+        .filter(|c| fake::updated_at(c) >= from && c.created_at <= to)
+        .count();
+    assert_eq!(requests.message_lists - requests.throttled, touched);
+    assert_eq!(requests.searches, touched.div_ceil(100));
+}
