@@ -88,7 +88,7 @@ secret = "{DESTINATION_SECRET}"
 /// Where a scenario stores its events.
 pub(crate) enum Backend {
     Sqlite,
-    Postgres(TestDb),
+    Postgres(Box<TestDb>),
 }
 
 /// A server, a handler and a fake Kustomer org whose webhooks were sent to the server,
@@ -119,7 +119,7 @@ impl Scenario {
         let dir = tempfile::tempdir().unwrap();
         let (storage, db) = match backend {
             Backend::Sqlite => (format!("sqlite://{}/intake.db", dir.path().display()), None),
-            Backend::Postgres(db) => (db.url.clone(), Some(db)),
+            Backend::Postgres(db) => (db.url.clone(), Some(*db)),
         };
         // The fake's clock is a stand-in: the server's manual clock is made below; the fake
         // only needs one for its rate-limit windows, and reads the same instant.
@@ -347,7 +347,11 @@ async fn lost_window_is_recovered_exactly_once(backend: Backend) {
         .filter(|l| l.starts_with("intake_events_total{") && l.contains("origin=\"backfill\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(counted, expected.len() as u64, "intake_events_total{{origin=backfill}}");
+    assert_eq!(
+        counted,
+        expected.len() as u64,
+        "intake_events_total{{origin=backfill}}"
+    );
 
     let again = s.run(s.backfill(false)).await;
     assert_eq!(again["state"], "succeeded");
@@ -415,5 +419,6 @@ async fn sqlite_a_lost_window_is_found_backfilled_once_and_a_second_run_does_not
 
 #[tokio::test]
 async fn postgres_a_lost_window_is_found_backfilled_once_and_a_second_run_does_nothing() {
-    lost_window_is_recovered_exactly_once(Backend::Postgres(TestDb::create().await)).await;
+    lost_window_is_recovered_exactly_once(Backend::Postgres(Box::new(TestDb::create().await)))
+        .await;
 }
