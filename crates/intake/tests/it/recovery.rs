@@ -309,6 +309,19 @@ async fn lost_window_is_recovered_exactly_once(backend: Backend) {
         .map(count)
         .sum();
     assert_eq!(got_conversations, conversations.len() as u64);
+    let new_conversations: u64 = r["todo"]["new_conversations_by_channel"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(count)
+        .sum();
+    assert_eq!(
+        new_conversations,
+        by_type
+            .get("kustomer.conversation.create")
+            .copied()
+            .unwrap_or(0)
+    );
     assert!(count(&r["sor"]["requests"]) > 0, "{r:#}");
     // Every webhook inside the window was lost; what the listing brought from its margin and
     // from conversations spanning the window's edges is outside it, and never injected.
