@@ -330,9 +330,16 @@ mod tests {
         v.iter().map(|r| r.event.dedupe_key.as_str()).collect()
     }
 
+    /// A page's missing events (key, conversation), the first phase's keys, the groups after.
+    type PhaseCase<'a> = (
+        &'a [(&'a str, Option<&'a str>)],
+        &'a [&'a str],
+        &'a [&'a [&'a str]],
+    );
+
     #[test]
     fn conversations_go_first_and_their_events_follow_in_the_listing_order() {
-        let cases: &[(&[(&str, Option<&str>)], &[&str], &[&[&str]])] = &[
+        let cases: &[PhaseCase] = &[
             (&[], &[], &[]),
             // One conversation: its first event, then the rest in order.
             (
