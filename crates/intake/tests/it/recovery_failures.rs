@@ -45,8 +45,23 @@ async fn running_and_queued_jobs_are_cancelled_through_the_api_and_the_cli() {
     let running = |j: &Value| j["state"] == "running";
     let first = s.admin.create(backfill(&s, "maelys-kustomer")).await;
     s.admin.wait_job(&first, "started", running).await;
-    // One job at a time per source: the next one waits, queued, and a cancellation ends it
-    // at once.
+    // A job asked to run concurrently runs beside it (a replay of what was received).
+    let mut beside = backfill(&s, "maelys-kustomer");
+    beside["kind"] = json!("replay");
+    beside["to"] = json!(intake_core::Timestamp(s.server.clock_now_secs() * 1000).to_rfc3339());
+    beside["from"] = json!("2026-11-28T09:00:00Z");
+    beside["concurrent"] = json!(true);
+    let beside = s.admin.create(beside).await;
+    let beside = s
+        .admin
+        .wait_job(&beside, "ran beside the backfill", |j| {
+            crate::recovery_support::is_final(j)
+        })
+        .await;
+    assert_eq!(beside["state"], "succeeded", "{beside:#}");
+    assert_eq!(s.admin.job(&first).await["state"], "running");
+    // One job at a time per source otherwise: the next one waits, queued, and a cancellation
+    // ends it at once.
     let queued = s.admin.create(backfill(&s, "maelys-kustomer")).await;
     let (status, job) = s
         .admin
