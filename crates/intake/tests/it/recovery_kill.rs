@@ -1,7 +1,8 @@
 //! A backfill killed mid-way: the real `intake` binary (SQLite, then PostgreSQL) backfills a
 //! lost window from a fake Kustomer org whose API it may call only so fast (real clock), so the
-//! job takes several seconds; it is killed with SIGKILL after its first pages, restarted on the
-//! same data, resumes from its cursor and succeeds. Every event the window implies is stored
+//! job takes several seconds; it is killed with SIGKILL after its first page, while the next
+//! page has ingested events but not saved its cursor, restarted on the same data, resumes from
+//! its cursor and succeeds. Every event the window implies is stored
 //! exactly once (no two events share a dedupe key), reaches the handler (at least once: the
 //! same `webhook-id` may come twice after a crash), and nothing outside the window is injected.
 
@@ -14,7 +15,7 @@ use intake_core::clock::{Clock, SystemClock};
 use intake_core::Timestamp;
 use intake_fake_sors::kustomer::KustomerFake;
 use intake_fake_sors::{send_webhooks, FakeSor, Served, World, WorldSpec};
-use intake_testkit::{CaptureHandler, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET};
+use intake_testkit::{CaptureHandler, Reply, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET};
 use serde_json::json;
 use tokio::process::Child;
 
@@ -108,13 +109,43 @@ async fn backfill_survives_kill_9(backend: Backend) {
         before["state"], "running",
         "the job ended before it could be killed: {before:#}"
     );
+    // The next page needs a hundred requests (seconds) before it ingests anything. The handler
+    // slows down meanwhile, so that page's conversations then wait for their first events'
+    // deliveries: ingested, with the page's cursor not saved yet. The kill comes then, between
+    // what a page ingested and the cursor that says so, with deliveries in flight.
+    handler.set_default(Reply::Slow(Duration::from_millis(500)));
+    let saved = count(&before["progress"]["done"]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while backfilled(&admin).await <= saved {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the next page never ingested"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_kill = admin.job(&id).await;
     kill(&mut child).await;
+    assert_eq!(
+        count(&at_kill["progress"]["pages"]),
+        count(&before["progress"]["pages"]),
+        "the page was saved before the kill: {at_kill:#}"
+    );
+    handler.set_default(Reply::Status(200));
 
     let mut child = spawn_intake(&config, &log).await;
     wait_healthy(&http, &base, &mut child).await;
     let job = admin.wait_final(&id).await;
     assert_eq!(job["state"], "succeeded", "{job:#}\n{}", log_of(&log));
     let r = &job["report"];
+    eprintln!(
+        "killed during page {}; after the restart: {} done in all, {} ingested before the kill \
+         found received, {} pages, resumed {} time(s)",
+        count(&at_kill["progress"]["pages"]) + 1,
+        count(&r["done"]),
+        count(&r["already_received"]),
+        count(&r["pages"]),
+        count(&r["resumed"]),
+    );
     assert!(count(&r["resumed"]) >= 1, "{r:#}");
     // The page the kill interrupted was read again: what it had ingested was then found
     // received already, never ingested twice.
@@ -143,6 +174,12 @@ async fn backfill_survives_kill_9(backend: Backend) {
     if let Some(db) = db {
         db.drop_db().await;
     }
+}
+
+/// How many backfilled events the store holds.
+async fn backfilled(admin: &Admin) -> u64 {
+    let events = admin.events("maelys-kustomer").await;
+    events.iter().filter(|e| e["origin"] == "backfill").count() as u64
 }
 
 /// Each expected key is stored once; the store holds no two events with one dedupe key; every
