@@ -46,6 +46,27 @@ fn requeue(server: &TestServer, dry_run: bool, include_retrying: bool) -> Value 
     })
 }
 
+/// Moves the clock forward in steps, giving the monitor real time to evaluate, until `rule`
+/// fires; its alerts then.
+async fn step_until_firing(server: &TestServer, admin: &Admin, rule: &str) -> Vec<Value> {
+    for _ in 0..120 {
+        let (_, alerts) = admin.get("/api/v1/alerts").await;
+        let firing: Vec<Value> = alerts["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rule"] == rule)
+            .cloned()
+            .collect();
+        if !firing.is_empty() {
+            return firing;
+        }
+        server.clock.advance(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{rule} never fired");
+}
+
 /// `stale_leases, retrying_reset, rerouted, created` of a requeue's report.
 fn changes(job: &Value) -> [u64; 4] {
     let q = &job["report"]["requeue"];
@@ -57,7 +78,8 @@ async fn reroute(backend: Backend) {
     old.set_default(Reply::Status(500));
     let new = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let extra = format!(
-        "retry = [\"1h\"]\n\n[[destinations]]\nid = \"backup\"\nurl = \"{}\"\nsecret = \"{DESTINATION_SECRET}\"\n",
+        "retry = [\"1h\"]\n\n[[destinations]]\nid = \"backup\"\nurl = \"{}\"\n\
+         secret = \"{DESTINATION_SECRET}\"\nmax_attempts = 1\n",
         new.url()
     );
     let (server, text, db) = server_on(backend, &old.url(), &extra).await;
@@ -128,6 +150,21 @@ async fn reroute(backend: Backend) {
         "the old destination was tried again"
     );
     admin.audit("maelys-kustomer", &["backup"]).await;
+
+    // A re-route is the operator's decision, not a delivery that exhausted its retries: the
+    // monitor does not count it as a dead letter. One real dead letter follows (`backup`
+    // tries once), and `dead_letters` fires for it alone.
+    new.script([Reply::Status(500)]);
+    let dead = ingest(&server, "dies", 1).await;
+    wait_delivery(&server, &dead[0], "dead", 1).await;
+    let fired = step_until_firing(&server, &admin, "dead_letters").await;
+    assert_eq!(
+        fired.len(),
+        1,
+        "a re-route paged as dead letters: {fired:#?}"
+    );
+    assert_eq!(fired[0]["labels"]["destination"], "backup", "{fired:#?}");
+    assert_eq!(fired[0]["value"], 1.0, "{fired:#?}");
     finish(server, db).await;
 }
 
