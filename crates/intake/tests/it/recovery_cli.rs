@@ -133,6 +133,27 @@ async fn recover_backfill_reports_confirms_runs_and_exits_by_the_outcome() {
     let shown: Value = serde_json::from_str(&json.stdout).expect("show --json prints JSON");
     assert_eq!(count(&shown["report"]["done"]), expected.len() as u64);
 
+    // A request the server refuses is an error that says what to change.
+    let future = recover(
+        &s,
+        &[
+            "replay",
+            "--source",
+            "maelys-kustomer",
+            "--from",
+            &from,
+            "--to",
+            "2030-01-01T00:00:00Z",
+            "--dry-run",
+        ],
+    )
+    .await;
+    future.assert_code(1);
+    assert!(
+        future.stderr.contains("400") && future.stderr.contains("in the future"),
+        "{future:?}"
+    );
+
     // A job that fails (the SOR refuses the API key) exits 1 and says why.
     let failing = recover(
         &s,

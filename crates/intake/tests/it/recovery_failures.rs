@@ -113,6 +113,7 @@ async fn running_and_queued_jobs_are_cancelled_through_the_api_and_the_cli() {
     assert!(run.code.is_some_and(|c| c != 0), "{run:?}");
     assert!(run.stderr.contains("already ended"), "{run:?}");
     assert!(s.received("backfill").is_empty());
+    s.admin.audit("maelys-kustomer", &["handler"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,6 +163,9 @@ async fn a_refused_api_token_fails_the_job_with_a_clear_error_and_a_non_zero_exi
     let show = intake_cli(&["recover", "show", id, "--url", &url, "--token", ADMIN_TOKEN]).await;
     show.assert_code(1);
     assert!(show.stdout.contains("api.token"), "{show:?}");
+    assert!(s.received("backfill").is_empty());
+    s.admin.audit("maelys-kustomer", &["handler"]).await;
+    s.admin.audit("maelys-wrong-key", &["handler"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
