@@ -145,9 +145,14 @@ async fn lost_then_replayed(backend: Backend) {
     let real_id = real["id"].as_str().unwrap();
     check_history(&admin, &ids, "delivered", 1, &[real_id]).await;
 
-    // The same replay again: nothing to deliver, everything already done by the first.
+    // The same replay again: nothing to deliver, everything already done by the first; its
+    // dry run says so first.
+    let dry = admin.run(replay(&server, "delivered", true, false)).await;
     let second = admin.run(replay(&server, "delivered", false, false)).await;
     assert_eq!(second["state"], "succeeded", "{second:#}");
+    for k in ["todo", "already_done"] {
+        assert_eq!(dry["report"][k], second["report"][k], "{k}: {dry:#}");
+    }
     assert_eq!(count(&second["report"]["done"]), 0, "{second:#}");
     assert_eq!(
         count(&second["report"]["already_done"]),
