@@ -51,7 +51,8 @@ async fn tenant_tokens_see_only_their_own_jobs_and_refusals_say_what_to_change()
     // Nothing listens at the SOR's address, and the clock stands still: a backfill of
     // `maelys-kustomer` keeps retrying its first request, running until it is cancelled.
     let storage = format!("sqlite://{}/intake.db", dir.path().display());
-    let text = recovery_config(&storage, &handler.url(), "http://127.0.0.1:9", "");
+    let nowhere = format!("http://127.0.0.1:{}", crate::crash::free_port());
+    let text = recovery_config(&storage, &handler.url(), &nowhere, "");
     let server = TestServer::start_with(dir, &text).await.unwrap();
     let operator = Admin::of(&server);
     let maelys = operator.with_token("maelys-token");
@@ -77,6 +78,12 @@ async fn tenant_tokens_see_only_their_own_jobs_and_refusals_say_what_to_change()
     assert!(all.contains(&mine) && all.contains(&theirs), "{all:?}");
     let (status, _) = listed(&maelys, "?tenant=other").await;
     assert_eq!(status, 404, "a tenant token asked for another tenant");
+    let (status, p) = maelys.get("/api/v1/recoveries?state=finished").await;
+    assert_problem(status, &p, 400, "invalid-parameter", &["finished"]);
+    assert_eq!(
+        listed(&maelys, "?state=running").await,
+        (200, vec![mine.clone()])
+    );
 
     for (method, path) in [
         ("GET", format!("/api/v1/recoveries/{theirs}")),

@@ -64,7 +64,8 @@ async fn backfill_survives_kill_9(backend: Backend) {
     let port = free_port();
     // A node id of its own, so the restarted node takes the recovery duty's lease back at once
     // (on PostgreSQL; with SQLite the one node always holds it).
-    let extra = "timeout = \"10s\"\n[cluster]\nnode_id = \"recovery-node\"\n";
+    // Few deliveries at a time, so that a slow handler holds a page's conversations back.
+    let extra = "timeout = \"10s\"\nconcurrency = 4\n[cluster]\nnode_id = \"recovery-node\"\n";
     let text = recovery_config(&storage, &handler.url(), &api.url(), extra)
         .replace(
             "listen = \"127.0.0.1:0\"",
