@@ -85,14 +85,16 @@ async fn running_and_queued_jobs_are_cancelled_through_the_api_and_the_cli() {
     let second = s.admin.create(backfill(&s, "maelys-kustomer")).await;
     s.admin.wait_job(&second, "started", running).await;
     let url = s.server.url();
-    let api = ["--url", url.as_str(), "--token", ADMIN_TOKEN];
-    let cancel = |id: &str| {
-        let mut args = vec!["recover", "cancel", id];
-        args.extend(api);
-        args.into_iter().map(str::to_string).collect::<Vec<_>>()
-    };
-    let args = cancel(&second);
-    let run = intake_cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let args = [
+        "recover",
+        "cancel",
+        &second,
+        "--url",
+        &url,
+        "--token",
+        ADMIN_TOKEN,
+    ];
+    let run = intake_cli(&args).await;
     run.assert_code(0);
     assert!(
         run.stdout
@@ -109,7 +111,7 @@ async fn running_and_queued_jobs_are_cancelled_through_the_api_and_the_cli() {
         .await;
     assert_eq!(status, 409, "{problem:#}");
     assert_eq!(problem["type"], "urn:intake:problem:recovery-finished");
-    let run = intake_cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let run = intake_cli(&args).await;
     assert!(run.code.is_some_and(|c| c != 0), "{run:?}");
     assert!(run.stderr.contains("already ended"), "{run:?}");
     assert!(s.received("backfill").is_empty());
