@@ -43,7 +43,13 @@ pub struct Served {
 impl Served {
     /// Starts serving `router`.
     pub async fn start(router: Router) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0".parse()?, router).await
+    }
+
+    /// Starts serving `router` at `addr` (a port a test chose before: a system of record
+    /// that was down and comes back at the address intake was configured with).
+    pub async fn start_at(addr: SocketAddr, router: Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {

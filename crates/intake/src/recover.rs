@@ -226,7 +226,11 @@ fn job(args: JobArgs, kind: &str) -> anyhow::Result<ExitCode> {
         if text(&dry["state"]) != "succeeded" {
             return Ok(exit_of(&dry));
         }
-        let todo = dry["report"]["todo"]["total"].as_u64().unwrap_or(0);
+        // What the dry run found, less what the same replay already delivered.
+        let todo = dry["report"]["todo"]["total"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(dry["report"]["already_done"].as_u64().unwrap_or(0));
         if todo == 0 {
             println!("nothing to do");
             return Ok(ExitCode::SUCCESS);

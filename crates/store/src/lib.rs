@@ -289,7 +289,7 @@ pub trait Store: Send + Sync + 'static {
     ///   from 0 (`retrying_reset`);
     /// * deliveries not final (pending, retrying, in flight) to a destination not in
     ///   `req.routes` become dead, with a `last_error` naming the recovery (`rerouted`;
-    ///   counted `deliveries.dead`);
+    ///   counted `deliveries.rerouted`, not as a dead letter);
     /// * every destination of `req.routes` the event has no delivery to gets a new pending
     ///   delivery, due now (`created`; counted `deliveries.created`): events received but never
     ///   queued, and routes added since.

@@ -37,7 +37,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// How long to wait before trying again after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The metrics the monitor reads, per minute.
+/// The metrics the monitor reads, per minute. Not `deliveries.rerouted`: a requeue closing a
+/// delivery to a destination no longer routed is neither a failed attempt nor a dead letter.
 const METRICS: [&str; 11] = [
     "events.webhook",
     "requests.accepted",
