@@ -257,8 +257,13 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Creates the job and follows it to its end, showing progress on stderr.
-fn start_and_watch(api: &Api, body: &Value, total: Option<u64>) -> anyhow::Result<Value> {
+/// Creates the job and follows it to its end, showing progress on stderr (`intake audit` asks
+/// the system of record through it too).
+pub(crate) fn start_and_watch(
+    api: &Api,
+    body: &Value,
+    total: Option<u64>,
+) -> anyhow::Result<Value> {
     let job = api
         .call(
             &api::RECOVERY_CREATE,

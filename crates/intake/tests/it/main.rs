@@ -8,6 +8,7 @@
 
 mod admin;
 mod alerts;
+mod audit;
 mod bounds;
 mod cli;
 mod cluster;

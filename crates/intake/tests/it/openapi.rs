@@ -386,6 +386,10 @@ type Ask<'a> = (
     Option<Value>,
 );
 
+/// An audit of the hour before the test server's clock (2026-11-28T10:00:00Z).
+const AUDIT: &str =
+    "/api/v1/audit?source=maelys-kustomer&from=2026-11-28T09:00:00Z&to=2026-11-28T10:00:00Z";
+
 /// Real traffic through every operation, successes and problems alike.
 async fn traffic(server: &TestServer) -> Vec<Answer> {
     let body = kustomer::message_create("msg-openapi", "email");
@@ -476,6 +480,17 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
         ),
         (
             ("POST", "/api/v1/recoveries/{id}/cancel", &cancel_path),
+            op,
+            None,
+        ),
+        (("GET", "/api/v1/audit", AUDIT), op, None),
+        (("GET", "/api/v1/audit", AUDIT), Some("other-token"), None),
+        (
+            (
+                "GET",
+                "/api/v1/audit",
+                "/api/v1/audit?source=maelys-kustomer",
+            ),
             op,
             None,
         ),

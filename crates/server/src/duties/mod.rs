@@ -13,6 +13,8 @@
 //! * [`compaction`]: counter rollup and retention.
 //! * [`recovery`]: backfill, replay and requeue jobs.
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
+//! * [`audit`]: the conservation audit of a source's window, read and judged for the API door
+//!   (no task of its own).
 //! * `summarise_logs` (here): writes the summaries of the limited log lines whose burst ended.
 //!
 //! **A node among others.** Here: heartbeats, wake-ups from other nodes, and singleton duties.
@@ -29,6 +31,7 @@
 //! expire), the **monitor** (with the notifications) and **counter compaction**. Canaries,
 //! reconciliation and the other duties to come join them here.
 
+pub mod audit;
 pub mod book;
 pub mod compaction;
 pub mod delivery;
