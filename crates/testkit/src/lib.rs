@@ -315,10 +315,20 @@ impl TestServer {
 
     /// Starts a server with this configuration text in `dir`.
     pub async fn start_with(dir: tempfile::TempDir, config_text: &str) -> anyhow::Result<Self> {
-        let config = intake_core::config::Config::from_toml_str(config_text)?;
         let clock = intake_core::ManualClock::new(intake_core::Timestamp::parse_rfc3339(
             "2026-11-28T10:00:00Z",
         )?);
+        Self::start_with_clock(dir, config_text, clock).await
+    }
+
+    /// Starts a server with this configuration text in `dir`, on `clock` (shared with a fake
+    /// system of record, so its rate-limit windows and the server's pacing read one time).
+    pub async fn start_with_clock(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        clock: intake_core::ManualClock,
+    ) -> anyhow::Result<Self> {
+        let config = intake_core::config::Config::from_toml_str(config_text)?;
         let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))
             .start()
             .await?;

@@ -21,6 +21,7 @@ mod migrate;
 mod notify;
 mod openapi;
 mod pipeline;
+mod reconcile;
 mod recovery;
 mod retries;
 mod secrets;

@@ -159,7 +159,11 @@ async fn tick(h: &Handles, r: &Reconciled, now: Timestamp) {
     }
     for w in &due.windows {
         match check::check(client, &*h.store, id, *w).await {
-            Ok(found) => record(h, &r.source, &mut st, *w, found, now).await,
+            Ok(found) => {
+                record(h, &r.source, &mut st, *w, found, now);
+                // Before the gap is saved, so that what the monitor reads names its job.
+                start_backfills(h, &r.source, &mut st, now).await;
+            }
             Err(e) => {
                 tracing::warn!(source = %id, from = %w.from, to = %w.to, error = %e, "reconciliation could not check a window; it is checked again at the next tick");
                 st.error = Some(Note {
@@ -183,12 +187,13 @@ async fn tick(h: &Handles, r: &Reconciled, now: Timestamp) {
             job: None,
         });
     }
+    // Gaps that were open before `auto_backfill` was turned on get their job too.
     start_backfills(h, &r.source, &mut st, now).await;
     save(h, id, &st).await;
 }
 
 /// Records a window's check, and logs a gap it opened.
-async fn record(
+fn record(
     h: &Handles,
     source: &SourceConfig,
     st: &mut SourceState,
