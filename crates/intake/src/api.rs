@@ -84,6 +84,8 @@ endpoints! {
     RECOVERY = Get "/api/v1/recoveries/{id}" [];
     /// `intake recover cancel ID`.
     RECOVERY_CANCEL = Post "/api/v1/recoveries/{id}/cancel" [];
+    /// `intake status`: reconciliation's open gaps.
+    RECONCILIATION = Get "/api/v1/reconciliation" [];
 }
 
 /// What one call sends besides its endpoint.

@@ -386,6 +386,7 @@ fn status_summarizes_a_running_server_and_fails_clearly() {
         "chat",
         "QUEUE",
         "handler",
+        "RECONCILIATION: 0 source(s)",
     ] {
         assert!(
             ok.stdout.contains(needle),
