@@ -199,7 +199,9 @@ mod tests {
             min_missing: 13,
             ..SourceGap::default()
         };
-        let cases: Vec<(&str, GapReport, &SourceGap, Option<(f64, &str)>)> = vec![
+        // (what, the gaps, the rule's parameters, the value and reason wanted)
+        type Case<'a> = (&'a str, GapReport, &'a SourceGap, Option<(f64, &'a str)>);
+        let cases: Vec<Case> = vec![
             ("no gap", kustomer(vec![]), &p, None),
             ("gaps all closed", kustomer(vec![closed.clone()]), &p, None),
             (

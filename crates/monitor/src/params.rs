@@ -408,8 +408,8 @@ impl RuleParams for DeadLetters {
 }
 
 /// `source_gap`: reconciliation with the system of record's API found events intake never
-/// received. Its input is not a counter but what the `reconcile` duty found (see
-/// [`crate::gap`]).
+/// received. Its input is not a counter but what the server's `reconcile` duty found (the
+/// `gap` module decides it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceGap {
     /// Common parameters.
