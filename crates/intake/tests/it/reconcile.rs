@@ -23,7 +23,8 @@ use intake_fake_sors::{send_webhooks, FakeSor, Served, Webhook, World, WorldSpec
 use intake_testkit::{CaptureHandler, TestServer, ADMIN_TOKEN, DESTINATION_SECRET, SOURCE_SECRET};
 use serde_json::{json, Value};
 
-use crate::recovery::{parse_webhook, t, API_KEY};
+use crate::cluster::TestDb;
+use crate::recovery::{parse_webhook, t, Backend, API_KEY};
 use crate::PATIENCE;
 
 /// The server's clock at the start of every test.
@@ -47,7 +48,7 @@ fn world(seed: u64, from: &str, to: &str, email: f64, chat: f64) -> World {
 
 /// A configuration with one reconciled Kustomer source (its API allowing `per_minute`
 /// requests) and one without API credentials, of another tenant.
-fn config(dir: &std::path::Path, handler: &str, api: &str, per_minute: u32, extra: &str) -> String {
+fn config(storage: &str, handler: &str, api: &str, per_minute: u32, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -55,7 +56,7 @@ listen = "127.0.0.1:0"
 shutdown_timeout = "2s"
 
 [storage]
-url = "sqlite://{dir}/intake.db"
+url = "{storage}"
 
 [admin]
 token = "{ADMIN_TOKEN}"
@@ -93,8 +94,7 @@ url = "{handler}"
 secret = "{DESTINATION_SECRET}"
 
 {extra}
-"#,
-        dir = dir.display()
+"#
     )
 }
 
@@ -113,16 +113,26 @@ struct Live {
     held: Vec<Webhook>,
     /// While set, webhooks of `(from, to]` are held, not sent.
     stopped: Option<(Timestamp, Timestamp)>,
+    /// The PostgreSQL database the server stores in, if not SQLite.
+    db: Option<TestDb>,
 }
 
 impl Live {
     async fn start(world: World, per_minute: u32, extra: &str) -> Live {
+        Live::start_on(Backend::Sqlite, world, per_minute, extra).await
+    }
+
+    async fn start_on(backend: Backend, world: World, per_minute: u32, extra: &str) -> Live {
         let clock = ManualClock::new(t(START));
         let fake = Arc::new(KustomerFake::new(world, Arc::new(clock.clone()), API_KEY));
         let api = Served::start(fake.clone().api()).await.unwrap();
         let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let text = config(dir.path(), &handler.url(), &api.url(), per_minute, extra);
+        let (storage, db) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}/intake.db", dir.path().display()), None),
+            Backend::Postgres(db) => (db.url.clone(), Some(db)),
+        };
+        let text = config(&storage, &handler.url(), &api.url(), per_minute, extra);
         let server = TestServer::start_with_clock(dir, &text, clock.clone())
             .await
             .unwrap();
@@ -137,6 +147,17 @@ impl Live {
             next: 0,
             held: Vec::new(),
             stopped: None,
+            db,
+        }
+    }
+
+    /// Stops the server and drops its PostgreSQL database, if it has one.
+    async fn finish(mut self) {
+        if let Some(db) = self.db.take() {
+            if let Some(server) = self.server.take() {
+                server.server.shutdown().await.unwrap();
+            }
+            db.drop_db().await;
         }
     }
 
@@ -427,8 +448,18 @@ async fn a_sor_that_stops_sending_raises_source_gap_by_channel_and_late_webhooks
 /// origin `backfill`, once each, the gaps close and the alert resolves. The org stops for
 /// eight minutes, then sends again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_backfill_starts_one_job_per_gap_and_source_gap_resolves_once_they_delivered() {
-    let mut live = Live::start(
+async fn sqlite_auto_backfill_starts_one_job_per_gap_and_source_gap_resolves_once_delivered() {
+    auto_backfill_closes_every_gap(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_auto_backfill_starts_one_job_per_gap_and_source_gap_resolves_once_delivered() {
+    auto_backfill_closes_every_gap(Backend::Postgres(TestDb::create().await)).await;
+}
+
+async fn auto_backfill_closes_every_gap(backend: Backend) {
+    let mut live = Live::start_on(
+        backend,
         world(
             11,
             "2026-11-28T09:00:00Z",
@@ -523,6 +554,7 @@ async fn auto_backfill_starts_one_job_per_gap_and_source_gap_resolves_once_they_
         assert_eq!(job["state"], "succeeded", "{job:#}");
         assert_eq!(job["dry_run"], false);
     }
+    live.finish().await;
 }
 
 /// Every webhook arrives: over five intervals and a restart in the middle, no `source_gap`,
