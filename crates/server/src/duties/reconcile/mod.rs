@@ -19,7 +19,8 @@
 //!    `max(1, floor(api.rate_limit_per_minute × budget_share))` requests a minute
 //!    ([`budgeted`]), so reconciliation never starves a recovery of the same API.
 //! 4. **With `auto_backfill`, start a backfill job for each new gap** (through the same checks
-//!    as the API, `created_by = "reconcile"`), never a second one for a gap that has one.
+//!    as the API, `created_by = "reconcile"`), never a second one for a gap that has one. The
+//!    windows still due then wait for the job to end, as in 2.
 //!
 //! | module | its one job |
 //! |---|---|
@@ -160,9 +161,14 @@ async fn tick(h: &Handles, r: &Reconciled, now: Timestamp) {
     for w in &due.windows {
         match check::check(client, &*h.store, id, *w).await {
             Ok(found) => {
-                record(h, &r.source, &mut st, *w, found, now);
+                record(h, &r.source, &mut st, *w, found);
                 // Before the gap is saved, so that what the monitor reads names its job.
-                start_backfills(h, &r.source, &mut st, now).await;
+                if start_backfills(h, &r.source, &mut st).await {
+                    // The job needs the budget: the windows left wait for it, as at a tick
+                    // that finds a backfill running.
+                    save(h, id, &st).await;
+                    break;
+                }
             }
             Err(e) => {
                 tracing::warn!(source = %id, from = %w.from, to = %w.to, error = %e, "reconciliation could not check a window; it is checked again at the next tick");
@@ -188,22 +194,17 @@ async fn tick(h: &Handles, r: &Reconciled, now: Timestamp) {
         });
     }
     // Gaps that were open before `auto_backfill` was turned on get their job too.
-    start_backfills(h, &r.source, &mut st, now).await;
+    start_backfills(h, &r.source, &mut st).await;
     save(h, id, &st).await;
 }
 
 /// Records a window's check, and logs a gap it opened.
-fn record(
-    h: &Handles,
-    source: &SourceConfig,
-    st: &mut SourceState,
-    w: Span,
-    found: check::Found,
-    now: Timestamp,
-) {
+fn record(h: &Handles, source: &SourceConfig, st: &mut SourceState, w: Span, found: check::Found) {
     let sample = h.config.reconcile.sample;
     let missing = found.missing.len();
-    let opened = st.record_check(w, now, found.listed, found.missing, found.requests, sample);
+    // The listing took its time (it is paced): the check is dated when it ended.
+    let at = h.clock.now();
+    let opened = st.record_check(w, at, found.listed, found.missing, found.requests, sample);
     if opened.is_some() {
         tracing::warn!(
             source = %source.id, tenant = %source.tenant, from = %w.from, to = %w.to,
@@ -283,17 +284,20 @@ fn skip_note(job: &intake_store::RecoveryJob, until: Option<Timestamp>, now: Tim
     }
 }
 
-/// With `auto_backfill`, a backfill job for each open gap that has none. The job's id is
-/// saved with the gap before the job is created: a node that stops in between leaves an id
-/// whose job the next tick creates ([`settle`]), never a second job.
-async fn start_backfills(h: &Handles, source: &SourceConfig, st: &mut SourceState, now: Timestamp) {
-    for i in st.needing_backfill(h.config.reconcile.auto_backfill) {
+/// With `auto_backfill`, a backfill job for each open gap that has none; `true` if it started
+/// any. The job's id is saved with the gap before the job is created: a node that stops in
+/// between leaves an id whose job the next tick creates ([`settle`]), never a second job.
+async fn start_backfills(h: &Handles, source: &SourceConfig, st: &mut SourceState) -> bool {
+    let needing = st.needing_backfill(h.config.reconcile.auto_backfill);
+    for &i in &needing {
+        let now = h.clock.now();
         let id = new_id(now);
         st.gaps[i].backfill = Some(id.clone());
         save(h, &source.id, st).await;
         let window = st.gaps[i].window;
         st.gaps[i].backfill_state = Some(create_job(h, source, window, &id, now).await);
     }
+    !needing.is_empty()
 }
 
 /// Creates the backfill job `id` for a gap's window, through the checks the API applies, and
