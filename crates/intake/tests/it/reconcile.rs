@@ -355,6 +355,7 @@ async fn a_sor_that_stops_sending_raises_source_gap_by_channel_and_late_webhooks
         )
         .await;
     assert!(live.now() >= t("2026-11-28T10:20:00Z"), "{}", live.now());
+    let fired_at = live.now();
     let gap_window = (t("2026-11-28T09:55:00Z"), t("2026-11-28T10:05:00Z"));
     let lost: Vec<Webhook> = live
         .held
@@ -424,6 +425,7 @@ async fn a_sor_that_stops_sending_raises_source_gap_by_channel_and_late_webhooks
 
     // The org redelivers: the next tick closes the gap, the alert resolves.
     live.flush().await;
+    let flushed = live.now();
     let (_, rec) = live
         .until(
             "the gap closes and source_gap resolves",
@@ -441,6 +443,12 @@ async fn a_sor_that_stops_sending_raises_source_gap_by_channel_and_late_webhooks
     assert!(closed.get("backfill").is_none(), "{closed}");
     let jobs = live.get("/api/v1/recoveries", ADMIN_TOKEN).await;
     assert!(jobs["data"].as_array().unwrap().is_empty(), "{jobs:#}");
+    eprintln!(
+        "reconcile stop: sending stopped at {START}; source_gap firing by {fired_at} with {} \
+         missing {channels:?}; late webhooks at {flushed}; resolved by {}",
+        expected.len(),
+        live.now()
+    );
 }
 
 /// With `auto_backfill`, each gap starts a backfill job of its window (`created_by =
@@ -491,6 +499,7 @@ async fn auto_backfill_closes_every_gap(backend: Backend) {
             },
         )
         .await;
+    let fired_at = live.now();
     let reason = source_gap(&alerts, "firing").unwrap()["reason"]
         .as_str()
         .unwrap()
@@ -554,6 +563,14 @@ async fn auto_backfill_closes_every_gap(backend: Backend) {
         assert_eq!(job["state"], "succeeded", "{job:#}");
         assert_eq!(job["dry_run"], false);
     }
+    eprintln!(
+        "reconcile auto-backfill: stopped {START}–10:08; firing by {fired_at} ({reason}); \
+         {} gap(s), {} job(s), {} events backfilled; resolved by {}",
+        closed.len(),
+        jobs.len(),
+        backfilled.len(),
+        live.now()
+    );
     live.finish().await;
 }
 

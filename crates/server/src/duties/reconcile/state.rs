@@ -265,16 +265,23 @@ impl Gap {
             to: self.window.to,
             missing: self.missing.len() as u64,
             by_channel,
-            first: self
-                .missing
-                .iter()
-                .take(sample)
-                .map(Missing::quoted)
-                .collect(),
+            first: first_quoted(&self.missing, sample),
             backfill: self.backfill.clone(),
             backfill_state: self.backfill_state.clone(),
         }
     }
+}
+
+/// The first `sample` distinct objects of `missing` as an alert quotes them (a conversation's
+/// creation and its update are one object).
+fn first_quoted(missing: &[Missing], sample: usize) -> Vec<String> {
+    let mut seen = HashSet::new();
+    missing
+        .iter()
+        .map(Missing::quoted)
+        .filter(|q| seen.insert(q.clone()))
+        .take(sample)
+        .collect()
 }
 
 /// A source's state (empty before its first check).
@@ -451,6 +458,15 @@ mod tests {
         );
         s.gaps[0].backfill = Some("rec_7".into());
         s.gaps[0].backfill_state = Some("running".into());
+        // The same object twice (a conversation's creation and its update) is quoted once.
+        let mut again = miss("a2", "email");
+        again.object_id = Some("obj-a".into());
+        s.gaps[0].missing.insert(1, again);
+        assert_eq!(
+            s.report("Kustomer", 3).gaps[0].first,
+            ["obj-a", "obj-b", "obj-c"]
+        );
+        s.gaps[0].missing.remove(1);
         s.settle(&keys(&["b"]), t(30));
         let r = s.report("Kustomer", 1);
         assert_eq!(r.vendor, "Kustomer");
