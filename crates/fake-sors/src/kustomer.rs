@@ -666,14 +666,14 @@ fn answer(
     serve: impl FnOnce(&KustomerFake) -> Result<Value, ApiError>,
 ) -> Response {
     if !fake.check_token(headers) {
-        fake.log.push(format!("401 {request}"));
+        fake.log.push_at(format!("401 {request}"), fake.clock.now());
         return error(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
     let rate = match fake.admit(search) {
         Ok(h) => h,
         Err(r) => {
             fake.asked_to_wait.store(true, Ordering::SeqCst);
-            fake.log.push(format!("429 {request}"));
+            fake.log.push_at(format!("429 {request}"), fake.clock.now());
             return r.into_response();
         }
     };
@@ -683,11 +683,12 @@ fn answer(
     fake.asked_to_wait.store(exhausted, Ordering::SeqCst);
     let mut r = match serve(fake) {
         Ok(body) => {
-            fake.log.push(request);
+            fake.log.push_at(request, fake.clock.now());
             axum::Json(body).into_response()
         }
         Err(e) => {
-            fake.log.push(format!("{} {request}", e.status.as_u16()));
+            fake.log
+                .push_at(format!("{} {request}", e.status.as_u16()), fake.clock.now());
             e.into_response()
         }
     };

@@ -86,6 +86,8 @@ endpoints! {
     RECOVERY_CANCEL = Post "/api/v1/recoveries/{id}/cancel" [];
     /// `intake audit`.
     AUDIT = Get "/api/v1/audit" ["source", "from", "to"];
+    /// `intake status`: reconciliation's open gaps.
+    RECONCILIATION = Get "/api/v1/reconciliation" [];
 }
 
 /// What one call sends besides its endpoint.

@@ -407,6 +407,37 @@ impl RuleParams for DeadLetters {
     }
 }
 
+/// `source_gap`: reconciliation with the system of record's API found events intake never
+/// received. Its input is not a counter but what the server's `reconcile` duty found (the
+/// `gap` module decides it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceGap {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: events missing across the source's open gaps (1). The alert resolves as
+    /// soon as the gaps close (they close when every missing event has arrived).
+    pub min_missing: u64,
+}
+
+impl Default for SourceGap {
+    fn default() -> Self {
+        SourceGap {
+            common: common(0, Severity::Critical, 1),
+            min_missing: 1,
+        }
+    }
+}
+
+impl RuleParams for SourceGap {
+    const RULE: &'static str = "source_gap";
+    const THRESHOLD: &'static str = "missing events, e.g. 1";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.min_missing = number(t, "count of at least 1", |n| n >= 1.0)? as u64;
+        Ok(())
+    }
+}
+
 /// An override that does not fit its rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rules[{index}] ({rule}): threshold: {message}")]
@@ -426,7 +457,7 @@ pub struct RuleBook {
 }
 
 /// The ids of the rules this crate evaluates.
-pub const EVALUATED_RULES: [&str; 8] = [
+pub const EVALUATED_RULES: [&str; 9] = [
     "inbound_stopped",
     "inbound_drop",
     "rejections_spike",
@@ -435,6 +466,7 @@ pub const EVALUATED_RULES: [&str; 8] = [
     "processing_drop",
     "delivery_errors",
     "dead_letters",
+    "source_gap",
 ];
 
 impl RuleBook {
@@ -452,6 +484,7 @@ impl RuleBook {
                 "processing_drop" => ProcessingDrop::default().set_threshold(t),
                 "delivery_errors" => DeliveryErrors::default().set_threshold(t),
                 "dead_letters" => DeadLetters::default().set_threshold(t),
+                "source_gap" => SourceGap::default().set_threshold(t),
                 _ => Ok(()),
             };
             res.map_err(|message| ParamError {
@@ -522,6 +555,7 @@ impl RuleBook {
             v::<ProcessingDrop>(),
             v::<DeliveryErrors>(),
             v::<DeadLetters>(),
+            v::<SourceGap>(),
         ]
     }
 }
@@ -587,6 +621,7 @@ mod tests {
         );
         assert_eq!(QueueStalled::default().common.severity, Severity::Critical);
         assert_eq!(DeadLetters::default().common.severity, Severity::Critical);
+        assert_eq!(SourceGap::default().common.severity, Severity::Critical);
         for s in [
             InboundDrop::default().common.severity,
             RejectionsSpike::default().common.severity,

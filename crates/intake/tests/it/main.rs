@@ -22,6 +22,7 @@ mod migrate;
 mod notify;
 mod openapi;
 mod pipeline;
+mod reconcile;
 mod recovery;
 mod recovery_api;
 mod recovery_cli;

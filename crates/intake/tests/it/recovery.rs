@@ -91,7 +91,8 @@ secret = "{DESTINATION_SECRET}"
     )
 }
 
-/// Where a scenario stores its events.
+/// Where a scenario stores its events. (One value per scenario: its size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Sqlite,
     Postgres(Box<TestDb>),

@@ -32,8 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, audit, cluster, events, flows, notifiers, queue, recoveries, rejections, rules,
-    silences, tokens,
+    alerts, audit, cluster, events, flows, notifiers, queue, reconciliation, recoveries,
+    rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
 
@@ -53,6 +53,7 @@ fn resources() -> Resource {
         .merge(tokens::routes())
         .merge(recoveries::routes())
         .merge(audit::routes())
+        .merge(reconciliation::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -133,6 +134,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "tokens", description = "API tokens made by intake."),
         (name = "recoveries", description = "Backfill, replay and requeue jobs."),
         (name = "audit", description = "Whether a source's window adds up."),
+        (name = "reconciliation", description = "Sources compared with their systems of record; open gaps."),
         (name = "meta", description = "This document."),
     ),
 )]

@@ -12,6 +12,8 @@
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
 //! * [`compaction`]: counter rollup and retention.
 //! * [`recovery`]: backfill, replay and requeue jobs.
+//! * [`reconcile`]: the periodic comparison of each source's system of record with what was
+//!   received (the open gaps behind `source_gap`).
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
 //! * [`audit`]: the conservation audit of a source's window, read and judged for the API door
 //!   (no task of its own).
@@ -26,10 +28,11 @@
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.
 //! With SQLite there is one node, which takes every lease at once.
 //!
-//! The singleton duties: the **recovery** jobs, the **lease reaper** (deliveries in flight under the lease of a node
-//! that has stopped sending heartbeats are made due at once, rather than when their leases
-//! expire), the **monitor** (with the notifications) and **counter compaction**. Canaries,
-//! reconciliation and the other duties to come join them here.
+//! The singleton duties: the **recovery** jobs, **reconciliation**, the **lease reaper**
+//! (deliveries in flight under the lease of a node that has stopped sending heartbeats are
+//! made due at once, rather than when their leases expire), the **monitor** (with the
+//! notifications) and **counter compaction**. Canaries and the other duties to come join them
+//! here.
 
 pub mod audit;
 pub mod book;
@@ -37,6 +40,7 @@ pub mod compaction;
 pub mod delivery;
 pub mod monitor;
 pub mod notify;
+pub mod reconcile;
 pub mod recovery;
 
 use std::collections::HashMap;
@@ -84,6 +88,9 @@ const DUTIES: &[(&str, DutyFn)] = &[
     }),
     (recovery::RECOVERY, |h, stop| {
         Box::pin(recovery::run(h, stop))
+    }),
+    (reconcile::RECONCILE, |h, stop| {
+        Box::pin(reconcile::run(h, stop))
     }),
 ];
 

@@ -10,7 +10,7 @@
 //! After each evaluation it runs the notification pipeline ([`super::notify`]) and pings the
 //! watchdog. It takes the configuration, the clock and the store, nothing else.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::book::{ALERTS_STATE, FLOWS_STATE};
 use super::notify::{self, Pipeline};
+use super::reconcile;
 
 /// The monitor's duty name.
 pub const MONITOR: &str = "monitor";
@@ -274,6 +275,7 @@ impl MonitorDuty {
         for (key, snapshot) in seen {
             self.monitor.observe_queue(&key, now, snapshot);
         }
+        self.observe_gaps().await?;
 
         let transitions = self.monitor.evaluate(now);
         for t in &transitions {
@@ -287,6 +289,32 @@ impl MonitorDuty {
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
             .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
         self.store.put_state(FLOWS_STATE, flows).await?;
+        Ok(())
+    }
+
+    /// Hands the monitor the open gaps the `reconcile` duty recorded for each reconciled
+    /// source (`source_gap`'s input is not a counter). A document that cannot be decoded keeps
+    /// what was handed before, so a bug there neither raises nor resolves an alert.
+    async fn observe_gaps(&mut self) -> Result<(), StoreError> {
+        let sample = self.config.reconcile.sample;
+        let mut reconciled = HashSet::new();
+        for s in reconcile::reconciled(&self.config) {
+            let key = SourceKey {
+                tenant: s.tenant.clone(),
+                source: s.id.clone(),
+            };
+            match reconcile::state::load(&*self.store, &s.id).await {
+                Ok(st) => self
+                    .monitor
+                    .observe_gaps(&key, st.report(s.kind.vendor(), sample)),
+                Err(StoreError::Corrupt(e)) => {
+                    tracing::error!(source = %s.id, error = %e, "source_gap keeps its last verdict")
+                }
+                Err(e) => return Err(e),
+            }
+            reconciled.insert(key);
+        }
+        self.monitor.retain_gaps(|k| reconciled.contains(k));
         Ok(())
     }
 
