@@ -105,6 +105,7 @@ async fn lost_then_replayed(backend: Backend) {
     let admin = Admin::of(&server);
     let ids = ingest(&server, &names("lost", LOST)).await;
     assert_eq!(handler.wait_for(LOST, PATIENCE).await.len(), LOST);
+    admin.drained("maelys-kustomer").await;
     server.clock.advance(Duration::from_secs(60));
 
     let dry = admin.run(replay(&server, "delivered", true, false)).await;

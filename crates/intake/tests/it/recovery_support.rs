@@ -198,6 +198,31 @@ impl Admin {
     /// a replay) to each destination of `routes`, so events = deliveries per destination;
     /// every delivery is final. Returns the events.
     pub(crate) async fn audit(&self, source: &str, routes: &[&str]) -> Vec<Value> {
+        self.drained(source).await;
+        let events = self.events(source).await;
+        for e in &events {
+            let deliveries = e["deliveries"].as_array().unwrap();
+            for route in routes {
+                let own = deliveries
+                    .iter()
+                    .filter(|d| d["destination"] == *route && d["origin"] != "replay")
+                    .count();
+                assert_eq!(own, 1, "{own} deliveries of its own to {route}: {e:#}");
+            }
+            for d in deliveries {
+                assert!(
+                    d["state"] == "delivered" || d["state"] == "dead",
+                    "not final: {e:#}"
+                );
+            }
+        }
+        events
+    }
+
+    /// Waits until nothing of `source` is pending in the queue: every attempt made has been
+    /// recorded (a handler that received a delivery does not mean its result is stored yet;
+    /// moving the manual clock before it is would expire the attempt's lease under it).
+    pub(crate) async fn drained(&self, source: &str) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let (status, q) = self.get(&format!("/api/v1/queue?source={source}")).await;
@@ -217,24 +242,6 @@ impl Admin {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let events = self.events(source).await;
-        for e in &events {
-            let deliveries = e["deliveries"].as_array().unwrap();
-            for route in routes {
-                let own = deliveries
-                    .iter()
-                    .filter(|d| d["destination"] == *route && d["origin"] != "replay")
-                    .count();
-                assert_eq!(own, 1, "{own} deliveries of its own to {route}: {e:#}");
-            }
-            for d in deliveries {
-                assert!(
-                    d["state"] == "delivered" || d["state"] == "dead",
-                    "not final: {e:#}"
-                );
-            }
-        }
-        events
     }
 }
 
