@@ -28,7 +28,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use alerting::{
-    is_loopback, CanaryConfig, IncidentsConfig, MonitorConfig, NotifierConfig, NotifierKind,
+    is_loopback, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig, MonitorConfig, NotifierConfig, NotifierKind,
     RuleOverride, RuleThreshold, Severity, SmtpTls, NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
