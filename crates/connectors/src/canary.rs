@@ -130,7 +130,10 @@ mod tests {
                     header: "X-Gorgias-Token".into(),
                 })),
             ),
-            ("generic (default fields)", generic(GenericFields::default())),
+            (
+                "generic (default fields)",
+                generic(GenericFields::default()),
+            ),
             (
                 "generic (nested fields)",
                 generic(GenericFields {
@@ -175,14 +178,17 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             // Another secret does not verify: it is signed, not merely shaped.
             assert!(
-                c.verify(&incoming, &["intake:another".to_string()]).is_err(),
+                c.verify(&incoming, &["intake:another".to_string()])
+                    .is_err(),
                 "{name}"
             );
-            assert_eq!(req.header("content-type"), Some("application/json"), "{name}");
+            assert_eq!(
+                req.header("content-type"),
+                Some("application/json"),
+                "{name}"
+            );
             assert!(c.handshake(&incoming).is_none(), "{name}");
-            let ev = c
-                .parse(&incoming)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ev = c.parse(&incoming).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
                 ev.event_type.contains("canary"),
                 "{name}: event type {}",
@@ -210,7 +216,10 @@ mod tests {
     fn a_timestamped_scheme_refuses_a_canary_replayed_later() {
         let secret = "canary-test-secret";
         for (name, c) in [
-            ("zendesk", Box::new(ZendeskConnector::default()) as Box<dyn Connector>),
+            (
+                "zendesk",
+                Box::new(ZendeskConnector::default()) as Box<dyn Connector>,
+            ),
             ("front", Box::new(FrontConnector::default())),
         ] {
             let req = c.canary(

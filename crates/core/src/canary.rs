@@ -106,7 +106,14 @@ mod tests {
         assert!(!key.verify("other-kustomer", body, &mark));
         assert!(!key.verify("maelys-kustomer", b"{}", &mark));
         assert!(!CanaryKey::generate().verify("maelys-kustomer", body, &mark));
-        for bad in ["", "v1=", "v1=zz", "v2=00", &mark[3..], &mark[..mark.len() - 2]] {
+        for bad in [
+            "",
+            "v1=",
+            "v1=zz",
+            "v2=00",
+            &mark[3..],
+            &mark[..mark.len() - 2],
+        ] {
             assert!(!key.verify("maelys-kustomer", body, bad), "{bad:?}");
         }
     }

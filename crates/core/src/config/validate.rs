@@ -90,7 +90,7 @@ impl From<figment::Error> for ConfigError {
                 }
                 if let figment::error::Kind::UnknownField(field, _) = &e.kind {
                     let section = e.path.first().map(String::as_str).unwrap_or("");
-                    if matches!(section, "monitor" | "rules" | "notifiers" | "")
+                    if matches!(section, "monitor" | "rules" | "notifiers" | "canary" | "")
                         && OFF_SWITCHES.contains(&field.as_str())
                     {
                         message = format!("unknown key `{field}`: {NO_OFF_SWITCH}");
@@ -704,7 +704,9 @@ impl Validator {
         for (id, o) in &c.sources {
             let p = format!("canary.sources.{id}");
             self.reference(p.clone(), "source", id, sources);
-            if o.interval.is_some_and(|d| d.0.is_zero()) || o.deadline.is_some_and(|d| d.0.is_zero()) {
+            if o.interval.is_some_and(|d| d.0.is_zero())
+                || o.deadline.is_some_and(|d| d.0.is_zero())
+            {
                 self.push(p, "interval and deadline must be longer than 0s");
                 continue;
             }

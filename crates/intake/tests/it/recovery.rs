@@ -347,7 +347,11 @@ async fn lost_window_is_recovered_exactly_once(backend: Backend) {
         .filter(|l| l.starts_with("intake_events_total{") && l.contains("origin=\"backfill\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(counted, expected.len() as u64, "intake_events_total{{origin=backfill}}");
+    assert_eq!(
+        counted,
+        expected.len() as u64,
+        "intake_events_total{{origin=backfill}}"
+    );
 
     let again = s.run(s.backfill(false)).await;
     assert_eq!(again["state"], "succeeded");
