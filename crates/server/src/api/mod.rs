@@ -31,6 +31,7 @@ use crate::state::AppState;
 use problem::Problem;
 
 mod alerts;
+mod canaries;
 mod cluster;
 mod events;
 mod flows;

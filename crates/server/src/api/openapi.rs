@@ -32,8 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, cluster, events, flows, notifiers, queue, recoveries, rejections, rules, silences,
-    tokens,
+    alerts, canaries, cluster, events, flows, notifiers, queue, recoveries, rejections, rules,
+    silences, tokens,
 };
 use crate::state::AppState;
 
@@ -52,6 +52,7 @@ fn resources() -> Resource {
         .merge(cluster::routes())
         .merge(tokens::routes())
         .merge(recoveries::routes())
+        .merge(canaries::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -131,6 +132,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "cluster", description = "The nodes sharing the store and their duties."),
         (name = "tokens", description = "API tokens made by intake."),
         (name = "recoveries", description = "Backfill, replay and requeue jobs."),
+        (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
         (name = "meta", description = "This document."),
     ),
 )]

@@ -49,7 +49,8 @@ pub struct Rules {
 }
 
 /// Rules evaluated today; the others are wired by their own features.
-const EVALUATED: [&str; 10] = [
+const EVALUATED: [&str; 11] = [
+    "canary_failed",
     "notifier_failing",
     "watchdog",
     "inbound_stopped",

@@ -12,6 +12,8 @@
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
 //! * [`compaction`]: counter rollup and retention.
 //! * [`recovery`]: backfill, replay and requeue jobs.
+//! * [`canary`]: signed synthetic webhooks through the front door, followed to the handler
+//!   (the pure decisions in `canary::decide`, the book every node reads in `canary::book`).
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
 //! * `summarise_logs` (here): writes the summaries of the limited log lines whose burst ended.
 //!
@@ -26,10 +28,11 @@
 //!
 //! The singleton duties: the **recovery** jobs, the **lease reaper** (deliveries in flight under the lease of a node
 //! that has stopped sending heartbeats are made due at once, rather than when their leases
-//! expire), the **monitor** (with the notifications) and **counter compaction**. Canaries,
-//! reconciliation and the other duties to come join them here.
+//! expire), the **monitor** (with the notifications), **counter compaction** and the
+//! **canaries**. Reconciliation, drills and the other duties to come join them here.
 
 pub mod book;
+pub mod canary;
 pub mod compaction;
 pub mod delivery;
 pub mod monitor;
@@ -65,6 +68,11 @@ pub(crate) struct Handles {
     pub recoveries: Arc<Notify>,
     /// `intake_events_total{origin="backfill"}` by source, by channel (`Channel::ALL` order).
     pub backfilled: Arc<HashMap<String, [metrics::Counter; 6]>>,
+    /// The key that marks canaries as intake's own (see `intake_core::canary`).
+    pub canary_key: intake_core::canary::CanaryKey,
+    /// Where canaries enter: `server.public_url`, else this node's listening address (no
+    /// trailing `/`).
+    pub front_door: String,
 }
 
 /// A duty's body: runs until its token is cancelled.
@@ -82,6 +90,7 @@ const DUTIES: &[(&str, DutyFn)] = &[
     (recovery::RECOVERY, |h, stop| {
         Box::pin(recovery::run(h, stop))
     }),
+    (canary::CANARY, |h, stop| Box::pin(canary::run(h, stop))),
 ];
 
 /// The lease reaper's duty name.
