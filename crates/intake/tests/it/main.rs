@@ -9,6 +9,7 @@
 mod admin;
 mod alerts;
 mod bounds;
+mod canary;
 mod cli;
 mod cluster;
 mod crash;

@@ -58,7 +58,7 @@ impl From<Latency> for StageSeconds {
 struct CanaryFailure {
     /// `canary_failed`'s state: `firing`, or `pending` while its `for` runs.
     state: String,
-    /// Where the last canary stopped.
+    /// Where the last canary that got an answer stopped.
     stage: Option<Stage>,
     /// Since when no canary has got through (when the alert's condition started).
     since: Timestamp,
@@ -140,6 +140,7 @@ async fn canaries(
             let timing = app.config.canary.timing(&s.id);
             let c = canaries.get(&s.id);
             let last = c.and_then(|c| c.last.clone());
+            let stopped = c.and_then(|c| c.stopped_at()).map(|r| r.stage);
             let last_success_at = c.and_then(|c| c.last_success_at);
             let failure = alert_book
                 .iter()
@@ -150,7 +151,7 @@ async fn canaries(
                 })
                 .map(|a| CanaryFailure {
                     state: a.state.to_string(),
-                    stage: last.as_ref().map(|r| r.stage),
+                    stage: stopped,
                     since: a.active_since,
                     reason: a.reason.clone(),
                 });

@@ -131,12 +131,25 @@ pub struct SourceCanary {
     pub last_success_latency: Option<Latency>,
     /// The last canary sent, and where it stands.
     pub last: Option<CanaryRun>,
+    /// The canary before it, kept while the last one is still being sent: where a source's
+    /// canaries stopped is said by the last one that got an answer.
+    #[serde(default)]
+    pub previous: Option<CanaryRun>,
 }
 
 impl SourceCanary {
     /// The deadline in force.
     pub fn deadline(&self) -> Duration {
         Duration::from_secs(self.deadline_seconds)
+    }
+
+    /// Where this source's canaries stopped: the last canary, unless it is still being sent
+    /// (then the one before it, if any).
+    pub fn stopped_at(&self) -> Option<&CanaryRun> {
+        match (&self.last, &self.previous) {
+            (Some(last), Some(previous)) if last.stage == Stage::Sending => Some(previous),
+            (last, _) => last.as_ref(),
+        }
     }
 
     /// The instant the deadline counts from: the last success, or when watching started if

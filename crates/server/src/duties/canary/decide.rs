@@ -144,7 +144,7 @@ pub(crate) fn verdict(
         "no canary reached the handler for {} {since} (deadline {}): {}",
         human(waited),
         human(deadline),
-        stopped(entry.and_then(|e| e.last.as_ref()), now),
+        stopped(entry.and_then(SourceCanary::stopped_at), now),
     );
     Verdict::Failed {
         value: waited.as_secs_f64(),
@@ -447,6 +447,7 @@ mod tests {
             last_success_at: last_success.map(at),
             last_success_latency: None,
             last,
+            previous: None,
         }
     }
 
@@ -500,6 +501,15 @@ mod tests {
                 }
                 (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
             }
+        }
+        // A canary being sent does not hide where the one before it stopped.
+        let mut e = entry(Some(100), 0, run(Stage::Sending, |_| {}));
+        e.previous = failing.clone();
+        match verdict(Some(&e), T0, deadline, at(230)) {
+            Verdict::Failed { reason, .. } => {
+                assert!(reason.contains("delivery failing"), "{reason}")
+            }
+            v => panic!("{v:?}"),
         }
         // Healthy says when to judge again: at the deadline.
         assert_eq!(

@@ -176,6 +176,7 @@ fn starting_book(h: &Handles, mut previous: CanaryBook, now: Timestamp) -> Canar
                 watching_since: now,
                 last_success_at: before.as_ref().and_then(|b| b.last_success_at),
                 last_success_latency: before.as_ref().and_then(|b| b.last_success_latency),
+                previous: before.as_ref().and_then(|b| b.previous.clone()),
                 last: before.and_then(|b| b.last),
             },
         );

@@ -94,7 +94,7 @@ impl Probe {
             // The schedule follows the sends: a slow send delays the next one, never doubles it.
             next = sent_at.plus(interval);
             let mut run = CanaryRun::sending(canary_id(sent_at), sent_at);
-            record.last = Some(run.clone());
+            record.previous = record.last.replace(run.clone());
             let _ = reports.send(record.clone()).await;
             let ack = match self.send(&run, &stop).await {
                 Sent::Stopped => return,
