@@ -439,3 +439,156 @@ async fn the_watchdog_alert_reaches_alertmanager_at_every_evaluation() {
     )
     .await;
 }
+
+/// A load balancer of one: forwards every connection to the node it is pointed at, and
+/// counts them.
+struct Balancer {
+    addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Balancer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (t, n) = (target.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Some(to) = *t.lock().unwrap() else {
+                    continue;
+                };
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Balancer {
+            addr,
+            target,
+            connections,
+        }
+    }
+}
+
+/// Two nodes on one PostgreSQL database: the node holding the `canary` duty sends its
+/// canaries to `public_url`, a load balancer that leads to the other node, which ingests them;
+/// they reach the handler all the same and the first node's book says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_canary_crosses_the_balancer_to_the_other_node() {
+    use std::sync::Arc;
+
+    let db = crate::cluster::TestDb::create().await;
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let balancer = Balancer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = with_canaries(&config_toml(dir.path(), &handler.url(), ""), "60s", "2m")
+        .replace(
+            &format!("url = \"sqlite://{}/intake.db\"", dir.path().display()),
+            &format!("url = \"{}\"", db.url),
+        )
+        .replace(
+            "shutdown_timeout = \"2s\"",
+            &format!(
+                "shutdown_timeout = \"2s\"\npublic_url = \"http://{}\"",
+                balancer.addr
+            ),
+        );
+    let node = |id: &str| {
+        let text = format!("{base}\n[cluster]\nnode_id = \"{id}\"\nduty_lease = \"24h\"\n");
+        intake_core::config::Config::from_toml_str(&text).unwrap()
+    };
+    let clock =
+        intake_core::ManualClock::new(Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap());
+    // The first node takes every duty's lease; the second holds none.
+    let a = intake_server::Server::new(node("node-a"), Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let cluster = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{url}/api/v1/cluster"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + crate::PATIENCE;
+    while !cluster(a.url()).await["duties"]
+        .as_array()
+        .is_some_and(|d| {
+            d.iter()
+                .any(|d| d["duty"] == "canary" && d["holder"] == "node-a")
+        })
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node-a never took the canary duty"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = intake_server::Server::new(node("node-b"), Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
+    *balancer.target.lock().unwrap() = Some(b.addr);
+
+    let mut elapsed = Duration::ZERO;
+    let delivered = loop {
+        let r = http
+            .get(format!("{}/api/v1/canaries", a.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let all: Value = r.json().await.unwrap();
+        let e = entry(&all, "maelys-kustomer").clone();
+        if e["last"]["stage"] == "delivered" {
+            break e;
+        }
+        assert!(
+            elapsed < Duration::from_secs(5 * 60),
+            "no canary delivered: {all:#}"
+        );
+        clock.advance(STEP);
+        elapsed += STEP;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        balancer
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1,
+        "the canary did not go through the balancer"
+    );
+    assert!(handler
+        .received()
+        .iter()
+        .any(|c| c.is_canary() && c.header("intake-source") == "maelys-kustomer"));
+    assert!(!delivered["last_success_at"].is_null(), "{delivered:#}");
+    // The other node answers the same from the store.
+    let r = http
+        .get(format!("{}/api/v1/canaries", b.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let seen_by_b: Value = r.json().await.unwrap();
+    assert_eq!(
+        entry(&seen_by_b, "maelys-kustomer")["last_success_at"],
+        delivered["last_success_at"]
+    );
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+    db.drop_db().await;
+}
