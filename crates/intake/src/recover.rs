@@ -389,6 +389,11 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The sum of a JSON object of counts.
+fn sum(v: &Value) -> u64 {
+    v.as_object().map_or(0, |o| o.values().map(n).sum())
+}
+
 /// `a 3, b 2` from a JSON object of counts.
 fn counts(v: &Value) -> String {
     let parts: Vec<String> = v
@@ -463,12 +468,12 @@ fn render_counts(out: &mut String, job: &Value) {
         let convs = &todo["conversations_by_channel"];
         let _ = writeln!(
             out,
-            "  missing:      {} events in {} conversations ({})",
+            "  missing:      {} events in {} conversations ({}), of which {} new ({})",
             n(&todo["total"]),
-            convs
-                .as_object()
-                .map_or(0, |o| o.values().map(n).sum::<u64>()),
-            counts(convs)
+            sum(convs),
+            counts(convs),
+            sum(&todo["new_conversations_by_channel"]),
+            counts(&todo["new_conversations_by_channel"]),
         );
     } else if kind == "requeue" {
         let q = &r["requeue"];

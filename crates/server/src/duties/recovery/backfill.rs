@@ -336,7 +336,13 @@ mod tests {
 
     #[test]
     fn conversations_go_first_and_their_events_follow_in_the_listing_order() {
-        let cases: &[(&[(&str, Option<&str>)], &[&str], &[&[&str]])] = &[
+        // (the page's events as key and conversation, the first phase, the groups that follow)
+        type Case<'a> = (
+            &'a [(&'a str, Option<&'a str>)],
+            &'a [&'a str],
+            &'a [&'a [&'a str]],
+        );
+        let cases: &[Case] = &[
             (&[], &[], &[]),
             // One conversation: its first event, then the rest in order.
             (

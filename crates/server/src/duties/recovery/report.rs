@@ -24,6 +24,16 @@ pub struct Counts {
     /// Conversations the events belong to, by channel (distinct within a page of the
     /// listing; a system of record that lists a conversation on two pages counts it twice).
     pub conversations_by_channel: BTreeMap<String, u64>,
+    /// Conversations created by the events (a conversation's creation event is among them),
+    /// by channel: "236 chat, 813 email".
+    #[serde(default)]
+    pub new_conversations_by_channel: BTreeMap<String, u64>,
+}
+
+/// Whether an event is a conversation's creation (`kustomer.conversation.create`,
+/// `ticket.created`, `conversation.created`, …).
+pub fn creates_conversation(event_type: &str, object: &str) -> bool {
+    object == "conversation" && event_type.to_ascii_lowercase().contains("creat")
 }
 
 /// The kind of object an event is about, from the connector's object type.
@@ -51,11 +61,14 @@ impl Counts {
     pub fn add_page<'a>(&mut self, events: impl IntoIterator<Item = &'a NormalizedEvent>) {
         let mut conversations = std::collections::BTreeSet::new();
         for e in events {
-            self.add(
-                e.channel.as_str(),
-                &e.event_type,
-                object_kind(e.object_type.as_deref()),
-            );
+            let object = object_kind(e.object_type.as_deref());
+            self.add(e.channel.as_str(), &e.event_type, object);
+            if creates_conversation(&e.event_type, object) {
+                *self
+                    .new_conversations_by_channel
+                    .entry(e.channel.as_str().to_string())
+                    .or_default() += 1;
+            }
             if let Some(c) = &e.conversation_id {
                 if conversations.insert(c.clone()) {
                     *self
@@ -76,21 +89,6 @@ impl Counts {
             .entry(event_type.to_string())
             .or_default() += 1;
         *self.by_object.entry(object.to_string()).or_default() += 1;
-    }
-
-    /// "236 chat, 813 email": the conversations by channel, or the events when the events
-    /// name no conversation.
-    pub fn summary(&self) -> String {
-        let (map, noun) = if self.conversations_by_channel.is_empty() {
-            (&self.by_channel, "events")
-        } else {
-            (&self.conversations_by_channel, "conversations")
-        };
-        if map.is_empty() {
-            return "nothing".into();
-        }
-        let parts: Vec<String> = map.iter().map(|(c, n)| format!("{n} {c}")).collect();
-        format!("{} {noun}", parts.join(", "))
     }
 }
 
@@ -270,6 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn creations_of_conversations_are_told_apart_from_their_updates_and_messages() {
+        for (event_type, object, creates) in [
+            ("kustomer.conversation.create", "conversation", true),
+            ("ticket.created", "conversation", true),
+            ("conversation.user.created", "conversation", true),
+            ("kustomer.conversation.update", "conversation", false),
+            ("kustomer.message.create", "message", false),
+            ("kustomer.customer.create", "other", false),
+        ] {
+            assert_eq!(
+                creates_conversation(event_type, object),
+                creates,
+                "{event_type}"
+            );
+        }
+    }
+
+    #[test]
     fn objects_are_classified_by_their_connector_type() {
         for (object_type, kind) in [
             (Some("conversation"), "conversation"),
@@ -326,8 +342,8 @@ mod tests {
         assert_eq!(c.by_event_type["kustomer.conversation.create"], 2);
         assert_eq!(c.conversations_by_channel["chat"], 1);
         assert_eq!(c.conversations_by_channel["email"], 1);
-        assert_eq!(c.summary(), "1 chat, 1 email conversations");
-        assert_eq!(Counts::default().summary(), "nothing");
+        assert_eq!(c.new_conversations_by_channel["chat"], 1);
+        assert_eq!(c.new_conversations_by_channel["email"], 1);
     }
 
     #[test]
