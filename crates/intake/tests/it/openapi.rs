@@ -503,6 +503,12 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
             None,
         ),
         (("GET", "/api/v1/queue", "/api/v1/queue"), op, None),
+        (("GET", "/api/v1/canaries", "/api/v1/canaries"), op, None),
+        (
+            ("GET", "/api/v1/canaries", "/api/v1/canaries?tenant=other"),
+            Some("maelys-token"),
+            None,
+        ),
         (("GET", "/api/v1/alerts", "/api/v1/alerts"), op, None),
         (("GET", "/api/v1/rules", "/api/v1/rules"), op, None),
         (("GET", "/api/v1/notifiers", "/api/v1/notifiers"), op, None),
