@@ -67,6 +67,20 @@ impl Latencies {
     }
 }
 
+/// Where one source's canaries report, and what stops them.
+struct Reporting {
+    latencies: Latencies,
+    reports: mpsc::Sender<SourceCanary>,
+    stop: CancellationToken,
+}
+
+impl Reporting {
+    async fn report(&self, record: &SourceCanary) {
+        // The duty only stops listening when it stops, which stops this too.
+        let _ = self.reports.send(record.clone()).await;
+    }
+}
+
 /// How one canary's POST ended.
 enum Sent {
     Accepted(EventId, Duration),
@@ -83,11 +97,15 @@ impl Probe {
         reports: mpsc::Sender<SourceCanary>,
         stop: CancellationToken,
     ) {
-        let latencies = Latencies::new(&self.tenant, &self.source);
+        let to = Reporting {
+            latencies: Latencies::new(&self.tenant, &self.source),
+            reports,
+            stop,
+        };
         let interval = self.timing.interval.max(Duration::from_secs(1));
         let mut next = record.watching_since.plus(interval);
         loop {
-            if self.sleep_until(next, &stop).await {
+            if self.sleep_until(next, &to.stop).await {
                 return;
             }
             let sent_at = self.clock.now();
@@ -95,8 +113,8 @@ impl Probe {
             next = sent_at.plus(interval);
             let mut run = CanaryRun::sending(canary_id(sent_at), sent_at);
             record.previous = record.last.replace(run.clone());
-            let _ = reports.send(record.clone()).await;
-            let ack = match self.send(&run, &stop).await {
+            to.report(&record).await;
+            let ack = match self.send(&run, &to.stop).await {
                 Sent::Stopped => return,
                 Sent::Refused(status, detail) => {
                     run.stage = Stage::Refused;
@@ -111,12 +129,9 @@ impl Probe {
                 }
             };
             record.last = Some(run.clone());
-            let _ = reports.send(record.clone()).await;
+            to.report(&record).await;
             if let Some(ack) = ack {
-                if self
-                    .follow(&mut record, run, ack, next, &latencies, &reports, &stop)
-                    .await
-                {
+                if self.follow(&mut record, run, ack, next, &to).await {
                     return;
                 }
             }
@@ -188,16 +203,13 @@ impl Probe {
 
     /// Follows an accepted canary's event until it is delivered (true: stop was asked) or the
     /// next canary is due.
-    #[allow(clippy::too_many_arguments)]
     async fn follow(
         &self,
         record: &mut SourceCanary,
         mut run: CanaryRun,
         ack: Duration,
         next: Timestamp,
-        latencies: &Latencies,
-        reports: &mpsc::Sender<SourceCanary>,
-        stop: &CancellationToken,
+        to: &Reporting,
     ) -> bool {
         let Some(event) = run.event.clone() else {
             return false;
@@ -222,17 +234,17 @@ impl Probe {
                                 .and_then(|d| decide::latency(d, run.sent_at, ack));
                             if let Some(l) = latency {
                                 let s = |ms: u64| ms as f64 / 1000.0;
-                                latencies.ack.record(s(l.ack_ms));
-                                latencies.queue.record(s(l.queue_ms));
-                                latencies.delivery.record(s(l.delivery_ms));
-                                latencies.total.record(s(l.total_ms));
+                                to.latencies.ack.record(s(l.ack_ms));
+                                to.latencies.queue.record(s(l.queue_ms));
+                                to.latencies.delivery.record(s(l.delivery_ms));
+                                to.latencies.total.record(s(l.total_ms));
                             }
                             record.last_success_at = run.delivered_at.or(Some(now));
                             record.last_success_latency = latency;
-                            let _ = reports.send(record.clone()).await;
+                            to.report(record).await;
                             return false;
                         }
-                        let _ = reports.send(record.clone()).await;
+                        to.report(record).await;
                     }
                 }
                 Err(e) => {
@@ -242,7 +254,7 @@ impl Probe {
                     read_failed = true;
                 }
             }
-            if self.sleep_until(now.plus(wait).min(next), stop).await {
+            if self.sleep_until(now.plus(wait).min(next), &to.stop).await {
                 return true;
             }
             wait = (wait * 2).min(MAX_POLL);
