@@ -43,7 +43,13 @@ pub struct Served {
 impl Served {
     /// Starts serving `router`.
     pub async fn start(router: Router) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0".parse()?, router).await
+    }
+
+    /// Starts serving `router` at `addr` (a port a test chose before: a system of record
+    /// that was down and comes back at the address intake was configured with).
+    pub async fn start_at(addr: SocketAddr, router: Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -227,27 +233,39 @@ impl LeakyBucket {
     }
 }
 
-/// Records the requests a fake API served, for tests that count pages and calls.
+/// Records the requests a fake API served, for tests that count pages and calls (and, for
+/// fakes that stamp them, when each arrived on the injected clock).
 #[derive(Debug, Default)]
 pub struct RequestLog {
-    entries: Mutex<Vec<String>>,
+    entries: Mutex<Vec<(Option<Timestamp>, String)>>,
 }
 
 impl RequestLog {
     /// Records one request (`"GET /api/v2/...?..."`, or `"429 GET ..."` for refused ones).
     pub fn push(&self, line: String) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(line);
+        self.lock().push((None, line));
+    }
+
+    /// Records one request that arrived at `at`.
+    pub fn push_at(&self, line: String, at: Timestamp) {
+        self.lock().push((Some(at), line));
     }
 
     /// Everything recorded so far.
     pub fn all(&self) -> Vec<String> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// The stamped requests, with when each arrived.
+    pub fn timed(&self) -> Vec<(Timestamp, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|(at, l)| at.map(|t| (t, l.clone())))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Option<Timestamp>, String)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

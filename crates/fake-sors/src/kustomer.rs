@@ -26,6 +26,7 @@
 //! Ids are 24 hex characters, like Kustomer's (MongoDB object ids: creation second first).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,9 @@ pub struct KustomerFake {
     org_window: FixedWindow,
     search_window: FixedWindow,
     by_id: HashMap<String, usize>,
+    /// Whether the last answer asked the client to wait (a `429`, or no request remaining in
+    /// the window): a test driving a manual clock moves it only while the client waits.
+    asked_to_wait: AtomicBool,
     /// Every request the API answered.
     pub log: RequestLog,
 }
@@ -198,8 +202,15 @@ impl KustomerFake {
             token: token.to_string(),
             limits,
             by_id,
+            asked_to_wait: AtomicBool::new(false),
             log: RequestLog::default(),
         }
+    }
+
+    /// Whether its last answer asked the client to wait until a rate-limit window resets: a
+    /// `429`, or `x-ratelimit-remaining: 0`.
+    pub fn asked_to_wait(&self) -> bool {
+        self.asked_to_wait.load(Ordering::SeqCst)
     }
 
     /// The world it serves.
@@ -655,23 +666,29 @@ fn answer(
     serve: impl FnOnce(&KustomerFake) -> Result<Value, ApiError>,
 ) -> Response {
     if !fake.check_token(headers) {
-        fake.log.push(format!("401 {request}"));
+        fake.log.push_at(format!("401 {request}"), fake.clock.now());
         return error(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
     let rate = match fake.admit(search) {
         Ok(h) => h,
         Err(r) => {
-            fake.log.push(format!("429 {request}"));
+            fake.asked_to_wait.store(true, Ordering::SeqCst);
+            fake.log.push_at(format!("429 {request}"), fake.clock.now());
             return r.into_response();
         }
     };
+    let exhausted = rate
+        .iter()
+        .any(|(k, v)| k == "x-ratelimit-remaining" && v == "0");
+    fake.asked_to_wait.store(exhausted, Ordering::SeqCst);
     let mut r = match serve(fake) {
         Ok(body) => {
-            fake.log.push(request);
+            fake.log.push_at(request, fake.clock.now());
             axum::Json(body).into_response()
         }
         Err(e) => {
-            fake.log.push(format!("{} {request}", e.status.as_u16()));
+            fake.log
+                .push_at(format!("{} {request}", e.status.as_u16()), fake.clock.now());
             e.into_response()
         }
     };

@@ -1,7 +1,7 @@
 //! The admin API as the command line sees it: where the server is, how to authenticate, the
 //! table of every endpoint the command line calls ([`ENDPOINTS`]), and a small blocking client.
-//! `intake status`, `intake silence` and `intake token` talk to the server through it; it
-//! knows nothing of either.
+//! `intake status`, `intake silence`, `intake token`, `intake recover` and `intake audit` talk
+//! to the server through it; it knows nothing of any of them.
 //!
 //! The client only calls endpoints of the table, never a free-form path, and a test checks
 //! each entry (method, path, the query parameters it may send) against the server's OpenAPI
@@ -86,6 +86,10 @@ endpoints! {
     RECOVERY = Get "/api/v1/recoveries/{id}" [];
     /// `intake recover cancel ID`.
     RECOVERY_CANCEL = Post "/api/v1/recoveries/{id}/cancel" [];
+    /// `intake audit`.
+    AUDIT = Get "/api/v1/audit" ["source", "from", "to"];
+    /// `intake status`: reconciliation's open gaps.
+    RECONCILIATION = Get "/api/v1/reconciliation" [];
 }
 
 /// What one call sends besides its endpoint.

@@ -9,7 +9,7 @@ use figment::Figment;
 use intake_core::config::{Config, ConfigError, ConfigProblem};
 
 /// The sections an environment variable can set a key of.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "storage",
     "admin",
@@ -18,6 +18,7 @@ const SECTIONS: [&str; 8] = [
     "monitor",
     "canary",
     "incidents",
+    "reconcile",
 ];
 
 /// Maps `server_public_url` to `server.public_url`; `None` for variables that are not config
@@ -93,6 +94,14 @@ mod tests {
         );
         assert_eq!(env_key("STORAGE_URL").as_deref(), Some("storage.url"));
         assert_eq!(env_key("METRICS_TOKEN").as_deref(), Some("metrics.token"));
+        assert_eq!(
+            env_key("RECONCILE_BUDGET_SHARE").as_deref(),
+            Some("reconcile.budget_share")
+        );
+        assert_eq!(
+            env_key("RECONCILE_AUTO_BACKFILL").as_deref(),
+            Some("reconcile.auto_backfill")
+        );
         assert_eq!(env_key("URL"), None);
         assert_eq!(env_key("TOKEN"), None);
         assert_eq!(env_key("LOG"), None);

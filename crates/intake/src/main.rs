@@ -3,6 +3,7 @@
 //! Errors become messages that say what to do next, and non-zero exit codes.
 
 mod api;
+mod audit;
 mod backtest;
 mod config_load;
 mod recover;
@@ -67,6 +68,10 @@ enum Command {
     /// or cancel recovery jobs.
     #[command(subcommand)]
     Recover(recover::RecoverCommand),
+    /// Check that a source's window adds up: received = accepted + rejected + duplicates,
+    /// accepted = delivered + pending + dead per destination, and (when the source has API
+    /// credentials) nothing its system of record has was missed. Exits 1 when it does not.
+    Audit(audit::AuditArgs),
     /// Create, list or revoke API tokens (stored hashed, shown once).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Command::Silence(cmd) => silence::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Recover(cmd) => recover::run(cmd),
+        Command::Audit(args) => audit::run(args),
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };

@@ -226,7 +226,11 @@ fn job(args: JobArgs, kind: &str) -> anyhow::Result<ExitCode> {
         if text(&dry["state"]) != "succeeded" {
             return Ok(exit_of(&dry));
         }
-        let todo = dry["report"]["todo"]["total"].as_u64().unwrap_or(0);
+        // What the dry run found, less what the same replay already delivered.
+        let todo = dry["report"]["todo"]["total"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(dry["report"]["already_done"].as_u64().unwrap_or(0));
         if todo == 0 {
             println!("nothing to do");
             return Ok(ExitCode::SUCCESS);
@@ -253,8 +257,13 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Creates the job and follows it to its end, showing progress on stderr.
-fn start_and_watch(api: &Api, body: &Value, total: Option<u64>) -> anyhow::Result<Value> {
+/// Creates the job and follows it to its end, showing progress on stderr (`intake audit` asks
+/// the system of record through it too).
+pub(crate) fn start_and_watch(
+    api: &Api,
+    body: &Value,
+    total: Option<u64>,
+) -> anyhow::Result<Value> {
     let job = api
         .call(
             &api::RECOVERY_CREATE,

@@ -1,6 +1,7 @@
 //! `intake status`: a terminal summary of a running server, read from its admin API — the
 //! alerts firing, what is coming in per source and channel, what is waiting to go out per
-//! destination, and whether each source's canaries get through.
+//! destination, the open gaps reconciliation found, and whether each source's canaries get
+//! through.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     };
     let alerts = api.call(&api::ALERTS, recent)?;
     print!("{}", render(&flows, &queue, &alerts));
+    let gaps = api.call(&api::RECONCILIATION, Call::default())?;
+    print!("{}", render_gaps(&gaps));
     let canaries = api.call(&api::CANARIES, Call::default())?;
     print!("{}", render_canaries(&canaries));
     let silences = api.call(&api::SILENCES, Call::default())?;
@@ -181,6 +184,66 @@ pub fn render_canaries(canaries: &Value) -> String {
     out
 }
 
+/// Reconciliation in a few lines: whether it runs, and each source with open gaps (or whose
+/// last check failed).
+pub fn render_gaps(rec: &Value) -> String {
+    let mut out = String::new();
+    if rec["settings"]["enabled"] == Value::Bool(false) {
+        let _ = writeln!(
+            out,
+            "\nRECONCILIATION: off (reconcile.enabled = false): source_gap cannot fire"
+        );
+        return out;
+    }
+    let sources = rec["data"].as_array().map_or(&[][..], Vec::as_slice);
+    let gaps: usize = sources
+        .iter()
+        .map(|s| s["open_gaps"].as_array().map_or(0, Vec::len))
+        .sum();
+    let missing: i64 = sources.iter().map(|s| num(&s["missing"])).sum();
+    let _ = writeln!(
+        out,
+        "\nRECONCILIATION: {} source(s) compared with their systems of record; {gaps} open gap(s), {missing} event(s) missing",
+        sources.len()
+    );
+    for s in sources {
+        for g in s["open_gaps"].as_array().into_iter().flatten() {
+            let channels: Vec<String> = g["missing_by_channel"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(c, n)| format!("{} {c}", num(n)))
+                .collect();
+            let job = match g["backfill"].as_str() {
+                Some(id) => format!(
+                    "; backfill {id} ({})",
+                    g["backfill_state"].as_str().unwrap_or("?")
+                ),
+                None => "; `intake recover backfill` it".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<24} {} missing in ({}, {}] ({}){job}",
+                text(&s["tenant"]),
+                text(&s["source"]),
+                num(&g["missing"]),
+                text(&g["window"]["from"]),
+                text(&g["window"]["to"]),
+                channels.join(", "),
+            );
+        }
+        if let Some(e) = s["error"]["message"].as_str() {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<24} last check failed: {e}",
+                text(&s["tenant"]),
+                text(&s["source"]),
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +278,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("never"), "{text}");
+    }
+
+    #[test]
+    fn reconcile_open_gaps_get_a_line_each_with_their_counts_and_job() {
+        let rec = json!({
+            "settings": {"enabled": true},
+            "data": [
+                {"tenant": "maelys", "source": "maelys-kustomer", "missing": 21,
+                 "open_gaps": [{"window": {"from": "2026-11-28T09:55:00.000Z",
+                                           "to": "2026-11-28T10:05:00.000Z"},
+                                "missing": 21, "missing_by_channel": {"chat": 4, "email": 17},
+                                "backfill": "rec_01", "backfill_state": "running"}],
+                 "error": null},
+                {"tenant": "acme", "source": "acme-zendesk", "missing": 0, "open_gaps": [],
+                 "error": {"message": "HTTP 401"}}
+            ]
+        });
+        let text = render_gaps(&rec);
+        assert!(text.contains("2 source(s) compared with their systems of record; 1 open gap(s), 21 event(s) missing"), "{text}");
+        assert!(text.contains("maelys-kustomer"), "{text}");
+        assert!(text.contains("21 missing in (2026-11-28T09:55:00.000Z, 2026-11-28T10:05:00.000Z] (4 chat, 17 email); backfill rec_01 (running)"), "{text}");
+        assert!(
+            text.contains("acme-zendesk             last check failed: HTTP 401"),
+            "{text}"
+        );
+        let off = render_gaps(&json!({"settings": {"enabled": false}, "data": []}));
+        assert!(off.contains("RECONCILIATION: off"), "{off}");
     }
 }

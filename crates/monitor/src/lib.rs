@@ -4,8 +4,9 @@
 //! The caller (the server's monitor loop, or [`backtest`]) owns the clock and the store. It
 //! feeds a [`Monitor`] the counters of each completed minute — events per flow
 //! ([`Monitor::record_flow`]), requests per source ([`Monitor::record_requests`]), delivery
-//! outcomes per queue ([`Monitor::record_queue`]) and queue gauges
-//! ([`Monitor::observe_queue`]) — then calls [`Monitor::evaluate`] with the current instant and
+//! outcomes per queue ([`Monitor::record_queue`]), queue gauges
+//! ([`Monitor::observe_queue`]) and the open gaps reconciliation found per source
+//! ([`Monitor::observe_gaps`]) — then calls [`Monitor::evaluate`] with the current instant and
 //! gets back the alert [`Transition`]s (pending, firing, resolved) to persist and notify.
 //!
 //! `docs/detectors.md` explains how each rule decides, with its parameters and the backtest
@@ -19,6 +20,7 @@
 pub mod alert;
 pub mod backtest;
 pub mod baseline;
+pub mod gap;
 pub mod history;
 pub mod monitor;
 pub mod params;
@@ -27,6 +29,7 @@ pub mod synthetic;
 
 pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Finding, Labels, Transition};
 pub use baseline::{BaselineConfig, BaselineKind};
+pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
 pub use params::{CanaryFailed, Common, ParamError, RuleBook, RuleParams, EXTERNAL_RULES};

@@ -1,7 +1,7 @@
 //! The monitor: per-series history, the rules, and the alert book, advanced one evaluation
 //! at a time on whatever clock the caller has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use intake_core::Timestamp;
@@ -12,13 +12,14 @@ use crate::baseline::{
     alpha_of, dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig,
     BaselineKind, HourBaseline,
 };
+use crate::gap::{self, GapReport};
 use crate::history::{
     hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
     RequestHistory, RequestMinute,
 };
 use crate::params::{
     DeadLetters, DeliveryErrors, InboundDrop, InboundStopped, ProcessingDrop, QueueBacklog,
-    QueueStalled, RejectionsSpike, RuleBook, RuleParams, EXTERNAL_RULES,
+    QueueStalled, RejectionsSpike, RuleBook, RuleParams, SourceGap, EXTERNAL_RULES,
 };
 use crate::stats::{bh_adjust, fmt_prob, NegBinomial};
 use statrs::function::gamma::ln_gamma;
@@ -101,6 +102,8 @@ pub struct Monitor {
     flows: HashMap<FlowKey, FlowHistory>,
     sources: HashMap<SourceKey, RequestHistory>,
     queues: HashMap<QueueKey, QueueHistory>,
+    /// The open gaps reconciliation found, per source (`source_gap`).
+    gaps: BTreeMap<SourceKey, GapReport>,
     alerts: AlertBook,
 }
 
@@ -159,6 +162,7 @@ impl Monitor {
             flows: HashMap::new(),
             sources: HashMap::new(),
             queues: HashMap::new(),
+            gaps: BTreeMap::new(),
             alerts: AlertBook::new(),
         }
     }
@@ -247,6 +251,18 @@ impl Monitor {
         self.queues.remove(key);
     }
 
+    /// Records a source's open gaps as reconciliation last found them (replacing what was
+    /// recorded for it before); an empty report means none.
+    pub fn observe_gaps(&mut self, key: &SourceKey, report: GapReport) {
+        self.gaps.insert(key.clone(), report);
+    }
+
+    /// Forgets the gaps of the sources `keep` refuses (no longer reconciled). Their alerts
+    /// resolve at the next evaluation.
+    pub fn retain_gaps(&mut self, keep: impl Fn(&SourceKey) -> bool) {
+        self.gaps.retain(|k, _| keep(k));
+    }
+
     /// Number of flow, source and queue series held.
     pub fn series_count(&self) -> (usize, usize, usize) {
         (self.flows.len(), self.sources.len(), self.queues.len())
@@ -286,6 +302,7 @@ impl Monitor {
         self.evaluate_flows(now_min, &mut findings);
         self.evaluate_sources(now_min, &mut findings);
         self.evaluate_queues(now, now_min, &mut findings);
+        self.evaluate_gaps(&mut findings);
         self.alerts
             .apply_rules(findings, now, |rule| !EXTERNAL_RULES.contains(&rule))
     }
@@ -304,6 +321,22 @@ impl Monitor {
             .filter(|f| f.key.rule == rule)
             .collect();
         self.alerts.apply_rules(findings, now, |r| r == rule)
+    }
+
+    /// `source_gap`: a finding for each source whose open gaps miss enough events.
+    fn evaluate_gaps(&self, findings: &mut Vec<Finding>) {
+        for (key, report) in &self.gaps {
+            let p: SourceGap = self.rules.resolve(&key.tenant, &key.source);
+            if let Some((value, reason)) = gap::decide(report, &p) {
+                let labels = Labels {
+                    tenant: key.tenant.clone(),
+                    source: key.source.clone(),
+                    channel: String::new(),
+                    destination: String::new(),
+                };
+                findings.push(finding(labels, &p, value, reason));
+            }
+        }
     }
 
     fn evaluate_flows(&mut self, now_min: Minute, findings: &mut Vec<Finding>) {

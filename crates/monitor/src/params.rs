@@ -407,6 +407,37 @@ impl RuleParams for DeadLetters {
     }
 }
 
+/// `source_gap`: reconciliation with the system of record's API found events intake never
+/// received. Its input is not a counter but what the server's `reconcile` duty found (the
+/// `gap` module decides it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceGap {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: events missing across the source's open gaps (1). The alert resolves as
+    /// soon as the gaps close (they close when every missing event has arrived).
+    pub min_missing: u64,
+}
+
+impl Default for SourceGap {
+    fn default() -> Self {
+        SourceGap {
+            common: common(0, Severity::Critical, 1),
+            min_missing: 1,
+        }
+    }
+}
+
+impl RuleParams for SourceGap {
+    const RULE: &'static str = "source_gap";
+    const THRESHOLD: &'static str = "missing events, e.g. 1";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.min_missing = number(t, "count of at least 1", |n| n >= 1.0)? as u64;
+        Ok(())
+    }
+}
+
 /// `canary_failed`: a source had no successful canary within its deadline. The server's
 /// canary duty and monitor decide it (this crate only holds its parameters): the deadline is
 /// `[canary] deadline` (or the source's own), not a `[[rules]]` threshold.
@@ -456,7 +487,7 @@ pub struct RuleBook {
 }
 
 /// The ids of the rules this crate evaluates.
-pub const EVALUATED_RULES: [&str; 8] = [
+pub const EVALUATED_RULES: [&str; 9] = [
     "inbound_stopped",
     "inbound_drop",
     "rejections_spike",
@@ -465,6 +496,7 @@ pub const EVALUATED_RULES: [&str; 8] = [
     "processing_drop",
     "delivery_errors",
     "dead_letters",
+    "source_gap",
 ];
 
 /// The ids of the rules whose conditions the caller decides on its own schedule and hands
@@ -487,6 +519,7 @@ impl RuleBook {
                 "processing_drop" => ProcessingDrop::default().set_threshold(t),
                 "delivery_errors" => DeliveryErrors::default().set_threshold(t),
                 "dead_letters" => DeadLetters::default().set_threshold(t),
+                "source_gap" => SourceGap::default().set_threshold(t),
                 "canary_failed" => CanaryFailed::default().set_threshold(t),
                 _ => Ok(()),
             };
@@ -559,6 +592,7 @@ impl RuleBook {
             v::<ProcessingDrop>(),
             v::<DeliveryErrors>(),
             v::<DeadLetters>(),
+            v::<SourceGap>(),
             v::<CanaryFailed>(),
         ]
     }
@@ -639,6 +673,7 @@ mod tests {
         );
         assert_eq!(QueueStalled::default().common.severity, Severity::Critical);
         assert_eq!(DeadLetters::default().common.severity, Severity::Critical);
+        assert_eq!(SourceGap::default().common.severity, Severity::Critical);
         for s in [
             InboundDrop::default().common.severity,
             RejectionsSpike::default().common.severity,

@@ -27,6 +27,10 @@ pub enum Metric {
     DeliveriesDelivered,
     /// `deliveries.failed`: an attempt failed and will be retried.
     DeliveriesFailed,
+    /// `deliveries.rerouted`: a requeue closed a delivery to a destination the source no
+    /// longer routes to (its event goes to the current routes instead). Not a dead letter:
+    /// nothing exhausted its retries, and the monitor must not page for an operator's choice.
+    DeliveriesRerouted,
     /// `events.backfill`: an event came from a backfill.
     EventsBackfill,
     /// `events.canary`: an event was a canary.
@@ -49,11 +53,12 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in order.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::DeliveriesCreated,
         Metric::DeliveriesDead,
         Metric::DeliveriesDelivered,
         Metric::DeliveriesFailed,
+        Metric::DeliveriesRerouted,
         Metric::EventsBackfill,
         Metric::EventsCanary,
         Metric::EventsReplay,
@@ -72,6 +77,7 @@ impl Metric {
             Metric::DeliveriesDead => "deliveries.dead",
             Metric::DeliveriesDelivered => "deliveries.delivered",
             Metric::DeliveriesFailed => "deliveries.failed",
+            Metric::DeliveriesRerouted => "deliveries.rerouted",
             Metric::EventsBackfill => "events.backfill",
             Metric::EventsCanary => "events.canary",
             Metric::EventsReplay => "events.replay",
@@ -216,7 +222,8 @@ impl Counts {
     }
 
     /// Counts a change a recovery made to a delivery at `at` (`deliveries.created` for a new
-    /// one, `deliveries.dead` for one re-routed away), with the labels ingest and attempts use.
+    /// one, `deliveries.rerouted` for one re-routed away), with the labels ingest and attempts
+    /// use.
     pub(crate) fn delivery_changed(&mut self, at: Timestamp, labels: &DeliveryLabels<'_>) {
         self.push(
             CounterKey {

@@ -24,17 +24,19 @@
 //! | `decode` | the model's types read out of a row of either backend | `model` |
 //! | [`counters`] | the counted [`Metric`]s, and counts merged per transaction | `model` |
 //! | `requeue` | what a page of a requeue changes, decided once for both backends | `model`, `counters` |
+//! | `audit` | an audit's counts assembled from the rows either backend reads | `model`, `counters` |
 //! | `group_commit` | the group-commit engine both backends write through | `model`, `counters`, the root |
 //! | [`sqlite`] | the embedded backend: dialect, locking, WAL | the shared modules above |
 //! | [`postgres`] | the shared backend: dialect, `SKIP LOCKED`, LISTEN/NOTIFY | the shared modules above |
 //! | [`transfer`] | copying SQLite into PostgreSQL (`intake migrate-store`) | both backends, `rows` |
 //!
 //! The rule: shared modules never import a backend, and no backend imports the other; what
-//! both need (SQL text, counters, the group commit, copied rows, requeue decisions) lives in
-//! a shared module.
+//! both need (SQL text, counters, the group commit, copied rows, requeue decisions, audit
+//! counts) lives in a shared module.
 //! Only `transfer` sees both backends. Schema migrations belong to each backend
 //! (`sqlite/schema.rs`, `postgres/schema.rs`); `transfer` is not one.
 
+mod audit;
 pub mod counters;
 mod decode;
 mod group_commit;
@@ -147,8 +149,17 @@ pub trait Store: Send + Sync + 'static {
     /// with the minute rows of hours not yet rolled up.
     async fn read_counters(&self, query: CounterQuery) -> Result<Vec<CounterRow>>;
 
+    /// What the store counted and what it holds for one source over one window of receipt
+    /// times, read from one snapshot (see [`AuditCounts`]): the `requests.*` and
+    /// `events.<origin>` counters, the event rows by origin and channel, and per destination
+    /// the events by the best state of their deliveries and those without any. The window is
+    /// widened to the buckets of the counters still kept ([`AuditWindow::plan`]).
+    async fn audit(&self, query: AuditQuery) -> Result<AuditCounts>;
+
     /// Rolls complete hours of minute counters up into hourly rows, then deletes what is older
-    /// than the retention. Idempotent; run periodically (a singleton duty on shared stores).
+    /// than the retention, and records since when each resolution is complete (what
+    /// [`Store::audit`] reads by). Idempotent; run periodically (a singleton duty on shared
+    /// stores).
     async fn compact_counters(
         &self,
         now: Timestamp,
@@ -307,7 +318,7 @@ pub trait Store: Send + Sync + 'static {
     ///   from 0 (`retrying_reset`);
     /// * deliveries not final (pending, retrying, in flight) to a destination not in
     ///   `req.routes` become dead, with a `last_error` naming the recovery (`rerouted`;
-    ///   counted `deliveries.dead`);
+    ///   counted `deliveries.rerouted`, not as a dead letter);
     /// * every destination of `req.routes` the event has no delivery to gets a new pending
     ///   delivery, due now (`created`; counted `deliveries.created`): events received but never
     ///   queued, and routes added since.

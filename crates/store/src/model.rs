@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod recovery;
 
+pub use audit::*;
 pub use recovery::*;
 
 /// An event about to be accepted.
@@ -314,7 +316,7 @@ pub struct RejectionRecord {
 }
 
 /// The time resolution of a counter read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Resolution {
     /// Per minute (kept for `CounterRetention::minutes`).

@@ -125,7 +125,7 @@ pub(crate) fn reroute_error(recovery: &str, destination: &str) -> String {
 }
 
 /// The answer for a page whose `applied` changes took effect, and their counters
-/// (`deliveries.created` and `deliveries.dead`, at `req.now`) added to `counts`.
+/// (`deliveries.created` and `deliveries.rerouted`, at `req.now`) added to `counts`.
 pub(crate) fn report(
     req: &RequeueRequest,
     events: &[PageEvent],
@@ -152,7 +152,7 @@ pub(crate) fn report(
             }
             Action::Rerouted => {
                 page.rerouted += 1;
-                Some(Metric::DeliveriesDead)
+                Some(Metric::DeliveriesRerouted)
             }
             Action::Created => {
                 page.created += 1;
@@ -302,7 +302,7 @@ mod tests {
             [
                 "kept:deliveries.created=1",
                 "new:deliveries.created=1",
-                "old:deliveries.dead=1"
+                "old:deliveries.rerouted=1"
             ]
         );
         assert_eq!(

@@ -60,3 +60,17 @@ pub(crate) const TABLE_COUNTS: &str = "SELECT
         GROUP BY minute, tenant, source, channel, destination, metric) AS k),
     (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters),
     (SELECT COUNT(*) FROM recoveries)";
+
+/// The meta (SQLite) or state (PostgreSQL) key under which counter compaction records since
+/// when minute counters are complete: it deleted minute rows before this instant.
+pub(crate) const MINUTES_KEPT_KEY: &str = "counters_minutes_from";
+
+/// The key under which counter compaction records since when hourly counters are complete.
+pub(crate) const HOURS_KEPT_KEY: &str = "counters_hours_from";
+
+/// A delivery's state (`d.state`) ranked for an audit: delivered 2, not final (pending,
+/// retrying, in flight) 1, dead 0, so that the best state of an (event, destination) is the
+/// `MAX` of its deliveries'. A state this build does not know ranks nowhere (NULL), and the
+/// audit's sums then fall short of the events, which its report shows.
+pub(crate) const DELIVERY_STATE_RANK: &str = "CASE d.state WHEN 'delivered' THEN 2 \
+     WHEN 'pending' THEN 1 WHEN 'retrying' THEN 1 WHEN 'in_flight' THEN 1 WHEN 'dead' THEN 0 END";

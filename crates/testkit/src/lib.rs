@@ -340,10 +340,20 @@ impl TestServer {
 
     /// Starts a server with this configuration text in `dir`.
     pub async fn start_with(dir: tempfile::TempDir, config_text: &str) -> anyhow::Result<Self> {
-        let config = intake_core::config::Config::from_toml_str(config_text)?;
         let clock = intake_core::ManualClock::new(intake_core::Timestamp::parse_rfc3339(
             "2026-11-28T10:00:00Z",
         )?);
+        Self::start_with_clock(dir, config_text, clock).await
+    }
+
+    /// Starts a server with this configuration text in `dir`, reading `clock` (shared with a
+    /// fake system of record, so its rate-limit windows and the server's waits agree).
+    pub async fn start_with_clock(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        clock: intake_core::ManualClock,
+    ) -> anyhow::Result<Self> {
+        let config = intake_core::config::Config::from_toml_str(config_text)?;
         let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))
             .start()
             .await?;
@@ -365,6 +375,31 @@ impl TestServer {
             dir,
             http,
             config,
+        } = self;
+        server.shutdown().await?;
+        let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))
+            .start()
+            .await?;
+        Ok(TestServer {
+            server,
+            clock,
+            dir,
+            http,
+            config,
+        })
+    }
+
+    /// Shuts the server down gracefully and starts it again on the same data directory and
+    /// clock with another configuration (a new route, a removed destination): a restart after
+    /// the operator edited the file.
+    pub async fn restart_with(self, config_text: &str) -> anyhow::Result<Self> {
+        let config = intake_core::config::Config::from_toml_str(config_text)?;
+        let TestServer {
+            server,
+            clock,
+            dir,
+            http,
+            ..
         } = self;
         server.shutdown().await?;
         let server = intake_server::Server::new(config.clone(), Arc::new(clock.clone()))

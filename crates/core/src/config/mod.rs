@@ -8,8 +8,8 @@
 //!
 //! One file per group of sections, each holding its types, defaults and serde forms:
 //! `units` (durations, sizes, rates), `server` (server, storage, cluster, admin), `sources`
-//! (tenants, sources), `destinations` and `alerting` (monitor, rules, notifiers, canary,
-//! incidents); `validate` holds the checks, one function per section, and the error types;
+//! (tenants, sources), `destinations`, `alerting` (monitor, rules, notifiers, canary,
+//! incidents) and `reconcile`; `validate` holds the checks, one function per section, and the error types;
 //! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
 //! is in. The section files import only `units` (and core's `delivery`); only `validate` and
@@ -18,6 +18,7 @@
 mod alerting;
 mod destinations;
 mod mask;
+mod reconcile;
 mod server;
 mod sources;
 mod units;
@@ -34,6 +35,7 @@ pub use alerting::{
 };
 pub use destinations::{DestinationConfig, RetryConfig};
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
+pub use reconcile::{ReconcileConfig, MAX_RECONCILE_SAMPLE};
 pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
 pub use sources::{
     ApiConfig, Contact, GenericFields, GenericSignature, HmacAlgorithm, SharedSecretAuth,
@@ -85,6 +87,9 @@ pub struct Config {
     /// `[incidents]`
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    /// `[reconcile]`
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
 }
 
 impl Config {

@@ -74,6 +74,19 @@ impl SourceKind {
             SourceKind::Generic => "generic",
         }
     }
+
+    /// The vendor's name as people write it (`Kustomer`), for messages.
+    pub fn vendor(self) -> &'static str {
+        match self {
+            SourceKind::Kustomer => "Kustomer",
+            SourceKind::Zendesk => "Zendesk",
+            SourceKind::Intercom => "Intercom",
+            SourceKind::Front => "Front",
+            SourceKind::Freshdesk => "Freshdesk",
+            SourceKind::Gorgias => "Gorgias",
+            SourceKind::Generic => "the source",
+        }
+    }
 }
 
 impl fmt::Display for SourceKind {

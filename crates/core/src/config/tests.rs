@@ -525,3 +525,78 @@ destinations = ["d"]
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("alerting cannot be switched off"), "{p:?}");
 }
+
+#[test]
+fn reconcile_has_its_defaults_and_precise_errors() {
+    let c = Config::from_toml_str("").unwrap();
+    assert_eq!(c.reconcile, ReconcileConfig::default());
+    assert!(c.reconcile.enabled);
+    assert_eq!(c.reconcile.interval, Dur::secs(600));
+    assert_eq!(c.reconcile.lag, Dur::secs(900));
+    assert!(!c.reconcile.auto_backfill);
+    assert_eq!(c.reconcile.budget_share, 0.2);
+    assert_eq!(c.reconcile.sample, 10);
+    let set =
+        "[reconcile]\nenabled = true\ninterval = \"5m\"\nlag = \"0s\"\nauto_backfill = true\n\
+               budget_share = 1\nsample = 0\n";
+    assert!(problems(set).is_empty(), "{:?}", problems(set));
+    let cases = [
+        (
+            "interval = \"30s\"",
+            "reconcile.interval: must be at least 1m",
+        ),
+        (
+            "budget_share = 0",
+            "reconcile.budget_share: 0 is not a share",
+        ),
+        (
+            "budget_share = 1.5",
+            "reconcile.budget_share: 1.5 is not a share",
+        ),
+        (
+            "budget_share = -0.1",
+            "reconcile.budget_share: -0.1 is not a share",
+        ),
+        ("sample = 5000", "reconcile.sample: must be at most 1000"),
+        (
+            "interval = \"soon\"",
+            "reconcile.interval: invalid duration `soon`",
+        ),
+        (
+            "budget_share = \"a fifth\"",
+            "reconcile.budget_share: `a fifth` is not a number",
+        ),
+        (
+            "auto_backfill = \"yes\"",
+            "reconcile.auto_backfill: `yes` is not a boolean",
+        ),
+        ("every = \"10m\"", "reconcile.every: unknown field"),
+    ];
+    for (line, want) in cases {
+        let p = problems(&format!("[reconcile]\n{line}\n"));
+        assert_eq!(p.len(), 1, "{line}: {p:?}");
+        assert!(p[0].starts_with(want), "{line}: {p:?}");
+    }
+}
+
+#[test]
+fn reconcile_keys_accept_the_text_environment_variables_set() {
+    use figment::providers::Serialized;
+    let figment = Figment::new()
+        .merge(Serialized::default("reconcile.enabled", "false"))
+        .merge(Serialized::default("reconcile.interval", "5m"))
+        .merge(Serialized::default("reconcile.lag", "20m"))
+        .merge(Serialized::default("reconcile.auto_backfill", "true"))
+        .merge(Serialized::default("reconcile.budget_share", "0.5"))
+        .merge(Serialized::default("reconcile.sample", "3"));
+    let c = Config::from_figment(figment).unwrap();
+    let want = ReconcileConfig {
+        enabled: false,
+        interval: Dur::secs(300),
+        lag: Dur::secs(1200),
+        auto_backfill: true,
+        budget_share: 0.5,
+        sample: 3,
+    };
+    assert_eq!(c.reconcile, want);
+}

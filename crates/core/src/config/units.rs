@@ -148,6 +148,13 @@ pub(super) mod lenient {
         Text(String),
     }
 
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(f64),
+        Text(String),
+    }
+
     pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         match BoolOrText::deserialize(d)? {
             BoolOrText::Bool(b) => Ok(b),
@@ -166,6 +173,16 @@ pub(super) mod lenient {
                 .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a whole number")))?,
         };
         usize::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+    }
+
+    pub fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(n),
+            NumberOrText::Text(t) => t
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number (e.g. 0.2)"))),
+        }
     }
 }
 

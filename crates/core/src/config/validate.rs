@@ -11,9 +11,10 @@ use figment::error::{Actual, Kind};
 
 use super::alerting::{is_loopback, NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
 use super::mask::{exposure, mask, Exposure, MASK};
+use super::reconcile::MAX_RECONCILE_SAMPLE;
 use super::{
     AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MetricsConfig,
-    MonitorConfig, NotifierConfig, NotifierKind, Rate, RuleOverride, ServerConfig,
+    MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig, RuleOverride, ServerConfig,
     SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig, TenantConfig,
 };
 use crate::signature::SigningKey;
@@ -234,6 +235,7 @@ impl Validator {
         for (i, r) in c.rules.iter().enumerate() {
             self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
         }
+        self.reconcile(&c.reconcile);
     }
 
     /// `[server]`: a listen address, an http(s) public URL, a body limit above zero.
@@ -720,6 +722,32 @@ impl Validator {
                     ),
                 );
             }
+        }
+    }
+
+    /// `[reconcile]`: windows of at least a minute, a share of the API budget in (0, 1], a
+    /// sample the reports can hold.
+    fn reconcile(&mut self, r: &ReconcileConfig) {
+        if r.interval.0 < Duration::from_secs(60) {
+            self.push(
+                "reconcile.interval",
+                "must be at least 1m: each interval costs at least one listing of every source's API",
+            );
+        }
+        if !(r.budget_share > 0.0 && r.budget_share <= 1.0) {
+            self.push(
+                "reconcile.budget_share",
+                format!(
+                    "{} is not a share of the API budget: write a number above 0 and at most 1 (0.2 = a fifth of api.rate_limit_per_minute)",
+                    r.budget_share
+                ),
+            );
+        }
+        if r.sample > MAX_RECONCILE_SAMPLE {
+            self.push(
+                "reconcile.sample",
+                format!("must be at most {MAX_RECONCILE_SAMPLE}"),
+            );
         }
     }
 

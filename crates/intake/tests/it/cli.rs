@@ -388,6 +388,7 @@ fn status_summarizes_a_running_server_and_fails_clearly() {
         "handler",
         "CANARIES",
         "none sent yet",
+        "RECONCILIATION: 0 source(s)",
     ] {
         assert!(
             ok.stdout.contains(needle),
@@ -663,4 +664,30 @@ fn check_config_states_plain_text_email_to_a_local_relay() {
     let run = check(&text.replace("127.0.0.1:25", "mail.example:25"), &[]);
     run.assert_failed();
     run.assert_stderr_has(&["notifiers[1].tls", "loopback"]);
+}
+
+#[test]
+fn check_config_reads_reconcile_keys_from_the_environment_and_blames_it() {
+    let run = check(
+        GOOD,
+        &[
+            ("INTAKE_RECONCILE_BUDGET_SHARE", "0.5"),
+            ("INTAKE_RECONCILE_AUTO_BACKFILL", "true"),
+            ("INTAKE_RECONCILE_INTERVAL", "5m"),
+        ],
+    );
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    let run = check(GOOD, &[("INTAKE_RECONCILE_BUDGET_SHARE", "2")]);
+    run.assert_failed();
+    run.assert_stderr_has(&[
+        "reconcile.budget_share",
+        "2 is not a share",
+        "(set by the environment variable INTAKE_RECONCILE_BUDGET_SHARE)",
+    ]);
 }

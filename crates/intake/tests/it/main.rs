@@ -8,6 +8,7 @@
 
 mod admin;
 mod alerts;
+mod audit;
 mod bounds;
 mod canary;
 mod cli;
@@ -22,7 +23,16 @@ mod migrate;
 mod notify;
 mod openapi;
 mod pipeline;
+mod reconcile;
 mod recovery;
+mod recovery_api;
+mod recovery_cli;
+mod recovery_failures;
+mod recovery_kill;
+mod recovery_limits;
+mod recovery_replay;
+mod recovery_requeue;
+mod recovery_support;
 mod retries;
 mod secrets;
 mod slow_clients;

@@ -386,6 +386,10 @@ type Ask<'a> = (
     Option<Value>,
 );
 
+/// An audit of the hour before the test server's clock (2026-11-28T10:00:00Z).
+const AUDIT: &str =
+    "/api/v1/audit?source=maelys-kustomer&from=2026-11-28T09:00:00Z&to=2026-11-28T10:00:00Z";
+
 /// Real traffic through every operation, successes and problems alike.
 async fn traffic(server: &TestServer) -> Vec<Answer> {
     let body = kustomer::message_create("msg-openapi", "email");
@@ -479,6 +483,17 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
             op,
             None,
         ),
+        (("GET", "/api/v1/audit", AUDIT), op, None),
+        (("GET", "/api/v1/audit", AUDIT), Some("other-token"), None),
+        (
+            (
+                "GET",
+                "/api/v1/audit",
+                "/api/v1/audit?source=maelys-kustomer",
+            ),
+            op,
+            None,
+        ),
         (("GET", "/api/v1/events", "/api/v1/events"), op, None),
         (
             ("GET", "/api/v1/events", "/api/v1/events?state=bogus"),
@@ -507,6 +522,29 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
         (
             ("GET", "/api/v1/canaries", "/api/v1/canaries?tenant=other"),
             Some("maelys-token"),
+            None,
+        ),
+        (
+            ("GET", "/api/v1/reconciliation", "/api/v1/reconciliation"),
+            op,
+            None,
+        ),
+        (
+            (
+                "GET",
+                "/api/v1/reconciliation",
+                "/api/v1/reconciliation?tenant=maelys",
+            ),
+            Some("other-token"),
+            None,
+        ),
+        (
+            (
+                "GET",
+                "/api/v1/reconciliation",
+                "/api/v1/reconciliation?window=1h",
+            ),
+            op,
             None,
         ),
         (("GET", "/api/v1/alerts", "/api/v1/alerts"), op, None),
@@ -572,6 +610,18 @@ async fn openapi_answers_are_what_the_document_says() {
         assert_eq!(&a.content_type, content_type, "{what}");
         checks.push((what, media["schema"].clone(), a.body.clone()));
     }
+    // Reconciliation answers with what the duty recorded; the server above has checked
+    // nothing yet, so a source's full state (open and closed gaps, a skip, an error) is
+    // checked as the door would show it.
+    assert!(
+        doc["components"]["schemas"]["SourceView"].is_object(),
+        "SourceView is a component"
+    );
+    checks.push((
+        "a reconciled source with gaps".into(),
+        json!({ "$ref": "#/components/schemas/SourceView" }),
+        reconciled_source(&server),
+    ));
     // The validator does find a wrong answer: a page whose `data` is not a list.
     let page = json!({ "$ref": "#/components/schemas/EventPage" });
     checks.push((
@@ -607,4 +657,64 @@ async fn openapi_answers_are_what_the_document_says() {
             "no successful {method} {path} was checked"
         );
     }
+}
+
+/// What `GET /api/v1/reconciliation` shows of a source with every part of its state filled.
+fn reconciled_source(server: &TestServer) -> Value {
+    use intake_server::duties::reconcile::state::{Missing, Note, SourceState};
+    use intake_server::duties::reconcile::view::source_view;
+    use intake_server::duties::reconcile::window::Span;
+    let at = |s: &str| intake_core::Timestamp::parse_rfc3339(s).unwrap();
+    let missing = |key: &str| Missing {
+        key: key.into(),
+        channel: "email".into(),
+        event_type: "kustomer.message.create".into(),
+        object_id: Some(format!("obj-{key}")),
+        occurred_at: Some(at("2026-11-28T09:58:00Z")),
+    };
+    let mut st = SourceState::default();
+    let first = Span {
+        from: at("2026-11-28T09:45:00Z"),
+        to: at("2026-11-28T09:55:00Z"),
+    };
+    let second = Span {
+        from: first.to,
+        to: at("2026-11-28T10:05:00Z"),
+    };
+    st.record_check(
+        first,
+        at("2026-11-28T10:10:00Z"),
+        9,
+        vec![missing("a")],
+        4,
+        10,
+    );
+    st.record_check(
+        second,
+        at("2026-11-28T10:20:00Z"),
+        12,
+        vec![missing("b")],
+        5,
+        10,
+    );
+    st.gaps[1].backfill = Some("rec_01".into());
+    st.gaps[1].backfill_state = Some("running".into());
+    st.settle(&["a".to_string()].into(), at("2026-11-28T10:30:00Z"));
+    st.skipped = Some(Note {
+        at: at("2026-11-28T10:30:00Z"),
+        message: "backfill job rec_01 is running".into(),
+        job: Some("rec_01".into()),
+    });
+    st.error = Some(Note {
+        at: at("2026-11-28T10:20:00Z"),
+        message: "HTTP 503".into(),
+        job: None,
+    });
+    let source = server
+        .config
+        .sources
+        .iter()
+        .find(|s| s.id == "maelys-unreachable")
+        .unwrap();
+    serde_json::to_value(source_view(&server.config, source, st)).unwrap()
 }

@@ -2,10 +2,15 @@
 //! Kustomer's limits), on SQLite and PostgreSQL: a window of webhooks acknowledged and dropped
 //! is found by a dry run with exact counts, backfilled through the real pipeline, delivered once
 //! each in Kustomer's own envelope, conversation before its messages; a second run does nothing.
-//! Then replay (delivered and dead events reach the handler again, once per job) and requeue
-//! (stuck deliveries get a fresh start), and the API's rules (tenant scope, cancellation).
+//!
+//! The [`Scenario`] here (a server, a handler, a fake org whose webhooks were sent but for a
+//! lost window) is shared by the other `recovery_*` files: a backfill killed mid-way
+//! (`recovery_kill`), 429 storms and page caps (`recovery_limits`), replay
+//! (`recovery_replay`), requeue (`recovery_requeue`), cancellation and failures
+//! (`recovery_failures`), the API's rules (`recovery_api`) and the CLI (`recovery_cli`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +26,7 @@ use intake_testkit::{
 use serde_json::{json, Value};
 
 use crate::cluster::TestDb;
+use crate::recovery_support::Admin;
 use crate::PATIENCE;
 
 pub(crate) const API_KEY: &str = "kustomer-api-key";
@@ -30,7 +36,7 @@ pub(crate) fn t(s: &str) -> Timestamp {
 }
 
 /// The world's start: a day before the test server's clock (2026-11-28T10:00:00Z).
-fn world_start() -> Timestamp {
+pub(crate) fn world_start() -> Timestamp {
     t("2026-11-27T08:00:00Z")
 }
 
@@ -85,10 +91,18 @@ secret = "{DESTINATION_SECRET}"
     )
 }
 
-/// Where a scenario stores its events.
+/// Where a scenario stores its events. (One value per scenario: its size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Sqlite,
     Postgres(Box<TestDb>),
+}
+
+impl Backend {
+    /// A PostgreSQL database of the test's own.
+    pub(crate) async fn postgres() -> Backend {
+        Backend::Postgres(Box::new(TestDb::create().await))
+    }
 }
 
 /// A server, a handler and a fake Kustomer org whose webhooks were sent to the server,
@@ -99,9 +113,10 @@ pub(crate) struct Scenario {
     pub hooks: Vec<Webhook>,
     pub sent: SendReport,
     pub lost: (Timestamp, Timestamp),
-    pub _fake: Arc<KustomerFake>,
+    pub fake: Arc<KustomerFake>,
     pub _api: Served,
     pub db: Option<TestDb>,
+    pub admin: Admin,
 }
 
 impl Scenario {
@@ -114,6 +129,19 @@ impl Scenario {
         lost: (u64, u64),
         limits: KustomerLimits,
     ) -> Scenario {
+        Self::start_with(backend, seed, hours, lost, limits, "").await
+    }
+
+    /// [`Scenario::start`] with `extra` at the end of the configuration (more sources; `{API}`
+    /// in it stands for the fake's API URL).
+    pub(crate) async fn start_with(
+        backend: Backend,
+        seed: u64,
+        hours: u64,
+        lost: (u64, u64),
+        limits: KustomerLimits,
+        extra: &str,
+    ) -> Scenario {
         let world = World::generate(&WorldSpec::mixed(seed, world_start(), hours));
         let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -121,18 +149,23 @@ impl Scenario {
             Backend::Sqlite => (format!("sqlite://{}/intake.db", dir.path().display()), None),
             Backend::Postgres(db) => (db.url.clone(), Some(*db)),
         };
-        // The fake's clock is a stand-in: the server's manual clock is made below; the fake
-        // only needs one for its rate-limit windows, and reads the same instant.
-        let clock = Arc::new(intake_core::ManualClock::new(t("2026-11-28T10:00:00Z")));
+        // The fake and the server read the same manual clock: the fake's rate-limit windows
+        // pass when the test moves the server's time.
+        let clock = intake_core::ManualClock::new(t("2026-11-28T10:00:00Z"));
         let fake = Arc::new(KustomerFake::with_limits(
             world.clone(),
-            clock.clone(),
+            Arc::new(clock.clone()),
             API_KEY,
             limits,
         ));
         let api = Served::start(fake.clone().api()).await.unwrap();
-        let text = recovery_config(&storage, &handler.url(), &api.url(), "");
-        let server = TestServer::start_with(dir, &text).await.unwrap();
+        // Attempts get an hour before their lease ends: tests that move the clock by minutes
+        // while deliveries are in flight must not see them claimed (and sent) twice.
+        let extra = format!("timeout = \"1h\"\n{}", extra.replace("{API}", &api.url()));
+        let text = recovery_config(&storage, &handler.url(), &api.url(), &extra);
+        let server = TestServer::start_with_clock(dir, &text, clock)
+            .await
+            .unwrap();
         let hooks = fake.webhooks(SOURCE_SECRET);
         let lost = (
             world_start().plus(minutes(lost.0)),
@@ -143,57 +176,43 @@ impl Scenario {
         assert!(sent.failed.is_empty(), "{:?}", sent.failed);
         assert!(sent.lost.len() > 20, "only {} lost", sent.lost.len());
         handler.wait_for(sent.delivered.len(), PATIENCE).await;
+        let admin = Admin::of(&server);
         Scenario {
             handler,
             server,
             hooks,
             sent,
             lost,
-            _fake: fake,
+            fake,
             _api: api,
             db,
+            admin,
         }
     }
 
     /// Creates a job and waits for its end.
     pub(crate) async fn run(&self, body: Value) -> Value {
-        let id = self.create(body).await;
-        self.wait_final(&id).await
+        self.admin.run(body).await
     }
 
-    pub(crate) async fn create(&self, body: Value) -> String {
-        let (status, job) = self
-            .server
-            .api_send(
-                reqwest::Method::POST,
-                "/api/v1/recoveries",
-                ADMIN_TOKEN,
-                Some(body),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{job:#}");
-        assert_eq!(job["state"], "queued");
-        job["id"].as_str().unwrap().to_string()
-    }
-
-    pub(crate) async fn wait_final(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE * 3;
-        loop {
-            let (_, job) = self
-                .server
-                .api(&format!("/api/v1/recoveries/{id}"), ADMIN_TOKEN)
-                .await
-                .unwrap();
-            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
-                return job;
+    /// Moves the server's (and the fake's) clock forward while the fake has asked the client
+    /// to wait for its rate-limit window, and only then: time passes only for the waits the
+    /// system of record imposes, so whether two requests share a window never depends on the
+    /// machine's speed. Stops when the returned guard is dropped.
+    pub(crate) fn tick_while_throttled(&self) -> Ticker {
+        let fake = self.fake.clone();
+        let clock = self.server.clock.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            while !stopped.load(Ordering::SeqCst) {
+                if fake.asked_to_wait() {
+                    clock.advance(Duration::from_millis(250));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the job never ended: {job:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        });
+        Ticker(stop)
     }
 
     pub(crate) fn backfill(&self, dry_run: bool) -> Value {
@@ -203,29 +222,9 @@ impl Scenario {
         })
     }
 
-    /// The dedupe keys a backfill of the lost window must bring back: every lost creation,
-    /// and each conversation's last update when it was lost (the API shows current objects).
+    /// The dedupe keys a backfill of the lost window must bring back.
     pub(crate) fn reproducible(&self) -> BTreeMap<String, NormalizedEvent> {
-        let mut last_update: HashMap<String, Timestamp> = HashMap::new();
-        for e in self.hooks.iter().map(parse_webhook) {
-            if e.event_type == "kustomer.conversation.update" {
-                let slot = last_update
-                    .entry(e.object_id.clone().unwrap())
-                    .or_insert(e.occurred_at.unwrap());
-                *slot = (*slot).max(e.occurred_at.unwrap());
-            }
-        }
-        self.sent
-            .lost
-            .iter()
-            .map(parse_webhook)
-            .filter(|e| {
-                e.event_type.ends_with(".create")
-                    || e.object_id.as_ref().and_then(|id| last_update.get(id))
-                        == e.occurred_at.as_ref()
-            })
-            .map(|e| (e.dedupe_key.clone(), e))
-            .collect()
+        reproducible(&self.hooks, &self.sent.lost)
     }
 
     /// The deliveries of origin `origin` the handler has received.
@@ -236,6 +235,41 @@ impl Scenario {
             .filter(|c| c.header("intake-origin") == origin)
             .collect()
     }
+}
+
+/// Stops a ticker task when dropped.
+pub(crate) struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The dedupe keys a backfill of the window of the `lost` webhooks must bring back: every
+/// lost creation, and each conversation's last update when it was lost (the API shows current
+/// objects, not the updates before).
+pub(crate) fn reproducible(
+    hooks: &[Webhook],
+    lost: &[Webhook],
+) -> BTreeMap<String, NormalizedEvent> {
+    let mut last_update: HashMap<String, Timestamp> = HashMap::new();
+    for e in hooks.iter().map(parse_webhook) {
+        if e.event_type == "kustomer.conversation.update" {
+            let slot = last_update
+                .entry(e.object_id.clone().unwrap())
+                .or_insert(e.occurred_at.unwrap());
+            *slot = (*slot).max(e.occurred_at.unwrap());
+        }
+    }
+    lost.iter()
+        .map(parse_webhook)
+        .filter(|e| {
+            e.event_type.ends_with(".create")
+                || e.object_id.as_ref().and_then(|id| last_update.get(id)) == e.occurred_at.as_ref()
+        })
+        .map(|e| (e.dedupe_key.clone(), e))
+        .collect()
 }
 
 pub(crate) fn minutes(n: u64) -> Duration {
@@ -267,7 +301,7 @@ pub(crate) fn parse_webhook(w: &Webhook) -> NormalizedEvent {
     parse(&headers_of(&w.headers), &w.body)
 }
 
-fn count(v: &Value) -> u64 {
+pub(crate) fn count(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
@@ -381,6 +415,7 @@ async fn lost_window_is_recovered_exactly_once(backend: Backend) {
         expected.len(),
         "a second run delivered again"
     );
+    s.admin.audit("maelys-kustomer", &["handler"]).await;
     if let Some(db) = s.db {
         s.server.server.shutdown().await.unwrap();
         db.drop_db().await;
@@ -389,7 +424,7 @@ async fn lost_window_is_recovered_exactly_once(backend: Backend) {
 
 /// Every backfilled delivery: signed, in Kustomer's envelope and event type, its original
 /// time inside the window, each expected key once, each conversation's creation first.
-fn check_backfilled(
+pub(crate) fn check_backfilled(
     s: &Scenario,
     backfilled: &[Captured],
     expected: &BTreeMap<String, NormalizedEvent>,
@@ -432,6 +467,5 @@ async fn sqlite_a_lost_window_is_found_backfilled_once_and_a_second_run_does_not
 
 #[tokio::test]
 async fn postgres_a_lost_window_is_found_backfilled_once_and_a_second_run_does_nothing() {
-    lost_window_is_recovered_exactly_once(Backend::Postgres(Box::new(TestDb::create().await)))
-        .await;
+    lost_window_is_recovered_exactly_once(Backend::postgres().await).await;
 }

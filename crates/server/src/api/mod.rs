@@ -31,6 +31,7 @@ use crate::state::AppState;
 use problem::Problem;
 
 mod alerts;
+mod audit;
 mod canaries;
 mod cluster;
 mod events;
@@ -39,6 +40,7 @@ mod notifiers;
 pub mod openapi;
 pub mod problem;
 mod queue;
+mod reconciliation;
 mod recoveries;
 mod rejections;
 mod rules;
@@ -211,7 +213,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem
         .map_err(|e| Problem::bad_request("invalid-parameter", e.body_text()))
 }
 
-/// `GET /api/v1/flows` and `/queue` query parameters.
+/// `GET /api/v1/flows`, `/queue` and `/reconciliation` query parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

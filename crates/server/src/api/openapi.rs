@@ -32,8 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, canaries, cluster, events, flows, notifiers, queue, recoveries, rejections, rules,
-    silences, tokens,
+    alerts, audit, canaries, cluster, events, flows, notifiers, queue, reconciliation, recoveries,
+    rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
 
@@ -52,6 +52,8 @@ fn resources() -> Resource {
         .merge(cluster::routes())
         .merge(tokens::routes())
         .merge(recoveries::routes())
+        .merge(audit::routes())
+        .merge(reconciliation::routes())
         .merge(canaries::routes())
 }
 
@@ -132,6 +134,8 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "cluster", description = "The nodes sharing the store and their duties."),
         (name = "tokens", description = "API tokens made by intake."),
         (name = "recoveries", description = "Backfill, replay and requeue jobs."),
+        (name = "audit", description = "Whether a source's window adds up."),
+        (name = "reconciliation", description = "Sources compared with their systems of record; open gaps."),
         (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
         (name = "meta", description = "This document."),
     ),

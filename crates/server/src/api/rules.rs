@@ -48,8 +48,9 @@ pub struct Rules {
     data: Vec<RuleView>,
 }
 
-/// Rules evaluated today; the others are wired by their own features.
-const EVALUATED: [&str; 11] = [
+/// Rules evaluated today; the others are wired by their own features. `source_gap` is
+/// evaluated while reconciliation is enabled (`reconcile.enabled`).
+const EVALUATED: [&str; 12] = [
     "canary_failed",
     "notifier_failing",
     "watchdog",
@@ -61,6 +62,7 @@ const EVALUATED: [&str; 11] = [
     "processing_drop",
     "delivery_errors",
     "dead_letters",
+    "source_gap",
 ];
 
 /// `GET /api/v1/rules`.
@@ -100,7 +102,8 @@ async fn rules(
                 .collect();
             RuleView {
                 rule: id,
-                evaluated: EVALUATED.contains(id),
+                evaluated: EVALUATED.contains(id)
+                    && (*id != "source_gap" || app.config.reconcile.enabled),
                 default_severity: default_severity(id),
                 defaults: defaults.get(id).cloned().unwrap_or(Value::Null),
                 overrides,

@@ -12,9 +12,13 @@
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
 //! * [`compaction`]: counter rollup and retention.
 //! * [`recovery`]: backfill, replay and requeue jobs.
+//! * [`reconcile`]: the periodic comparison of each source's system of record with what was
+//!   received (the open gaps behind `source_gap`).
 //! * [`canary`]: signed synthetic webhooks through the front door, followed to the handler
 //!   (the pure decisions in `canary::decide`, the book every node reads in `canary::book`).
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
+//! * [`audit`]: the conservation audit of a source's window, read and judged for the API door
+//!   (no task of its own).
 //! * `summarise_logs` (here): writes the summaries of the limited log lines whose burst ended.
 //!
 //! **A node among others.** Here: heartbeats, wake-ups from other nodes, and singleton duties.
@@ -26,17 +30,20 @@
 //! holder dies, its lease ends within `cluster.duty_lease` and another node's runner takes it.
 //! With SQLite there is one node, which takes every lease at once.
 //!
-//! The singleton duties: the **recovery** jobs, the **lease reaper** (deliveries in flight under the lease of a node
-//! that has stopped sending heartbeats are made due at once, rather than when their leases
-//! expire), the **monitor** (with the notifications), **counter compaction** and the
-//! **canaries**. Reconciliation, drills and the other duties to come join them here.
+//! The singleton duties: the **recovery** jobs, **reconciliation**, the **lease reaper**
+//! (deliveries in flight under the lease of a node that has stopped sending heartbeats are
+//! made due at once, rather than when their leases expire), the **monitor** (with the
+//! notifications), **counter compaction** and the **canaries**. Drills and the other duties to
+//! come join them here.
 
+pub mod audit;
 pub mod book;
 pub mod canary;
 pub mod compaction;
 pub mod delivery;
 pub mod monitor;
 pub mod notify;
+pub mod reconcile;
 pub mod recovery;
 
 use std::collections::HashMap;
@@ -89,6 +96,9 @@ const DUTIES: &[(&str, DutyFn)] = &[
     }),
     (recovery::RECOVERY, |h, stop| {
         Box::pin(recovery::run(h, stop))
+    }),
+    (reconcile::RECONCILE, |h, stop| {
+        Box::pin(reconcile::run(h, stop))
     }),
     (canary::CANARY, |h, stop| Box::pin(canary::run(h, stop))),
 ];

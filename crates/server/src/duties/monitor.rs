@@ -18,7 +18,7 @@
 //! then notified at most one deadline after the last canary that got through (2 minutes by
 //! default), not up to an evaluation interval later.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::book::{ALERTS_STATE, FLOWS_STATE};
 use super::canary::{self, decide::CANARY_FAILED};
 use super::notify::{self, Pipeline};
+use super::reconcile;
 
 /// The monitor's duty name.
 pub const MONITOR: &str = "monitor";
@@ -46,7 +47,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// How long to wait before trying again after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The metrics the monitor reads, per minute.
+/// The metrics the monitor reads, per minute. Not `deliveries.rerouted`: a requeue closing a
+/// delivery to a destination no longer routed is neither a failed attempt nor a dead letter.
 const METRICS: [&str; 12] = [
     "events.webhook",
     "requests.accepted",
@@ -316,6 +318,7 @@ impl MonitorDuty {
         for (key, snapshot) in seen {
             self.monitor.observe_queue(&key, now, snapshot);
         }
+        self.observe_gaps().await?;
 
         let mut transitions = self.monitor.evaluate(now);
         transitions.extend(self.judge_canaries(now).await?);
@@ -352,6 +355,32 @@ impl MonitorDuty {
         let book = serde_json::to_string(&self.monitor.alerts().snapshot())
             .map_err(|e| StoreError::Corrupt(format!("cannot encode the alert book: {e}")))?;
         self.store.put_state(ALERTS_STATE, book).await
+    }
+
+    /// Hands the monitor the open gaps the `reconcile` duty recorded for each reconciled
+    /// source (`source_gap`'s input is not a counter). A document that cannot be decoded keeps
+    /// what was handed before, so a bug there neither raises nor resolves an alert.
+    async fn observe_gaps(&mut self) -> Result<(), StoreError> {
+        let sample = self.config.reconcile.sample;
+        let mut reconciled = HashSet::new();
+        for s in reconcile::reconciled(&self.config) {
+            let key = SourceKey {
+                tenant: s.tenant.clone(),
+                source: s.id.clone(),
+            };
+            match reconcile::state::load(&*self.store, &s.id).await {
+                Ok(st) => self
+                    .monitor
+                    .observe_gaps(&key, st.report(s.kind.vendor(), sample)),
+                Err(StoreError::Corrupt(e)) => {
+                    tracing::error!(source = %s.id, error = %e, "source_gap keeps its last verdict")
+                }
+                Err(e) => return Err(e),
+            }
+            reconciled.insert(key);
+        }
+        self.monitor.retain_gaps(|k| reconciled.contains(k));
+        Ok(())
     }
 
     fn feed(&mut self, rows: &[intake_store::CounterRow]) {

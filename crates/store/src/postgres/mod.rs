@@ -27,11 +27,12 @@
 //!
 //! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (the larger
 //! reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery jobs, replays
-//! and requeues),
+//! and requeues), `audit.rs` (the audit's reads, in one snapshot),
 //! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
 //! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
 
+mod audit;
 mod error;
 mod import;
 mod listen;
@@ -63,7 +64,8 @@ use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
 use crate::sql::{
-    ALERT_TRANSITION_COLUMNS, NOTIFIER_HEALTH, OUTBOX_COLUMNS, SILENCE_COLUMNS, TOKEN_COLUMNS,
+    ALERT_TRANSITION_COLUMNS, HOURS_KEPT_KEY, MINUTES_KEPT_KEY, NOTIFIER_HEALTH, OUTBOX_COLUMNS,
+    SILENCE_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::{Result, Store, StoreError, StoreFault};
 
@@ -485,6 +487,10 @@ impl Store for PostgresStore {
         self.counter_rows(q).await
     }
 
+    async fn audit(&self, query: AuditQuery) -> Result<AuditCounts> {
+        self.audit_counts(query).await
+    }
+
     async fn compact_counters(
         &self,
         now: Timestamp,
@@ -536,13 +542,29 @@ impl Store for PostgresStore {
             .execute("DELETE FROM counters WHERE minute < $1", &[&minute_cutoff])
             .await
             .map_err(unavailable)?;
+        let hour_cutoff = now.minus(retention.hours).as_millis();
         let hours_deleted = tx
             .execute(
                 "DELETE FROM counters_hourly WHERE hour < $1",
-                &[&now.minus(retention.hours).as_millis()],
+                &[&hour_cutoff],
             )
             .await
             .map_err(unavailable)?;
+        // Since when each resolution is complete, for audits (`Store::audit`); a mark never
+        // moves back.
+        for (key, mark) in [
+            (MINUTES_KEPT_KEY, minute_cutoff),
+            (HOURS_KEPT_KEY, hour_cutoff),
+        ] {
+            tx.execute(
+                "INSERT INTO state (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value =
+                    GREATEST(state.value::BIGINT, excluded.value::BIGINT)::TEXT",
+                &[&key, &mark.to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(CompactReport {
             hours_rolled,

@@ -11,7 +11,9 @@ use crate::model::{AlertTransitionRecord, NewNotification, RecoveryJob};
 use crate::rows::{
     AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
 };
-use crate::sql::{ALERT_TRANSITION_COLUMNS, RECOVERY_COLUMNS, TABLE_COUNTS};
+use crate::sql::{
+    ALERT_TRANSITION_COLUMNS, HOURS_KEPT_KEY, MINUTES_KEPT_KEY, RECOVERY_COLUMNS, TABLE_COUNTS,
+};
 use crate::Result;
 
 impl SqliteStore {
@@ -168,14 +170,17 @@ impl SqliteStore {
         .await
     }
 
-    /// Named state documents and the counters' rollup watermark (for `intake migrate-store`).
+    /// Named state documents, the counters' rollup watermark and the marks since when each
+    /// resolution of counters is complete (for `intake migrate-store`).
     pub async fn export_state(&self) -> Result<Vec<(String, String)>> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT key, value FROM meta
-                 WHERE key LIKE 'state:%' OR key = 'counters_rolled_until'",
+                 WHERE key LIKE 'state:%' OR key IN ('counters_rolled_until', ?1, ?2)",
             )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([MINUTES_KEPT_KEY, HOURS_KEPT_KEY], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect()
         })
         .await

@@ -17,10 +17,12 @@
 //!
 //! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, the queries
 //! that need more than one statement, and how a column is read), `recovery.rs` (recovery
-//! jobs, replays and requeues, run by the writer), `export.rs` (what `migrate-store` reads),
+//! jobs, replays and requeues, run by the writer), `audit.rs` (the audit's reads, in one
+//! snapshot), `export.rs` (what `migrate-store` reads),
 //! `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They import the crate's shared
 //! modules, never the PostgreSQL backend.
 
+mod audit;
 mod export;
 mod reads;
 mod recovery;
@@ -335,6 +337,10 @@ impl Store for SqliteStore {
 
     async fn read_counters(&self, query: CounterQuery) -> Result<Vec<CounterRow>> {
         self.read(move |c| read_counters(c, &query)).await
+    }
+
+    async fn audit(&self, query: AuditQuery) -> Result<AuditCounts> {
+        self.audit_counts(query).await
     }
 
     async fn compact_counters(

@@ -24,7 +24,7 @@ use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
 use crate::model::*;
-use crate::sql::{OUTBOX_COLUMNS, SILENCE_COLUMNS};
+use crate::sql::{HOURS_KEPT_KEY, MINUTES_KEPT_KEY, OUTBOX_COLUMNS, SILENCE_COLUMNS};
 use crate::{Result, StoreError, StoreFault};
 
 /// What the writer is asked to do.
@@ -995,10 +995,24 @@ impl Writer {
             .conn
             .execute("DELETE FROM counters WHERE minute < ?1", [minute_cutoff])?
             as u64;
-        let hours_deleted = self.conn.execute(
-            "DELETE FROM counters_hourly WHERE hour < ?1",
-            [now.minus(retention.hours).as_millis()],
-        )? as u64;
+        let hour_cutoff = now.minus(retention.hours).as_millis();
+        let hours_deleted = self
+            .conn
+            .execute("DELETE FROM counters_hourly WHERE hour < ?1", [hour_cutoff])?
+            as u64;
+        // Since when each resolution is complete, for audits (`Store::audit`); a mark never
+        // moves back, even if the retention is shortened and then lengthened again.
+        for (key, mark) in [
+            (MINUTES_KEPT_KEY, minute_cutoff),
+            (HOURS_KEPT_KEY, hour_cutoff),
+        ] {
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value =
+                    CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                params![key, mark.to_string()],
+            )?;
+        }
         Ok(CompactReport {
             hours_rolled,
             minutes_deleted,

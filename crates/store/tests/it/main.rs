@@ -6,6 +6,7 @@
 //! A few tests are one backend's own (`sqlite_…`, `postgres_…`). `model` holds the property
 //! test that runs random operation sequences against the store and a simple model of it.
 
+mod audit;
 mod cluster;
 mod common;
 mod counters;

@@ -223,7 +223,7 @@ async fn a_requeue_frees_stuck_work_reroutes_and_creates_what_is_missing(kind: K
         added,
         vec![
             ("crm".into(), "deliveries.created".into(), 1),
-            ("legacy".into(), "deliveries.dead".into(), 1),
+            ("legacy".into(), "deliveries.rerouted".into(), 1),
             ("warehouse".into(), "deliveries.created".into(), 3),
         ]
     );

@@ -334,15 +334,16 @@ mod tests {
         v.iter().map(|r| r.event.dedupe_key.as_str()).collect()
     }
 
+    /// A page's missing events (key, conversation), the first phase's keys, the groups after.
+    type PhaseCase<'a> = (
+        &'a [(&'a str, Option<&'a str>)],
+        &'a [&'a str],
+        &'a [&'a [&'a str]],
+    );
+
     #[test]
     fn conversations_go_first_and_their_events_follow_in_the_listing_order() {
-        // (the page's events as key and conversation, the first phase, the groups that follow)
-        type Case<'a> = (
-            &'a [(&'a str, Option<&'a str>)],
-            &'a [&'a str],
-            &'a [&'a [&'a str]],
-        );
-        let cases: &[Case] = &[
+        let cases: &[PhaseCase] = &[
             (&[], &[], &[]),
             // One conversation: its first event, then the rest in order.
             (

@@ -122,12 +122,12 @@ fn start_due(
     jobs_stop: &CancellationToken,
 ) {
     jobs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    // The sources with a job that runs alone, running or waiting for its turn.
     let mut busy: HashSet<String> = running
         .values()
         .filter(|r| !r.concurrent)
         .map(|r| r.source.clone())
         .collect();
-    let mut any: HashSet<String> = running.values().map(|r| r.source.clone()).collect();
     for job in jobs {
         if let Some(r) = running.get(&job.id) {
             if job.cancel_requested {
@@ -143,13 +143,10 @@ fn start_due(
             }
         };
         // One at a time per source: a job waits for the source's earlier ones, unless it or
-        // they run concurrently.
-        let blocked = if params.concurrent {
-            busy.contains(&job.source)
-        } else {
-            any.contains(&job.source)
-        };
-        any.insert(job.source.clone());
+        // they run concurrently. A concurrent job starts at once ("beside the source's other
+        // jobs instead of after them", as the API and the CLI promise): a replay of dead
+        // letters must not wait for an hours-long backfill of the same source to end.
+        let blocked = !params.concurrent && busy.contains(&job.source);
         if !params.concurrent {
             busy.insert(job.source.clone());
         }

@@ -227,7 +227,8 @@ fn kind_of(kind: Option<&str>) -> Result<RecoveryKind, Refusal> {
     })
 }
 
-fn source_of<'c>(
+/// The source a request names, if the caller may see it (else 404 `no-such-source`).
+pub(crate) fn source_of<'c>(
     source: Option<&str>,
     config: &'c Config,
     visible: impl Fn(&str) -> bool,
@@ -245,7 +246,7 @@ fn source_of<'c>(
 }
 
 /// The window: both ends required, RFC 3339, `from` before `to`, `to` not in the future.
-fn window(
+pub(crate) fn window(
     from: Option<&str>,
     to: Option<&str>,
     now: Timestamp,

@@ -4,10 +4,10 @@
 //! delivery carries the job's replay key (same parameters, same key), and the store makes at
 //! most one delivery per event, destination and key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use intake_core::EventId;
-use intake_store::{EventFilter, EventSummary, ReplayBatch};
+use intake_store::{EventFilter, EventSummary, RecoveryFilter, RecoveryKind, ReplayBatch};
 
 use super::job::{Ctx, StepError};
 use super::params::Filter;
@@ -46,10 +46,24 @@ pub(super) async fn step(
         .iter()
         .map(|d| d.id.as_str())
         .collect();
+    // A dry run writes nothing, so the store cannot tell it what a job with the same key
+    // replayed already; the deliveries those jobs made (each names its job) do.
+    let earlier = if ctx.dry_run {
+        same_key_jobs(ctx).await?
+    } else {
+        HashSet::new()
+    };
     let mut items = Vec::new();
     for e in &events {
         report.seen += 1;
         for destination in targets(e, &p.filter, &configured) {
+            let replayed = e.deliveries.iter().any(|d| {
+                d.destination == destination
+                    && d.recovery.as_ref().is_some_and(|r| earlier.contains(r))
+            });
+            if replayed {
+                report.already_done += 1;
+            }
             report.todo.add(
                 e.channel.as_str(),
                 &e.event_type,
@@ -87,6 +101,29 @@ pub(super) async fn step(
     Ok((events.len() == PAGE)
         .then(|| events.last().map(|e| e.id.clone()))
         .flatten())
+}
+
+/// The real replay jobs of the source with this job's replay key: what they delivered, a run of
+/// this job would not deliver again. (The newest thousand jobs of the source are looked at.)
+async fn same_key_jobs(ctx: &Ctx) -> Result<HashSet<String>, StepError> {
+    let jobs = ctx
+        .store
+        .list_recoveries(RecoveryFilter {
+            source: Some(ctx.source.id.clone()),
+            limit: 1000,
+            ..RecoveryFilter::default()
+        })
+        .await?;
+    Ok(jobs
+        .into_iter()
+        .filter(|j| {
+            j.kind == RecoveryKind::Replay
+                && !j.dry_run
+                && j.params.get("replay_key").and_then(|k| k.as_str())
+                    == Some(ctx.params.replay_key.as_str())
+        })
+        .map(|j| j.id)
+        .collect())
 }
 
 /// The destinations an event is replayed to: those of its deliveries that match the filter's
