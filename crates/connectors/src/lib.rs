@@ -10,8 +10,13 @@
 //! most [`input::MAX_DEPTH`] levels deep, ids are kept as the exact text the sender wrote, and
 //! times must be instants RFC 3339 can write. [`Connector::parse`] enforces it around each
 //! connector's own [`Connector::read_event`].
+//!
+//! Each connector also signs: [`Connector::canary`] builds the synthetic webhook intake sends
+//! through its own front door, in the system's envelope and signed as the system signs
+//! ([`canary`]).
 
 pub mod backfill;
+pub mod canary;
 pub mod freshdesk;
 pub mod front;
 pub mod generic;
@@ -29,6 +34,7 @@ use intake_core::config::{SourceConfig, SourceKind};
 use intake_core::event::NormalizedEvent;
 use intake_core::Timestamp;
 
+pub use canary::{CanarySpec, SignedRequest};
 pub use freshdesk::FreshdeskConnector;
 pub use front::FrontConnector;
 pub use generic::GenericConnector;
@@ -169,6 +175,13 @@ pub trait Connector: Send + Sync + 'static {
     /// Request headers worth keeping with the event (lower-case names). Signatures are not
     /// among them: they are useless after verification.
     fn kept_headers(&self) -> &'static [&'static str];
+
+    /// A canary for this source: a webhook in this system's envelope, carrying the body
+    /// marker of [`canary`] and naming the event type `intake.canary` where the envelope
+    /// has one, signed with `secret` exactly as the system signs its webhooks (with a
+    /// timestamp of `spec.at` for the schemes that sign one). [`Connector::verify`] accepts it
+    /// and [`Connector::parse`] reads it as a new event.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest;
 }
 
 /// A source whose connector cannot be built from its configuration.

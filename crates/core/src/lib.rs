@@ -7,6 +7,7 @@
 //! the binary injects. Everything here can therefore be tested exhaustively and cannot fail
 //! for reasons outside its inputs.
 
+pub mod canary;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -64,6 +64,8 @@ endpoints! {
     QUEUE = Get "/api/v1/queue" [];
     /// `intake status`: the alerts.
     ALERTS = Get "/api/v1/alerts" ["limit"];
+    /// `intake status`: the canaries.
+    CANARIES = Get "/api/v1/canaries" [];
     /// `intake status`, `intake silence list`.
     SILENCES = Get "/api/v1/silences" ["state"];
     /// `intake silence add`.

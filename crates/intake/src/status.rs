@@ -1,6 +1,7 @@
 //! `intake status`: a terminal summary of a running server, read from its admin API — the
 //! alerts firing, what is coming in per source and channel, what is waiting to go out per
-//! destination, and the open gaps reconciliation found.
+//! destination, the open gaps reconciliation found, and whether each source's canaries get
+//! through.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     print!("{}", render(&flows, &queue, &alerts));
     let gaps = api.call(&api::RECONCILIATION, Call::default())?;
     print!("{}", render_gaps(&gaps));
+    let canaries = api.call(&api::CANARIES, Call::default())?;
+    print!("{}", render_canaries(&canaries));
     let silences = api.call(&api::SILENCES, Call::default())?;
     print!("{}", crate::silence::render(&silences));
     Ok(ExitCode::SUCCESS)
@@ -132,6 +135,55 @@ pub fn render(flows: &Value, queue: &Value, alerts: &Value) -> String {
     out
 }
 
+/// The canaries section: per source, the last success and its total latency, and where the
+/// canaries stopped when they fail.
+pub fn render_canaries(canaries: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nCANARIES (signed test webhooks through the front door to the handler)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<12} {:<24} {:>9} {:>9} {:<10} {:<26} last success",
+        "TENANT", "SOURCE", "EVERY (s)", "TOTAL (s)", "STATE", "LAST CANARY"
+    );
+    for c in canaries["data"].as_array().into_iter().flatten() {
+        let failure = &c["failure"];
+        let state = if failure.is_null() {
+            "ok".to_string()
+        } else {
+            text(&failure["state"]).to_uppercase()
+        };
+        let total = c["last_success_latency"]["total"]
+            .as_f64()
+            .map_or("-".to_string(), |t| format!("{t:.3}"));
+        let last = match c["last"].as_object() {
+            Some(l) => format!(
+                "{} {}",
+                l.get("stage").and_then(Value::as_str).unwrap_or("-"),
+                l.get("sent_at").and_then(Value::as_str).unwrap_or("-")
+            ),
+            None => "none sent yet".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<24} {:>9} {:>9} {:<10} {:<26} {}",
+            text(&c["tenant"]),
+            text(&c["source"]),
+            num(&c["interval_seconds"]),
+            total,
+            state,
+            last,
+            c["last_success_at"].as_str().unwrap_or("never"),
+        );
+        if !failure.is_null() {
+            let _ = writeln!(out, "          {}", text(&failure["reason"]));
+        }
+    }
+    out
+}
+
 /// Reconciliation in a few lines: whether it runs, and each source with open gaps (or whose
 /// last check failed).
 pub fn render_gaps(rec: &Value) -> String {
@@ -196,6 +248,37 @@ pub fn render_gaps(rec: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_canaries_section_says_which_source_fails_and_where() {
+        let canaries = json!({"data": [
+            {"tenant": "maelys", "source": "maelys-kustomer", "interval_seconds": 60,
+             "last_success_at": "2026-11-28T10:01:00.020Z",
+             "last_success_latency": {"ack": 0.004, "queue": 0.001, "delivery": 0.012, "total": 0.02},
+             "last": {"stage": "delivered", "sent_at": "2026-11-28T10:01:00.000Z"},
+             "failure": null},
+            {"tenant": "acme", "source": "acme-zendesk", "interval_seconds": 60,
+             "last_success_at": null, "last_success_latency": null,
+             "last": {"stage": "not_queued", "sent_at": "2026-11-28T10:02:00.000Z"},
+             "failure": {"state": "firing", "stage": "not_queued",
+                         "reason": "accepted but not delivered: nothing queued"}}
+        ]});
+        let text = render_canaries(&canaries);
+        assert!(text.contains("CANARIES"), "{text}");
+        assert!(
+            text.contains("maelys-kustomer") && text.contains("0.020"),
+            "{text}"
+        );
+        assert!(
+            text.contains("FIRING") && text.contains("nothing queued"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not_queued 2026-11-28T10:02:00.000Z"),
+            "{text}"
+        );
+        assert!(text.contains("never"), "{text}");
+    }
 
     #[test]
     fn reconcile_open_gaps_get_a_line_each_with_their_counts_and_job() {

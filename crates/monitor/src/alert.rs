@@ -159,13 +159,26 @@ impl AlertBook {
     /// other alert of the book had its condition false. Returns the transitions, in key
     /// order.
     pub fn apply(&mut self, findings: Vec<Finding>, now: Timestamp) -> Vec<Transition> {
+        self.apply_rules(findings, now, |_| true)
+    }
+
+    /// Applies one evaluation of the rules `evaluated` says yes to: `findings` are their
+    /// conditions found true at `now`, and every other alert *of those rules* had its
+    /// condition false. Alerts of other rules are left as they are: rules evaluated on their
+    /// own schedule (`canary_failed`) share the book with the others.
+    pub fn apply_rules(
+        &mut self,
+        findings: Vec<Finding>,
+        now: Timestamp,
+        evaluated: impl Fn(&str) -> bool,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         let mut found: BTreeMap<AlertKey, Finding> =
             findings.into_iter().map(|f| (f.key.clone(), f)).collect();
         // Alerts whose condition is now false.
         let mut gone = Vec::new();
         for (key, a) in self.alerts.iter_mut() {
-            if found.contains_key(key) {
+            if found.contains_key(key) || !evaluated(&key.rule) {
                 continue;
             }
             a.false_streak += 1;
@@ -314,6 +327,28 @@ mod tests {
             states(&book.apply(vec![finding(0)], Timestamp(120_000))),
             [AlertState::Firing]
         );
+    }
+
+    #[test]
+    fn an_evaluation_of_some_rules_leaves_the_others_alone() {
+        let mut book = AlertBook::new();
+        let mut canary = finding(0);
+        canary.key.rule = "canary_failed".into();
+        canary.params.resolve_after = 1;
+        let t = |m: i64| Timestamp(m * 60_000);
+        book.apply(vec![finding(0), canary.clone()], t(0));
+        // The flow rules' evaluation without the canary: the canary alert is not theirs.
+        let not_canary = |r: &str| r != "canary_failed";
+        assert!(book
+            .apply_rules(vec![finding(0)], t(1), not_canary)
+            .is_empty());
+        assert_eq!(book.snapshot().len(), 2);
+        // The canary's own evaluation without a finding resolves it, and only it.
+        let only_canary = |r: &str| r == "canary_failed";
+        let out = book.apply_rules(vec![], t(2), only_canary);
+        assert_eq!(states(&out), [AlertState::Resolved]);
+        assert_eq!(out[0].rule, "canary_failed");
+        assert_eq!(book.snapshot().len(), 1);
     }
 
     #[test]

@@ -27,9 +27,9 @@ pub mod params;
 pub mod stats;
 pub mod synthetic;
 
-pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Labels, Transition};
+pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Finding, Labels, Transition};
 pub use baseline::{BaselineConfig, BaselineKind};
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
-pub use params::{ParamError, RuleBook};
+pub use params::{CanaryFailed, Common, ParamError, RuleBook, RuleParams, EXTERNAL_RULES};

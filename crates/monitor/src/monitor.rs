@@ -19,7 +19,7 @@ use crate::history::{
 };
 use crate::params::{
     DeadLetters, DeliveryErrors, InboundDrop, InboundStopped, ProcessingDrop, QueueBacklog,
-    QueueStalled, RejectionsSpike, RuleBook, RuleParams, SourceGap,
+    QueueStalled, RejectionsSpike, RuleBook, RuleParams, SourceGap, EXTERNAL_RULES,
 };
 use crate::stats::{bh_adjust, fmt_prob, NegBinomial};
 use statrs::function::gamma::ln_gamma;
@@ -303,7 +303,24 @@ impl Monitor {
         self.evaluate_sources(now_min, &mut findings);
         self.evaluate_queues(now, now_min, &mut findings);
         self.evaluate_gaps(&mut findings);
-        self.alerts.apply(findings, now)
+        self.alerts
+            .apply_rules(findings, now, |rule| !EXTERNAL_RULES.contains(&rule))
+    }
+
+    /// Applies an evaluation of `rule`, one of the [`EXTERNAL_RULES`] that the caller decides
+    /// on its own schedule: `findings` are its conditions found true at `now`; its other
+    /// alerts had their condition false. The book's other alerts are left as they are.
+    pub fn apply_external(
+        &mut self,
+        rule: &str,
+        findings: Vec<Finding>,
+        now: Timestamp,
+    ) -> Vec<Transition> {
+        let findings = findings
+            .into_iter()
+            .filter(|f| f.key.rule == rule)
+            .collect();
+        self.alerts.apply_rules(findings, now, |r| r == rule)
     }
 
     /// `source_gap`: a finding for each source whose open gaps miss enough events.

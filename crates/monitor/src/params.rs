@@ -438,6 +438,36 @@ impl RuleParams for SourceGap {
     }
 }
 
+/// `canary_failed`: a source had no successful canary within its deadline. The server's
+/// canary duty and monitor decide it (this crate only holds its parameters): the deadline is
+/// `[canary] deadline` (or the source's own), not a `[[rules]]` threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanaryFailed {
+    /// Common parameters: fires at once, resolves at the first evaluation after a success.
+    pub common: Common,
+}
+
+impl Default for CanaryFailed {
+    fn default() -> Self {
+        CanaryFailed {
+            common: common(0, Severity::Critical, 1),
+        }
+    }
+}
+
+impl RuleParams for CanaryFailed {
+    const RULE: &'static str = "canary_failed";
+    const THRESHOLD: &'static str = "none: the deadline is [canary] deadline";
+    common_impl!();
+    fn set_threshold(&mut self, _: &RuleThreshold) -> Result<(), String> {
+        Err(
+            "canary_failed has no threshold: set `[canary] deadline`, or \
+             `[canary.sources.<id>] deadline` for one source"
+                .into(),
+        )
+    }
+}
+
 /// An override that does not fit its rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rules[{index}] ({rule}): threshold: {message}")]
@@ -469,6 +499,11 @@ pub const EVALUATED_RULES: [&str; 9] = [
     "source_gap",
 ];
 
+/// The ids of the rules whose conditions the caller decides on its own schedule and hands
+/// to [`Monitor::apply_external`](crate::Monitor::apply_external): their alerts share the
+/// book, but [`Monitor::evaluate`](crate::Monitor::evaluate) leaves them alone.
+pub const EXTERNAL_RULES: [&str; 1] = ["canary_failed"];
+
 impl RuleBook {
     /// Checks the overrides (threshold kinds and ranges) and keeps them. Overrides of rules
     /// this crate does not evaluate (`canary_failed`, …) are kept for their own duty.
@@ -485,6 +520,7 @@ impl RuleBook {
                 "delivery_errors" => DeliveryErrors::default().set_threshold(t),
                 "dead_letters" => DeadLetters::default().set_threshold(t),
                 "source_gap" => SourceGap::default().set_threshold(t),
+                "canary_failed" => CanaryFailed::default().set_threshold(t),
                 _ => Ok(()),
             };
             res.map_err(|message| ParamError {
@@ -538,7 +574,8 @@ impl RuleBook {
         p
     }
 
-    /// Every evaluated rule's defaults as JSON-ready values, for `GET /api/v1/rules`.
+    /// Every rule's defaults this crate holds parameters for (the evaluated rules and
+    /// `canary_failed`) as JSON-ready values, for `GET /api/v1/rules`.
     pub fn defaults() -> Vec<(&'static str, serde_json::Value)> {
         fn v<P: RuleParams + Serialize>() -> (&'static str, serde_json::Value) {
             (
@@ -556,6 +593,7 @@ impl RuleBook {
             v::<DeliveryErrors>(),
             v::<DeadLetters>(),
             v::<SourceGap>(),
+            v::<CanaryFailed>(),
         ]
     }
 }
@@ -601,6 +639,20 @@ mod tests {
     }
 
     #[test]
+    fn canary_failed_takes_severity_and_for_but_no_threshold() {
+        let mut o = ov("canary_failed", Some("maelys"), None);
+        o.severity = Some(Severity::Warning);
+        let book = RuleBook::new(&[o.clone()]).unwrap();
+        let p: CanaryFailed = book.resolve("maelys", "maelys-kustomer");
+        assert_eq!(p.common.severity, Severity::Warning);
+        let p: CanaryFailed = book.resolve("other", "other-kustomer");
+        assert_eq!(p, CanaryFailed::default());
+        o.threshold = Some(RuleThreshold::Duration(Dur::secs(300)));
+        let err = RuleBook::new(&[o]).unwrap_err();
+        assert!(err.to_string().contains("[canary] deadline"), "{err}");
+    }
+
+    #[test]
     fn wrong_threshold_kind_is_a_precise_error() {
         let mut a = ov("inbound_stopped", None, None);
         a.threshold = Some(RuleThreshold::Duration(Dur::secs(60)));
@@ -631,6 +683,7 @@ mod tests {
         ] {
             assert_eq!(s, Severity::Warning);
         }
-        assert_eq!(RuleBook::defaults().len(), EVALUATED_RULES.len());
+        assert_eq!(CanaryFailed::default().common.severity, Severity::Critical);
+        assert_eq!(RuleBook::defaults().len(), EVALUATED_RULES.len() + 1);
     }
 }

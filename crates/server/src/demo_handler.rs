@@ -1,7 +1,8 @@
 //! A handler built into the server for the embedded default configuration only
 //! (`server.demo_handler = true`): it verifies the Standard Webhooks signature of what intake
 //! delivers to `/demo/handler`, logs it, and lists the last deliveries at `GET /demo/handler`,
-//! so a newcomer sees a webhook go all the way through with no other program running.
+//! so a newcomer sees a webhook go all the way through with no other program running. It
+//! treats intake's canaries as every handler should: 2xx, and nothing else (not listed).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,15 @@ async fn receive(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     let ts: i64 = header(&headers, "webhook-timestamp").parse().unwrap_or(0);
     let sig = header(&headers, "webhook-signature");
     let valid = app.demo.keys.iter().any(|k| k.verify(id, ts, &body, sig));
+    // What every handler does with intake's canaries: answer 2xx, and nothing else.
+    if header(&headers, "intake-origin") == "canary" {
+        tracing::debug!(event = %id, "demo handler received a canary");
+        return if valid {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+    }
     let r = Received {
         id: id.to_string(),
         event_type: header(&headers, "intake-event-type").to_string(),

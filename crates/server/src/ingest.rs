@@ -5,6 +5,12 @@
 //! stored), parse (400: the body is kept with the reason), then commit the event and its
 //! deliveries in one durable transaction. Only a successful commit answers 200; a store that
 //! cannot commit answers 503 so the system of record retries.
+//!
+//! intake's own canaries come through this door like any webhook, signed by the source's
+//! scheme. What tells them apart is intake's mark, the `intake-canary` header, checked under
+//! the canary key (`intake_core::canary`): a request that carries a valid mark is stored with
+//! origin `canary` (and kept out of `intake_events_total`); any other request is a webhook,
+//! whatever its body says.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,6 +94,7 @@ impl Call<'_> {
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
         // The budget's permits (`_held`) live as long as the body does: to the answer.
         let (body, _held) = self.read_body(body).await?;
+        let origin = self.origin(headers, &body);
         let incoming = Incoming {
             headers,
             body: &body,
@@ -98,7 +105,21 @@ impl Call<'_> {
             return Ok(self.handshake(h));
         }
         let normalized = self.parse(&incoming, &body)?;
-        Ok(self.commit(headers, &body, normalized).await)
+        Ok(self.commit(headers, &body, normalized, origin).await)
+    }
+
+    /// `Canary` when the request carries intake's own mark, valid for this source and body;
+    /// `Webhook` otherwise.
+    fn origin(&self, headers: &HeaderMap, body: &[u8]) -> Origin {
+        let marked = headers
+            .get(intake_core::canary::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|mark| self.app.canary_key.verify(self.source_id, body, mark));
+        if marked {
+            Origin::Canary
+        } else {
+            Origin::Webhook
+        }
     }
 
     fn count(&self, outcome: Outcome) {
@@ -236,10 +257,11 @@ impl Call<'_> {
         headers: &HeaderMap,
         body: &Bytes,
         normalized: NormalizedEvent,
+        origin: Origin,
     ) -> Response {
         let source = self.source;
         let channel = normalized.channel;
-        let event = self.event(headers, body, normalized);
+        let event = self.event(headers, body, normalized, origin);
         match self.app.store.ingest(event).await {
             Ok(accepted) => {
                 if accepted.duplicate {
@@ -249,7 +271,10 @@ impl Call<'_> {
                         wake.notify_one();
                     }
                     self.count(Outcome::Accepted);
-                    source.metrics.event(channel);
+                    // A canary is not the tenant's traffic: it has its own metrics.
+                    if origin == Origin::Webhook {
+                        source.metrics.event(channel);
+                    }
                 }
                 (StatusCode::OK, Json(accepted)).into_response()
             }
@@ -269,7 +294,13 @@ impl Call<'_> {
     }
 
     /// The event to store, with one delivery per destination of the source.
-    fn event(&self, headers: &HeaderMap, body: &Bytes, normalized: NormalizedEvent) -> NewEvent {
+    fn event(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        normalized: NormalizedEvent,
+        origin: Origin,
+    ) -> NewEvent {
         let now = self.now;
         let kept_headers = self
             .source
@@ -287,7 +318,7 @@ impl Call<'_> {
             id: EventId::generate(now),
             tenant: self.tenant().to_string(),
             source: self.source_id.to_string(),
-            origin: Origin::Webhook,
+            origin,
             normalized,
             received_at: now,
             headers: kept_headers,

@@ -23,7 +23,7 @@ use intake_core::signature::constant_time_eq;
 use metrics::{KeyName, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::duties::{book, notify};
+use crate::duties::{book, canary, notify};
 use crate::state::{AppState, DeliveryMetrics, SourceMetrics};
 
 /// Requests to `/ingest`, by `outcome`, `tenant`, `source`.
@@ -62,7 +62,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 12] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 14] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -122,6 +122,16 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 12] = [
         notify::NOTIFICATIONS,
         FamilyKind::Counter,
         "Notification and watchdog ping attempts by notifier and outcome.",
+    ),
+    (
+        canary::LATENCY,
+        FamilyKind::Histogram,
+        "Seconds each stage of a successful canary took, by tenant, source and stage: ack (POST to its 200), queue (accepted to first delivery attempt), delivery (first attempt to the 2xx), total (sent to delivered). Recorded by the node running the canary duty.",
+    ),
+    (
+        canary::LAST_SUCCESS,
+        FamilyKind::Gauge,
+        "Unix time of the last canary that reached the handler, by tenant and source (0: none yet). Every node exports it.",
     ),
 ];
 
@@ -293,6 +303,7 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     }
     refresh_queue_gauges(&app).await;
     refresh_alert_gauges(&app).await;
+    refresh_canary_gauges(&app).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
@@ -387,5 +398,25 @@ async fn refresh_alert_gauges(app: &AppState) {
     }
     for ((rule, severity), n) in firing {
         metrics::gauge!(ALERTS_FIRING, "rule" => rule, "severity" => severity).set(n);
+    }
+}
+
+/// Every configured source's last canary success, from the stored canary book, so that every
+/// node exports it whichever node sends the canaries.
+async fn refresh_canary_gauges(app: &AppState) {
+    let book = match canary::book::load(&*app.store).await {
+        Ok(book) => book,
+        Err(e) => {
+            tracing::warn!(error = %e, "canary gauges not refreshed");
+            return;
+        }
+    };
+    for s in &app.config.sources {
+        let last = book
+            .get(&s.id)
+            .and_then(|c| c.last_success_at)
+            .map_or(0.0, |t| t.as_millis() as f64 / 1000.0);
+        metrics::gauge!(canary::LAST_SUCCESS, "tenant" => s.tenant.clone(), "source" => s.id.clone())
+            .set(last);
     }
 }

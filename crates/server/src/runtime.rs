@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use intake_core::canary::CanaryKey;
 use intake_core::config::{Config, ConfigError, ConfigProblem};
 use intake_core::signature::SigningKey;
 use intake_core::SharedClock;
@@ -138,10 +139,12 @@ impl Server {
             Some(s) => s,
             None => open_store(&config).await?,
         };
+        let canary_key = duties::canary::key(&*store).await?;
         let state = Arc::new(build_state(
             config.clone(),
             self.clock.clone(),
             store.clone(),
+            canary_key,
         )?);
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
@@ -162,7 +165,7 @@ impl Server {
         }
         let duties_stop = CancellationToken::new();
         let mut duties = duties::start(
-            handles(&state),
+            handles(&state, front_door(&config, addr)),
             address,
             state.started_at,
             duties_stop.clone(),
@@ -216,6 +219,7 @@ fn build_state(
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
+    canary_key: CanaryKey,
 ) -> Result<AppState, ServerError> {
     // The recorder must exist before metric handles are registered.
     meters::handle();
@@ -280,11 +284,28 @@ fn build_state(
         logs: Arc::new(IngestLogs::new()),
         body_budget,
         recoveries: Arc::new(Notify::new()),
+        canary_key,
     })
 }
 
+/// Where canaries enter: `server.public_url` when set (through the load balancer), else this
+/// node's own address (an unspecified bind address, `0.0.0.0`, is reached on loopback).
+fn front_door(config: &Config, addr: SocketAddr) -> String {
+    if let Some(url) = &config.server.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// The handles the duties are started with.
-fn handles(state: &AppState) -> Handles {
+fn handles(state: &AppState, front_door: String) -> Handles {
     Handles {
         config: state.config.clone(),
         clock: state.clock.clone(),
@@ -305,6 +326,8 @@ fn handles(state: &AppState) -> Handles {
                 .map(|s| (s.id.clone(), meters::backfill_counters(&s.tenant, &s.id)))
                 .collect(),
         ),
+        canary_key: state.canary_key.clone(),
+        front_door,
     }
 }
 

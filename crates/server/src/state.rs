@@ -236,6 +236,9 @@ pub(crate) struct AppState {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Wakes the recovery duty when the API queued or cancelled a job.
     pub recoveries: Arc<Notify>,
+    /// The key that tells intake's own canaries from other requests (see
+    /// `intake_core::canary`).
+    pub canary_key: intake_core::canary::CanaryKey,
 }
 
 /// One source's metric handles, registered once at start (by the `metrics` module): the ingest

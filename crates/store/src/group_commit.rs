@@ -58,6 +58,7 @@ pub(crate) enum Output {
     Expiry(SilenceExpiry),
     Replayed(ReplayOutcome),
     Requeued(Box<RequeuePage>),
+    Text(String),
 }
 
 /// Where a request's answer goes; each variant is the `reply` argument of [`Queue::write`].
@@ -72,6 +73,7 @@ pub(crate) enum Reply {
     Expiry(oneshot::Sender<Result<SilenceExpiry>>),
     Replayed(oneshot::Sender<Result<ReplayOutcome>>),
     Requeued(oneshot::Sender<Result<Box<RequeuePage>>>),
+    Text(oneshot::Sender<Result<String>>),
 }
 
 impl Reply {
@@ -96,6 +98,10 @@ impl Reply {
             Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),
             Reply::Bool(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Bool(b) => Ok(b),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Text(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Text(t) => Ok(t),
                 _ => Err(mismatch()),
             }))),
             Reply::Count(tx) => drop(tx.send(result.and_then(|o| match o {
@@ -406,7 +412,7 @@ impl<B: Backend> GroupCommit<B> {
                 at += 1;
                 continue;
             }
-            if self.fault.is_some() {
+            if self.fault.is_some_and(StoreFault::rejects_writes) {
                 // Run alone, the request gets the database's own error (`refuse`).
                 return Err(Failure::Request(StoreError::Unavailable(
                     "writes are rejected (injected fault)".into(),
@@ -431,7 +437,7 @@ impl<B: Backend> GroupCommit<B> {
             self.set_fault(fault);
             return Ok(Output::Unit);
         }
-        if self.fault.is_some() {
+        if self.fault.is_some_and(StoreFault::rejects_writes) {
             return Err(self.backend.refuse(conn).await);
         }
         self.backend.begin(conn).await?;

@@ -78,11 +78,24 @@ pub enum StoreError {
 /// `Result` with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A fault a test or a fire drill injects into a running store.
+/// A fault a test or a fire drill injects into a running store, through
+/// [`Store::inject_fault`] only: there is no configuration key or stored setting for one, so
+/// a fault never survives the process that injected it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreFault {
     /// Every write fails, as on a full disk or a read-only file system.
     RejectWrites,
+    /// The story's bug: ingest commits the event (and answers as if all was well) but
+    /// creates none of its deliveries, so nothing is queued and nothing fails. Every other
+    /// write works. Counted as what happened: the event is accepted, no delivery is created.
+    AcceptWithoutQueueing,
+}
+
+impl StoreFault {
+    /// Whether writes fail under this fault (else they succeed, possibly altered).
+    pub fn rejects_writes(self) -> bool {
+        matches!(self, StoreFault::RejectWrites)
+    }
 }
 
 /// The durable event log and delivery queue.
@@ -158,6 +171,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a small named document, durably.
     async fn put_state(&self, key: &str, value: String) -> Result<()>;
+
+    /// Writes a small named document unless one exists, and returns the stored one: `value`
+    /// if it was written, the existing document otherwise. Nodes starting at once all end
+    /// up with the same document (e.g. a key made once for the whole cluster).
+    async fn init_state(&self, key: &str, value: String) -> Result<String>;
 
     /// Records alert transitions, durably, in one transaction.
     async fn record_alert_transitions(&self, transitions: Vec<AlertTransitionRecord>)

@@ -42,6 +42,12 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// Whether this is one of intake's canaries (`intake-origin: canary`), which a handler
+    /// answers 2xx and otherwise ignores.
+    pub fn is_canary(&self) -> bool {
+        self.header("intake-origin") == "canary"
+    }
+
     /// A header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
         self.headers
@@ -262,6 +268,13 @@ url = "sqlite://{data}/intake.db"
 [admin]
 token = "{ADMIN_TOKEN}"
 
+# Canaries are on by default, every minute. Tests count deliveries, events and alerts exactly
+# on a clock they move by hours, so the shared configuration sends canaries a month apart;
+# the canary tests set their own timings (`with_canaries`).
+[canary]
+interval = "30d"
+deadline = "60d"
+
 [[tenants]]
 id = "maelys"
 api_token = "maelys-token"
@@ -291,6 +304,15 @@ secret = "{DESTINATION_SECRET}"
 {destination_extra}
 "#,
         data = data_dir.display()
+    )
+}
+
+/// `config` (from [`config_toml`]) with canaries sent every `interval` and a `deadline`, as in
+/// production (the shared test configuration sends them a month apart).
+pub fn with_canaries(config: &str, interval: &str, deadline: &str) -> String {
+    config.replace(
+        "[canary]\ninterval = \"30d\"\ndeadline = \"60d\"",
+        &format!("[canary]\ninterval = \"{interval}\"\ndeadline = \"{deadline}\""),
     )
 }
 

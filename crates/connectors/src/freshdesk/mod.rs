@@ -47,6 +47,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::unsigned::{self, body_digest, canonical_secs, parse_time, starts_object, Lax};
 use crate::{Connector, Incoming, ParseError, VerifyError};
@@ -261,5 +262,27 @@ impl Connector for FreshdeskConnector {
     fn kept_headers(&self) -> &'static [&'static str] {
         // The shared secret travels in a header: never kept.
         &["content-type", "user-agent"]
+    }
+
+    /// The documented `freshdesk_webhook` envelope, with `triggered_event`
+    /// `{ticket_action:intake_canary}` (event type `ticket.intake_canary`) and the canary's id
+    /// as ticket id, authenticated as the source's `auth` says (Freshdesk does not sign).
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let at = spec.at.to_rfc3339();
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "freshdesk_webhook": {
+                    "triggered_event": "{ticket_action:intake_canary}",
+                    "ticket_id": spec.id,
+                    "ticket_subject": "intake canary",
+                    "ticket_source": "other",
+                    "ticket_created_at": at,
+                    "ticket_updated_at": at,
+                }
+            }),
+        );
+        let (name, value) = sign(&self.auth, secret);
+        SignedRequest::json(&body, &[(name.as_str(), value)])
     }
 }

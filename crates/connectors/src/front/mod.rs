@@ -54,6 +54,7 @@ use serde::Deserialize;
 use serde_json::error::Category;
 use sha2::Digest;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::lax::{Lax, Obj};
 use crate::{Connector, Handshake, Incoming, ParseError, VerifyError};
@@ -199,6 +200,34 @@ impl Connector for FrontConnector {
 
     fn kept_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent"]
+    }
+
+    /// An application webhook, `{"type": "intake_canary", "authorization", "payload":
+    /// {"id", "type", "emitted_at"}}`, signed as Front signs those: base64 HMAC-SHA256 of
+    /// `"{timestamp ms}:"` and the body, with the timestamp in its header.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "type": "intake_canary",
+                "authorization": {"id": "intake"},
+                "payload": {
+                    "_links": {},
+                    "id": spec.id,
+                    "type": "intake_canary",
+                    "emitted_at": spec.at.as_secs(),
+                },
+            }),
+        );
+        let bytes = body.to_string();
+        let ms = spec.at.as_millis();
+        SignedRequest::json(
+            &body,
+            &[
+                (TIMESTAMP_HEADER, ms.to_string()),
+                (SIGNATURE_HEADER, sign(secret, ms, bytes.as_bytes())),
+            ],
+        )
     }
 }
 

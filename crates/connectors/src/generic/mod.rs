@@ -27,6 +27,7 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::Digest;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::lax::scalar_text;
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
@@ -83,6 +84,33 @@ fn digest(alg: HmacAlgorithm, key: &[u8], body: &[u8]) -> Vec<u8> {
         HmacAlgorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, body),
         HmacAlgorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, body),
         HmacAlgorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, body),
+    }
+}
+
+/// Sets `value` at a JSON pointer (RFC 6901) of `root`, creating the objects on the way; a
+/// pointer through something that is not an object (or the root itself) is left unset.
+fn set_at_pointer(root: &mut serde_json::Value, pointer: &str, value: serde_json::Value) {
+    let Some(path) = pointer.strip_prefix('/') else {
+        return;
+    };
+    let tokens: Vec<String> = path
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
+    let mut at = root;
+    for token in parents {
+        let Some(map) = at.as_object_mut() else {
+            return;
+        };
+        at = map
+            .entry(token.clone())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    }
+    if let Some(map) = at.as_object_mut() {
+        map.insert(last.clone(), value);
     }
 }
 
@@ -264,5 +292,28 @@ impl Connector for GenericConnector {
 
     fn kept_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent"]
+    }
+
+    /// A JSON object with the canary's values at the source's configured pointers (event id,
+    /// type `intake.canary`, channel `other`, time, object id), signed with the source's
+    /// scheme.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let mut body = canary::marked(spec, serde_json::json!({}));
+        let f = &self.fields;
+        let values = [
+            (&f.event_id, serde_json::json!(spec.id)),
+            (&f.event_type, serde_json::json!(canary::event_type())),
+            (&f.channel, serde_json::json!("other")),
+            (&f.occurred_at, serde_json::json!(spec.at.to_rfc3339())),
+            (&f.object_id, serde_json::json!(spec.id)),
+        ];
+        for (pointer, value) in values {
+            if let Some(p) = pointer {
+                set_at_pointer(&mut body, p, value);
+            }
+        }
+        let bytes = body.to_string();
+        let signature = self.sign(secret, bytes.as_bytes());
+        SignedRequest::json(&body, &[(self.header.as_str(), signature)])
     }
 }

@@ -36,6 +36,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::unsigned::{self, body_digest, parse_time, starts_object, Lax};
 use crate::{Connector, Incoming, ParseError, VerifyError};
@@ -256,5 +257,25 @@ impl Connector for GorgiasConnector {
     fn kept_headers(&self) -> &'static [&'static str] {
         // The shared secret travels in a header: never kept.
         &["content-type", "user-agent"]
+    }
+
+    /// `{"event": "intake-canary", "ticket": {"id", "channel": "api", …}}`, authenticated as the
+    /// source's `auth` says (Gorgias does not sign).
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let at = spec.at.to_rfc3339();
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "event": "intake-canary",
+                "ticket": {
+                    "id": spec.id,
+                    "channel": "api",
+                    "created_datetime": at,
+                    "updated_datetime": at,
+                },
+            }),
+        );
+        let (name, value) = sign(&self.auth, secret);
+        SignedRequest::json(&body, &[(name.as_str(), value)])
     }
 }

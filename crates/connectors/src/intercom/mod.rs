@@ -26,6 +26,7 @@ use intake_core::signature::constant_time_eq;
 use serde::Deserialize;
 use sha1::Sha1;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::lax::{self, Lax, List, Obj};
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
@@ -265,5 +266,26 @@ impl Connector for IntercomConnector {
 
     fn kept_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent"]
+    }
+
+    /// `{"type": "notification_event", "id", "topic": "intake.canary", "data": {"item"}, …}`,
+    /// signed as Intercom signs: `sha1=` and the hex HMAC-SHA1 of the body.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "type": "notification_event",
+                "app_id": "intake",
+                "id": spec.id,
+                "topic": canary::event_type(),
+                "data": {
+                    "type": "notification_event_data",
+                    "item": {"type": "intake_canary", "id": spec.id},
+                },
+                "created_at": spec.at.as_secs(),
+            }),
+        );
+        let bytes = body.to_string();
+        SignedRequest::json(&body, &[(SIGNATURE_HEADER, sign(secret, bytes.as_bytes()))])
     }
 }

@@ -21,6 +21,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::lax::Lax;
 use crate::{decode_hex, Connector, Incoming, ParseError, VerifyError};
@@ -255,6 +256,34 @@ impl Connector for KustomerConnector {
 
     fn kept_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent", EVENT_HEADER]
+    }
+
+    /// `{"id", "name": "intake.canary", "data": {"type": "canary", "id", "attributes"}, …}`,
+    /// signed like every Kustomer webhook: hex HMAC-SHA256 of the body.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let at = spec.at.to_rfc3339();
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "id": spec.id,
+                "name": canary::event_type(),
+                "org": "intake",
+                "data": {
+                    "type": "canary",
+                    "id": spec.id,
+                    "attributes": {"createdAt": at, "updatedAt": at},
+                },
+                "createdAt": at,
+            }),
+        );
+        let bytes = body.to_string();
+        SignedRequest::json(
+            &body,
+            &[
+                (EVENT_HEADER, canary::event_type().to_string()),
+                (SIGNATURE_HEADER, sign(secret, bytes.as_bytes())),
+            ],
+        )
     }
 }
 

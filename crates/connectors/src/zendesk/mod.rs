@@ -38,6 +38,7 @@ use intake_core::Timestamp;
 use serde::Deserialize;
 use sha2::Digest;
 
+use crate::canary::{self, CanarySpec, SignedRequest};
 use crate::input;
 use crate::lax::{self, Lax, Obj};
 use crate::{Connector, Incoming, ParseError, VerifyError};
@@ -82,6 +83,16 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
         secret.as_bytes(),
         &[timestamp.as_bytes(), body],
     ))
+}
+
+/// `2024-04-17T17:18:10Z`: an instant as Zendesk writes its signature timestamp (whole
+/// seconds, UTC).
+fn seconds_text(t: Timestamp) -> String {
+    let ms = t.to_rfc3339();
+    match ms.split_once('.') {
+        Some((secs, _)) => format!("{secs}Z"),
+        None => ms,
+    }
 }
 
 /// Maps Zendesk's `via.channel` onto the normalized vocabulary. Zendesk's `web` is the web
@@ -318,5 +329,35 @@ impl Connector for ZendeskConnector {
             INVOCATION_ID_HEADER,
             ACCOUNT_ID_HEADER,
         ]
+    }
+
+    /// `{"type": "zen:event-type:intake.canary", "id", "time", "subject":
+    /// "zen:intake_canary:{id}", …}`, signed as Zendesk signs: base64 HMAC-SHA256 of the
+    /// timestamp header's text followed by the body.
+    fn canary(&self, spec: &CanarySpec<'_>, secret: &str) -> SignedRequest {
+        let body = canary::marked(
+            spec,
+            serde_json::json!({
+                "type": format!("zen:event-type:{}", canary::event_type()),
+                "account_id": 0,
+                "id": spec.id,
+                "time": spec.at.to_rfc3339(),
+                "zendesk_event_version": "2022-11-06",
+                "subject": format!("zen:intake_canary:{}", spec.id),
+                "detail": {"id": spec.id},
+                "event": {},
+            }),
+        );
+        // Zendesk's timestamp header is to the second, without fractions.
+        let timestamp = seconds_text(spec.at);
+        let bytes = body.to_string();
+        SignedRequest::json(
+            &body,
+            &[
+                ("user-agent", "Zendesk Webhook".to_string()),
+                (SIGNATURE_HEADER, sign(secret, &timestamp, bytes.as_bytes())),
+                (TIMESTAMP_HEADER, timestamp),
+            ],
+        )
     }
 }

@@ -191,14 +191,20 @@ pub const NO_OFF_SWITCH: &str = "alerting cannot be switched off: there is no gl
     route it with `notifiers`, or mute one rule, tenant or source for a bounded time with \
     `intake silence add` (see docs/alerting.md)";
 
-/// `[canary]`
+/// `[canary]`: the synthetic webhooks intake sends through its own front door, for every
+/// source, to prove the whole path works (see `intake_core::canary`). On by default; there is
+/// no key that turns them off, only the timings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CanaryConfig {
     /// How often a canary is sent per source.
     pub interval: Dur,
-    /// How long a canary may take to reach the handler.
+    /// How long a source may go without a canary reaching the handler before `canary_failed`
+    /// fires.
     pub deadline: Dur,
+    /// Per-source timings, by source id (`[canary.sources.<id>]`), for a source whose handler
+    /// should see canaries less often, or whose path is slow by design.
+    pub sources: BTreeMap<String, CanaryOverride>,
 }
 
 impl Default for CanaryConfig {
@@ -206,6 +212,39 @@ impl Default for CanaryConfig {
         CanaryConfig {
             interval: Dur::secs(60),
             deadline: Dur::secs(120),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[canary.sources.<id>]`: one source's canary timings; what is not set is `[canary]`'s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryOverride {
+    /// How often this source's canary is sent.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// This source's deadline.
+    #[serde(default)]
+    pub deadline: Option<Dur>,
+}
+
+/// The canary timings in force for one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryTiming {
+    /// How often its canary is sent.
+    pub interval: Duration,
+    /// How long it may go without a successful canary.
+    pub deadline: Duration,
+}
+
+impl CanaryConfig {
+    /// The timings of `source`: its override where it has one, `[canary]`'s otherwise.
+    pub fn timing(&self, source: &str) -> CanaryTiming {
+        let o = self.sources.get(source);
+        CanaryTiming {
+            interval: o.and_then(|o| o.interval).unwrap_or(self.interval).0,
+            deadline: o.and_then(|o| o.deadline).unwrap_or(self.deadline).0,
         }
     }
 }

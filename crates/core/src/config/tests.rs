@@ -462,6 +462,71 @@ fn connection_limits_have_safe_defaults_and_are_checked() {
 }
 
 #[test]
+fn canary_timings_default_apply_per_source_and_are_checked() {
+    let sources = r#"
+[[tenants]]
+id = "t"
+
+[[destinations]]
+id = "d"
+url = "http://127.0.0.1:9000/h"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[sources]]
+id = "a"
+tenant = "t"
+kind = "kustomer"
+secrets = ["s"]
+destinations = ["d"]
+
+[[sources]]
+id = "b"
+tenant = "t"
+kind = "kustomer"
+secrets = ["s"]
+destinations = ["d"]
+"#;
+    let c = Config::from_toml_str(&format!(
+        "{sources}\n[canary]\ninterval = \"30s\"\n\n[canary.sources.b]\ninterval = \"5m\"\ndeadline = \"12m\"\n"
+    ))
+    .unwrap();
+    let a = c.canary.timing("a");
+    assert_eq!(a.interval, Duration::from_secs(30));
+    assert_eq!(a.deadline, Duration::from_secs(120), "the default deadline");
+    let b = c.canary.timing("b");
+    assert_eq!(
+        (b.interval, b.deadline),
+        (Duration::from_secs(300), Duration::from_secs(720))
+    );
+    // A deadline no longer than the interval would fire between every two canaries; an
+    // override must name a source.
+    let p = problems(&format!(
+        "{sources}\n[canary]\ninterval = \"2m\"\ndeadline = \"2m\"\n"
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("canary.deadline") && p[0].contains("longer than"),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{sources}\n[canary.sources.b]\ninterval = \"3m\"\n\n[canary.sources.nope]\ndeadline = \"5m\"\n"
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p.iter().any(|m| m.contains("canary.sources.b.deadline")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains("unknown source `nope`")),
+        "{p:?}"
+    );
+    // There is no key that turns canaries off.
+    let p = problems("[canary]\nenabled = false\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("alerting cannot be switched off"), "{p:?}");
+}
+
+#[test]
 fn reconcile_has_its_defaults_and_precise_errors() {
     let c = Config::from_toml_str("").unwrap();
     assert_eq!(c.reconcile, ReconcileConfig::default());

@@ -91,7 +91,7 @@ impl From<figment::Error> for ConfigError {
                 }
                 if let figment::error::Kind::UnknownField(field, _) = &e.kind {
                     let section = e.path.first().map(String::as_str).unwrap_or("");
-                    if matches!(section, "monitor" | "rules" | "notifiers" | "")
+                    if matches!(section, "monitor" | "rules" | "notifiers" | "canary" | "")
                         && OFF_SWITCHES.contains(&field.as_str())
                     {
                         message = format!("unknown key `{field}`: {NO_OFF_SWITCH}");
@@ -231,7 +231,7 @@ impl Validator {
             self.notifier(&format!("notifiers[{i}]"), n);
         }
         self.monitor(&c.monitor);
-        self.canary(&c.canary);
+        self.canary(&c.canary, &sources);
         for (i, r) in c.rules.iter().enumerate() {
             self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
         }
@@ -688,10 +688,40 @@ impl Validator {
         }
     }
 
-    /// `[canary]`: both timings above zero.
-    fn canary(&mut self, c: &CanaryConfig) {
+    /// `[canary]`: both timings above zero, and a deadline longer than the interval (else
+    /// every wait between two canaries would fire `canary_failed`); the same for each
+    /// source's override, which must name a configured source.
+    fn canary(&mut self, c: &CanaryConfig, sources: &HashSet<&str>) {
         if c.interval.0.is_zero() || c.deadline.0.is_zero() {
             self.push("canary", "interval and deadline must be longer than 0s");
+        } else if c.deadline.0 <= c.interval.0 {
+            self.push(
+                "canary.deadline",
+                format!(
+                    "must be longer than canary.interval ({}): a source waits an interval between two canaries, so a shorter deadline fires canary_failed between every two",
+                    humantime::format_duration(c.interval.0)
+                ),
+            );
+        }
+        for (id, o) in &c.sources {
+            let p = format!("canary.sources.{id}");
+            self.reference(p.clone(), "source", id, sources);
+            if o.interval.is_some_and(|d| d.0.is_zero())
+                || o.deadline.is_some_and(|d| d.0.is_zero())
+            {
+                self.push(p, "interval and deadline must be longer than 0s");
+                continue;
+            }
+            let t = c.timing(id);
+            if (o.interval.is_some() || o.deadline.is_some()) && t.deadline <= t.interval {
+                self.push(
+                    format!("{p}.deadline"),
+                    format!(
+                        "must be longer than the source's canary interval ({}): a shorter deadline fires canary_failed between every two canaries",
+                        humantime::format_duration(t.interval)
+                    ),
+                );
+            }
         }
     }
 

@@ -386,6 +386,8 @@ fn status_summarizes_a_running_server_and_fails_clearly() {
         "chat",
         "QUEUE",
         "handler",
+        "CANARIES",
+        "none sent yet",
         "RECONCILIATION: 0 source(s)",
     ] {
         assert!(

@@ -10,6 +10,7 @@ mod admin;
 mod alerts;
 mod audit;
 mod bounds;
+mod canary;
 mod cli;
 mod cluster;
 mod crash;

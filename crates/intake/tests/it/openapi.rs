@@ -518,6 +518,12 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
             None,
         ),
         (("GET", "/api/v1/queue", "/api/v1/queue"), op, None),
+        (("GET", "/api/v1/canaries", "/api/v1/canaries"), op, None),
+        (
+            ("GET", "/api/v1/canaries", "/api/v1/canaries?tenant=other"),
+            Some("maelys-token"),
+            None,
+        ),
         (
             ("GET", "/api/v1/reconciliation", "/api/v1/reconciliation"),
             op,

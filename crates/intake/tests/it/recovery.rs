@@ -59,6 +59,12 @@ url = "{storage}"
 [admin]
 token = "{ADMIN_TOKEN}"
 
+# Canaries are on by default, every minute; this test counts deliveries exactly on a clock it
+# moves by hours, so they are sent a month apart (as in intake_testkit::config_toml).
+[canary]
+interval = "30d"
+deadline = "60d"
+
 [[tenants]]
 id = "maelys"
 api_token = "maelys-token"

@@ -32,6 +32,7 @@ use problem::Problem;
 
 mod alerts;
 mod audit;
+mod canaries;
 mod cluster;
 mod events;
 mod flows;

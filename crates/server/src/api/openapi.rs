@@ -32,7 +32,7 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, audit, cluster, events, flows, notifiers, queue, reconciliation, recoveries,
+    alerts, audit, canaries, cluster, events, flows, notifiers, queue, reconciliation, recoveries,
     rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
@@ -54,6 +54,7 @@ fn resources() -> Resource {
         .merge(recoveries::routes())
         .merge(audit::routes())
         .merge(reconciliation::routes())
+        .merge(canaries::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -135,6 +136,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "recoveries", description = "Backfill, replay and requeue jobs."),
         (name = "audit", description = "Whether a source's window adds up."),
         (name = "reconciliation", description = "Sources compared with their systems of record; open gaps."),
+        (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
         (name = "meta", description = "This document."),
     ),
 )]

@@ -50,7 +50,8 @@ pub struct Rules {
 
 /// Rules evaluated today; the others are wired by their own features. `source_gap` is
 /// evaluated while reconciliation is enabled (`reconcile.enabled`).
-const EVALUATED: [&str; 11] = [
+const EVALUATED: [&str; 12] = [
+    "canary_failed",
     "notifier_failing",
     "watchdog",
     "inbound_stopped",

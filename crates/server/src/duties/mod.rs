@@ -14,6 +14,8 @@
 //! * [`recovery`]: backfill, replay and requeue jobs.
 //! * [`reconcile`]: the periodic comparison of each source's system of record with what was
 //!   received (the open gaps behind `source_gap`).
+//! * [`canary`]: signed synthetic webhooks through the front door, followed to the handler
+//!   (the pure decisions in `canary::decide`, the book every node reads in `canary::book`).
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
 //! * [`audit`]: the conservation audit of a source's window, read and judged for the API door
 //!   (no task of its own).
@@ -31,11 +33,12 @@
 //! The singleton duties: the **recovery** jobs, **reconciliation**, the **lease reaper**
 //! (deliveries in flight under the lease of a node that has stopped sending heartbeats are
 //! made due at once, rather than when their leases expire), the **monitor** (with the
-//! notifications) and **counter compaction**. Canaries and the other duties to come join them
-//! here.
+//! notifications), **counter compaction** and the **canaries**. Drills and the other duties to
+//! come join them here.
 
 pub mod audit;
 pub mod book;
+pub mod canary;
 pub mod compaction;
 pub mod delivery;
 pub mod monitor;
@@ -72,6 +75,11 @@ pub(crate) struct Handles {
     pub recoveries: Arc<Notify>,
     /// `intake_events_total{origin="backfill"}` by source, by channel (`Channel::ALL` order).
     pub backfilled: Arc<HashMap<String, [metrics::Counter; 6]>>,
+    /// The key that marks canaries as intake's own (see `intake_core::canary`).
+    pub canary_key: intake_core::canary::CanaryKey,
+    /// Where canaries enter: `server.public_url`, else this node's listening address (no
+    /// trailing `/`).
+    pub front_door: String,
 }
 
 /// A duty's body: runs until its token is cancelled.
@@ -92,6 +100,7 @@ const DUTIES: &[(&str, DutyFn)] = &[
     (reconcile::RECONCILE, |h, stop| {
         Box::pin(reconcile::run(h, stop))
     }),
+    (canary::CANARY, |h, stop| Box::pin(canary::run(h, stop))),
 ];
 
 /// The lease reaper's duty name.

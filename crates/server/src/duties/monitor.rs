@@ -7,8 +7,16 @@
 //! takes the duty rebuilds the detectors' history from the store (hourly counters for the
 //! baselines, minute counters for the last hours), so nothing is lost when the duty moves.
 //!
-//! After each evaluation it runs the notification pipeline ([`super::notify`]) and pings the
-//! watchdog. It takes the configuration, the clock and the store, nothing else.
+//! After each evaluation it runs the notification pipeline ([`super::notify`]), pings the
+//! watchdog and sends the watchdog alert to every Alertmanager. It takes the configuration,
+//! the clock and the store, nothing else.
+//!
+//! `canary_failed` is decided here too, from the canary book the canary duty keeps
+//! ([`super::canary::decide::findings`]), at every evaluation and also between two, at the
+//! very instant a source's deadline runs out: the monitor sleeps until then, judges the
+//! canaries again, and runs the notification pipeline at once. A stop of the whole pipeline is
+//! then notified at most one deadline after the last canary that got through (2 minutes by
+//! default), not up to an evaluation interval later.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +33,7 @@ use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, Store
 use tokio_util::sync::CancellationToken;
 
 use super::book::{ALERTS_STATE, FLOWS_STATE};
+use super::canary::{self, decide::CANARY_FAILED};
 use super::notify::{self, Pipeline};
 use super::reconcile;
 
@@ -40,7 +49,7 @@ const STORE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The metrics the monitor reads, per minute. Not `deliveries.rerouted`: a requeue closing a
 /// delivery to a destination no longer routed is neither a failed attempt nor a dead letter.
-const METRICS: [&str; 11] = [
+const METRICS: [&str; 12] = [
     "events.webhook",
     "requests.accepted",
     "requests.duplicate",
@@ -52,6 +61,7 @@ const METRICS: [&str; 11] = [
     "deliveries.dead",
     "events.backfill",
     "events.replay",
+    "events.canary",
 ];
 
 /// The rule book of a configuration (already validated by [`crate::Server::check`]).
@@ -66,9 +76,13 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     stop: CancellationToken,
 ) {
+    let started = clock.now();
     let mut duty = MonitorDuty {
         monitor: Monitor::new(rule_book(&config), MonitorSettings::default()),
         fed_until: 0,
+        rules: rule_book(&config),
+        started,
+        canary_check: None,
         config,
         clock,
         store,
@@ -100,14 +114,31 @@ pub(crate) async fn run(
         stop.clone(),
     ));
     let mut next = first_tick(duty.clock.now(), interval);
-    let started = duty.clock.now();
     let mut last_ok: Option<Timestamp> = None;
     loop {
-        let wake = pipeline.watchdog_due().map_or(next, |w| w.min(next));
+        let wake = [pipeline.watchdog_due(), duty.canary_check]
+            .into_iter()
+            .flatten()
+            .fold(next, Timestamp::min);
         if duty.sleep(wake, &stop).await {
             break;
         }
         let now = duty.clock.now();
+        if now < next && duty.canary_check.is_some_and(|c| now >= c) {
+            // A source's canary deadline ran out between two evaluations: judge the canaries
+            // and notify now, not at the next tick.
+            match duty.check_canaries(now).await {
+                Ok(()) => {
+                    if let Err(e) = pipeline.evaluate(now).await {
+                        tracing::warn!(error = %e, "notification evaluation failed; retrying at the next tick");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "canary evaluation failed; retrying at the next tick");
+                    duty.canary_check = None;
+                }
+            }
+        }
         if now >= next {
             let evaluated = match duty.tick(now).await {
                 Ok(()) => true,
@@ -134,6 +165,11 @@ pub(crate) async fn run(
         // settling), or the duty started that recently (its first tick is still to come).
         let alive = now.since(last_ok.unwrap_or(started)) <= interval * 2 + SETTLE * 2;
         pipeline.ping_watchdog(now, alive).await;
+        if last_ok == Some(now) {
+            // The always-firing watchdog alert, to every Alertmanager, at every evaluation
+            // that succeeded: a dead-man's switch routed in Alertmanager alarms when it stops.
+            pipeline.send_watchdog_alerts(now, next).await;
+        }
     }
     let _ = sender.await;
 }
@@ -152,6 +188,13 @@ struct MonitorDuty {
     monitor: Monitor,
     /// Minutes before this instant (ms) have been fed to the detectors.
     fed_until: i64,
+    /// The rules' parameters (for `canary_failed`'s severity and `for`).
+    rules: RuleBook,
+    /// When this duty started: the deadline of a source the canary book does not know yet
+    /// counts from here.
+    started: Timestamp,
+    /// The next instant a source's canary deadline runs out, if one is healthy now.
+    canary_check: Option<Timestamp>,
 }
 
 impl MonitorDuty {
@@ -277,19 +320,41 @@ impl MonitorDuty {
         }
         self.observe_gaps().await?;
 
-        let transitions = self.monitor.evaluate(now);
-        for t in &transitions {
+        let mut transitions = self.monitor.evaluate(now);
+        transitions.extend(self.judge_canaries(now).await?);
+        self.save(&transitions).await?;
+        let flows = serde_json::to_string(&self.monitor.flow_status(now))
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
+        self.store.put_state(FLOWS_STATE, flows).await?;
+        Ok(())
+    }
+
+    /// Judges the canaries alone (between two evaluations) and records what changed.
+    async fn check_canaries(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let transitions = self.judge_canaries(now).await?;
+        self.save(&transitions).await
+    }
+
+    /// `canary_failed` from the stored canary book, applied to the alert book; plans the next
+    /// check at the next deadline of a healthy source.
+    async fn judge_canaries(&mut self, now: Timestamp) -> Result<Vec<Transition>, StoreError> {
+        let book = canary::book::load(&*self.store).await?;
+        let (findings, next) =
+            canary::decide::findings(&self.config, &self.rules, &book, self.started, now);
+        self.canary_check = next;
+        Ok(self.monitor.apply_external(CANARY_FAILED, findings, now))
+    }
+
+    /// Logs and records transitions, and stores the alert book.
+    async fn save(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        for t in transitions {
             log_transition(t);
         }
         let records: Vec<AlertTransitionRecord> = transitions.iter().map(record).collect();
         self.store.record_alert_transitions(records).await?;
         let book = serde_json::to_string(&self.monitor.alerts().snapshot())
             .map_err(|e| StoreError::Corrupt(format!("cannot encode the alert book: {e}")))?;
-        self.store.put_state(ALERTS_STATE, book).await?;
-        let flows = serde_json::to_string(&self.monitor.flow_status(now))
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
-        self.store.put_state(FLOWS_STATE, flows).await?;
-        Ok(())
+        self.store.put_state(ALERTS_STATE, book).await
     }
 
     /// Hands the monitor the open gaps the `reconcile` duty recorded for each reconciled
@@ -322,6 +387,7 @@ impl MonitorDuty {
         let mut flows: BTreeMap<(i64, FlowKey), u32> = BTreeMap::new();
         let mut requests: BTreeMap<(i64, SourceKey), RequestMinute> = BTreeMap::new();
         let mut queues: BTreeMap<(i64, QueueKey), QueueMinute> = BTreeMap::new();
+        let mut canaries: BTreeMap<(i64, SourceKey), u32> = BTreeMap::new();
         let n = |c: i64| u32::try_from(c).unwrap_or(u32::MAX);
         for r in rows {
             let minute = r.at.as_millis();
@@ -333,6 +399,15 @@ impl MonitorDuty {
                         channel: r.channel.clone(),
                     };
                     *flows.entry((minute, key)).or_default() += n(r.count);
+                }
+                // Canaries are accepted requests too, but not the tenant's: taken back out,
+                // they neither dilute a rise of rejections nor count as traffic.
+                "events.canary" => {
+                    let key = SourceKey {
+                        tenant: r.tenant.clone(),
+                        source: r.source.clone(),
+                    };
+                    *canaries.entry((minute, key)).or_default() += n(r.count);
                 }
                 "requests.accepted"
                 | "requests.duplicate"
@@ -378,7 +453,10 @@ impl MonitorDuty {
         for ((minute, key), count) in flows {
             self.monitor.record_flow(&key, Timestamp(minute), count);
         }
-        for ((minute, key), v) in requests {
+        for ((minute, key), mut v) in requests {
+            if let Some(c) = canaries.get(&(minute, key.clone())) {
+                v.accepted = v.accepted.saturating_sub(*c);
+            }
             self.monitor.record_requests(&key, Timestamp(minute), v);
         }
         for ((minute, key), v) in queues {

@@ -103,8 +103,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     writes: Queue<Request>,
-    /// The fault as the writer last applied it, for the operations that do not go through the
-    /// writer (claims, finishes, duties).
+    /// Whether the fault the writer last applied rejects writes, for the operations that do
+    /// not go through the writer (claims, finishes, duties).
     fault: Arc<AtomicBool>,
     node_id: String,
     new_work: broadcast::Sender<WorkSignal>,
@@ -606,6 +606,23 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn init_state(&self, key: &str, value: String) -> Result<String> {
+        let client = self.write_conn().await?;
+        let key = format!("state:{key}");
+        client
+            .execute(
+                "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .await
+            .map_err(unavailable)?;
+        let row = client
+            .query_one("SELECT value FROM state WHERE key = $1", &[&key])
+            .await
+            .map_err(unavailable)?;
+        Ok(row.get(0))
     }
 
     async fn record_alert_transitions(

@@ -38,6 +38,8 @@ pub(super) struct Writer {
     pool: Pool,
     /// The fault as the writer last applied it, for the writes that do not go through it.
     shared_fault: Arc<AtomicBool>,
+    /// False under [`StoreFault::AcceptWithoutQueueing`]: ingests store no deliveries.
+    queueing: bool,
     /// Destinations that got deliveries in the open transaction.
     staged: HashSet<String>,
     /// Destinations that got deliveries in a committed transaction of this batch.
@@ -49,6 +51,7 @@ impl Writer {
         Writer {
             pool,
             shared_fault,
+            queueing: true,
             staged: HashSet::new(),
             committed: HashSet::new(),
         }
@@ -67,7 +70,11 @@ impl Backend for Writer {
     }
 
     fn fault_changed(&mut self, fault: Option<StoreFault>) {
-        self.shared_fault.store(fault.is_some(), Ordering::SeqCst);
+        self.shared_fault.store(
+            fault.is_some_and(StoreFault::rejects_writes),
+            Ordering::SeqCst,
+        );
+        self.queueing = fault != Some(StoreFault::AcceptWithoutQueueing);
     }
 
     async fn connect(&mut self) -> Result<Object> {
@@ -95,13 +102,19 @@ impl Backend for Writer {
             Request::Ingest(_) => {
                 // Consecutive ingests are written together, a handful of statements for all of
                 // them; any other request (a fault too) ends the run.
-                let run: Vec<&NewEvent> = requests
+                let mut run: Vec<&NewEvent> = requests
                     .iter()
                     .map_while(|r| match r {
                         Request::Ingest(ev) => Some(&**ev),
                         _ => None,
                     })
                     .collect();
+                // The story's bug, injected: the events are stored, their deliveries are not.
+                let unqueued: Vec<NewEvent>;
+                if !self.queueing {
+                    unqueued = run.iter().map(|ev| without_deliveries(ev)).collect();
+                    run = unqueued.iter().collect();
+                }
                 let accepted = ingest_many(&*client, &run, counts, &mut self.staged)
                     .await
                     .map_err(|e| match e {
@@ -189,6 +202,14 @@ pub(super) async fn notify_new_work(
         .await
     {
         tracing::debug!(error = %pg_error(&e), "could not notify new work");
+    }
+}
+
+/// `ev` as it is stored under [`StoreFault::AcceptWithoutQueueing`]: without its deliveries.
+fn without_deliveries(ev: &NewEvent) -> NewEvent {
+    NewEvent {
+        deliveries: Vec::new(),
+        ..ev.clone()
     }
 }
 

@@ -372,6 +372,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn init_state(&self, key: &str, value: String) -> Result<String> {
+        self.write(Request::InitState(key.to_string(), value), Reply::Text)
+            .await
+    }
+
     async fn record_alert_transitions(
         &self,
         transitions: Vec<AlertTransitionRecord>,

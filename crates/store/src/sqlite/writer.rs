@@ -43,6 +43,7 @@ pub(super) enum Request {
     Fault(Option<StoreFault>),
     Compact(Timestamp, CounterRetention),
     PutState(String, String),
+    InitState(String, String),
     PruneNotifications(Timestamp),
     Alerts(Vec<AlertTransitionRecord>),
     Heartbeat(NodeInfo),
@@ -114,6 +115,8 @@ pub(super) struct Writer {
     staged: HashSet<String>,
     /// Destinations that got due work in a committed transaction of this batch.
     committed: HashSet<String>,
+    /// False under [`StoreFault::AcceptWithoutQueueing`]: ingests store no deliveries.
+    queueing: bool,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -129,6 +132,10 @@ impl Backend for Writer {
             Request::Fault(f) => Some(*f),
             _ => None,
         }
+    }
+
+    fn fault_changed(&mut self, fault: Option<StoreFault>) {
+        self.queueing = fault != Some(StoreFault::AcceptWithoutQueueing);
     }
 
     async fn connect(&mut self) -> Result<()> {
@@ -223,6 +230,7 @@ impl Writer {
             new_work,
             staged: HashSet::new(),
             committed: HashSet::new(),
+            queueing: true,
         }
     }
 
@@ -249,6 +257,14 @@ impl Writer {
     /// Runs one request in the open transaction.
     fn apply_one(&mut self, req: &Request, counts: &mut Counts) -> rusqlite::Result<Output> {
         Ok(match req {
+            // The story's bug, injected: the event is stored, its deliveries are not.
+            Request::Ingest(ev) if !self.queueing => {
+                let unqueued = NewEvent {
+                    deliveries: Vec::new(),
+                    ..(**ev).clone()
+                };
+                Output::Accepted(self.ingest(&unqueued, counts)?)
+            }
             Request::Ingest(ev) => Output::Accepted(self.ingest(ev, counts)?),
             Request::Reject(rej) => {
                 self.reject(rej, counts)?;
@@ -277,6 +293,7 @@ impl Writer {
                 self.put_state(key, value)?;
                 Output::Unit
             }
+            Request::InitState(key, value) => Output::Text(self.init_state(key, value)?),
             Request::Alerts(list) => {
                 self.record_alerts(list)?;
                 Output::Unit
@@ -402,6 +419,18 @@ impl Writer {
             )?
             .execute(params![format!("state:{key}"), value])?;
         Ok(())
+    }
+
+    fn init_state(&self, key: &str, value: &str) -> rusqlite::Result<String> {
+        let key = format!("state:{key}");
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![key, value])?;
+        self.conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
     }
 
     fn record_alerts(&self, list: &[AlertTransitionRecord]) -> rusqlite::Result<()> {

@@ -302,5 +302,29 @@ mod state {
         close(store).await;
     }
 
-    conformance!(state_documents_and_alert_transitions_survive_a_reopen);
+    async fn init_state_writes_once_and_answers_what_is_stored(kind: Kind) {
+        let db = Db::new(kind).await;
+        let store = db.open().await;
+        let first = store.init_state("canary-key", "aa".into()).await.unwrap();
+        assert_eq!(first, "aa");
+        // Another node (or a restart) offering its own value gets the stored one.
+        let second = store.init_state("canary-key", "bb".into()).await.unwrap();
+        assert_eq!(second, "aa");
+        close(store).await;
+        let store = db.open().await;
+        assert_eq!(
+            store.init_state("canary-key", "cc".into()).await.unwrap(),
+            "aa"
+        );
+        assert_eq!(
+            store.get_state("canary-key").await.unwrap().as_deref(),
+            Some("aa")
+        );
+        close(store).await;
+    }
+
+    conformance!(
+        state_documents_and_alert_transitions_survive_a_reopen,
+        init_state_writes_once_and_answers_what_is_stored
+    );
 }

@@ -201,7 +201,63 @@ async fn a_fault_does_not_fail_requests_queued_before_it(kind: Kind) {
     store.close().await.unwrap();
 }
 
+/// The story's bug as a fault: ingest answers as if all was well, the event is stored and
+/// counted, and nothing is queued; every other write works. Cleared, ingest queues again.
+async fn accept_without_queueing_stores_the_event_and_queues_nothing(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
+    let now = Timestamp(T0);
+    store
+        .inject_fault(Some(StoreFault::AcceptWithoutQueueing))
+        .await
+        .unwrap();
+    let lost = event("kustomer", "lost", &["crm", "warehouse"], now);
+    let accepted = store.ingest(lost.clone()).await.unwrap();
+    assert_eq!(
+        accepted,
+        Accepted {
+            id: lost.id.clone(),
+            duplicate: false
+        }
+    );
+    let detail = event_detail(&*store, &lost.id).await;
+    assert!(detail.summary.deliveries.is_empty(), "{detail:?}");
+    assert!(store
+        .claim_due("crm", now, LEASE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.queue_stats().await.unwrap().is_empty());
+    // Other writes are not refused.
+    store.check_writable().await.unwrap();
+    store.put_state("k", "v".into()).await.unwrap();
+    let created = db
+        .scalar("SELECT COUNT(*) FROM counters WHERE metric = 'deliveries.created'")
+        .await;
+    assert_eq!(created, 0, "no delivery was created, none is counted");
+    let accepted_count = db
+        .scalar(
+            "SELECT CAST(SUM(count) AS BIGINT) FROM counters WHERE metric = 'requests.accepted'",
+        )
+        .await;
+    assert_eq!(accepted_count, 1);
+
+    store.inject_fault(None).await.unwrap();
+    let ok = event("kustomer", "ok", &["crm"], now);
+    store.ingest(ok.clone()).await.unwrap();
+    assert_eq!(
+        event_detail(&*store, &ok.id).await.summary.deliveries.len(),
+        1
+    );
+    assert_eq!(
+        store.claim_due("crm", now, LEASE, 10).await.unwrap().len(),
+        1
+    );
+    store.close().await.unwrap();
+}
+
 conformance!(
     injected_write_fault_fails_every_write_and_stores_nothing,
     a_fault_does_not_fail_requests_queued_before_it,
+    accept_without_queueing_stores_the_event_and_queues_nothing,
 );

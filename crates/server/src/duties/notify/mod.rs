@@ -21,6 +21,12 @@
 //!   severity (all when empty). A resolution goes where its firing went. `notifier_failing`
 //!   of a notifier never goes to that notifier.
 //!
+//! * **The watchdog alert.** After every evaluation that succeeded, the always-firing
+//!   `watchdog` alert goes straight to every `alertmanager` notifier (not through the outbox:
+//!   a heartbeat that waits is no heartbeat), with an `endsAt` two intervals ahead, so that a
+//!   dead-man's switch routed in Alertmanager alarms when intake stops sending it. Its
+//!   failures count toward that notifier's `notifier_failing`.
+//!
 //! The decision itself is a pure function, `decide::decide`. Everything one evaluation
 //! decides — the notifications and the new group state — is committed in one transaction
 //! ([`Store::enqueue_notifications`]); a separate sender loop ([`send`]) delivers the outbox,
@@ -35,9 +41,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_core::config::{Config, NotifierConfig, RuleOverride, Severity};
+use intake_core::config::{Config, NotifierConfig, NotifierKind, RuleOverride, Severity};
 use intake_core::{SharedClock, Timestamp};
-use intake_notify::{LinkBuilder, Notifier, NotifyContext, WatchdogPing};
+use intake_notify::{LinkBuilder, Notice, Notifier, NotifyContext, WatchdogPing};
 use intake_store::{AlertTransitionRecord, NotificationBatch, NotifierHealth, Store, StoreError};
 use tokio::sync::Notify;
 
@@ -100,6 +106,8 @@ pub(crate) struct Pipeline {
     pub links: LinkBuilder,
     pub wake: Arc<Notify>,
     watchdog: Option<Watchdog>,
+    /// The watchdog alert's recent failures, per `alertmanager` notifier.
+    alertmanager_health: BTreeMap<String, PingHealth>,
     config: Arc<Config>,
     store: Arc<dyn Store>,
 }
@@ -128,6 +136,7 @@ impl Pipeline {
             links: link_builder(&config),
             wake: Arc::new(Notify::new()),
             watchdog,
+            alertmanager_health: BTreeMap::new(),
             config,
             store,
         }
@@ -197,8 +206,49 @@ impl Pipeline {
                 failing.insert(WATCHDOG_NOTIFIER.to_string(), f);
             }
         }
+        for (id, h) in &self.alertmanager_health {
+            if failing.contains_key(id) {
+                continue;
+            }
+            if let Some((value, reason)) = watchdog_failing(h, now) {
+                let reason = format!(
+                    "notifier `{id}`: the watchdog alert {}",
+                    reason.trim_start_matches("the watchdog ping to monitor.watchdog_url ")
+                );
+                failing.insert(id.clone(), (value, reason));
+            }
+        }
         let severity = failing_severity(&self.config.rules);
         apply_failing(state, failing, severity, now)
+    }
+
+    /// Sends the always-firing `watchdog` alert to every `alertmanager` notifier, valid until
+    /// two evaluations from now (`next` is the next one), and records each one's failures.
+    pub(crate) async fn send_watchdog_alerts(&mut self, now: Timestamp, next: Timestamp) {
+        let notice = Notice::watchdog(now, next, &self.links);
+        let sends = self
+            .notifiers
+            .iter()
+            .filter(|(c, _)| c.kind == NotifierKind::Alertmanager)
+            .map(|(c, n)| {
+                let notice = &notice;
+                async move { (c.id.clone(), n.send(notice).await) }
+            });
+        for (id, result) in futures::future::join_all(sends).await {
+            let outcome = if result.is_ok() { "sent" } else { "retry" };
+            metrics::counter!(send::NOTIFICATIONS, "notifier" => id.clone(), "outcome" => outcome)
+                .increment(1);
+            let h = self.alertmanager_health.entry(id.clone()).or_default();
+            match result {
+                Ok(()) => *h = PingHealth::default(),
+                Err(e) => {
+                    tracing::warn!(notifier = %id, error = %e, "the watchdog alert could not be sent to Alertmanager");
+                    h.failures += 1;
+                    h.failing_since.get_or_insert(now);
+                    h.last_error = Some(e.to_string());
+                }
+            }
+        }
     }
 
     /// Pings the dead-man's switch if its time has come. `alive` says whether the last
