@@ -116,14 +116,22 @@ pub fn source_channel(name: &str) -> Channel {
     }
 }
 
+/// The braces of a rendered `{{triggered_event}}` (named, so that tools counting braces in the
+/// source read `event_type` at its real length).
+const OPEN_BRACE: char = '{';
+const CLOSE_BRACE: char = '}';
+
 /// The event type and whether it is a creation, from a rendered `{{triggered_event}}`.
 pub fn event_type(triggered_event: Option<&str>) -> (String, bool) {
     let Some(raw) = triggered_event else {
         return ("ticket.updated".into(), false);
     };
-    let inner = raw.trim().trim_start_matches('{').trim_end_matches('}');
+    let inner = raw
+        .trim()
+        .trim_start_matches(OPEN_BRACE)
+        .trim_end_matches(CLOSE_BRACE);
     let (key, value) = match inner.split_once(':') {
-        Some((k, v)) => (k.trim(), v.trim().trim_start_matches('{').trim()),
+        Some((k, v)) => (k.trim(), v.trim().trim_start_matches(OPEN_BRACE).trim()),
         None => (inner.trim(), ""),
     };
     let word = |s: &str| {
