@@ -12,6 +12,7 @@
 //!   what a handler received against them (the recovery benchmark's arithmetic).
 
 mod notifier_capture;
+pub mod process;
 pub mod story;
 pub use notifier_capture::{NotifierCapture, NotifierRequest};
 

@@ -33,15 +33,15 @@
 //! was notified within 3 minutes, 2 when one was not, 1 when the benchmark could not run.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::{Parser, ValueEnum};
 use intake_core::Timestamp;
+use intake_testkit::process::{free_port, intake_binary, IntakeProcess};
 use intake_testkit::{kustomer, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET};
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 const SOURCE: &str = "maelys-kustomer";
 const SECRET: &str = "bench-kustomer-webhook-token";
@@ -153,7 +153,7 @@ async fn once(bin: &Path, scenario: Scenario, keep: bool) -> Result<Measured> {
     )
     .context("writing the configuration")?;
     let log = dir.path().join("intake.log");
-    let mut intake = Intake::start(bin, &config, &log, port).await?;
+    let mut intake = IntakeProcess::start(bin, &config, &log, port).await?;
     let result = measure(&intake, scenario, &handler, &hook, &db).await;
     intake.stop().await;
     if keep || result.is_err() {
@@ -164,7 +164,7 @@ async fn once(bin: &Path, scenario: Scenario, keep: bool) -> Result<Measured> {
 }
 
 async fn measure(
-    intake: &Intake,
+    intake: &IntakeProcess,
     scenario: Scenario,
     handler: &CaptureHandler,
     hook: &NotifierCapture,
@@ -331,92 +331,4 @@ url = "{hook}"
 "#,
         db = db.display()
     )
-}
-
-fn intake_binary(given: Option<&Path>) -> Result<PathBuf> {
-    let path = match given {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .with_file_name("intake"),
-    };
-    ensure!(
-        path.is_file(),
-        "no intake binary at {}; build it (cargo build --release -p intake) or pass --intake PATH",
-        path.display()
-    );
-    Ok(path)
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// `intake serve` as a child process.
-struct Intake {
-    child: Child,
-    url: String,
-}
-
-impl Intake {
-    async fn start(bin: &Path, config: &Path, log: &Path, port: u16) -> Result<Self> {
-        let log_file = std::fs::File::create(log).context("creating intake.log")?;
-        let mut command = Command::new(bin);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|k| k.starts_with("INTAKE_")) && key != "INTAKE_LOG" {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut intake = Intake {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", intake.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(intake);
-                }
-            }
-            if let Some(status) = intake.child.try_wait()? {
-                bail!("intake serve exited ({status}); see {}", log.display());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "intake serve was not ready within 30 s; see {}",
-                log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after 20 s.
-    async fn stop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
 }

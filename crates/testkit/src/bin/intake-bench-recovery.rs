@@ -53,6 +53,7 @@ use intake_core::Timestamp;
 use intake_fake_sors::kustomer::{KustomerFake, KustomerLimits};
 use intake_fake_sors::world::STORY_WINDOW;
 use intake_fake_sors::{send_webhooks, FakeSor, Medium, Served, Webhook, World};
+use intake_testkit::process::{clean_env, free_port, intake_binary, IntakeProcess};
 use intake_testkit::story::{
     count_requests, expected_backfill, tally, Delivery, EventKey, SorRequests, Tally,
     CONVERSATION_CREATE, CONVERSATION_UPDATE, MESSAGE_CREATE,
@@ -310,22 +311,6 @@ impl Bench<'_> {
     }
 }
 
-/// The intake binary to run: `--intake`, or `intake` beside this binary.
-fn intake_binary(given: Option<&Path>) -> Result<PathBuf> {
-    let path = match given {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .with_file_name("intake"),
-    };
-    ensure!(
-        path.is_file(),
-        "no intake binary at {}; build it (cargo build --release -p intake) or pass --intake PATH",
-        path.display()
-    );
-    Ok(path)
-}
-
 /// Every expected event must be one of the webhooks the outage lost: otherwise the benchmark
 /// would wait for something intake was never missing.
 fn check_expected_were_lost(expected: &BTreeSet<EventKey>, lost: &[Webhook]) -> Result<()> {
@@ -531,20 +516,6 @@ fn show_tail(path: &Path) {
     }
 }
 
-/// Removes intake's environment variables (but the log level) from a child's environment, so
-/// none can override the benchmark's configuration or command line.
-fn clean_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        let is_intake = key.to_str().is_some_and(|k| k.starts_with("INTAKE_"));
-        if is_intake && key != "INTAKE_LOG" {
-            command.env_remove(key);
-        }
-    }
-    if std::env::var_os("INTAKE_LOG").is_none() {
-        command.env("INTAKE_LOG", "warn");
-    }
-}
-
 /// The configuration written for `intake serve`.
 struct WrittenConfig {
     path: PathBuf,
@@ -591,87 +562,6 @@ api = {{ base_url = "{sor_url}", token = "{API_KEY}", rate_limit_per_minute = {l
     let path = work.file("intake.toml");
     std::fs::write(&path, text).context("writing intake.toml")?;
     Ok(WrittenConfig { path, port })
-}
-
-/// A port free now, for intake to listen on a moment later.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// `intake serve` as a child process.
-struct IntakeProcess {
-    child: Child,
-    url: String,
-}
-
-impl IntakeProcess {
-    async fn start(bin: &Path, config: &Path, log: &Path, port: u16) -> Result<Self> {
-        let log_file = std::fs::File::create(log).context("creating intake.log")?;
-        let mut command = Command::new(bin);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().context("opening intake.log")?)
-            .stderr(log_file)
-            .kill_on_drop(true);
-        clean_env(&mut command);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut intake = IntakeProcess {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        intake.wait_ready(log).await?;
-        Ok(intake)
-    }
-
-    /// Polls `/readyz` until it answers 200 (store writable, workers running).
-    async fn wait_ready(&mut self, log: &Path) -> Result<()> {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "intake serve exited before it was ready ({status}); see {}",
-                    log.display()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "intake serve was not ready within 30 s; see {}",
-                    log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, up to 20 s to exit, then SIGKILL.
-    async fn stop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("warning: intake serve still running 20 s after SIGTERM; killing it");
-            let _ = self.child.kill().await;
-        }
-    }
 }
 
 /// The handler intake delivers to: answers 204 and records each delivery.
