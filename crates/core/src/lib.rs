@@ -11,6 +11,7 @@ pub mod canary;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod drill;
 pub mod event;
 pub mod ids;
 pub mod log_limit;
@@ -20,5 +21,5 @@ pub mod time;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId, RecoveryId, SilenceId, TokenId};
+pub use ids::{DeliveryId, DrillId, EventId, RecoveryId, SilenceId, TokenId};
 pub use time::Timestamp;

@@ -9,14 +9,15 @@
 //! One file per group of sections, each holding its types, defaults and serde forms:
 //! `units` (durations, sizes, rates), `server` (server, storage, cluster, admin), `sources`
 //! (tenants, sources), `destinations`, `alerting` (monitor, rules, notifiers, canary,
-//! incidents) and `reconcile`; `validate` holds the checks, one function per section, and the error types;
+//! incidents), `reconcile` and `drills` (scheduled fire drills); `validate` holds the checks, one function per section, and the error types;
 //! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
-//! is in. The section files import only `units` (and core's `delivery`); only `validate` and
+//! is in. The section files import only `units` (and core's `delivery` and `drill`); only `validate` and
 //! this root see every section.
 
 mod alerting;
 mod destinations;
+mod drills;
 mod mask;
 mod reconcile;
 mod server;
@@ -34,6 +35,7 @@ pub use alerting::{
     RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
+pub use drills::DrillConfig;
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
 pub use reconcile::{ReconcileConfig, MAX_RECONCILE_SAMPLE};
 pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
@@ -90,6 +92,9 @@ pub struct Config {
     /// `[reconcile]`
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// `[[drills]]`
+    #[serde(default)]
+    pub drills: Vec<DrillConfig>,
 }
 
 impl Config {
@@ -159,6 +164,11 @@ destinations = ["demo-handler"]
     /// The destination with this id.
     pub fn destination(&self, id: &str) -> Option<&DestinationConfig> {
         self.destinations.iter().find(|d| d.id == id)
+    }
+
+    /// The notifier with this id.
+    pub fn notifier(&self, id: &str) -> Option<&NotifierConfig> {
+        self.notifiers.iter().find(|n| n.id == id)
     }
 
     /// The tenant with this id.
