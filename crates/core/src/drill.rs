@@ -224,9 +224,9 @@ pub struct DrillScope {
     pub routed_sources: Vec<String>,
     /// When the fault started.
     pub from: Timestamp,
-    /// Until when an alert that becomes active is still the drill's: its heal plus a grace of
-    /// one evaluation (an alert raised by the first evaluation after the heal was decided on
-    /// the drill's data), or `None` while the fault is applied.
+    /// Until when an alert that becomes active is still the drill's: its heal (or its bound,
+    /// while it runs) plus a grace of one evaluation (an alert raised by the first
+    /// evaluation after the heal was decided on the drill's data); `None`: no end.
     pub until: Option<Timestamp>,
 }
 

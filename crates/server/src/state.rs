@@ -269,6 +269,12 @@ pub(crate) struct DrillFaults {
     active: RwLock<Arc<Vec<ActiveFault>>>,
     /// Wakes the reader of the stored faults now.
     pub reread: Notify,
+    /// Woken (every waiter) when the faults changed: the dispatchers look at their queues
+    /// again, so a healed queue-stall releases its deliveries at once.
+    pub changed: Notify,
+    /// Held while the faults are read from the store and set, so that a read that began
+    /// before a drill was written never replaces one that began after.
+    pub loading: tokio::sync::Mutex<()>,
 }
 
 impl DrillFaults {
@@ -277,6 +283,8 @@ impl DrillFaults {
             any: AtomicBool::new(false),
             active: RwLock::new(Arc::new(Vec::new())),
             reread: Notify::new(),
+            changed: Notify::new(),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -291,6 +299,8 @@ impl DrillFaults {
         }
         self.any.store(!faults.is_empty(), Ordering::Release);
         *active = Arc::new(faults);
+        drop(active);
+        self.changed.notify_waiters();
         true
     }
 

@@ -346,7 +346,7 @@ async fn cancel(
         .update_drill(decide::cancelled(&drill, "operator", now))
         .await?
         .ok_or_else(|| Problem::not_found("no-such-drill", format!("no drill `{id}`")))?;
-    app.faults.reread.notify_one();
+    drill::apply_now(&*app.store, &app.faults, now).await;
     app.drills.notify_one();
     if stored.state != DrillState::Cancelled {
         // It ended by itself meanwhile (passed or failed): that verdict stands.

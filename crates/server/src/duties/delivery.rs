@@ -172,6 +172,7 @@ impl Dispatcher {
                 let wake_at = next.map_or(ceiling, |t| t.min(ceiling));
                 tokio::select! {
                     _ = self.dest.wake.notified() => {}
+                    _ = self.faults.changed.notified() => {}
                     _ = clock.sleep_until(wake_at) => {}
                     _ = self.shutdown.cancelled() => break,
                 }

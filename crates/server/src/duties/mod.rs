@@ -136,7 +136,6 @@ pub(crate) fn start(
     tasks.push(tokio::spawn(drill::faults::apply_stored(
         handles.store.clone(),
         handles.faults.clone(),
-        handles.wakers.clone(),
         handles.clock.clone(),
         shutdown.clone(),
     )));

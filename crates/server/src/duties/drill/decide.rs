@@ -156,10 +156,13 @@ pub enum Verdict {
 }
 
 /// The verdict at `now` of a drill whose fault ends at `expires_at`, from its report: passed
-/// as soon as an expected alert fired and its notification was sent; failed at the bound,
-/// saying what was missing; running until then.
+/// as soon as an expected alert fired and its notification was sent, both by the bound;
+/// failed at the bound, saying what was missing; running until then. (A drill judged late —
+/// its duty was down — is judged by the times it saw, never by what came after its bound.)
 pub fn verdict(report: &DrillReport, now: Timestamp, expires_at: Timestamp) -> Verdict {
-    match (&report.alert, &report.notification) {
+    let alert = report.alert.as_ref().filter(|a| a.at <= expires_at);
+    let sent = report.notification.as_ref().filter(|n| n.at <= expires_at);
+    match (alert, sent) {
         (Some(_), Some(_)) => Verdict::Passed,
         _ if now < expires_at => Verdict::Running,
         (None, _) => Verdict::Failed(DrillMissing::NoAlert),
@@ -328,10 +331,22 @@ mod tests {
                 Verdict::Passed,
             ),
             (
-                "passed even when seen after the bound",
+                "judged late, by the times it saw",
                 report(Some(130), Some(130), Some(131)),
                 400,
                 Verdict::Passed,
+            ),
+            (
+                "sent after the bound",
+                report(Some(130), Some(130), Some(310)),
+                400,
+                Verdict::Failed(DrillMissing::NotDelivered),
+            ),
+            (
+                "fired after the bound",
+                report(Some(305), Some(305), Some(306)),
+                400,
+                Verdict::Failed(DrillMissing::NoAlert),
             ),
             (
                 "no alert by the bound",

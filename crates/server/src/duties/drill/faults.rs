@@ -7,13 +7,11 @@
 //! instant at every check, so a drill nobody finished (its node died, the duty is down)
 //! stops applying on every node at its expiry, without a write.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::{SharedClock, Timestamp};
 use intake_store::{DrillFilter, DrillState, Store, StoreError};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{ActiveFault, DrillFaults};
@@ -21,12 +19,15 @@ use crate::state::{ActiveFault, DrillFaults};
 /// How often each node reads the stored faults.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
-/// Reads the running drills into `faults`; whether they changed.
+/// Reads the running drills into `faults`; whether they changed. Called by the task below,
+/// at start, and right after this node started or ended a drill, so that it applies at once
+/// here (the other nodes follow within [`REFRESH`]).
 pub(crate) async fn load(
     store: &dyn Store,
     faults: &DrillFaults,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
+    let _one_at_a_time = faults.loading.lock().await;
     let running = store
         .list_drills(DrillFilter {
             states: vec![DrillState::Running],
@@ -48,11 +49,11 @@ pub(crate) async fn load(
 }
 
 /// Keeps this node's faults as stored, until `stop`. When they change, every dispatcher of
-/// this node looks at its queue again (a healed queue-stall releases its deliveries at once).
+/// this node looks at its queue again (`DrillFaults::changed`: a healed queue-stall releases
+/// its deliveries at once).
 pub(crate) async fn apply_stored(
     store: Arc<dyn Store>,
     faults: Arc<DrillFaults>,
-    wakers: Arc<HashMap<String, Arc<Notify>>>,
     clock: SharedClock,
     stop: CancellationToken,
 ) {
@@ -64,9 +65,6 @@ pub(crate) async fn apply_stored(
                     faults = faults.in_force(now).len(),
                     "fire drill faults changed on this node"
                 );
-                for wake in wakers.values() {
-                    wake.notify_one();
-                }
             }
             Ok(false) => {}
             Err(e) => {

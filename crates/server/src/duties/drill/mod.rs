@@ -64,8 +64,9 @@ const TICK: Duration = Duration::from_secs(2);
 const MARK_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where `drill`'s fault applies and since when, as the notification pipeline and the duty
-/// judge alerts by (see [`DrillScope`]). `grace` keeps the alerts of the first evaluation
-/// after the heal the drill's.
+/// judge alerts by (see [`DrillScope`]): from its start to its heal (or, while it runs, its
+/// bound), plus `grace`, which keeps the alerts of the first evaluation after the heal the
+/// drill's.
 pub fn scope_of(config: &Config, drill: &Drill, grace: Duration) -> DrillScope {
     let routed_sources = if drill.scenario == Scenario::HandlerDown {
         config
@@ -83,7 +84,7 @@ pub fn scope_of(config: &Config, drill: &Drill, grace: Duration) -> DrillScope {
         target: drill.target.clone(),
         routed_sources,
         from: drill.started_at,
-        until: drill.healed_at.map(|h| h.plus(grace)),
+        until: Some(drill.healed_at.unwrap_or(drill.expires_at).plus(grace)),
     }
 }
 
@@ -139,7 +140,7 @@ pub(crate) async fn start(
     drill: Drill,
 ) -> Result<(), StoreError> {
     store.create_drill(drill.clone()).await?;
-    faults.reread.notify_one();
+    apply_now(store, faults, drill.started_at).await;
     if drill.scenario == Scenario::NotifierDown {
         let links = notify::link_builder(config);
         let probe = Notice::drill_probe(
@@ -169,6 +170,15 @@ pub(crate) async fn start(
         drill.scenario.describe(&drill.target)
     );
     Ok(())
+}
+
+/// Makes this node apply the stored faults as they are now (after it started or ended a
+/// drill); if the store cannot be read, the background reader tries again.
+pub(crate) async fn apply_now(store: &dyn Store, faults: &DrillFaults, now: Timestamp) {
+    if let Err(e) = faults::load(store, faults, now).await {
+        tracing::warn!(error = %e, "cannot read the fire drill faults; the background reader retries");
+        faults.reread.notify_one();
+    }
 }
 
 /// The duty's body: starts the schedules that are due and watches the running drills, until
@@ -281,7 +291,7 @@ async fn watch(h: &Handles, drill: Drill, now: Timestamp) -> Result<(), StoreErr
     let update = decide::ending(&drill, report, state, now);
     let summary = update.report["summary"].as_str().unwrap_or("").to_string();
     let stored = h.store.update_drill(update).await?;
-    h.faults.reread.notify_one();
+    apply_now(&*h.store, &h.faults, now).await;
     if stored.is_some_and(|d| d.state == state) {
         metrics::counter!(DRILLS_TOTAL, "scenario" => drill.scenario.as_str(), "result" => result)
             .increment(1);
