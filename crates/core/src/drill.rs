@@ -259,6 +259,12 @@ impl DrillScope {
             && self.during(started_at)
     }
 
+    /// Whether an alert of `rule` with `labels`, whenever it started, is one this drill
+    /// would count as its detection: a drill cannot prove an alert that is already active.
+    pub fn covers(&self, rule: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.scenario.expected_rules().contains(&rule) && self.in_scope(rule, labels)
+    }
+
     fn during(&self, t: Timestamp) -> bool {
         t >= self.from && self.until.is_none_or(|u| t <= u)
     }
@@ -514,6 +520,9 @@ mod tests {
             let name = format!("{scenario} {target} {rule} {l:?} at {started}");
             assert_eq!(sc.causes(rule, &l, t), *causes, "causes: {name}");
             assert_eq!(sc.expects(rule, &l, t), *expects, "expects: {name}");
+            if *started >= 60 && until.is_none() {
+                assert_eq!(sc.covers(rule, &l), *expects, "covers: {name}");
+            }
         }
         let before = scope(QueueStall, "s1", None);
         assert!(!before.causes(

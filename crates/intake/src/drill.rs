@@ -367,7 +367,8 @@ fn seconds(v: &Value) -> String {
     let Some(s) = v.as_f64().filter(|s| *s >= 0.0) else {
         return "-".into();
     };
-    let s = s.round() as u64;
+    // Whole seconds, cut as the server's summaries cut them.
+    let s = s as u64;
     let (h, m, s) = (s / 3600, s % 3600 / 60, s % 60);
     let parts: Vec<String> = [(h, "h"), (m, "m"), (s, "s")]
         .into_iter()

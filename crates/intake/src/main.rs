@@ -363,6 +363,9 @@ fn print_banner(config: &Config, embedded: bool, url: &str) {
          See what the handler received:   curl -s {url}/demo/handler\n\
          See the event and its delivery:  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/events\n\
          Metrics:                          curl -s {url}/metrics\n\n\
+         Prove that alerting works, with a fire drill (about 2 minutes):\n  \
+         intake drill queue-stall --source demo-kustomer --url {url} --token {token}\n\
+         The notifications it sends:       curl -s {url}/demo/notifications\n\n\
          For your own set-up, write an intake.toml (docs/configuration.md) and run `intake serve --config intake.toml`.",
         token = demo_token(config)
     );

@@ -432,11 +432,16 @@ async fn refresh_canary_gauges(app: &AppState) {
     }
 }
 
-/// The fire drills this node applies now, by scenario (every scenario has its series).
+/// The fire drills this node applies now, by scenario; and every series of the drills'
+/// results, zero until a drill ends (a silent series is zero, never missing).
 fn refresh_drill_gauges(app: &AppState) {
     let active = app.faults.in_force(app.clock.now());
     for scenario in intake_core::drill::Scenario::ALL {
         let n = active.iter().filter(|f| f.scenario == scenario).count();
         metrics::gauge!(drill::DRILL_ACTIVE, "scenario" => scenario.as_str()).set(n as f64);
+        for result in ["passed", "failed", "cancelled"] {
+            metrics::counter!(drill::DRILLS_TOTAL, "scenario" => scenario.as_str(), "result" => result)
+                .increment(0);
+        }
     }
 }

@@ -364,12 +364,30 @@ pub(crate) struct DeliveryMetrics {
     pub dead: Counter,
 }
 
-/// The demo handler's keys and the last deliveries it received.
+/// The demo handler's keys, the last deliveries it received, and the last notifications the
+/// demo notifier received.
 pub(crate) struct DemoInbox {
     /// The signing keys of the destinations that point at the demo handler.
     pub keys: Vec<SigningKey>,
     /// The last deliveries, oldest first.
     pub received: Mutex<VecDeque<Received>>,
+    /// The last notifications, oldest first.
+    pub notices: Mutex<VecDeque<DemoNotice>>,
+}
+
+/// One notification the demo notifier received (a webhook notifier's body, in short).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoNotice {
+    /// When the notice was made.
+    pub at: serde_json::Value,
+    /// `alert`, `silence`, `watchdog`, `incident`, `drill`.
+    pub kind: serde_json::Value,
+    /// `firing`, `repeat`, `resolved`, …
+    pub status: serde_json::Value,
+    /// The one line a person reads.
+    pub summary: serde_json::Value,
+    /// The fire drill it belongs to, if any.
+    pub drill: serde_json::Value,
 }
 
 /// One delivery the demo handler received.

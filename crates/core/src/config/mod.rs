@@ -119,7 +119,9 @@ impl Config {
     }
 
     /// The configuration `intake serve` runs with when given no file: one demo tenant with a
-    /// Kustomer source delivering to the built-in demo handler, so a newcomer can curl it.
+    /// Kustomer source delivering to the built-in demo handler, so a newcomer can curl it, and
+    /// a webhook notifier to the built-in notification receiver, so a fire drill's alert is
+    /// seen arriving.
     pub fn embedded_default() -> Config {
         let text = r#"
 [server]
@@ -147,6 +149,12 @@ tenant = "demo"
 kind = "kustomer"
 secrets = ["demo-kustomer-secret"]
 destinations = ["demo-handler"]
+
+# Alerts go to the demo notification receiver (GET /demo/notifications lists them).
+[[notifiers]]
+id = "demo-notifications"
+kind = "webhook"
+url = "http://127.0.0.1:8080/demo/notifications"
 "#;
         match Config::from_toml_str(text) {
             Ok(c) => c,

@@ -147,7 +147,8 @@ fn operator_only(scope: &Scope, what: &str) -> Result<(), Problem> {
         fail), `flow-stop` (a source's webhooks are refused with 503), `notifier-down` (a \
         notifier's sends fail) — and watches for the expected alert and its notification. The \
         server heals it as soon as it passed, at its bound, or when cancelled, whether or not \
-        the caller is still there. Operator token only; one drill at a time per target (409).",
+        the caller is still there. Operator token only; one drill at a time per target, and \
+        none while its expected alert is already active (409).",
     request_body = DrillRequest,
     responses(
         (status = 201, description = "The drill, `running`; `Location` names it.", body = DrillView),
@@ -185,7 +186,8 @@ async fn create(
         schedule: None,
         by: "operator",
     };
-    let drill = params::check(&req, &app.config, &running, origin, now)?;
+    let active = drill::active_alerts(&*app.store).await?;
+    let drill = params::check(&req, &app.config, &running, &active, origin, now)?;
     drill::start(&*app.store, &app.config, &app.faults, drill.clone()).await?;
     app.drills.notify_one();
     let location = format!("/api/v1/drills/{}", drill.id);

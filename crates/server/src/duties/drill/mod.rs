@@ -42,8 +42,8 @@ use intake_notify::Notice;
 use intake_store::{Drill, DrillFilter, DrillState, NotificationBatch, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::notify;
 use super::Handles;
+use super::{book, notify};
 use crate::state::DrillFaults;
 use decide::{DrillReport, Verdict};
 
@@ -68,21 +68,11 @@ const MARK_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
 /// bound), plus `grace`, which keeps the alerts of the first evaluation after the heal the
 /// drill's.
 pub fn scope_of(config: &Config, drill: &Drill, grace: Duration) -> DrillScope {
-    let routed_sources = if drill.scenario == Scenario::HandlerDown {
-        config
-            .sources
-            .iter()
-            .filter(|s| s.destinations.contains(&drill.target))
-            .map(|s| s.id.clone())
-            .collect()
-    } else {
-        Vec::new()
-    };
     DrillScope {
         id: drill.id.clone(),
         scenario: drill.scenario,
         target: drill.target.clone(),
-        routed_sources,
+        routed_sources: params::routed_sources(config, drill.scenario, &drill.target),
         from: drill.started_at,
         until: Some(drill.healed_at.unwrap_or(drill.expires_at).plus(grace)),
     }
@@ -106,6 +96,25 @@ pub(crate) async fn scopes(
         .filter(|d| d.started_at >= since || d.state == DrillState::Running)
         .map(|d| scope_of(config, d, grace))
         .collect())
+}
+
+/// The alerts active now (pending or firing, `notifier_failing` included): a drill whose
+/// expected alert is among them cannot prove it (see [`params::check`]).
+pub(crate) async fn active_alerts(
+    store: &dyn Store,
+) -> Result<Vec<params::ActiveAlert>, StoreError> {
+    let mut active: Vec<params::ActiveAlert> = book::alert_book(store)
+        .await?
+        .iter()
+        .map(|a| (a.key.rule.clone(), notify::decide::alert_labels(a)))
+        .collect();
+    for id in notify::load_state(store).await?.notifier_alerts.into_keys() {
+        active.push((
+            notify::NOTIFIER_FAILING.to_string(),
+            std::collections::BTreeMap::from([("notifier".to_string(), id)]),
+        ));
+    }
+    Ok(active)
 }
 
 /// The last drill of each configured schedule that passed or failed, by schedule key.
@@ -185,9 +194,11 @@ pub(crate) async fn apply_now(store: &dyn Store, faults: &DrillFaults, now: Time
 /// `stop`. The drills it leaves running when it stops keep their faults until their expiry;
 /// whichever node takes the duty next finishes them.
 pub(crate) async fn run(h: Handles, stop: CancellationToken) {
+    // The schedules that could not start, with why (said once).
+    let mut waiting = HashMap::new();
     loop {
         let now = h.clock.now();
-        let next = match tick(&h, now).await {
+        let next = match tick(&h, &mut waiting, now).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "the drill duty cannot read or write the store; retrying");
@@ -205,7 +216,11 @@ pub(crate) async fn run(h: Handles, stop: CancellationToken) {
 
 /// One look: schedules first, then every running drill. Returns the next instant something
 /// is due (a schedule, or a running drill's bound).
-async fn tick(h: &Handles, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+async fn tick(
+    h: &Handles,
+    waiting: &mut HashMap<String, String>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
     let running = h
         .store
         .list_drills(DrillFilter {
@@ -213,7 +228,7 @@ async fn tick(h: &Handles, now: Timestamp) -> Result<Option<Timestamp>, StoreErr
             ..DrillFilter::default()
         })
         .await?;
-    let mut next = start_scheduled(h, &running, now).await?;
+    let mut next = start_scheduled(h, &running, waiting, now).await?;
     for drill in running {
         let bound = drill.expires_at;
         if let Err(e) = watch(h, drill, now).await {
@@ -230,6 +245,7 @@ async fn tick(h: &Handles, now: Timestamp) -> Result<Option<Timestamp>, StoreErr
 async fn start_scheduled(
     h: &Handles,
     running: &[Drill],
+    waiting: &mut HashMap<String, String>,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, StoreError> {
     if h.config.drills.is_empty() {
@@ -250,16 +266,29 @@ async fn start_scheduled(
         }
     }
     let (due, next) = schedule::due(&h.config.drills, &last, running, now);
+    if due.is_empty() {
+        return Ok(next);
+    }
+    let active = active_alerts(&*h.store).await?;
     for entry in due {
         let origin = params::Origin {
             trigger: intake_store::DrillTrigger::Scheduled,
             schedule: Some(entry.key()),
             by: "schedule",
         };
-        match params::check(&params::scheduled(entry), &h.config, running, origin, now) {
-            Ok(drill) => start(&*h.store, &h.config, &h.faults, drill).await?,
+        let req = params::scheduled(entry);
+        match params::check(&req, &h.config, running, &active, origin, now) {
+            Ok(drill) => {
+                waiting.remove(&entry.key());
+                start(&*h.store, &h.config, &h.faults, drill).await?
+            }
+            // Its alert is already active (a real problem, most likely): the drill waits until
+            // it resolves, and says so once.
             Err(r) => {
-                tracing::error!(schedule = %entry.key(), "a scheduled drill cannot start: {}", r.detail)
+                if waiting.get(&entry.key()) != Some(&r.detail) {
+                    tracing::warn!(schedule = %entry.key(), "a scheduled drill waits: {}", r.detail);
+                    waiting.insert(entry.key(), r.detail);
+                }
             }
         }
     }

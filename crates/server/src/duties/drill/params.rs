@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use intake_core::config::{Config, DrillConfig};
-use intake_core::drill::{Scenario, TargetKind, DEFAULT_FOR, MAX_FOR};
+use std::collections::BTreeMap;
+
+use intake_core::drill::{DrillScope, Scenario, TargetKind, DEFAULT_FOR, MAX_FOR};
 use intake_core::{DrillId, Timestamp};
 use intake_store::{Drill, DrillState, DrillTrigger};
 use serde::Deserialize;
@@ -65,12 +67,29 @@ pub struct Origin<'a> {
     pub by: &'a str,
 }
 
-/// Checks `req` against the configuration and the drills `running` now, into a new drill
-/// starting at `now`.
+/// An alert active now (pending or firing): its rule and labels.
+pub type ActiveAlert = (String, BTreeMap<String, String>);
+
+/// For `handler-down` of `target`, the sources routed to it: their canaries cross it.
+pub fn routed_sources(config: &Config, scenario: Scenario, target: &str) -> Vec<String> {
+    if scenario != Scenario::HandlerDown {
+        return Vec::new();
+    }
+    config
+        .sources
+        .iter()
+        .filter(|s| s.destinations.iter().any(|d| d == target))
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// Checks `req` against the configuration, the drills `running` now and the alerts `active`
+/// now, into a new drill starting at `now`.
 pub fn check(
     req: &DrillRequest,
     config: &Config,
     running: &[Drill],
+    active: &[ActiveAlert],
     origin: Origin<'_>,
     now: Timestamp,
 ) -> Result<Drill, Refusal> {
@@ -121,6 +140,27 @@ pub fn check(
                 kind.as_str(),
                 busy.expires_at,
                 busy.id
+            ),
+        ));
+    }
+    // A drill proves that an alert fires: one already active (a real problem, or a previous
+    // drill's alert not yet resolved) would hide it.
+    let scope = DrillScope {
+        id: String::new(),
+        scenario,
+        target: target.clone(),
+        routed_sources: routed_sources(config, scenario, &target),
+        from: now,
+        until: None,
+    };
+    if let Some((rule, labels)) = active.iter().find(|(r, l)| scope.covers(r, l)) {
+        let who: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return Err(refuse(
+            409,
+            "alert-active",
+            format!(
+                "{rule} is already active for {}: a drill proves that an alert fires and is notified, and this one would hide it; wait until it resolves (intake status, GET /api/v1/alerts)",
+                who.join(", ")
             ),
         ));
     }
@@ -284,6 +324,7 @@ url = "http://127.0.0.1:9/n"
             &req("queue-stall", Some("s"), None, None),
             &c,
             &[],
+            &[],
             manual(),
             T0,
         )
@@ -300,6 +341,7 @@ url = "http://127.0.0.1:9/n"
         let d = check(
             &req("handler-down", None, Some("d"), Some("90s")),
             &c,
+            &[],
             &[],
             manual(),
             T0,
@@ -326,7 +368,7 @@ url = "http://127.0.0.1:9/n"
              "`for` must be between 1s and 1day"),
         ];
         for (name, r, status, slug, detail) in cases {
-            let e = check(&r, &c, &[], manual(), T0).unwrap_err();
+            let e = check(&r, &c, &[], &[], manual(), T0).unwrap_err();
             assert_eq!((e.status, e.slug), (status, slug), "{name}: {e:?}");
             assert!(e.detail.starts_with(detail), "{name}: {}", e.detail);
         }
@@ -334,7 +376,7 @@ url = "http://127.0.0.1:9/n"
             notifier: Some("nope".into()),
             ..req("notifier-down", None, None, None)
         };
-        let e = check(&n, &c, &[], manual(), T0).unwrap_err();
+        let e = check(&n, &c, &[], &[], manual(), T0).unwrap_err();
         assert_eq!(
             (e.status, e.detail.as_str()),
             (404, "no notifier `nope` (configured: n)")
@@ -348,6 +390,7 @@ url = "http://127.0.0.1:9/n"
             &req("flow-stop", Some("s"), None, None),
             &c,
             &[],
+            &[],
             manual(),
             T0,
         )
@@ -356,6 +399,7 @@ url = "http://127.0.0.1:9/n"
             &req("queue-stall", Some("s"), None, None),
             &c,
             std::slice::from_ref(&running),
+            &[],
             manual(),
             T0,
         )
@@ -367,6 +411,63 @@ url = "http://127.0.0.1:9/n"
             &req("handler-down", None, Some("d"), None),
             &c,
             &[running],
+            &[],
+            manual(),
+            T0
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn an_alert_already_active_in_the_scope_refuses_the_drill() {
+        let c = config();
+        let active = |rule: &str, pairs: &[(&str, &str)]| -> ActiveAlert {
+            (
+                rule.to_string(),
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let firing = [
+            active("canary_failed", &[("tenant", "t"), ("source", "s")]),
+            active("source_gap", &[("tenant", "t"), ("source", "s")]),
+        ];
+        let e = check(
+            &req("queue-stall", Some("s"), None, None),
+            &c,
+            &[],
+            &firing,
+            manual(),
+            T0,
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.slug), (409, "alert-active"));
+        assert!(
+            e.detail
+                .starts_with("canary_failed is already active for source=s, tenant=t"),
+            "{}",
+            e.detail
+        );
+        // handler-down of `d`: the canary of a source routed to it counts too.
+        let e = check(
+            &req("handler-down", None, Some("d"), None),
+            &c,
+            &[],
+            &firing,
+            manual(),
+            T0,
+        )
+        .unwrap_err();
+        assert_eq!(e.slug, "alert-active");
+        // Not in the scenario's expected alerts: no objection.
+        let gap = [active("source_gap", &[("tenant", "t"), ("source", "s")])];
+        assert!(check(
+            &req("flow-stop", Some("s"), None, None),
+            &c,
+            &[],
+            &gap,
             manual(),
             T0
         )
@@ -387,7 +488,7 @@ url = "http://127.0.0.1:9/n"
             schedule: Some(entry.key()),
             by: "schedule",
         };
-        let d = check(&scheduled(entry), &c, &[], origin, T0).unwrap();
+        let d = check(&scheduled(entry), &c, &[], &[], origin, T0).unwrap();
         assert_eq!(d.trigger, DrillTrigger::Scheduled);
         assert_eq!(d.schedule.as_deref(), Some("queue-stall:s"));
         assert_eq!(d.expires_at, T0.plus(Duration::from_secs(240)));
