@@ -1,6 +1,7 @@
 //! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
 //! normalized events, the delivery state machine with its retry schedule, the Standard
-//! Webhooks signature scheme, and the decision of which repeated log lines to write.
+//! Webhooks signature scheme, the decision of which repeated log lines to write, and the fire
+//! drills' vocabulary (which alerts a drill causes and expects).
 //!
 //! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
 //! never asks the operating system for the time except through [`clock::SystemClock`], which

@@ -30,12 +30,12 @@ const STEP: Duration = Duration::from_secs(5);
 /// Where a test server stores.
 enum Backend {
     Sqlite,
-    Postgres(TestDb),
+    Postgres(Box<TestDb>),
 }
 
 impl Backend {
     async fn postgres() -> Backend {
-        Backend::Postgres(TestDb::create().await)
+        Backend::Postgres(Box::new(TestDb::create().await))
     }
 }
 
@@ -162,7 +162,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let (storage, db) = match backend {
             Backend::Sqlite => (format!("sqlite://{}/intake.db", dir.path().display()), None),
-            Backend::Postgres(db) => (db.url.clone(), Some(db)),
+            Backend::Postgres(db) => (db.url.clone(), Some(*db)),
         };
         let text = config(
             &storage,
