@@ -1043,5 +1043,48 @@ async fn intake_drill_exits_by_the_verdict_prints_the_timings_and_refuses_bad_in
     let show = intake_cli(&["drill", "show", &id, "--url", &url, "--token", ADMIN_TOKEN]).await;
     show.assert_code(1);
     assert!(show.stdout.contains("CANCELLED"), "{show:?}");
+
+    // Ctrl-C stops the command, not the drill: the server finishes it and heals.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_intake"));
+    cmd.args([
+        "drill",
+        "queue-stall",
+        "--source",
+        "maelys-kustomer",
+        "--url",
+        &url,
+        "--token",
+        ADMIN_TOKEN,
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let running = || async {
+        let (_, list) = rig
+            .server
+            .api("/api/v1/drills?state=running", ADMIN_TOKEN)
+            .await
+            .unwrap();
+        list["data"][0]["id"].as_str().map(String::from)
+    };
+    rig.wait_for("the drill started by the command", || async {
+        running().await.is_some()
+    })
+    .await;
+    let id = running().await.unwrap();
+    let pid = child.id().unwrap().to_string();
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success(), "interrupted: {status:?}");
+    let d = rig.until_ended(&id, Duration::from_secs(5 * 60)).await;
+    assert_passed(&d, &["canary_failed", "queue_stalled"]);
     rig.finish().await;
 }
