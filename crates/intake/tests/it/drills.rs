@@ -570,6 +570,47 @@ async fn notifier_down(backend: Backend) {
     rig.finish().await;
 }
 
+/// An Alertmanager gets no probe: the watchdog alert it is sent at every evaluation is what
+/// the drill fails, and three failed evaluations make it failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_down_on_an_alertmanager_fails_its_watchdog_alerts() {
+    let rig = Rig::start(Backend::Sqlite, ("30d", "60d"), true, "").await;
+    let id = rig
+        .start_drill(json!({"scenario": "notifier-down", "notifier": "am", "for": "6m"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = rig.until_ended(&id, Duration::from_secs(6 * 60)).await;
+    assert_passed(&d, &["notifier_failing"]);
+    assert_eq!(d["report"]["notification"]["notifier"], "hook");
+    // Nothing was posted to the Alertmanager while the drill ran, and no probe was queued.
+    let outbox = rig
+        .server
+        .server
+        .store
+        .list_notifications(Some("am".into()), 100)
+        .await
+        .unwrap();
+    assert!(
+        outbox.iter().all(|n| !n.key.starts_with("drill:")),
+        "no probe in the Alertmanager's outbox: {outbox:#?}"
+    );
+    let started = d["started_at"].as_str().unwrap();
+    let healed = d["healed_at"].as_str().unwrap();
+    let during: Vec<Value> = rig
+        .received("/am")
+        .into_iter()
+        .flat_map(|b| b.as_array().cloned().unwrap_or_default())
+        .filter(|a| {
+            let at = a["startsAt"].as_str().unwrap_or("");
+            a["labels"]["alertname"] == "watchdog" && at > started && at < healed
+        })
+        .collect();
+    assert!(during.is_empty(), "{during:#?}");
+    rig.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_stall_passes_when_notified_and_fails_when_routed_nowhere() {
     queue_stall(Backend::Sqlite).await;

@@ -35,7 +35,7 @@ pub mod schedule;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use intake_core::config::Config;
+use intake_core::config::{Config, NotifierKind};
 use intake_core::drill::{DrillScope, Scenario};
 use intake_core::Timestamp;
 use intake_notify::Notice;
@@ -150,7 +150,12 @@ pub(crate) async fn start(
 ) -> Result<(), StoreError> {
     store.create_drill(drill.clone()).await?;
     apply_now(store, faults, drill.started_at).await;
-    if drill.scenario == Scenario::NotifierDown {
+    // An Alertmanager takes no such notice: the watchdog alert it gets at every evaluation,
+    // which the drill fails too, is what fails there.
+    let takes_probe = config
+        .notifier(&drill.target)
+        .is_some_and(|n| n.kind != NotifierKind::Alertmanager);
+    if drill.scenario == Scenario::NotifierDown && takes_probe {
         let links = notify::link_builder(config);
         let probe = Notice::drill_probe(
             &drill.id,
