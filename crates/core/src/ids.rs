@@ -118,6 +118,10 @@ prefixed_id!(
     /// The id of one recovery job (backfill, replay, requeue).
     RecoveryId, "rec_", "recovery job"
 );
+prefixed_id!(
+    /// The id of one fire drill.
+    DrillId, "drl_", "drill"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
 //! normalized events, the delivery state machine with its retry schedule, the Standard
-//! Webhooks signature scheme, and the decision of which repeated log lines to write.
+//! Webhooks signature scheme, the decision of which repeated log lines to write, and the fire
+//! drills' vocabulary (which alerts a drill causes and expects).
 //!
 //! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
 //! never asks the operating system for the time except through [`clock::SystemClock`], which
@@ -11,6 +12,7 @@ pub mod canary;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod drill;
 pub mod event;
 pub mod ids;
 pub mod log_limit;
@@ -20,5 +22,5 @@ pub mod time;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId, RecoveryId, SilenceId, TokenId};
+pub use ids::{DeliveryId, DrillId, EventId, RecoveryId, SilenceId, TokenId};
 pub use time::Timestamp;

@@ -1,7 +1,7 @@
 //! The admin API as the command line sees it: where the server is, how to authenticate, the
 //! table of every endpoint the command line calls ([`ENDPOINTS`]), and a small blocking client.
-//! `intake status`, `intake silence`, `intake token`, `intake recover` and `intake audit` talk
-//! to the server through it; it knows nothing of any of them.
+//! `intake status`, `intake silence`, `intake token`, `intake recover`, `intake audit` and
+//! `intake drill` talk to the server through it; it knows nothing of any of them.
 //!
 //! The client only calls endpoints of the table, never a free-form path, and a test checks
 //! each entry (method, path, the query parameters it may send) against the server's OpenAPI
@@ -90,6 +90,14 @@ endpoints! {
     AUDIT = Get "/api/v1/audit" ["source", "from", "to"];
     /// `intake status`: reconciliation's open gaps.
     RECONCILIATION = Get "/api/v1/reconciliation" [];
+    /// `intake drill list`.
+    DRILLS = Get "/api/v1/drills" ["limit", "state"];
+    /// `intake drill <scenario>`.
+    DRILL_CREATE = Post "/api/v1/drills" [];
+    /// `intake drill show ID`, and following a drill.
+    DRILL = Get "/api/v1/drills/{id}" [];
+    /// `intake drill cancel ID`.
+    DRILL_CANCEL = Post "/api/v1/drills/{id}/cancel" [];
 }
 
 /// What one call sends besides its endpoint.

@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod backtest;
 mod config_load;
+mod drill;
 mod recover;
 mod silence;
 mod status;
@@ -68,6 +69,11 @@ enum Command {
     /// or cancel recovery jobs.
     #[command(subcommand)]
     Recover(recover::RecoverCommand),
+    /// Run a fire drill on a running server: inject a named fault for a bounded time, check
+    /// that the expected alert fired and was notified, heal, and report pass or fail with
+    /// the time to detect and to notify (exit 0 only on pass); or list, show, cancel drills.
+    #[command(subcommand)]
+    Drill(drill::DrillCommand),
     /// Check that a source's window adds up: received = accepted + rejected + duplicates,
     /// accepted = delivered + pending + dead per destination, and (when the source has API
     /// credentials) nothing its system of record has was missed. Exits 1 when it does not.
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         Command::Silence(cmd) => silence::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Recover(cmd) => recover::run(cmd),
+        Command::Drill(cmd) => drill::run(cmd),
         Command::Audit(args) => audit::run(args),
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
@@ -356,6 +363,9 @@ fn print_banner(config: &Config, embedded: bool, url: &str) {
          See what the handler received:   curl -s {url}/demo/handler\n\
          See the event and its delivery:  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/events\n\
          Metrics:                          curl -s {url}/metrics\n\n\
+         Prove that alerting works, with a fire drill (about 2 minutes):\n  \
+         intake drill queue-stall --source demo-kustomer --url {url} --token {token}\n\
+         The notifications it sends:       curl -s {url}/demo/notifications\n\n\
          For your own set-up, write an intake.toml (docs/configuration.md) and run `intake serve --config intake.toml`.",
         token = demo_token(config)
     );

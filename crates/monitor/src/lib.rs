@@ -32,4 +32,6 @@ pub use baseline::{BaselineConfig, BaselineKind};
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
-pub use params::{CanaryFailed, Common, ParamError, RuleBook, RuleParams, EXTERNAL_RULES};
+pub use params::{
+    CanaryFailed, Common, DrillFailed, ParamError, RuleBook, RuleParams, EXTERNAL_RULES,
+};

@@ -468,6 +468,36 @@ impl RuleParams for CanaryFailed {
     }
 }
 
+/// `drill_failed`: the last drill of a `[[drills]]` schedule failed (its alert did not fire,
+/// was routed to no notifier, or was not delivered). The server's drill results decide it; it
+/// resolves when the next drill of the schedule passes. No threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillFailed {
+    /// Common parameters: fires at once, resolves at the first evaluation after a pass.
+    pub common: Common,
+}
+
+impl Default for DrillFailed {
+    fn default() -> Self {
+        DrillFailed {
+            common: common(0, Severity::Critical, 1),
+        }
+    }
+}
+
+impl RuleParams for DrillFailed {
+    const RULE: &'static str = "drill_failed";
+    const THRESHOLD: &'static str = "none: a scheduled drill passes or fails";
+    common_impl!();
+    fn set_threshold(&mut self, _: &RuleThreshold) -> Result<(), String> {
+        Err(
+            "drill_failed has no threshold: it fires when the last drill of a [[drills]] \
+             schedule failed"
+                .into(),
+        )
+    }
+}
+
 /// An override that does not fit its rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rules[{index}] ({rule}): threshold: {message}")]
@@ -502,7 +532,7 @@ pub const EVALUATED_RULES: [&str; 9] = [
 /// The ids of the rules whose conditions the caller decides on its own schedule and hands
 /// to [`Monitor::apply_external`](crate::Monitor::apply_external): their alerts share the
 /// book, but [`Monitor::evaluate`](crate::Monitor::evaluate) leaves them alone.
-pub const EXTERNAL_RULES: [&str; 1] = ["canary_failed"];
+pub const EXTERNAL_RULES: [&str; 2] = ["canary_failed", "drill_failed"];
 
 impl RuleBook {
     /// Checks the overrides (threshold kinds and ranges) and keeps them. Overrides of rules
@@ -521,6 +551,7 @@ impl RuleBook {
                 "dead_letters" => DeadLetters::default().set_threshold(t),
                 "source_gap" => SourceGap::default().set_threshold(t),
                 "canary_failed" => CanaryFailed::default().set_threshold(t),
+                "drill_failed" => DrillFailed::default().set_threshold(t),
                 _ => Ok(()),
             };
             res.map_err(|message| ParamError {
@@ -574,8 +605,8 @@ impl RuleBook {
         p
     }
 
-    /// Every rule's defaults this crate holds parameters for (the evaluated rules and
-    /// `canary_failed`) as JSON-ready values, for `GET /api/v1/rules`.
+    /// Every rule's defaults this crate holds parameters for (the evaluated rules,
+    /// `canary_failed` and `drill_failed`) as JSON-ready values, for `GET /api/v1/rules`.
     pub fn defaults() -> Vec<(&'static str, serde_json::Value)> {
         fn v<P: RuleParams + Serialize>() -> (&'static str, serde_json::Value) {
             (
@@ -594,6 +625,7 @@ impl RuleBook {
             v::<DeadLetters>(),
             v::<SourceGap>(),
             v::<CanaryFailed>(),
+            v::<DrillFailed>(),
         ]
     }
 }
@@ -684,6 +716,11 @@ mod tests {
             assert_eq!(s, Severity::Warning);
         }
         assert_eq!(CanaryFailed::default().common.severity, Severity::Critical);
-        assert_eq!(RuleBook::defaults().len(), EVALUATED_RULES.len() + 1);
+        assert_eq!(DrillFailed::default().common.severity, Severity::Critical);
+        // The evaluated rules and the external ones (canary_failed, drill_failed).
+        assert_eq!(
+            RuleBook::defaults().len(),
+            EVALUATED_RULES.len() + EXTERNAL_RULES.len()
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! Alertmanager route, group, inhibit and silence intake's alerts with the rest of theirs.
 //!
 //! Each alert of a notice becomes one Alertmanager alert (Alertmanager does its own grouping):
-//! labels `alertname` (the rule), `severity` and the alert's labels; annotations `summary`,
+//! labels `alertname` (the rule), `severity` and the alert's labels (a fire drill's carry
+//! `drill="<id>"`); annotations `summary`,
 //! `description` (the reason with numbers), `value` and the links; `startsAt`; `endsAt` — the
 //! resolution time once resolved, otherwise a time in the future that keeps the alert active
 //! until the next repeat is due (twice the repeat interval, so one lost repeat does not resolve
@@ -110,10 +111,13 @@ fn alert(n: &Notice, rule: &str, item: &AlertItem, resolved: bool) -> Value {
     labels.insert("severity".into(), json!(render::severity(n)));
 
     let mut annotations = Map::new();
+    // A drill's alert carries the label `drill="<id>"` (among its labels), so that a route
+    // can send drills to a receiver that pages nobody.
+    let mark = if n.drill.is_some() { "[DRILL] " } else { "" };
     annotations.insert(
         "summary".into(),
         json!(format!(
-            "{}: {}",
+            "{mark}{}: {}",
             render::rule_title(rule),
             render::labels_text(&item.labels)
         )),

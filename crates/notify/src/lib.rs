@@ -47,8 +47,9 @@ pub use alertmanager::AlertmanagerNotifier;
 pub use email::{EmailNotifier, SmtpSecurity};
 pub use error::{BuildError, NotifyError};
 pub use notice::{
-    group_key, AlertItem, AlertStatus, IncidentInfo, IncidentStatus, Labels, LinkBuilder, Links,
-    Notice, NoticeKind, SilenceInfo, SilenceStatus, WatchdogStatus,
+    group_key, AlertItem, AlertStatus, DrillStatus, IncidentInfo, IncidentStatus, Labels,
+    LinkBuilder, Links, Notice, NoticeKind, SilenceInfo, SilenceStatus, WatchdogStatus,
+    DRILL_LABEL, DRILL_MARK,
 };
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;

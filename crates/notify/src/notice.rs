@@ -34,6 +34,8 @@ pub enum NoticeKind {
     Watchdog(WatchdogStatus),
     /// An incident was declared, updated or resolved.
     Incident(IncidentStatus),
+    /// A fire drill's own notice (see [`Notice::drill_probe`]).
+    Drill(DrillStatus),
 }
 
 /// The step of an alert's life a notice announces.
@@ -76,6 +78,16 @@ pub enum IncidentStatus {
     Updated,
     /// An incident was resolved.
     Resolved,
+}
+
+/// The fire drill notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillStatus {
+    /// A `notifier-down` drill's test notice to the notifier it makes fail: held back (and
+    /// retried) while the drill runs, so that the notifier's outbox fails as a real outage
+    /// would, and delivered once the drill heals.
+    Probe,
 }
 
 /// Where a person goes next: the dashboard page and the admin API query that shows the
@@ -220,7 +232,19 @@ pub struct Notice {
     /// The incident, for incident notices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentInfo>,
+    /// The fire drill that caused it (`drl_…`), when it is one's: the summary starts with
+    /// `[DRILL]`, the group labels and each alert's labels carry `drill`, and PagerDuty gets
+    /// severity `info`, so that nobody is paged for real. Resolutions of a drill's alerts are
+    /// marked too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<String>,
 }
+
+/// The label and notice field that name the drill a notice is about.
+pub const DRILL_LABEL: &str = "drill";
+
+/// What the summary of a drill's notice starts with.
+pub const DRILL_MARK: &str = "[DRILL]";
 
 /// How far before an alert's start the events link looks, so that the last traffic before an
 /// outage is on the page too.
@@ -378,7 +402,11 @@ impl Notice {
                 }
             }
         };
-        let summary = words::alert_summary(kind, rule, &group_labels, &items);
+        let drill = group_labels.get(DRILL_LABEL).cloned();
+        let mut summary = words::alert_summary(kind, rule, &group_labels, &items);
+        if drill.is_some() {
+            summary = format!("{DRILL_MARK} {summary}");
+        }
         Notice {
             kind,
             key: group_key(rule, &group_labels),
@@ -397,6 +425,7 @@ impl Notice {
             repeat_at: None,
             silence: None,
             incident: None,
+            drill,
         }
     }
 
@@ -435,6 +464,7 @@ impl Notice {
             },
             silence: Some(silence),
             incident: None,
+            drill: None,
         }
     }
 
@@ -462,6 +492,7 @@ impl Notice {
             },
             silence: None,
             incident: None,
+            drill: None,
         }
     }
 
@@ -500,6 +531,49 @@ impl Notice {
             },
             silence: None,
             incident: Some(incident),
+            drill: None,
+        }
+    }
+
+    /// A `notifier-down` drill's test notice to the notifier `notifier` it makes fail, sent
+    /// when the drill starts: the drill makes its sends fail, so the notifier's outbox fails
+    /// as in a real outage and `notifier_failing` can fire; it is delivered once the drill
+    /// heals (a failing notifier delays, it does not drop).
+    pub fn drill_probe(
+        drill: &str,
+        notifier: &str,
+        at: Timestamp,
+        until: Timestamp,
+        links: &LinkBuilder,
+    ) -> Notice {
+        let mut labels = Labels::new();
+        labels.insert("notifier".into(), notifier.to_string());
+        labels.insert(DRILL_LABEL.into(), drill.to_string());
+        Notice {
+            kind: NoticeKind::Drill(DrillStatus::Probe),
+            key: format!("drill:{drill}"),
+            rule: None,
+            severity: Severity::Info,
+            summary: format!(
+                "{DRILL_MARK} notifier-down drill {drill}: a test notice held back while notifier `{notifier}` is made to fail"
+            ),
+            reason: format!(
+                "Fire drill {drill} makes every send through notifier `{notifier}` fail until {until} at the latest, \
+                 to check that notifier_failing is raised and notified through another notifier. \
+                 This notice waited in the outbox meanwhile: nothing to do."
+            ),
+            labels,
+            alerts: Vec::new(),
+            since: Some(at),
+            at,
+            repeat_at: None,
+            links: Links {
+                dashboard: links.home(),
+                events: None,
+            },
+            silence: None,
+            incident: None,
+            drill: Some(drill.to_string()),
         }
     }
 

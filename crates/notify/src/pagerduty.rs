@@ -3,8 +3,9 @@
 //! Alerts become alert events: `trigger` while any alert of the notice fires (the first one
 //! opens an incident, repeats update it), `resolve` when the notice is resolved — both with the
 //! same `dedup_key`, derived from the notice's key, so PagerDuty closes the incident it opened.
-//! Silences, incidents and the watchdog are not things to page for: they go to the Change
-//! Events endpoint, where they appear on the service's timeline without paging anyone.
+//! Silences, incidents, the watchdog and drill probes are not things to page for: they go to
+//! the Change Events endpoint, where they appear on the service's timeline without paging
+//! anyone. A fire drill's alerts are alert events at severity `info`, marked `[DRILL]`.
 
 use intake_core::config::{NotifierConfig, Severity};
 use intake_core::SharedClock;
@@ -143,6 +144,9 @@ fn custom_details(n: &Notice) -> Value {
     if let Some(i) = &n.incident {
         d.insert("incident".into(), json!(i));
     }
+    if let Some(drill) = &n.drill {
+        d.insert("drill".into(), json!(drill));
+    }
     Value::Object(d)
 }
 
@@ -172,9 +176,18 @@ pub(crate) fn alert_event(routing_key: &str, n: &Notice) -> Value {
             "dedup_key": dedup_key(n),
         });
     }
+    // A drill's alert is a test of the path, not a reason to wake anyone: it is triggered
+    // (and resolved) like any alert, at severity `info`, with `[DRILL]` in its summary and
+    // `drill` in its details, so that a service whose urgency follows severity (or an event
+    // rule on `custom_details.drill`) does not page for it.
+    let level = if n.drill.is_some() {
+        Severity::Info
+    } else {
+        n.severity
+    };
     let mut payload = json!({
         "summary": truncate(&n.summary, SUMMARY_MAX),
-        "severity": severity(n.severity),
+        "severity": severity(level),
         "source": affected(n),
         "timestamp": n.since.unwrap_or(n.at),
         "component": "intake",

@@ -6,7 +6,7 @@ use intake_core::config::NotifierConfig;
 use intake_core::SharedClock;
 use serde_json::{json, Value};
 
-use crate::notice::{AlertStatus, IncidentStatus, NoticeKind, SilenceStatus};
+use crate::notice::{AlertStatus, IncidentStatus, NoticeKind, SilenceStatus, DRILL_MARK};
 use crate::render;
 use crate::{http, http_url, BuildError, Notice, Notifier, NotifyContext, NotifyError};
 
@@ -75,6 +75,7 @@ fn emoji(kind: NoticeKind) -> &'static str {
         NoticeKind::Watchdog(_) => "💓",
         NoticeKind::Incident(IncidentStatus::Resolved) => "✅",
         NoticeKind::Incident(_) => "🚨",
+        NoticeKind::Drill(_) => "🧯",
     }
 }
 
@@ -88,10 +89,14 @@ pub(crate) fn message(n: &Notice) -> Value {
         _ => match (&n.silence, &n.incident) {
             (Some(_), _) => "Silence".to_string(),
             (_, Some(i)) => i.title.clone(),
+            _ if matches!(n.kind, NoticeKind::Drill(_)) => "Fire drill".to_string(),
             _ => "intake".to_string(),
         },
     };
-    let header = format!("{} {}: {title}", emoji(n.kind), render::status_word(n.kind));
+    let mut header = format!("{} {}: {title}", emoji(n.kind), render::status_word(n.kind));
+    if n.drill.is_some() {
+        header = format!("{DRILL_MARK} {header}");
+    }
 
     let mut facts = Vec::new();
     if let Some(rule) = &n.rule {

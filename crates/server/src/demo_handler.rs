@@ -3,6 +3,11 @@
 //! delivers to `/demo/handler`, logs it, and lists the last deliveries at `GET /demo/handler`,
 //! so a newcomer sees a webhook go all the way through with no other program running. It
 //! treats intake's canaries as every handler should: 2xx, and nothing else (not listed).
+//!
+//! Beside it, a notification receiver for the embedded set-up's webhook notifier
+//! (`demo-notifications`): `POST /demo/notifications` logs and keeps each notice, and
+//! `GET /demo/notifications` lists the last ones, so that a newcomer running a fire drill
+//! (`intake drill queue-stall --source demo-kustomer`) sees its alert arrive.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -15,8 +20,8 @@ use axum::{Json, Router};
 use intake_core::config::Config;
 use intake_core::signature::SigningKey;
 
-pub use crate::state::Received;
 use crate::state::{AppState, DemoInbox};
+pub use crate::state::{DemoNotice, Received};
 
 const KEPT: usize = 100;
 
@@ -31,6 +36,7 @@ pub(crate) fn inbox(config: &Config) -> DemoInbox {
     DemoInbox {
         keys,
         received: Mutex::new(VecDeque::new()),
+        notices: Mutex::new(VecDeque::new()),
     }
 }
 
@@ -39,7 +45,9 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
     if !state.config.server.demo_handler {
         return Router::new();
     }
-    Router::new().route("/demo/handler", post(receive).get(list))
+    Router::new()
+        .route("/demo/handler", post(receive).get(list))
+        .route("/demo/notifications", post(notice).get(notices))
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
@@ -85,6 +93,41 @@ async fn list(State(app): State<Arc<AppState>>) -> Json<Vec<Received>> {
     let list = app
         .demo
         .received
+        .lock()
+        .map(|q| q.iter().rev().cloned().collect())
+        .unwrap_or_default();
+    Json(list)
+}
+
+/// A webhook notifier's notice: logged and kept.
+async fn notice(State(app): State<Arc<AppState>>, body: Bytes) -> StatusCode {
+    let Ok(n) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let kept = DemoNotice {
+        at: n["at"].clone(),
+        kind: n["kind"].clone(),
+        status: n["status"].clone(),
+        summary: n["summary"].clone(),
+        drill: n["drill"].clone(),
+    };
+    tracing::info!(
+        summary = kept.summary.as_str().unwrap_or(""),
+        "demo notifier received a notification"
+    );
+    if let Ok(mut q) = app.demo.notices.lock() {
+        if q.len() == KEPT {
+            q.pop_front();
+        }
+        q.push_back(kept);
+    }
+    StatusCode::OK
+}
+
+async fn notices(State(app): State<Arc<AppState>>) -> Json<Vec<DemoNotice>> {
+    let list = app
+        .demo
+        .notices
         .lock()
         .map(|q| q.iter().rev().cloned().collect())
         .unwrap_or_default();

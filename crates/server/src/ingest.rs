@@ -6,6 +6,12 @@
 //! deliveries in one durable transaction. Only a successful commit answers 200; a store that
 //! cannot commit answers 503 so the system of record retries.
 //!
+//! A `flow-stop` fire drill of a source refuses its requests here, first, with 503 and a
+//! problem naming the drill (`urn:intake:problem:drill-flow-stop`, `Retry-After` until the
+//! drill's bound): nothing is stored, the system of record retries later, and the requests
+//! are counted as `unavailable`, as when the store cannot commit. Canaries are refused too:
+//! that is how the drill is detected.
+//!
 //! intake's own canaries come through this door like any webhook, signed by the source's
 //! scheme. What tells them apart is intake's mark, the `intake-canary` header, checked under
 //! the canary key (`intake_core::canary`): a request that carries a valid mark is stored with
@@ -23,6 +29,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use intake_connectors::{Handshake, Incoming};
+use intake_core::drill::Scenario;
 use intake_core::event::{NormalizedEvent, Origin};
 use intake_core::{DeliveryId, EventId, Timestamp};
 use intake_store::{NewEvent, Rejection, RejectionKind};
@@ -50,12 +57,26 @@ async fn ingest(
     let Some(source) = app.sources.get(&source_id) else {
         return unknown_source(&source_id);
     };
+    let now = app.clock.now();
+    if let Some(f) = app.faults.find(Scenario::FlowStop, &source_id, now) {
+        source
+            .metrics
+            .request(Outcome::Unavailable, started.elapsed());
+        return Problem::drill(
+            format!(
+                "fire drill {}: flow-stop on source `{source_id}` refuses its webhooks until {} at the latest; nothing was acknowledged, retry later",
+                f.drill, f.expires_at
+            ),
+            f.expires_at.since(now),
+        )
+        .into_response();
+    }
     let call = Call {
         app: &app,
         source,
         source_id: &source_id,
         started,
-        now: app.clock.now(),
+        now,
     };
     match call.handle(&headers, body).await {
         Ok(response) => response,

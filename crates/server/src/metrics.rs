@@ -23,7 +23,7 @@ use intake_core::signature::constant_time_eq;
 use metrics::{KeyName, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::duties::{book, canary, notify};
+use crate::duties::{book, canary, drill, notify};
 use crate::state::{AppState, DeliveryMetrics, SourceMetrics};
 
 /// Requests to `/ingest`, by `outcome`, `tenant`, `source`.
@@ -62,7 +62,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 14] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 16] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -132,6 +132,16 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 14] = [
         canary::LAST_SUCCESS,
         FamilyKind::Gauge,
         "Unix time of the last canary that reached the handler, by tenant and source (0: none yet). Every node exports it.",
+    ),
+    (
+        drill::DRILLS_TOTAL,
+        FamilyKind::Counter,
+        "Fire drills that ended, by scenario and result (passed, failed: counted by the node running the drills duty; cancelled: by the node that took the request).",
+    ),
+    (
+        drill::DRILL_ACTIVE,
+        FamilyKind::Gauge,
+        "Fire drills whose fault this node applies now, by scenario (0 or 1 per target). Every node exports it.",
     ),
 ];
 
@@ -304,6 +314,7 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     refresh_queue_gauges(&app).await;
     refresh_alert_gauges(&app).await;
     refresh_canary_gauges(&app).await;
+    refresh_drill_gauges(&app);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
@@ -418,5 +429,19 @@ async fn refresh_canary_gauges(app: &AppState) {
             .map_or(0.0, |t| t.as_millis() as f64 / 1000.0);
         metrics::gauge!(canary::LAST_SUCCESS, "tenant" => s.tenant.clone(), "source" => s.id.clone())
             .set(last);
+    }
+}
+
+/// The fire drills this node applies now, by scenario; and every series of the drills'
+/// results, zero until a drill ends (a silent series is zero, never missing).
+fn refresh_drill_gauges(app: &AppState) {
+    let active = app.faults.in_force(app.clock.now());
+    for scenario in intake_core::drill::Scenario::ALL {
+        let n = active.iter().filter(|f| f.scenario == scenario).count();
+        metrics::gauge!(drill::DRILL_ACTIVE, "scenario" => scenario.as_str()).set(n as f64);
+        for result in ["passed", "failed", "cancelled"] {
+            metrics::counter!(drill::DRILLS_TOTAL, "scenario" => scenario.as_str(), "result" => result)
+                .increment(0);
+        }
     }
 }

@@ -26,8 +26,8 @@ use crate::error::ServerError;
 use crate::hard_stop::CuttableListener;
 use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
 use crate::state::{
-    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, IngestLogs, SourceMetrics,
-    SourceRuntime,
+    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, IngestLogs,
+    SourceMetrics, SourceRuntime,
 };
 use crate::{api, conn, demo_handler, health, ingest, metrics as meters};
 
@@ -146,6 +146,12 @@ impl Server {
             store.clone(),
             canary_key,
         )?);
+        // The stored fire-drill faults apply from the first request: a node that restarts in
+        // the middle of a drill keeps applying it (until its expiry, never after).
+        if let Err(e) = duties::drill::faults::load(&*store, &state.faults, self.clock.now()).await
+        {
+            tracing::warn!(error = %e, "cannot read the fire drill faults yet; retrying in the background");
+        }
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -180,6 +186,7 @@ impl Server {
             state.destinations.values(),
             store.clone(),
             self.clock.clone(),
+            state.faults.clone(),
             config.server.shutdown_timeout.0,
             shutdown.child_token(),
         );
@@ -285,6 +292,8 @@ fn build_state(
         body_budget,
         recoveries: Arc::new(Notify::new()),
         canary_key,
+        faults: Arc::new(DrillFaults::new()),
+        drills: Arc::new(Notify::new()),
     })
 }
 
@@ -328,6 +337,8 @@ fn handles(state: &AppState, front_door: String) -> Handles {
         ),
         canary_key: state.canary_key.clone(),
         front_door,
+        faults: state.faults.clone(),
+        drills: state.drills.clone(),
     }
 }
 

@@ -6,11 +6,12 @@
 //! the `demo_handler` door), so every other module may depend on this one and it on none.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use intake_connectors::Connector;
 use intake_core::config::{Config, DestinationConfig, SourceConfig};
+use intake_core::drill::Scenario;
 use intake_core::log_limit::{SharedLogLimiter, Summary, LOG_SUMMARY_INTERVAL};
 use intake_core::signature::SigningKey;
 use intake_core::{SharedClock, Timestamp};
@@ -239,6 +240,107 @@ pub(crate) struct AppState {
     /// The key that tells intake's own canaries from other requests (see
     /// `intake_core::canary`).
     pub canary_key: intake_core::canary::CanaryKey,
+    /// The fire-drill faults this node applies.
+    pub faults: Arc<DrillFaults>,
+    /// Wakes the drill duty when the API started or cancelled a drill.
+    pub drills: Arc<Notify>,
+}
+
+/// One fire drill's fault, as this node applies it: running in the store when last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ActiveFault {
+    /// The drill (`drl_…`).
+    pub drill: String,
+    /// What it does.
+    pub scenario: Scenario,
+    /// To which source, destination or notifier.
+    pub target: String,
+    /// When it stops applying, whatever the store says by then.
+    pub expires_at: Timestamp,
+}
+
+/// The fire-drill faults this node applies: the running drills as last read from the store
+/// (`duties::drill::faults` reads them every second, and at once when this node starts or
+/// ends one). Every check also compares the fault's expiry with the instant, so a fault past
+/// its expiry is never applied, even by a node that has not read the store since.
+pub(crate) struct DrillFaults {
+    /// Whether any fault is known: the hot paths (ingest, claims) check this first.
+    any: AtomicBool,
+    active: RwLock<Arc<Vec<ActiveFault>>>,
+    /// Wakes the reader of the stored faults now.
+    pub reread: Notify,
+    /// Woken (every waiter) when the faults changed: the dispatchers look at their queues
+    /// again, so a healed queue-stall releases its deliveries at once.
+    pub changed: Notify,
+    /// Held while the faults are read from the store and set, so that a read that began
+    /// before a drill was written never replaces one that began after.
+    pub loading: tokio::sync::Mutex<()>,
+}
+
+impl DrillFaults {
+    pub fn new() -> Self {
+        DrillFaults {
+            any: AtomicBool::new(false),
+            active: RwLock::new(Arc::new(Vec::new())),
+            reread: Notify::new(),
+            changed: Notify::new(),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Replaces the known faults; whether they changed.
+    pub fn set(&self, faults: Vec<ActiveFault>) -> bool {
+        let mut active = match self.active.write() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        if **active == faults {
+            return false;
+        }
+        self.any.store(!faults.is_empty(), Ordering::Release);
+        *active = Arc::new(faults);
+        drop(active);
+        self.changed.notify_waiters();
+        true
+    }
+
+    fn current(&self) -> Option<Arc<Vec<ActiveFault>>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(match self.active.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        })
+    }
+
+    /// The fault of `scenario` on `target` in force at `now`, if any.
+    pub fn find(&self, scenario: Scenario, target: &str, now: Timestamp) -> Option<ActiveFault> {
+        self.current()?
+            .iter()
+            .find(|f| f.scenario == scenario && f.target == target && now < f.expires_at)
+            .cloned()
+    }
+
+    /// The sources a queue-stall holds at `now`, and when the first of those holds ends.
+    pub fn held(&self, now: Timestamp) -> (Vec<String>, Option<Timestamp>) {
+        let Some(all) = self.current() else {
+            return (Vec::new(), None);
+        };
+        let held: Vec<&ActiveFault> = all
+            .iter()
+            .filter(|f| f.scenario == Scenario::QueueStall && now < f.expires_at)
+            .collect();
+        let until = held.iter().map(|f| f.expires_at).min();
+        (held.into_iter().map(|f| f.target.clone()).collect(), until)
+    }
+
+    /// Every fault in force at `now` (for `/metrics`).
+    pub fn in_force(&self, now: Timestamp) -> Vec<ActiveFault> {
+        self.current()
+            .map(|all| all.iter().filter(|f| now < f.expires_at).cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// One source's metric handles, registered once at start (by the `metrics` module): the ingest
@@ -262,12 +364,30 @@ pub(crate) struct DeliveryMetrics {
     pub dead: Counter,
 }
 
-/// The demo handler's keys and the last deliveries it received.
+/// The demo handler's keys, the last deliveries it received, and the last notifications the
+/// demo notifier received.
 pub(crate) struct DemoInbox {
     /// The signing keys of the destinations that point at the demo handler.
     pub keys: Vec<SigningKey>,
     /// The last deliveries, oldest first.
     pub received: Mutex<VecDeque<Received>>,
+    /// The last notifications, oldest first.
+    pub notices: Mutex<VecDeque<DemoNotice>>,
+}
+
+/// One notification the demo notifier received (a webhook notifier's body, in short).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoNotice {
+    /// When the notice was made.
+    pub at: serde_json::Value,
+    /// `alert`, `silence`, `watchdog`, `incident`, `drill`.
+    pub kind: serde_json::Value,
+    /// `firing`, `repeat`, `resolved`, …
+    pub status: serde_json::Value,
+    /// The one line a person reads.
+    pub summary: serde_json::Value,
+    /// The fire drill it belongs to, if any.
+    pub drill: serde_json::Value,
 }
 
 /// One delivery the demo handler received.

@@ -218,3 +218,31 @@ pub(crate) fn counter_row<R: Columns>(r: &R) -> Result<CounterRow, R::Error> {
         count: r.int(6)?,
     })
 }
+
+/// A drill, from `DRILL_COLUMNS`.
+pub(crate) fn drill<R: Columns>(r: &R) -> Result<Drill, R::Error> {
+    let scenario = r.text(1)?;
+    let trigger = r.text(4)?;
+    let state = r.text(6)?;
+    let report = r.text(13)?;
+    Ok(Drill {
+        id: r.text(0)?,
+        scenario: intake_core::drill::Scenario::parse(&scenario)
+            .ok_or_else(|| r.corrupt(1, format!("unknown drill scenario `{scenario}`")))?,
+        target: r.text(2)?,
+        tenant: r.opt_text(3)?,
+        trigger: DrillTrigger::parse(&trigger)
+            .ok_or_else(|| r.corrupt(4, format!("unknown drill trigger `{trigger}`")))?,
+        schedule: r.opt_text(5)?,
+        state: DrillState::parse(&state)
+            .ok_or_else(|| r.corrupt(6, format!("unknown drill state `{state}`")))?,
+        created_by: r.text(7)?,
+        started_at: Timestamp(r.int(8)?),
+        expires_at: Timestamp(r.int(9)?),
+        detected_at: r.opt_int(10)?.map(Timestamp),
+        notified_at: r.opt_int(11)?.map(Timestamp),
+        healed_at: r.opt_int(12)?.map(Timestamp),
+        report: serde_json::from_str(&report)
+            .map_err(|e| r.corrupt(13, format!("drill report: {e}")))?,
+    })
+}

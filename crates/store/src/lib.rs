@@ -116,6 +116,22 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease: Duration,
         limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        self.claim_due_holding(destination, now, lease, limit, &[])
+            .await
+    }
+
+    /// [`Store::claim_due`], leaving alone the deliveries of the `held` sources (a
+    /// queue-stall fire drill): they are not claimed and stay exactly as they are — pending,
+    /// untouched, their attempts not counted — so the queue's oldest pending age grows as in
+    /// the story, and they are claimed as usual once no longer held.
+    async fn claim_due_holding(
+        &self,
+        destination: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+        held: &[String],
     ) -> Result<Vec<ClaimedDelivery>>;
 
     /// Records an attempt and moves its delivery to the attempt's next step. An attempt whose
@@ -127,7 +143,16 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()>;
 
     /// The earliest instant any delivery of `destination` needs a worker.
-    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>>;
+    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
+        self.next_due_at_holding(destination, &[]).await
+    }
+
+    /// [`Store::next_due_at`] among the deliveries of sources not in `held`.
+    async fn next_due_at_holding(
+        &self,
+        destination: &str,
+        held: &[String],
+    ) -> Result<Option<Timestamp>>;
 
     /// Events matching a filter, newest first.
     async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>>;
@@ -328,6 +353,23 @@ pub trait Store: Send + Sync + 'static {
     /// it was read (a worker finished it) is left alone and not counted. Wakes the dispatchers
     /// of the destinations that got due work. One transaction.
     async fn requeue_page(&self, req: RequeueRequest) -> Result<RequeuePage>;
+
+    /// Stores a new drill (normally `Running`: its row is its fault, applied by every node
+    /// until it ends or expires). An id that exists already is an error
+    /// ([`StoreError::Corrupt`]), and nothing is written.
+    async fn create_drill(&self, drill: Drill) -> Result<()>;
+
+    /// One drill.
+    async fn get_drill(&self, id: &str) -> Result<Option<Drill>>;
+
+    /// Drills matching a filter, newest first (by `started_at`, then id).
+    async fn list_drills(&self, filter: DrillFilter) -> Result<Vec<Drill>>;
+
+    /// Writes what a running drill observed, or its end, and returns the drill as stored
+    /// afterwards. A drill that has already ended is not changed (it is returned as it is), so
+    /// a cancellation and the duty's verdict cannot overwrite each other. `None` when there
+    /// is no such drill.
+    async fn update_drill(&self, update: DrillUpdate) -> Result<Option<Drill>>;
 
     /// Succeeds when a write transaction can be committed now.
     async fn check_writable(&self) -> Result<()>;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod audit;
+mod drill;
 mod recovery;
 
 pub use audit::*;
+pub use drill::*;
 pub use recovery::*;
 
 /// An event about to be accepted.

@@ -114,6 +114,7 @@ pub struct TableCounts {
     pub counter_rows: i64,
     pub counted: i64,
     pub recoveries: i64,
+    pub drills: i64,
 }
 
 impl TableCounts {
@@ -128,14 +129,15 @@ impl std::fmt::Display for TableCounts {
         write!(
             f,
             "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {}), \
-             {} recovery jobs",
+             {} recovery jobs, {} drills",
             self.events,
             self.deliveries,
             self.attempts,
             self.rejections,
             self.counter_rows,
             self.counted,
-            self.recoveries
+            self.recoveries,
+            self.drills
         )
     }
 }

@@ -22,6 +22,10 @@ pub(crate) const RECOVERY_COLUMNS: &str = "id, kind, tenant, source, dry_run, st
 /// The states of a recovery job that has ended, as an SQL list: a final job is not changed.
 pub(crate) const RECOVERY_FINAL_STATES: &str = "('succeeded', 'failed', 'cancelled')";
 
+/// The columns of a drill, in the order `decode::drill` reads them.
+pub(crate) const DRILL_COLUMNS: &str = "id, scenario, target, tenant, trigger_kind, schedule, \
+     state, created_by, started_at, expires_at, detected_at, notified_at, healed_at, report";
+
 /// The columns of an outbox item, in the order the backends' `outbox_row` reads them.
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
@@ -59,7 +63,7 @@ pub(crate) const TABLE_COUNTS: &str = "SELECT
     (SELECT COUNT(*) FROM (SELECT 1 FROM counters
         GROUP BY minute, tenant, source, channel, destination, metric) AS k),
     (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters),
-    (SELECT COUNT(*) FROM recoveries)";
+    (SELECT COUNT(*) FROM recoveries), (SELECT COUNT(*) FROM drills)";
 
 /// The meta (SQLite) or state (PostgreSQL) key under which counter compaction records since
 /// when minute counters are complete: it deleted minute rows before this instant.

@@ -116,6 +116,8 @@ pub async fn copy(
     // a job still running resumes from its cursor on the new store.
     to.import_recoveries(from.export_recoveries().await?)
         .await?;
+    // Drills, finished ones too (their reports are the record of what alerting proved).
+    to.import_drills(from.export_drills().await?).await?;
     // Copied once: a resumed copy finds them there already.
     if to.list_notifications(None, 1).await?.is_empty() {
         let waiting = from.export_pending_notifications().await?;

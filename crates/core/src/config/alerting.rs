@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::units::{lenient, Dur};
 
 /// The ids of the built-in alert rules. They are part of the external contract.
-pub const RULE_IDS: [&str; 12] = [
+pub const RULE_IDS: [&str; 13] = [
     "inbound_stopped",
     "inbound_drop",
     "rejections_spike",
@@ -22,6 +22,7 @@ pub const RULE_IDS: [&str; 12] = [
     "canary_failed",
     "source_gap",
     "notifier_failing",
+    "drill_failed",
     "watchdog",
 ];
 

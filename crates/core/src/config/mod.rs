@@ -9,14 +9,15 @@
 //! One file per group of sections, each holding its types, defaults and serde forms:
 //! `units` (durations, sizes, rates), `server` (server, storage, cluster, admin), `sources`
 //! (tenants, sources), `destinations`, `alerting` (monitor, rules, notifiers, canary,
-//! incidents) and `reconcile`; `validate` holds the checks, one function per section, and the error types;
+//! incidents), `reconcile` and `drills` (scheduled fire drills); `validate` holds the checks, one function per section, and the error types;
 //! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
-//! is in. The section files import only `units` (and core's `delivery`); only `validate` and
+//! is in. The section files import only `units` (and core's `delivery` and `drill`); only `validate` and
 //! this root see every section.
 
 mod alerting;
 mod destinations;
+mod drills;
 mod mask;
 mod reconcile;
 mod server;
@@ -34,6 +35,7 @@ pub use alerting::{
     RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
+pub use drills::DrillConfig;
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
 pub use reconcile::{ReconcileConfig, MAX_RECONCILE_SAMPLE};
 pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
@@ -90,6 +92,9 @@ pub struct Config {
     /// `[reconcile]`
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// `[[drills]]`
+    #[serde(default)]
+    pub drills: Vec<DrillConfig>,
 }
 
 impl Config {
@@ -114,7 +119,9 @@ impl Config {
     }
 
     /// The configuration `intake serve` runs with when given no file: one demo tenant with a
-    /// Kustomer source delivering to the built-in demo handler, so a newcomer can curl it.
+    /// Kustomer source delivering to the built-in demo handler, so a newcomer can curl it, and
+    /// a webhook notifier to the built-in notification receiver, so a fire drill's alert is
+    /// seen arriving.
     pub fn embedded_default() -> Config {
         let text = r#"
 [server]
@@ -142,6 +149,12 @@ tenant = "demo"
 kind = "kustomer"
 secrets = ["demo-kustomer-secret"]
 destinations = ["demo-handler"]
+
+# Alerts go to the demo notification receiver (GET /demo/notifications lists them).
+[[notifiers]]
+id = "demo-notifications"
+kind = "webhook"
+url = "http://127.0.0.1:8080/demo/notifications"
 "#;
         match Config::from_toml_str(text) {
             Ok(c) => c,
@@ -159,6 +172,11 @@ destinations = ["demo-handler"]
     /// The destination with this id.
     pub fn destination(&self, id: &str) -> Option<&DestinationConfig> {
         self.destinations.iter().find(|d| d.id == id)
+    }
+
+    /// The notifier with this id.
+    pub fn notifier(&self, id: &str) -> Option<&NotifierConfig> {
+        self.notifiers.iter().find(|n| n.id == id)
     }
 
     /// The tenant with this id.

@@ -600,3 +600,111 @@ fn reconcile_keys_accept_the_text_environment_variables_set() {
     };
     assert_eq!(c.reconcile, want);
 }
+
+#[test]
+fn scheduled_drills_name_a_scenario_its_target_and_a_schedule() {
+    let base = r#"
+[[tenants]]
+id = "t"
+
+[[destinations]]
+id = "d"
+url = "http://127.0.0.1:9000/h"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[sources]]
+id = "a"
+tenant = "t"
+kind = "kustomer"
+secrets = ["s"]
+destinations = ["d"]
+
+[[notifiers]]
+id = "n"
+kind = "webhook"
+url = "http://127.0.0.1:9001/n"
+"#;
+    let c = Config::from_toml_str(&format!(
+        "{base}
+[[drills]]
+scenario = \"queue-stall\"
+source = \"a\"
+schedule = \"weekly\"
+
+[[drills]]
+scenario = \"handler-down\"
+destination = \"d\"
+schedule = \"72h\"
+for = \"10m\"
+
+[[drills]]
+scenario = \"notifier-down\"
+notifier = \"n\"
+schedule = \"daily\"
+"
+    ))
+    .unwrap();
+    assert_eq!(c.drills.len(), 3);
+    assert_eq!(c.drills[0].key(), "queue-stall:a");
+    assert_eq!(c.drills[1].target(), Some("d"));
+    assert_eq!(c.drills[1].for_, Some(Dur::secs(600)));
+
+    // Each wrong entry is named by its key, with what would be right.
+    let cases: &[(&str, &str)] = &[
+        (
+            "scenario = \"queue-stal\"\nsource = \"a\"\nschedule = \"daily\"",
+            "drills[0].scenario: unknown scenario `queue-stal` (scenarios: queue-stall, handler-down, flow-stop, notifier-down)",
+        ),
+        (
+            "scenario = \"queue-stall\"\nschedule = \"daily\"",
+            "drills[0].source: missing: queue-stall needs the source it is run on",
+        ),
+        (
+            "scenario = \"flow-stop\"\nsource = \"zz\"\nschedule = \"daily\"",
+            "drills[0].source: unknown source `zz` (known: a)",
+        ),
+        (
+            "scenario = \"flow-stop\"\nsource = \"a\"\ndestination = \"d\"\nschedule = \"daily\"",
+            "drills[0].destination: flow-stop is run on a source, not a destination",
+        ),
+        (
+            "scenario = \"handler-down\"\ndestination = \"nope\"\nschedule = \"daily\"",
+            "drills[0].destination: unknown destination `nope` (known: d)",
+        ),
+        (
+            "scenario = \"notifier-down\"\nnotifier = \"x\"\nschedule = \"daily\"",
+            "drills[0].notifier: unknown notifier `x` (known: n)",
+        ),
+        (
+            "scenario = \"queue-stall\"\nsource = \"a\"\nschedule = \"monthly\"",
+            "drills[0].schedule: `monthly` is not a schedule",
+        ),
+        (
+            "scenario = \"queue-stall\"\nsource = \"a\"\nschedule = \"5m\"",
+            "drills[0].schedule: `5m` is too often",
+        ),
+        (
+            "scenario = \"queue-stall\"\nsource = \"a\"\nschedule = \"2h\"\nfor = \"3h\"",
+            "drills[0].for: must be shorter than the schedule (2h)",
+        ),
+        (
+            "scenario = \"queue-stall\"\nsource = \"a\"\nschedule = \"daily\"\nfor = \"0s\"",
+            "drills[0].for: must be between 1s and 1day",
+        ),
+    ];
+    for (entry, want) in cases {
+        let p = problems(&format!("{base}\n[[drills]]\n{entry}\n"));
+        assert_eq!(p.len(), 1, "{entry}: {p:?}");
+        assert!(p[0].starts_with(want), "{entry}: {p:?}");
+    }
+    // One schedule per scenario and target.
+    let twice = "[[drills]]\nscenario = \"queue-stall\"\nsource = \"a\"\nschedule = \"daily\"\n";
+    let p = problems(&format!("{base}\n{twice}\n{twice}"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("drills[1]: a second schedule of queue-stall on `a`"),
+        "{p:?}"
+    );
+    // `drill_failed` is a rule id like the others.
+    assert!(RULE_IDS.contains(&"drill_failed"));
+}

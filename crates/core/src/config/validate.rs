@@ -13,10 +13,12 @@ use super::alerting::{is_loopback, NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
 use super::mask::{exposure, mask, Exposure, MASK};
 use super::reconcile::MAX_RECONCILE_SAMPLE;
 use super::{
-    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, MetricsConfig,
-    MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig, RuleOverride, ServerConfig,
-    SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig, TenantConfig,
+    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, DrillConfig,
+    MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig,
+    RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig,
+    TenantConfig,
 };
+use crate::drill::{Scenario, Schedule, TargetKind, MAX_FOR};
 use crate::signature::SigningKey;
 
 /// One thing wrong with a configuration, with where it is.
@@ -137,6 +139,13 @@ pub(super) fn problems(c: &Config) -> Vec<ConfigProblem> {
     v.problems
 }
 
+/// The ids other sections refer to.
+struct Known<'a> {
+    sources: &'a HashSet<&'a str>,
+    destinations: &'a HashSet<&'a str>,
+    notifiers: &'a HashSet<&'a str>,
+}
+
 /// Collects problems. Each section has its own check; [`Validator::check`] calls them in file
 /// order.
 #[derive(Default)]
@@ -236,6 +245,26 @@ impl Validator {
             self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
         }
         self.reconcile(&c.reconcile);
+        let known = Known {
+            sources: &sources,
+            destinations: &destinations,
+            notifiers: &notifiers,
+        };
+        let mut schedules = HashSet::new();
+        for (i, d) in c.drills.iter().enumerate() {
+            let p = format!("drills[{i}]");
+            self.drill(&p, d, &known);
+            if d.target().is_some() && !schedules.insert(d.key()) {
+                self.push(
+                    p,
+                    format!(
+                        "a second schedule of {} on `{}`: one schedule per scenario and target",
+                        d.scenario,
+                        d.target().unwrap_or("")
+                    ),
+                );
+            }
+        }
     }
 
     /// `[server]`: a listen address, an http(s) public URL, a body limit above zero.
@@ -748,6 +777,77 @@ impl Validator {
                 "reconcile.sample",
                 format!("must be at most {MAX_RECONCILE_SAMPLE}"),
             );
+        }
+    }
+
+    /// One `[[drills]]` entry at `p`: a known scenario, the one target key it takes naming a
+    /// configured source, destination or notifier (and no other), a schedule, and a `for`
+    /// between a second and a day that leaves room before the next drill of the schedule.
+    fn drill(&mut self, p: &str, d: &DrillConfig, known: &Known<'_>) {
+        let Some(scenario) = Scenario::parse(&d.scenario) else {
+            self.push(
+                format!("{p}.scenario"),
+                format!(
+                    "unknown scenario `{}` (scenarios: {})",
+                    d.scenario,
+                    Scenario::names()
+                ),
+            );
+            return;
+        };
+        let takes = scenario.target_kind();
+        let keys = [
+            (TargetKind::Source, &d.source, known.sources),
+            (TargetKind::Destination, &d.destination, known.destinations),
+            (TargetKind::Notifier, &d.notifier, known.notifiers),
+        ];
+        for (kind, value, ids) in keys {
+            let key = format!("{p}.{}", kind.as_str());
+            match (kind == takes, value) {
+                (true, Some(id)) => self.reference(key, kind.as_str(), id, ids),
+                (true, None) => self.push(
+                    key,
+                    format!(
+                        "missing: {scenario} needs the {} it is run on",
+                        kind.as_str()
+                    ),
+                ),
+                (false, Some(_)) => self.push(
+                    key,
+                    format!(
+                        "{scenario} is run on a {}, not a {}",
+                        takes.as_str(),
+                        kind.as_str()
+                    ),
+                ),
+                (false, None) => {}
+            }
+        }
+        let schedule = match Schedule::parse(&d.schedule) {
+            Ok(s) => Some(s),
+            Err(message) => {
+                self.push(format!("{p}.schedule"), message);
+                None
+            }
+        };
+        if let Some(f) = d.for_ {
+            if f.0 < Duration::from_secs(1) || f.0 > MAX_FOR {
+                self.push(
+                    format!("{p}.for"),
+                    format!(
+                        "must be between 1s and {}",
+                        humantime::format_duration(MAX_FOR)
+                    ),
+                );
+            } else if schedule.is_some_and(|s| f.0 >= s.0) {
+                self.push(
+                    format!("{p}.for"),
+                    format!(
+                        "must be shorter than the schedule ({}): a drill ends before the next one starts",
+                        d.schedule
+                    ),
+                );
+            }
         }
     }
 

@@ -14,6 +14,7 @@ mod canary;
 mod cli;
 mod cluster;
 mod crash;
+mod drills;
 mod failure;
 mod flows;
 mod input_policy;

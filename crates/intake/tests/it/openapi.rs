@@ -451,6 +451,21 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
     );
     let cancel_path = format!("{recovery_path}/cancel");
     answers.push(created);
+    // A drill on a source nobody sends to, cancelled at the end.
+    let drill = json!({"scenario": "flow-stop", "source": "maelys-unreachable", "for": "10m"});
+    let created = ask(
+        server,
+        ("POST", "/api/v1/drills", "/api/v1/drills"),
+        op,
+        Some(drill.clone()),
+    )
+    .await;
+    let drill_path = format!(
+        "/api/v1/drills/{}",
+        created.body["id"].as_str().unwrap_or("?")
+    );
+    let drill_cancel = format!("{drill_path}/cancel");
+    answers.push(created);
     let event_path = format!("/api/v1/events/{event}");
     let asks: Vec<Ask> = vec![
         (
@@ -480,6 +495,48 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
         ),
         (
             ("POST", "/api/v1/recoveries/{id}/cancel", &cancel_path),
+            op,
+            None,
+        ),
+        (("GET", "/api/v1/drills", "/api/v1/drills"), op, None),
+        (
+            ("GET", "/api/v1/drills", "/api/v1/drills?state=bogus"),
+            op,
+            None,
+        ),
+        (("GET", "/api/v1/drills/{id}", &drill_path), op, None),
+        (
+            ("GET", "/api/v1/drills/{id}", &drill_path),
+            Some("other-token"),
+            None,
+        ),
+        (
+            ("POST", "/api/v1/drills", "/api/v1/drills"),
+            op,
+            Some(drill),
+        ),
+        (
+            ("POST", "/api/v1/drills", "/api/v1/drills"),
+            Some("maelys-token"),
+            Some(json!({"scenario": "queue-stall", "source": "maelys-kustomer"})),
+        ),
+        (
+            ("POST", "/api/v1/drills", "/api/v1/drills"),
+            op,
+            Some(json!({"scenario": "bogus"})),
+        ),
+        (
+            ("POST", "/api/v1/drills", "/api/v1/drills"),
+            op,
+            Some(json!({"scenario": "queue-stall", "source": "nope"})),
+        ),
+        (
+            ("POST", "/api/v1/drills/{id}/cancel", &drill_cancel),
+            op,
+            None,
+        ),
+        (
+            ("POST", "/api/v1/drills/{id}/cancel", &drill_cancel),
             op,
             None,
         ),

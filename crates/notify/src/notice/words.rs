@@ -3,7 +3,9 @@
 //! (`render.rs`, which re-exports them) use the same ones, so that every channel says the same
 //! thing in the same words. This module depends only on the notice's own types.
 
-use super::{AlertItem, AlertStatus, IncidentStatus, Labels, NoticeKind, SilenceStatus};
+use super::{
+    AlertItem, AlertStatus, DrillStatus, IncidentStatus, Labels, NoticeKind, SilenceStatus,
+};
 
 /// Labels the dashboard filters on, in the order people read them.
 pub(crate) const FILTER_LABELS: [&str; 4] = ["tenant", "source", "channel", "destination"];
@@ -54,6 +56,7 @@ pub(crate) fn rule_title(rule: &str) -> &str {
         "canary_failed" => "Canary did not arrive",
         "source_gap" => "Events missing compared with the source",
         "notifier_failing" => "Notifications failing",
+        "drill_failed" => "Scheduled fire drill failed",
         "watchdog" => "Watchdog",
         other => other,
     }
@@ -71,6 +74,7 @@ pub(crate) fn status_word(kind: NoticeKind) -> &'static str {
         NoticeKind::Incident(IncidentStatus::Declared) => "INCIDENT",
         NoticeKind::Incident(IncidentStatus::Updated) => "INCIDENT UPDATE",
         NoticeKind::Incident(IncidentStatus::Resolved) => "INCIDENT RESOLVED",
+        NoticeKind::Drill(DrillStatus::Probe) => "DRILL PROBE",
     }
 }
 

@@ -427,3 +427,124 @@ async fn watchdog_pings_with_get_or_post_and_only_for_heartbeats() {
     assert!(text.contains("2026-11-28T10:01:00.000Z"), "{text}");
     assert_eq!(heartbeat.severity, Severity::Info);
 }
+
+/// A queue stalled by a fire drill: the alert and its group carry the label `drill`.
+fn drill_stall(status: AlertStatus) -> Notice {
+    let mut item = intake_notify::AlertItem::new(
+        labels(&[
+            ("tenant", "maelys"),
+            ("source", "maelys-kustomer"),
+            ("drill", "drl_1"),
+        ]),
+        "no canary reached the handler for 2m",
+        t("2026-11-28T10:13:00Z"),
+    );
+    let at = if status == AlertStatus::Resolved {
+        item = item.resolved_at(t("2026-11-28T10:20:00Z"));
+        t("2026-11-28T10:20:00Z")
+    } else {
+        t("2026-11-28T10:15:00Z")
+    };
+    Notice::alert(
+        status,
+        "canary_failed",
+        Severity::Critical,
+        labels(&[("tenant", "maelys"), ("drill", "drl_1")]),
+        vec![item],
+        at,
+        &links(),
+    )
+}
+
+#[tokio::test]
+async fn a_drill_s_notices_are_marked_on_every_kind_of_notifier() {
+    let firing = drill_stall(AlertStatus::Firing);
+    assert_eq!(firing.drill.as_deref(), Some("drl_1"));
+    assert!(firing
+        .summary
+        .starts_with("[DRILL] [FIRING] Canary did not arrive"));
+    assert_eq!(
+        firing.key,
+        r#"canary_failed{drill="drl_1",tenant="maelys"}"#
+    );
+    let resolved = drill_stall(AlertStatus::Resolved);
+    assert!(resolved.summary.starts_with("[DRILL] [RESOLVED]"));
+
+    // Webhook: the field and the labels.
+    let body = send_one(NotifierKind::Webhook, "/hook", &firing).await;
+    assert_eq!(body["drill"], "drl_1");
+    assert_eq!(body["labels"]["drill"], "drl_1");
+    assert_eq!(body["alerts"][0]["labels"]["drill"], "drl_1");
+    // Slack: the header and the fallback.
+    let body = send_one(NotifierKind::Slack, "/slack", &firing).await;
+    assert!(
+        body["text"].as_str().unwrap().starts_with("[DRILL] "),
+        "{body}"
+    );
+    assert!(
+        body["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[DRILL] 🔴 FIRING: Canary did not arrive"),
+        "{body}"
+    );
+    // Alertmanager: the label routes it, the summary says it.
+    let body = send_one(NotifierKind::Alertmanager, "/am", &firing).await;
+    assert_eq!(body[0]["labels"]["drill"], "drl_1");
+    assert_eq!(body[0]["labels"]["severity"], "critical");
+    assert!(body[0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("[DRILL] Canary did not arrive"));
+    // PagerDuty: triggered at severity info, with the drill in the details; resolved with the
+    // same key.
+    let cap = HttpCapture::start(Answer::status(202)).await;
+    let pd = pagerduty(&cap);
+    pd.send(&firing).await.unwrap();
+    pd.send(&resolved).await.unwrap();
+    let got = cap.received();
+    let (trigger, resolve) = (got[0].json(), got[1].json());
+    assert_eq!(trigger["payload"]["severity"], "info");
+    assert_eq!(trigger["payload"]["custom_details"]["drill"], "drl_1");
+    assert!(trigger["payload"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("[DRILL] "));
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+    // A real alert is not marked.
+    let real = queue_stalled(AlertStatus::Firing);
+    assert!(real.drill.is_none() && !real.summary.contains("[DRILL]"));
+    let cap = HttpCapture::start(Answer::status(202)).await;
+    pagerduty(&cap).send(&real).await.unwrap();
+    assert_eq!(cap.received()[0].json()["payload"]["severity"], "critical");
+}
+
+#[tokio::test]
+async fn a_drill_probe_goes_to_pagerduty_s_timeline_and_not_to_alertmanager() {
+    let probe = Notice::drill_probe(
+        "drl_2",
+        "n1",
+        t("2026-11-28T10:00:00Z"),
+        t("2026-11-28T10:05:00Z"),
+        &links(),
+    );
+    assert_eq!(serde_json::to_value(&probe).unwrap()["kind"], "drill");
+    assert_eq!(serde_json::to_value(&probe).unwrap()["status"], "probe");
+    let cap = HttpCapture::start(Answer::status(202)).await;
+    pagerduty(&cap).send(&probe).await.unwrap();
+    assert_eq!(cap.received()[0].uri, "/v2/change/enqueue");
+    let cap = HttpCapture::start(Answer::status(200)).await;
+    let am = build(
+        &config(NotifierKind::Alertmanager, Some(cap.url("/am"))),
+        &ctx(),
+    )
+    .unwrap();
+    assert!(!am.accepts(&probe));
+    let body = send_one(NotifierKind::Webhook, "/hook", &probe).await;
+    assert_eq!(body["drill"], "drl_2");
+    assert!(body["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("[DRILL] notifier-down drill drl_2"));
+}

@@ -34,6 +34,7 @@ mod alerts;
 mod audit;
 mod canaries;
 mod cluster;
+mod drills;
 mod events;
 mod flows;
 mod notifiers;

@@ -84,6 +84,18 @@ impl Problem {
         p
     }
 
+    /// 503: a `flow-stop` fire drill refuses this source's webhooks; retry once it is over.
+    pub fn drill(detail: impl Into<String>, remaining: std::time::Duration) -> Self {
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "drill-flow-stop",
+            "Refused by a fire drill",
+            detail,
+        );
+        p.retry_after = Some(remaining.as_secs().max(1));
+        p
+    }
+
     /// 500: a bug.
     pub fn internal(detail: impl Into<String>) -> Self {
         Problem::new(

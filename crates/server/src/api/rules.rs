@@ -50,8 +50,9 @@ pub struct Rules {
 
 /// Rules evaluated today; the others are wired by their own features. `source_gap` is
 /// evaluated while reconciliation is enabled (`reconcile.enabled`).
-const EVALUATED: [&str; 12] = [
+const EVALUATED: [&str; 13] = [
     "canary_failed",
+    "drill_failed",
     "notifier_failing",
     "watchdog",
     "inbound_stopped",
@@ -117,7 +118,7 @@ async fn rules(
 fn default_severity(rule: &str) -> Severity {
     match rule {
         "inbound_stopped" | "queue_stalled" | "canary_failed" | "source_gap" | "dead_letters"
-        | "notifier_failing" => Severity::Critical,
+        | "notifier_failing" | "drill_failed" => Severity::Critical,
         _ => Severity::Warning,
     }
 }

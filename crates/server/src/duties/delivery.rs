@@ -7,8 +7,11 @@
 //! poll. Every attempt is recorded with its outcome; the retry policy from `intake-core`
 //! decides what follows it.
 //!
-//! The dispatchers take the store, the clock and their destination's handles
-//! (`DestinationRuntime`), nothing else.
+//! The dispatchers take the store, the clock, their destination's handles
+//! (`DestinationRuntime`) and the fire-drill faults of this node, nothing else. Two drills
+//! act here, and only here: a `queue-stall` of a source leaves its deliveries out of the
+//! claims (pending, untouched, until the drill ends), and a `handler-down` of the destination
+//! fails each attempt without calling the handler, recorded and retried like any failure.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderName, HeaderValue};
 use intake_core::config::Rate;
 use intake_core::delivery::{AttemptOutcome, NextStep};
+use intake_core::drill::Scenario;
 use intake_core::rate::{parse_retry_after, TokenBucket};
 use intake_core::{DeliveryId, SharedClock, Timestamp};
 use intake_store::{ClaimedDelivery, FinishedAttempt, Store};
@@ -25,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::DestinationRuntime;
+use crate::state::{DestinationRuntime, DrillFaults};
 
 /// The longest a dispatcher sleeps without looking at the store. It normally wakes earlier
 /// (new work, a due retry); this bounds the damage of a missed wake-up.
@@ -58,6 +62,7 @@ pub(crate) fn start_all<'a>(
     destinations: impl Iterator<Item = &'a Arc<DestinationRuntime>>,
     store: Arc<dyn Store>,
     clock: SharedClock,
+    faults: Arc<DrillFaults>,
     shutdown_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
@@ -73,6 +78,7 @@ pub(crate) fn start_all<'a>(
             let d = Dispatcher {
                 store: store.clone(),
                 clock: clock.clone(),
+                faults: faults.clone(),
                 shutdown_timeout,
                 dest: dest.clone(),
                 http: http.clone(),
@@ -91,6 +97,7 @@ pub(crate) fn start_all<'a>(
 struct Dispatcher {
     store: Arc<dyn Store>,
     clock: SharedClock,
+    faults: Arc<DrillFaults>,
     shutdown_timeout: Duration,
     dest: Arc<DestinationRuntime>,
     http: reqwest::Client,
@@ -128,9 +135,11 @@ impl Dispatcher {
                 }
             }
             let now = clock.now();
+            // A queue-stall drill's source: its deliveries are not claimed until it ends.
+            let (held, held_until) = self.faults.held(now);
             let claimed = match self
                 .store
-                .claim_due(&self.dest.config.id, now, lease, permits.len())
+                .claim_due_holding(&self.dest.config.id, now, lease, permits.len(), &held)
                 .await
             {
                 Ok(c) => c,
@@ -153,14 +162,17 @@ impl Dispatcher {
                 drop(permits);
                 let next = self
                     .store
-                    .next_due_at(&self.dest.config.id)
+                    .next_due_at_holding(&self.dest.config.id, &held)
                     .await
                     .ok()
                     .flatten();
-                let ceiling = now.plus(SAFETY_POLL);
+                // A hold that ends by its expiry releases its deliveries then.
+                let ceiling =
+                    held_until.map_or(now.plus(SAFETY_POLL), |t| t.min(now.plus(SAFETY_POLL)));
                 let wake_at = next.map_or(ceiling, |t| t.min(ceiling));
                 tokio::select! {
                     _ = self.dest.wake.notified() => {}
+                    _ = self.faults.changed.notified() => {}
                     _ = clock.sleep_until(wake_at) => {}
                     _ = self.shutdown.cancelled() => break,
                 }
@@ -191,6 +203,7 @@ impl Dispatcher {
                 let attempt = Attempt {
                     store: self.store.clone(),
                     clock: self.clock.clone(),
+                    faults: self.faults.clone(),
                     dest: self.dest.clone(),
                     http: self.http.clone(),
                     leases: self.leases.clone(),
@@ -233,6 +246,7 @@ impl Dispatcher {
 struct Attempt {
     store: Arc<dyn Store>,
     clock: SharedClock,
+    faults: Arc<DrillFaults>,
     dest: Arc<DestinationRuntime>,
     http: reqwest::Client,
     leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
@@ -322,6 +336,18 @@ impl Attempt {
 
     async fn send(&self, d: &ClaimedDelivery, now: Timestamp) -> AttemptOutcome {
         let cfg = &self.dest.config;
+        // A handler-down drill: the attempt fails as if the handler were down, without
+        // calling it, and is recorded and retried like any failed attempt.
+        if let Some(f) = self.faults.find(Scenario::HandlerDown, &cfg.id, now) {
+            return AttemptOutcome::Failure {
+                status: None,
+                retry_after: None,
+                error: format!(
+                    "fire drill {}: handler-down on destination `{}` (no request was sent)",
+                    f.drill, cfg.id
+                ),
+            };
+        }
         let ts = now.as_secs();
         let signature = self.dest.key.sign(d.event_id.as_str(), ts, &d.body);
         // Connectors refuse times RFC 3339 cannot write; one stored before they did falls back

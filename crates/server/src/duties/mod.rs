@@ -16,6 +16,9 @@
 //!   received (the open gaps behind `source_gap`).
 //! * [`canary`]: signed synthetic webhooks through the front door, followed to the handler
 //!   (the pure decisions in `canary::decide`, the book every node reads in `canary::book`).
+//! * [`drill`]: fire drills — stored faults every node applies until they expire
+//!   (`drill::faults`, a task of every node), and the `drills` duty that watches them for
+//!   their alert and notification, heals them, and starts the `[[drills]]` schedules.
 //! * [`book`]: the alert book and flow expectations the monitor stores for everyone to read.
 //! * [`audit`]: the conservation audit of a source's window, read and judged for the API door
 //!   (no task of its own).
@@ -33,7 +36,7 @@
 //! The singleton duties: the **recovery** jobs, **reconciliation**, the **lease reaper**
 //! (deliveries in flight under the lease of a node that has stopped sending heartbeats are
 //! made due at once, rather than when their leases expire), the **monitor** (with the
-//! notifications), **counter compaction** and the **canaries**. Drills and the other duties to
+//! notifications), **counter compaction**, the **canaries** and the **drills**. The duties to
 //! come join them here.
 
 pub mod audit;
@@ -41,6 +44,7 @@ pub mod book;
 pub mod canary;
 pub mod compaction;
 pub mod delivery;
+pub mod drill;
 pub mod monitor;
 pub mod notify;
 pub mod reconcile;
@@ -61,7 +65,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{DestinationRuntime, IngestLogs};
+use crate::state::{DestinationRuntime, DrillFaults, IngestLogs};
 
 /// The handles the node's duties are started with; each duty takes from it what it uses.
 #[derive(Clone)]
@@ -80,6 +84,10 @@ pub(crate) struct Handles {
     /// Where canaries enter: `server.public_url`, else this node's listening address (no
     /// trailing `/`).
     pub front_door: String,
+    /// The fire-drill faults this node applies.
+    pub faults: Arc<DrillFaults>,
+    /// Woken when this node's API started or cancelled a drill.
+    pub drills: Arc<Notify>,
 }
 
 /// A duty's body: runs until its token is cancelled.
@@ -89,7 +97,7 @@ type DutyFn = fn(Handles, CancellationToken) -> Pin<Box<dyn Future<Output = ()> 
 const DUTIES: &[(&str, DutyFn)] = &[
     (LEASE_REAPER, |h, stop| Box::pin(reap_leases(h, stop))),
     (monitor::MONITOR, |h, stop| {
-        Box::pin(monitor::run(h.config, h.clock, h.store, stop))
+        Box::pin(monitor::run(h.config, h.clock, h.store, h.faults, stop))
     }),
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))
@@ -101,6 +109,7 @@ const DUTIES: &[(&str, DutyFn)] = &[
         Box::pin(reconcile::run(h, stop))
     }),
     (canary::CANARY, |h, stop| Box::pin(canary::run(h, stop))),
+    (drill::DRILLS, |h, stop| Box::pin(drill::run(h, stop))),
 ];
 
 /// The lease reaper's duty name.
@@ -123,6 +132,13 @@ pub(crate) fn start(
         started_at,
         shutdown.clone(),
     ))];
+    // Every node applies the stored fire-drill faults, whichever node runs the drill duty.
+    tasks.push(tokio::spawn(drill::faults::apply_stored(
+        handles.store.clone(),
+        handles.faults.clone(),
+        handles.clock.clone(),
+        shutdown.clone(),
+    )));
     if let Some(rx) = handles.store.subscribe_new_work() {
         tasks.push(tokio::spawn(forward_wakeups(
             handles.wakers.clone(),

@@ -11,6 +11,9 @@
 //! watchdog and sends the watchdog alert to every Alertmanager. It takes the configuration,
 //! the clock and the store, nothing else.
 //!
+//! `drill_failed` is decided here too, at every evaluation, from the last verdict of each
+//! `[[drills]]` schedule ([`super::drill::schedule::failed_findings`]).
+//!
 //! `canary_failed` is decided here too, from the canary book the canary duty keeps
 //! ([`super::canary::decide::findings`]), at every evaluation and also between two, at the
 //! very instant a source's deadline runs out: the monitor sleeps until then, judges the
@@ -34,8 +37,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::book::{ALERTS_STATE, FLOWS_STATE};
 use super::canary::{self, decide::CANARY_FAILED};
+use super::drill;
 use super::notify::{self, Pipeline};
 use super::reconcile;
+use crate::state::DrillFaults;
 
 /// The monitor's duty name.
 pub const MONITOR: &str = "monitor";
@@ -74,6 +79,7 @@ pub(crate) async fn run(
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
+    faults: Arc<DrillFaults>,
     stop: CancellationToken,
 ) {
     let started = clock.now();
@@ -105,12 +111,18 @@ pub(crate) async fn run(
     let interval = duty.config.monitor.interval.0.max(Duration::from_secs(1));
     // Notifications: decided after each evaluation, sent by their own loop, and the watchdog
     // pinged from this loop, so a heartbeat proves that this loop is evaluating.
-    let mut pipeline = Pipeline::new(duty.config.clone(), duty.clock.clone(), duty.store.clone());
+    let mut pipeline = Pipeline::new(
+        duty.config.clone(),
+        duty.clock.clone(),
+        duty.store.clone(),
+        faults.clone(),
+    );
     let sender = tokio::spawn(notify::send::send_loop(
         duty.clock.clone(),
         duty.store.clone(),
         pipeline.notifiers.clone(),
         pipeline.wake.clone(),
+        faults,
         stop.clone(),
     ));
     let mut next = first_tick(duty.clock.now(), interval);
@@ -322,6 +334,7 @@ impl MonitorDuty {
 
         let mut transitions = self.monitor.evaluate(now);
         transitions.extend(self.judge_canaries(now).await?);
+        transitions.extend(self.judge_drills(now).await?);
         self.save(&transitions).await?;
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
             .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
@@ -343,6 +356,15 @@ impl MonitorDuty {
             canary::decide::findings(&self.config, &self.rules, &book, self.started, now);
         self.canary_check = next;
         Ok(self.monitor.apply_external(CANARY_FAILED, findings, now))
+    }
+
+    /// `drill_failed` from the last verdict of each `[[drills]]` schedule.
+    async fn judge_drills(&mut self, now: Timestamp) -> Result<Vec<Transition>, StoreError> {
+        let last = drill::last_judged(&*self.store, &self.config).await?;
+        let findings = drill::schedule::failed_findings(&self.config, &self.rules, &last);
+        Ok(self
+            .monitor
+            .apply_external(intake_core::drill::DRILL_FAILED, findings, now))
     }
 
     /// Logs and records transitions, and stores the alert book.

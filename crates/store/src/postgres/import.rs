@@ -3,7 +3,7 @@
 
 use super::error::unavailable;
 use super::PostgresStore;
-use crate::model::{AlertTransitionRecord, RecoveryJob};
+use crate::model::{AlertTransitionRecord, Drill, RecoveryJob};
 use crate::rows::{CounterRow, EventRows, RejectionRow, TableCounts};
 use crate::sql::TABLE_COUNTS;
 use crate::{Result, Store, StoreError};
@@ -23,6 +23,7 @@ impl PostgresStore {
             counter_rows: r.get(4),
             counted: r.get(5),
             recoveries: r.get(6),
+            drills: r.get(7),
         })
     }
 
@@ -219,6 +220,24 @@ impl PostgresStore {
         for job in jobs {
             if !present.contains(&job.id) {
                 self.create_recovery(job).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports drills as exported, keeping their ids; drills already there (a resumed copy)
+    /// are left as they are. A drill still running keeps its expiry: its fault applies on the
+    /// new store until then, and the drill duty finishes it there.
+    pub async fn import_drills(&self, drills: Vec<Drill>) -> Result<()> {
+        let present: std::collections::HashSet<String> = self
+            .read_rows("SELECT id FROM drills", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for drill in drills {
+            if !present.contains(&drill.id) {
+                self.create_drill(drill).await?;
             }
         }
         Ok(())

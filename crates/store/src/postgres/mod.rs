@@ -27,12 +27,13 @@
 //!
 //! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (the larger
 //! reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery jobs, replays
-//! and requeues), `audit.rs` (the audit's reads, in one snapshot),
+//! and requeues), `drills.rs` (fire drills), `audit.rs` (the audit's reads, in one snapshot),
 //! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
 //! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
 
 mod audit;
+mod drills;
 mod error;
 mod import;
 mod listen;
@@ -271,12 +272,13 @@ impl Store for PostgresStore {
         self.write(Request::Reject(rejection), Reply::Unit).await
     }
 
-    async fn claim_due(
+    async fn claim_due_holding(
         &self,
         destination: &str,
         now: Timestamp,
         lease: Duration,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<ClaimedDelivery>> {
         let client = self.write_conn().await?;
         if limit == 0 {
@@ -284,12 +286,15 @@ impl Store for PostgresStore {
         }
         let lease_id = format!("{:032x}", rand::random::<u128>());
         let lease_until = now.plus(lease).as_millis();
+        // Deliveries of held sources (a queue-stall drill) are left as they are: pending, not
+        // claimed. With none held the filter is a constant true.
         let stmt = client
             .prepare_cached(
                 "WITH due AS (
                     SELECT id FROM deliveries
                     WHERE destination = $4 AND state IN ('pending', 'retrying', 'in_flight')
                       AND due_at <= $3
+                      AND (cardinality($7::text[]) = 0 OR NOT (source = ANY($7::text[])))
                     ORDER BY due_at LIMIT $5
                     FOR UPDATE SKIP LOCKED
                  ), claimed AS (
@@ -317,6 +322,7 @@ impl Store for PostgresStore {
                     &destination,
                     &(limit as i64),
                     &self.node_id,
+                    &held,
                 ],
             )
             .await
@@ -432,12 +438,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
+    async fn next_due_at_holding(
+        &self,
+        destination: &str,
+        held: &[String],
+    ) -> Result<Option<Timestamp>> {
         let rows = self
             .read_rows(
                 "SELECT MIN(due_at) FROM deliveries
-                 WHERE destination = $1 AND state IN ('pending', 'retrying', 'in_flight')",
-                &[&destination],
+                 WHERE destination = $1 AND state IN ('pending', 'retrying', 'in_flight')
+                   AND (cardinality($2::text[]) = 0 OR NOT (source = ANY($2::text[])))",
+                &[&destination, &held],
             )
             .await?;
         Ok(rows
@@ -850,6 +861,22 @@ impl Store for PostgresStore {
 
     async fn save_recovery(&self, update: RecoveryUpdate) -> Result<Option<RecoveryJob>> {
         self.write_recovery_step(update).await
+    }
+
+    async fn create_drill(&self, drill: Drill) -> Result<()> {
+        self.insert_drill(drill).await
+    }
+
+    async fn get_drill(&self, id: &str) -> Result<Option<Drill>> {
+        self.drill(id).await
+    }
+
+    async fn list_drills(&self, filter: DrillFilter) -> Result<Vec<Drill>> {
+        self.drills(filter).await
+    }
+
+    async fn update_drill(&self, update: DrillUpdate) -> Result<Option<Drill>> {
+        self.write_drill(update).await
     }
 
     async fn cancel_recovery(&self, id: &str, now: Timestamp) -> Result<Option<RecoveryJob>> {

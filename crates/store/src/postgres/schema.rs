@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "recoveries",
         include_str!("../../migrations/postgres/0005_recoveries.sql"),
     ),
+    (
+        "drills",
+        include_str!("../../migrations/postgres/0006_drills.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

@@ -7,12 +7,13 @@ use rusqlite::params;
 use super::reads::migrated_counter;
 use super::SqliteStore;
 use crate::decode;
-use crate::model::{AlertTransitionRecord, NewNotification, RecoveryJob};
+use crate::model::{AlertTransitionRecord, Drill, NewNotification, RecoveryJob};
 use crate::rows::{
     AttemptRow, CounterRow, DeliveryRow, EventRow, EventRows, RejectionRow, TableCounts,
 };
 use crate::sql::{
-    ALERT_TRANSITION_COLUMNS, HOURS_KEPT_KEY, MINUTES_KEPT_KEY, RECOVERY_COLUMNS, TABLE_COUNTS,
+    ALERT_TRANSITION_COLUMNS, DRILL_COLUMNS, HOURS_KEPT_KEY, MINUTES_KEPT_KEY, RECOVERY_COLUMNS,
+    TABLE_COUNTS,
 };
 use crate::Result;
 
@@ -29,6 +30,7 @@ impl SqliteStore {
                     counter_rows: r.get(4)?,
                     counted: r.get(5)?,
                     recoveries: r.get(6)?,
+                    drills: r.get(7)?,
                 })
             })
         })
@@ -225,6 +227,18 @@ impl SqliteStore {
                 "SELECT {RECOVERY_COLUMNS} FROM recoveries ORDER BY created_at, id"
             ))?
             .query_map([], |r| decode::recovery_job(r))?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every drill, oldest first (for `intake migrate-store`).
+    pub async fn export_drills(&self) -> Result<Vec<Drill>> {
+        self.read(|c| {
+            c.prepare(&format!(
+                "SELECT {DRILL_COLUMNS} FROM drills ORDER BY started_at, id"
+            ))?
+            .query_map([], |r| decode::drill(r))?
             .collect()
         })
         .await

@@ -17,12 +17,13 @@
 //!
 //! Files: `writer.rs` (the writer and every write), `reads.rs` (the read pool, the queries
 //! that need more than one statement, and how a column is read), `recovery.rs` (recovery
-//! jobs, replays and requeues, run by the writer), `audit.rs` (the audit's reads, in one
+//! jobs, replays and requeues, run by the writer), `drills.rs` (fire drills), `audit.rs` (the audit's reads, in one
 //! snapshot), `export.rs` (what `migrate-store` reads),
 //! `schema.rs` (migrations), `wal.rs` (the checkpoint thread). They import the crate's shared
 //! modules, never the PostgreSQL backend.
 
 mod audit;
+mod drills;
 mod export;
 mod reads;
 mod recovery;
@@ -255,12 +256,13 @@ impl Store for SqliteStore {
         self.write(Request::Reject(rejection), Reply::Unit).await
     }
 
-    async fn claim_due(
+    async fn claim_due_holding(
         &self,
         destination: &str,
         now: Timestamp,
         lease: Duration,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<ClaimedDelivery>> {
         let destination = destination.to_string();
         self.write(
@@ -269,6 +271,7 @@ impl Store for SqliteStore {
                 now,
                 lease,
                 limit,
+                held: held.to_vec(),
             },
             Reply::Claimed,
         )
@@ -284,14 +287,22 @@ impl Store for SqliteStore {
         self.write(Request::Release(leases, now), Reply::Unit).await
     }
 
-    async fn next_due_at(&self, destination: &str) -> Result<Option<Timestamp>> {
+    async fn next_due_at_holding(
+        &self,
+        destination: &str,
+        held: &[String],
+    ) -> Result<Option<Timestamp>> {
         let destination = destination.to_string();
+        let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT MIN(due_at) FROM deliveries
-                 WHERE destination = ?1 AND state IN ('pending', 'retrying', 'in_flight')",
+                 WHERE destination = ?1 AND state IN ('pending', 'retrying', 'in_flight')
+                   AND (?2 = '[]' OR source NOT IN (SELECT value FROM json_each(?2)))",
             )?
-            .query_row([destination], |r| r.get::<_, Option<i64>>(0))
+            .query_row(rusqlite::params![destination, held], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
             .map(|t| t.map(Timestamp))
         })
         .await
@@ -591,6 +602,22 @@ impl Store for SqliteStore {
 
     async fn save_recovery(&self, update: RecoveryUpdate) -> Result<Option<RecoveryJob>> {
         self.write_recovery_step(update).await
+    }
+
+    async fn create_drill(&self, drill: Drill) -> Result<()> {
+        self.insert_drill(drill).await
+    }
+
+    async fn get_drill(&self, id: &str) -> Result<Option<Drill>> {
+        self.drill(id).await
+    }
+
+    async fn list_drills(&self, filter: DrillFilter) -> Result<Vec<Drill>> {
+        self.drills(filter).await
+    }
+
+    async fn update_drill(&self, update: DrillUpdate) -> Result<Option<Drill>> {
+        self.write_drill(update).await
     }
 
     async fn cancel_recovery(&self, id: &str, now: Timestamp) -> Result<Option<RecoveryJob>> {

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_notifications_silences.sql"),
     include_str!("../../migrations/sqlite/0007_api_tokens.sql"),
     include_str!("../../migrations/sqlite/0008_recoveries.sql"),
+    include_str!("../../migrations/sqlite/0009_drills.sql"),
 ];
 
 /// Runs the migrations `conn`'s database lacks, each in a transaction of its own.

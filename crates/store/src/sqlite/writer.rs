@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
 use super::reads::{parse_id, rolled_until};
-use super::recovery;
+use super::{drills, recovery};
 use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
@@ -36,6 +36,8 @@ pub(super) enum Request {
         now: Timestamp,
         lease: Duration,
         limit: usize,
+        /// Sources whose deliveries are left alone (a queue-stall drill).
+        held: Vec<String>,
     },
     Finish(Box<FinishedAttempt>),
     Release(Vec<(DeliveryId, String)>, Timestamp),
@@ -89,6 +91,8 @@ pub(super) enum Request {
     },
     Replay(Box<ReplayBatch>),
     Requeue(Box<RequeueRequest>),
+    CreateDrill(Box<Drill>),
+    UpdateDrill(Box<DrillUpdate>),
 }
 
 /// A delivery as a claim's `RETURNING` gives it.
@@ -275,7 +279,8 @@ impl Writer {
                 now,
                 lease,
                 limit,
-            } => Output::Claimed(self.claim(destination, *now, *lease, *limit)?),
+                held,
+            } => Output::Claimed(self.claim(destination, *now, *lease, *limit, held)?),
             Request::Finish(att) => {
                 self.finish(att, counts)?;
                 Output::Unit
@@ -364,6 +369,8 @@ impl Writer {
                 counts,
                 &mut self.staged,
             )?)),
+            Request::CreateDrill(drill) => Output::Bool(drills::create(&self.conn, drill)?),
+            Request::UpdateDrill(update) => Output::Count(drills::update(&self.conn, update)?),
         })
     }
 
@@ -799,22 +806,36 @@ impl Writer {
         now: Timestamp,
         lease: Duration,
         limit: usize,
+        held: &[String],
     ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
         let lease_id = format!("{:032x}", rand::random::<u128>());
         let lease_until = now.plus(lease);
         let mut claimed = Vec::new();
+        // Held sources (a queue-stall drill) get a statement of their own, so that the claim
+        // of every other moment is the plain one.
+        let sql = if held.is_empty() {
+            "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
+                lease_node = ?6
+             WHERE id IN (
+                SELECT id FROM deliveries
+                WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
+                  AND due_at <= ?3 AND ?7 = '[]'
+                ORDER BY due_at LIMIT ?5)
+             RETURNING id, event_id, attempts, tenant, source, channel, origin"
+        } else {
+            "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
+                lease_node = ?6
+             WHERE id IN (
+                SELECT id FROM deliveries
+                WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
+                  AND due_at <= ?3 AND source NOT IN (SELECT value FROM json_each(?7))
+                ORDER BY due_at LIMIT ?5)
+             RETURNING id, event_id, attempts, tenant, source, channel, origin"
+        };
+        let held = serde_json::to_string(held).unwrap_or_else(|_| "[]".into());
         let rows: Vec<ClaimedRow> = self
             .conn
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, due_at = ?2, updated_at = ?3,
-                    lease_node = ?6
-                 WHERE id IN (
-                    SELECT id FROM deliveries
-                    WHERE destination = ?4 AND state IN ('pending', 'retrying', 'in_flight')
-                      AND due_at <= ?3
-                    ORDER BY due_at LIMIT ?5)
-                 RETURNING id, event_id, attempts, tenant, source, channel, origin",
-            )?
+            .prepare_cached(sql)?
             .query_map(
                 params![
                     lease_id,
@@ -822,7 +843,8 @@ impl Writer {
                     now.as_millis(),
                     destination,
                     limit as i64,
-                    self.node_id
+                    self.node_id,
+                    held
                 ],
                 |r| {
                     Ok(ClaimedRow {

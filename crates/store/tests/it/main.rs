@@ -10,6 +10,7 @@ mod audit;
 mod cluster;
 mod common;
 mod counters;
+mod drills;
 mod faults;
 mod ingest;
 mod model;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::config::{NotifierConfig, RuleOverride, Severity};
+use intake_core::drill::{drill_of, DrillScope, DRILL_LABEL};
 use intake_core::Timestamp;
 use intake_monitor::{ActiveAlert, AlertState};
 use intake_notify::{
@@ -126,10 +127,15 @@ type Present = BTreeSet<(String, String)>;
 /// `notifier_failing` alerts of `previous`, minus what `silences` mute at `now`) with what
 /// `previous` says was notified, and returns the notices that make up the difference, the
 /// announcements of silences that ended, and the new state.
+///
+/// An alert a fire drill of `drills` caused carries the label `drill` (its id), from its
+/// first notice to its resolution: it forms a group of its own (rule, tenant or notifier,
+/// and drill), so a drill's notices never mix with real ones, and they say `[DRILL]`.
 pub(crate) fn decide(
     previous: NotifyState,
     book: &[ActiveAlert],
     silences: &[Silence],
+    drills: &[DrillScope],
     routing: &Routing<'_>,
     now: Timestamp,
 ) -> Decision {
@@ -137,8 +143,8 @@ pub(crate) fn decide(
         mut groups,
         notifier_alerts,
     } = previous;
-    let candidates = candidates(book, &notifier_alerts);
-    let present = present(book, &candidates);
+    let candidates = candidates(book, &notifier_alerts, drills);
+    let present = present(book, &candidates, drills);
     let mut desired = desired_groups(candidates, silences, now);
 
     let mut notices = Vec::new();
@@ -176,17 +182,32 @@ pub(crate) fn decide(
     }
 }
 
+/// `labels`, with the `drill` label when a drill of `drills` caused an alert of `rule` that
+/// started at `started_at`.
+fn marked(
+    rule: &str,
+    mut labels: BTreeMap<String, String>,
+    started_at: Timestamp,
+    drills: &[DrillScope],
+) -> BTreeMap<String, String> {
+    if let Some(d) = drill_of(drills, rule, &labels, started_at) {
+        labels.insert(DRILL_LABEL.to_string(), d.id.clone());
+    }
+    labels
+}
+
 /// What fires now: the book's firing alerts and the failing notifiers.
 fn candidates(
     book: &[ActiveAlert],
     notifier_alerts: &BTreeMap<String, NotifierAlert>,
+    drills: &[DrillScope],
 ) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = book
         .iter()
         .filter(|a| a.state == AlertState::Firing)
         .map(|a| Candidate {
             rule: a.key.rule.clone(),
-            labels: alert_labels(a),
+            labels: marked(&a.key.rule, alert_labels(a), a.active_since, drills),
             severity: a.severity,
             started_at: a.active_since,
             value: a.value,
@@ -194,9 +215,10 @@ fn candidates(
         })
         .collect();
     for (notifier, alert) in notifier_alerts {
+        let labels = BTreeMap::from([("notifier".to_string(), notifier.clone())]);
         candidates.push(Candidate {
             rule: NOTIFIER_FAILING.into(),
-            labels: BTreeMap::from([("notifier".to_string(), notifier.clone())]),
+            labels: marked(NOTIFIER_FAILING, labels, alert.since, drills),
             severity: alert.severity,
             started_at: alert.since,
             value: alert.value,
@@ -208,13 +230,14 @@ fn candidates(
 
 /// Members still in the book (firing or pending again), silenced or not: a member that leaves
 /// a group without being in here has resolved.
-fn present(book: &[ActiveAlert], candidates: &[Candidate]) -> Present {
+fn present(book: &[ActiveAlert], candidates: &[Candidate], drills: &[DrillScope]) -> Present {
     let mut present: Present = candidates
         .iter()
         .map(|c| (c.rule.clone(), member_key(&c.labels)))
         .collect();
     for a in book {
-        present.insert((a.key.rule.clone(), member_key(&alert_labels(a))));
+        let labels = marked(&a.key.rule, alert_labels(a), a.active_since, drills);
+        present.insert((a.key.rule.clone(), member_key(&labels)));
     }
     present
 }
@@ -500,6 +523,11 @@ fn group_labels(rule: &str, labels: &BTreeMap<String, String>) -> BTreeMap<Strin
         }
     } else if let Some(t) = labels.get("tenant") {
         g.insert("tenant".to_string(), t.clone());
+    }
+    // A drill's alerts are a group of their own: their notices are marked, and a real alert
+    // of the same rule and tenant is never folded into a drill's notice.
+    if let Some(d) = labels.get(DRILL_LABEL) {
+        g.insert(DRILL_LABEL.to_string(), d.clone());
     }
     g
 }
@@ -932,7 +960,7 @@ notifiers = ["hook"]
             for (i, s) in steps.into_iter().enumerate() {
                 state.notifier_alerts = s.failing.into_iter().collect();
                 let now = Timestamp(T0 + s.at * MIN);
-                let d = decide(state, &s.book, &s.silences, &routing, now);
+                let d = decide(state, &s.book, &s.silences, &[], &routing, now);
                 let got: Vec<String> = d.notices.iter().map(|(n, r)| line(n, r)).collect();
                 assert_eq!(got, s.expect, "{name}, step {i} (minute {})", s.at);
                 story.push(shown(s.at, &d));
@@ -940,6 +968,96 @@ notifiers = ["hook"]
             }
             insta::assert_json_snapshot!(name, story);
         }
+    }
+
+    #[test]
+    fn a_drill_s_alerts_are_a_marked_group_of_their_own_until_they_resolve() {
+        use intake_core::drill::Scenario;
+        let config = config();
+        let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+        let notifiers: Vec<(NotifierConfig, Arc<dyn Notifier>)> = config
+            .notifiers
+            .iter()
+            .map(|n| {
+                let ctx = intake_notify::NotifyContext::new(clock.clone());
+                (n.clone(), Arc::from(intake_notify::build(n, &ctx).unwrap()))
+            })
+            .collect();
+        let links = LinkBuilder::default();
+        let routing = Routing {
+            notifiers: &notifiers,
+            rules: &config.rules,
+            links: &links,
+            repeat: config.monitor.repeat_interval.0,
+        };
+        let mut drill = DrillScope {
+            id: "drl_1".into(),
+            scenario: Scenario::QueueStall,
+            target: "maelys-kustomer".into(),
+            routed_sources: Vec::new(),
+            from: Timestamp(T0 - 20 * MIN),
+            until: None,
+        };
+        // The drill's canary alert, a real one of the same rule and tenant, and one of the
+        // drill's source that was active before the drill began (a real problem).
+        let ours = firing("canary_failed", Severity::Critical, MAELYS_CHAT);
+        let real = firing(
+            "canary_failed",
+            Severity::Critical,
+            ["maelys", "maelys-zendesk", "chat"],
+        );
+        let mut before = firing("queue_stalled", Severity::Critical, MAELYS_CHAT);
+        before.active_since = Timestamp(T0 - 30 * MIN);
+        let book = vec![ours, real.clone(), before.clone()];
+        let d = decide(
+            NotifyState::default(),
+            &book,
+            &[],
+            std::slice::from_ref(&drill),
+            &routing,
+            Timestamp(T0),
+        );
+        let keys: Vec<(&str, bool)> = d
+            .notices
+            .iter()
+            .map(|(n, _)| (n.key.as_str(), n.drill.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (r#"canary_failed{drill="drl_1",tenant="maelys"}"#, true),
+                (r#"canary_failed{tenant="maelys"}"#, false),
+                (r#"queue_stalled{tenant="maelys"}"#, false),
+            ]
+        );
+        let (marked, route) = &d.notices[0];
+        assert!(marked
+            .summary
+            .starts_with("[DRILL] [FIRING] Canary did not arrive"));
+        assert_eq!(marked.alerts[0].labels["drill"], "drl_1");
+        assert_eq!(marked.labels["drill"], "drl_1");
+        assert!(!route.is_empty(), "routed like the real alert would be");
+        assert!(!d.notices[1].0.summary.contains("[DRILL]"));
+
+        // Healed; its alert resolves after: the resolution is the drill's too.
+        drill.until = Some(Timestamp(T0 + MIN));
+        let d = decide(
+            d.state,
+            &[real, before],
+            &[],
+            std::slice::from_ref(&drill),
+            &routing,
+            Timestamp(T0 + 3 * MIN),
+        );
+        assert_eq!(d.notices.len(), 1, "{:#?}", d.notices);
+        let (resolved, _) = &d.notices[0];
+        assert_eq!(
+            resolved.key,
+            r#"canary_failed{drill="drl_1",tenant="maelys"}"#
+        );
+        assert!(resolved.is_resolution());
+        assert_eq!(resolved.drill.as_deref(), Some("drl_1"));
+        assert!(resolved.summary.starts_with("[DRILL] [RESOLVED]"));
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -47,7 +47,8 @@ use intake_notify::{LinkBuilder, Notice, Notifier, NotifyContext, WatchdogPing};
 use intake_store::{AlertTransitionRecord, NotificationBatch, NotifierHealth, Store, StoreError};
 use tokio::sync::Notify;
 
-use super::book;
+use super::{book, drill};
+use crate::state::DrillFaults;
 use decide::{decide, Decision, Routing};
 pub use decide::{
     GroupState, Member, NotifierAlert, NotifyState, NOTIFIER_FAILING, UNSILENCEABLE,
@@ -110,11 +111,20 @@ pub(crate) struct Pipeline {
     alertmanager_health: BTreeMap<String, PingHealth>,
     config: Arc<Config>,
     store: Arc<dyn Store>,
+    /// The fire-drill faults this node applies (`notifier-down` fails the watchdog alert
+    /// too).
+    faults: Arc<DrillFaults>,
+    clock: SharedClock,
 }
 
 impl Pipeline {
     /// Builds the notifiers and the watchdog of `config`.
-    pub(crate) fn new(config: Arc<Config>, clock: SharedClock, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        clock: SharedClock,
+        store: Arc<dyn Store>,
+        faults: Arc<DrillFaults>,
+    ) -> Self {
         let notifiers = Arc::new(build_notifiers(&config, clock.clone()));
         let ctx = NotifyContext::new(clock.clone());
         let watchdog = config.monitor.watchdog_url.as_deref().and_then(|url| {
@@ -139,6 +149,8 @@ impl Pipeline {
             alertmanager_health: BTreeMap::new(),
             config,
             store,
+            faults,
+            clock,
         }
     }
 
@@ -152,6 +164,7 @@ impl Pipeline {
             .list_silences(now.minus(Duration::from_secs(7 * 86_400)))
             .await?;
         let health = self.store.notifier_health().await?;
+        let drills = drill::scopes(&*self.store, &self.config, now).await?;
         let transitions = self.update_notifier_alerts(&mut state, &health, now);
         let routing = Routing {
             notifiers: &self.notifiers,
@@ -159,7 +172,7 @@ impl Pipeline {
             links: &self.links,
             repeat: self.config.monitor.repeat_interval.0,
         };
-        let decision = decide(state, &book, &silences, &routing, now);
+        let decision = decide(state, &book, &silences, &drills, &routing, now);
         self.commit(decision, transitions, now).await
     }
 
@@ -232,7 +245,18 @@ impl Pipeline {
             .filter(|(c, _)| c.kind == NotifierKind::Alertmanager)
             .map(|(c, n)| {
                 let notice = &notice;
-                async move { (c.id.clone(), n.send(notice).await) }
+                let drill = self.faults.find(
+                    intake_core::drill::Scenario::NotifierDown,
+                    &c.id,
+                    self.clock.now(),
+                );
+                async move {
+                    let result = match drill {
+                        Some(f) => Err(send::drill_failure(&f.drill, &c.id)),
+                        None => n.send(notice).await,
+                    };
+                    (c.id.clone(), result)
+                }
             });
         for (id, result) in futures::future::join_all(sends).await {
             let outcome = if result.is_ok() { "sent" } else { "retry" };

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use intake_core::config::NotifierConfig;
+use intake_core::drill::Scenario;
 use intake_core::{SharedClock, Timestamp};
 use intake_notify::{LinkBuilder, Notice, Notifier, NotifyError, WatchdogPing};
 use intake_store::{NewNotification, NotificationOutcome, Store};
@@ -13,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::WATCHDOG_NOTIFIER;
+use crate::state::DrillFaults;
 
 /// Attempts after which a notification is given up. With the back-off capped at
 /// [`MAX_BACKOFF`] this is more than a day: a notifier that is down delays, it does not drop.
@@ -64,6 +66,7 @@ pub(crate) async fn send_loop(
     store: Arc<dyn Store>,
     notifiers: Arc<Vec<(NotifierConfig, Arc<dyn Notifier>)>>,
     wake: Arc<Notify>,
+    faults: Arc<DrillFaults>,
     stop: CancellationToken,
 ) {
     let by_id: HashMap<String, Arc<dyn Notifier>> = notifiers
@@ -95,6 +98,9 @@ pub(crate) async fn send_loop(
             let clock = clock.clone();
             let store = store.clone();
             let notifier = by_id.get(&item.notifier).cloned();
+            // A `notifier-down` drill fails the send here, as the notifier's own failure
+            // would: retried with back-off, so the notice is delayed, never lost.
+            let drill = faults.find(Scenario::NotifierDown, &item.notifier, clock.now());
             async move {
                 let outcome = match (notifier, serde_json::from_str::<Notice>(&item.notice)) {
                     (None, _) => NotificationOutcome::Dead {
@@ -106,6 +112,11 @@ pub(crate) async fn send_loop(
                     (_, Err(e)) => NotificationOutcome::Dead {
                         error: format!("the stored notice is unreadable: {e}"),
                     },
+                    (Some(_), Ok(_)) if drill.is_some() => {
+                        let drill = drill.map(|f| f.drill).unwrap_or_default();
+                        let e = drill_failure(&drill, &item.notifier);
+                        failed(&item.notifier, item.attempts, &e, clock.now())
+                    }
                     (Some(n), Ok(notice)) => match n.send(&notice).await {
                         Ok(()) => NotificationOutcome::Sent,
                         Err(e) => failed(&item.notifier, item.attempts, &e, clock.now()),
@@ -132,6 +143,13 @@ pub(crate) async fn send_loop(
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// The failure a `notifier-down` drill makes of a send: retryable, naming the drill.
+pub(crate) fn drill_failure(drill: &str, notifier: &str) -> NotifyError {
+    NotifyError::retryable(format!(
+        "fire drill {drill}: notifier-down on `{notifier}` (nothing was sent; retried once the drill heals)"
+    ))
 }
 
 fn failed(notifier: &str, attempts: u32, e: &NotifyError, now: Timestamp) -> NotificationOutcome {
