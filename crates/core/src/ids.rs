@@ -118,6 +118,10 @@ prefixed_id!(
     /// The id of one recovery job (backfill, replay, requeue).
     RecoveryId, "rec_", "recovery job"
 );
+prefixed_id!(
+    /// The id of one incident.
+    IncidentId, "inc_", "incident"
+);
 
 #[cfg(test)]
 mod tests {

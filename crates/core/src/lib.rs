@@ -1,6 +1,7 @@
 //! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
 //! normalized events, the delivery state machine with its retry schedule, the Standard
-//! Webhooks signature scheme, and the decision of which repeated log lines to write.
+//! Webhooks signature scheme, incidents' statuses and notice templates, and the decision of
+//! which repeated log lines to write.
 //!
 //! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
 //! never asks the operating system for the time except through [`clock::SystemClock`], which
@@ -13,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod ids;
+pub mod incident;
 pub mod log_limit;
 pub mod rate;
 pub mod signature;
@@ -20,5 +22,5 @@ pub mod time;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, EventId, RecoveryId, SilenceId, TokenId};
+pub use ids::{DeliveryId, EventId, IncidentId, RecoveryId, SilenceId, TokenId};
 pub use time::Timestamp;

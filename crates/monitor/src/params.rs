@@ -612,6 +612,7 @@ mod tests {
             for_: None,
             severity: None,
             notifiers: vec![],
+            ..Default::default()
         }
     }
 

@@ -284,6 +284,7 @@ fn build_state(
         logs: Arc::new(IngestLogs::new()),
         body_budget,
         recoveries: Arc::new(Notify::new()),
+        notices: Arc::new(Notify::new()),
         canary_key,
     })
 }
@@ -318,6 +319,7 @@ fn handles(state: &AppState, front_door: String) -> Handles {
                 .collect(),
         ),
         recoveries: state.recoveries.clone(),
+        notices: state.notices.clone(),
         backfilled: Arc::new(
             state
                 .config

@@ -114,6 +114,9 @@ pub struct TableCounts {
     pub counter_rows: i64,
     pub counted: i64,
     pub recoveries: i64,
+    pub incidents: i64,
+    pub incident_entries: i64,
+    pub incident_notices: i64,
 }
 
 impl TableCounts {
@@ -128,14 +131,17 @@ impl std::fmt::Display for TableCounts {
         write!(
             f,
             "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {}), \
-             {} recovery jobs",
+             {} recovery jobs, {} incidents ({} timeline entries, {} notices)",
             self.events,
             self.deliveries,
             self.attempts,
             self.rejections,
             self.counter_rows,
             self.counted,
-            self.recoveries
+            self.recoveries,
+            self.incidents,
+            self.incident_entries,
+            self.incident_notices
         )
     }
 }

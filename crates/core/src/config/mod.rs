@@ -12,7 +12,7 @@
 //! incidents) and `reconcile`; `validate` holds the checks, one function per section, and the error types;
 //! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
-//! is in. The section files import only `units` (and core's `delivery`); only `validate` and
+//! is in. The section files import only `units` (and core's `delivery` and `incident`); only `validate` and
 //! this root see every section.
 
 mod alerting;
@@ -29,7 +29,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use alerting::{
-    is_loopback, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig, MonitorConfig,
+    is_loopback, AutoDeclarePolicy, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig,
+    MonitorConfig,
     NotifierConfig, NotifierKind, RuleOverride, RuleThreshold, Severity, SmtpTls, NO_OFF_SWITCH,
     RULE_IDS,
 };

@@ -36,6 +36,7 @@ mod canaries;
 mod cluster;
 mod events;
 mod flows;
+mod incidents;
 mod notifiers;
 pub mod openapi;
 pub mod problem;

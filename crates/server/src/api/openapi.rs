@@ -32,8 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, audit, canaries, cluster, events, flows, notifiers, queue, reconciliation, recoveries,
-    rejections, rules, silences, tokens,
+    alerts, audit, canaries, cluster, events, flows, incidents, notifiers, queue, reconciliation,
+    recoveries, rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
 
@@ -55,6 +55,7 @@ fn resources() -> Resource {
         .merge(audit::routes())
         .merge(reconciliation::routes())
         .merge(canaries::routes())
+        .merge(incidents::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -137,6 +138,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "audit", description = "Whether a source's window adds up."),
         (name = "reconciliation", description = "Sources compared with their systems of record; open gaps."),
         (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
+        (name = "incidents", description = "Outages told to affected tenants, with their timelines and postmortem drafts."),
         (name = "meta", description = "This document."),
     ),
 )]

@@ -7,9 +7,10 @@
 //! takes the duty rebuilds the detectors' history from the store (hourly counters for the
 //! baselines, minute counters for the last hours), so nothing is lost when the duty moves.
 //!
-//! After each evaluation it runs the notification pipeline ([`super::notify`]), pings the
-//! watchdog and sends the watchdog alert to every Alertmanager. It takes the configuration,
-//! the clock and the store, nothing else.
+//! After each evaluation it runs the notification pipeline ([`super::notify`], which also
+//! decides what incidents need), pings the watchdog and sends the watchdog alert to every
+//! Alertmanager. It takes the configuration, the clock, the store and the outbox sender's
+//! wake-up (shared with the admin API), nothing else.
 //!
 //! `canary_failed` is decided here too, from the canary book the canary duty keeps
 //! ([`super::canary::decide::findings`]), at every evaluation and also between two, at the
@@ -74,6 +75,7 @@ pub(crate) async fn run(
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
+    notices: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let started = clock.now();
@@ -105,11 +107,16 @@ pub(crate) async fn run(
     let interval = duty.config.monitor.interval.0.max(Duration::from_secs(1));
     // Notifications: decided after each evaluation, sent by their own loop, and the watchdog
     // pinged from this loop, so a heartbeat proves that this loop is evaluating.
-    let mut pipeline = Pipeline::new(duty.config.clone(), duty.clock.clone(), duty.store.clone());
+    let mut pipeline = Pipeline::new(
+        duty.config.clone(),
+        duty.clock.clone(),
+        duty.store.clone(),
+        notices,
+    );
     let sender = tokio::spawn(notify::send::send_loop(
         duty.clock.clone(),
         duty.store.clone(),
-        pipeline.notifiers.clone(),
+        pipeline.senders.clone(),
         pipeline.wake.clone(),
         stop.clone(),
     ));

@@ -23,6 +23,9 @@ impl PostgresStore {
             counter_rows: r.get(4),
             counted: r.get(5),
             recoveries: r.get(6),
+            incidents: r.get(7),
+            incident_entries: r.get(8),
+            incident_notices: r.get(9),
         })
     }
 

@@ -29,6 +29,9 @@ impl SqliteStore {
                     counter_rows: r.get(4)?,
                     counted: r.get(5)?,
                     recoveries: r.get(6)?,
+                    incidents: r.get(7)?,
+                    incident_entries: r.get(8)?,
+                    incident_notices: r.get(9)?,
                 })
             })
         })
@@ -190,7 +193,7 @@ impl SqliteStore {
     pub async fn export_pending_notifications(&self) -> Result<Vec<NewNotification>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT notifier, key, notice, created_at FROM notifications
+                "SELECT notifier, key, notice, created_at, incident, tenant FROM notifications
                  WHERE state = 'pending' ORDER BY id",
             )?
             .query_map([], |r| {
@@ -199,6 +202,8 @@ impl SqliteStore {
                     key: r.get(1)?,
                     notice: r.get(2)?,
                     created_at: Timestamp(r.get(3)?),
+                    incident: r.get(4)?,
+                    tenant: r.get(5)?,
                 })
             })?
             .collect()

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_core::config::NotifierConfig;
 use intake_core::{SharedClock, Timestamp};
 use intake_notify::{LinkBuilder, Notice, Notifier, NotifyError, WatchdogPing};
 use intake_store::{NewNotification, NotificationOutcome, Store};
@@ -46,6 +45,8 @@ pub(crate) fn outbox_items(
             key: notice.key.clone(),
             notice: json.clone(),
             created_at: now,
+            incident: None,
+            tenant: None,
         })
         .collect()
 }
@@ -62,14 +63,10 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
 pub(crate) async fn send_loop(
     clock: SharedClock,
     store: Arc<dyn Store>,
-    notifiers: Arc<Vec<(NotifierConfig, Arc<dyn Notifier>)>>,
+    by_id: Arc<HashMap<String, Arc<dyn Notifier>>>,
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let by_id: HashMap<String, Arc<dyn Notifier>> = notifiers
-        .iter()
-        .map(|(c, n)| (c.id.clone(), n.clone()))
-        .collect();
     loop {
         let now = clock.now();
         let claimed = match store.claim_notifications(now, SEND_LEASE, 64).await {
