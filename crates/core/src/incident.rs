@@ -63,9 +63,9 @@ impl IncidentState {
     /// The status as a tenant reads it in a notice.
     pub fn in_words(self) -> &'static str {
         match self {
-            IncidentState::Investigating => "investigating: we are looking for the cause",
-            IncidentState::Identified => "identified: we know the cause and are fixing it",
-            IncidentState::Monitoring => "monitoring: a fix is in place and we are watching it",
+            IncidentState::Investigating => "investigating (we are looking for the cause)",
+            IncidentState::Identified => "identified (we know the cause and are fixing it)",
+            IncidentState::Monitoring => "monitoring (a fix is in place and we are watching it)",
             IncidentState::Resolved => "resolved",
         }
     }

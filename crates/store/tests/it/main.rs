@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod counters;
 mod faults;
+mod incidents;
 mod ingest;
 mod model;
 mod notifications;
