@@ -151,14 +151,26 @@ pub const PLACEHOLDERS: [(&str, &str); 13] = [
     ("tenant", "the tenant's name (its id when it has none)"),
     ("tenant_id", "the tenant's id"),
     ("title", "the incident's title"),
-    ("message", "what this declaration, update or resolution says"),
+    (
+        "message",
+        "what this declaration, update or resolution says",
+    ),
     ("status", "the status in plain words"),
     ("severity", "critical, major or minor"),
-    ("affected", "what is affected: the tenant's sources and channels"),
+    (
+        "affected",
+        "what is affected: the tenant's sources and channels",
+    ),
     ("impact_start", "when the impact began (UTC)"),
     ("next_update", "when the next update is due (UTC)"),
-    ("resolved_at", "when it was resolved (UTC); empty while open"),
-    ("duration", "how long the impact lasted, or has lasted so far"),
+    (
+        "resolved_at",
+        "when it was resolved (UTC); empty while open",
+    ),
+    (
+        "duration",
+        "how long the impact lasted, or has lasted so far",
+    ),
     ("incident", "the incident's id, a reference to quote"),
     ("declared_at", "when the incident was declared (UTC)"),
 ];
@@ -366,7 +378,10 @@ mod tests {
             assert_eq!(IncidentState::parse(s.as_str()), Some(s));
         }
         assert_eq!(IncidentState::parse("fixed"), None);
-        assert_eq!(IncidentSeverity::parse("major"), Some(IncidentSeverity::Major));
+        assert_eq!(
+            IncidentSeverity::parse("major"),
+            Some(IncidentSeverity::Major)
+        );
         assert_eq!(IncidentSeverity::parse("sev1"), None);
     }
 
@@ -380,7 +395,10 @@ mod tests {
         });
         assert_eq!(out, "Hello Maelys, {literal} Webhooks delayed!");
         assert_eq!(t.placeholders(), vec!["tenant", "title"]);
-        assert_eq!(Template::parse(" { tenant } ").unwrap().placeholders(), ["tenant"]);
+        assert_eq!(
+            Template::parse(" { tenant } ").unwrap().placeholders(),
+            ["tenant"]
+        );
     }
 
     #[test]

@@ -158,7 +158,9 @@ pub fn run(cmd: IncidentCommand) -> anyhow::Result<ExitCode> {
                     ..Call::default()
                 },
             )?;
-            let id = incident["id"].as_str().context("the server answered without an id")?;
+            let id = incident["id"]
+                .as_str()
+                .context("the server answered without an id")?;
             eprint!("{}", told(&incident, "declared"));
             println!("{id}");
             Ok(ExitCode::SUCCESS)
@@ -234,7 +236,10 @@ pub fn run(cmd: IncidentCommand) -> anyhow::Result<ExitCode> {
             match out {
                 Some(path) => {
                     std::fs::write(&path, &text).with_context(|| {
-                        format!("cannot write {} (check the directory exists and is writable)", path.display())
+                        format!(
+                            "cannot write {} (check the directory exists and is writable)",
+                            path.display()
+                        )
                     })?;
                     eprintln!("postmortem draft of {id} written to {}", path.display());
                 }
@@ -292,7 +297,9 @@ fn told(incident: &Value, done: &str) -> String {
         text(&incident["id"]),
         text(&incident["status"])
     );
-    let timeline = incident["timeline"].as_array().map_or(&[][..], Vec::as_slice);
+    let timeline = incident["timeline"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     let last_at = timeline
         .iter()
         .filter(|t| t["kind"] == "notice")
@@ -445,8 +452,13 @@ mod tests {
 
     #[test]
     fn a_bad_impact_start_says_how_to_write_one() {
-        let e = check_time("--impact-start", "yesterday").unwrap_err().to_string();
-        assert!(e.contains("RFC 3339") && e.contains("2026-11-28T09:40:00Z"), "{e}");
+        let e = check_time("--impact-start", "yesterday")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("RFC 3339") && e.contains("2026-11-28T09:40:00Z"),
+            "{e}"
+        );
         assert!(check_time("--impact-start", "2026-11-28T09:40:00Z").is_ok());
     }
 
@@ -459,6 +471,9 @@ mod tests {
         }]});
         let text = render_list(&list, "OPEN INCIDENTS");
         assert!(text.contains("OPEN INCIDENTS: 1"), "{text}");
-        assert!(text.contains("inc_1") && text.contains("Webhooks delayed"), "{text}");
+        assert!(
+            text.contains("inc_1") && text.contains("Webhooks delayed"),
+            "{text}"
+        );
     }
 }

@@ -155,7 +155,10 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         config.notifiers.len(),
         mask("storage.url", &config.storage.url)
     );
-    for note in smtp_notes(&config).into_iter().chain(contact_notes(&config)) {
+    for note in smtp_notes(&config)
+        .into_iter()
+        .chain(contact_notes(&config))
+    {
         println!("  {note}");
     }
     Ok(ExitCode::SUCCESS)

@@ -544,13 +544,7 @@ impl Notice {
         severity: Severity,
         at: Timestamp,
     ) -> Notice {
-        let mut notice = Notice::incident(
-            status,
-            incident,
-            severity,
-            at,
-            &LinkBuilder::default(),
-        );
+        let mut notice = Notice::incident(status, incident, severity, at, &LinkBuilder::default());
         notice.links = Links::default();
         notice
     }

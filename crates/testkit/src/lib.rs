@@ -13,8 +13,10 @@
 
 mod notifier_capture;
 pub mod process;
+mod smtp_capture;
 pub mod story;
 pub use notifier_capture::{NotifierCapture, NotifierRequest};
+pub use smtp_capture::{Mail, SmtpCapture};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -650,9 +650,17 @@ notify_hold = "0s"
     }
     // Off by default, so existing configurations keep working as before.
     let d = Config::from_toml_str("").unwrap();
-    assert!(!d.incidents.policy(&d.rules, "inbound_stopped", "t", None).declare);
+    assert!(
+        !d.incidents
+            .policy(&d.rules, "inbound_stopped", "t", None)
+            .declare
+    );
     assert_eq!(d.incidents.update_every, Dur::secs(1800));
-    assert!(d.incidents.template("declared").unwrap().contains("{tenant}"));
+    assert!(d
+        .incidents
+        .template("declared")
+        .unwrap()
+        .contains("{tenant}"));
 
     let cases = [
         (

@@ -13,10 +13,10 @@ use super::alerting::{is_loopback, NO_OFF_SWITCH, OFF_SWITCHES, RULE_IDS};
 use super::mask::{exposure, mask, Exposure, MASK};
 use super::reconcile::MAX_RECONCILE_SAMPLE;
 use super::{
-    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig,
-    IncidentsConfig, MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate,
-    ReconcileConfig, RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig,
-    SourceKind, StorageConfig, TenantConfig,
+    AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, IncidentsConfig,
+    MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig,
+    RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig,
+    TenantConfig,
 };
 use crate::incident::{Template, AUTO_DECLARE_RULES, TEMPLATE_NAMES};
 use crate::signature::SigningKey;

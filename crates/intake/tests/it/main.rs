@@ -16,6 +16,7 @@ mod cluster;
 mod crash;
 mod failure;
 mod flows;
+mod incidents;
 mod input_policy;
 mod logs;
 mod metrics;

@@ -98,9 +98,8 @@ fn tenant_of(scope: &Scope) -> Option<&str> {
 
 fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, Problem> {
     let text = if bytes.is_empty() { &b"{}"[..] } else { bytes };
-    serde_json::from_slice(text).map_err(|e| {
-        Problem::bad_request("invalid-body", format!("the body is not {what}: {e}"))
-    })
+    serde_json::from_slice(text)
+        .map_err(|e| Problem::bad_request("invalid-body", format!("the body is not {what}: {e}")))
 }
 
 #[utoipa::path(

@@ -156,8 +156,13 @@ impl IncidentFilter {
     /// The SQL `LIKE` pattern that finds `tenant` in the stored JSON array of tenants (ids
     /// hold letters, digits, `-` and `_`; `_` is escaped with `\`).
     pub fn tenant_pattern(&self) -> Option<String> {
-        self.tenant
-            .as_ref()
-            .map(|t| format!("%\"{}\"%", t.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")))
+        self.tenant.as_ref().map(|t| {
+            format!(
+                "%\"{}\"%",
+                t.replace('\\', "\\\\")
+                    .replace('_', "\\_")
+                    .replace('%', "\\%")
+            )
+        })
     }
 }

@@ -86,9 +86,7 @@ impl PostgresStore {
 
     pub(super) async fn read_incident_notices(&self, id: &str) -> Result<Vec<OutboxItem>> {
         self.read_rows(
-            &format!(
-                "SELECT {OUTBOX_COLUMNS} FROM notifications WHERE incident = $1 ORDER BY id"
-            ),
+            &format!("SELECT {OUTBOX_COLUMNS} FROM notifications WHERE incident = $1 ORDER BY id"),
             &[&id],
         )
         .await?

@@ -1016,7 +1016,10 @@ impl Writer {
 }
 
 /// Enqueues notifications: pending, due at their creation.
-pub(super) fn insert_notifications(conn: &Connection, list: &[NewNotification]) -> rusqlite::Result<()> {
+pub(super) fn insert_notifications(
+    conn: &Connection,
+    list: &[NewNotification],
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at,
             incident, tenant)

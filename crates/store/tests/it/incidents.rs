@@ -61,7 +61,11 @@ fn notice(id: &str, notifier: &str, tenant: Option<&str>, at: i64) -> NewNotific
     }
 }
 
-fn create(i: &Incident, entries: Vec<NewIncidentEntry>, notices: Vec<NewNotification>) -> IncidentWrite {
+fn create(
+    i: &Incident,
+    entries: Vec<NewIncidentEntry>,
+    notices: Vec<NewNotification>,
+) -> IncidentWrite {
     IncidentWrite {
         incident: i.clone(),
         expected_version: None,
@@ -83,13 +87,19 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
         ],
     );
     assert!(store.write_incident(w.clone()).await.unwrap());
-    assert_eq!(store.get_incident("inc_a").await.unwrap(), Some(inc.clone()));
+    assert_eq!(
+        store.get_incident("inc_a").await.unwrap(),
+        Some(inc.clone())
+    );
     assert_eq!(store.get_incident("inc_nope").await.unwrap(), None);
     // Entries come back in time order, whatever the order they were written in.
     let entries = store.incident_entries("inc_a").await.unwrap();
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["alert_firing", "declared"]);
-    assert_eq!(entries[1].detail, json!({"status": "investigating", "n": [1, 2]}));
+    assert_eq!(
+        entries[1].detail,
+        json!({"status": "investigating", "n": [1, 2]})
+    );
     assert_eq!(entries[1].author.as_deref(), Some("alice"));
     // Its notices are outbox rows: claimed and finished like any other, and they keep their
     // outcome for the incident's record.
@@ -98,7 +108,9 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
-    assert!(claimed.iter().all(|c| c.incident.as_deref() == Some("inc_a")));
+    assert!(claimed
+        .iter()
+        .all(|c| c.incident.as_deref() == Some("inc_a")));
     let contact = claimed.iter().find(|c| c.tenant.is_some()).unwrap();
     store
         .finish_notification(contact.id, NotificationOutcome::Sent, Timestamp(T0 + 2_000))
@@ -106,7 +118,10 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
         .unwrap();
     let notices = store.incident_notices("inc_a").await.unwrap();
     assert_eq!(notices.len(), 2);
-    let sent = notices.iter().find(|n| n.tenant.as_deref() == Some("maelys")).unwrap();
+    let sent = notices
+        .iter()
+        .find(|n| n.tenant.as_deref() == Some("maelys"))
+        .unwrap();
     assert_eq!(sent.state, NotificationState::Sent);
     assert_eq!(sent.finished_at, Some(Timestamp(T0 + 2_000)));
     // A new incident with an id that exists is refused, and writes nothing.
@@ -144,7 +159,10 @@ async fn a_write_applies_only_at_the_version_it_read(kind: Kind) {
         .await
         .unwrap());
     let stored = store.get_incident("inc_v").await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.version), (IncidentState::Identified, 2));
+    assert_eq!(
+        (stored.status, stored.version),
+        (IncidentState::Identified, 2)
+    );
     assert_eq!(store.incident_entries("inc_v").await.unwrap().len(), 2);
     assert_eq!(store.incident_notices("inc_v").await.unwrap().len(), 1);
     // Inside a notification batch a stale write is left out and the rest is committed.
@@ -158,12 +176,19 @@ async fn a_write_applies_only_at_the_version_it_read(kind: Kind) {
         announced_expiries: vec![],
         incidents: vec![
             update(IncidentState::Monitoring, 1, T0 + 3),
-            create(&incident("inc_w", &["other"], T0 + 3), vec![entry("declared", T0 + 3)], vec![]),
+            create(
+                &incident("inc_w", &["other"], T0 + 3),
+                vec![entry("declared", T0 + 3)],
+                vec![],
+            ),
         ],
     };
     store.enqueue_notifications(batch).await.unwrap();
     let stored = store.get_incident("inc_v").await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.version), (IncidentState::Identified, 2));
+    assert_eq!(
+        (stored.status, stored.version),
+        (IncidentState::Identified, 2)
+    );
     assert!(store.get_incident("inc_w").await.unwrap().is_some());
     assert_eq!(store.list_notifications(None, 10).await.unwrap().len(), 2);
     assert!(store.get_state("notifications").await.unwrap().is_some());
@@ -182,18 +207,33 @@ async fn incidents_are_listed_by_tenant_and_openness_newest_first(kind: Kind) {
     // `_` is a wildcard in SQL's LIKE: a tenant `ma_lys` must not find `maelys`'s.
     let wild = incident("inc_3", &["ma_lys"], T0 + 2);
     for i in [&resolved, &both, &wild] {
-        store.write_incident(create(i, vec![], vec![])).await.unwrap();
+        store
+            .write_incident(create(i, vec![], vec![]))
+            .await
+            .unwrap();
     }
     let ids = |list: Vec<Incident>| list.into_iter().map(|i| i.id).collect::<Vec<_>>();
-    let all = store.list_incidents(IncidentFilter::default()).await.unwrap();
+    let all = store
+        .list_incidents(IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(ids(all), ["inc_3", "inc_2", "inc_1"]);
     let of = |t: &str| IncidentFilter {
         tenant: Some(t.into()),
         ..IncidentFilter::default()
     };
-    assert_eq!(ids(store.list_incidents(of("maelys")).await.unwrap()), ["inc_2", "inc_1"]);
-    assert_eq!(ids(store.list_incidents(of("other")).await.unwrap()), ["inc_2"]);
-    assert_eq!(ids(store.list_incidents(of("ma_lys")).await.unwrap()), ["inc_3"]);
+    assert_eq!(
+        ids(store.list_incidents(of("maelys")).await.unwrap()),
+        ["inc_2", "inc_1"]
+    );
+    assert_eq!(
+        ids(store.list_incidents(of("other")).await.unwrap()),
+        ["inc_2"]
+    );
+    assert_eq!(
+        ids(store.list_incidents(of("ma_lys")).await.unwrap()),
+        ["inc_3"]
+    );
     assert!(store.list_incidents(of("mae")).await.unwrap().is_empty());
     let open = store.list_incidents(IncidentFilter::open()).await.unwrap();
     assert_eq!(ids(open), ["inc_3", "inc_2"]);
@@ -201,8 +241,14 @@ async fn incidents_are_listed_by_tenant_and_openness_newest_first(kind: Kind) {
         open_or_resolved_since: Some(Some(Timestamp(since))),
         ..IncidentFilter::default()
     };
-    assert_eq!(ids(store.list_incidents(recent(T0 + 10)).await.unwrap()).len(), 3);
-    assert_eq!(ids(store.list_incidents(recent(T0 + 11)).await.unwrap()).len(), 2);
+    assert_eq!(
+        ids(store.list_incidents(recent(T0 + 10)).await.unwrap()).len(),
+        3
+    );
+    assert_eq!(
+        ids(store.list_incidents(recent(T0 + 11)).await.unwrap()).len(),
+        2
+    );
     let limited = IncidentFilter {
         limit: 1,
         ..IncidentFilter::default()
@@ -357,13 +403,24 @@ async fn migrate_store_copies_incidents_their_timelines_and_notices() {
 
     assert_eq!(pg.get_incident("inc_m1").await.unwrap(), Some(resolved));
     let moved = pg.get_incident("inc_m2").await.unwrap().unwrap();
-    assert_eq!((moved.status, moved.version), (IncidentState::Monitoring, 2));
+    assert_eq!(
+        (moved.status, moved.version),
+        (IncidentState::Monitoring, 2)
+    );
     assert_eq!(pg.incident_entries("inc_m1").await.unwrap(), source_entries);
     let notices = pg.incident_notices("inc_m1").await.unwrap();
     let outcome = |list: &[intake_store::OutboxItem]| {
         let mut v: Vec<_> = list
             .iter()
-            .map(|n| (n.notifier.clone(), n.state.as_str(), n.finished_at, n.last_error.clone(), n.tenant.clone()))
+            .map(|n| {
+                (
+                    n.notifier.clone(),
+                    n.state.as_str(),
+                    n.finished_at,
+                    n.last_error.clone(),
+                    n.tenant.clone(),
+                )
+            })
             .collect();
         v.sort();
         v

@@ -46,11 +46,7 @@ pub fn describe(contact: &Contact) -> String {
     match contact {
         Contact::Email { to } => format!("e-mail {to}"),
         Contact::Webhook { url } => match reqwest::Url::parse(url) {
-            Ok(u) => format!(
-                "webhook {}://{}",
-                u.scheme(),
-                u.host_str().unwrap_or("?")
-            ),
+            Ok(u) => format!("webhook {}://{}", u.scheme(), u.host_str().unwrap_or("?")),
             Err(_) => "webhook".into(),
         },
     }
@@ -95,7 +91,10 @@ pub(crate) fn build(config: &Config, ctx: &NotifyContext) -> Vec<(String, Arc<dy
                 Ok(n) => out.push((id, Arc::from(n))),
                 Err(e) => {
                     tracing::error!(contact = %id, error = %e, "a tenant contact cannot be reached; its notices will fail");
-                    out.push((id.clone(), Arc::new(Unreachable { id }) as Arc<dyn Notifier>));
+                    out.push((
+                        id.clone(),
+                        Arc::new(Unreachable { id }) as Arc<dyn Notifier>,
+                    ));
                 }
             }
         }

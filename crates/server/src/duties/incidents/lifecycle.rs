@@ -25,8 +25,7 @@ const MAX_MESSAGE: usize = 4000;
 const CLOCK_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The message of a declaration that says nothing more.
-pub const DEFAULT_DECLARE_MESSAGE: &str =
-    "We are aware of the problem and are working on it.";
+pub const DEFAULT_DECLARE_MESSAGE: &str = "We are aware of the problem and are working on it.";
 /// The message of a resolution that says nothing more.
 pub const DEFAULT_RESOLVE_MESSAGE: &str =
     "The problem is fixed and everything works normally again.";
@@ -107,8 +106,12 @@ pub(crate) fn declare(
     notices: &Notices<'_>,
 ) -> Result<IncidentWrite, Refusal> {
     let now = notices.now;
-    let title = text(req.title.as_deref(), "title", MAX_TITLE)?
-        .ok_or_else(|| Refusal::bad("missing-title", "`title` is required: say what is wrong in a few words"))?;
+    let title = text(req.title.as_deref(), "title", MAX_TITLE)?.ok_or_else(|| {
+        Refusal::bad(
+            "missing-title",
+            "`title` is required: say what is wrong in a few words",
+        )
+    })?;
     let tenants = tenants(&req.tenants, config)?;
     let sources = sources(&req.sources, &tenants, config)?;
     let channels = channels(&req.channels)?;
@@ -132,7 +135,11 @@ pub(crate) fn declare(
     let commander = text(req.commander.as_deref(), "commander", MAX_TITLE)?;
     let message = text(req.message.as_deref(), "message", MAX_MESSAGE)?
         .unwrap_or_else(|| DEFAULT_DECLARE_MESSAGE.to_string());
-    no_other_tenant(config, &tenants, &[("title", &title), ("message", &message)])?;
+    no_other_tenant(
+        config,
+        &tenants,
+        &[("title", &title), ("message", &message)],
+    )?;
     let mut incident = Incident {
         id: id.to_string(),
         title,
@@ -192,7 +199,10 @@ pub(crate) fn update(
 ) -> Result<IncidentWrite, Refusal> {
     let now = notices.now;
     let message = text(req.message.as_deref(), "message", MAX_MESSAGE)?.ok_or_else(|| {
-        Refusal::bad("missing-message", "`message` is required: say what changed (tenants read it)")
+        Refusal::bad(
+            "missing-message",
+            "`message` is required: say what changed (tenants read it)",
+        )
     })?;
     let status = match req.status.as_deref() {
         None => stored.status,
@@ -206,7 +216,10 @@ pub(crate) fn update(
     if let Err(e) = stored.status.check_update(status) {
         return Err(match stored.status {
             IncidentState::Resolved => resolved_already(stored),
-            _ => Refusal::bad("invalid-transition", format!("incident `{}`: {e}", stored.id)),
+            _ => Refusal::bad(
+                "invalid-transition",
+                format!("incident `{}`: {e}", stored.id),
+            ),
         });
     }
     let severity = match req.severity.as_deref() {
@@ -289,7 +302,11 @@ pub(crate) fn resolved(
     incident.next_update_at = None;
     incident.tracking = tracking.to_json();
     let mut out = notices.oncall(&incident, IncidentStatus::Resolved, message);
-    for t in incident.tenants.iter().filter(|t| tracking.told.contains(*t)) {
+    for t in incident
+        .tenants
+        .iter()
+        .filter(|t| tracking.told.contains(*t))
+    {
         out.extend(notices.tenant(&incident, t, IncidentStatus::Resolved, false, message));
     }
     (incident, out)
@@ -500,7 +517,9 @@ destinations = ["h"]
         }
     }
 
-    fn run(f: impl FnOnce(&Notices<'_>) -> Result<IncidentWrite, Refusal>) -> Result<IncidentWrite, Refusal> {
+    fn run(
+        f: impl FnOnce(&Notices<'_>) -> Result<IncidentWrite, Refusal>,
+    ) -> Result<IncidentWrite, Refusal> {
         let config = config();
         let links = LinkBuilder::default();
         let n = Notices {
@@ -520,12 +539,23 @@ destinations = ["h"]
 
     #[test]
     fn a_declaration_tells_every_tenant_at_once_and_records_who_has_no_contact() {
-        let w = run(|n| declare(&req(&["maelys", "acme", "quiet"]), n.config, "inc_1", "alice", n))
-            .unwrap();
+        let w = run(|n| {
+            declare(
+                &req(&["maelys", "acme", "quiet"]),
+                n.config,
+                "inc_1",
+                "alice",
+                n,
+            )
+        })
+        .unwrap();
         assert_eq!(w.expected_version, None);
         assert_eq!(w.incident.status, IncidentState::Investigating);
         assert_eq!(w.incident.severity, IncidentSeverity::Major);
-        assert_eq!(w.incident.impact_start, Timestamp::parse_rfc3339(NOW).unwrap());
+        assert_eq!(
+            w.incident.impact_start,
+            Timestamp::parse_rfc3339(NOW).unwrap()
+        );
         let to: Vec<(&str, Option<&str>)> = w
             .notices
             .iter()
@@ -533,7 +563,10 @@ destinations = ["h"]
             .collect();
         assert_eq!(
             to,
-            [("contact:maelys:0", Some("maelys")), ("contact:acme:0", Some("acme"))]
+            [
+                ("contact:maelys:0", Some("maelys")),
+                ("contact:acme:0", Some("acme"))
+            ]
         );
         assert_eq!(w.entries[0].detail["without_contacts"], json!(["quiet"]));
         let t = Tracking::of(&w.incident);
@@ -550,7 +583,10 @@ destinations = ["h"]
         let cases: Vec<(&str, Refusal)> = vec![
             ("missing-title", with(&|r| r.title = Some("  ".into()))),
             ("missing-tenant", with(&|r| r.tenants.clear())),
-            ("unknown-tenant", with(&|r| r.tenants = vec!["nobody".into()])),
+            (
+                "unknown-tenant",
+                with(&|r| r.tenants = vec!["nobody".into()]),
+            ),
             ("unknown-source", with(&|r| r.sources = vec!["nope".into()])),
             (
                 "source-outside-incident",
@@ -559,10 +595,22 @@ destinations = ["h"]
                     r.sources = vec!["maelys-kustomer".into()];
                 }),
             ),
-            ("invalid-channel", with(&|r| r.channels = vec!["fax".into()])),
-            ("invalid-severity", with(&|r| r.severity = Some("sev1".into()))),
-            ("invalid-time", with(&|r| r.impact_start = Some("yesterday".into()))),
-            ("invalid-time", with(&|r| r.impact_start = Some("2026-11-28T11:00:00Z".into()))),
+            (
+                "invalid-channel",
+                with(&|r| r.channels = vec!["fax".into()]),
+            ),
+            (
+                "invalid-severity",
+                with(&|r| r.severity = Some("sev1".into())),
+            ),
+            (
+                "invalid-time",
+                with(&|r| r.impact_start = Some("yesterday".into())),
+            ),
+            (
+                "invalid-time",
+                with(&|r| r.impact_start = Some("2026-11-28T11:00:00Z".into())),
+            ),
             (
                 "names-a-tenant",
                 with(&|r| {
@@ -609,8 +657,8 @@ destinations = ["h"]
         let done = run(|n| resolve(&stored, &ResolveRequest::default(), "alice", n)).unwrap();
         assert_eq!(done.incident.status, IncidentState::Resolved);
         assert_eq!(done.entries[0].text, DEFAULT_RESOLVE_MESSAGE);
-        let again = run(|n| resolve(&done.incident, &ResolveRequest::default(), "alice", n))
-            .unwrap_err();
+        let again =
+            run(|n| resolve(&done.incident, &ResolveRequest::default(), "alice", n)).unwrap_err();
         assert_eq!((again.status, again.slug), (409, "incident-resolved"));
         let late = run(|n| update(&done.incident, &upd("monitoring"), "alice", n)).unwrap_err();
         assert_eq!((late.status, late.slug), (409, "incident-resolved"));

@@ -41,17 +41,18 @@ pub fn human_time(t: Timestamp) -> String {
     }
 }
 
-/// `2h 5m`, `45m`, `30s`: a duration as people write it.
+/// `30s`, `45m`, `2h 5m`, `20h`, `4d 2h`: a duration as people write it (in hours up to three
+/// days, so that "20h" reads as the story's twenty hours, not "0d 20h").
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    let (days, hours, mins) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
+    let (hours, mins) = (s / 3600, s % 3600 / 60);
+    match (hours, mins) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m"),
+        (h, 0) if h < 72 => format!("{h}h"),
+        (h, m) if h < 72 => format!("{h}h {m}m"),
+        (h, _) if h % 24 == 0 => format!("{}d", h / 24),
+        (h, _) => format!("{}d {}h", h / 24, h % 24),
     }
 }
 
@@ -131,12 +132,8 @@ impl Notices<'_> {
         } else {
             step
         };
-        let notice = Notice::incident_for_tenant(
-            step,
-            info,
-            notice_severity(incident.severity),
-            self.now,
-        );
+        let notice =
+            Notice::incident_for_tenant(step, info, notice_severity(incident.severity), self.now);
         let route: Vec<String> = contacts::of_tenant(self.config, tenant)
             .into_iter()
             .map(|(id, _)| id)
@@ -328,7 +325,13 @@ destinations = ["h"]
             now: Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap(),
         };
         let inc = incident();
-        let maelys = n.tenant(&inc, "maelys", IncidentStatus::Declared, true, "Events are late.");
+        let maelys = n.tenant(
+            &inc,
+            "maelys",
+            IncidentStatus::Declared,
+            true,
+            "Events are late.",
+        );
         assert_eq!(maelys.len(), 2);
         assert_eq!(maelys[0].notifier, "contact:maelys:0");
         assert_eq!(maelys[1].notifier, "contact:maelys:1");
@@ -336,14 +339,28 @@ destinations = ["h"]
             assert_eq!(row.tenant.as_deref(), Some("maelys"));
             assert_eq!(row.incident.as_deref(), Some(inc.id.as_str()));
             assert!(!row.notice.contains("acme"), "{}", row.notice);
-            assert!(!row.notice.contains("intake.test"), "no operator links: {}", row.notice);
+            assert!(
+                !row.notice.contains("intake.test"),
+                "no operator links: {}",
+                row.notice
+            );
         }
         let notice: Notice = serde_json::from_str(&maelys[0].notice).unwrap();
         let text = notice.tenant_text().unwrap();
         insta::assert_snapshot!("declared_notice_for_maelys", text);
-        let acme = n.tenant(&inc, "acme", IncidentStatus::Declared, true, "Events are late.");
+        let acme = n.tenant(
+            &inc,
+            "acme",
+            IncidentStatus::Declared,
+            true,
+            "Events are late.",
+        );
         assert_eq!(acme.len(), 1);
-        assert!(!acme[0].notice.to_lowercase().contains("maelys"), "{}", acme[0].notice);
+        assert!(
+            !acme[0].notice.to_lowercase().contains("maelys"),
+            "{}",
+            acme[0].notice
+        );
         assert!(acme[0].notice.contains("Zendesk (source acme-zendesk)"));
     }
 
@@ -360,8 +377,17 @@ destinations = ["h"]
         let mut inc = incident();
         let first = n.tenant(&inc, "acme", IncidentStatus::Updated, true, "Fix deployed.");
         let notice: Notice = serde_json::from_str(&first[0].notice).unwrap();
-        assert!(notice.tenant_text().unwrap().starts_with("We are investigating"));
-        let later = n.tenant(&inc, "acme", IncidentStatus::Updated, false, "Fix deployed.");
+        assert!(notice
+            .tenant_text()
+            .unwrap()
+            .starts_with("We are investigating"));
+        let later = n.tenant(
+            &inc,
+            "acme",
+            IncidentStatus::Updated,
+            false,
+            "Fix deployed.",
+        );
         let notice: Notice = serde_json::from_str(&later[0].notice).unwrap();
         assert!(notice.tenant_text().unwrap().starts_with("Update on"));
         inc.status = IncidentState::Resolved;
@@ -370,7 +396,10 @@ destinations = ["h"]
         let notice: Notice = serde_json::from_str(&done[0].notice).unwrap();
         let text = notice.tenant_text().unwrap();
         assert!(text.starts_with("Resolved:"), "{text}");
-        assert!(text.contains("from 2026-11-28 09:40 UTC to 2026-11-28 11:00 UTC (1h 20m)"), "{text}");
+        assert!(
+            text.contains("from 2026-11-28 09:40 UTC to 2026-11-28 11:00 UTC (1h 20m)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -387,7 +416,19 @@ destinations = ["h"]
             affected(&config, &inc, "maelys"),
             "all webhooks we receive for you, on the chat channel"
         );
-        assert_eq!(human_duration(Duration::from_secs(20 * 3600 + 5 * 60)), "20h 5m");
-        assert_eq!(human_time(Timestamp::parse_rfc3339("2026-11-28T09:40:12Z").unwrap()), "2026-11-28 09:40 UTC");
+        assert_eq!(
+            human_duration(Duration::from_secs(20 * 3600 + 5 * 60)),
+            "20h 5m"
+        );
+        assert_eq!(
+            human_duration(Duration::from_secs(24 * 3600 + 10 * 60)),
+            "24h 10m"
+        );
+        assert_eq!(human_duration(Duration::from_secs(100 * 3600)), "4d 4h");
+        assert_eq!(human_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(
+            human_time(Timestamp::parse_rfc3339("2026-11-28T09:40:12Z").unwrap()),
+            "2026-11-28 09:40 UTC"
+        );
     }
 }

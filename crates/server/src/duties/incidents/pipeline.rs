@@ -147,7 +147,10 @@ fn follow(incident: &Incident, firing: &[Firing], notices: &Notices<'_>) -> Opti
     let mut tracking = Tracking::of(incident);
     let mut next = incident.clone();
     let mut entries = Vec::new();
-    for f in firing.iter().filter(|f| incident.tenants.contains(&f.tenant)) {
+    for f in firing
+        .iter()
+        .filter(|f| incident.tenants.contains(&f.tenant))
+    {
         let known = tracking
             .alerts
             .get(&f.key)
@@ -227,7 +230,8 @@ fn end_of_hold(
     if tracking.touched {
         return Vec::new();
     }
-    let message = "Every alert resolved within the hold: resolved by itself, and tenants were not told.";
+    let message =
+        "Every alert resolved within the hold: resolved by itself, and tenants were not told.";
     let (resolved, out) = lifecycle::resolved(incident, tracking, message, notices);
     *incident = resolved;
     entries.push(NewIncidentEntry {

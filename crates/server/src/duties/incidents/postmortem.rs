@@ -84,7 +84,10 @@ fn summary(out: &mut String, d: &IncidentDetail) {
         ("Status", i.status.to_string()),
         ("Severity", i.severity.to_string()),
         ("Tenants affected", list_or(&i.tenants, "none")),
-        ("Sources", list_or(&i.sources, "all of the tenants' sources")),
+        (
+            "Sources",
+            list_or(&i.sources, "all of the tenants' sources"),
+        ),
         ("Channels", list_or(&i.channels, "all")),
         ("Impact window", window(d)),
         (
@@ -178,7 +181,10 @@ fn impact(
         );
     }
     if !conversations.is_empty() {
-        let list: Vec<String> = conversations.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        let list: Vec<String> = conversations
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
         let _ = writeln!(
             out,
             "\nConversations whose creation was recovered: {}.",
@@ -228,7 +234,10 @@ fn response(out: &mut String, d: &IncidentDetail) {
     let t = &d.times;
     let when = |x: Option<Timestamp>| x.map(human_time).unwrap_or_else(|| "—".into());
     let _ = writeln!(out, "\n## Response times\n");
-    let _ = writeln!(out, "| step | when | after the impact began |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| step | when | after the impact began |\n|---|---|---|"
+    );
     let declared_after = t
         .declared_at
         .zip(t.impact_start)
@@ -253,7 +262,11 @@ fn response(out: &mut String, d: &IncidentDetail) {
                 None => seconds(t.time_to_notify),
             },
         ),
-        ("Mitigated", when(t.mitigated_at), seconds(t.time_to_mitigate)),
+        (
+            "Mitigated",
+            when(t.mitigated_at),
+            seconds(t.time_to_mitigate),
+        ),
         ("Resolved", when(t.resolved_at), seconds(t.time_to_resolve)),
     ];
     for (step, at, after) in rows {
@@ -297,10 +310,22 @@ fn timeline(out: &mut String, d: &IncidentDetail) {
             out,
             "| {} | {}{who} |",
             human_time(item.at),
-            cell(&item.text)
+            cell(&step_text(item))
         );
     }
     flush(out, &mut notices);
+}
+
+/// A timeline item in words: a person's step says which step it was.
+fn step_text(item: &TimelineItem) -> String {
+    let status = item.detail["status"].as_str().unwrap_or("");
+    match (item.kind.as_str(), item.author.is_some()) {
+        ("declared", true) => format!("Declared: {}", item.text),
+        ("update", _) if !status.is_empty() => format!("Update ({status}): {}", item.text),
+        ("update", _) => format!("Update: {}", item.text),
+        ("resolved", true) => format!("Resolved: {}", item.text),
+        _ => item.text.clone(),
+    }
 }
 
 /// One line for the notices of one step made at one instant: to whom, and what came of each.
@@ -310,7 +335,10 @@ fn notice_line(group: &[&TimelineItem]) -> String {
         .iter()
         .map(|n| {
             let to = n.detail["recipient"].as_str().unwrap_or("?");
-            let outcome = match (n.detail["state"].as_str(), n.detail["delivered_at"].as_str()) {
+            let outcome = match (
+                n.detail["state"].as_str(),
+                n.detail["delivered_at"].as_str(),
+            ) {
                 (Some("sent"), Some(at)) => Timestamp::parse_rfc3339(at)
                     .map(|t| format!("delivered {}", human_time(t)))
                     .unwrap_or_else(|_| "delivered".into()),
@@ -377,10 +405,7 @@ fn for_people(out: &mut String) {
         out,
         "\n## Root cause\n\n*To write:* what broke, and why nothing stopped it sooner.\n"
     );
-    let _ = writeln!(
-        out,
-        "## What went well, what went poorly\n\n*To write.*\n"
-    );
+    let _ = writeln!(out, "## What went well, what went poorly\n\n*To write.*\n");
     let _ = writeln!(
         out,
         "## Action items\n\n| action | owner | due | tracking |\n|---|---|---|---|\n| *to write* | | | |"

@@ -183,7 +183,10 @@ pub fn for_tenant(d: IncidentDetail, tenant: &str, config: &Config) -> IncidentD
             if !keep {
                 return None;
             }
-            if matches!(t.kind.as_str(), "declared" | "update" | "resolved" | "tenants_told" | "tenant_notice_held") {
+            if matches!(
+                t.kind.as_str(),
+                "declared" | "update" | "resolved" | "tenants_told" | "tenant_notice_held"
+            ) {
                 // The numbers behind a step may list every tenant.
                 t.detail = json!({});
             }
@@ -256,7 +259,10 @@ fn recipient(notifier: &str, config: &Config) -> String {
     let found = rest.rsplit_once(':').and_then(|(tenant, i)| {
         let i: usize = i.parse().ok()?;
         let contact = config.tenant(tenant)?.contacts.get(i)?;
-        Some(format!("{tenant}'s contact ({})", contacts::describe(contact)))
+        Some(format!(
+            "{tenant}'s contact ({})",
+            contacts::describe(contact)
+        ))
     });
     found.unwrap_or_else(|| format!("contact {rest} (no longer configured)"))
 }

@@ -48,7 +48,13 @@ destinations = ["handler"]
     .unwrap()
 }
 
-fn alert(rule: &str, severity: Severity, tenant: &str, channel: &str, since_min: i64) -> ActiveAlert {
+fn alert(
+    rule: &str,
+    severity: Severity,
+    tenant: &str,
+    channel: &str,
+    since_min: i64,
+) -> ActiveAlert {
     ActiveAlert {
         key: AlertKey {
             rule: rule.into(),
@@ -56,7 +62,11 @@ fn alert(rule: &str, severity: Severity, tenant: &str, channel: &str, since_min:
                 tenant: tenant.into(),
                 source: format!("{tenant}-kustomer"),
                 channel: channel.into(),
-                destination: if channel.is_empty() { "handler".into() } else { String::new() },
+                destination: if channel.is_empty() {
+                    "handler".into()
+                } else {
+                    String::new()
+                },
             },
         },
         state: AlertState::Firing,
@@ -182,7 +192,11 @@ fn later_alerts_of_the_tenant_join_and_their_resolutions_are_recorded() {
     w.step(3, &[stalled("maelys", 3)], &[]);
     let stopped = alert("inbound_stopped", Severity::Critical, "maelys", "chat", 5);
     let drop = alert("inbound_drop", Severity::Warning, "maelys", "email", 5);
-    let wrote = w.step(6, &[stalled("maelys", 3), stopped.clone(), drop.clone()], &[]);
+    let wrote = w.step(
+        6,
+        &[stalled("maelys", 3), stopped.clone(), drop.clone()],
+        &[],
+    );
     assert_eq!(wrote.writes.len(), 1, "joined, not declared");
     assert_eq!(wrote.writes[0].expected_version, Some(1));
     assert_eq!(wrote.kinds(), ["alert_firing", "alert_firing"]);
@@ -245,8 +259,14 @@ fn a_hold_tells_the_tenant_only_if_an_alert_still_fires_when_it_ends() {
     let hold = "[incidents]\nauto_declare = true\nnotify_hold = \"5m\"\n";
     let mut w = World::new(hold);
     let wrote = w.step(3, &[stalled("maelys", 3)], &[]);
-    assert!(wrote.notices_to().is_empty(), "on-call has no notifier here; tenants wait");
-    assert_eq!(wrote.kinds(), ["alert_firing", "declared", "tenant_notice_held"]);
+    assert!(
+        wrote.notices_to().is_empty(),
+        "on-call has no notifier here; tenants wait"
+    );
+    assert_eq!(
+        wrote.kinds(),
+        ["alert_firing", "declared", "tenant_notice_held"]
+    );
     assert!(w.step(7, &[stalled("maelys", 3)], &[]).writes.is_empty());
     let wrote = w.step(8, &[stalled("maelys", 3)], &[]);
     assert_eq!(wrote.notices_to(), ["contact:maelys:0"]);
@@ -275,7 +295,10 @@ fn without_auto_notify_the_tenant_waits_for_a_person_and_nothing_resolves_by_its
     );
     let wrote = w.step(3, &[stalled("maelys", 3)], &[]);
     assert!(wrote.notices_to().is_empty());
-    assert_eq!(wrote.kinds(), ["alert_firing", "declared", "tenant_notice_held"]);
+    assert_eq!(
+        wrote.kinds(),
+        ["alert_firing", "declared", "tenant_notice_held"]
+    );
     w.step(5, &[], &[]);
     assert!(w.step(30, &[], &[]).writes.is_empty());
     assert_eq!(w.only().status, IncidentState::Investigating);
