@@ -418,7 +418,7 @@ async fn a_contact_that_is_down_is_retried_then_succeeds(backend: Backend) {
     rx.maelys.set_status(200);
     rx.smtp.set_down(false);
     let mut moved = Duration::ZERO;
-    while !(rx.maelys.accepted().len() == 1 && !rx.mails_to("support@maelys.example").is_empty()) {
+    while rx.maelys.accepted().is_empty() || rx.mails_to("support@maelys.example").is_empty() {
         assert!(
             moved < Duration::from_secs(120),
             "the contacts never got their notice"

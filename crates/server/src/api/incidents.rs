@@ -302,7 +302,7 @@ async fn resolve(
         people (root cause, action items).",
     params(("id" = String, Path, description = "The incident id (`inc_…`).")),
     responses(
-        (status = 200, description = "The draft.", content_type = "text/markdown", body = String),
+        (status = 200, description = "The draft.", content_type = "text/markdown; charset=utf-8", body = String),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
