@@ -67,6 +67,8 @@ fn refusal(r: Refusal) -> Problem {
     Problem::new(status, r.slug, title, r.detail)
 }
 
+/// The desk of a write: with on-call's notifiers (to know which take incident notices) and
+/// the sender's wake-up.
 fn desk(app: &AppState) -> Desk {
     Desk::new(
         app.config.clone(),
@@ -74,6 +76,11 @@ fn desk(app: &AppState) -> Desk {
         app.store.clone(),
         app.notices.clone(),
     )
+}
+
+/// The desk of a read.
+fn reader(app: &AppState) -> Desk {
+    Desk::reader(app.config.clone(), app.clock.clone(), app.store.clone())
 }
 
 /// Writes and the postmortem are the operator's.
@@ -190,7 +197,7 @@ async fn list(
         }
     };
     let tenant = scope.tenant_filter(q.tenant)?;
-    let data = desk(&app)
+    let data = reader(&app)
         .list(tenant.as_deref(), open_only, page_size(q.limit)?)
         .await?;
     Ok(Json(Incidents { data }))
@@ -219,7 +226,7 @@ async fn show(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, Problem> {
-    Ok(Json(desk(&app).detail(&id, tenant_of(&scope)).await?))
+    Ok(Json(reader(&app).detail(&id, tenant_of(&scope)).await?))
 }
 
 #[utoipa::path(
@@ -316,7 +323,7 @@ async fn postmortem(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     operator(&scope, "a postmortem draft")?;
-    let text = desk(&app).postmortem(&id).await?;
+    let text = reader(&app).postmortem(&id).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
         text,

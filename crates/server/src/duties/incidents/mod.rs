@@ -202,6 +202,18 @@ impl Desk {
         }
     }
 
+    /// A desk that only reads (lists, details, postmortems): it builds no notifier.
+    pub(crate) fn reader(config: Arc<Config>, clock: SharedClock, store: Arc<dyn Store>) -> Self {
+        Desk {
+            links: super::notify::link_builder(&config),
+            oncall: Vec::new(),
+            config,
+            clock,
+            store,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
     fn notices(&self, now: Timestamp) -> Notices<'_> {
         Notices {
             config: &self.config,
