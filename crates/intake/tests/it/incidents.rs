@@ -721,8 +721,10 @@ async fn postgres_a_tenant_token_reads_only_its_own_incidents() {
 async fn the_postmortem_of_a_scripted_incident_with_a_backfill(backend: Backend) {
     let oncall = NotifierCapture::start().await.unwrap();
     let contact = NotifierCapture::start().await.unwrap();
+    // Duty leases outlive the clock's jumps and an injected fault (a renewal the store refused
+    // would stop the monitor, and its sender, until the clock moves again).
     let extra = format!(
-        "\n[[notifiers]]\nid = \"oncall\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        "\n[[notifiers]]\nid = \"oncall\"\nkind = \"webhook\"\nurl = \"{}\"\n\n[cluster]\nduty_lease = \"24h\"\n",
         oncall.url("/oncall")
     );
     let keys = format!(
@@ -899,6 +901,11 @@ async fn the_incident_commands_end_to_end_with_clear_errors() {
         resolve.stdout.contains("resolved (resolved)"),
         "{resolve:?}"
     );
+    // The drafts are read once every notice is recorded, so both below are the same.
+    wait_incident(&Admin::of(&server), &id, "every notice delivered", |i| {
+        all_delivered(i, 12)
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("postmortem.md");
     let pm = cli(vec![
@@ -962,4 +969,80 @@ async fn the_incident_commands_end_to_end_with_clear_errors() {
         "{bad_status:?}"
     );
     finish(server, db).await;
+}
+
+/// What cannot be done is said, and nothing is half done: a store that cannot commit refuses
+/// the declaration (503) and nobody is told of an incident that was not recorded; an e-mail
+/// contact without an SMTP server ends `not delivered`, with the reason in the timeline, and
+/// raises `notifier_failing`.
+async fn failures_are_refused_or_recorded_never_silent(backend: Backend) {
+    let oncall = NotifierCapture::start().await.unwrap();
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    // Duty leases outlive the clock's jumps and an injected fault (a renewal the store refused
+    // would stop the monitor, and its sender, until the clock moves again).
+    let extra = format!(
+        "\n[[notifiers]]\nid = \"oncall\"\nkind = \"webhook\"\nurl = \"{}\"\n\n[cluster]\nduty_lease = \"24h\"\n",
+        oncall.url("/oncall")
+    );
+    let (server, db) = start(backend, &handler.url(), &extra, |t| {
+        t.replace(
+            "api_token = \"maelys-token\"",
+            "api_token = \"maelys-token\"\ncontacts = [{ kind = \"email\", to = \"support@maelys.example\" }]",
+        )
+    })
+    .await;
+    let admin = Admin::of(&server);
+    let body = json!({"title": "Webhooks delayed", "tenants": ["maelys"]});
+    server
+        .server
+        .store
+        .inject_fault(Some(intake_store::StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let (status, p) = admin.post("/api/v1/incidents", body.clone()).await;
+    assert_eq!(status, 503, "{p:#}");
+    assert_eq!(p["type"], "urn:intake:problem:store-unavailable");
+    server.server.store.inject_fault(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(oncall.all().is_empty(), "told of an incident that was not recorded");
+    let (_, list) = admin.get("/api/v1/incidents").await;
+    assert_eq!(list["data"], json!([]));
+
+    let (status, declared) = admin.post("/api/v1/incidents", body).await;
+    assert_eq!(status, 201, "{declared:#}");
+    let id = declared["id"].as_str().unwrap();
+    let i = wait_incident(&admin, id, "the e-mail contact given up", |i| {
+        notices(i)
+            .iter()
+            .any(|n| n["detail"]["tenant"] == "maelys" && n["detail"]["state"] == "dead")
+    })
+    .await;
+    let dead = notices(&i)
+        .into_iter()
+        .find(|n| n["detail"]["tenant"] == "maelys")
+        .unwrap();
+    let text = dead["text"].as_str().unwrap();
+    assert!(text.contains("not delivered") && text.contains("email_via"), "{text}");
+    // On-call hears of the contact that cannot be reached, at the next evaluation.
+    let mut moved = Duration::ZERO;
+    while !oncall.accepted().iter().any(|r| {
+        let n = r.json();
+        n["rule"] == "notifier_failing" && n["labels"]["notifier"] == "contact:maelys:0"
+    }) {
+        assert!(moved < Duration::from_secs(180), "notifier_failing never came");
+        server.clock.advance(STEP);
+        moved += STEP;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_failures_are_refused_or_recorded_never_silent() {
+    failures_are_refused_or_recorded_never_silent(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failures_are_refused_or_recorded_never_silent() {
+    failures_are_refused_or_recorded_never_silent(Backend::postgres().await).await;
 }
