@@ -1004,7 +1004,10 @@ async fn failures_are_refused_or_recorded_never_silent(backend: Backend) {
     assert_eq!(p["type"], "urn:intake:problem:store-unavailable");
     server.server.store.inject_fault(None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(oncall.all().is_empty(), "told of an incident that was not recorded");
+    assert!(
+        oncall.all().is_empty(),
+        "told of an incident that was not recorded"
+    );
     let (_, list) = admin.get("/api/v1/incidents").await;
     assert_eq!(list["data"], json!([]));
 
@@ -1022,14 +1025,20 @@ async fn failures_are_refused_or_recorded_never_silent(backend: Backend) {
         .find(|n| n["detail"]["tenant"] == "maelys")
         .unwrap();
     let text = dead["text"].as_str().unwrap();
-    assert!(text.contains("not delivered") && text.contains("email_via"), "{text}");
+    assert!(
+        text.contains("not delivered") && text.contains("email_via"),
+        "{text}"
+    );
     // On-call hears of the contact that cannot be reached, at the next evaluation.
     let mut moved = Duration::ZERO;
     while !oncall.accepted().iter().any(|r| {
         let n = r.json();
         n["rule"] == "notifier_failing" && n["labels"]["notifier"] == "contact:maelys:0"
     }) {
-        assert!(moved < Duration::from_secs(180), "notifier_failing never came");
+        assert!(
+            moved < Duration::from_secs(180),
+            "notifier_failing never came"
+        );
         server.clock.advance(STEP);
         moved += STEP;
         tokio::time::sleep(Duration::from_millis(25)).await;
