@@ -1043,6 +1043,17 @@ async fn failures_are_refused_or_recorded_never_silent(backend: Backend) {
         moved += STEP;
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // The notifiers' page shows the contact's outbox beside the notifiers'.
+    let (status, page) = admin.get("/api/v1/notifiers").await;
+    assert_eq!(status, 200, "{page:#}");
+    let contact = &page["contacts"][0];
+    assert_eq!(contact["id"], "contact:maelys:0", "{page:#}");
+    assert_eq!(contact["recipient"], "e-mail support@maelys.example");
+    assert_eq!(contact["failing"], true, "{page:#}");
+    assert!(contact["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("email_via"));
     finish(server, db).await;
 }
 
