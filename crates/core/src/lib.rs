@@ -1,7 +1,8 @@
 //! Domain types of intake: typed ids, time and the injectable clock, the configuration model,
 //! normalized events, the delivery state machine with its retry schedule, the Standard
-//! Webhooks signature scheme, the decision of which repeated log lines to write, and the fire
-//! drills' vocabulary (which alerts a drill causes and expects).
+//! Webhooks signature scheme, incidents' statuses and notice templates, the decision of which
+//! repeated log lines to write, and the fire drills' vocabulary (which alerts a drill causes and
+//! expects).
 //!
 //! **Architecture invariant:** this crate does no IO. It reads no files, opens no sockets and
 //! never asks the operating system for the time except through [`clock::SystemClock`], which
@@ -15,6 +16,7 @@ pub mod delivery;
 pub mod drill;
 pub mod event;
 pub mod ids;
+pub mod incident;
 pub mod log_limit;
 pub mod rate;
 pub mod signature;
@@ -22,5 +24,5 @@ pub mod time;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use ids::{DeliveryId, DrillId, EventId, RecoveryId, SilenceId, TokenId};
+pub use ids::{DeliveryId, DrillId, EventId, IncidentId, RecoveryId, SilenceId, TokenId};
 pub use time::Timestamp;

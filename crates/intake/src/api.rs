@@ -1,7 +1,7 @@
 //! The admin API as the command line sees it: where the server is, how to authenticate, the
 //! table of every endpoint the command line calls ([`ENDPOINTS`]), and a small blocking client.
-//! `intake status`, `intake silence`, `intake token`, `intake recover`, `intake audit` and
-//! `intake drill` talk to the server through it; it knows nothing of any of them.
+//! `intake status`, `intake silence`, `intake token`, `intake recover`, `intake audit`,
+//! `intake drill` and `intake incident` talk to the server through it; it knows nothing of any of them.
 //!
 //! The client only calls endpoints of the table, never a free-form path, and a test checks
 //! each entry (method, path, the query parameters it may send) against the server's OpenAPI
@@ -98,6 +98,18 @@ endpoints! {
     DRILL = Get "/api/v1/drills/{id}" [];
     /// `intake drill cancel ID`.
     DRILL_CANCEL = Post "/api/v1/drills/{id}/cancel" [];
+    /// `intake incident list`, and `intake status`'s open incidents.
+    INCIDENTS = Get "/api/v1/incidents" ["state", "tenant"];
+    /// `intake incident declare`.
+    INCIDENT_DECLARE = Post "/api/v1/incidents" [];
+    /// `intake incident show ID`.
+    INCIDENT = Get "/api/v1/incidents/{id}" [];
+    /// `intake incident update ID`.
+    INCIDENT_UPDATE = Post "/api/v1/incidents/{id}/updates" [];
+    /// `intake incident resolve ID`.
+    INCIDENT_RESOLVE = Post "/api/v1/incidents/{id}/resolve" [];
+    /// `intake incident postmortem ID` (Markdown).
+    INCIDENT_POSTMORTEM = Get "/api/v1/incidents/{id}/postmortem" [];
 }
 
 /// What one call sends besides its endpoint.
@@ -151,6 +163,13 @@ impl Api {
     /// Calls `endpoint` and returns the JSON answer, or an error that quotes the server's
     /// explanation (the problem's `detail`).
     pub fn call(&self, endpoint: &Endpoint, call: Call<'_>) -> anyhow::Result<Value> {
+        let text = self.call_text(endpoint, call)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Calls `endpoint` and returns the answer's text (a Markdown document), or an error that
+    /// quotes the server's explanation (the problem's `detail`).
+    pub fn call_text(&self, endpoint: &Endpoint, call: Call<'_>) -> anyhow::Result<String> {
         let url = self.url(endpoint, &call)?;
         let method = endpoint.verb.method();
         // `--url` is shown as any URL of the configuration is: without a password or token.
@@ -170,12 +189,13 @@ impl Api {
                 .map_err(reqwest::Error::without_url)
                 .with_context(|| format!("cannot reach intake at {base}"))?;
             let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let text = resp.text().await.unwrap_or_default();
             if !status.is_success() {
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 let detail = body["detail"].as_str().unwrap_or("no detail");
                 anyhow::bail!("{method} {shown}: HTTP {status}: {detail}");
             }
-            Ok(body)
+            Ok(text)
         })
     }
 

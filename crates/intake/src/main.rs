@@ -7,6 +7,7 @@ mod audit;
 mod backtest;
 mod config_load;
 mod drill;
+mod incident;
 mod recover;
 mod silence;
 mod status;
@@ -81,6 +82,10 @@ enum Command {
     /// Create, list or revoke API tokens (stored hashed, shown once).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Declare an incident (notifies the affected tenants and on-call at once), update it,
+    /// resolve it, list, show, or draft its postmortem.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
     /// Copy an embedded installation (SQLite) into PostgreSQL: events, deliveries, attempts,
     /// rejections and counters. Stop `intake serve` first; point it at the new URL after.
     MigrateStore {
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         Command::Status { api } => status::run(api),
         Command::Silence(cmd) => silence::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Incident(cmd) => incident::run(cmd),
         Command::Recover(cmd) => recover::run(cmd),
         Command::Drill(cmd) => drill::run(cmd),
         Command::Audit(args) => audit::run(args),
@@ -156,7 +162,10 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         config.notifiers.len(),
         mask("storage.url", &config.storage.url)
     );
-    for note in smtp_notes(&config) {
+    for note in smtp_notes(&config)
+        .into_iter()
+        .chain(contact_notes(&config))
+    {
         println!("  {note}");
     }
     Ok(ExitCode::SUCCESS)
@@ -184,6 +193,30 @@ fn smtp_notes(config: &Config) -> Vec<String> {
         }
     }
     notes
+}
+
+/// What check-config states about tenants' contacts: which e-mail notifier sends their
+/// incident notices, or that e-mail contacts cannot be reached (their notices would fail and
+/// raise `notifier_failing`).
+fn contact_notes(config: &Config) -> Vec<String> {
+    let emails = config
+        .tenants
+        .iter()
+        .flat_map(|t| &t.contacts)
+        .filter(|c| matches!(c, intake_core::config::Contact::Email { .. }))
+        .count();
+    if emails == 0 {
+        return Vec::new();
+    }
+    match config.incidents.mailer(&config.notifiers) {
+        Some(m) => vec![format!(
+            "{emails} e-mail contact(s) get incident notices through notifier `{}`'s SMTP server",
+            m.id
+        )],
+        None => vec![format!(
+            "WARNING: {emails} e-mail contact(s) cannot be reached: add an `email` notifier and name it in [incidents] email_via (or keep exactly one); until then their incident notices fail and notifier_failing fires"
+        )],
+    }
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {

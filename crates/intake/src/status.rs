@@ -1,7 +1,7 @@
 //! `intake status`: a terminal summary of a running server, read from its admin API — the
 //! alerts firing, what is coming in per source and channel, what is waiting to go out per
 //! destination, the open gaps reconciliation found, and whether each source's canaries get
-//! through.
+//! through, the silences, and the open incidents.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -27,6 +27,15 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     print!("{}", render_canaries(&canaries));
     let silences = api.call(&api::SILENCES, Call::default())?;
     print!("{}", crate::silence::render(&silences));
+    let open = Call {
+        query: &[("state", "open")],
+        ..Call::default()
+    };
+    let incidents = api.call(&api::INCIDENTS, open)?;
+    print!(
+        "{}",
+        crate::incident::render_list(&incidents, "OPEN INCIDENTS")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -328,6 +328,7 @@ mod tests {
             for_: None,
             severity: Some(Severity::Warning),
             notifiers: vec![],
+            ..Default::default()
         }])
         .unwrap();
         let mut m = Monitor::new(book, MonitorSettings::default());

@@ -644,6 +644,7 @@ mod tests {
             for_: None,
             severity: None,
             notifiers: vec![],
+            ..Default::default()
         }
     }
 

@@ -202,6 +202,7 @@ fn low_volume_flow_with_a_baseline_is_caught_by_the_gap_rule() {
         for_: None,
         severity: None,
         notifiers: vec![],
+        ..Default::default()
     };
     let mut monitor = Monitor::new(
         RuleBook::new(&[strict]).expect("valid override"),
@@ -633,6 +634,7 @@ fn tenant_scoped_override_tightens_queue_stalled_for_that_tenant_only() {
         for_: None,
         severity: Some(Severity::Warning),
         notifiers: vec![],
+        ..Default::default()
     };
     let mut monitor = Monitor::new(
         RuleBook::new(&[tight]).expect("valid override"),

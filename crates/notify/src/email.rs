@@ -159,17 +159,24 @@ impl EmailNotifier {
     /// time as `Date` (never the wall clock).
     fn message(&self, n: &Notice) -> Result<Message, NotifyError> {
         let thread = hex::encode(&Sha256::digest(n.key.as_bytes())[..12]);
+        // Two notices of one thread made in the same millisecond (an incident declared and
+        // updated at once) must not share a Message-ID, or a mail client drops the second.
+        let body = render::plain_text(n);
+        let unique = hex::encode(&Sha256::digest(format!("{}\n{body}", n.summary))[..6]);
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(subject(n))
             .date(n.at.to_system_time())
-            .message_id(Some(format!("<{thread}.{}@intake>", n.at.as_millis())))
+            .message_id(Some(format!(
+                "<{thread}.{}.{unique}@intake>",
+                n.at.as_millis()
+            )))
             .header(References::from(format!("<{thread}@intake>")))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             b = b.to(to.clone());
         }
-        b.body(render::plain_text(n))
+        b.body(body)
             .map_err(|e| NotifyError::permanent(format!("cannot build the e-mail: {e}")))
     }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use intake_core::config::Severity;
+use intake_core::incident::{IncidentSeverity, IncidentState};
 use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -174,7 +175,10 @@ pub struct SilenceInfo {
 }
 
 /// An incident, as announced to on-call and to affected tenants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A notice to a tenant's contact names that tenant only: its `tenants`, `sources` and
+/// `channels` are the tenant's own, and `text` is the tenant template rendered for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentInfo {
     /// The incident's id.
     pub id: String,
@@ -182,9 +186,37 @@ pub struct IncidentInfo {
     pub title: String,
     /// The text of this declaration, update or resolution.
     pub message: String,
-    /// The tenants affected.
+    /// The tenants affected (for a tenant's contact: that tenant alone).
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Its status after this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<IncidentState>,
+    /// How bad it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<IncidentSeverity>,
+    /// The sources affected (none: every source of the tenants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// The channels affected (none: every channel).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// When the impact began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact_start: Option<Timestamp>,
+    /// When it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    /// When the next update is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update_at: Option<Timestamp>,
+    /// Who leads the response (on-call notices only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander: Option<String>,
+    /// For a tenant's contact: the whole notice in plain words, from the tenant template, to
+    /// be forwarded as it is. E-mail sends this as the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One notification: what happened, to whom, how bad, since when, why, and where to look.
@@ -522,7 +554,7 @@ impl Notice {
             reason: incident.message.clone(),
             labels,
             alerts: Vec::new(),
-            since: None,
+            since: incident.impact_start,
             at,
             repeat_at: None,
             links: Links {
@@ -575,6 +607,25 @@ impl Notice {
             incident: None,
             drill: Some(drill.to_string()),
         }
+    }
+
+    /// A notice about an incident for one tenant's contact: `incident` must already be that
+    /// tenant's view (its tenant alone, its sources and channels, its `text`). It carries no
+    /// links: they lead to the operator's dashboard, which is not the tenant's.
+    pub fn incident_for_tenant(
+        status: IncidentStatus,
+        incident: IncidentInfo,
+        severity: Severity,
+        at: Timestamp,
+    ) -> Notice {
+        let mut notice = Notice::incident(status, incident, severity, at, &LinkBuilder::default());
+        notice.links = Links::default();
+        notice
+    }
+
+    /// The plain-language text of a tenant's incident notice, when this is one.
+    pub fn tenant_text(&self) -> Option<&str> {
+        self.incident.as_ref().and_then(|i| i.text.as_deref())
     }
 
     /// Sets when the sender will repeat this notice at the latest (see [`Notice::repeat_at`]).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use intake_core::Timestamp;
 
-use crate::notice::{AlertItem, Labels, Notice};
+use crate::notice::{AlertItem, IncidentInfo, Labels, Notice};
 
 pub(crate) use crate::notice::words::{labels_text, rule_title, status_word};
 
@@ -66,6 +66,11 @@ pub(crate) fn item_when(item: &AlertItem, now: Timestamp) -> String {
 /// The plain-text body shared by e-mail and (as a description) PagerDuty: what, who, how bad,
 /// since when, why with numbers, each alert of a group, and the links.
 pub(crate) fn plain_text(n: &Notice) -> String {
+    // A tenant's incident notice is the tenant template, written to be forwarded as it is:
+    // nothing of on-call's vocabulary (keys, rules, labels) is added to it.
+    if let Some(text) = n.tenant_text() {
+        return format!("{}\n", text.trim_end());
+    }
     let mut out = String::new();
     out.push_str(&n.summary);
     out.push_str("\n\n");
@@ -95,10 +100,7 @@ pub(crate) fn plain_text(n: &Notice) -> String {
         ));
     }
     if let Some(i) = &n.incident {
-        out.push_str(&format!("Incident: {} - {}\n", i.id, i.title));
-        if !i.tenants.is_empty() {
-            out.push_str(&format!("Tenants:  {}\n", i.tenants.join(", ")));
-        }
+        out.push_str(&incident_facts(i));
     }
     if n.alerts.len() > 1 || n.alerts.iter().any(|a| a.value.is_some()) {
         out.push_str(&format!("\nAlerts ({}):\n", n.alerts.len()));
@@ -116,6 +118,32 @@ pub(crate) fn plain_text(n: &Notice) -> String {
         out.push_str(&format!("Events:    {e}\n"));
     }
     out.push_str(&format!("\nKey: {}\nSent by intake at {}\n", n.key, n.at));
+    out
+}
+
+/// An incident's facts for on-call, one per line: id and title, status, tenants, sources,
+/// channels, impact start, commander.
+pub(crate) fn incident_facts(i: &IncidentInfo) -> String {
+    let mut out = format!("Incident: {} - {}\n", i.id, i.title);
+    if let Some(s) = i.status {
+        let severity = i.severity.map(|v| format!(" ({v})")).unwrap_or_default();
+        out.push_str(&format!("Status:   {s}{severity}\n"));
+    }
+    for (label, list) in [
+        ("Tenants: ", &i.tenants),
+        ("Sources: ", &i.sources),
+        ("Channels:", &i.channels),
+    ] {
+        if !list.is_empty() {
+            out.push_str(&format!("{label} {}\n", list.join(", ")));
+        }
+    }
+    if let Some(t) = i.impact_start {
+        out.push_str(&format!("Impact:   since {t}\n"));
+    }
+    if let Some(c) = &i.commander {
+        out.push_str(&format!("Lead:     {c}\n"));
+    }
     out
 }
 

@@ -132,8 +132,20 @@ pub(crate) fn message(n: &Notice) -> Value {
         facts.push(format!("*By:* {}", esc(&s.created_by)));
     }
     if let Some(i) = &n.incident {
-        if !i.tenants.is_empty() {
-            facts.push(format!("*Tenants:* {}", esc(&i.tenants.join(", "))));
+        if let Some(s) = i.status {
+            facts.push(format!("*Status:* {s}"));
+        }
+        for (label, list) in [
+            ("Tenants", &i.tenants),
+            ("Sources", &i.sources),
+            ("Channels", &i.channels),
+        ] {
+            if !list.is_empty() {
+                facts.push(format!("*{label}:* {}", esc(&list.join(", "))));
+            }
+        }
+        if let Some(c) = &i.commander {
+            facts.push(format!("*Lead:* {}", esc(c)));
         }
     }
     facts.push(format!("*Why:* {}", esc(&n.reason)));

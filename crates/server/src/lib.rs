@@ -5,7 +5,7 @@
 //! Data flows one way: a webhook enters through [`ingest`], is committed by the
 //! [`Store`](intake_store::Store) together with its deliveries, wakes the destination's
 //! dispatcher ([`duties::delivery`]), and is POSTed to the handler. The admin API only reads
-//! (silences aside, which it writes with their announcements).
+//! (silences and incidents aside, which it writes with their announcements and notices).
 //!
 //! **Code map: one room per job.** Each room says what it may import; "may import" is about
 //! this crate's top-level modules (`crate::…`); with these rules there is no import
@@ -17,12 +17,12 @@
 //! | `error` | [`ServerError`], what `start` and shutdown can fail with. | nothing |
 //! | `hard_stop` | The listener whose connections the shutdown deadline cuts. | nothing |
 //! | `conn` | The HTTP server loop and its connection hygiene: caps overall and per IP (503 over them), the header deadline, the idle timeout. | `hard_stop`, `metrics` |
-//! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], the OpenAPI document and the list of resources it and the router are built from ([`api::openapi`]), then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`, `tokens`, `recoveries`, `audit`, `reconciliation`, `canaries`, `drills`), each exporting its documented `routes()`. | `state`, `duties` |
+//! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], the OpenAPI document and the list of resources it and the router are built from ([`api::openapi`]), then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`, `tokens`, `recoveries`, `audit`, `reconciliation`, `canaries`, `drills`, `incidents`), each exporting its documented `routes()`. | `state`, `duties` |
 //! | [`ingest`] | The SOR-facing door, `POST /ingest/{source_id}`. | `state`, `metrics`, `api::problem` |
 //! | [`health`] | `/healthz` and `/readyz`. | `state`, `api::problem` |
 //! | [`metrics`] | Metric names (contract), the recorder, the registration of the metric handles, and the `/metrics` door. | `state`, `duties` |
 //! | [`demo_handler`] | The built-in demo handler door. | `state` |
-//! | [`duties`] | The duty runner and singleton leases (`duties/mod.rs`), then `delivery`, `monitor`, `compaction`, `recovery/`, `reconcile/`, `book`, `audit` (the audit the API door calls: read, then judged by a pure function), `notify/{decide, send}`, `canary/{decide, book, probe}` and `drill/{params, decide, schedule, observe, faults}`. | `state` |
+//! | [`duties`] | The duty runner and singleton leases (`duties/mod.rs`), then `delivery`, `monitor`, `compaction`, `recovery/`, `reconcile/`, `book`, `audit` (the audit the API door calls: read, then judged by a pure function), `notify/{decide, send}`, `canary/{decide, book, probe}`, `drill/{params, decide, schedule, observe, faults}` and `incidents/{lifecycle, notices, pipeline, view, postmortem, contacts}` (what the admin API and the notification pipeline write and show of incidents). | `state` |
 //! | `runtime` | Wiring only: open the store, build the state, bind, start the duties, shut down in order. | everything; nothing imports it |
 //!
 //! **The rules of the rooms.**

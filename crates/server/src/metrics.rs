@@ -2,8 +2,8 @@
 //! process-wide recorder that renders them, the registration of the per-source and
 //! per-destination handles kept in `crate::state`, and the `/metrics` door.
 //!
-//! A scrape refreshes the queue and alert gauges from the store first, so it always sees the
-//! queue and the alert book as they are, whichever node evaluates.
+//! A scrape refreshes the queue, alert, canary and incident gauges from the store first, so it
+//! always sees them as they are, whichever node evaluates.
 //!
 //! Every family has HELP text ([`FAMILIES`], described on the recorder when it is built), so
 //! that `promtool check metrics` accepts the page; a test runs promtool on a real scrape.
@@ -19,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use intake_core::event::Channel;
+use intake_core::incident::IncidentSeverity;
 use intake_core::signature::constant_time_eq;
+use intake_store::IncidentFilter;
 use metrics::{KeyName, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -48,6 +50,8 @@ pub const INGEST_ACK: &str = "intake_ingest_ack_seconds";
 pub const DELIVERY_LATENCY: &str = "intake_delivery_latency_seconds";
 /// Duration of one attempt, by `destination`.
 pub const ATTEMPT_DURATION: &str = "intake_delivery_attempt_seconds";
+/// Incidents not yet resolved, by `severity`.
+pub const INCIDENTS_OPEN: &str = "intake_incidents_open";
 
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +66,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 16] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 17] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -142,6 +146,11 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 16] = [
         drill::DRILL_ACTIVE,
         FamilyKind::Gauge,
         "Fire drills whose fault this node applies now, by scenario (0 or 1 per target). Every node exports it.",
+    ),
+    (
+        INCIDENTS_OPEN,
+        FamilyKind::Gauge,
+        "Incidents not yet resolved, by severity (critical, major, minor), as stored. Every node exports it.",
     ),
 ];
 
@@ -315,6 +324,7 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     refresh_alert_gauges(&app).await;
     refresh_canary_gauges(&app).await;
     refresh_drill_gauges(&app);
+    refresh_incident_gauges(&app).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
@@ -443,5 +453,20 @@ fn refresh_drill_gauges(app: &AppState) {
             metrics::counter!(drill::DRILLS_TOTAL, "scenario" => scenario.as_str(), "result" => result)
                 .increment(0);
         }
+    }
+}
+
+/// The open incidents by severity, from the store (zero for a severity without any).
+async fn refresh_incident_gauges(app: &AppState) {
+    let open = match app.store.list_incidents(IncidentFilter::open()).await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = %e, "incident gauges not refreshed");
+            return;
+        }
+    };
+    for severity in IncidentSeverity::ALL {
+        let n = open.iter().filter(|i| i.severity == severity).count();
+        metrics::gauge!(INCIDENTS_OPEN, "severity" => severity.as_str()).set(n as f64);
     }
 }

@@ -291,6 +291,7 @@ fn build_state(
         logs: Arc::new(IngestLogs::new()),
         body_budget,
         recoveries: Arc::new(Notify::new()),
+        notices: Arc::new(Notify::new()),
         canary_key,
         faults: Arc::new(DrillFaults::new()),
         drills: Arc::new(Notify::new()),
@@ -327,6 +328,7 @@ fn handles(state: &AppState, front_door: String) -> Handles {
                 .collect(),
         ),
         recoveries: state.recoveries.clone(),
+        notices: state.notices.clone(),
         backfilled: Arc::new(
             state
                 .config

@@ -237,6 +237,8 @@ pub(crate) struct AppState {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Wakes the recovery duty when the API queued or cancelled a job.
     pub recoveries: Arc<Notify>,
+    /// Wakes the outbox sender when the API enqueued notices (an incident's).
+    pub notices: Arc<Notify>,
     /// The key that tells intake's own canaries from other requests (see
     /// `intake_core::canary`).
     pub canary_key: intake_core::canary::CanaryKey,

@@ -6,6 +6,7 @@
 
 use intake_core::delivery::DeliveryState;
 use intake_core::event::Origin;
+use intake_core::incident::{IncidentSeverity, IncidentState};
 use intake_core::Timestamp;
 
 use crate::model::*;
@@ -144,7 +145,78 @@ pub(crate) fn outbox_item<R: Columns>(r: &R) -> Result<OutboxItem, R::Error> {
         created_at: Timestamp(r.int(7)?),
         finished_at: r.opt_int(8)?.map(Timestamp),
         last_error: r.opt_text(9)?,
+        incident: r.opt_text(10)?,
+        tenant: r.opt_text(11)?,
     })
+}
+
+/// An incident, from `INCIDENT_COLUMNS`.
+pub(crate) fn incident<R: Columns>(r: &R) -> Result<Incident, R::Error> {
+    let severity = r.text(2)?;
+    let status = r.text(3)?;
+    let list = |i: usize, what: &str| -> Result<Vec<String>, R::Error> {
+        let text = r.text(i)?;
+        serde_json::from_str(&text).map_err(|e| r.corrupt(i, format!("incident {what}: {e}")))
+    };
+    let tracking = r.text(14)?;
+    Ok(Incident {
+        id: r.text(0)?,
+        title: r.text(1)?,
+        severity: IncidentSeverity::parse(&severity)
+            .ok_or_else(|| r.corrupt(2, format!("unknown incident severity `{severity}`")))?,
+        status: IncidentState::parse(&status)
+            .ok_or_else(|| r.corrupt(3, format!("unknown incident status `{status}`")))?,
+        tenants: list(4, "tenants")?,
+        sources: list(5, "sources")?,
+        channels: list(6, "channels")?,
+        commander: r.opt_text(7)?,
+        impact_start: Timestamp(r.int(8)?),
+        declared_at: Timestamp(r.int(9)?),
+        declared_by: r.text(10)?,
+        updated_at: Timestamp(r.int(11)?),
+        resolved_at: r.opt_int(12)?.map(Timestamp),
+        next_update_at: r.opt_int(13)?.map(Timestamp),
+        tracking: serde_json::from_str(&tracking)
+            .map_err(|e| r.corrupt(14, format!("incident tracking: {e}")))?,
+        version: r.int(15)?,
+    })
+}
+
+/// An incident's timeline entry, from `INCIDENT_ENTRY_COLUMNS`.
+pub(crate) fn incident_entry<R: Columns>(r: &R) -> Result<IncidentEntry, R::Error> {
+    let detail = r.text(6)?;
+    Ok(IncidentEntry {
+        id: r.int(0)?,
+        incident: r.text(1)?,
+        at: Timestamp(r.int(2)?),
+        kind: r.text(3)?,
+        author: r.opt_text(4)?,
+        text: r.text(5)?,
+        detail: serde_json::from_str(&detail)
+            .map_err(|e| r.corrupt(6, format!("incident entry detail: {e}")))?,
+    })
+}
+
+/// The columns of an incident as stored (JSON lists as text), in `INCIDENT_COLUMNS` order
+/// without the version, which each backend writes itself.
+pub(crate) struct IncidentRow {
+    pub tenants: String,
+    pub sources: String,
+    pub channels: String,
+    pub tracking: String,
+}
+
+impl IncidentRow {
+    /// The JSON columns of `i`.
+    pub(crate) fn of(i: &Incident) -> IncidentRow {
+        let text = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        IncidentRow {
+            tenants: text(&i.tenants),
+            sources: text(&i.sources),
+            channels: text(&i.channels),
+            tracking: serde_json::to_string(&i.tracking).unwrap_or_else(|_| "{}".into()),
+        }
+    }
 }
 
 /// A silence, from `SILENCE_COLUMNS`.

@@ -241,7 +241,7 @@ pub trait Store: Send + Sync + 'static {
     async fn next_notification_due(&self) -> Result<Option<Timestamp>>;
 
     /// Deletes notifications that ended (sent or dead) before `before`. Pending ones are never
-    /// deleted, however old.
+    /// deleted, however old, nor those announcing an incident (its record of who was told).
     async fn prune_notifications(&self, before: Timestamp) -> Result<()>;
 
     /// The outbox of every notifier that has one, by notifier.
@@ -293,6 +293,26 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<String>,
         now: Timestamp,
     ) -> Result<Option<ApiToken>>;
+
+    /// Writes one change of an incident in one durable transaction: the record, its new
+    /// timeline entries and its notices (see [`IncidentWrite`]). `Ok(false)`, with nothing
+    /// written, when the incident changed since the caller read it (its version moved); the
+    /// caller reads it again and decides again. A new incident whose id exists already is an
+    /// error ([`StoreError::Corrupt`]).
+    async fn write_incident(&self, write: IncidentWrite) -> Result<bool>;
+
+    /// One incident.
+    async fn get_incident(&self, id: &str) -> Result<Option<Incident>>;
+
+    /// Incidents matching a filter, newest declared first.
+    async fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>>;
+
+    /// An incident's timeline entries, oldest first.
+    async fn incident_entries(&self, id: &str) -> Result<Vec<IncidentEntry>>;
+
+    /// The notifications that announce an incident (the outbox rows naming it), oldest first,
+    /// whatever their state: who was told what, when, and whether it arrived.
+    async fn incident_notices(&self, id: &str) -> Result<Vec<OutboxItem>>;
 
     /// Stores a new recovery job (in the state given, normally `Queued`). An id that exists
     /// already is an error ([`StoreError::Corrupt`]), and nothing is written.

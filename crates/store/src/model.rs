@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 mod audit;
 mod drill;
+mod incident;
 mod recovery;
 
 pub use audit::*;
 pub use drill::*;
+pub use incident::*;
 pub use recovery::*;
 
 /// An event about to be accepted.
@@ -489,6 +491,11 @@ pub struct NewNotification {
     pub notice: String,
     /// When it was made; also its first due time.
     pub created_at: Timestamp,
+    /// The incident it announces, if it does: such notifications are the incident's record
+    /// of who was told what and are never pruned.
+    pub incident: Option<String>,
+    /// The tenant whose contact it goes to, for an incident notice to a tenant.
+    pub tenant: Option<String>,
 }
 
 /// Where an outbox item is in its life.
@@ -547,6 +554,10 @@ pub struct OutboxItem {
     pub finished_at: Option<Timestamp>,
     /// The last failure, for people.
     pub last_error: Option<String>,
+    /// The incident it announces, if it does.
+    pub incident: Option<String>,
+    /// The tenant whose contact it goes to, for an incident notice to a tenant.
+    pub tenant: Option<String>,
 }
 
 /// What one attempt to send an outbox item came to.
@@ -580,6 +591,11 @@ pub struct NotificationBatch {
     pub state: Vec<(String, String)>,
     /// Silences whose expiry is announced by this batch.
     pub announced_expiries: Vec<String>,
+    /// Incidents the pipeline declares or follows (alerts joining and resolving, tenant
+    /// notices after a hold), each with its entries and notices. One whose version moved
+    /// since the pipeline read it is left out, with its entries and notices (see
+    /// [`IncidentWrite`]); the next evaluation decides again from what is stored.
+    pub incidents: Vec<IncidentWrite>,
 }
 
 /// How a notifier's outbox looks: the numbers `notifier_failing` is decided from.

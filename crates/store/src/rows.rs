@@ -115,6 +115,9 @@ pub struct TableCounts {
     pub counted: i64,
     pub recoveries: i64,
     pub drills: i64,
+    pub incidents: i64,
+    pub incident_entries: i64,
+    pub incident_notices: i64,
 }
 
 impl TableCounts {
@@ -129,7 +132,7 @@ impl std::fmt::Display for TableCounts {
         write!(
             f,
             "{} events, {} deliveries, {} attempts, {} rejections, {} counter rows (total {}), \
-             {} recovery jobs, {} drills",
+             {} recovery jobs, {} drills, {} incidents ({} timeline entries, {} notices)",
             self.events,
             self.deliveries,
             self.attempts,
@@ -137,7 +140,10 @@ impl std::fmt::Display for TableCounts {
             self.counter_rows,
             self.counted,
             self.recoveries,
-            self.drills
+            self.drills,
+            self.incidents,
+            self.incident_entries,
+            self.incident_notices
         )
     }
 }

@@ -27,8 +27,17 @@ pub(crate) const DRILL_COLUMNS: &str = "id, scenario, target, tenant, trigger_ki
      state, created_by, started_at, expires_at, detected_at, notified_at, healed_at, report";
 
 /// The columns of an outbox item, in the order the backends' `outbox_row` reads them.
-pub(crate) const OUTBOX_COLUMNS: &str =
-    "id, notifier, key, notice, state, attempts, due_at, created_at, finished_at, last_error";
+pub(crate) const OUTBOX_COLUMNS: &str = "id, notifier, key, notice, state, attempts, due_at, \
+     created_at, finished_at, last_error, incident, tenant";
+
+/// The columns of an incident, in the order `decode::incident` reads them.
+pub(crate) const INCIDENT_COLUMNS: &str = "id, title, severity, status, tenants, sources, \
+     channels, commander, impact_start, declared_at, declared_by, updated_at, resolved_at, \
+     next_update_at, tracking, version";
+
+/// The columns of an incident's timeline entry, in the order `decode::incident_entry` reads
+/// them.
+pub(crate) const INCIDENT_ENTRY_COLUMNS: &str = "id, incident, at, kind, author, text, detail";
 
 /// The columns of a silence, in the order the backends' `silence_row` reads them.
 pub(crate) const SILENCE_COLUMNS: &str =
@@ -63,7 +72,10 @@ pub(crate) const TABLE_COUNTS: &str = "SELECT
     (SELECT COUNT(*) FROM (SELECT 1 FROM counters
         GROUP BY minute, tenant, source, channel, destination, metric) AS k),
     (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM counters),
-    (SELECT COUNT(*) FROM recoveries), (SELECT COUNT(*) FROM drills)";
+    (SELECT COUNT(*) FROM recoveries), (SELECT COUNT(*) FROM drills),
+    (SELECT COUNT(*) FROM incidents),
+    (SELECT COUNT(*) FROM incident_entries),
+    (SELECT COUNT(*) FROM notifications WHERE incident IS NOT NULL)";
 
 /// The meta (SQLite) or state (PostgreSQL) key under which counter compaction records since
 /// when minute counters are complete: it deleted minute rows before this instant.

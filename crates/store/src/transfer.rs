@@ -126,10 +126,16 @@ pub async fn copy(
                 notifications: waiting,
                 state: Vec::new(),
                 announced_expiries: Vec::new(),
+                incidents: Vec::new(),
             })
             .await?;
         }
     }
+    // Incidents with their timelines and the notices they sent (the record of who was told
+    // what and when), after the outbox above: notices still waiting came with it.
+    let (incidents, entries) = from.export_incidents().await?;
+    let notices = from.export_finished_incident_notices().await?;
+    to.import_incidents(incidents, entries, notices).await?;
     to.finish_import().await?;
 
     let after = to.table_counts().await?;

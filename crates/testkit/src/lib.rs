@@ -8,13 +8,17 @@
 //! * [`TestServer`]: an intake server on port 0 with its own data directory and a manual clock.
 //! * [`NotifierCapture`]: a receiver for notifications (Slack, webhook, PagerDuty,
 //!   Alertmanager, a dead-man's switch) whose status a test can switch between up and down.
+//! * [`SmtpCapture`]: a plain-text SMTP relay on loopback that records every mail, and can be
+//!   down (`421`), for e-mail notifications end to end.
 //! * [`story`]: the events a backfill of the story's outage must deliver, and the tally of
 //!   what a handler received against them (the recovery benchmark's arithmetic).
 
 mod notifier_capture;
 pub mod process;
+mod smtp_capture;
 pub mod story;
 pub use notifier_capture::{NotifierCapture, NotifierRequest};
+pub use smtp_capture::{Mail, SmtpCapture};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -251,7 +251,7 @@ impl CanaryConfig {
 }
 
 /// `[[rules]]`: an override of a built-in rule, optionally scoped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleOverride {
     /// The built-in rule id.
@@ -274,6 +274,27 @@ pub struct RuleOverride {
     /// The notifiers this rule's alerts go to.
     #[serde(default)]
     pub notifiers: Vec<String>,
+    /// Whether this rule's critical alerts declare an incident by themselves (overrides
+    /// `[incidents] auto_declare` in this scope). Only the rules of
+    /// [`crate::incident::AUTO_DECLARE_RULES`].
+    #[serde(
+        default,
+        deserialize_with = "lenient::option_boolean",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_declare: Option<bool>,
+    /// Whether an incident this rule declared tells the tenant's contacts by itself
+    /// (overrides `[incidents] auto_notify_tenants` in this scope).
+    #[serde(
+        default,
+        deserialize_with = "lenient::option_boolean",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_notify_tenants: Option<bool>,
+    /// How long such an incident waits before telling the tenant, so that an alert that
+    /// resolves at once does not reach customers (overrides `[incidents] notify_hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_hold: Option<Dur>,
 }
 
 /// A rule threshold: a number or a duration.
@@ -286,13 +307,117 @@ pub enum RuleThreshold {
     Duration(Dur),
 }
 
-/// `[incidents]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[incidents]`: declaring incidents automatically, and the notices affected tenants get.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentsConfig {
-    /// Declare an incident automatically when a critical alert names a tenant.
+    /// Declare an incident automatically when a critical alert of one of
+    /// [`crate::incident::AUTO_DECLARE_RULES`] names a tenant (per rule and scope:
+    /// `[[rules]] auto_declare`).
     #[serde(deserialize_with = "lenient::boolean")]
     pub auto_declare: bool,
-    /// Notice templates by name (`declared`, `updated`, `resolved`).
+    /// Whether an automatically declared incident tells the affected tenant's contacts by
+    /// itself (after `notify_hold`), or waits for a person's first update.
+    #[serde(deserialize_with = "lenient::boolean")]
+    pub auto_notify_tenants: bool,
+    /// How long an automatically declared incident waits before telling tenants; if every
+    /// alert of it resolved meanwhile, tenants are not told (and the incident resolves itself).
+    pub notify_hold: Dur,
+    /// The promise every tenant notice makes: the next update comes within this long.
+    pub update_every: Dur,
+    /// The `email` notifier whose SMTP server and sender send tenants' e-mail contacts their
+    /// notices. Unset: the only `email` notifier, if there is exactly one.
+    pub email_via: Option<String>,
+    /// Tenant notice templates by name (`declared`, `updated`, `resolved`), with
+    /// `{placeholders}` (see [`crate::incident::PLACEHOLDERS`]); the defaults are used for
+    /// the names not given.
     pub templates: BTreeMap<String, String>,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            auto_declare: false,
+            auto_notify_tenants: true,
+            notify_hold: Dur::secs(0),
+            update_every: Dur::secs(30 * 60),
+            email_via: None,
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
+/// What happens when a critical alert of `rule` names a tenant (and a source): the policy of
+/// the most specific `[[rules]]` override that sets each key, else `[incidents]`'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDeclarePolicy {
+    /// Whether it declares an incident.
+    pub declare: bool,
+    /// Whether that incident tells the tenant by itself.
+    pub notify_tenants: bool,
+    /// How long it waits before telling the tenant.
+    pub hold: Duration,
+}
+
+impl IncidentsConfig {
+    /// The policy for an alert of `rule` about `tenant` (and `source`), field by field from
+    /// the most specific override that sets it. Rules other than
+    /// [`crate::incident::AUTO_DECLARE_RULES`] never declare.
+    pub fn policy(
+        &self,
+        rules: &[RuleOverride],
+        rule: &str,
+        tenant: &str,
+        source: Option<&str>,
+    ) -> AutoDeclarePolicy {
+        let mut matching: Vec<&RuleOverride> = rules
+            .iter()
+            .filter(|o| o.rule == rule)
+            .filter(|o| o.tenant.as_deref().is_none_or(|t| t == tenant))
+            .filter(|o| o.source.is_none() || o.source.as_deref() == source)
+            .collect();
+        // Least specific first, so that later ones win: rule < tenant < source < both.
+        matching.sort_by_key(|o| (o.source.is_some(), o.tenant.is_some()));
+        let mut policy = AutoDeclarePolicy {
+            declare: self.auto_declare,
+            notify_tenants: self.auto_notify_tenants,
+            hold: self.notify_hold.0,
+        };
+        for o in matching {
+            if let Some(d) = o.auto_declare {
+                policy.declare = d;
+            }
+            if let Some(n) = o.auto_notify_tenants {
+                policy.notify_tenants = n;
+            }
+            if let Some(h) = o.notify_hold {
+                policy.hold = h.0;
+            }
+        }
+        policy.declare &= crate::incident::AUTO_DECLARE_RULES.contains(&rule);
+        policy
+    }
+
+    /// The `email` notifier whose SMTP server sends tenants' e-mail contacts their notices:
+    /// `email_via`, else the only `email` notifier there is. `None` when there is no such
+    /// notifier, or several and none chosen (e-mail contacts then cannot be reached, which
+    /// `intake check-config` says and `notifier_failing` alerts on).
+    pub fn mailer<'a>(&self, notifiers: &'a [NotifierConfig]) -> Option<&'a NotifierConfig> {
+        let mut emails = notifiers.iter().filter(|n| n.kind == NotifierKind::Email);
+        match &self.email_via {
+            Some(id) => emails.find(|n| n.id == *id),
+            None => match (emails.next(), emails.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            },
+        }
+    }
+
+    /// The template text for a notice name: the configured one, else the default.
+    pub fn template(&self, name: &str) -> Option<&str> {
+        self.templates
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| crate::incident::default_template(name))
+    }
 }

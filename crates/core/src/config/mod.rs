@@ -12,7 +12,7 @@
 //! incidents), `reconcile` and `drills` (scheduled fire drills); `validate` holds the checks, one function per section, and the error types;
 //! `mask` holds the one function that hides secrets from whatever is shown.
 //! Every item is re-exported here, so its path is `intake_core::config::…` whichever file it
-//! is in. The section files import only `units` (and core's `delivery` and `drill`); only `validate` and
+//! is in. The section files import only `units` (and core's `delivery`, `drill` and `incident`); only `validate` and
 //! this root see every section.
 
 mod alerting;
@@ -30,9 +30,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use alerting::{
-    is_loopback, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig, MonitorConfig,
-    NotifierConfig, NotifierKind, RuleOverride, RuleThreshold, Severity, SmtpTls, NO_OFF_SWITCH,
-    RULE_IDS,
+    is_loopback, AutoDeclarePolicy, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig,
+    MonitorConfig, NotifierConfig, NotifierKind, RuleOverride, RuleThreshold, Severity, SmtpTls,
+    NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
 pub use drills::DrillConfig;

@@ -708,3 +708,129 @@ schedule = \"daily\"
     // `drill_failed` is a rule id like the others.
     assert!(RULE_IDS.contains(&"drill_failed"));
 }
+
+#[test]
+fn incident_policy_resolves_per_rule_and_scope_and_is_checked() {
+    let c = Config::from_toml_str(
+        r#"
+[incidents]
+auto_declare = true
+notify_hold = "2m"
+
+[[tenants]]
+id = "maelys"
+
+[[rules]]
+rule = "queue_stalled"
+tenant = "maelys"
+auto_notify_tenants = false
+
+[[rules]]
+rule = "inbound_stopped"
+auto_declare = false
+
+[[rules]]
+rule = "canary_failed"
+tenant = "maelys"
+notify_hold = "0s"
+"#,
+    )
+    .unwrap();
+    let p = |rule: &str, tenant: &str| c.incidents.policy(&c.rules, rule, tenant, None);
+    let two = Duration::from_secs(120);
+    // (rule, tenant) → (declare, notify tenants, hold)
+    let cases = [
+        ("dead_letters", "maelys", (true, true, two)),
+        ("queue_stalled", "maelys", (true, false, two)),
+        ("queue_stalled", "other", (true, true, two)),
+        ("inbound_stopped", "maelys", (false, true, two)),
+        ("canary_failed", "maelys", (true, true, Duration::ZERO)),
+        // Only the five rules that name a tenant's stopped traffic ever declare.
+        ("inbound_drop", "maelys", (false, true, two)),
+    ];
+    for (rule, tenant, (declare, notify, hold)) in cases {
+        let got = p(rule, tenant);
+        assert_eq!(
+            (got.declare, got.notify_tenants, got.hold),
+            (declare, notify, hold),
+            "{rule} {tenant}"
+        );
+    }
+    // Off by default, so existing configurations keep working as before.
+    let d = Config::from_toml_str("").unwrap();
+    assert!(
+        !d.incidents
+            .policy(&d.rules, "inbound_stopped", "t", None)
+            .declare
+    );
+    assert_eq!(d.incidents.update_every, Dur::secs(1800));
+    assert!(d
+        .incidents
+        .template("declared")
+        .unwrap()
+        .contains("{tenant}"));
+
+    let cases = [
+        (
+            "[[rules]]\nrule = \"inbound_drop\"\nauto_declare = true\n",
+            "rules[0].auto_declare: `inbound_drop` cannot declare incidents",
+        ),
+        (
+            "[[rules]]\nrule = \"queue_stalled\"\nnotify_hold = \"2h\"\n",
+            "rules[0].notify_hold: 2h is too long",
+        ),
+        (
+            "[incidents]\nnotify_hold = \"1day\"\n",
+            "incidents.notify_hold: 1day is too long",
+        ),
+        (
+            "[incidents]\nupdate_every = \"10s\"\n",
+            "incidents.update_every: must be at least 1m",
+        ),
+        (
+            "[incidents]\ntemplates = { declard = \"x\" }\n",
+            "incidents.templates.declard: unknown template `declard` (templates: declared, updated, resolved)",
+        ),
+        (
+            "[incidents]\ntemplates = { declared = \"Hello {tennant}\" }\n",
+            "incidents.templates.declared: `{tennant}` is not a placeholder",
+        ),
+        (
+            "[incidents]\nemail_via = \"mail\"\n",
+            "incidents.email_via: unknown email notifier `mail` (no email notifiers are configured)",
+        ),
+        (
+            "[incidents]\nemail_via = \"s\"\n[[notifiers]]\nid = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\n",
+            "incidents.email_via: notifier `s` is not an email notifier",
+        ),
+        (
+            "[incidents]\nauto_declare = \"maybe\"\n",
+            "incidents.auto_declare: `maybe` is not a boolean",
+        ),
+    ];
+    for (text, want) in cases {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{text}: {p:?}");
+        assert!(p[0].starts_with(want), "{text}: {p:?}");
+    }
+}
+
+#[test]
+fn the_mailer_of_e_mail_contacts_is_named_or_the_only_email_notifier() {
+    let mail = |id: &str| {
+        format!("[[notifiers]]\nid = \"{id}\"\nkind = \"email\"\nto = [\"oncall@example.com\"]\nsmtp_url = \"smtp://mail.example:587\"\n")
+    };
+    let one = Config::from_toml_str(&mail("m1")).unwrap();
+    assert_eq!(one.incidents.mailer(&one.notifiers).unwrap().id, "m1");
+    let two = Config::from_toml_str(&format!("{}{}", mail("m1"), mail("m2"))).unwrap();
+    assert!(two.incidents.mailer(&two.notifiers).is_none());
+    let chosen = Config::from_toml_str(&format!(
+        "[incidents]\nemail_via = \"m2\"\n{}{}",
+        mail("m1"),
+        mail("m2")
+    ))
+    .unwrap();
+    assert_eq!(chosen.incidents.mailer(&chosen.notifiers).unwrap().id, "m2");
+    let none = Config::from_toml_str("").unwrap();
+    assert!(none.incidents.mailer(&none.notifiers).is_none());
+}

@@ -164,6 +164,10 @@ pub(super) mod lenient {
         }
     }
 
+    pub fn option_boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        boolean(d).map(Some)
+    }
+
     pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         let n = match CountOrText::deserialize(d)? {
             CountOrText::Count(n) => n,

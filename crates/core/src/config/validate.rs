@@ -14,12 +14,18 @@ use super::mask::{exposure, mask, Exposure, MASK};
 use super::reconcile::MAX_RECONCILE_SAMPLE;
 use super::{
     AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, DrillConfig,
+    IncidentsConfig,
     MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig,
     RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig,
     TenantConfig,
 };
 use crate::drill::{Scenario, Schedule, TargetKind, MAX_FOR};
+use crate::incident::{Template, AUTO_DECLARE_RULES, TEMPLATE_NAMES};
 use crate::signature::SigningKey;
+
+/// The longest an automatically declared incident may wait before telling tenants: longer,
+/// and "tell the affected tenants at once" is no longer what it does.
+const MAX_NOTIFY_HOLD: Duration = Duration::from_secs(3600);
 
 /// One thing wrong with a configuration, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +250,7 @@ impl Validator {
         for (i, r) in c.rules.iter().enumerate() {
             self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
         }
+        self.incidents(&c.incidents, &c.notifiers);
         self.reconcile(&c.reconcile);
         let known = Known {
             sources: &sources,
@@ -879,6 +886,88 @@ impl Validator {
         }
         for (j, n) in r.notifiers.iter().enumerate() {
             self.reference(format!("{p}.notifiers[{j}]"), "notifier", n, notifiers);
+        }
+        self.rule_incident_policy(p, r);
+    }
+
+    /// A `[[rules]]` entry's incident keys: only on the rules that may declare an incident,
+    /// and a hold that still tells tenants soon.
+    fn rule_incident_policy(&mut self, p: &str, r: &RuleOverride) {
+        let set = [
+            ("auto_declare", r.auto_declare.is_some()),
+            ("auto_notify_tenants", r.auto_notify_tenants.is_some()),
+            ("notify_hold", r.notify_hold.is_some()),
+        ];
+        if !AUTO_DECLARE_RULES.contains(&r.rule.as_str()) && RULE_IDS.contains(&r.rule.as_str()) {
+            for (key, _) in set.iter().filter(|(_, is_set)| *is_set) {
+                self.push(
+                    format!("{p}.{key}"),
+                    format!(
+                        "`{}` cannot declare incidents: only the critical alerts that name a tenant do ({})",
+                        r.rule,
+                        AUTO_DECLARE_RULES.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(h) = r.notify_hold {
+            self.notify_hold(format!("{p}.notify_hold"), h.0);
+        }
+    }
+
+    fn notify_hold(&mut self, path: String, hold: Duration) {
+        if hold > MAX_NOTIFY_HOLD {
+            self.push(
+                path,
+                format!(
+                    "{} is too long: tenants must hear of an incident within {} (write a shorter hold, or auto_notify_tenants = false to let a person tell them)",
+                    humantime::format_duration(hold),
+                    humantime::format_duration(MAX_NOTIFY_HOLD)
+                ),
+            );
+        }
+    }
+
+    /// `[incidents]`: templates that parse, a hold that still tells tenants soon, an update
+    /// promise of at least a minute, and `email_via` naming an e-mail notifier.
+    fn incidents(&mut self, i: &IncidentsConfig, notifiers: &[NotifierConfig]) {
+        for (name, text) in &i.templates {
+            let path = format!("incidents.templates.{name}");
+            if !TEMPLATE_NAMES.contains(&name.as_str()) {
+                self.push(
+                    path,
+                    format!(
+                        "unknown template `{name}` (templates: {})",
+                        TEMPLATE_NAMES.join(", ")
+                    ),
+                );
+            } else if let Err(e) = Template::parse(text) {
+                self.push(path, e.to_string());
+            }
+        }
+        self.notify_hold("incidents.notify_hold".into(), i.notify_hold.0);
+        if i.update_every.0 < Duration::from_secs(60) {
+            self.push(
+                "incidents.update_every",
+                "must be at least 1m: every tenant notice promises the next update within this long",
+            );
+        }
+        if let Some(id) = &i.email_via {
+            match notifiers.iter().find(|n| n.id == *id) {
+                Some(n) if n.kind == NotifierKind::Email => {}
+                Some(_) => self.push(
+                    "incidents.email_via",
+                    format!("notifier `{id}` is not an email notifier: name one whose SMTP server sends tenants' e-mail contacts their notices"),
+                ),
+                None => {
+                    let known: HashSet<&str> = notifiers
+                        .iter()
+                        .filter(|n| n.kind == NotifierKind::Email)
+                        .map(|n| n.id.as_str())
+                        .collect();
+                    self.reference("incidents.email_via".into(), "email notifier", id, &known);
+                }
+            }
         }
     }
 }

@@ -112,6 +112,33 @@ fn check_config_accepts_the_product_example() {
     );
 }
 
+/// The example's e-mail contact has no `email` notifier to send through: check-config says
+/// so (the configuration stays valid, as it was before incidents sent anything), and names the
+/// notifier once there is one.
+#[test]
+fn check_config_says_how_e_mail_contacts_are_reached() {
+    let run = check(GOOD, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("WARNING: 1 e-mail contact(s) cannot be reached")
+            && run.stdout.contains("[incidents] email_via"),
+        "stdout: {}",
+        run.stdout
+    );
+    let with_mail = format!(
+        "{GOOD}\n[[notifiers]]\nid = \"mail\"\nkind = \"email\"\nsmtp_url = \"smtp://mail.example:587\"\nto = [\"oncall@example.com\"]\n"
+    );
+    let run = check(&with_mail, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("1 e-mail contact(s) get incident notices through notifier `mail`"),
+        "stdout: {}",
+        run.stdout
+    );
+}
+
 #[test]
 fn check_config_names_an_unknown_key() {
     let run = check(

@@ -17,6 +17,7 @@ mod crash;
 mod drills;
 mod failure;
 mod flows;
+mod incidents;
 mod input_policy;
 mod logs;
 mod metrics;

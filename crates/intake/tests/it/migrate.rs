@@ -183,9 +183,12 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
                 key: "queue_stalled{tenant=\"maelys\"}".into(),
                 notice: "{\"status\":\"firing\"}".into(),
                 created_at: now,
+                incident: None,
+                tenant: None,
             }],
             state: vec![],
             announced_expiries: vec![],
+            incidents: vec![],
         })
         .await
         .unwrap();

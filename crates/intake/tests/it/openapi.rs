@@ -360,12 +360,20 @@ async fn ask(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    // A JSON answer is checked as JSON; any other (the Markdown postmortem) as a string.
+    let body = if content_type.contains("json") {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    } else {
+        Value::String(text)
+    };
     Answer {
         method,
         path: template,
-        status: resp.status().as_u16(),
+        status,
         content_type,
-        body: resp.json().await.unwrap_or(Value::Null),
+        body,
     }
 }
 
@@ -466,6 +474,84 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
     );
     let drill_cancel = format!("{drill_path}/cancel");
     answers.push(created);
+    let declared = ask(
+        server,
+        ("POST", "/api/v1/incidents", "/api/v1/incidents"),
+        op,
+        Some(json!({"title": "Webhooks delayed", "tenants": ["maelys"],
+            "impact_start": "2026-11-28T09:40:00Z", "commander": "alice"})),
+    )
+    .await;
+    let incident_path = format!(
+        "/api/v1/incidents/{}",
+        declared.body["id"].as_str().unwrap_or("?")
+    );
+    answers.push(declared);
+    let update_path = format!("{incident_path}/updates");
+    let resolve_path = format!("{incident_path}/resolve");
+    let postmortem_path = format!("{incident_path}/postmortem");
+    let incident_asks: Vec<Ask> = vec![
+        (
+            ("POST", "/api/v1/incidents", "/api/v1/incidents"),
+            op,
+            Some(json!({"title": "x", "tenants": ["nobody"]})),
+        ),
+        (
+            ("POST", "/api/v1/incidents", "/api/v1/incidents"),
+            Some("maelys-token"),
+            Some(json!({"title": "x", "tenants": ["maelys"]})),
+        ),
+        (("GET", "/api/v1/incidents", "/api/v1/incidents"), op, None),
+        (
+            ("GET", "/api/v1/incidents", "/api/v1/incidents?state=open"),
+            Some("maelys-token"),
+            None,
+        ),
+        (
+            ("GET", "/api/v1/incidents", "/api/v1/incidents?state=bogus"),
+            op,
+            None,
+        ),
+        (("GET", "/api/v1/incidents/{id}", &incident_path), op, None),
+        (
+            ("GET", "/api/v1/incidents/{id}", &incident_path),
+            Some("other-token"),
+            None,
+        ),
+        (
+            ("POST", "/api/v1/incidents/{id}/updates", &update_path),
+            op,
+            Some(json!({"status": "identified", "message": "Found it."})),
+        ),
+        (
+            ("POST", "/api/v1/incidents/{id}/updates", &update_path),
+            op,
+            Some(json!({"status": "fixed", "message": "x"})),
+        ),
+        (
+            ("POST", "/api/v1/incidents/{id}/resolve", &resolve_path),
+            op,
+            Some(json!({})),
+        ),
+        (
+            ("POST", "/api/v1/incidents/{id}/resolve", &resolve_path),
+            op,
+            Some(json!({})),
+        ),
+        (
+            ("GET", "/api/v1/incidents/{id}/postmortem", &postmortem_path),
+            op,
+            None,
+        ),
+        (
+            ("GET", "/api/v1/incidents/{id}/postmortem", &postmortem_path),
+            Some("maelys-token"),
+            None,
+        ),
+    ];
+    for (what, token, body) in incident_asks {
+        answers.push(ask(server, what, token, body).await);
+    }
     let event_path = format!("/api/v1/events/{event}");
     let asks: Vec<Ask> = vec![
         (

@@ -148,6 +148,20 @@ impl Scenario {
         limits: KustomerLimits,
         extra: &str,
     ) -> Scenario {
+        Self::start_with_tenant_keys(backend, seed, hours, lost, limits, extra, "").await
+    }
+
+    /// [`Scenario::start_with`] with `maelys_keys` added to the `maelys` tenant's table (its
+    /// name, its contacts).
+    pub(crate) async fn start_with_tenant_keys(
+        backend: Backend,
+        seed: u64,
+        hours: u64,
+        lost: (u64, u64),
+        limits: KustomerLimits,
+        extra: &str,
+        maelys_keys: &str,
+    ) -> Scenario {
         let world = World::generate(&WorldSpec::mixed(seed, world_start(), hours));
         let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -168,7 +182,10 @@ impl Scenario {
         // Attempts get an hour before their lease ends: tests that move the clock by minutes
         // while deliveries are in flight must not see them claimed (and sent) twice.
         let extra = format!("timeout = \"1h\"\n{}", extra.replace("{API}", &api.url()));
-        let text = recovery_config(&storage, &handler.url(), &api.url(), &extra);
+        let text = recovery_config(&storage, &handler.url(), &api.url(), &extra).replace(
+            "api_token = \"maelys-token\"",
+            &format!("api_token = \"maelys-token\"\n{maelys_keys}"),
+        );
         let server = TestServer::start_with_clock(dir, &text, clock)
             .await
             .unwrap();

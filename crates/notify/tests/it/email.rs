@@ -336,3 +336,63 @@ async fn tls_none_is_refused_for_anything_but_a_relay_on_loopback() {
         );
     }
 }
+
+/// A tenant's incident notices: the body is the tenant template's text alone (nothing of
+/// on-call's vocabulary), the mails of one incident thread together, and two notices made in
+/// the same millisecond (declared, then updated at once) have Message-IDs of their own.
+#[tokio::test]
+async fn a_tenant_s_incident_mail_is_its_text_and_each_has_its_own_message_id() {
+    use intake_core::config::Severity;
+    use intake_notify::{IncidentInfo, IncidentStatus, Notice};
+    let server = SmtpCapture::start(Behaviour {
+        offer_starttls: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let n = email_notifier(&server, "smtp");
+    let at = t("2026-11-28T10:00:00Z");
+    let notice = |status, text: &str| {
+        Notice::incident_for_tenant(
+            status,
+            IncidentInfo {
+                id: "inc_1".into(),
+                title: "Webhooks delayed".into(),
+                message: "Events are late.".into(),
+                tenants: vec!["maelys".into()],
+                text: Some(text.into()),
+                ..IncidentInfo::default()
+            },
+            Severity::Warning,
+            at,
+        )
+    };
+    n.send(&notice(
+        IncidentStatus::Declared,
+        "We are investigating.\nNext update by 10:30.",
+    ))
+    .await
+    .unwrap();
+    n.send(&notice(
+        IncidentStatus::Updated,
+        "Update: a fix is deployed.",
+    ))
+    .await
+    .unwrap();
+    let mails = server.mails();
+    assert_eq!(mails.len(), 2);
+    let (h1, b1) = headers_and_body(&mails[0]);
+    let (h2, _) = headers_and_body(&mails[1]);
+    assert_eq!(b1, "We are investigating.\nNext update by 10:30.\n");
+    assert!(
+        h1.contains("Subject: [intake] [INCIDENT] Webhooks delayed"),
+        "{h1}"
+    );
+    let header = |h: &str, name: &str| {
+        h.lines()
+            .find(|l| l.starts_with(name))
+            .map(str::to_string)
+            .expect(name)
+    };
+    assert_eq!(header(&h1, "References:"), header(&h2, "References:"));
+    assert_ne!(header(&h1, "Message-ID:"), header(&h2, "Message-ID:"));
+}

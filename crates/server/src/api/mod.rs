@@ -37,6 +37,7 @@ mod cluster;
 mod drills;
 mod events;
 mod flows;
+mod incidents;
 mod notifiers;
 pub mod openapi;
 pub mod problem;

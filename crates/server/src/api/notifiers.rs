@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::problem::{NotFound, Problem, Unauthorized, Unavailable};
 use super::{Resource, Scope};
+use crate::duties::incidents::contacts;
 use crate::duties::notify::{load_state, WATCHDOG_NOTIFIER};
 use crate::state::AppState;
 
@@ -52,13 +53,39 @@ pub struct WatchdogHealth {
     failing: bool,
 }
 
-/// The configured notifiers.
+/// A tenant's contact as an outbox destination (`contact:<tenant>:<index>`): incident notices
+/// go to it like to a notifier.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactHealth {
+    /// `contact:<tenant>:<index>`.
+    id: String,
+    /// The tenant.
+    tenant: String,
+    /// Who it is: the e-mail address, or the webhook's scheme and host.
+    recipient: String,
+    /// Notices not yet sent.
+    undelivered: u64,
+    /// When the oldest of them was made.
+    oldest_undelivered: Option<Timestamp>,
+    /// Failed attempts of the oldest waiting one.
+    failed_attempts: u32,
+    /// The last error.
+    last_error: Option<String>,
+    /// When it last took one.
+    last_sent_at: Option<Timestamp>,
+    /// Whether `notifier_failing` fires for it.
+    failing: bool,
+}
+
+/// The configured notifiers, and the tenants' contacts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Notifiers {
     /// The notifiers.
     data: Vec<NotifierView>,
     /// The watchdog.
     watchdog: WatchdogHealth,
+    /// Every tenant's contacts, with their outboxes.
+    contacts: Vec<ContactHealth>,
 }
 
 /// `GET /api/v1/notifiers`: each configured notifier (kind, severities; never its URL or
@@ -69,8 +96,9 @@ pub struct Notifiers {
     operation_id = "list_notifiers",
     tag = "notifiers",
     summary = "Notifiers",
-    description = "Each configured notifier with its outbox, and the watchdog. Operator token \
-        only (a tenant token gets 404).",
+    description = "Each configured notifier with its outbox, the watchdog, and every tenant's \
+        contacts (the destinations of incident notices) with theirs. Operator token only (a \
+        tenant token gets 404).",
     responses(
         (status = 200, description = "The notifiers.", body = Notifiers),
         (status = 401, response = Unauthorized),
@@ -110,8 +138,33 @@ async fn notifiers(
             }
         })
         .collect();
+    let contacts = app
+        .config
+        .tenants
+        .iter()
+        .flat_map(|t| {
+            contacts::of_tenant(&app.config, &t.id)
+                .into_iter()
+                .map(|c| (t.id.clone(), c))
+        })
+        .map(|(tenant, (id, contact))| {
+            let h = health.iter().find(|h| h.notifier == id);
+            ContactHealth {
+                failing: notify.notifier_alerts.contains_key(&id),
+                id,
+                tenant,
+                recipient: contacts::describe(contact),
+                undelivered: h.map_or(0, |h| h.undelivered),
+                oldest_undelivered: h.and_then(|h| h.oldest_undelivered),
+                failed_attempts: h.map_or(0, |h| h.failed_attempts),
+                last_error: h.and_then(|h| h.last_error.clone()),
+                last_sent_at: h.and_then(|h| h.last_sent_at),
+            }
+        })
+        .collect();
     Ok(Json(Notifiers {
         data,
+        contacts,
         watchdog: WatchdogHealth {
             configured: app.config.monitor.watchdog_url.is_some(),
             failing: notify.notifier_alerts.contains_key(WATCHDOG_NOTIFIER),

@@ -32,7 +32,8 @@ use super::problem::{
 };
 use super::Resource;
 use super::{
-    alerts, audit, canaries, cluster, drills, events, flows, notifiers, queue, reconciliation,
+    alerts, audit, canaries, cluster, drills, events, flows, incidents, notifiers, queue,
+    reconciliation,
     recoveries, rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
@@ -56,6 +57,7 @@ fn resources() -> Resource {
         .merge(reconciliation::routes())
         .merge(canaries::routes())
         .merge(drills::routes())
+        .merge(incidents::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -139,6 +141,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "reconciliation", description = "Sources compared with their systems of record; open gaps."),
         (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
         (name = "drills", description = "Fire drills: faults injected on purpose, to prove the alerts work."),
+        (name = "incidents", description = "Outages told to affected tenants, with their timelines and postmortem drafts."),
         (name = "meta", description = "This document."),
     ),
 )]

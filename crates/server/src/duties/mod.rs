@@ -10,6 +10,9 @@
 //! * [`delivery`]: one dispatcher per destination, on every node.
 //! * [`monitor`]: rule evaluation, then the notification pipeline ([`notify`]: the pure
 //!   decision in `notify::decide`, the outbox IO in `notify::send`).
+//! * [`incidents`]: incidents — what the admin API's declarations, updates and resolutions
+//!   write, what the notification pipeline declares and follows, their timelines, views and
+//!   postmortem drafts (no task of its own: the door and the monitor call it).
 //! * [`compaction`]: counter rollup and retention.
 //! * [`recovery`]: backfill, replay and requeue jobs.
 //! * [`reconcile`]: the periodic comparison of each source's system of record with what was
@@ -45,6 +48,7 @@ pub mod canary;
 pub mod compaction;
 pub mod delivery;
 pub mod drill;
+pub mod incidents;
 pub mod monitor;
 pub mod notify;
 pub mod reconcile;
@@ -77,6 +81,8 @@ pub(crate) struct Handles {
     pub wakers: Arc<HashMap<String, Arc<Notify>>>,
     /// Woken when this node's API queued or cancelled a recovery job.
     pub recoveries: Arc<Notify>,
+    /// Wakes the outbox sender (on this node) when the API enqueued notices: an incident's.
+    pub notices: Arc<Notify>,
     /// `intake_events_total{origin="backfill"}` by source, by channel (`Channel::ALL` order).
     pub backfilled: Arc<HashMap<String, [metrics::Counter; 6]>>,
     /// The key that marks canaries as intake's own (see `intake_core::canary`).
@@ -97,7 +103,7 @@ type DutyFn = fn(Handles, CancellationToken) -> Pin<Box<dyn Future<Output = ()> 
 const DUTIES: &[(&str, DutyFn)] = &[
     (LEASE_REAPER, |h, stop| Box::pin(reap_leases(h, stop))),
     (monitor::MONITOR, |h, stop| {
-        Box::pin(monitor::run(h.config, h.clock, h.store, h.faults, stop))
+        Box::pin(monitor::run(h.config, h.clock, h.store, h.faults, h.notices, stop))
     }),
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))

@@ -7,9 +7,10 @@
 //! takes the duty rebuilds the detectors' history from the store (hourly counters for the
 //! baselines, minute counters for the last hours), so nothing is lost when the duty moves.
 //!
-//! After each evaluation it runs the notification pipeline ([`super::notify`]), pings the
-//! watchdog and sends the watchdog alert to every Alertmanager. It takes the configuration,
-//! the clock and the store, nothing else.
+//! After each evaluation it runs the notification pipeline ([`super::notify`], which also
+//! decides what incidents need), pings the watchdog and sends the watchdog alert to every
+//! Alertmanager. It takes the configuration, the clock, the store and the outbox sender's
+//! wake-up (shared with the admin API), nothing else.
 //!
 //! `drill_failed` is decided here too, at every evaluation, from the last verdict of each
 //! `[[drills]]` schedule ([`super::drill::schedule::failed_findings`]).
@@ -80,6 +81,7 @@ pub(crate) async fn run(
     clock: SharedClock,
     store: Arc<dyn Store>,
     faults: Arc<DrillFaults>,
+    notices: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let started = clock.now();
@@ -116,11 +118,12 @@ pub(crate) async fn run(
         duty.clock.clone(),
         duty.store.clone(),
         faults.clone(),
+        notices,
     );
     let sender = tokio::spawn(notify::send::send_loop(
         duty.clock.clone(),
         duty.store.clone(),
-        pipeline.notifiers.clone(),
+        pipeline.senders.clone(),
         pipeline.wake.clone(),
         faults,
         stop.clone(),

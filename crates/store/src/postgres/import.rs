@@ -24,6 +24,9 @@ impl PostgresStore {
             counted: r.get(5),
             recoveries: r.get(6),
             drills: r.get(7),
+            incidents: r.get(8),
+            incident_entries: r.get(9),
+            incident_notices: r.get(10),
         })
     }
 

@@ -36,6 +36,7 @@ mod audit;
 mod drills;
 mod error;
 mod import;
+mod incidents;
 mod listen;
 mod outbox;
 mod reads;
@@ -598,7 +599,8 @@ impl Store for PostgresStore {
         let client = self.write_conn().await?;
         client
             .execute(
-                "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < $1",
+                "DELETE FROM notifications
+                 WHERE state <> 'pending' AND finished_at < $1 AND incident IS NULL",
                 &[&before.as_millis()],
             )
             .await
@@ -845,6 +847,26 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         rows.first().map(decode::api_token).transpose()
+    }
+
+    async fn write_incident(&self, write: IncidentWrite) -> Result<bool> {
+        self.write_incident_now(write).await
+    }
+
+    async fn get_incident(&self, id: &str) -> Result<Option<Incident>> {
+        self.read_incident(id).await
+    }
+
+    async fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>> {
+        self.read_incidents(filter).await
+    }
+
+    async fn incident_entries(&self, id: &str) -> Result<Vec<IncidentEntry>> {
+        self.read_incident_entries(id).await
+    }
+
+    async fn incident_notices(&self, id: &str) -> Result<Vec<OutboxItem>> {
+        self.read_incident_notices(id).await
     }
 
     async fn create_recovery(&self, job: RecoveryJob) -> Result<()> {

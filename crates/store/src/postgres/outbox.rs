@@ -22,6 +22,13 @@ impl PostgresStore {
         let mut client = self.write_conn().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
         insert_notifications(&tx, &batch.notifications).await?;
+        for write in &batch.incidents {
+            // A write whose incident changed since the pipeline read it is left out; the next
+            // evaluation decides again from what is stored.
+            if !super::incidents::write_in(&tx, write).await? {
+                tracing::debug!(incident = %write.incident.id, "incident changed meanwhile; its pipeline write waits for the next evaluation");
+            }
+        }
         for (key, value) in &batch.state {
             tx.execute(
                 "INSERT INTO state (key, value) VALUES ($1, $2)
@@ -179,7 +186,7 @@ impl PostgresStore {
 }
 
 /// Enqueues notifications, pending and due at their `created_at`, in the open transaction.
-async fn insert_notifications(
+pub(super) async fn insert_notifications(
     tx: &deadpool_postgres::Transaction<'_>,
     list: &[NewNotification],
 ) -> Result<()> {
@@ -188,15 +195,23 @@ async fn insert_notifications(
     }
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
-             VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at,
+                incident, tenant)
+             VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5, $6)",
         )
         .await
         .map_err(unavailable)?;
     for n in list {
         tx.execute(
             &stmt,
-            &[&n.notifier, &n.key, &n.notice, &n.created_at.as_millis()],
+            &[
+                &n.notifier,
+                &n.key,
+                &n.notice,
+                &n.created_at.as_millis(),
+                &n.incident,
+                &n.tenant,
+            ],
         )
         .await
         .map_err(unavailable)?;

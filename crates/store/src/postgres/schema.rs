@@ -1,36 +1,50 @@
 //! The PostgreSQL schema: numbered migrations, run when the store opens under an advisory lock
-//! (nodes starting together migrate once); `intake_migrations` records which have run.
+//! (nodes starting together migrate once); `intake_migrations` records which have run, by
+//! number. The numbers are explicit, not positions in the list: work built in parallel takes
+//! its numbers ahead of time (the incidents' 0007 before the drills' 0006), so the list may
+//! have a gap, and a migration merged later with a lower number still runs.
 
 use std::collections::HashSet;
 
 use intake_core::Timestamp;
 use tokio_postgres::Client;
 
-/// The schema, as numbered migrations.
-const MIGRATIONS: &[(&str, &str)] = &[
+/// The schema, as numbered migrations, in order.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
+        1,
         "events_and_queue",
         include_str!("../../migrations/postgres/0001_events_and_queue.sql"),
     ),
     (
+        2,
         "counters_hourly_state_alerts",
         include_str!("../../migrations/postgres/0002_counters_hourly_state_alerts.sql"),
     ),
     (
+        3,
         "notifications_silences",
         include_str!("../../migrations/postgres/0003_notifications_silences.sql"),
     ),
     (
+        4,
         "api_tokens",
         include_str!("../../migrations/postgres/0004_api_tokens.sql"),
     ),
     (
+        5,
         "recoveries",
         include_str!("../../migrations/postgres/0005_recoveries.sql"),
     ),
     (
+        6,
         "drills",
         include_str!("../../migrations/postgres/0006_drills.sql"),
+    ),
+    (
+        7,
+        "incidents",
+        include_str!("../../migrations/postgres/0007_incidents.sql"),
     ),
 ];
 
@@ -60,8 +74,8 @@ pub(super) async fn migrate(client: &mut Client) -> std::result::Result<(), toki
             .iter()
             .map(|r| r.get(0))
             .collect();
-        for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
-            let version = i as i32 + 1;
+        for (version, name, sql) in MIGRATIONS {
+            let version = *version;
             if applied.contains(&version) {
                 continue;
             }

@@ -31,6 +31,9 @@ impl SqliteStore {
                     counted: r.get(5)?,
                     recoveries: r.get(6)?,
                     drills: r.get(7)?,
+                    incidents: r.get(8)?,
+                    incident_entries: r.get(9)?,
+                    incident_notices: r.get(10)?,
                 })
             })
         })
@@ -192,7 +195,7 @@ impl SqliteStore {
     pub async fn export_pending_notifications(&self) -> Result<Vec<NewNotification>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT notifier, key, notice, created_at FROM notifications
+                "SELECT notifier, key, notice, created_at, incident, tenant FROM notifications
                  WHERE state = 'pending' ORDER BY id",
             )?
             .query_map([], |r| {
@@ -201,6 +204,8 @@ impl SqliteStore {
                     key: r.get(1)?,
                     notice: r.get(2)?,
                     created_at: Timestamp(r.get(3)?),
+                    incident: r.get(4)?,
+                    tenant: r.get(5)?,
                 })
             })?
             .collect()

@@ -25,6 +25,7 @@
 mod audit;
 mod drills;
 mod export;
+mod incidents;
 mod reads;
 mod recovery;
 mod schema;
@@ -586,6 +587,26 @@ impl Store for SqliteStore {
             .transpose()
         })
         .await
+    }
+
+    async fn write_incident(&self, write: IncidentWrite) -> Result<bool> {
+        self.write_incident_now(write).await
+    }
+
+    async fn get_incident(&self, id: &str) -> Result<Option<Incident>> {
+        self.read_incident(id).await
+    }
+
+    async fn list_incidents(&self, filter: IncidentFilter) -> Result<Vec<Incident>> {
+        self.read_incidents(filter).await
+    }
+
+    async fn incident_entries(&self, id: &str) -> Result<Vec<IncidentEntry>> {
+        self.read_incident_entries(id).await
+    }
+
+    async fn incident_notices(&self, id: &str) -> Result<Vec<OutboxItem>> {
+        self.read_incident_notices(id).await
     }
 
     async fn create_recovery(&self, job: RecoveryJob) -> Result<()> {

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
 use super::reads::{parse_id, rolled_until};
-use super::{drills, recovery};
+use super::{drills, incidents, recovery};
 use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
@@ -93,6 +93,7 @@ pub(super) enum Request {
     Requeue(Box<RequeueRequest>),
     CreateDrill(Box<Drill>),
     UpdateDrill(Box<DrillUpdate>),
+    WriteIncident(Box<IncidentWrite>),
 }
 
 /// A delivery as a claim's `RETURNING` gives it.
@@ -371,6 +372,7 @@ impl Writer {
             )?)),
             Request::CreateDrill(drill) => Output::Bool(drills::create(&self.conn, drill)?),
             Request::UpdateDrill(update) => Output::Count(drills::update(&self.conn, update)?),
+            Request::WriteIncident(write) => Output::Bool(incidents::write(&self.conn, write)?),
         })
     }
 
@@ -412,7 +414,8 @@ impl Writer {
     fn prune_notifications(&self, before: Timestamp) -> rusqlite::Result<()> {
         self.conn
             .prepare_cached(
-                "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < ?1",
+                "DELETE FROM notifications
+                 WHERE state <> 'pending' AND finished_at < ?1 AND incident IS NULL",
             )?
             .execute([before.as_millis()])?;
         Ok(())
@@ -556,24 +559,15 @@ impl Writer {
         Ok(())
     }
 
-    fn insert_notifications(&self, list: &[NewNotification]) -> rusqlite::Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
-        )?;
-        for n in list {
-            stmt.execute(params![
-                n.notifier,
-                n.key,
-                n.notice,
-                n.created_at.as_millis()
-            ])?;
-        }
-        Ok(())
-    }
-
     fn enqueue_notifications(&self, batch: &NotificationBatch) -> rusqlite::Result<()> {
-        self.insert_notifications(&batch.notifications)?;
+        insert_notifications(&self.conn, &batch.notifications)?;
+        for write in &batch.incidents {
+            // A write whose incident changed since the pipeline read it is left out; the
+            // next evaluation decides again from what is stored.
+            if !incidents::write(&self.conn, write)? {
+                tracing::debug!(incident = %write.incident.id, "incident changed meanwhile; its pipeline write waits for the next evaluation");
+            }
+        }
         for (key, value) in &batch.state {
             self.conn
                 .prepare_cached(
@@ -673,7 +667,7 @@ impl Writer {
                 silence.created_at.as_millis(),
                 silence.expiry_announced
             ])?;
-        self.insert_notifications(announcements)
+        insert_notifications(&self.conn, announcements)
     }
 
     fn expire_silence(
@@ -699,7 +693,7 @@ impl Writer {
                                  WHERE id = ?2",
                     )?
                     .execute(params![now.as_millis(), id])?;
-                self.insert_notifications(announcements)?;
+                insert_notifications(&self.conn, announcements)?;
                 s.ends_at = now;
                 s.expiry_announced = true;
                 SilenceExpiry::Expired(s)
@@ -1041,4 +1035,27 @@ impl Writer {
             hours_deleted,
         })
     }
+}
+
+/// Enqueues notifications: pending, due at their creation.
+pub(super) fn insert_notifications(
+    conn: &Connection,
+    list: &[NewNotification],
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO notifications (notifier, key, notice, state, attempts, due_at, created_at,
+            incident, tenant)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6)",
+    )?;
+    for n in list {
+        stmt.execute(params![
+            n.notifier,
+            n.key,
+            n.notice,
+            n.created_at.as_millis(),
+            n.incident,
+            n.tenant
+        ])?;
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod common;
 mod counters;
 mod drills;
 mod faults;
+mod incidents;
 mod ingest;
 mod model;
 mod notifications;

@@ -20,6 +20,8 @@ fn note(notifier: &str, key: &str, at: Timestamp) -> NewNotification {
         key: key.into(),
         notice: format!(r#"{{"key":"{key}"}}"#),
         created_at: at,
+        incident: None,
+        tenant: None,
     }
 }
 
@@ -49,6 +51,7 @@ async fn notifications_are_enqueued_with_state_and_claimed_in_order_per_notifier
             ],
             state: vec![("notifications".into(), r#"{"groups":1}"#.into())],
             announced_expiries: vec![],
+            incidents: vec![],
         })
         .await
         .unwrap();
@@ -258,6 +261,7 @@ async fn silences_are_created_listed_expired_and_their_expiry_announced_once(kin
             notifications: vec![note("slack", "silence:sil_b", later)],
             state: vec![],
             announced_expiries: vec!["sil_b".into()],
+            incidents: vec![],
         })
         .await
         .unwrap();
@@ -316,6 +320,7 @@ async fn a_store_that_cannot_commit_enqueues_nothing(kind: Kind) {
             notifications: vec![note("slack", "k", t)],
             state: vec![("notifications".into(), "{}".into())],
             announced_expiries: vec![],
+            incidents: vec![],
         })
         .await;
     assert!(err.is_err());
@@ -342,6 +347,7 @@ async fn ended_notifications_are_pruned_and_pending_ones_never(kind: Kind) {
             ],
             state: vec![],
             announced_expiries: vec![],
+            incidents: vec![],
         })
         .await
         .unwrap();

@@ -27,26 +27,36 @@
 //!   dead-man's switch routed in Alertmanager alarms when intake stops sending it. Its
 //!   failures count toward that notifier's `notifier_failing`.
 //!
+//! * **Incidents.** Right after the alert decision, the same evaluation decides what
+//!   incidents need ([`super::incidents::pipeline`]): critical alerts that declare one, alerts
+//!   joining and resolving in open ones, tenants told when a hold ends. Those writes join the
+//!   same batch.
+//!
 //! The decision itself is a pure function, `decide::decide`. Everything one evaluation
-//! decides — the notifications and the new group state — is committed in one transaction
-//! ([`Store::enqueue_notifications`]); a separate sender loop ([`send`]) delivers the outbox,
-//! with retries, one notification per notifier at a time, in order.
+//! decides — the notifications, the new group state and the incidents' changes — is
+//! committed in one transaction ([`Store::enqueue_notifications`]); a separate sender loop
+//! ([`send`]) delivers the outbox, with retries, one notification per notifier at a time, in
+//! order: to on-call's notifiers and to tenants' contacts
+//! ([`super::incidents::contacts`]).
 //!
 //! [`Store::enqueue_notifications`]: intake_store::Store::enqueue_notifications
 
 pub mod decide;
 pub mod send;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use intake_core::config::{Config, NotifierConfig, NotifierKind, RuleOverride, Severity};
-use intake_core::{SharedClock, Timestamp};
+use intake_core::{IncidentId, SharedClock, Timestamp};
 use intake_notify::{LinkBuilder, Notice, Notifier, NotifyContext, WatchdogPing};
-use intake_store::{AlertTransitionRecord, NotificationBatch, NotifierHealth, Store, StoreError};
+use intake_store::{
+    AlertTransitionRecord, IncidentWrite, NotificationBatch, NotifierHealth, Store, StoreError,
+};
 use tokio::sync::Notify;
 
+use super::incidents::{self, notices::Notices};
 use super::{book, drill};
 use crate::state::DrillFaults;
 use decide::{decide, Decision, Routing};
@@ -100,10 +110,15 @@ pub(crate) fn link_builder(config: &Config) -> LinkBuilder {
     LinkBuilder::new(config.server.public_url.as_deref()).unwrap_or_default()
 }
 
+/// Every sender of the outbox by notifier id: on-call's notifiers and tenants' contacts.
+pub(crate) type Senders = Arc<HashMap<String, Arc<dyn Notifier>>>;
+
 /// The notifiers, the links and the sender's wake-up, built once by the monitor duty, with
 /// the handles the pipeline reads and commits through.
 pub(crate) struct Pipeline {
     pub notifiers: Arc<Vec<(NotifierConfig, Arc<dyn Notifier>)>>,
+    /// What the sender loop sends through: the notifiers and the contacts.
+    pub senders: Senders,
     pub links: LinkBuilder,
     pub wake: Arc<Notify>,
     watchdog: Option<Watchdog>,
@@ -118,15 +133,22 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the notifiers and the watchdog of `config`.
+    /// Builds the notifiers, the contacts' senders and the watchdog of `config`; `wake`
+    /// wakes the sender loop (the admin API shares it, so an incident's notices leave at once).
     pub(crate) fn new(
         config: Arc<Config>,
         clock: SharedClock,
         store: Arc<dyn Store>,
         faults: Arc<DrillFaults>,
+        wake: Arc<Notify>,
     ) -> Self {
         let notifiers = Arc::new(build_notifiers(&config, clock.clone()));
         let ctx = NotifyContext::new(clock.clone());
+        let mut senders: HashMap<String, Arc<dyn Notifier>> = notifiers
+            .iter()
+            .map(|(c, n)| (c.id.clone(), n.clone()))
+            .collect();
+        senders.extend(incidents::contacts::build(&config, &ctx));
         let watchdog = config.monitor.watchdog_url.as_deref().and_then(|url| {
             match WatchdogPing::new(WATCHDOG_NOTIFIER, url, Default::default(), &ctx) {
                 Ok(ping) => Some(Watchdog {
@@ -143,8 +165,9 @@ impl Pipeline {
         });
         Pipeline {
             notifiers,
+            senders: Arc::new(senders),
             links: link_builder(&config),
-            wake: Arc::new(Notify::new()),
+            wake,
             watchdog,
             alertmanager_health: BTreeMap::new(),
             config,
@@ -173,7 +196,21 @@ impl Pipeline {
             repeat: self.config.monitor.repeat_interval.0,
         };
         let decision = decide(state, &book, &silences, &drills, &routing, now);
-        self.commit(decision, transitions, now).await
+        let incidents = self
+            .store
+            .list_incidents(incidents::pipeline_filter(now))
+            .await?;
+        let notices = Notices {
+            config: &self.config,
+            links: &self.links,
+            oncall: &self.notifiers,
+            now,
+        };
+        let writes =
+            incidents::pipeline::decide(&book, &silences, &incidents, &notices, &mut || {
+                IncidentId::generate(now).to_string()
+            });
+        self.commit(decision, transitions, writes, now).await
     }
 
     /// Records the `notifier_failing` transitions and enqueues the decided notices with the
@@ -182,6 +219,7 @@ impl Pipeline {
         &self,
         decision: Decision,
         transitions: Vec<AlertTransitionRecord>,
+        incidents: Vec<IncidentWrite>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut batch = NotificationBatch::default();
@@ -190,13 +228,20 @@ impl Pipeline {
                 .notifications
                 .extend(send::outbox_items(notice, route, now));
         }
+        for w in &incidents {
+            if w.expected_version.is_none() {
+                tracing::warn!(incident = %w.incident.id, tenants = ?w.incident.tenants, by = %w.incident.declared_by, "incident declared by a critical alert");
+            }
+        }
+        let incident_notices = incidents.iter().any(|w| !w.notices.is_empty());
+        batch.incidents = incidents;
         batch.announced_expiries = decision.announced_expiries;
         let json = serde_json::to_string(&decision.state).map_err(|e| {
             StoreError::Corrupt(format!("cannot encode the notification state: {e}"))
         })?;
         batch.state.push((NOTIFY_STATE.to_string(), json));
         self.store.record_alert_transitions(transitions).await?;
-        let any = !batch.notifications.is_empty();
+        let any = !batch.notifications.is_empty() || incident_notices;
         self.store.enqueue_notifications(batch).await?;
         if any {
             self.wake.notify_one();

@@ -48,6 +48,8 @@ pub(crate) fn outbox_items(
             key: notice.key.clone(),
             notice: json.clone(),
             created_at: now,
+            incident: None,
+            tenant: None,
         })
         .collect()
 }
@@ -64,15 +66,11 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
 pub(crate) async fn send_loop(
     clock: SharedClock,
     store: Arc<dyn Store>,
-    notifiers: Arc<Vec<(NotifierConfig, Arc<dyn Notifier>)>>,
+    by_id: Arc<HashMap<String, Arc<dyn Notifier>>>,
     wake: Arc<Notify>,
     faults: Arc<DrillFaults>,
     stop: CancellationToken,
 ) {
-    let by_id: HashMap<String, Arc<dyn Notifier>> = notifiers
-        .iter()
-        .map(|(c, n)| (c.id.clone(), n.clone()))
-        .collect();
     loop {
         let now = clock.now();
         let claimed = match store.claim_notifications(now, SEND_LEASE, 64).await {
