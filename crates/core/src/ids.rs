@@ -121,6 +121,8 @@ prefixed_id!(
 prefixed_id!(
     /// The id of one fire drill.
     DrillId, "drl_", "drill"
+);
+prefixed_id!(
     /// The id of one incident.
     IncidentId, "inc_", "incident"
 );

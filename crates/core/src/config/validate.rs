@@ -14,10 +14,9 @@ use super::mask::{exposure, mask, Exposure, MASK};
 use super::reconcile::MAX_RECONCILE_SAMPLE;
 use super::{
     AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, DrillConfig,
-    IncidentsConfig,
-    MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate, ReconcileConfig,
-    RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig, SourceKind, StorageConfig,
-    TenantConfig,
+    IncidentsConfig, MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate,
+    ReconcileConfig, RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig,
+    SourceKind, StorageConfig, TenantConfig,
 };
 use crate::drill::{Scenario, Schedule, TargetKind, MAX_FOR};
 use crate::incident::{Template, AUTO_DECLARE_RULES, TEMPLATE_NAMES};

@@ -33,8 +33,7 @@ use super::problem::{
 use super::Resource;
 use super::{
     alerts, audit, canaries, cluster, drills, events, flows, incidents, notifiers, queue,
-    reconciliation,
-    recoveries, rejections, rules, silences, tokens,
+    reconciliation, recoveries, rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
 

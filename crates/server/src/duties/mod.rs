@@ -103,7 +103,9 @@ type DutyFn = fn(Handles, CancellationToken) -> Pin<Box<dyn Future<Output = ()> 
 const DUTIES: &[(&str, DutyFn)] = &[
     (LEASE_REAPER, |h, stop| Box::pin(reap_leases(h, stop))),
     (monitor::MONITOR, |h, stop| {
-        Box::pin(monitor::run(h.config, h.clock, h.store, h.faults, h.notices, stop))
+        Box::pin(monitor::run(
+            h.config, h.clock, h.store, h.faults, h.notices, stop,
+        ))
     }),
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))

@@ -45,10 +45,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_recoveries.sql"),
     ),
-    (
-        9,
-        include_str!("../../migrations/sqlite/0009_drills.sql"),
-    ),
+    (9, include_str!("../../migrations/sqlite/0009_drills.sql")),
     (
         10,
         include_str!("../../migrations/sqlite/0010_incidents.sql"),

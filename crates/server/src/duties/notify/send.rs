@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_core::config::NotifierConfig;
 use intake_core::drill::Scenario;
 use intake_core::{SharedClock, Timestamp};
 use intake_notify::{LinkBuilder, Notice, Notifier, NotifyError, WatchdogPing};
