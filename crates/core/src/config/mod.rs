@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 pub use alerting::{
     is_loopback, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig, MonitorConfig,
-    NotifierConfig, NotifierKind, RuleOverride, RuleThreshold, Severity, SmtpTls, NO_OFF_SWITCH,
-    RULE_IDS,
+    NotifierConfig, NotifierKind, QuietCalendar, RuleOverride, RuleThreshold, Severity, SmtpTls,
+    NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
