@@ -249,6 +249,9 @@ struct SilenceEvidence {
     /// The hour multiplier's variance in the silence's first hour and in the later hours.
     v_start: f64,
     v_later: f64,
+    /// The flow's index of dispersion of half-hour counts: counts enter the updates divided
+    /// by it.
+    d: f64,
     /// The silence's length in minutes.
     run: f64,
     /// The flow's minute-scale bursts.
@@ -303,7 +306,12 @@ fn silence_evidence(
             a_h,
         );
     let kappa = 1.0 / (1.0 + e * v_exposure / n);
-    let (kc, ke) = (kappa * c, kappa * e);
+    // Bursty counts carry less information than events that arrive one by one: a batch of
+    // forty in one minute is one arrival, not forty. The counts enter the updates divided
+    // by the flow's index of dispersion (a quasi-likelihood), which keeps the rate they
+    // indicate and widens its uncertainty.
+    let d = f.burst.half_hour_dispersion().min(MAX_DISPERSION);
+    let (kc, ke) = (kappa * c / d, kappa * e / d);
     let (c1, e1, _) = exposure(f, hour_start, start, cfg);
     let first_end = (hour_start + 60).min(now_min);
     let w1 = profile_between(f, start, first_end, cfg);
@@ -324,6 +332,7 @@ fn silence_evidence(
         w2,
         v_start,
         v_later,
+        d,
         run: (now_min - start) as f64,
         burst: f.burst.clone(),
         quiet_day: silence.quiet_day.is_some(),
@@ -423,10 +432,11 @@ fn day_component(
     // The hour's level D·H₁, matched to a Gamma, is what the hour's count so far measures:
     // it is updated as one (the count cannot tell the day's part from the hour's).
     let v_hour = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_start) - 1.0;
-    let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), ev.c1, ev.e1);
+    let (c1, e1) = (ev.c1 / ev.d, ev.e1 / ev.d);
+    let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), c1, e1);
     m.ln_terms[i] = prior.ln() + ln_exposure + ln_hour;
-    let p_shape = 1.0 / v_hour + ev.c1;
-    let p_mean = p_shape / (1.0 / (v_hour * d_mean) + ev.e1);
+    let p_shape = 1.0 / v_hour + c1;
+    let p_mean = p_shape / (1.0 / (v_hour * d_mean) + e1);
     let v1 = 1.0 / p_shape;
     let v2 = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_later) - 1.0;
     m.ln_p0s[i] = component_ln_p0(ev, p_mean, v1, d_mean, v2);
@@ -447,10 +457,11 @@ fn spell_component(
     // hour boundary is a quiet day's traffic, not nearly none, or a flow that
     // stops exactly on the hour could never be told from one.
     let (spell_shape, spell_rate) = (8.0, 8.0 / level);
-    let ln_hour = ln_nb(spell_shape, spell_rate, ev.c1, ev.e1);
+    let (c1, e1) = (ev.c1 / ev.d, ev.e1 / ev.d);
+    let ln_hour = ln_nb(spell_shape, spell_rate, c1, e1);
     m.ln_terms[2] = onset.ln() + ordinary_exposure + ln_hour;
-    let q_shape = spell_shape + ev.c1;
-    let q_mean = q_shape / (spell_rate + ev.e1);
+    let q_shape = spell_shape + c1;
+    let q_mean = q_shape / (spell_rate + e1);
     let v1 = 1.0 / q_shape;
     let v2 = (1.0 + 1.0 / q_shape) * (1.0 + ev.v_later) - 1.0;
     m.ln_p0s[2] = component_ln_p0(ev, q_mean, v1, q_mean, v2);
@@ -498,6 +509,9 @@ struct Gate {
     /// The factor the silence must exceed it by.
     factor: f64,
 }
+
+/// The largest index of dispersion the counts are divided by.
+const MAX_DISPERSION: f64 = 50.0;
 
 /// Days of gap history the gate needs before it judges; with fewer it stays open (and the
 /// reason says so): right after a restart the history is rebuilt from hourly counts, whose
@@ -654,7 +668,8 @@ fn stopped_against_baseline(
              this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
              (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
              P(quiet since this hour) = {}); bursts: minute-scale shape {shape}, clumps of \
-             {clump:.1}, so {arrivals:.1} independent arrivals expected; P(0) = {} \
+             {clump:.1}, so {arrivals:.1} independent arrivals expected, and counts weigh \
+             1/{d:.1} (half-hour dispersion); P(0) = {} \
              (threshold {}{}); {}; decided by {decided}",
             fmt_prob(v.quiet),
             fmt_prob(v.spell),
@@ -668,6 +683,7 @@ fn stopped_against_baseline(
             gate.describe(),
             post_mean = v.post_mean,
             clump = ev.burst.clump(),
+            d = ev.d,
         ),
     ))
 }
