@@ -97,22 +97,31 @@ fn main() {
     // printed in level and seed order.
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let Some((i, &(level, seed))) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                    break;
-                };
-                let spec = SyntheticSpec {
-                    tenants,
-                    weeks,
-                    seed,
-                    burst_shape: level,
-                    ..SyntheticSpec::default()
-                };
-                let t0 = Instant::now();
-                let report = synthetic::run(&spec, &rules, &settings);
-                eprintln!("{}", summary(level, seed, &report));
-                if let Ok(mut d) = done.lock() {
-                    d.push((i, level, seed, report, t0.elapsed()));
+            // The queue's lock is taken and released inside `next` (a `while let` on the lock
+            // itself would hold it for the whole run).
+            let (queue, done, rules, settings) = (&queue, &done, &rules, &settings);
+            let next = move || {
+                queue
+                    .lock()
+                    .ok()
+                    .and_then(|mut q| q.next())
+                    .map(|(i, &j)| (i, j))
+            };
+            scope.spawn(move || {
+                while let Some((i, (level, seed))) = next() {
+                    let spec = SyntheticSpec {
+                        tenants,
+                        weeks,
+                        seed,
+                        burst_shape: level,
+                        ..SyntheticSpec::default()
+                    };
+                    let t0 = Instant::now();
+                    let report = synthetic::run(&spec, rules, settings);
+                    eprintln!("{}", summary(level, seed, &report));
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, level, seed, report, t0.elapsed()));
+                    }
                 }
             });
         }

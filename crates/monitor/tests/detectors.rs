@@ -716,7 +716,7 @@ fn bursty_minutes_of_a_busy_flow_do_not_page_but_a_stop_does() {
     let stop = START + 4 * 10080 + 11 * 60 + 7;
     let before = feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         START,
         stop,
         &mut rng,
@@ -765,7 +765,7 @@ fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
     let day = START + 3 * 10080 + 2 * 1440;
     let before = feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         START,
         day + 630,
         &mut rng,
@@ -781,7 +781,7 @@ fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
     // The usual pause, then traffic: nothing.
     let usual = feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         day + 630,
         day + 642,
         &mut rng,
@@ -790,7 +790,7 @@ fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
     assert!(firing(&usual, "inbound_stopped").is_empty(), "{usual:#?}");
     let resumed = feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         day + 642,
         day + 660,
         &mut rng,
@@ -802,7 +802,7 @@ fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
     let next = day + 1440;
     feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         day + 660,
         next + 630,
         &mut rng,
@@ -932,7 +932,7 @@ fn a_planned_quiet_day_needs_no_silence() {
     let shape = weekday_shape(120.0);
     feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         START,
         holiday,
         &mut rng,
@@ -941,7 +941,7 @@ fn a_planned_quiet_day_needs_no_silence() {
     // A quiet holiday: a tenth of the traffic all day.
     let day = feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         holiday,
         holiday + 1440,
         &mut rng,
@@ -952,7 +952,7 @@ fn a_planned_quiet_day_needs_no_silence() {
     let next = holiday + 1440;
     feed(
         &mut monitor,
-        &[k.clone()],
+        std::slice::from_ref(&k),
         next,
         next + 660,
         &mut rng,
