@@ -938,8 +938,8 @@ notifiers = ["hook"]
         assert_eq!(
             got,
             [
-                "firing inbound_drop - -> am,hook,slack",
                 "firing inbound_drop tenant=maelys -> am,hook,slack",
+                "firing inbound_drop - -> am,hook,slack",
             ]
         );
         let by_tenant = [silence(
