@@ -180,9 +180,11 @@ pub(crate) fn significant(tests: &[WindowTest]) -> BTreeMap<FlowKey, Significant
 pub(crate) struct DropGroup {
     /// Consecutive windows in which at least `group_min_tenants` tenants were down.
     pub streak: u32,
-    /// Whether the group is open: it reached `persistence` windows and some tenant is still
-    /// down.
+    /// Whether the group is open: it reached `persistence` windows, and not `group_hold` has
+    /// passed since a tenant was last down.
     pub open: bool,
+    /// Consecutive windows without any tenant down.
+    pub quiet: u32,
     /// Its finding (value, reason), carried between windows.
     pub finding: Option<(f64, String)>,
 }
@@ -203,12 +205,23 @@ pub(crate) fn group(
     } else {
         state.streak = 0;
     }
+    if tenants.is_empty() {
+        state.quiet += 1;
+    } else {
+        state.quiet = 0;
+    }
     // The group opens after `persistence` windows with many tenants down, and stays open
-    // while any tenant is still down: a holiday crossing time zones is one warning.
-    state.open = (state.open && !tenants.is_empty()) || state.streak >= params.persistence;
+    // until `group_hold` passes with no tenant down: a holiday crossing time zones, with
+    // hours when no region's business day has enough traffic to test, is one warning.
+    let hold = (minutes_of(params.group_hold) / minutes_of(params.window)).max(1) as u32;
+    state.open = (state.open && state.quiet < hold) || state.streak >= params.persistence;
     if !(state.open || many) {
         state.finding = None;
         return false;
+    }
+    if down.is_empty() {
+        // Open with nobody down right now: the warning stands as it was last said.
+        return true;
     }
     let (x, e): (u64, f64) = down
         .values()
@@ -273,15 +286,23 @@ mod tests {
     fn many_tenants_down_at_once_are_one_warning_that_lasts_while_any_is_down() {
         let p = InboundDrop::default();
         let healthy = CanaryHealth::healthy();
-        let steps: [(&[&str], bool, bool); 8] = [
+        // `group_hold` (3 h) is 6 windows of 30 min.
+        let steps: [(&[&str], bool, bool); 15] = [
             (&["a"], false, false),
             (&["a", "b", "c"], true, false),
             (&["a", "b", "c", "d"], true, true),
             (&["d"], true, true),
             (&["b", "d"], true, true),
+            (&[], true, true),
+            (&[], true, true),
+            (&["e"], true, true),
+            (&[], true, true),
+            (&[], true, true),
+            (&[], true, true),
+            (&[], true, true),
+            (&[], true, true),
             (&[], false, false),
             (&["a", "b"], false, false),
-            (&["a", "b", "c"], true, false),
         ];
         let mut g = DropGroup::default();
         for (i, (tenants, absorbed, out)) in steps.into_iter().enumerate() {

@@ -189,6 +189,11 @@ pub struct InboundDrop {
     /// drops are one grouped warning (a holiday, a pattern every tenant shares, an SOR's
     /// own outage), not one per tenant (3).
     pub group_min_tenants: u32,
+    /// The grouped warning stays open until this long has passed with no tenant down (3 h):
+    /// a holiday crossing time zones has hours when no region's business day carries enough
+    /// traffic to be tested, and is still one warning.
+    #[serde(with = "secs")]
+    pub group_hold: Duration,
 }
 
 impl Default for InboundDrop {
@@ -201,6 +206,7 @@ impl Default for InboundDrop {
             min_expected: 10.0,
             min_drop: 0.3,
             group_min_tenants: 3,
+            group_hold: Duration::from_secs(3 * 3600),
         }
     }
 }
