@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use intake_monitor::backtest::{self, BacktestOptions};
 use intake_monitor::synthetic::{self, SyntheticSpec};
-use intake_monitor::{MonitorSettings, RuleBook};
+use intake_monitor::{MonitorSettings, QuietDays, RuleBook};
 
 use crate::config_load;
 
@@ -44,11 +44,16 @@ pub struct BacktestArgs {
     /// `--synthetic`: the random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// `--synthetic`: minute-scale burstiness, the shape of gamma-Poisson minute counts (1 to
+    /// 4 is realistic; smaller is burstier), with a quarter of the flows batched and a
+    /// quarter polled. Without it events arrive one by one.
+    #[arg(long)]
+    pub burst_shape: Option<f64>,
 }
 
 /// Runs the backtest.
 pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
-    let (interval, rules) = match &args.config {
+    let (interval, rules, quiet_days) = match &args.config {
         Some(path) => {
             let config = config_load::extract(Some(path))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -61,9 +66,17 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
                     e.message
                 )
             })?;
-            (config.monitor.interval.0, rules)
+            (
+                config.monitor.interval.0,
+                rules,
+                QuietDays::new(&config.monitor.calendars),
+            )
         }
-        None => (std::time::Duration::from_secs(60), RuleBook::default()),
+        None => (
+            std::time::Duration::from_secs(60),
+            RuleBook::default(),
+            QuietDays::default(),
+        ),
     };
     let settings = MonitorSettings::default();
 
@@ -72,11 +85,19 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
             tenants: args.tenants.max(1),
             weeks: args.weeks.max(1),
             seed: args.seed,
+            burst_shape: args.burst_shape.filter(|k| k.is_finite() && *k > 0.0),
             ..SyntheticSpec::default()
         };
         eprintln!(
-            "generating {} tenants × {} channels × {} weeks (seed {}) and replaying them…",
-            spec.tenants, spec.channels, spec.weeks, spec.seed
+            "generating {} tenants × {} channels × {} weeks (seed {}, {}) and replaying them…",
+            spec.tenants,
+            spec.channels,
+            spec.weeks,
+            spec.seed,
+            spec.burst_shape
+                .map_or("events one by one".to_string(), |k| format!(
+                    "bursts of minute-scale shape {k}"
+                ))
         );
         let report = synthetic::run(&spec, &rules, &settings);
         print!("{report}");
@@ -94,6 +115,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
         interval,
         rules,
         settings,
+        quiet_days,
     };
     let summary = backtest::replay(&rows, &opts, BufWriter::new(output))
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -13,6 +13,7 @@ use intake_core::Timestamp;
 use serde::Serialize;
 
 use crate::alert::{AlertState, Transition};
+use crate::calendar::QuietDays;
 use crate::monitor::{FlowKey, Monitor, MonitorSettings};
 use crate::params::RuleBook;
 
@@ -172,6 +173,8 @@ pub struct BacktestOptions {
     pub rules: RuleBook,
     /// Baseline settings.
     pub settings: MonitorSettings,
+    /// Planned quiet days (`[[monitor.calendars]]`).
+    pub quiet_days: QuietDays,
 }
 
 impl Default for BacktestOptions {
@@ -180,6 +183,7 @@ impl Default for BacktestOptions {
             interval: Duration::from_secs(60),
             rules: RuleBook::default(),
             settings: MonitorSettings::default(),
+            quiet_days: QuietDays::default(),
         }
     }
 }
@@ -254,6 +258,7 @@ pub fn replay_with<E>(
         return Ok(summary);
     };
     let mut monitor = Monitor::new(opts.rules.clone(), opts.settings.clone());
+    monitor.set_quiet_days(opts.quiet_days.clone());
     let step = opts.interval.max(Duration::from_secs(1));
     let end = last.minute.plus(Duration::from_secs(60));
     let mut now = first.minute.plus(step);

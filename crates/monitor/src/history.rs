@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::burst::BurstStats;
+
 /// Minutes since the Unix epoch: the unit every series is indexed by.
 pub type Minute = i64;
 
@@ -106,6 +108,13 @@ pub(crate) const GAP_HOURS: usize = 15 * 24;
 /// Marks an hour in the gap ring whose gaps are not known (fed as a whole hour).
 pub(crate) const GAP_UNKNOWN: u16 = u16::MAX;
 
+/// The gap-events ring stores tenths of an expected event.
+pub(crate) const GAP_EVENTS_SCALE: f64 = 10.0;
+
+/// Minutes after an hour's end before its minutes are taken as final: the server reads the
+/// last two minutes again (a counter committed right at a minute's end).
+const SETTLE_MINUTES: i64 = 3;
+
 /// What inbound flow has been seen on one (tenant, source, channel).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowHistory {
@@ -122,6 +131,19 @@ pub struct FlowHistory {
     /// the gap rule of series that have a baseline; [`GAP_UNKNOWN`] for hours fed only as
     /// whole hours (bootstrapped), whose gaps are not known.
     pub(crate) gap_hours: Ring<u16>,
+    /// Per hour, the largest completed gap that overlapped it *in expected events*: its empty
+    /// minutes times the flow's rate over the hour before the gap began (tenths, see
+    /// [`GAP_EVENTS_SCALE`]), so that gaps at different rates compare. [`GAP_UNKNOWN`] where
+    /// not known. This is the flow's own record of its silences, which `inbound_stopped`
+    /// checks a silence against before it pages.
+    #[serde(default = "gap_ring")]
+    pub(crate) gap_events: Ring<u16>,
+    /// How the flow's events clump at the minute scale.
+    #[serde(default)]
+    pub(crate) burst: BurstStats,
+    /// The last hour whose minutes `burst` has taken in.
+    #[serde(default)]
+    pub(crate) burst_through: Option<Hour>,
     /// Dispersion estimate and the hour it was computed at.
     pub(crate) alpha: Option<(Hour, f64)>,
     /// The hour-to-hour part of that dispersion, estimated with it.
@@ -144,6 +166,9 @@ impl FlowHistory {
             gap_count: 0,
             longest_gap: 0,
             gap_hours: Ring::new(GAP_HOURS),
+            gap_events: gap_ring(),
+            burst: BurstStats::new(),
+            burst_through: None,
             alpha: None,
             alpha_hour: 0.0,
             drop_streak: 0,
@@ -200,8 +225,36 @@ impl FlowHistory {
     }
 
     /// Notes a completed gap between events in minutes `last` and `m` in every hour it
-    /// overlapped (at most the ring's span, the newest hours).
+    /// overlapped (at most the ring's span, the newest hours): its length in minutes, and its
+    /// empty minutes in expected events at the rate of the hour before it began.
     fn note_gap(&mut self, last: Minute, m: Minute) {
+        self.note_gap_minutes(last, m);
+        if m - last < 2 {
+            return;
+        }
+        let (before, held) = self.sum_minutes(last - 59, last + 1);
+        if held < 60 {
+            return;
+        }
+        let events = (m - last - 1) as f64 * before as f64 / 60.0;
+        let v = (events * GAP_EVENTS_SCALE)
+            .round()
+            .min(f64::from(GAP_UNKNOWN - 1)) as u16;
+        let to = hour_of(m - 1);
+        if self.gap_events.newest().is_none_or(|n| to > n) {
+            self.gap_events.advance_to(to);
+        }
+        let from = hour_of(last + 1).max(to - GAP_HOURS as i64 + 1);
+        for h in from..=to {
+            if let Some(slot) = self.gap_events.get_mut(h) {
+                if *slot != GAP_UNKNOWN {
+                    *slot = (*slot).max(v);
+                }
+            }
+        }
+    }
+
+    fn note_gap_minutes(&mut self, last: Minute, m: Minute) {
         let g = u16::try_from(m - last)
             .unwrap_or(GAP_UNKNOWN - 1)
             .min(GAP_UNKNOWN - 1);
@@ -228,6 +281,56 @@ impl FlowHistory {
         self.gap_hours.get(h).filter(|&g| g != GAP_UNKNOWN)
     }
 
+    /// The largest gap in expected events that overlapped hour `h` (see `gap_events`):
+    /// `None` when the hour is not held, its minutes were not all seen, or it is before the
+    /// series' start.
+    pub(crate) fn gap_events_at(&self, h: Hour) -> Option<f64> {
+        if h * 60 < self.first_minute {
+            return None;
+        }
+        self.gap_events
+            .get(h)
+            .filter(|&g| g != GAP_UNKNOWN)
+            .map(|g| f64::from(g) / GAP_EVENTS_SCALE)
+    }
+
+    /// How the flow's events clump at the minute scale.
+    pub fn burst(&self) -> &BurstStats {
+        &self.burst
+    }
+
+    /// Hands the burst statistics every hour that completed (and settled) before minute `m`
+    /// whose 60 minutes the minute ring holds.
+    pub(crate) fn settle_bursts(&mut self, m: Minute) {
+        let last_done = hour_of(m - SETTLE_MINUTES) - 1;
+        let oldest = match self.minutes.oldest() {
+            Some(o) => hour_of(o + 59),
+            None => return,
+        };
+        let first = match self.burst_through {
+            Some(h) => h + 1,
+            None => oldest,
+        }
+        .max(oldest)
+        .max(hour_of(self.first_minute + 59));
+        for h in first..=last_done {
+            let mut minutes = [0u32; 60];
+            let mut complete = true;
+            for (i, slot) in minutes.iter_mut().enumerate() {
+                match self.minutes.get(h * 60 + i as i64) {
+                    Some(v) => *slot = v,
+                    None => complete = false,
+                }
+            }
+            if complete {
+                self.burst.observe_hour(h, &minutes);
+            }
+        }
+        if last_done >= first {
+            self.burst_through = Some(last_done);
+        }
+    }
+
     /// Records a whole hour at once, for bootstrapping from downsampled history. Only hours
     /// older than the minute ring should be fed this way.
     pub fn record_hour(&mut self, h: Hour, count: u32) {
@@ -242,6 +345,12 @@ impl FlowHistory {
             self.gap_hours.advance_to(h);
         }
         if let Some(g) = self.gap_hours.get_mut(h) {
+            *g = GAP_UNKNOWN;
+        }
+        if self.gap_events.newest().is_none_or(|n| h > n) {
+            self.gap_events.advance_to(h);
+        }
+        if let Some(g) = self.gap_events.get_mut(h) {
             *g = GAP_UNKNOWN;
         }
         if count > 0 && self.last_event.is_none_or(|l| l < h * 60) {
@@ -259,6 +368,9 @@ impl FlowHistory {
         self.hours.advance_to(hour_of(m));
         if self.gap_hours.newest().is_none_or(|n| hour_of(m) > n) {
             self.gap_hours.advance_to(hour_of(m));
+        }
+        if self.gap_events.newest().is_none_or(|n| hour_of(m) > n) {
+            self.gap_events.advance_to(hour_of(m));
         }
     }
 
@@ -283,6 +395,10 @@ impl FlowHistory {
         }
         self.hours.get(h)
     }
+}
+
+fn gap_ring() -> Ring<u16> {
+    Ring::new(GAP_HOURS)
 }
 
 /// Deliveries of one minute on one (tenant, source, destination), and the events that created

@@ -20,15 +20,23 @@
 pub mod alert;
 pub mod backtest;
 pub mod baseline;
+pub mod burst;
+pub mod calendar;
+pub mod drop;
 pub mod gap;
 pub mod history;
+mod keys;
 pub mod monitor;
 pub mod params;
 pub mod stats;
+mod stopped;
 pub mod synthetic;
 
 pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Finding, Labels, Transition};
 pub use baseline::{BaselineConfig, BaselineKind};
+pub use burst::BurstStats;
+pub use calendar::{QuietDay, QuietDays};
+pub use drop::CanaryHealth;
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};

@@ -131,6 +131,11 @@ pub struct InboundStopped {
     /// silence do not make a quiet day likely: a gap rule alone cannot tell a holiday's long
     /// silences from an outage.
     pub gap_p_zero: f64,
+    /// Before the statistical verdict pages, the silence, in expected events at the flow's
+    /// rate over the hour before it, must be at least this many times the flow's longest gap
+    /// at the same hours of the day over the last `gap_days` days, measured the same way
+    /// (second-longest day; 1.5): the flow's own record of its silences.
+    pub gate_factor: f64,
 }
 
 impl Default for InboundStopped {
@@ -149,6 +154,7 @@ impl Default for InboundStopped {
             baseline_min_gap: Duration::from_secs(4 * 3600),
             gap_min_expected: 30.0,
             gap_p_zero: 1e-4,
+            gate_factor: 1.5,
         }
     }
 }
@@ -179,6 +185,15 @@ pub struct InboundDrop {
     pub min_expected: f64,
     /// Only a drop of at least this fraction counts, however significant (0.3).
     pub min_drop: f64,
+    /// When at least this many tenants are significantly down in the same window, their
+    /// drops are one grouped warning (a holiday, a pattern every tenant shares, an SOR's
+    /// own outage), not one per tenant (3).
+    pub group_min_tenants: u32,
+    /// The grouped warning stays open until this long has passed with no tenant down (3 h):
+    /// a holiday crossing time zones has hours when no region's business day carries enough
+    /// traffic to be tested, and is still one warning.
+    #[serde(with = "secs")]
+    pub group_hold: Duration,
 }
 
 impl Default for InboundDrop {
@@ -190,6 +205,8 @@ impl Default for InboundDrop {
             persistence: 2,
             min_expected: 10.0,
             min_drop: 0.3,
+            group_min_tenants: 3,
+            group_hold: Duration::from_secs(3 * 3600),
         }
     }
 }

@@ -116,6 +116,23 @@ pub fn bh_adjust(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
+/// Whole minutes of a duration, at least 1.
+pub(crate) fn minutes_of(d: std::time::Duration) -> i64 {
+    (d.as_secs() / 60).max(1) as i64
+}
+
+/// `7m 12s`, `2h 5m`, `45s`.
+pub(crate) fn fmt_secs(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
 /// Formats a probability for a reason: `3e-9`, `0.0012`.
 pub fn fmt_prob(p: f64) -> String {
     if p == 0.0 {

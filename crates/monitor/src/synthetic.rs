@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::alert::{AlertState, Transition};
 use crate::backtest::CountRow;
+use crate::drop::CanaryHealth;
 use crate::monitor::{FlowKey, Monitor, MonitorSettings};
 use crate::params::RuleBook;
 
@@ -48,6 +49,14 @@ pub struct SyntheticSpec {
     pub holidays: u32,
     /// The first minute (a Monday, 00:00 UTC, by default).
     pub start: Timestamp,
+    /// Minute-scale burstiness: `None` for events that arrive one by one (Poisson minutes,
+    /// the first generator's traffic); `Some(k)` for gamma-Poisson minute counts of shape
+    /// `k` (each minute's rate multiplied by its own Gamma(k, 1/k)), with a quarter of the
+    /// flows receiving part of their events in batches of 5–50 in one minute and a quarter
+    /// fetched by polling every 2–10 minutes.
+    pub burst_shape: Option<f64>,
+    /// Holidays that hit only the tenants of one region (one time zone).
+    pub regional_holidays: u32,
 }
 
 impl Default for SyntheticSpec {
@@ -61,6 +70,8 @@ impl Default for SyntheticSpec {
             holidays: 2,
             // 2026-01-05T00:00:00Z, a Monday.
             start: Timestamp(1_767_571_200_000),
+            burst_shape: None,
+            regional_holidays: 1,
         }
     }
 }
@@ -115,6 +126,26 @@ impl Incident {
     }
 }
 
+/// How a series' events arrive within minutes (with `burst_shape`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// Each minute's count is gamma-Poisson (Poisson without `burst_shape`).
+    Plain,
+    /// A share of the events arrives in batches of 5–50 in one minute.
+    Batched {
+        /// The share of events in batches.
+        share: f64,
+    },
+    /// Events are fetched every `period` minutes, all at once.
+    Polled {
+        /// Minutes between two fetches.
+        period: i64,
+        /// The minute of the period at which fetches happen.
+        phase: i64,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Series {
     key: FlowKey,
@@ -129,6 +160,7 @@ struct Series {
     day_mult: f64,
     mult: f64,
     incident: Option<Incident>,
+    arrival: Arrival,
     /// The generator's own expected count since the series' last event: what a silence
     /// really had to overcome, for reading false alerts.
     since_event: f64,
@@ -140,8 +172,58 @@ pub struct Traffic {
     spec: SyntheticSpec,
     series: Vec<Series>,
     holidays: Vec<i64>,
+    /// Regional holidays: (local day, time zone of the region's tenants).
+    regional: Vec<(i64, i64)>,
     rng: StdRng,
     start_min: i64,
+}
+
+/// How a series' events arrive within minutes: with `burst_shape`, half the flows plain,
+/// a quarter batched, a quarter polled; the probe channels are plain (their minute counts
+/// still gamma-Poisson), so the detection targets measure the burstiness level itself.
+fn arrival(spec: &SyntheticSpec, probe: bool, rng: &mut StdRng) -> Arrival {
+    let draw: f64 = rng.random_range(0.0..1.0);
+    let share = rng.random_range(0.3..0.7);
+    let period = rng.random_range(2..=10i64);
+    let phase = rng.random_range(0..period);
+    if spec.burst_shape.is_none() || probe || draw < 0.5 {
+        Arrival::Plain
+    } else if draw < 0.75 {
+        Arrival::Batched { share }
+    } else {
+        Arrival::Polled { period, phase }
+    }
+}
+
+fn poisson(lambda: f64, rng: &mut StdRng) -> u32 {
+    if lambda > 0.0 {
+        Poisson::new(lambda).map_or(0.0, |p| p.sample(rng)) as u32
+    } else {
+        0
+    }
+}
+
+/// The events of one minute of a series whose mean rate is `lambda` a minute, the minute's
+/// own rate multiplier being `minute_mult` (1 without `burst_shape`).
+fn arrivals(lambda: f64, minute_mult: f64, arrival: Arrival, rel: i64, rng: &mut StdRng) -> u32 {
+    match arrival {
+        Arrival::Plain => poisson(lambda * minute_mult, rng),
+        Arrival::Batched { share } => {
+            // Batches of 5–50 (27.5 on average) carry `share` of the events.
+            let mut n = poisson((1.0 - share) * lambda * minute_mult, rng);
+            for _ in 0..poisson(share * lambda / 27.5, rng) {
+                n += rng.random_range(5..=50u32);
+            }
+            n
+        }
+        Arrival::Polled { period, phase } => {
+            if (rel + phase).rem_euclid(period) == 0 {
+                poisson(period as f64 * lambda * minute_mult, rng)
+            } else {
+                0
+            }
+        }
+    }
 }
 
 fn day_shape(local_hour: f64, night: f64) -> f64 {
@@ -154,6 +236,9 @@ impl Traffic {
     /// Draws the tenants, incidents and holidays of `spec`.
     pub fn new(spec: &SyntheticSpec) -> Self {
         let mut rng = StdRng::seed_from_u64(spec.seed);
+        // Arrival patterns and regional holidays come from a generator of their own, so the
+        // rest of the traffic of a seed is the first generator's.
+        let mut extra = StdRng::seed_from_u64(spec.seed ^ 0x9e37_79b9_7f4a_7c15);
         let start_min = spec.start.as_millis().div_euclid(60_000);
         let span_days = i64::from(spec.weeks) * 7;
         let probes = (spec.tenants / 10).max(1);
@@ -224,6 +309,7 @@ impl Traffic {
                     day_mult: 1.0,
                     mult: 1.0,
                     incident,
+                    arrival: arrival(spec, probe, &mut extra),
                     since_event: 0.0,
                 });
             }
@@ -234,13 +320,38 @@ impl Traffic {
                 holidays.push(rng.random_range(7..span_days));
             }
         }
+        let mut regional = Vec::new();
+        for _ in 0..spec.regional_holidays {
+            if span_days > 7 && !series.is_empty() {
+                let day = extra.random_range(7..span_days);
+                let tz = series[extra.random_range(0..series.len())].tz_hours;
+                regional.push((day, tz));
+            }
+        }
         Traffic {
             spec: spec.clone(),
             series,
             holidays,
+            regional,
             rng,
             start_min,
         }
+    }
+
+    /// Whether local day `day` is a holiday for a series in time zone `tz_hours`.
+    fn holiday(&self, day: i64, tz_hours: i64) -> bool {
+        self.holidays.contains(&day) || self.regional.contains(&(day, tz_hours))
+    }
+
+    /// Whether minute `m` falls on a holiday (or the morning after) of any series: a grouped
+    /// warning then is a holiday's.
+    pub fn holiday_anywhere(&self, m: i64) -> bool {
+        (0..self.series.len()).any(|s| self.cause(s, m) == "holiday")
+    }
+
+    /// The arrival pattern of each series.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.series.iter().map(|s| s.arrival).collect()
     }
 
     /// The flows.
@@ -267,7 +378,7 @@ impl Traffic {
         let local = m - self.start_min + s.tz_hours * 60;
         let day = local.div_euclid(1440);
         let morning = local.rem_euclid(1440) < 12 * 60;
-        if self.holidays.contains(&day) || (morning && self.holidays.contains(&(day - 1))) {
+        if self.holiday(day, s.tz_hours) || (morning && self.holiday(day - 1, s.tz_hours)) {
             "holiday"
         } else if day.rem_euclid(7) >= 5 || (morning && day.rem_euclid(7) == 0) {
             "weekend"
@@ -291,6 +402,11 @@ impl Traffic {
     pub fn minute(&mut self, m: i64, out: &mut Vec<u32>) {
         out.clear();
         let rel = m - self.start_min;
+        let (holidays, regional) = (&self.holidays, &self.regional);
+        let minute_gamma = self
+            .spec
+            .burst_shape
+            .and_then(|k| Gamma::new(k, 1.0 / k).ok());
         for s in &mut self.series {
             let local = rel + s.tz_hours * 60;
             if local.rem_euclid(1440) == 0 || rel == 0 {
@@ -310,22 +426,19 @@ impl Traffic {
             if day.rem_euclid(7) >= 5 {
                 rate *= s.weekend;
             }
-            if self.holidays.contains(&day) {
+            if holidays.contains(&day) || regional.contains(&(day, s.tz_hours)) {
                 rate *= 0.25;
             }
             if let Some(i) = &s.incident {
                 rate *= i.factor(m);
             }
             let lambda = rate * s.day_mult * s.mult / 60.0;
-            let n = if lambda > 0.0 {
-                Poisson::new(lambda)
-                    .map(|p| p.sample(&mut self.rng))
-                    .unwrap_or(0.0)
-            } else {
-                0.0
-            };
-            s.since_event = if n > 0.0 { 0.0 } else { s.since_event + lambda };
-            out.push(n as u32);
+            let minute_mult = minute_gamma
+                .as_ref()
+                .map_or(1.0, |g| g.sample(&mut self.rng));
+            let n = arrivals(lambda, minute_mult, s.arrival, rel, &mut self.rng);
+            s.since_event = if n > 0 { 0.0 } else { s.since_event + lambda };
+            out.push(n);
         }
     }
 
@@ -401,6 +514,8 @@ pub struct SyntheticReport {
     pub evaluate_time: Duration,
     /// The first false alerts, as `rule at series: reason`, for reading.
     pub false_samples: Vec<String>,
+    /// `inbound_drop`'s grouped warnings: (minute from the start, `holiday` or `other`).
+    pub grouped: Vec<(i64, String)>,
 }
 
 impl SyntheticReport {
@@ -410,20 +525,123 @@ impl SyntheticReport {
     }
 }
 
-/// Generates the traffic of `spec`, runs it through a monitor evaluated every minute, and
-/// scores the alerts against the injected incidents.
+/// Scores firing transitions against the injected incidents.
+struct Scorer<'a> {
+    index: HashMap<FlowKey, usize>,
+    by_series: HashMap<usize, &'a Incident>,
+    arrivals: Vec<Arrival>,
+    first_detection: HashMap<(usize, String), i64>,
+    start: i64,
+}
+
+impl Scorer<'_> {
+    /// The label incidents are reported under: the kind, or `zero@90/h`, `zero@10/h` for the
+    /// probe channels, with the arrival pattern of a batched or polled flow.
+    fn label(&self, i: &Incident) -> String {
+        let probe = [(90.0, "zero@90/h"), (10.0, "zero@10/h")]
+            .into_iter()
+            .find(|(r, _)| i.kind == IncidentKind::Zero && i.peak_rate == *r);
+        let kind = match probe {
+            Some((_, name)) => name.to_string(),
+            None => format!("{:?}", i.kind).to_lowercase(),
+        };
+        match self.arrivals.get(i.series) {
+            Some(Arrival::Batched { .. }) => format!("{kind}/batched"),
+            Some(Arrival::Polled { .. }) => format!("{kind}/polled"),
+            _ => kind,
+        }
+    }
+
+    fn score(&mut self, t: &Transition, now_min: i64, traffic: &Traffic, r: &mut SyntheticReport) {
+        if t.state != AlertState::Firing {
+            return;
+        }
+        let key = FlowKey {
+            tenant: t.labels.tenant.clone(),
+            source: t.labels.source.clone(),
+            channel: t.labels.channel.clone(),
+        };
+        let Some(&s) = self.index.get(&key) else {
+            if t.rule == "inbound_drop" && t.labels.tenant.is_empty() {
+                // A grouped warning: one, whoever its members.
+                let cause = if traffic.holiday_anywhere(now_min - 1) {
+                    "holiday"
+                } else {
+                    "other"
+                };
+                r.grouped.push((now_min - self.start, cause.to_string()));
+                self.false_alert(t, now_min, None, cause, r);
+            }
+            return;
+        };
+        match self.by_series.get(&s) {
+            Some(i) if now_min >= i.start && now_min < i.end + 120 => {
+                self.first_detection
+                    .entry((s, t.rule.clone()))
+                    .or_insert(now_min - i.start);
+            }
+            _ => {
+                let cause = traffic.cause(s, now_min - 1);
+                let sample = format!(
+                    "{}/{} ({:?}) [generator expected {:.1} since the last event]",
+                    t.labels.tenant,
+                    t.labels.channel,
+                    self.arrivals.get(s).copied().unwrap_or(Arrival::Plain),
+                    traffic.true_expected_since_event(s)
+                );
+                self.false_alert(t, now_min, Some(sample), cause, r);
+            }
+        }
+    }
+
+    fn false_alert(
+        &self,
+        t: &Transition,
+        now_min: i64,
+        series: Option<String>,
+        cause: &str,
+        r: &mut SyntheticReport,
+    ) {
+        let n = r.false_alerts.entry(t.rule.clone()).or_default();
+        *n += 1;
+        if *n <= 100 {
+            r.false_samples.push(format!(
+                "{} day {} ({cause}) {}: {}",
+                t.rule,
+                (now_min - self.start) / 1440,
+                series.unwrap_or_else(|| "grouped".into()),
+                t.reason,
+            ));
+        }
+        if now_min - self.start < 14 * 1440 {
+            *r.false_alerts_warmup.entry(t.rule.clone()).or_default() += 1;
+        }
+        *r.false_by_cause
+            .entry((t.rule.clone(), cause.to_string()))
+            .or_default() += 1;
+    }
+}
+
+/// Generates the traffic of `spec`, runs it through a monitor evaluated every minute (with
+/// healthy canaries), and scores the alerts against the injected incidents.
 pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -> SyntheticReport {
     let mut traffic = Traffic::new(spec);
     let keys = traffic.keys();
     let incidents = traffic.incidents();
-    let index: HashMap<FlowKey, usize> = keys
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(i, k)| (k, i))
-        .collect();
-    let by_series: HashMap<usize, &Incident> = incidents.iter().map(|i| (i.series, i)).collect();
+    let mut scorer = Scorer {
+        index: keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect(),
+        by_series: incidents.iter().map(|i| (i.series, i)).collect(),
+        arrivals: traffic.arrivals(),
+        first_detection: HashMap::new(),
+        start: traffic.start_minute(),
+    };
     let mut monitor = Monitor::new(rules.clone(), settings.clone());
+    monitor.observe_canaries(CanaryHealth::healthy());
     let start = traffic.start_minute();
     for k in &keys {
         monitor.add_flow(k, Timestamp(start * 60_000));
@@ -433,75 +651,16 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
         series: keys.len(),
         ..Default::default()
     };
-    let label = |i: &Incident| -> String {
-        let probe = [(90.0, "zero@90/h"), (10.0, "zero@10/h")]
-            .into_iter()
-            .find(|(r, _)| i.kind == IncidentKind::Zero && i.peak_rate == *r);
-        match probe {
-            Some((_, name)) => name.to_string(),
-            None => format!("{:?}", i.kind).to_lowercase(),
-        }
-    };
     for i in &incidents {
         for rule in ["inbound_stopped", "inbound_drop"] {
             report
                 .delays
-                .entry((label(i), rule.to_string()))
+                .entry((scorer.label(i), rule.to_string()))
                 .or_default()
                 .incidents += 1;
         }
     }
-    let mut first_detection: HashMap<(usize, String), i64> = HashMap::new();
     let mut buf = Vec::new();
-    let score = |t: &Transition,
-                 now_min: i64,
-                 traffic: &Traffic,
-                 first_detection: &mut HashMap<(usize, String), i64>,
-                 report: &mut SyntheticReport| {
-        if t.state != AlertState::Firing {
-            return;
-        }
-        let key = FlowKey {
-            tenant: t.labels.tenant.clone(),
-            source: t.labels.source.clone(),
-            channel: t.labels.channel.clone(),
-        };
-        let Some(&s) = index.get(&key) else { return };
-        match by_series.get(&s) {
-            Some(i) if now_min >= i.start && now_min < i.end + 120 => {
-                first_detection
-                    .entry((s, t.rule.clone()))
-                    .or_insert(now_min - i.start);
-            }
-            _ => {
-                *report.false_alerts.entry(t.rule.clone()).or_default() += 1;
-                if report.false_alerts[&t.rule] <= 100 {
-                    report.false_samples.push(format!(
-                        "{} day {} ({}) {}/{}: {} [generator expected {:.1} since the last event]",
-                        t.rule,
-                        (now_min - start) / 1440,
-                        traffic.cause(s, now_min - 1),
-                        t.labels.tenant,
-                        t.labels.channel,
-                        t.reason,
-                        traffic.true_expected_since_event(s)
-                    ));
-                }
-                let warmup = now_min - start < 14 * 1440;
-                if warmup {
-                    *report
-                        .false_alerts_warmup
-                        .entry(t.rule.clone())
-                        .or_default() += 1;
-                }
-                let cause = traffic.cause(s, now_min - 1);
-                *report
-                    .false_by_cause
-                    .entry((t.rule.clone(), cause.to_string()))
-                    .or_default() += 1;
-            }
-        }
-    };
     for m in start..start + traffic.minutes() {
         traffic.minute(m, &mut buf);
         for (k, &n) in keys.iter().zip(&buf) {
@@ -513,12 +672,13 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
         report.evaluate_time += t0.elapsed();
         report.ticks += 1;
         for t in &transitions {
-            score(t, now_min, &traffic, &mut first_detection, &mut report);
+            scorer.score(t, now_min, &traffic, &mut report);
         }
     }
-    for ((s, rule), delay) in first_detection {
-        if let Some(i) = by_series.get(&s) {
-            let d = report.delays.entry((label(i), rule)).or_default();
+    let detections: Vec<_> = scorer.first_detection.drain().collect();
+    for ((s, rule), delay) in detections {
+        if let Some(i) = scorer.by_series.get(&s) {
+            let d = report.delays.entry((scorer.label(i), rule)).or_default();
             d.detected += 1;
             d.delays.push(delay);
         }
@@ -562,11 +722,18 @@ impl fmt::Display for SyntheticReport {
                 cause("other"),
             )?;
         }
+        let holiday = self.grouped.iter().filter(|g| g.1 == "holiday").count();
+        writeln!(
+            f,
+            "  of inbound_drop, grouped warnings: {} ({holiday} on holidays, at days {:?})",
+            self.grouped.len(),
+            self.grouped.iter().map(|g| g.0 / 1440).collect::<Vec<_>>(),
+        )?;
         writeln!(f, "detection delay in minutes (median / p90 / max):")?;
         for ((label, rule), d) in &self.delays {
             write!(
                 f,
-                "  {label:<10} {rule:<16} {:>3}/{:<3} detected",
+                "  {label:<18} {rule:<16} {:>3}/{:<3} detected",
                 d.detected, d.incidents
             )?;
             match (d.quantile(0.5), d.quantile(0.9), d.delays.last()) {

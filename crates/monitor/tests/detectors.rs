@@ -674,3 +674,307 @@ fn tenant_scoped_override_tightens_queue_stalled_for_that_tenant_only() {
     assert_eq!(t.severity, Severity::Warning);
     assert!(t.reason.contains("threshold 1m"), "{}", t.reason);
 }
+
+/// Feeds minutes `[from, to)` with counts from `count(minute, rng)`, evaluating after each
+/// minute. Returns the transitions.
+fn feed(
+    monitor: &mut Monitor,
+    keys: &[FlowKey],
+    from: i64,
+    to: i64,
+    rng: &mut StdRng,
+    mut count: impl FnMut(usize, i64, &mut StdRng) -> u32,
+) -> Vec<Transition> {
+    let mut out = Vec::new();
+    for m in from..to {
+        for (i, k) in keys.iter().enumerate() {
+            let n = count(i, m, rng);
+            monitor.record_flow(k, at(m), n);
+        }
+        out.extend(monitor.evaluate(at(m + 1)));
+    }
+    out
+}
+
+fn poisson(rng: &mut StdRng, lambda: f64) -> u32 {
+    if lambda <= 0.0 {
+        0
+    } else {
+        Poisson::new(lambda).unwrap().sample(rng) as u32
+    }
+}
+
+/// The traffic: a busy flow (about 250 an hour in business hours) whose minute counts
+/// are gamma-Poisson with shape 2, so runs of 3–6 empty minutes happen every week. Four weeks
+/// of it page nothing; a real stop still pages within minutes, and the reason says which
+/// evidence decided.
+#[test]
+fn bursty_minutes_of_a_busy_flow_do_not_page_but_a_stop_does() {
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let k = key("email");
+    let mut rng = StdRng::seed_from_u64(21);
+    let shape = weekday_shape(250.0);
+    let minute = Gamma::new(2.0, 0.5).unwrap();
+    let stop = START + 4 * 10080 + 11 * 60 + 7;
+    let before = feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        START,
+        stop,
+        &mut rng,
+        |_, m, rng| {
+            let g: f64 = minute.sample(rng);
+            poisson(rng, shape(m) / 60.0 * g)
+        },
+    );
+    assert!(
+        firing(&before, "inbound_stopped").is_empty(),
+        "{:#?}",
+        firing(&before, "inbound_stopped")
+    );
+    let status = monitor.flow_status(at(stop));
+    assert_eq!(status.len(), 1);
+    let after = feed(&mut monitor, &[k], stop, stop + 60, &mut rng, |_, _, _| 0);
+    let fired = firing(&after, "inbound_stopped");
+    let first = fired.first().expect("inbound_stopped fired");
+    let delay = first.at.as_millis() / 60_000 - stop;
+    assert!(delay <= 12, "fired after {delay} min: {}", first.reason);
+    assert!(
+        first.reason.contains("minute-scale shape"),
+        "{}",
+        first.reason
+    );
+    assert!(first.reason.contains("decided by"), "{}", first.reason);
+}
+
+/// A flow that pauses for 12 minutes at 10:30 every day (a scheduled job on the tenant's
+/// side) has shown that such a silence is normal at that hour: the burst model alone would
+/// page it, the flow's own gaps do not. A longer silence pages, decided by those gaps.
+#[test]
+fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let k = key("chat");
+    let mut rng = StdRng::seed_from_u64(23);
+    let paused = |m: i64| (630..642).contains(&(m - START).rem_euclid(1440));
+    let rate = |m: i64| {
+        let hour = (m - START).rem_euclid(1440) / 60;
+        if (8..18).contains(&hour) {
+            240.0
+        } else {
+            20.0
+        }
+    };
+    let day = START + 3 * 10080 + 2 * 1440;
+    let before = feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        START,
+        day + 630,
+        &mut rng,
+        |_, m, rng| {
+            if paused(m) {
+                0
+            } else {
+                poisson(rng, rate(m) / 60.0)
+            }
+        },
+    );
+    assert!(firing(&before, "inbound_stopped").is_empty(), "{before:#?}");
+    // The usual pause, then traffic: nothing.
+    let usual = feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        day + 630,
+        day + 642,
+        &mut rng,
+        |_, _, _| 0,
+    );
+    assert!(firing(&usual, "inbound_stopped").is_empty(), "{usual:#?}");
+    let resumed = feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        day + 642,
+        day + 660,
+        &mut rng,
+        |_, m, rng| poisson(rng, rate(m) / 60.0),
+    );
+    assert!(firing(&resumed, "inbound_stopped").is_empty());
+    // The next day the flow stops at the same time for good: paged once the silence is
+    // longer than the pause.
+    let next = day + 1440;
+    feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        day + 660,
+        next + 630,
+        &mut rng,
+        |_, m, rng| {
+            if paused(m) {
+                0
+            } else {
+                poisson(rng, rate(m) / 60.0)
+            }
+        },
+    );
+    let stop = feed(
+        &mut monitor,
+        &[k],
+        next + 630,
+        next + 690,
+        &mut rng,
+        |_, _, _| 0,
+    );
+    let fired = firing(&stop, "inbound_stopped");
+    let first = fired.first().expect("inbound_stopped fired");
+    let delay = first.at.as_millis() / 60_000 - (next + 630);
+    assert!(
+        (13..=25).contains(&delay),
+        "fired after {delay} min: {}",
+        first.reason
+    );
+    assert!(
+        first.reason.contains("decided by this flow's own gaps"),
+        "{}",
+        first.reason
+    );
+}
+
+/// Twenty tenants, three weeks of history; then a holiday takes 70 % off 18 of them at once
+/// while the canaries pass: one grouped warning, no per-tenant ones. A single tenant's drop
+/// on another day stays a warning of its own.
+#[test]
+fn a_drop_across_most_tenants_is_one_grouped_warning_and_a_single_one_stays_per_tenant() {
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    monitor.observe_canaries(intake_monitor::CanaryHealth::healthy());
+    let keys: Vec<FlowKey> = (0..20)
+        .map(|t| FlowKey {
+            tenant: format!("t{t:02}"),
+            source: format!("t{t:02}-src"),
+            channel: "email".into(),
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(29);
+    let shape = weekday_shape(120.0);
+    let holiday = START + 3 * 10080 + 1440;
+    let before = feed(
+        &mut monitor,
+        &keys,
+        START,
+        holiday,
+        &mut rng,
+        |_, m, rng| poisson(rng, shape(m) / 60.0),
+    );
+    assert!(firing(&before, "inbound_drop").is_empty(), "{before:#?}");
+    let day = feed(
+        &mut monitor,
+        &keys,
+        holiday,
+        holiday + 1440,
+        &mut rng,
+        |i, m, rng| {
+            let f = if i < 18 { 0.3 } else { 1.0 };
+            poisson(rng, shape(m) * f / 60.0)
+        },
+    );
+    let drops = firing(&day, "inbound_drop");
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    assert_eq!(drops[0].labels.tenant, "", "grouped: no tenant");
+    assert!(
+        drops[0].reason.starts_with("inbound down"),
+        "{}",
+        drops[0].reason
+    );
+    assert!(
+        drops[0].reason.contains("of 20 tenants"),
+        "{}",
+        drops[0].reason
+    );
+    assert!(
+        drops[0].reason.contains("canaries healthy"),
+        "{}",
+        drops[0].reason
+    );
+    // The next day one tenant loses 80 % from 10:00: its own warning.
+    let next = holiday + 1440;
+    let single = feed(
+        &mut monitor,
+        &keys,
+        next,
+        next + 1440,
+        &mut rng,
+        |i, m, rng| {
+            let local = (m - START).rem_euclid(1440);
+            let f = if i == 3 && local >= 600 { 0.2 } else { 1.0 };
+            poisson(rng, shape(m) * f / 60.0)
+        },
+    );
+    let drops = firing(&single, "inbound_drop");
+    assert!(!drops.is_empty(), "the single drop warned");
+    assert!(drops.iter().all(|d| d.labels.tenant == "t03"), "{drops:#?}");
+}
+
+/// A calendar names the holiday: nothing warns or pages on it, while a real stop on the
+/// same kind of day still pages.
+#[test]
+fn a_planned_quiet_day_needs_no_silence() {
+    use intake_core::config::QuietCalendar;
+    use intake_monitor::QuietDays;
+    let k = key("email");
+    let holiday = START + 3 * 10080 + 1440;
+    let date = |m: i64| at(m).to_rfc3339()[..10].to_string();
+    let calendar = QuietCalendar {
+        name: "public-holidays".into(),
+        tenants: vec!["maelys".into()],
+        utc_offset: None,
+        dates: vec![date(holiday), date(holiday + 1440)],
+    };
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    monitor.set_quiet_days(QuietDays::new(&[calendar]));
+    let mut rng = StdRng::seed_from_u64(31);
+    let shape = weekday_shape(120.0);
+    feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        START,
+        holiday,
+        &mut rng,
+        |_, m, rng| poisson(rng, shape(m) / 60.0),
+    );
+    // A quiet holiday: a tenth of the traffic all day.
+    let day = feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        holiday,
+        holiday + 1440,
+        &mut rng,
+        |_, m, rng| poisson(rng, shape(m) * 0.1 / 60.0),
+    );
+    assert!(day.is_empty(), "{day:#?}");
+    // The second quiet day the flow stops at 11:00 after a quiet morning: still paged.
+    let next = holiday + 1440;
+    feed(
+        &mut monitor,
+        std::slice::from_ref(&k),
+        next,
+        next + 660,
+        &mut rng,
+        |_, m, rng| poisson(rng, shape(m) * 0.3 / 60.0),
+    );
+    let stop = feed(
+        &mut monitor,
+        &[k],
+        next + 660,
+        next + 1200,
+        &mut rng,
+        |_, _, _| 0,
+    );
+    let fired = firing(&stop, "inbound_stopped");
+    let first = fired.first().expect("a stop on a quiet day still pages");
+    assert!(
+        first
+            .reason
+            .contains("planned quiet day (calendar `public-holidays`)"),
+        "{}",
+        first.reason
+    );
+}

@@ -147,6 +147,73 @@ pub struct MonitorConfig {
     pub watchdog_url: Option<String>,
     /// How often the watchdog pings; `monitor.interval` when absent.
     pub watchdog_interval: Option<Dur>,
+    /// `[[monitor.calendars]]`: days known to be quiet, for every tenant or some.
+    pub calendars: Vec<QuietCalendar>,
+}
+
+/// `[[monitor.calendars]]`: dates known in advance to be quiet (public holidays, a company's
+/// closing days), for every tenant or for the tenants listed. On such a day the flow
+/// detectors expect a quiet day instead of an ordinary one: `inbound_drop` does not judge the
+/// tenant's flows, and `inbound_stopped` judges silences against a quiet day's traffic, so a
+/// planned quiet day needs no silence while a real outage on it still pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietCalendar {
+    /// A name the alerts' reasons quote (`fr-public-holidays`).
+    pub name: String,
+    /// The tenants it applies to; every tenant when empty.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// The offset from UTC of the dates' midnight (`"+01:00"`, `"-05:00"`); UTC when absent.
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+    /// The quiet dates, `YYYY-MM-DD`, each a whole day from its local midnight.
+    pub dates: Vec<String>,
+}
+
+impl QuietCalendar {
+    /// The offset of the dates' midnight from UTC, in minutes; an error says what is wrong.
+    pub fn offset_minutes(&self) -> Result<i64, String> {
+        let Some(text) = self.utc_offset.as_deref() else {
+            return Ok(0);
+        };
+        let bad = || format!("`{text}` is not an offset such as \"+01:00\" or \"-05:30\"");
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let h: i64 = h.parse().map_err(|_| bad())?;
+        let m: i64 = m.parse().map_err(|_| bad())?;
+        if h > 14 || m > 59 || h * 60 + m > 14 * 60 {
+            return Err(format!("`{text}` is more than 14 hours from UTC"));
+        }
+        Ok(sign * (h * 60 + m))
+    }
+
+    /// The quiet days, as days since 1970-01-01 (of the calendar's local time), in the order
+    /// given; the error names the first date that is not a `YYYY-MM-DD` date.
+    pub fn days(&self) -> Result<Vec<i64>, (usize, String)> {
+        let epoch = jiff::civil::date(1970, 1, 1);
+        self.dates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let date: jiff::civil::Date = d
+                    .parse()
+                    .map_err(|_| (i, format!("`{d}` is not a date such as \"2026-12-25\"")))?;
+                let days = date
+                    .since((jiff::Unit::Day, epoch))
+                    .map_err(|e| (i, format!("`{d}`: {e}")))?
+                    .get_days();
+                Ok(i64::from(days))
+            })
+            .collect()
+    }
 }
 
 impl Default for MonitorConfig {
@@ -157,6 +224,7 @@ impl Default for MonitorConfig {
             repeat_interval: Dur::secs(4 * 3600),
             watchdog_url: None,
             watchdog_interval: None,
+            calendars: Vec::new(),
         }
     }
 }

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 pub use alerting::{
     is_loopback, AutoDeclarePolicy, CanaryConfig, CanaryOverride, CanaryTiming, IncidentsConfig,
-    MonitorConfig, NotifierConfig, NotifierKind, RuleOverride, RuleThreshold, Severity, SmtpTls,
-    NO_OFF_SWITCH, RULE_IDS,
+    MonitorConfig, NotifierConfig, NotifierKind, QuietCalendar, RuleOverride, RuleThreshold,
+    Severity, SmtpTls, NO_OFF_SWITCH, RULE_IDS,
 };
 pub use destinations::{DestinationConfig, RetryConfig};
 pub use drills::DrillConfig;

@@ -55,6 +55,51 @@ fn monitor_watchdog_and_repeat_keys_are_checked() {
 }
 
 #[test]
+fn quiet_calendars_are_read_and_checked_with_precise_errors() {
+    let c = Config::from_toml_str(
+        "[[tenants]]\nid = \"maelys\"\n\
+         [[monitor.calendars]]\nname = \"fr\"\ntenants = [\"maelys\"]\n\
+         utc_offset = \"+01:00\"\ndates = [\"2026-12-25\", \"2027-01-01\"]\n\
+         [[monitor.calendars]]\nname = \"everyone\"\ndates = [\"1970-01-02\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.monitor.calendars.len(), 2);
+    assert_eq!(c.monitor.calendars[0].offset_minutes(), Ok(60));
+    assert_eq!(c.monitor.calendars[1].offset_minutes(), Ok(0));
+    assert_eq!(c.monitor.calendars[1].days(), Ok(vec![1]));
+    assert_eq!(
+        c.monitor.calendars[0].days().map(|d| d[1] - d[0]),
+        Ok(7),
+        "Christmas to New Year's Day"
+    );
+    let p = problems(
+        "[[tenants]]\nid = \"maelys\"\n\
+         [[monitor.calendars]]\nname = \"fr\"\ntenants = [\"maelys\", \"nobody\"]\n\
+         utc_offset = \"1h\"\ndates = [\"2026-12-25\", \"2026-12-25\"]\n\
+         [[monitor.calendars]]\nname = \"fr\"\nutc_offset = \"+15:00\"\ndates = [\"25/12/2026\"]\n\
+         [[monitor.calendars]]\nname = \" \"\ndates = []\n",
+    );
+    let want = [
+        "monitor.calendars[0].tenants[1]: unknown tenant `nobody`",
+        "monitor.calendars[0].utc_offset: `1h` is not an offset",
+        "monitor.calendars[0].dates[1]: `2026-12-25` is listed twice",
+        "monitor.calendars[1].name: `fr` names another calendar too",
+        "monitor.calendars[1].utc_offset: `+15:00` is more than 14 hours from UTC",
+        "monitor.calendars[1].dates[0]: `25/12/2026` is not a date",
+        "monitor.calendars[2].name: must not be empty",
+        "monitor.calendars[2].dates: must list at least one date",
+    ];
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(want) {
+        assert!(got.starts_with(want), "{got} does not start with {want}");
+    }
+    // A key that is not a calendar's is named.
+    let p =
+        problems("[[monitor.calendars]]\nname = \"x\"\ndates = [\"2026-01-01\"]\nlevel = 0.3\n");
+    assert!(p.iter().any(|m| m.contains("level")), "{p:?}");
+}
+
+#[test]
 fn product_example_is_valid() {
     let c = Config::from_toml_str(EXAMPLE).unwrap();
     assert_eq!(c.destinations[0].timeout, Dur::secs(10));

@@ -245,6 +245,7 @@ impl Validator {
             self.notifier(&format!("notifiers[{i}]"), n);
         }
         self.monitor(&c.monitor);
+        self.calendars(&c.monitor, &tenants);
         self.canary(&c.canary, &sources);
         for (i, r) in c.rules.iter().enumerate() {
             self.rule(&format!("rules[{i}]"), r, &tenants, &sources, &notifiers);
@@ -719,6 +720,60 @@ impl Validator {
         if let Some(d) = m.watchdog_interval {
             if d.0 < Duration::from_secs(1) {
                 self.push("monitor.watchdog_interval", "must be at least 1s");
+            }
+        }
+    }
+
+    /// `[[monitor.calendars]]`: a unique name, tenants that exist, an offset and dates that
+    /// parse, at least one date and none twice.
+    fn calendars(&mut self, m: &MonitorConfig, tenants: &HashSet<&str>) {
+        let mut names = HashSet::new();
+        for (i, c) in m.calendars.iter().enumerate() {
+            let p = format!("monitor.calendars[{i}]");
+            if c.name.trim().is_empty() {
+                self.push(
+                    format!("{p}.name"),
+                    "must not be empty: alerts' reasons quote it",
+                );
+            } else if !names.insert(c.name.as_str()) {
+                self.push(
+                    format!("{p}.name"),
+                    format!(
+                        "`{}` names another calendar too; names must be unique",
+                        c.name
+                    ),
+                );
+            }
+            for (j, t) in c.tenants.iter().enumerate() {
+                if !tenants.contains(t.as_str()) {
+                    self.push(
+                        format!("{p}.tenants[{j}]"),
+                        format!("unknown tenant `{t}` (not in [[tenants]])"),
+                    );
+                }
+            }
+            if let Err(e) = c.offset_minutes() {
+                self.push(format!("{p}.utc_offset"), e);
+            }
+            if c.dates.is_empty() {
+                self.push(
+                    format!("{p}.dates"),
+                    "must list at least one date, such as \"2026-12-25\"",
+                );
+            }
+            match c.days() {
+                Err((j, e)) => self.push(format!("{p}.dates[{j}]"), e),
+                Ok(days) => {
+                    let mut seen = HashSet::new();
+                    for (j, d) in days.iter().enumerate() {
+                        if !seen.insert(*d) {
+                            self.push(
+                                format!("{p}.dates[{j}]"),
+                                format!("`{}` is listed twice", c.dates[j]),
+                            );
+                        }
+                    }
+                }
             }
         }
     }

@@ -137,9 +137,20 @@ fn alert_view(
     now: Timestamp,
 ) -> AlertView {
     let l = &a.key.labels;
-    let mut events = format!("/api/v1/events?tenant={}&source={}", l.tenant, l.source);
-    if !l.channel.is_empty() {
-        events.push_str(&format!("&channel={}", l.channel));
+    // The labels the alert has (a grouped `inbound_drop` warning names no tenant).
+    let query: Vec<String> = [
+        ("tenant", &l.tenant),
+        ("source", &l.source),
+        ("channel", &l.channel),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect();
+    let mut events = "/api/v1/events".to_string();
+    if !query.is_empty() {
+        events.push('?');
+        events.push_str(&query.join("&"));
     }
     let base = public_url.unwrap_or("").trim_end_matches('/');
     let labels = [

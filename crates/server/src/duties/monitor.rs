@@ -30,8 +30,8 @@ use intake_core::config::Config;
 use intake_core::{SharedClock, Timestamp};
 use intake_monitor::history::{QueueMinute, QueueSnapshot, RequestMinute};
 use intake_monitor::{
-    ActiveAlert, AlertBook, FlowKey, Monitor, MonitorSettings, QueueKey, RuleBook, SourceKey,
-    Transition,
+    ActiveAlert, AlertBook, CanaryHealth, Finding, FlowKey, Monitor, MonitorSettings, QueueKey,
+    QuietDays, RuleBook, SourceKey, Transition,
 };
 use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -242,6 +242,7 @@ impl MonitorDuty {
             })
             .await?;
         let mut monitor = Monitor::new(rule_book(&self.config), settings);
+        monitor.set_quiet_days(QuietDays::new(&self.config.monitor.calendars));
         for r in &hours {
             if r.channel.is_empty() {
                 continue;
@@ -335,8 +336,12 @@ impl MonitorDuty {
         }
         self.observe_gaps().await?;
 
+        // The canaries are judged first: `inbound_drop`'s grouped warning says whether they
+        // pass.
+        let canaries = self.canary_findings(now).await?;
+        self.monitor.observe_canaries(canary_health(&canaries));
         let mut transitions = self.monitor.evaluate(now);
-        transitions.extend(self.judge_canaries(now).await?);
+        transitions.extend(self.monitor.apply_external(CANARY_FAILED, canaries, now));
         transitions.extend(self.judge_drills(now).await?);
         self.save(&transitions).await?;
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
@@ -354,11 +359,18 @@ impl MonitorDuty {
     /// `canary_failed` from the stored canary book, applied to the alert book; plans the next
     /// check at the next deadline of a healthy source.
     async fn judge_canaries(&mut self, now: Timestamp) -> Result<Vec<Transition>, StoreError> {
+        let findings = self.canary_findings(now).await?;
+        Ok(self.monitor.apply_external(CANARY_FAILED, findings, now))
+    }
+
+    /// `canary_failed`'s findings from the stored canary book; plans the next check at the
+    /// next deadline of a healthy source.
+    async fn canary_findings(&mut self, now: Timestamp) -> Result<Vec<Finding>, StoreError> {
         let book = canary::book::load(&*self.store).await?;
         let (findings, next) =
             canary::decide::findings(&self.config, &self.rules, &book, self.started, now);
         self.canary_check = next;
-        Ok(self.monitor.apply_external(CANARY_FAILED, findings, now))
+        Ok(findings)
     }
 
     /// `drill_failed` from the last verdict of each `[[drills]]` schedule.
@@ -487,6 +499,17 @@ impl MonitorDuty {
         for ((minute, key), v) in queues {
             self.monitor.record_queue(&key, Timestamp(minute), v);
         }
+    }
+}
+
+/// What the canaries say, as the detectors take it: the sources whose `canary_failed` holds.
+fn canary_health(findings: &[Finding]) -> CanaryHealth {
+    CanaryHealth {
+        watched: true,
+        failing: findings
+            .iter()
+            .map(|f| f.key.labels.source.clone())
+            .collect(),
     }
 }
 

@@ -935,6 +935,62 @@ notifiers = ["hook"]
         })
     }
 
+    /// `inbound_drop`'s grouped warning (many tenants down at once) names no tenant: it is one
+    /// group of its own beside the per-tenant ones, routed by severity, muted by a silence of
+    /// the rule and not by one of a tenant.
+    #[test]
+    fn a_grouped_drop_across_tenants_is_one_notice_and_a_rule_silence_mutes_it() {
+        let config = config();
+        let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+        let notifiers: Vec<(NotifierConfig, Arc<dyn Notifier>)> = config
+            .notifiers
+            .iter()
+            .map(|n| {
+                let ctx = intake_notify::NotifyContext::new(clock.clone());
+                (n.clone(), Arc::from(intake_notify::build(n, &ctx).unwrap()))
+            })
+            .collect();
+        let links = LinkBuilder::default();
+        let routing = Routing {
+            notifiers: &notifiers,
+            rules: &config.rules,
+            links: &links,
+            repeat: config.monitor.repeat_interval.0,
+        };
+        let grouped = firing(DROP, Severity::Warning, ["", "", ""]);
+        let single = firing(DROP, Severity::Warning, MAELYS_CHAT);
+        let book = [grouped, single];
+        let now = Timestamp(T0);
+        let d = decide(NotifyState::default(), &book, &[], &[], &routing, now);
+        let got: Vec<String> = d.notices.iter().map(|(n, r)| line(n, r)).collect();
+        assert_eq!(
+            got,
+            [
+                "firing inbound_drop tenant=maelys -> am,hook,slack",
+                "firing inbound_drop - -> am,hook,slack",
+            ]
+        );
+        let by_tenant = [silence(
+            "sil_1",
+            &[("tenant", "maelys")],
+            T0 + 60 * MIN,
+            false,
+        )];
+        let d = decide(
+            NotifyState::default(),
+            &book,
+            &by_tenant,
+            &[],
+            &routing,
+            now,
+        );
+        let got: Vec<String> = d.notices.iter().map(|(n, r)| line(n, r)).collect();
+        assert_eq!(got, ["firing inbound_drop - -> am,hook,slack"]);
+        let by_rule = [silence("sil_2", &[("rule", DROP)], T0 + 60 * MIN, false)];
+        let d = decide(NotifyState::default(), &book, &by_rule, &[], &routing, now);
+        assert!(d.notices.is_empty(), "{:?}", d.notices);
+    }
+
     #[test]
     fn the_decision_table() {
         let config = config();
