@@ -19,6 +19,7 @@
 
 pub mod alert;
 pub mod backtest;
+pub mod band;
 pub mod baseline;
 pub mod gap;
 pub mod history;
@@ -28,8 +29,9 @@ pub mod stats;
 pub mod synthetic;
 
 pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Finding, Labels, Transition};
+pub use band::ExpectedHour;
 pub use baseline::{BaselineConfig, BaselineKind};
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
-pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
+pub use monitor::{FlowBand, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
 pub use params::{CanaryFailed, Common, ParamError, RuleBook, RuleParams, EXTERNAL_RULES};

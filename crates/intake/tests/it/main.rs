@@ -14,6 +14,8 @@ mod canary;
 mod cli;
 mod cluster;
 mod crash;
+mod dashboard;
+mod dashboard_browser;
 mod failure;
 mod flows;
 mod input_policy;

@@ -32,7 +32,7 @@ use intake_monitor::{
 use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::book::{ALERTS_STATE, FLOWS_STATE};
+use super::book::{ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE};
 use super::canary::{self, decide::CANARY_FAILED};
 use super::notify::{self, Pipeline};
 use super::reconcile;
@@ -326,6 +326,9 @@ impl MonitorDuty {
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
             .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
         self.store.put_state(FLOWS_STATE, flows).await?;
+        let bands = serde_json::to_string(&self.monitor.flow_bands(now, BAND_HOURS))
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow bands: {e}")))?;
+        self.store.put_state(FLOW_BANDS_STATE, bands).await?;
         Ok(())
     }
 
