@@ -267,6 +267,8 @@ async fn browser_starts_a_dry_run_recovery_and_runs_it() {
     let id = send(&server, "maelys-kustomer", "r-1").await;
     handler.wait_for(1, PATIENCE).await;
     crate::wait_delivery(&server, &id, "delivered", 1).await;
+    // A window that ends a second after the event, which is no longer the future.
+    server.clock.advance(Duration::from_secs(2));
     let b = Browser::start("recovery").await;
     b.goto(&format!("{}/recoveries", server.url())).await;
     b.log_in(ADMIN_TOKEN).await;
