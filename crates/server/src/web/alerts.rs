@@ -331,7 +331,8 @@ mod tests {
                     .unwrap_or_default()
             }
         };
-        let cases: [(&str, &'static [(&'static str, &'static str)], bool); 4] = [
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let cases: [Case; 4] = [
             (
                 "queue_stalled",
                 &[

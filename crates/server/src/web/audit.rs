@@ -1,6 +1,7 @@
-//! `/audit`: the conservation audit of one source's window — received = accepted + duplicates
-//! + rejected, accepted = stored, and per destination delivered + pending + dead = events —
-//! read and judged by `duties::audit`, as `GET /api/v1/audit` and `intake audit` answer it.
+//! `/audit`: the conservation audit of one source's window (received is accepted plus
+//! duplicates plus rejected; accepted is stored; per destination, delivered plus pending plus
+//! dead is the events), read and judged by `duties::audit`, as `GET /api/v1/audit` and
+//! `intake audit` answer it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -116,6 +116,14 @@ fn window(job: &RecoveryJob) -> String {
 
 fn progress_text(job: &RecoveryJob) -> String {
     let n = |k: &str| job.progress[k].as_u64().unwrap_or(0);
+    if job.dry_run {
+        return format!(
+            "would do {} · {} seen · {} pages",
+            n("todo"),
+            n("seen"),
+            n("pages")
+        );
+    }
     format!(
         "{} done of {} to do · {} seen · {} pages",
         n("done"),
@@ -310,11 +318,7 @@ fn live(job: &RecoveryJob, viewer: &Viewer, now: intake_core::Timestamp) -> Reco
     }
     RecoveryLive {
         refresh: (!job.state.is_final()).then(|| format!("/_/recoveries/{}", segment(&job.id))),
-        percent: if todo == 0 {
-            0
-        } else {
-            (done * 100 / todo).min(100)
-        },
+        percent: (done * 100).checked_div(todo).unwrap_or(0).min(100),
         facts,
         tables: report
             .as_ref()
