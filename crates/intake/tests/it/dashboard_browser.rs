@@ -344,9 +344,10 @@ async fn browser_tenant_login_cannot_see_another_tenant() {
     b.close().await;
 }
 
-/// The screenshots of docs/dashboard.md, from a server with four days of realistic traffic:
+/// The screenshots of docs/dashboard.md, from a server with fifteen days of realistic traffic
+/// (enough for the seasonal baseline):
 /// three tenants, email and chat with a working-day profile, one tenant's chat stopping for
-/// the last two hours, one destination failing for the last half hour, a silence, a dry-run
+/// the last 90 minutes, one destination failing for the last half hour, a silence, a dry-run
 /// recovery. Run by hand (it writes into the repository) with
 /// `INTAKE_DOCS_SCREENSHOTS=docs/dashboard cargo nextest run -p intake --test it --run-ignored only docs_screenshots`;
 /// the PNGs are then optimised with `optipng -o2`.
@@ -405,7 +406,7 @@ max_attempts = 50
             intake_testkit::SOURCE_SECRET
         ));
     }
-    let start = intake_core::Timestamp::parse_rfc3339("2026-11-24T00:00:00Z").unwrap();
+    let start = intake_core::Timestamp::parse_rfc3339("2026-11-13T00:00:00Z").unwrap();
     let clock = intake_core::ManualClock::new(start);
     let server = TestServer::start_with_clock(dir, &text, clock)
         .await
@@ -420,7 +421,7 @@ max_attempts = 50
         ("pinecone", 0.7, 1.2),
     ];
     let end = intake_core::Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
-    let outage = end.minus(Duration::from_secs(2 * 3600));
+    let outage = end.minus(Duration::from_secs(90 * 60));
     let failure = end.minus(Duration::from_secs(40 * 60));
     let mut n = 0u64;
     let mut now = start;
