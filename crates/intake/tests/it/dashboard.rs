@@ -765,3 +765,51 @@ async fn every_link_a_notification_carries_resolves() {
     let p = web.get(links[0].strip_prefix(&server.url()).unwrap()).await;
     assert!(p.body.contains("silenced by"), "{}", p.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_is_a_503_page_and_nothing_half_done() {
+    use intake_store::StoreFault;
+    let (_h, server) = plain_server().await;
+    let mut web = Web::new(&server.url());
+    web.login(ADMIN_TOKEN).await;
+    let csrf = web.csrf().await;
+    server
+        .server
+        .store
+        .inject_fault(Some(StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let silence = [
+        ("tenant", "maelys"),
+        ("for", "1h"),
+        ("author", "alice"),
+        ("comment", "migration"),
+        ("_csrf", csrf.as_str()),
+    ];
+    let p = web.post("/silences", &silence).await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    assert!(p.body.contains("Store unavailable"), "{}", p.body);
+    let p = web
+        .post(
+            "/recoveries",
+            &[
+                ("kind", "replay"),
+                ("source", "maelys-kustomer"),
+                ("from", "2026-11-28T09:00:00Z"),
+                ("to", "2026-11-28T10:00:00Z"),
+                ("dry_run", "on"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    // Reading still works: the pages say what is there (nothing was half made).
+    assert_eq!(web.get("/").await.status, 200);
+    server.server.store.inject_fault(None).await.unwrap();
+    let (_, silences) = server.api("/api/v1/silences", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(silences["data"], json!([]));
+    let (_, jobs) = server.api("/api/v1/recoveries", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(jobs["data"], json!([]));
+    // Once the store writes again, the same form works.
+    assert_eq!(web.post("/silences", &silence).await.status, 303);
+}

@@ -12,8 +12,7 @@ use axum::extract::{Query, State};
 use axum::Extension;
 use intake_core::Timestamp;
 
-use super::page::{query, render, when, Chrome, PageError, PageResult, Viewer};
-use super::tenant::{options, Opt};
+use super::page::{options, query, render, when, Chrome, Opt, PageError, PageResult, Viewer};
 use crate::api::problem::Problem;
 use crate::duties::audit::{self, AuditParams, AuditReport};
 use crate::state::AppState;

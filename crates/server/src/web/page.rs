@@ -181,6 +181,23 @@ pub(crate) fn query<T: Default>(
 /// A page or an error page.
 pub(crate) type PageResult = Result<Response, PageError>;
 
+/// One option of a `<select>`.
+pub(crate) struct Opt {
+    pub value: String,
+    pub selected: bool,
+}
+
+/// The options of a `<select>`, the chosen one marked.
+pub(crate) fn options(values: impl IntoIterator<Item = String>, chosen: &str) -> Vec<Opt> {
+    values
+        .into_iter()
+        .map(|value| Opt {
+            selected: value == chosen,
+            value,
+        })
+        .collect()
+}
+
 /// How long ago `t` was, in the largest two units: `45s`, `3m 12s`, `2h 5m`, `3d 4h`.
 pub(crate) fn ago(now: Timestamp, t: Timestamp) -> String {
     duration(now.since(t).as_secs())

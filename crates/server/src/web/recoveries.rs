@@ -15,9 +15,9 @@ use intake_store::{RecoveryFilter, RecoveryJob};
 use serde::Deserialize;
 
 use super::page::{
-    ago, duration, html, render, render_with, segment, when, Chrome, PageError, PageResult, Viewer,
+    ago, duration, html, options, render, render_with, segment, when, Chrome, Opt, PageError,
+    PageResult, Viewer,
 };
-use super::tenant::{options, Opt};
 use crate::api::problem::Problem;
 use crate::api::recoveries::{cancel_job, create_job, visible};
 use crate::duties::recovery::params::{JobRequest, Params};

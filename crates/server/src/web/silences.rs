@@ -15,9 +15,9 @@ use intake_core::config::RULE_IDS;
 use serde::Deserialize;
 
 use super::page::{
-    labels_text, query, render, render_with, segment, when, Chrome, PageResult, Viewer,
+    labels_text, options, query, render, render_with, segment, when, Chrome, Opt, PageResult,
+    Viewer,
 };
-use super::tenant::{options, Opt};
 use crate::api::silences::{
     create_silence, expire_silence, find_silence, list_silences, SilenceRequest, SilenceState,
     SilenceView,

@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::alerts::{rows_html, AlertRow};
 use super::page::{
-    ago, duration, html, query, render, segment, when, Chrome, PageError, PageResult, Viewer,
+    ago, duration, html, options, query, render, segment, when, Chrome, Opt, PageError, PageResult,
+    Viewer,
 };
 use crate::api::alerts as api_alerts;
 use crate::api::flows::{self, Flows};
@@ -79,23 +80,6 @@ pub(crate) struct EventLine {
     pub channel: String,
     pub origin: String,
     pub states: String,
-}
-
-/// One option of a `<select>`.
-pub(crate) struct Opt {
-    pub value: String,
-    pub selected: bool,
-}
-
-/// The options of a `<select>`, the chosen one marked.
-pub(crate) fn options(values: impl IntoIterator<Item = String>, chosen: &str) -> Vec<Opt> {
-    values
-        .into_iter()
-        .map(|value| Opt {
-            selected: value == chosen,
-            value,
-        })
-        .collect()
 }
 
 #[derive(Template)]
