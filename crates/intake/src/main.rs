@@ -374,6 +374,7 @@ fn print_banner(config: &Config, embedded: bool, url: &str) {
             s.id, s.id, s.kind, s.tenant
         );
     }
+    println!("  dashboard {url}/  (log in with admin.token or a tenant's api_token)");
     if !embedded {
         return;
     }
@@ -393,6 +394,7 @@ fn print_banner(config: &Config, embedded: bool, url: &str) {
          -H 'Content-Type: application/json' \\\n    \
          -H 'X-Kustomer-Webhook-Signature: {signature}' \\\n    \
          --data '{body}'\n\n\
+         Watch it in the dashboard:       {url}/  (log in with the token {token})\n\
          See what the handler received:   curl -s {url}/demo/handler\n\
          See the event and its delivery:  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/events\n\
          Metrics:                          curl -s {url}/metrics\n\n\

@@ -19,6 +19,7 @@
 
 pub mod alert;
 pub mod backtest;
+pub mod band;
 pub mod baseline;
 pub mod burst;
 pub mod calendar;
@@ -33,13 +34,14 @@ mod stopped;
 pub mod synthetic;
 
 pub use alert::{ActiveAlert, AlertBook, AlertKey, AlertState, Finding, Labels, Transition};
+pub use band::ExpectedHour;
 pub use baseline::{BaselineConfig, BaselineKind};
 pub use burst::BurstStats;
 pub use calendar::{QuietDay, QuietDays};
 pub use drop::CanaryHealth;
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
-pub use monitor::{FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
+pub use monitor::{FlowBand, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
 pub use params::{
     CanaryFailed, Common, DrillFailed, ParamError, RuleBook, RuleParams, EXTERNAL_RULES,
 };

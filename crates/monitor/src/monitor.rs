@@ -7,6 +7,7 @@ use intake_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
+use crate::band::{expected_hours, ExpectedHour};
 use crate::baseline::{expected_between, BaselineConfig, BaselineKind};
 use crate::calendar::QuietDays;
 use crate::drop::{self, CanaryHealth, DropGroup};
@@ -60,6 +61,18 @@ pub struct FlowStatus {
     pub dispersion: Option<f64>,
     /// The start of the newest minute with an event.
     pub last_event_at: Option<Timestamp>,
+}
+
+/// One flow's expectations over recent hours ([`Monitor::flow_bands`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowBand {
+    /// The flow.
+    #[serde(flatten)]
+    pub key: FlowKey,
+    /// The series' dispersion (`alpha` of its negative binomial count model), when estimated.
+    pub dispersion: Option<f64>,
+    /// The hours that have a baseline, oldest first (hours without one are left out).
+    pub hours: Vec<ExpectedHour>,
 }
 
 /// The detectors and their state. Feed it counts with the `record_*` methods and call
@@ -259,6 +272,23 @@ impl Monitor {
                     dispersion: f.alpha.map(|a| a.1),
                     last_event_at: f.last_event().map(|m| Timestamp(m * 60_000)),
                 }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Every flow's expectations over the `hours` hours up to the one `now` falls in, for
+    /// people to draw counts against ([`crate::band`]).
+    pub fn flow_bands(&self, now: Timestamp, hours: i64) -> Vec<FlowBand> {
+        let now_hour = hour_of(minute_of_millis(now.as_millis()));
+        let mut out: Vec<FlowBand> = self
+            .flows
+            .iter()
+            .map(|(k, f)| FlowBand {
+                key: k.clone(),
+                dispersion: f.alpha.map(|a| a.1),
+                hours: expected_hours(f, now_hour, hours, &self.settings.baseline),
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -1,4 +1,4 @@
-//! The intake server: the doors it opens (ingest, admin API, health, metrics) and the duties
+//! The intake server: the doors it opens (ingest, admin API, dashboard, health, metrics) and the duties
 //! that run behind them (delivery, monitor and notifications, compaction, recovery jobs,
 //! canaries, fire drills).
 //!
@@ -18,6 +18,7 @@
 //! | `hard_stop` | The listener whose connections the shutdown deadline cuts. | nothing |
 //! | `conn` | The HTTP server loop and its connection hygiene: caps overall and per IP (503 over them), the header deadline, the idle timeout. | `hard_stop`, `metrics` |
 //! | [`api`] | The admin API door: router, bearer-token auth and `Scope` in `api/mod.rs`, RFC 7807 [`api::problem`], the OpenAPI document and the list of resources it and the router are built from ([`api::openapi`]), then one file per resource (`events`, `rejections`, `flows`, `queue`, `alerts`, `rules`, `silences`, `notifiers`, `cluster`, `tokens`, `recoveries`, `audit`, `reconciliation`, `canaries`, `drills`, `incidents`), each exporting its documented `routes()`. | `state`, `duties` |
+//! | `web` | The dashboard door, `/`: server-rendered pages (askama templates under `templates/`, assets embedded from `assets/`), sessions and CSRF (`web/session.rs`), one file per page. It reads through the same functions the admin API's handlers call, with the session's `Scope`. | `state`, `duties`, `api` |
 //! | [`ingest`] | The SOR-facing door, `POST /ingest/{source_id}`. | `state`, `metrics`, `api::problem` |
 //! | [`health`] | `/healthz` and `/readyz`. | `state`, `api::problem` |
 //! | [`metrics`] | Metric names (contract), the recorder, the registration of the metric handles, and the `/metrics` door. | `state`, `duties` |
@@ -60,6 +61,7 @@ pub mod ingest;
 pub mod metrics;
 mod runtime;
 mod state;
+mod web;
 
 pub use error::ServerError;
 pub use runtime::{open_store, RunningServer, Server};

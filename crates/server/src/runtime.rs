@@ -29,7 +29,7 @@ use crate::state::{
     AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, IngestLogs,
     SourceMetrics, SourceRuntime,
 };
-use crate::{api, conn, demo_handler, health, ingest, metrics as meters};
+use crate::{api, conn, demo_handler, health, ingest, metrics as meters, web};
 
 /// Opens the store a `storage.url` names, as the node `cluster.node_id` (or a new random id).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
@@ -139,12 +139,15 @@ impl Server {
             Some(s) => s,
             None => open_store(&config).await?,
         };
-        let canary_key = duties::canary::key(&*store).await?;
+        let keys = Keys {
+            canary: duties::canary::key(&*store).await?,
+            web: web::session_key(&*store).await?,
+        };
         let state = Arc::new(build_state(
             config.clone(),
             self.clock.clone(),
             store.clone(),
-            canary_key,
+            keys,
         )?);
         // The stored fire-drill faults apply from the first request: a node that restarts in
         // the middle of a drill keeps applying it (until its expiry, never after).
@@ -220,13 +223,21 @@ impl Server {
     }
 }
 
+/// The keys made once per cluster and kept in the store.
+struct Keys {
+    /// Marks canaries.
+    canary: CanaryKey,
+    /// Signs dashboard sessions.
+    web: [u8; 32],
+}
+
 /// The shared state: every destination with its signing key, wake-up and metric handles, and
 /// every source with its connector and the wakers of its destinations.
 fn build_state(
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
-    canary_key: CanaryKey,
+    keys: Keys,
 ) -> Result<AppState, ServerError> {
     // The recorder must exist before metric handles are registered.
     meters::handle();
@@ -292,7 +303,8 @@ fn build_state(
         body_budget,
         recoveries: Arc::new(Notify::new()),
         notices: Arc::new(Notify::new()),
-        canary_key,
+        canary_key: keys.canary,
+        web_key: keys.web,
         faults: Arc::new(DrillFaults::new()),
         drills: Arc::new(Notify::new()),
     })
@@ -351,6 +363,7 @@ fn router(state: Arc<AppState>) -> Router {
         .merge(meters::routes())
         .merge(api::routes(state.clone()))
         .merge(demo_handler::routes(&state))
+        .merge(web::routes(state.clone()))
         .with_state(state)
 }
 

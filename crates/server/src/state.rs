@@ -242,6 +242,9 @@ pub(crate) struct AppState {
     /// The key that tells intake's own canaries from other requests (see
     /// `intake_core::canary`).
     pub canary_key: intake_core::canary::CanaryKey,
+    /// The key that signs dashboard sessions and their CSRF tokens (see `web::session`),
+    /// made once per cluster and kept in the store.
+    pub web_key: [u8; 32],
     /// The fire-drill faults this node applies.
     pub faults: Arc<DrillFaults>,
     /// Wakes the drill duty when the API started or cancelled a drill.

@@ -14,6 +14,8 @@ mod canary;
 mod cli;
 mod cluster;
 mod crash;
+mod dashboard;
+mod dashboard_browser;
 mod drills;
 mod failure;
 mod flows;

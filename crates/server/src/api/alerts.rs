@@ -67,26 +67,26 @@ impl From<AlertState> for AlertStateView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertView {
     /// The rule id.
-    rule: String,
+    pub(crate) rule: String,
     /// `tenant`, `source`, `channel`, `destination` (empty: not applicable); `notifier` for
     /// `notifier_failing`.
-    labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// `pending` or `firing`.
-    state: AlertStateView,
+    pub(crate) state: AlertStateView,
     /// How loud it is.
-    severity: Severity,
+    pub(crate) severity: Severity,
     /// Since when the condition holds.
-    active_since: Timestamp,
+    pub(crate) active_since: Timestamp,
     /// Since when it fires.
-    firing_since: Option<Timestamp>,
+    pub(crate) firing_since: Option<Timestamp>,
     /// The number behind it.
-    value: f64,
+    pub(crate) value: f64,
     /// Why, with the numbers.
-    reason: String,
+    pub(crate) reason: String,
     /// Where to look: `events`, a link to the events of its scope.
-    links: BTreeMap<String, String>,
+    pub(crate) links: BTreeMap<String, String>,
     /// The silence muting its notifications, if any: a silenced alert stays visible.
-    silenced_by: Option<String>,
+    pub(crate) silenced_by: Option<String>,
 }
 
 /// Whether the watchdog heartbeat is wired.
@@ -111,15 +111,15 @@ pub enum WatchdogView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Alerts {
     /// When it was read.
-    as_of: Timestamp,
+    pub(crate) as_of: Timestamp,
     /// Firing alerts (`notifier_failing` ones for the operator token only).
-    firing: Vec<AlertView>,
+    pub(crate) firing: Vec<AlertView>,
     /// Pending alerts.
-    pending: Vec<AlertView>,
+    pub(crate) pending: Vec<AlertView>,
     /// Transitions, newest first.
-    recent: Vec<AlertTransitionRecord>,
+    pub(crate) recent: Vec<AlertTransitionRecord>,
     /// The watchdog heartbeat.
-    watchdog: WatchdogView,
+    pub(crate) watchdog: WatchdogView,
 }
 
 /// The alert book as stored by the monitor duty; an unreadable one is a 500 saying so.
@@ -205,7 +205,17 @@ async fn alerts(
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
     let limit = page_size(q.limit)?;
-    let book = alert_book(&app).await?;
+    Ok(Json(read(&app, tenant, limit).await?))
+}
+
+/// The alerts of `tenant` (every tenant's, and `notifier_failing`, when `None`) with at most
+/// `limit` recent transitions, as the API answers them.
+pub(crate) async fn read(
+    app: &AppState,
+    tenant: Option<String>,
+    limit: usize,
+) -> Result<Alerts, Problem> {
+    let book = alert_book(app).await?;
     let now = app.clock.now();
     let silences = app.store.list_silences(now).await?;
     let public_url = app.config.server.public_url.as_deref();
@@ -249,11 +259,11 @@ async fn alerts(
         },
     };
     let recent = app.store.list_alert_transitions(tenant, limit).await?;
-    Ok(Json(Alerts {
+    Ok(Alerts {
         as_of: app.clock.now(),
         firing,
         pending,
         recent,
         watchdog,
-    }))
+    })
 }

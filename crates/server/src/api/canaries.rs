@@ -30,15 +30,15 @@ pub(crate) fn routes() -> Resource {
 
 /// How long each stage of a canary took, in seconds.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct StageSeconds {
+pub(crate) struct StageSeconds {
     /// From the start of the POST to its 200.
-    ack: f64,
+    pub(crate) ack: f64,
     /// From acceptance to the first delivery attempt.
-    queue: f64,
+    pub(crate) queue: f64,
     /// From the first attempt to the 2xx, retries included.
-    delivery: f64,
+    pub(crate) delivery: f64,
     /// From the send to the delivery.
-    total: f64,
+    pub(crate) total: f64,
 }
 
 impl From<Latency> for StageSeconds {
@@ -55,49 +55,49 @@ impl From<Latency> for StageSeconds {
 
 /// A source's current canary failure.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct CanaryFailure {
+pub(crate) struct CanaryFailure {
     /// `canary_failed`'s state: `firing`, or `pending` while its `for` runs.
-    state: String,
+    pub(crate) state: String,
     /// Where the last canary that got an answer stopped.
-    stage: Option<Stage>,
+    pub(crate) stage: Option<Stage>,
     /// Since when no canary has got through (when the alert's condition started).
-    since: Timestamp,
+    pub(crate) since: Timestamp,
     /// The alert's reason, with the numbers and the stage.
-    reason: String,
+    pub(crate) reason: String,
 }
 
 /// One source's canaries.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct CanaryEntry {
+pub(crate) struct CanaryEntry {
     /// The tenant.
-    tenant: String,
+    pub(crate) tenant: String,
     /// The source.
-    source: String,
+    pub(crate) source: String,
     /// How often its canary is sent, in seconds.
-    interval_seconds: u64,
+    pub(crate) interval_seconds: u64,
     /// How long it may go without a successful canary, in seconds.
-    deadline_seconds: u64,
+    pub(crate) deadline_seconds: u64,
     /// When the last canary was sent.
-    last_sent_at: Option<Timestamp>,
+    pub(crate) last_sent_at: Option<Timestamp>,
     /// When the last successful canary reached the handler.
-    last_success_at: Option<Timestamp>,
+    pub(crate) last_success_at: Option<Timestamp>,
     /// How long ago that was, in seconds.
-    last_success_age_seconds: Option<u64>,
+    pub(crate) last_success_age_seconds: Option<u64>,
     /// How long each stage of the last successful canary took.
-    last_success_latency: Option<StageSeconds>,
+    pub(crate) last_success_latency: Option<StageSeconds>,
     /// The last canary sent, and where it stands.
-    last: Option<CanaryRun>,
+    pub(crate) last: Option<CanaryRun>,
     /// The current failure (`canary_failed` pending or firing), if any.
-    failure: Option<CanaryFailure>,
+    pub(crate) failure: Option<CanaryFailure>,
 }
 
 /// The canaries.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Canaries {
     /// When they were read.
-    as_of: Timestamp,
+    pub(crate) as_of: Timestamp,
     /// One entry per configured source.
-    data: Vec<CanaryEntry>,
+    pub(crate) data: Vec<CanaryEntry>,
 }
 
 /// `GET /api/v1/canaries`.
@@ -127,6 +127,16 @@ async fn canaries(
 ) -> Result<Json<Canaries>, Problem> {
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
+    Ok(Json(read(&app, tenant, q.source).await?))
+}
+
+/// The canaries of every configured source (of `tenant` and `source` when given), as the API
+/// answers them.
+pub(crate) async fn read(
+    app: &AppState,
+    tenant: Option<String>,
+    source: Option<String>,
+) -> Result<Canaries, Problem> {
     let now = app.clock.now();
     let canaries = book::load(&*app.store).await?;
     let alert_book = alerts::alert_book(&*app.store).await?;
@@ -135,7 +145,7 @@ async fn canaries(
         .sources
         .iter()
         .filter(|s| tenant.as_ref().is_none_or(|t| *t == s.tenant))
-        .filter(|s| q.source.as_ref().is_none_or(|id| *id == s.id))
+        .filter(|s| source.as_ref().is_none_or(|id| *id == s.id))
         .map(|s| {
             let timing = app.config.canary.timing(&s.id);
             let c = canaries.get(&s.id);
@@ -171,5 +181,5 @@ async fn canaries(
             }
         })
         .collect();
-    Ok(Json(Canaries { as_of: now, data }))
+    Ok(Canaries { as_of: now, data })
 }

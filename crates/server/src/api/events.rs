@@ -67,13 +67,13 @@ pub struct EventPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     #[serde(flatten)]
-    detail: EventDetail,
+    pub(crate) detail: EventDetail,
     /// The raw body as text, when it is UTF-8 (webhooks are JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
+    pub(crate) body: Option<String>,
     /// The raw body in base64, when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
-    body_base64: Option<String>,
+    pub(crate) body_base64: Option<String>,
 }
 
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<Timestamp>, Problem> {
@@ -178,6 +178,16 @@ async fn get_event(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, Problem> {
+    Ok(Json(event_view(&app, &scope, &id).await?))
+}
+
+/// Event `id` with its body, deliveries and attempts, if `scope` sees it (404 otherwise, as
+/// if it did not exist): what `GET /api/v1/events/{id}` and the dashboard's event page show.
+pub(crate) async fn event_view(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<EventView, Problem> {
     let not_found = || Problem::not_found("no-such-event", format!("no event `{id}`"));
     let Ok(event_id) = id.parse::<EventId>() else {
         return Err(not_found());
@@ -198,9 +208,9 @@ async fn get_event(
             Some(base64::engine::general_purpose::STANDARD.encode(&detail.body)),
         ),
     };
-    Ok(Json(EventView {
+    Ok(EventView {
         detail,
         body,
         body_base64,
-    }))
+    })
 }

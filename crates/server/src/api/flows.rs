@@ -11,6 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use intake_core::Timestamp;
+use intake_monitor::FlowBand;
 use intake_store::{CounterQuery, Resolution};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
 use super::{query, Resource, Scope, ScopeQuery};
-use crate::duties::book::FLOWS_STATE;
+use crate::duties::book::{self, FLOWS_STATE};
 use crate::state::AppState;
 
 /// The flows' route.
@@ -38,57 +39,77 @@ const REJECTED: [&str; 3] = [
 
 /// One channel of one source.
 #[derive(Debug, Default, Clone, Serialize, ToSchema)]
-struct ChannelFlow {
+pub(crate) struct ChannelFlow {
     /// The normalized channel.
-    channel: String,
+    pub(crate) channel: String,
     /// Events received in the last hour.
-    last_hour: i64,
+    pub(crate) last_hour: i64,
     /// Events received in the last 24 hours.
-    last_24h: i64,
+    pub(crate) last_24h: i64,
     /// The start of the last minute that had an event, within the last 24 hours.
-    last_event_minute: Option<Timestamp>,
+    pub(crate) last_event_minute: Option<Timestamp>,
     /// Events per minute over the last 60 minutes, oldest first.
-    per_minute: Vec<i64>,
+    pub(crate) per_minute: Vec<i64>,
+    /// Events per complete quarter hour over the last 24 hours, oldest first (96 values; the
+    /// quarter in progress is not among them). The first starts at `quarters_from`.
+    pub(crate) per_quarter: Vec<i64>,
     /// What the monitor expected over its last evaluated hour, and from which baseline
     /// (absent while history is too short for a verdict).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false)]
-    expected_last_hour: Option<f64>,
+    pub(crate) expected_last_hour: Option<f64>,
     /// The baseline the monitor compared with (see docs/detectors.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = Option<Object>)]
-    baseline: Option<Value>,
+    pub(crate) baseline: Option<Value>,
+    /// What the monitor's baseline expected of each of those quarter hours, with the band
+    /// ordinary traffic stays in (the mean ± two standard deviations of its count model):
+    /// one entry per quarter of `per_quarter`, `null` where the hour has no baseline yet.
+    pub(crate) expected_per_quarter: Vec<Option<ExpectedQuarter>>,
+}
+
+/// What the baseline expected of one quarter hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub(crate) struct ExpectedQuarter {
+    /// The expected count (a quarter of its hour's baseline).
+    pub(crate) expected: f64,
+    /// The band's lower edge.
+    pub(crate) low: f64,
+    /// The band's upper edge.
+    pub(crate) high: f64,
 }
 
 /// One configured source's inbound flow.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct SourceFlow {
+pub(crate) struct SourceFlow {
     /// The tenant.
-    tenant: String,
+    pub(crate) tenant: String,
     /// The source.
-    source: String,
+    pub(crate) source: String,
     /// The source's kind (`kustomer`, `zendesk`, …).
     #[schema(value_type = String)]
-    kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Events received in the last hour (webhook and backfill).
-    last_hour: i64,
+    pub(crate) last_hour: i64,
     /// Events received in the last 24 hours.
-    last_24h: i64,
+    pub(crate) last_24h: i64,
     /// Requests refused in the last hour (bad signature, unparseable, too large).
-    rejected_last_hour: i64,
+    pub(crate) rejected_last_hour: i64,
     /// The start of the last minute that had an event, within the last 24 hours.
-    last_event_minute: Option<Timestamp>,
+    pub(crate) last_event_minute: Option<Timestamp>,
     /// Per normalized channel.
-    channels: Vec<ChannelFlow>,
+    pub(crate) channels: Vec<ChannelFlow>,
 }
 
 /// Every configured source's inbound flow.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Flows {
     /// When the counts were read.
-    as_of: Timestamp,
+    pub(crate) as_of: Timestamp,
+    /// The start of the first quarter hour of every `per_quarter`.
+    pub(crate) quarters_from: Timestamp,
     /// One entry per configured source, silent ones included.
-    data: Vec<SourceFlow>,
+    pub(crate) data: Vec<SourceFlow>,
 }
 
 /// `GET /api/v1/flows`.
@@ -117,14 +138,28 @@ async fn flows(
 ) -> Result<Json<Flows>, Problem> {
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
+    Ok(Json(read(&app, tenant, q.source).await?))
+}
+
+/// The flows of every configured source (of `tenant` and `source` when given), as the API
+/// answers them; the dashboard draws the same values.
+pub(crate) async fn read(
+    app: &AppState,
+    tenant: Option<String>,
+    source: Option<String>,
+) -> Result<Flows, Problem> {
     let now = app.clock.now();
     let this_minute = Resolution::Minute.bucket(now);
-    let day_ago = this_minute.minus(Duration::from_secs(24 * 3600 - 60));
-    let hour_ago = this_minute.minus(Duration::from_secs(59 * 60));
+    let window = Window {
+        day_ago: this_minute.minus(Duration::from_secs(24 * 3600 - 60)),
+        hour_ago: this_minute.minus(Duration::from_secs(59 * 60)),
+        quarters_from: quarter_of(now).minus(Duration::from_secs(QUARTERS as u64 * QUARTER_SECS)),
+        quarters_to: quarter_of(now),
+    };
     let rows = app
         .store
         .read_counters(CounterQuery {
-            from: day_ago,
+            from: window.quarters_from.min(window.day_ago),
             to: now.plus(Duration::from_secs(60)),
             resolution: Resolution::Minute,
             metrics: INBOUND
@@ -133,39 +168,99 @@ async fn flows(
                 .map(|m| m.to_string())
                 .collect(),
             tenant: tenant.clone(),
-            source: q.source.clone(),
+            source: source.clone(),
         })
         .await?;
-
-    let mut out: BTreeMap<(String, String), SourceFlow> = BTreeMap::new();
-    for s in &app.config.sources {
-        if tenant.as_ref().is_some_and(|t| *t != s.tenant)
-            || q.source.as_ref().is_some_and(|id| *id != s.id)
-        {
-            continue;
+    let mut out = configured(app, tenant.as_deref(), source.as_deref());
+    let mut channels = count(&mut out, rows, &window);
+    // The monitor's expectations at its last evaluation, when it has made one.
+    if let Ok(Some(json)) = app.store.get_state(FLOWS_STATE).await {
+        if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
+            attach_expectations(&mut channels, &statuses);
         }
-        out.insert(
-            (s.tenant.clone(), s.id.clone()),
-            SourceFlow {
-                tenant: s.tenant.clone(),
-                source: s.id.clone(),
-                kind: s.kind.as_str(),
-                last_hour: 0,
-                last_24h: 0,
-                rejected_last_hour: 0,
-                last_event_minute: None,
-                channels: Vec::new(),
-            },
-        );
     }
-    let mut channels: BTreeMap<(String, String, String), ChannelFlow> = BTreeMap::new();
+    if let Ok(bands) = book::flow_bands(&*app.store).await {
+        attach_bands(&mut channels, &bands, window.quarters_from);
+    }
+    for ((t, s, _), ch) in channels {
+        if let Some(flow) = out.get_mut(&(t, s)) {
+            flow.channels.push(ch);
+        }
+    }
+    Ok(Flows {
+        as_of: now,
+        quarters_from: window.quarters_from,
+        data: out.into_values().collect(),
+    })
+}
+
+/// Quarter hours in a day.
+const QUARTERS: usize = 96;
+const QUARTER_SECS: u64 = 15 * 60;
+const QUARTER_MS: i64 = 15 * 60_000;
+
+/// The start of the quarter hour `t` falls in.
+fn quarter_of(t: Timestamp) -> Timestamp {
+    Timestamp(t.as_millis().div_euclid(QUARTER_MS) * QUARTER_MS)
+}
+
+/// The instants a reading is cut at.
+struct Window {
+    /// The first minute of the last 24 hours.
+    day_ago: Timestamp,
+    /// The first minute of the last hour.
+    hour_ago: Timestamp,
+    /// The first of the 96 complete quarter hours.
+    quarters_from: Timestamp,
+    /// The quarter in progress (excluded).
+    quarters_to: Timestamp,
+}
+
+type SourceKey = (String, String);
+type ChannelKey = (String, String, String);
+
+/// Every configured source in scope, with zeros: a silent source is listed.
+fn configured(
+    app: &AppState,
+    tenant: Option<&str>,
+    source: Option<&str>,
+) -> BTreeMap<SourceKey, SourceFlow> {
+    app.config
+        .sources
+        .iter()
+        .filter(|s| tenant.is_none_or(|t| t == s.tenant) && source.is_none_or(|id| id == s.id))
+        .map(|s| {
+            (
+                (s.tenant.clone(), s.id.clone()),
+                SourceFlow {
+                    tenant: s.tenant.clone(),
+                    source: s.id.clone(),
+                    kind: s.kind.as_str(),
+                    last_hour: 0,
+                    last_24h: 0,
+                    rejected_last_hour: 0,
+                    last_event_minute: None,
+                    channels: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Adds the counter rows to the sources' totals and returns the channels they name.
+fn count(
+    out: &mut BTreeMap<SourceKey, SourceFlow>,
+    rows: Vec<intake_store::CounterRow>,
+    w: &Window,
+) -> BTreeMap<ChannelKey, ChannelFlow> {
+    let mut channels: BTreeMap<ChannelKey, ChannelFlow> = BTreeMap::new();
     for r in rows {
         let Some(flow) = out.get_mut(&(r.tenant.clone(), r.source.clone())) else {
             // A source no longer configured: its history is not a flow to watch.
             continue;
         };
         if REJECTED.contains(&r.metric.as_str()) {
-            if r.at >= hour_ago {
+            if r.at >= w.hour_ago {
                 flow.rejected_last_hour += r.count;
             }
             continue;
@@ -175,14 +270,24 @@ async fn flows(
             .or_insert_with(|| ChannelFlow {
                 channel: r.channel.clone(),
                 per_minute: vec![0; 60],
+                per_quarter: vec![0; QUARTERS],
                 ..ChannelFlow::default()
             });
+        if r.at >= w.quarters_from && r.at < w.quarters_to {
+            let idx = ((r.at.as_millis() - w.quarters_from.as_millis()) / QUARTER_MS) as usize;
+            if let Some(q) = ch.per_quarter.get_mut(idx) {
+                *q += r.count;
+            }
+        }
+        if r.at < w.day_ago {
+            continue;
+        }
         ch.last_24h += r.count;
         flow.last_24h += r.count;
-        if r.at >= hour_ago {
+        if r.at >= w.hour_ago {
             ch.last_hour += r.count;
             flow.last_hour += r.count;
-            let idx = ((r.at.as_millis() - hour_ago.as_millis()) / 60_000).clamp(0, 59) as usize;
+            let idx = ((r.at.as_millis() - w.hour_ago.as_millis()) / 60_000).clamp(0, 59) as usize;
             ch.per_minute[idx] += r.count;
         }
         if r.count > 0 {
@@ -190,30 +295,90 @@ async fn flows(
             flow.last_event_minute = flow.last_event_minute.max(Some(r.at));
         }
     }
-    // The monitor's expectations at its last evaluation, when it has made one.
-    if let Ok(Some(json)) = app.store.get_state(FLOWS_STATE).await {
-        if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
-            for st in statuses {
-                let k = &st["key"];
-                let key = (
-                    k["tenant"].as_str().unwrap_or("").to_string(),
-                    k["source"].as_str().unwrap_or("").to_string(),
-                    k["channel"].as_str().unwrap_or("").to_string(),
-                );
-                if let Some(ch) = channels.get_mut(&key) {
-                    ch.expected_last_hour = st["expected_last_hour"].as_f64();
-                    ch.baseline = Some(st["baseline"].clone()).filter(|b| !b.is_null());
+    channels
+}
+
+/// The monitor's last verdicts (`FlowStatus`, whose key is flattened into it).
+fn attach_expectations(channels: &mut BTreeMap<ChannelKey, ChannelFlow>, statuses: &[Value]) {
+    let text = |st: &Value, k: &str| st[k].as_str().unwrap_or("").to_string();
+    for st in statuses {
+        let key = (text(st, "tenant"), text(st, "source"), text(st, "channel"));
+        if let Some(ch) = channels.get_mut(&key) {
+            ch.expected_last_hour = st["expected_last_hour"].as_f64();
+            ch.baseline = Some(st["baseline"].clone()).filter(|b| !b.is_null());
+        }
+    }
+}
+
+/// Each quarter's expectation, from the stored hourly bands: a quarter of its hour's.
+fn attach_bands(
+    channels: &mut BTreeMap<ChannelKey, ChannelFlow>,
+    bands: &[FlowBand],
+    quarters_from: Timestamp,
+) {
+    for b in bands {
+        let key = (
+            b.key.tenant.clone(),
+            b.key.source.clone(),
+            b.key.channel.clone(),
+        );
+        let Some(ch) = channels.get_mut(&key) else {
+            continue;
+        };
+        ch.expected_per_quarter = quarter_expectations(b, quarters_from);
+    }
+}
+
+/// The expectation of each of the 96 quarters from `from`, from a flow's hourly band. A
+/// quarter's count has a quarter of its hour's mean, and the same dispersion.
+pub(crate) fn quarter_expectations(b: &FlowBand, from: Timestamp) -> Vec<Option<ExpectedQuarter>> {
+    let alpha = b.dispersion.unwrap_or(0.0);
+    (0..QUARTERS as i64)
+        .map(|i| {
+            let at = from.as_millis() + i * QUARTER_MS;
+            let hour = at.div_euclid(3_600_000) * 3_600_000;
+            b.hours.iter().find(|h| h.at.as_millis() == hour).map(|h| {
+                let expected = h.expected / 4.0;
+                let (low, high) = intake_monitor::band::band(expected, alpha);
+                ExpectedQuarter {
+                    expected,
+                    low,
+                    high,
                 }
-            }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_monitor::{ExpectedHour, FlowKey};
+
+    #[test]
+    fn a_quarter_expects_a_quarter_of_its_hour() {
+        let hour = 3_600_000;
+        let band = FlowBand {
+            key: FlowKey {
+                tenant: "t".into(),
+                source: "s".into(),
+                channel: "email".into(),
+            },
+            dispersion: Some(0.0),
+            hours: vec![ExpectedHour {
+                at: Timestamp(10 * hour),
+                expected: 40.0,
+            }],
+        };
+        // From 09:45: the first quarter is in hour 9 (no baseline), the next four in hour 10.
+        let q = quarter_expectations(&band, Timestamp(9 * hour + 45 * 60_000));
+        assert_eq!(q.len(), 96);
+        assert_eq!(q[0], None);
+        for e in &q[1..5] {
+            let e = e.expect("hour 10 has a baseline");
+            assert_eq!(e.expected, 10.0);
+            assert!((e.low - (10.0 - 2.0 * 10f64.sqrt())).abs() < 1e-9);
         }
+        assert_eq!(q[5], None);
     }
-    for ((t, s, _), ch) in channels {
-        if let Some(flow) = out.get_mut(&(t, s)) {
-            flow.channels.push(ch);
-        }
-    }
-    Ok(Json(Flows {
-        as_of: now,
-        data: out.into_values().collect(),
-    }))
 }

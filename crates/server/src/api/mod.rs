@@ -22,6 +22,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use intake_core::config::Config;
 use intake_core::signature::constant_time_eq;
 use serde::Deserialize;
 
@@ -30,20 +31,20 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use crate::state::AppState;
 use problem::Problem;
 
-mod alerts;
+pub(crate) mod alerts;
 mod audit;
-mod canaries;
+pub(crate) mod canaries;
 mod cluster;
 mod drills;
-mod events;
-mod flows;
+pub(crate) mod events;
+pub(crate) mod flows;
 mod incidents;
 mod notifiers;
 pub mod openapi;
 pub mod problem;
-mod queue;
+pub(crate) mod queue;
 mod reconciliation;
-mod recoveries;
+pub(crate) mod recoveries;
 mod rejections;
 mod rules;
 pub mod silences;
@@ -144,25 +145,10 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
         )
         .into_response();
     };
-    let mut scope = None;
-    if let Some(op) = &app.config.admin.token {
-        if constant_time_eq(op.as_bytes(), token.as_bytes()) {
-            scope = Some(Scope::Operator);
-        }
-    }
-    for t in &app.config.tenants {
-        if let Some(tt) = &t.api_token {
-            if constant_time_eq(tt.as_bytes(), token.as_bytes()) {
-                scope = Some(Scope::Tenant(t.id.clone()));
-            }
-        }
-    }
-    if scope.is_none() && intake_core::token::is_minted(token) {
-        match minted_scope(&app, token).await {
-            Ok(found) => scope = found,
-            Err(problem) => return problem.into_response(),
-        }
-    }
+    let scope = match scope_of_token(&app, token).await {
+        Ok(scope) => scope,
+        Err(problem) => return problem.into_response(),
+    };
     match scope {
         Some(scope) => {
             req.extensions_mut().insert(scope);
@@ -177,15 +163,39 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
     }
 }
 
-/// The scope of a minted token (`itk_…`), read from the store on every request so that a
-/// revocation holds at once on every node. `None` when it is unknown, revoked, expired, or of
-/// a tenant no longer in the configuration.
-async fn minted_scope(app: &AppState, token: &str) -> Result<Option<Scope>, Problem> {
-    let Some(stored) = app
-        .store
-        .find_token(&intake_core::token::hash(token))
-        .await?
-    else {
+/// The scope of a presented token — the operator's `admin.token`, a tenant's `api_token`, or
+/// a minted `itk_…` token — or `None` when it is none of them. The bearer authentication and
+/// the dashboard's login both ask this, so both accept exactly the same tokens.
+pub(crate) async fn scope_of_token(app: &AppState, token: &str) -> Result<Option<Scope>, Problem> {
+    let configured = configured_scope(&app.config, |t| {
+        constant_time_eq(t.as_bytes(), token.as_bytes())
+    });
+    if configured.is_some() || !intake_core::token::is_minted(token) {
+        return Ok(configured);
+    }
+    minted_scope(app, &intake_core::token::hash(token)).await
+}
+
+/// The scope of a configured token that `matches` recognises (in constant time): the
+/// operator's `admin.token`, then each tenant's `api_token` (a later match wins).
+pub(crate) fn configured_scope(config: &Config, matches: impl Fn(&str) -> bool) -> Option<Scope> {
+    let mut scope = None;
+    if config.admin.token.as_deref().is_some_and(&matches) {
+        scope = Some(Scope::Operator);
+    }
+    for t in &config.tenants {
+        if t.api_token.as_deref().is_some_and(&matches) {
+            scope = Some(Scope::Tenant(t.id.clone()));
+        }
+    }
+    scope
+}
+
+/// The scope of the minted token whose hash is `hash` (`itk_…`), read from the store on every
+/// request so that a revocation holds at once on every node. `None` when it is unknown,
+/// revoked, expired, or of a tenant no longer in the configuration.
+pub(crate) async fn minted_scope(app: &AppState, hash: &str) -> Result<Option<Scope>, Problem> {
+    let Some(stored) = app.store.find_token(hash).await? else {
         return Ok(None);
     };
     if !stored.is_valid(app.clock.now()) {

@@ -25,32 +25,32 @@ pub(crate) fn routes() -> Resource {
 
 /// One (tenant, source, destination) queue.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct QueueEntry {
+pub(crate) struct QueueEntry {
     /// The tenant.
-    tenant: String,
+    pub(crate) tenant: String,
     /// The source.
-    source: String,
+    pub(crate) source: String,
     /// The destination.
-    destination: String,
+    pub(crate) destination: String,
     /// Deliveries not yet final: pending, retrying or in flight.
-    pending: u64,
+    pub(crate) pending: u64,
     /// Of those, in flight now.
-    in_flight: u64,
+    pub(crate) in_flight: u64,
     /// Dead deliveries.
-    dead: u64,
+    pub(crate) dead: u64,
     /// When the oldest non-final delivery was created.
-    oldest_pending_at: Option<Timestamp>,
+    pub(crate) oldest_pending_at: Option<Timestamp>,
     /// Its age in seconds (0 when nothing is pending).
-    oldest_pending_seconds: u64,
+    pub(crate) oldest_pending_seconds: u64,
 }
 
 /// What is waiting to go out.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queue {
     /// When the queue was read.
-    as_of: Timestamp,
+    pub(crate) as_of: Timestamp,
     /// One entry per (tenant, source, destination), configured idle pairs included.
-    data: Vec<QueueEntry>,
+    pub(crate) data: Vec<QueueEntry>,
 }
 
 /// `GET /api/v1/queue`.
@@ -79,6 +79,16 @@ async fn queue(
 ) -> Result<Json<Queue>, Problem> {
     let q = query(q)?;
     let tenant = scope.tenant_filter(q.tenant)?;
+    Ok(Json(read(&app, tenant, q.source).await?))
+}
+
+/// The queue of every configured (source, destination) pair (of `tenant` and `source` when
+/// given), as the API answers it.
+pub(crate) async fn read(
+    app: &AppState,
+    tenant: Option<String>,
+    source: Option<String>,
+) -> Result<Queue, Problem> {
     let now = app.clock.now();
     let mut entries: BTreeMap<(String, String, String), QueueEntry> = BTreeMap::new();
     // Every configured pair, idle ones included.
@@ -121,7 +131,7 @@ async fn queue(
     let data: Vec<QueueEntry> = entries
         .into_values()
         .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.tenant))
-        .filter(|e| q.source.as_ref().is_none_or(|s| *s == e.source))
+        .filter(|e| source.as_ref().is_none_or(|s| *s == e.source))
         .collect();
-    Ok(Json(Queue { as_of: now, data }))
+    Ok(Queue { as_of: now, data })
 }

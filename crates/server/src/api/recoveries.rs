@@ -88,13 +88,7 @@ async fn create(
             format!("the body is not a recovery request: {e}"),
         )
     })?;
-    let now = app.clock.now();
-    let id = new_id(now);
-    let checked = params::check(&req, &app.config, |t| scope.sees(t), now, &id)?;
-    let job = new_job(id, checked, author(&scope), now);
-    app.store.create_recovery(job.clone()).await?;
-    app.recoveries.notify_one();
-    tracing::info!(job = %job.id, kind = job.kind.as_str(), source = %job.source, dry_run = job.dry_run, by = %job.created_by, "recovery job queued");
+    let job = create_job(&app, &scope, &req).await?;
     let location = format!("/api/v1/recoveries/{}", job.id);
     Ok((
         StatusCode::CREATED,
@@ -102,6 +96,23 @@ async fn create(
         Json(job),
     )
         .into_response())
+}
+
+/// Checks a request with the recovery duty's [`params::check`], stores the job `queued` and
+/// wakes the duty: what `POST /api/v1/recoveries` and the dashboard's forms both do.
+pub(crate) async fn create_job(
+    app: &AppState,
+    scope: &Scope,
+    req: &JobRequest,
+) -> Result<RecoveryJob, Problem> {
+    let now = app.clock.now();
+    let id = new_id(now);
+    let checked = params::check(req, &app.config, |t| scope.sees(t), now, &id)?;
+    let job = new_job(id, checked, author(scope), now);
+    app.store.create_recovery(job.clone()).await?;
+    app.recoveries.notify_one();
+    tracing::info!(job = %job.id, kind = job.kind.as_str(), source = %job.source, dry_run = job.dry_run, by = %job.created_by, "recovery job queued");
+    Ok(job)
 }
 
 /// `GET /api/v1/recoveries` query parameters.
@@ -166,7 +177,11 @@ async fn list(
 }
 
 /// The job `id` if this token may see it.
-async fn visible(app: &AppState, scope: &Scope, id: &str) -> Result<RecoveryJob, Problem> {
+pub(crate) async fn visible(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<RecoveryJob, Problem> {
     let not_found = || Problem::not_found("no-such-recovery", format!("no recovery job `{id}`"));
     let job = app.store.get_recovery(id).await?.ok_or_else(not_found)?;
     if scope.sees(&job.tenant) {
@@ -224,7 +239,16 @@ async fn cancel(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<RecoveryJob>, Problem> {
-    let job = visible(&app, &scope, &id).await?;
+    Ok(Json(cancel_job(&app, &scope, &id).await?))
+}
+
+/// Asks job `id` to stop, if `scope` sees it and it has not ended.
+pub(crate) async fn cancel_job(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<RecoveryJob, Problem> {
+    let job = visible(app, scope, id).await?;
     if job.state.is_final() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -238,10 +262,10 @@ async fn cancel(
     }
     let now = app.clock.now();
     let job =
-        app.store.cancel_recovery(&id, now).await?.ok_or_else(|| {
+        app.store.cancel_recovery(id, now).await?.ok_or_else(|| {
             Problem::not_found("no-such-recovery", format!("no recovery job `{id}`"))
         })?;
     app.recoveries.notify_one();
-    tracing::info!(job = %job.id, by = %author(&scope), "recovery job cancellation requested");
-    Ok(Json(job))
+    tracing::info!(job = %job.id, by = %author(scope), "recovery job cancellation requested");
+    Ok(job)
 }

@@ -452,9 +452,22 @@ async fn create(
             ),
         )
     })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_silence(&app, &scope, req).await?),
+    ))
+}
+
+/// Checks a request ([`validate`]), stores the silence with its announcement and answers it
+/// with `announced_to`: what `POST /api/v1/silences` and the dashboard's form both do.
+pub(crate) async fn create_silence(
+    app: &AppState,
+    scope: &Scope,
+    req: SilenceRequest,
+) -> Result<SilenceView, Problem> {
     let now = app.clock.now();
-    let silence = validate(req, &app.config, &scope, now)?;
-    let (route, outbox) = announce(&app, SilenceStatus::Created, &silence, now);
+    let silence = validate(req, &app.config, scope, now)?;
+    let (route, outbox) = announce(app, SilenceStatus::Created, &silence, now);
     app.store.create_silence(silence.clone(), outbox).await?;
     tracing::warn!(
         silence = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at,
@@ -462,7 +475,7 @@ async fn create(
     );
     let mut body = silence_view(&silence, now);
     body.announced_to = Some(route);
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok(body)
 }
 
 /// `GET /api/v1/silences` query parameters.
@@ -498,8 +511,19 @@ async fn list(
     query: Result<Query<SilenceQuery>, QueryRejection>,
 ) -> Result<Json<Silences>, Problem> {
     let Query(q) = query.map_err(|e| bad("invalid-parameter", e.body_text()))?;
-    let now = app.clock.now();
     let state = q.state.as_deref().unwrap_or("active");
+    Ok(Json(Silences {
+        data: list_silences(&app, &scope, state).await?,
+    }))
+}
+
+/// The silences visible to `scope` in `state` (`active`, `expired` or `all`), newest first.
+pub(crate) async fn list_silences(
+    app: &AppState,
+    scope: &Scope,
+    state: &str,
+) -> Result<Vec<SilenceView>, Problem> {
+    let now = app.clock.now();
     let since = match state {
         "active" => now,
         "expired" | "all" => now.minus(Duration::from_secs(7 * 86_400)),
@@ -510,16 +534,15 @@ async fn list(
             ))
         }
     };
-    let data = app
+    Ok(app
         .store
         .list_silences(since)
         .await?
         .iter()
-        .filter(|s| visible(s, &scope, &app.config))
+        .filter(|s| visible(s, scope, &app.config))
         .filter(|s| state != "expired" || s.ends_at <= now)
         .map(|s| silence_view(s, now))
-        .collect();
-    Ok(Json(Silences { data }))
+        .collect())
 }
 
 /// `DELETE /api/v1/silences/{id}`.
@@ -545,6 +568,16 @@ async fn expire(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<SilenceView>, Problem> {
+    Ok(Json(expire_silence(&app, &scope, &id).await?))
+}
+
+/// Ends silence `id` now, if `scope` sees it, with its announcement: what
+/// `DELETE /api/v1/silences/{id}` and the dashboard's button both do.
+pub(crate) async fn expire_silence(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<SilenceView, Problem> {
     let now = app.clock.now();
     let not_found = || Problem::not_found("no-such-silence", format!("no silence `{id}`"));
     let existing = app
@@ -553,12 +586,12 @@ async fn expire(
         .await?
         .into_iter()
         .find(|s| s.id == id)
-        .filter(|s| visible(s, &scope, &app.config))
+        .filter(|s| visible(s, scope, &app.config))
         .ok_or_else(not_found)?;
     let mut ended = existing.clone();
     ended.ends_at = now;
-    let (route, outbox) = announce(&app, SilenceStatus::Expired, &ended, now);
-    match app.store.expire_silence(&id, now, outbox).await? {
+    let (route, outbox) = announce(app, SilenceStatus::Expired, &ended, now);
+    match app.store.expire_silence(id, now, outbox).await? {
         SilenceExpiry::NotFound => Err(not_found()),
         SilenceExpiry::AlreadyEnded(s) => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -570,9 +603,25 @@ async fn expire(
             tracing::warn!(silence = %s.id, "silence expired by hand");
             let mut body = silence_view(&s, now);
             body.announced_to = Some(route);
-            Ok(Json(body))
+            Ok(body)
         }
     }
+}
+
+/// Silence `id` as `scope` sees it (any state), or 404.
+pub(crate) async fn find_silence(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<SilenceView, Problem> {
+    let now = app.clock.now();
+    app.store
+        .list_silences(Timestamp(i64::MIN))
+        .await?
+        .iter()
+        .find(|s| s.id == id && visible(s, scope, &app.config))
+        .map(|s| silence_view(s, now))
+        .ok_or_else(|| Problem::not_found("no-such-silence", format!("no silence `{id}`")))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use intake_monitor::{
 use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::book::{ALERTS_STATE, FLOWS_STATE};
+use super::book::{ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE};
 use super::canary::{self, decide::CANARY_FAILED};
 use super::drill;
 use super::notify::{self, Pipeline};
@@ -88,6 +88,7 @@ pub(crate) async fn run(
     let mut duty = MonitorDuty {
         monitor: Monitor::new(rule_book(&config), MonitorSettings::default()),
         fed_until: 0,
+        bands_hour: None,
         rules: rule_book(&config),
         started,
         canary_check: None,
@@ -210,6 +211,8 @@ struct MonitorDuty {
     started: Timestamp,
     /// The next instant a source's canary deadline runs out, if one is healthy now.
     canary_check: Option<Timestamp>,
+    /// The hour whose flow bands are stored (see [`MonitorDuty::store_bands`]).
+    bands_hour: Option<i64>,
 }
 
 impl MonitorDuty {
@@ -347,6 +350,22 @@ impl MonitorDuty {
         let flows = serde_json::to_string(&self.monitor.flow_status(now))
             .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
         self.store.put_state(FLOWS_STATE, flows).await?;
+        self.store_bands(now).await
+    }
+
+    /// Stores every flow's expected band, once an hour. A band is made of whole hours'
+    /// baselines and the dispersion estimated at the hour, so it only changes when an hour
+    /// begins; writing it once an hour, not at every evaluation, keeps it off the
+    /// evaluation's write path.
+    async fn store_bands(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let hour = now.as_millis().div_euclid(HOUR);
+        if self.bands_hour == Some(hour) {
+            return Ok(());
+        }
+        let bands = serde_json::to_string(&self.monitor.flow_bands(now, BAND_HOURS))
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow bands: {e}")))?;
+        self.store.put_state(FLOW_BANDS_STATE, bands).await?;
+        self.bands_hour = Some(hour);
         Ok(())
     }
 
