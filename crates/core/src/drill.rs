@@ -181,6 +181,20 @@ impl TargetKind {
     }
 }
 
+/// Rules judged over a window of the past (15 to 30 minutes by default): a drill's failures
+/// stay in their window after it healed, so an alert of theirs may become active well after
+/// the heal, and is still the drill's.
+pub const WINDOWED_RULES: [&str; 4] = [
+    "inbound_drop",
+    "delivery_errors",
+    "processing_drop",
+    "queue_backlog",
+];
+
+/// How long after a drill healed an alert of a [`WINDOWED_RULES`] rule that becomes active is
+/// still the drill's: the longest of their default windows.
+pub const WINDOW_GRACE: Duration = Duration::from_secs(30 * 60);
+
 /// When scheduled drills run: `daily`, `weekly`, or a duration such as `"72h"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule(pub Duration);
@@ -224,10 +238,12 @@ pub struct DrillScope {
     pub routed_sources: Vec<String>,
     /// When the fault started.
     pub from: Timestamp,
-    /// Until when an alert that becomes active is still the drill's: its heal (or its bound,
-    /// while it runs) plus a grace of one evaluation (an alert raised by the first
-    /// evaluation after the heal was decided on the drill's data); `None`: no end.
+    /// When its fault ended: its heal, or its bound while it runs (`None`: no end).
     pub until: Option<Timestamp>,
+    /// How long after `until` an alert that becomes active is still the drill's: one
+    /// evaluation (an alert raised by the first evaluation after the heal was decided on the
+    /// drill's data). Rules judged over a window of the past get [`WINDOW_GRACE`] at least.
+    pub grace: Duration,
 }
 
 impl DrillScope {
@@ -243,7 +259,7 @@ impl DrillScope {
     ) -> bool {
         self.scenario.caused_rules().contains(&rule)
             && self.in_scope(rule, labels)
-            && self.during(started_at)
+            && self.during(rule, started_at)
     }
 
     /// Whether an alert counts as this drill's detection: a rule it expects, in its scope,
@@ -256,7 +272,7 @@ impl DrillScope {
     ) -> bool {
         self.scenario.expected_rules().contains(&rule)
             && self.in_scope(rule, labels)
-            && self.during(started_at)
+            && self.during(rule, started_at)
     }
 
     /// Whether an alert of `rule` with `labels`, whenever it started, is one this drill
@@ -265,8 +281,13 @@ impl DrillScope {
         self.scenario.expected_rules().contains(&rule) && self.in_scope(rule, labels)
     }
 
-    fn during(&self, t: Timestamp) -> bool {
-        t >= self.from && self.until.is_none_or(|u| t <= u)
+    fn during(&self, rule: &str, t: Timestamp) -> bool {
+        let grace = if WINDOWED_RULES.contains(&rule) {
+            self.grace.max(WINDOW_GRACE)
+        } else {
+            self.grace
+        };
+        t >= self.from && self.until.is_none_or(|u| t <= u.plus(grace))
     }
 
     fn in_scope(&self, rule: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -318,6 +339,7 @@ mod tests {
             routed_sources: vec!["s1".into(), "s2".into()],
             from: at(0),
             until: until.map(at),
+            grace: Duration::from_secs(60),
         }
     }
 
@@ -343,175 +365,35 @@ mod tests {
         let d1 = [("tenant", "t"), ("source", "s1"), ("destination", "d1")];
         let d2 = [("tenant", "t"), ("source", "s1"), ("destination", "d2")];
         let n1 = [("notifier", "n1")];
-        // (scenario, target, rule, labels, started at, until, causes, expects)
+        // (scenario, target, rule, labels, started at, healed at, causes, expects)
+        #[rustfmt::skip]
         #[allow(clippy::type_complexity)]
-        let cases: &[(
-            Scenario,
-            &str,
-            &str,
-            &[(&str, &str)],
-            u64,
-            Option<u64>,
-            bool,
-            bool,
-        )] = &[
-            (
-                QueueStall,
-                "s1",
-                "canary_failed",
-                &s1,
-                130,
-                None,
-                true,
-                true,
-            ),
-            (
-                QueueStall,
-                "s1",
-                "queue_stalled",
-                &d1,
-                300,
-                None,
-                true,
-                true,
-            ),
-            (
-                QueueStall,
-                "s1",
-                "queue_backlog",
-                &d1,
-                300,
-                None,
-                true,
-                false,
-            ),
-            (
-                QueueStall,
-                "s1",
-                "canary_failed",
-                &s3,
-                130,
-                None,
-                false,
-                false,
-            ),
+        let cases: &[(Scenario, &str, &str, &[(&str, &str)], u64, Option<u64>, bool, bool)] = &[
+            (QueueStall, "s1", "canary_failed", &s1, 130, None, true, true),
+            (QueueStall, "s1", "queue_stalled", &d1, 300, None, true, true),
+            (QueueStall, "s1", "queue_backlog", &d1, 300, None, true, false),
+            (QueueStall, "s1", "canary_failed", &s3, 130, None, false, false),
             (QueueStall, "s1", "source_gap", &s1, 130, None, false, false),
-            (
-                QueueStall,
-                "s1",
-                "inbound_stopped",
-                &s1,
-                130,
-                None,
-                false,
-                false,
-            ),
-            // Active before the drill started: a real problem, not the drill's.
+            (QueueStall, "s1", "inbound_stopped", &s1, 130, None, false, false),
+            // Started with the drill: the drill's (one that began before is checked below).
             (QueueStall, "s1", "canary_failed", &s1, 0, None, true, true),
-            (
-                QueueStall,
-                "s1",
-                "canary_failed",
-                &s1,
-                300,
-                Some(360),
-                true,
-                true,
-            ),
-            (
-                QueueStall,
-                "s1",
-                "canary_failed",
-                &s1,
-                400,
-                Some(360),
-                false,
-                false,
-            ),
-            (
-                HandlerDown,
-                "d1",
-                "delivery_errors",
-                &d1,
-                60,
-                None,
-                true,
-                true,
-            ),
-            (
-                HandlerDown,
-                "d1",
-                "delivery_errors",
-                &d2,
-                60,
-                None,
-                false,
-                false,
-            ),
-            (
-                HandlerDown,
-                "d1",
-                "dead_letters",
-                &d1,
-                60,
-                None,
-                true,
-                false,
-            ),
-            (
-                HandlerDown,
-                "d1",
-                "canary_failed",
-                &s1,
-                60,
-                None,
-                true,
-                true,
-            ),
-            (
-                HandlerDown,
-                "d1",
-                "canary_failed",
-                &s3,
-                60,
-                None,
-                false,
-                false,
-            ),
+            // Healed at 300: one evaluation of grace (60 s), or a window's for windowed rules.
+            (QueueStall, "s1", "canary_failed", &s1, 360, Some(300), true, true),
+            (QueueStall, "s1", "canary_failed", &s1, 400, Some(300), false, false),
+            (HandlerDown, "d1", "delivery_errors", &d1, 1200, Some(300), true, true),
+            (HandlerDown, "d1", "delivery_errors", &d1, 2200, Some(300), false, false),
+            (HandlerDown, "d1", "delivery_errors", &d1, 60, None, true, true),
+            (HandlerDown, "d1", "delivery_errors", &d2, 60, None, false, false),
+            (HandlerDown, "d1", "dead_letters", &d1, 60, None, true, false),
+            (HandlerDown, "d1", "canary_failed", &s1, 60, None, true, true),
+            (HandlerDown, "d1", "canary_failed", &s3, 60, None, false, false),
             (FlowStop, "s1", "canary_failed", &s1, 60, None, true, true),
             (FlowStop, "s1", "inbound_stopped", &s1, 60, None, true, true),
             (FlowStop, "s1", "inbound_drop", &s1, 60, None, true, false),
             (FlowStop, "s1", "queue_stalled", &d1, 60, None, false, false),
-            (
-                NotifierDown,
-                "n1",
-                "notifier_failing",
-                &n1,
-                60,
-                None,
-                true,
-                true,
-            ),
-            (
-                NotifierDown,
-                "n1",
-                "notifier_failing",
-                &[("notifier", "n2")],
-                60,
-                None,
-                false,
-                false,
-            ),
-            (
-                NotifierDown,
-                "n1",
-                "canary_failed",
-                &s1,
-                60,
-                None,
-                false,
-                false,
-            ),
+            (NotifierDown, "n1", "notifier_failing", &n1, 60, None, true, true),
+            (NotifierDown, "n1", "notifier_failing", &[("notifier", "n2")], 60, None, false, false),
+            (NotifierDown, "n1", "canary_failed", &s1, 60, None, false, false),
         ];
         for (scenario, target, rule, l, started, until, causes, expects) in cases {
             let sc = scope(*scenario, target, *until);

@@ -65,8 +65,8 @@ const MARK_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where `drill`'s fault applies and since when, as the notification pipeline and the duty
 /// judge alerts by (see [`DrillScope`]): from its start to its heal (or, while it runs, its
-/// bound), plus `grace`, which keeps the alerts of the first evaluation after the heal the
-/// drill's.
+/// bound), plus `grace` (one evaluation: the alerts of the first evaluation after the heal
+/// are the drill's; rules judged over a window get the window).
 pub fn scope_of(config: &Config, drill: &Drill, grace: Duration) -> DrillScope {
     DrillScope {
         id: drill.id.clone(),
@@ -74,7 +74,8 @@ pub fn scope_of(config: &Config, drill: &Drill, grace: Duration) -> DrillScope {
         target: drill.target.clone(),
         routed_sources: params::routed_sources(config, drill.scenario, &drill.target),
         from: drill.started_at,
-        until: Some(drill.healed_at.unwrap_or(drill.expires_at).plus(grace)),
+        until: Some(drill.healed_at.unwrap_or(drill.expires_at)),
+        grace,
     }
 }
 

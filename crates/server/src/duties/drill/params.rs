@@ -152,6 +152,7 @@ pub fn check(
         routed_sources: routed_sources(config, scenario, &target),
         from: now,
         until: None,
+        grace: Duration::ZERO,
     };
     if let Some((rule, labels)) = active.iter().find(|(r, l)| scope.covers(r, l)) {
         let who: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -1053,6 +1053,7 @@ notifiers = ["hook"]
             routed_sources: Vec::new(),
             from: Timestamp(T0 - 20 * MIN),
             until: None,
+            grace: Duration::from_secs(60),
         };
         // The drill's canary alert, a real one of the same rule and tenant, and one of the
         // drill's source that was active before the drill began (a real problem).
@@ -1096,7 +1097,7 @@ notifiers = ["hook"]
         assert!(!d.notices[1].0.summary.contains("[DRILL]"));
 
         // Healed; its alert resolves after: the resolution is the drill's too.
-        drill.until = Some(Timestamp(T0 + MIN));
+        drill.until = Some(Timestamp(T0));
         let d = decide(
             d.state,
             &[real, before],
