@@ -276,6 +276,9 @@ async fn start_scheduled(
         return Ok(next);
     }
     let active = active_alerts(&*h.store).await?;
+    // Two schedules on one target (a queue-stall and a flow-stop of a source) falling due
+    // together: the second waits for the first, as with any drill running on its target.
+    let mut running = running.to_vec();
     for entry in due {
         let origin = params::Origin {
             trigger: intake_store::DrillTrigger::Scheduled,
@@ -283,10 +286,11 @@ async fn start_scheduled(
             by: "schedule",
         };
         let req = params::scheduled(entry);
-        match params::check(&req, &h.config, running, &active, origin, now) {
+        match params::check(&req, &h.config, &running, &active, origin, now) {
             Ok(drill) => {
                 waiting.remove(&entry.key());
-                start(&*h.store, &h.config, &h.faults, drill).await?
+                start(&*h.store, &h.config, &h.faults, drill.clone()).await?;
+                running.push(drill);
             }
             // Its alert is already active (a real problem, most likely): the drill waits until
             // it resolves, and says so once.
