@@ -366,7 +366,7 @@ impl TestServer {
             server,
             clock,
             dir,
-            http: reqwest::Client::new(),
+            http: fresh_connections(),
             config,
         })
     }
@@ -492,4 +492,16 @@ impl TestServer {
         let body = resp.json().await.unwrap_or(serde_json::Value::Null);
         Ok((status, body))
     }
+}
+
+/// The tests' HTTP client: a new connection per request. A pooled keep-alive connection that the
+/// server closes (after an answer, or at its restart) can be taken for the next request just as
+/// the close arrives, and that request then fails with "connection closed before message
+/// completed" — a race of HTTP/1.1 itself, which real clients retry, not something a test is
+/// about. Loopback connections cost nothing that matters here.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
