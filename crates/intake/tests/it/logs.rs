@@ -137,12 +137,28 @@ async fn a_flood_of_refused_requests_writes_a_line_and_a_summary_not_a_line_each
         )
     );
 
-    let total = logs.lines().len();
+    // The lines of the start (one per schema migration) and of each singleton duty (taken,
+    // then stopped when the outage keeps its lease from being renewed) grow with the schema
+    // and the duties, not with the requests: they are left out of the count.
+    const LIFECYCLE: [&str; 4] = [
+        "applied SQLite migration",
+        "took the duty's lease; running it",
+        "cannot renew the duty's lease",
+        "stopping the duty",
+    ];
+    let counted: Vec<Value> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            let m = l["fields"]["message"].as_str().unwrap_or("");
+            !LIFECYCLE.contains(&m)
+        })
+        .collect();
+    let total = counted.len();
     assert!(
-        total < 40,
-        "{} requests made {total} log lines: {:#?}",
-        2 * N,
-        logs.lines()
+        total < 25,
+        "{} requests made {total} log lines: {counted:#?}",
+        2 * N
     );
 
     // What is only counted when the server stops is said as it stops.
