@@ -74,6 +74,7 @@ pub(super) async fn migrate(client: &mut Client) -> std::result::Result<(), toki
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let mut ran = Vec::new();
         for (version, name, sql) in MIGRATIONS {
             let version = *version;
             if applied.contains(&version) {
@@ -89,7 +90,11 @@ pub(super) async fn migrate(client: &mut Client) -> std::result::Result<(), toki
             )
             .await?;
             tx.commit().await?;
-            tracing::info!(migration = version, name, "applied PostgreSQL migration");
+            ran.push(version);
+        }
+        // One line for all of them: a new database runs every migration at its first start.
+        if !ran.is_empty() {
+            tracing::info!(migrations = ?ran, "applied PostgreSQL migrations");
         }
         Ok(())
     }

@@ -75,6 +75,7 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.commit()?;
     }
+    let mut ran = Vec::new();
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
@@ -91,7 +92,11 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(&format!("PRAGMA user_version = {highest}"))?;
         tx.commit()?;
         applied.insert(*version);
-        tracing::info!(migration = version, "applied SQLite migration");
+        ran.push(*version);
+    }
+    // One line for all of them: a new database runs every migration at its first start.
+    if !ran.is_empty() {
+        tracing::info!(migrations = ?ran, "applied SQLite migrations");
     }
     Ok(())
 }
