@@ -442,8 +442,14 @@ async fn the_watchdog_alert_reaches_alertmanager_at_every_evaluation() {
     for a in &sent {
         let starts = time(&a["startsAt"]);
         let ends = time(&a["endsAt"]);
-        // Valid for two intervals: one lost alert does not end it in Alertmanager.
-        assert_eq!(ends.since(starts), Duration::from_secs(120), "{a:#}");
+        // Valid for two intervals from its evaluation's due time: one lost alert does not end
+        // it in Alertmanager. (`startsAt` is when it was sent, which on a loaded machine is a
+        // few steps of the stepping clock after the due time.)
+        let valid = ends.since(starts);
+        assert!(
+            valid > Duration::from_secs(60) && valid <= Duration::from_secs(120),
+            "{a:#}"
+        );
     }
     // Never through the outbox or to the other notifiers.
     assert!(hook
