@@ -123,6 +123,24 @@ pub struct Call<'a> {
     pub body: Option<&'a Value>,
 }
 
+impl<'a> Call<'a> {
+    /// A call with these path parameters and nothing else.
+    pub fn at(path: &'a [&'a str]) -> Self {
+        Call {
+            path,
+            ..Call::default()
+        }
+    }
+
+    /// A call with these query parameters and nothing else.
+    pub fn query(query: &'a [(&'a str, &'a str)]) -> Self {
+        Call {
+            query,
+            ..Call::default()
+        }
+    }
+}
+
 /// Where the admin API is and how to authenticate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiArgs {

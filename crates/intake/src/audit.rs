@@ -61,13 +61,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         ("from", args.from.as_str()),
         ("to", args.to.as_str()),
     ];
-    let audit = api.call(
-        &api::AUDIT,
-        Call {
-            query: &query,
-            ..Call::default()
-        },
-    )?;
+    let audit = api.call(&api::AUDIT, Call::query(&query))?;
     let sor = if args.no_sor {
         Sor::NotAsked("not asked (--no-sor)")
     } else if audit["sor_api"].as_bool() != Some(true) {

@@ -119,38 +119,20 @@ pub fn run(cmd: DrillCommand) -> anyhow::Result<ExitCode> {
             if let Some(s) = &state {
                 query.push(("state", s));
             }
-            let drills = api.call(
-                &api::DRILLS,
-                Call {
-                    query: &query,
-                    ..Call::default()
-                },
-            )?;
+            let drills = api.call(&api::DRILLS, Call::query(&query))?;
             print!("{}", render_list(&drills));
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::Show { id, json, api } => {
             let api = Api::new(api)?;
-            let drill = api.call(
-                &api::DRILL,
-                Call {
-                    path: &[&id],
-                    ..Call::default()
-                },
-            )?;
+            let drill = api.call(&api::DRILL, Call::at(&[&id]))?;
             print_drill(&drill, json);
             Ok(exit_of(&drill))
         }
         DrillCommand::Cancel { id, api } => {
             let api = Api::new(api)?;
             let drill = api
-                .call(
-                    &api::DRILL_CANCEL,
-                    Call {
-                        path: &[&id],
-                        ..Call::default()
-                    },
-                )
+                .call(&api::DRILL_CANCEL, Call::at(&[&id]))
                 .context("the drill could not be cancelled")?;
             println!("{} cancelled; healed", text(&drill["id"]));
             Ok(ExitCode::SUCCESS)
@@ -200,10 +182,7 @@ fn follow(api: &Api, id: &str) -> anyhow::Result<Value> {
     loop {
         let drill = match api.call(
             &api::DRILL,
-            Call {
-                path: &[id],
-                ..Call::default()
-            },
+            Call::at(&[id]),
         ) {
             Ok(d) => {
                 failures = 0;

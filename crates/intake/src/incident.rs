@@ -198,25 +198,13 @@ pub fn run(cmd: IncidentCommand) -> anyhow::Result<ExitCode> {
             if let Some(t) = &tenant {
                 query.push(("tenant", t));
             }
-            let list = api.call(
-                &api::INCIDENTS,
-                Call {
-                    query: &query,
-                    ..Call::default()
-                },
-            )?;
+            let list = api.call(&api::INCIDENTS, Call::query(&query))?;
             print!("{}", render_list(&list, "INCIDENTS"));
             Ok(ExitCode::SUCCESS)
         }
         IncidentCommand::Show { id, json, api } => {
             let api = Api::new(api)?;
-            let incident = api.call(
-                &api::INCIDENT,
-                Call {
-                    path: &[&id],
-                    ..Call::default()
-                },
-            )?;
+            let incident = api.call(&api::INCIDENT, Call::at(&[&id]))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&incident)?);
             } else {
@@ -226,13 +214,7 @@ pub fn run(cmd: IncidentCommand) -> anyhow::Result<ExitCode> {
         }
         IncidentCommand::Postmortem { id, out, api } => {
             let api = Api::new(api)?;
-            let text = api.call_text(
-                &api::INCIDENT_POSTMORTEM,
-                Call {
-                    path: &[&id],
-                    ..Call::default()
-                },
-            )?;
+            let text = api.call_text(&api::INCIDENT_POSTMORTEM, Call::at(&[&id]))?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &text).with_context(|| {

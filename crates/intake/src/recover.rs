@@ -161,38 +161,20 @@ pub fn run(cmd: RecoverCommand) -> anyhow::Result<ExitCode> {
             if let Some(s) = &state {
                 query.push(("state", s));
             }
-            let jobs = api.call(
-                &api::RECOVERIES,
-                Call {
-                    query: &query,
-                    ..Call::default()
-                },
-            )?;
+            let jobs = api.call(&api::RECOVERIES, Call::query(&query))?;
             print!("{}", render_list(&jobs));
             Ok(ExitCode::SUCCESS)
         }
         RecoverCommand::Show { id, json, api } => {
             let api = Api::new(api)?;
-            let job = api.call(
-                &api::RECOVERY,
-                Call {
-                    path: &[&id],
-                    ..Call::default()
-                },
-            )?;
+            let job = api.call(&api::RECOVERY, Call::at(&[&id]))?;
             print_job(&job, json);
             Ok(exit_of(&job))
         }
         RecoverCommand::Cancel { id, api } => {
             let api = Api::new(api)?;
             let job = api
-                .call(
-                    &api::RECOVERY_CANCEL,
-                    Call {
-                        path: &[&id],
-                        ..Call::default()
-                    },
-                )
+                .call(&api::RECOVERY_CANCEL, Call::at(&[&id]))
                 .context("the job could not be cancelled")?;
             println!(
                 "cancellation of {} requested; it is {} (it stops at its next page)",
@@ -282,13 +264,7 @@ pub(crate) fn start_and_watch(
     eprintln!("{} {what} {id} queued", text(&job["kind"]));
     let mut bar = Progress::new(total);
     loop {
-        let job = api.call(
-            &api::RECOVERY,
-            Call {
-                path: &[&id],
-                ..Call::default()
-            },
-        )?;
+        let job = api.call(&api::RECOVERY, Call::at(&[&id]))?;
         bar.show(&job);
         if is_final(&job) {
             bar.finish();
