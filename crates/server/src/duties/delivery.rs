@@ -158,6 +158,7 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let claimed = self.give_back_newly_held(claimed, &held).await;
             if claimed.is_empty() {
                 drop(permits);
                 let next = self
@@ -217,6 +218,28 @@ impl Dispatcher {
         self.drain(attempts).await;
     }
 
+    /// Gives back, unattempted, what this claim took from a source that a queue-stall drill
+    /// began to hold while the claim was on its way (the holds were read before it). A drill
+    /// answers only once its fault is in force on the node that started it, so a delivery
+    /// ingested after that answer is either left alone by the claim or given back here.
+    async fn give_back_newly_held(
+        &self,
+        claimed: Vec<ClaimedDelivery>,
+        held_before: &[String],
+    ) -> Vec<ClaimedDelivery> {
+        let (held_now, _) = self.faults.held(self.clock.now());
+        let (back, keep) = split_newly_held(claimed, held_before, &held_now);
+        if !back.is_empty() {
+            let leases = back.into_iter().map(|d| (d.id, d.lease_id)).collect();
+            if let Err(e) = self.store.release(leases, self.clock.now()).await {
+                // Not attempted either way: their leases expire and the next claim, which
+                // reads the hold first, leaves them alone.
+                tracing::warn!(destination = %self.dest.config.id, error = %e, "cannot give back deliveries of a source a drill now holds; they wait for their leases to expire");
+            }
+        }
+        keep
+    }
+
     /// Waits for attempts in flight up to the shutdown timeout, then gives back the leases of
     /// those that did not finish so they are due again at once after a restart.
     async fn drain(&self, mut attempts: JoinSet<()>) {
@@ -241,6 +264,21 @@ impl Dispatcher {
         }
         self.dest.running.store(false, Ordering::Relaxed);
     }
+}
+
+/// Splits a claim into what a hold read after it covers but the one read before it did not
+/// (given back) and the rest (attempted).
+fn split_newly_held(
+    claimed: Vec<ClaimedDelivery>,
+    held_before: &[String],
+    held_now: &[String],
+) -> (Vec<ClaimedDelivery>, Vec<ClaimedDelivery>) {
+    if held_now.iter().all(|s| held_before.contains(s)) {
+        return (Vec::new(), claimed);
+    }
+    claimed
+        .into_iter()
+        .partition(|d| held_now.contains(&d.source) && !held_before.contains(&d.source))
 }
 
 struct Attempt {
@@ -468,4 +506,58 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_core::event::Origin;
+    use intake_core::EventId;
+
+    fn claimed(source: &str) -> ClaimedDelivery {
+        let at = Timestamp::from_millis(1_000);
+        ClaimedDelivery {
+            id: DeliveryId::generate(at),
+            lease_id: "lease".into(),
+            attempt: 1,
+            destination: "handler".into(),
+            event_id: EventId::generate(at),
+            tenant: "t".into(),
+            source: source.into(),
+            event_type: "message.create".into(),
+            channel: "email".into(),
+            origin: Origin::Webhook,
+            occurred_at: None,
+            received_at: at,
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_hold_that_began_during_the_claim_gives_deliveries_back() {
+        // (sources claimed, held before the claim, held after it, sources given back)
+        type Sources = &'static [&'static str];
+        let table: [(Sources, Sources, Sources, Sources); 6] = [
+            (&["a", "b"], &[], &[], &[]),
+            (&["a", "b"], &[], &["a"], &["a"]),
+            (&["a", "a", "b"], &[], &["a", "b"], &["a", "a", "b"]),
+            // Held before: the claim already left it alone, whatever it took is not its.
+            (&["b"], &["a"], &["a"], &[]),
+            (&["b", "c"], &["a"], &["a", "c"], &["c"]),
+            // A hold that ended during the claim gives nothing back.
+            (&["a"], &["a"], &[], &[]),
+        ];
+        for (sources, before, now, want_back) in table {
+            let claim = sources.iter().map(|s| claimed(s)).collect();
+            let before: Vec<String> = before.iter().map(|s| s.to_string()).collect();
+            let now: Vec<String> = now.iter().map(|s| s.to_string()).collect();
+            let (back, keep) = split_newly_held(claim, &before, &now);
+            let back: Vec<&str> = back.iter().map(|d| d.source.as_str()).collect();
+            assert_eq!(
+                back, want_back,
+                "claimed {sources:?}, held {before:?} → {now:?}"
+            );
+            assert_eq!(back.len() + keep.len(), sources.len());
+        }
+    }
 }
