@@ -20,7 +20,10 @@ use crate::audit::Sor;
 /// How long the fault may last at most (the drill's bound): it heals as soon as its alert was
 /// notified, about three minutes in.
 const FAULT_BOUND: &str = "10m";
-/// How long the webhooks of the fake Kustomer are lost for, from the start of the fault.
+/// When, after the fault began, the fake Kustomer's webhooks start being lost: the work of
+/// the first seconds is held in the stalled queue, the next minute's never arrives.
+const LOST_AFTER: Duration = Duration::from_secs(20);
+/// How long the webhooks of the fake Kustomer are lost for.
 const LOST_FOR: Duration = Duration::from_secs(60);
 /// The margin the backfill's window takes before the loss.
 const MARGIN: Duration = Duration::from_secs(60);
@@ -38,33 +41,49 @@ pub async fn play(stage: &Stage, n: &mut Narrator) -> anyhow::Result<()> {
     prologue(stage, n)
         .await
         .context("the prologue did not happen: traffic flowing to the handler")?;
-    n.begin(ACTS[0], stage.pace.now());
+    begin(stage, n, ACTS[0]).await;
     let fault = stop(stage, n).await.map_err(|e| failed(ACTS[0], e))?;
     n.done(stage.pace.now());
-    n.begin(ACTS[1], stage.pace.now());
+    begin(stage, n, ACTS[1]).await;
     alert(stage, n, &fault)
         .await
         .map_err(|e| failed(ACTS[1], e))?;
     n.done(stage.pace.now());
-    n.begin(ACTS[2], stage.pace.now());
+    begin(stage, n, ACTS[2]).await;
     let incident = incident(stage, n).await.map_err(|e| failed(ACTS[2], e))?;
     n.done(stage.pace.now());
-    n.begin(ACTS[3], stage.pace.now());
+    begin(stage, n, ACTS[3]).await;
     heal(stage, n, &fault)
         .await
         .map_err(|e| failed(ACTS[3], e))?;
     n.done(stage.pace.now());
-    n.begin(ACTS[4], stage.pace.now());
+    begin(stage, n, ACTS[4]).await;
     recover(stage, n, &fault)
         .await
         .map_err(|e| failed(ACTS[4], e))?;
     n.done(stage.pace.now());
-    n.begin(ACTS[5], stage.pace.now());
+    begin(stage, n, ACTS[5]).await;
     postmortem(stage, n, &incident)
         .await
         .map_err(|e| failed(ACTS[5], e))?;
     n.done(stage.pace.now());
     Ok(())
+}
+
+/// Opens `act`, after an interlude at the live pace: acts 3 to 6 follow each other within
+/// seconds, too fast for a person to look at the dashboard in between. The interlude is only
+/// narration: it waits, it checks nothing.
+async fn begin(stage: &Stage, n: &mut Narrator, act: Act) {
+    let pause = stage.pace.interlude();
+    if act.number > 1 && !pause.is_zero() {
+        n.say(&format!(
+            "(act {} begins in {} — time to look at the dashboard)",
+            act.number,
+            short(pause)
+        ));
+        tokio::time::sleep(pause).await;
+    }
+    n.begin(act, stage.pace.now(), &stage.url);
 }
 
 fn failed(act: Act, e: anyhow::Error) -> anyhow::Error {
@@ -108,17 +127,19 @@ async fn stop(stage: &Stage, n: &Narrator) -> anyhow::Result<Fault> {
         .await
         .context("the queue-stall drill was refused")?;
     let id = text(&drill["id"]).to_string();
-    let now = stage.pace.now();
-    let lost = (now, now.plus(LOST_FOR));
+    let lost_from = stage.pace.now().plus(LOST_AFTER);
+    let lost = (lost_from, lost_from.plus(LOST_FOR));
     stage.traffic.lose(lost.0, lost.1);
     n.say(&format!(
         "Fire drill {id} (queue-stall on {SOURCE}): intake still commits and acknowledges every webhook,\n\
          but dispatches none of them — as in the story, work is acknowledged and never processed."
     ));
     n.say(&format!(
-        "And, as in the story, Kustomer's webhooks of the next {} never reach intake at all: only\n\
-         Kustomer's API will still have them. (intake itself cannot lose one it answered 200.)",
-        short(LOST_FOR)
+        "And, as in the story, Kustomer's webhooks sent between {} and {} after that never reach\n\
+         intake at all: only Kustomer's API will still have them. (intake itself cannot lose one it\n\
+         answered 200 for.)",
+        short(LOST_AFTER),
+        short(LOST_AFTER + LOST_FOR)
     ));
     let lost_at_start = stage.traffic.tally().lost;
     let (pending, age) = stage
@@ -137,10 +158,6 @@ async fn stop(stage: &Stage, n: &Narrator) -> anyhow::Result<Fault> {
         "{pending} deliveries are held in {SOURCE}'s queue, the oldest for {}; the handler gets none.\n\
          {lost_now} webhooks never reached intake.",
         short(Duration::from_secs(age))
-    ));
-    n.say(&format!(
-        "Watch it: {}/ (the queue), {}/alerts",
-        stage.url, stage.url
     ));
     Ok(Fault { drill: id, lost })
 }
@@ -294,9 +311,9 @@ async fn recover(stage: &Stage, n: &Narrator, fault: &Fault) -> anyhow::Result<(
     n.say("A dry run asks Kustomer's API what intake never received:");
     n.show(&crate::recover::render_job(&report));
     n.say(&format!(
-        "{missing} events are missing: every conversation and message created while the webhooks were lost,
-         and each conversation's latest state. ({} webhooks were lost; the conversation updates in between
-         are superseded by the latest state, which is all Kustomer's API still shows.)",
+        "{missing} events are missing: every conversation and message created while the webhooks were\n\
+         lost, and each conversation's latest state. ({} webhooks were lost: the conversation updates in\n\
+         between are superseded by the latest state, which is all Kustomer's API still shows.)",
         stage.traffic.tally().lost
     ));
     let window = json!({"kind": "backfill", "source": SOURCE, "from": from, "to": to, "sample": 0});

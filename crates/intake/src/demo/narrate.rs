@@ -18,6 +18,10 @@ pub struct Act {
     pub number: usize,
     /// What happens in it, as the story tells it.
     pub title: &'static str,
+    /// The dashboard's pages to look at while it plays.
+    pub pages: &'static [&'static str],
+    /// What to see there.
+    pub look: &'static str,
 }
 
 /// The story, act by act (the six steps).
@@ -25,26 +29,38 @@ pub const ACTS: [Act; 6] = [
     Act {
         number: 1,
         title: "the handler path stops processing",
+        pages: &["/"],
+        look: "demo-kustomer's queue grows and its oldest delivery ages",
     },
     Act {
         number: 2,
         title: "the alert fires and on-call is notified",
+        pages: &["/alerts"],
+        look: "canary_failed or queue_stalled firing, with its reason",
     },
     Act {
         number: 3,
         title: "an incident is declared by itself and the tenant is told",
+        pages: &["/incidents"],
+        look: "the incident, its timeline and the notices sent (or `intake incident show ID`)",
     },
     Act {
         number: 4,
         title: "the fault heals",
+        pages: &["/"],
+        look: "the queue drains as the held deliveries go out",
     },
     Act {
         number: 5,
         title: "a backfill recovers what was lost, and the audit adds up",
+        pages: &["/recoveries", "/audit"],
+        look: "the backfill's report, and the window adding up",
     },
     Act {
         number: 6,
         title: "the incident is resolved and the postmortem drafted",
+        pages: &["/incidents"],
+        look: "the incident resolved, and the tenant told it is over",
     },
 ];
 
@@ -78,15 +94,17 @@ impl Narrator {
         }
     }
 
-    /// Opens `act` at `now`.
-    pub fn begin(&mut self, act: Act, now: Timestamp) {
+    /// Opens `act` at `now`; `base` is the dashboard's URL.
+    pub fn begin(&mut self, act: Act, now: Timestamp, base: &str) {
         let at = now.since(self.start.0);
         print_now(&format!(
-            "\n== Act {}/{} · {}   [{}]\n",
+            "\n== Act {}/{} · {}   [{}]\n   Look at {}: {}\n",
             act.number,
             ACTS.len(),
             capitalized(act.title),
-            clock_text(at)
+            clock_text(at),
+            pages(base, act.pages),
+            act.look
         ));
         self.current = Some((act, now, Instant::now()));
     }
@@ -199,6 +217,12 @@ pub fn short(d: Duration) -> String {
     }
 }
 
+/// `http://h/recoveries and http://h/audit`
+fn pages(base: &str, paths: &[&str]) -> String {
+    let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
+    urls.join(" and ")
+}
+
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -226,6 +250,10 @@ mod tests {
             assert_eq!(clock_text(d), point, "{secs}");
         }
         assert_eq!(capitalized("the fault heals"), "The fault heals");
+        assert_eq!(
+            pages("http://h", &["/recoveries", "/audit"]),
+            "http://h/recoveries and http://h/audit"
+        );
     }
 
     #[test]

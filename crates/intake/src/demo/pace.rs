@@ -18,6 +18,8 @@ pub const FAST_STEP: Duration = Duration::from_secs(5);
 pub const FAST_PAUSE: Duration = Duration::from_millis(40);
 /// How often the default pace looks again.
 pub const LIVE_POLL: Duration = Duration::from_millis(500);
+/// The pause between two acts at the default pace, for a person to look at the dashboard.
+pub const LIVE_INTERLUDE: Duration = Duration::from_secs(20);
 
 /// The pace of one run.
 #[derive(Debug, Clone)]
@@ -62,6 +64,14 @@ impl Pace {
                 "live: the real clock and the product's own timings (monitor every 60 s, \
                  canaries every 60 s with a 2-minute deadline): about five minutes"
             }
+        }
+    }
+
+    /// How long to pause between two acts: [`LIVE_INTERLUDE`] live, none with `--fast`.
+    pub fn interlude(&self) -> Duration {
+        match self {
+            Pace::Fast(_) => Duration::ZERO,
+            Pace::Live => LIVE_INTERLUDE,
         }
     }
 
@@ -161,7 +171,9 @@ mod tests {
     }
 
     #[test]
-    fn real_limits_follow_the_pace() {
+    fn real_limits_and_interludes_follow_the_pace() {
+        assert_eq!(Pace::fast(Timestamp(0)).interlude(), Duration::ZERO);
+        assert_eq!(Pace::Live.interlude(), LIVE_INTERLUDE);
         let fast = Pace::fast(Timestamp(0));
         assert_eq!(
             fast.real_limit(Duration::from_secs(60)),
