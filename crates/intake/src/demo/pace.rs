@@ -161,13 +161,18 @@ mod tests {
             "{err}"
         );
 
-        let failing = pace
+        let before = pace.now();
+        let failing: anyhow::Result<()> = pace
             .until(Duration::from_secs(20), "x", || async {
                 anyhow::bail!("the API answered 500")
             })
-            .await
-            .map(|()| ());
-        assert!(failing.is_err(), "a failed check ends the wait");
+            .await;
+        assert_eq!(
+            failing.unwrap_err().to_string(),
+            "the API answered 500",
+            "a failed check ends the wait"
+        );
+        assert_eq!(pace.now(), before, "at once, without a step");
     }
 
     #[test]
