@@ -493,6 +493,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_act_that_did_not_happen_is_named_with_what_was_not_seen() {
+        let cause = anyhow::anyhow!("the drill's alert notified: not seen after 10m");
+        let e = failed(ACTS[1], cause);
+        assert_eq!(
+            format!("{e:#}"),
+            "act 2 did not happen: the alert fires and on-call is notified: the drill's alert \
+             notified: not seen after 10m"
+        );
+    }
+
+    #[test]
     fn the_conservation_line_names_every_number() {
         let audit = json!({
             "received": {"total": 412, "accepted": 405, "duplicate": 7, "rejected": {"total": 0}},

@@ -14,8 +14,10 @@ use intake_core::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 pub const FAST_STEP: Duration = Duration::from_secs(5);
 /// The real time `--fast` gives the server's tasks after each step: enough on a loaded 2-core
 /// machine for the monitor, the drill duty, the dispatcher and the notifier to act on the
-/// instant they were woken at.
-pub const FAST_PAUSE: Duration = Duration::from_millis(40);
+/// instant they were woken at. (A canary must reach the handler within 24 steps, its 2-minute
+/// deadline, or `canary_failed` fires before the story begins; 100 ms makes that 2.4 s of
+/// real time, and the whole story about six seconds.)
+pub const FAST_PAUSE: Duration = Duration::from_millis(100);
 /// How often the default pace looks again.
 pub const LIVE_POLL: Duration = Duration::from_millis(500);
 /// The pause between two acts at the default pace, for a person to look at the dashboard.
