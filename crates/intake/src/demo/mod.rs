@@ -61,10 +61,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             Pace::Live
         };
+        let mut interrupt = Interrupt::listen()?;
         let stage = Stage::set(pace, args.port).await?;
         introduce(&stage);
         let mut narrator = Narrator::new(stage.pace.now());
-        let played = acts::play(&stage, &mut narrator).await;
+        // Ctrl-C stops the story, but not before intake has stopped and its temporary store
+        // has been removed.
+        let played = tokio::select! {
+            played = acts::play(&stage, &mut narrator) => played,
+            () = interrupt.recv() => Err(anyhow::anyhow!(
+                "interrupted (Ctrl-C): intake stopped and its temporary store was removed"
+            )),
+        };
         if played.is_ok() {
             println!(
                 "\n== Every act happened\n{}",
@@ -77,7 +85,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 stage.url,
                 setup::TOKEN
             );
-            let _ = tokio::signal::ctrl_c().await;
+            interrupt.recv().await;
         }
         stage.stop().await?;
         played
@@ -87,6 +95,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// Ctrl-C, listened for from the moment it is made: one pressed while the stage is being set
+/// ends the demo like one pressed later, with intake stopped and its store removed.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn listen() -> anyhow::Result<Interrupt> {
+        Ok(Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot listen for Ctrl-C")?,
+        })
+    }
+
+    /// Completes when Ctrl-C is pressed.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Where to look while it plays.
 fn introduce(stage: &Stage) {
     println!(
@@ -94,6 +127,7 @@ fn introduce(stage: &Stage) {
          \n\
          Pace       {pace}\n\
          Dashboard  {url}/   (log in with the token {token})\n\
+         Store      {store}   (removed at the end)\n\
          Handler    curl -s {url}/demo/handler          what the demo handler received\n\
          On-call    curl -s {url}/demo/notifications    what on-call was sent\n\
          \n\
@@ -102,5 +136,6 @@ fn introduce(stage: &Stage) {
         pace = stage.pace.describe(),
         url = stage.url,
         token = setup::TOKEN,
+        store = stage.store_url(),
     );
 }

@@ -57,7 +57,8 @@ pub struct Stage {
     pub tenant_page: Arc<Mutex<Vec<Value>>>,
     _kustomer: Served,
     _status_page: Served,
-    _dir: tempfile::TempDir,
+    /// The temporary store's directory, removed when dropped.
+    dir: tempfile::TempDir,
 }
 
 impl Stage {
@@ -110,7 +111,7 @@ impl Stage {
             tenant_page,
             _kustomer: kustomer,
             _status_page: status_page,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -123,6 +124,11 @@ impl Stage {
             .await
             .context("intake did not stop cleanly")?;
         Ok(())
+    }
+
+    /// The temporary store's URL.
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}/intake.db", self.dir.path().display())
     }
 
     /// The notices the tenant's status page received.

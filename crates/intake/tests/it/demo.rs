@@ -91,3 +91,52 @@ async fn a_demo_that_cannot_listen_says_so_and_fails() {
     );
     assert!(!out.contains("happened"), "{out}");
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_the_demo_and_removes_its_store() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
+    cmd.arg("demo")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("INTAKE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().expect("the intake binary runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The live pace: the story has barely begun when Ctrl-C comes.
+    let store = tokio::time::timeout(BOUND, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("Store      sqlite://") {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("no Store line");
+    })
+    .await
+    .expect("the demo printed where its store is");
+    let db = std::path::PathBuf::from(&store);
+    assert!(db.parent().unwrap().is_dir(), "{store}");
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(BOUND, child.wait_with_output())
+        .await
+        .expect("the demo stopped")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted (Ctrl-C): intake stopped and its temporary store was removed"),
+        "{err}"
+    );
+    assert!(!db.parent().unwrap().exists(), "{store} is still there");
+}
