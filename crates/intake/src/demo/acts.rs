@@ -149,7 +149,8 @@ async fn stop(stage: &Stage, n: &Narrator) -> anyhow::Result<Fault> {
             let e = of_source(&q["data"]).unwrap_or(&Value::Null);
             let held = (n_of(&e["pending"]), n_of(&e["oldest_pending_seconds"]));
             let over = stage.pace.now() > lost.1;
-            Ok((over && held.0 >= 3).then_some(held))
+            // Held, not merely slow: deliveries waiting for longer than the lost minute.
+            Ok((over && held.0 >= 3 && held.1 >= LOST_FOR.as_secs()).then_some(held))
         })
         .await?;
     let lost_now = stage.traffic.tally().lost;
