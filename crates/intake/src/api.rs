@@ -2,6 +2,8 @@
 //! table of every endpoint the command line calls ([`ENDPOINTS`]), and a small blocking client.
 //! `intake status`, `intake silence`, `intake token`, `intake recover`, `intake audit`,
 //! `intake drill` and `intake incident` talk to the server through it; it knows nothing of any of them.
+//! `intake demo`, which runs the server in its own async runtime, calls the same table through
+//! an async client of its own that builds its URLs with [`endpoint_url`].
 //!
 //! The client only calls endpoints of the table, never a free-form path, and a test checks
 //! each entry (method, path, the query parameters it may send) against the server's OpenAPI
@@ -23,7 +25,8 @@ pub enum Verb {
 }
 
 impl Verb {
-    fn method(self) -> reqwest::Method {
+    /// Its HTTP method.
+    pub fn method(self) -> reqwest::Method {
         match self {
             Verb::Get => reqwest::Method::GET,
             Verb::Post => reqwest::Method::POST,
@@ -217,45 +220,54 @@ impl Api {
         })
     }
 
-    /// The URL of one call: `--url`, then the endpoint's path with each `{name}` replaced by
-    /// the next path parameter (percent-encoded: an id cannot change the path), then the query.
+    /// The URL of one call against `--url`.
     fn url(&self, endpoint: &Endpoint, call: &Call<'_>) -> anyhow::Result<reqwest::Url> {
-        let shown = intake_core::config::mask("url", &self.args.url).into_owned();
-        let mut url = reqwest::Url::parse(&self.args.url).with_context(|| {
-            format!("--url `{shown}` is not a URL (e.g. http://127.0.0.1:8080)")
-        })?;
-        let mut params = call.path.iter();
-        {
-            let mut segments = url
-                .path_segments_mut()
-                .map_err(|()| anyhow::anyhow!("--url `{shown}` cannot have a path"))?;
-            segments.pop_if_empty();
-            for seg in endpoint.path.split('/').filter(|s| !s.is_empty()) {
-                if seg.starts_with('{') {
-                    let value = params.next().with_context(|| {
-                        format!("bug: {} needs a value for {seg}", endpoint.path)
-                    })?;
-                    segments.push(value);
-                } else {
-                    segments.push(seg);
-                }
+        endpoint_url(&self.args.url, endpoint, call)
+    }
+}
+
+/// The URL of one call: `base` (the server's URL, `--url`), then the endpoint's path with each
+/// `{name}` replaced by the next path parameter (percent-encoded: an id cannot change the
+/// path), then the query. Errors name `--url`, which is where a base comes from for people.
+pub fn endpoint_url(
+    base: &str,
+    endpoint: &Endpoint,
+    call: &Call<'_>,
+) -> anyhow::Result<reqwest::Url> {
+    let shown = intake_core::config::mask("url", base).into_owned();
+    let mut url = reqwest::Url::parse(base)
+        .with_context(|| format!("--url `{shown}` is not a URL (e.g. http://127.0.0.1:8080)"))?;
+    let mut params = call.path.iter();
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("--url `{shown}` cannot have a path"))?;
+        segments.pop_if_empty();
+        for seg in endpoint.path.split('/').filter(|s| !s.is_empty()) {
+            if seg.starts_with('{') {
+                let value = params
+                    .next()
+                    .with_context(|| format!("bug: {} needs a value for {seg}", endpoint.path))?;
+                segments.push(value);
+            } else {
+                segments.push(seg);
             }
         }
+    }
+    anyhow::ensure!(
+        params.next().is_none(),
+        "bug: too many path parameters for {}",
+        endpoint.path
+    );
+    for (name, value) in call.query {
         anyhow::ensure!(
-            params.next().is_none(),
-            "bug: too many path parameters for {}",
+            endpoint.query.contains(name),
+            "bug: `{name}` is not a query parameter of {} in the table",
             endpoint.path
         );
-        for (name, value) in call.query {
-            anyhow::ensure!(
-                endpoint.query.contains(name),
-                "bug: `{name}` is not a query parameter of {} in the table",
-                endpoint.path
-            );
-            url.query_pairs_mut().append_pair(name, value);
-        }
-        Ok(url)
+        url.query_pairs_mut().append_pair(name, value);
     }
+    Ok(url)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod backtest;
 mod config_load;
+mod demo;
 mod drill;
 mod incident;
 mod recover;
@@ -75,6 +76,11 @@ enum Command {
     /// the time to detect and to notify (exit 0 only on pass); or list, show, cancel drills.
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// Watch the whole story in five minutes: intake on a temporary store with a fake Kustomer
+    /// and a handler, live traffic, an injected outage, the alert, the incident and the
+    /// tenant's notice, the recovery, the audit and the postmortem, narrated act by act (exit
+    /// 0 only when every act happened). `--fast` runs it on a simulated clock in under a minute.
+    Demo(demo::DemoArgs),
     /// Check that a source's window adds up: received = accepted + rejected + duplicates,
     /// accepted = delivered + pending + dead per destination, and (when the source has API
     /// credentials) nothing its system of record has was missed. Exits 1 when it does not.
@@ -114,6 +120,11 @@ fn main() -> ExitCode {
         Command::Recover(cmd) => recover::run(cmd),
         Command::Drill(cmd) => drill::run(cmd),
         Command::Audit(args) => audit::run(args),
+        Command::Demo(args) => {
+            // The story is told on stdout; the server's own logs only when asked (INTAKE_LOG).
+            init_logging("off");
+            demo::run(args)
+        }
         Command::Backtest(args) => backtest::run(args),
         Command::MigrateStore { from, to, resume } => migrate_store(&from, &to, resume),
     };
@@ -220,7 +231,7 @@ fn contact_notes(config: &Config) -> Vec<String> {
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging("info");
     let path = path.or_else(|| {
         let default = PathBuf::from("intake.toml");
         default.exists().then_some(default)
@@ -349,9 +360,10 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_logging() {
+/// JSON logs on stderr, filtered by `INTAKE_LOG` (a tracing filter), else at `default`.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -16,6 +16,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod dashboard_browser;
+mod demo;
 mod drills;
 mod failure;
 mod flows;
