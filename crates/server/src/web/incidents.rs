@@ -381,12 +381,30 @@ fn item_href(t: &TimelineItem) -> Option<String> {
     }
 }
 
+/// What a timeline item says. A notice is said from its numbers (the badge already says
+/// whether it arrived; its time is in its own column); the rest as the API words it.
+fn item_text(t: &TimelineItem) -> String {
+    if t.kind != "notice" {
+        return t.text.clone();
+    }
+    let d = &t.detail;
+    let step = d["step"].as_str().unwrap_or("incident");
+    let to = d["recipient"].as_str().unwrap_or("?");
+    let error = d["last_error"].as_str().unwrap_or("no answer");
+    match (d["state"].as_str(), d["attempts"].as_u64().unwrap_or(0)) {
+        (Some("sent"), _) => format!("The {step} notice to {to}"),
+        (Some("dead"), _) => format!("The {step} notice to {to}, given up: {error}"),
+        (_, 0) => format!("The {step} notice to {to}, waiting to be sent"),
+        (_, n) => format!("The {step} notice to {to}, {n} attempt(s) so far; last: {error}"),
+    }
+}
+
 fn timeline_row(t: &TimelineItem) -> TimelineRow {
     TimelineRow {
         at: when(t.at),
         kind: item_word(t),
         class: item_class(t),
-        text: t.text.clone(),
+        text: item_text(t),
         author: t.author.clone().unwrap_or_default(),
         href: item_href(t),
     }
@@ -766,6 +784,31 @@ mod tests {
         assert_eq!(
             item_href(&alert).as_deref(),
             Some("/alerts?rule=queue_stalled&tenant=maelys&source=a+b")
+        );
+        let notice = |state: &str, attempts: u64| {
+            item(
+                "notice",
+                json!({"step": "declared", "recipient": "on-call (hook)", "state": state,
+                       "attempts": attempts, "last_error": "503 Service Unavailable"}),
+            )
+        };
+        let said: Vec<String> = [
+            notice("sent", 1),
+            notice("pending", 0),
+            notice("pending", 2),
+            notice("dead", 400),
+        ]
+        .iter()
+        .map(item_text)
+        .collect();
+        assert_eq!(
+            said,
+            [
+                "The declared notice to on-call (hook)",
+                "The declared notice to on-call (hook), waiting to be sent",
+                "The declared notice to on-call (hook), 2 attempt(s) so far; last: 503 Service Unavailable",
+                "The declared notice to on-call (hook), given up: 503 Service Unavailable",
+            ]
         );
         let job = item("recovery_finished", json!({"recovery": "rec_1"}));
         assert_eq!(item_href(&job).as_deref(), Some("/recoveries/rec_1"));
