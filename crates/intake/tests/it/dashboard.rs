@@ -809,6 +809,28 @@ async fn a_store_that_cannot_write_is_a_503_page_and_nothing_half_done() {
         )
         .await;
     assert_eq!(p.status, 503, "{}", p.body);
+    let p = web
+        .post(
+            "/incidents",
+            &[
+                ("title", "Late events"),
+                ("tenant", "maelys"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    let p = web
+        .post(
+            "/drills",
+            &[
+                ("scenario", "flow-stop"),
+                ("source", "maelys-kustomer"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 503, "{}", p.body);
     // Reading still works: the pages say what is there (nothing was half made).
     assert_eq!(web.get("/").await.status, 200);
     server.server.store.inject_fault(None).await.unwrap();
@@ -816,6 +838,10 @@ async fn a_store_that_cannot_write_is_a_503_page_and_nothing_half_done() {
     assert_eq!(silences["data"], json!([]));
     let (_, jobs) = server.api("/api/v1/recoveries", ADMIN_TOKEN).await.unwrap();
     assert_eq!(jobs["data"], json!([]));
+    for path in ["/api/v1/incidents", "/api/v1/drills"] {
+        let (_, list) = server.api(path, ADMIN_TOKEN).await.unwrap();
+        assert_eq!(list["data"], json!([]), "{path}");
+    }
     // Once the store writes again, the same form works.
     assert_eq!(web.post("/silences", &silence).await.status, 303);
 }

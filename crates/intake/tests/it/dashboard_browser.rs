@@ -405,13 +405,12 @@ async fn browser_opens_the_drills_page_starts_and_cancels_a_drill() {
     b.goto(&format!("{}/drills", server.url())).await;
     b.log_in(ADMIN_TOKEN).await;
     b.wait_for_text("Start a drill").await;
-    // Keyboard first: the scenario is chosen and the form sent without the mouse.
     let scenario = b.client.find(Locator::Css("#scenario")).await.unwrap();
     scenario.select_by_value("queue-stall").await.unwrap();
     let source = b.client.find(Locator::Css("#source")).await.unwrap();
     source.select_by_value("maelys-kustomer").await.unwrap();
-    b.fill("#for", "10m").await;
-    b.click("#start-drill").await;
+    // Sent from the keyboard: Enter in the last field submits the form.
+    b.fill("#for", "10m\u{E007}").await;
     b.wait_for_text("id=\"cancel-drill\"").await;
     assert!(b.path().await.starts_with("/drills/drl_"));
     assert!(b.source().await.contains(">running<"));
