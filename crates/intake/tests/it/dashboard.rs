@@ -88,6 +88,12 @@ impl Web {
         .await
     }
 
+    /// A form post whose values are owned strings.
+    pub async fn post_owned(&self, path: &str, form: &[(&str, String)]) -> Page {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.post(path, &pairs).await
+    }
+
     /// Logs in with `token`; keeps the session cookie it gets.
     pub async fn login(&mut self, token: &str) -> Page {
         let page = self
@@ -803,6 +809,28 @@ async fn a_store_that_cannot_write_is_a_503_page_and_nothing_half_done() {
         )
         .await;
     assert_eq!(p.status, 503, "{}", p.body);
+    let p = web
+        .post(
+            "/incidents",
+            &[
+                ("title", "Late events"),
+                ("tenant", "maelys"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    let p = web
+        .post(
+            "/drills",
+            &[
+                ("scenario", "flow-stop"),
+                ("source", "maelys-kustomer"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 503, "{}", p.body);
     // Reading still works: the pages say what is there (nothing was half made).
     assert_eq!(web.get("/").await.status, 200);
     server.server.store.inject_fault(None).await.unwrap();
@@ -810,6 +838,599 @@ async fn a_store_that_cannot_write_is_a_503_page_and_nothing_half_done() {
     assert_eq!(silences["data"], json!([]));
     let (_, jobs) = server.api("/api/v1/recoveries", ADMIN_TOKEN).await.unwrap();
     assert_eq!(jobs["data"], json!([]));
+    for path in ["/api/v1/incidents", "/api/v1/drills"] {
+        let (_, list) = server.api(path, ADMIN_TOKEN).await.unwrap();
+        assert_eq!(list["data"], json!([]), "{path}");
+    }
     // Once the store writes again, the same form works.
     assert_eq!(web.post("/silences", &silence).await.status, 303);
+}
+
+/// [`stalling_server`]'s configuration (a webhook notifier `hook` at `/hooks/intake`,
+/// `queue_stalled` after 2 minutes for maelys, `public_url` set) with a working handler, and a
+/// webhook contact for each tenant at `/contacts/<tenant>` of the same capture.
+pub async fn incident_server(handler: &CaptureHandler, hook: &NotifierCapture) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let port = intake_testkit::process::free_port().unwrap();
+    let mut text = config_toml(dir.path(), &handler.url(), "");
+    text = text.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\""),
+    );
+    for tenant in ["maelys", "other"] {
+        text = text.replace(
+            &format!("api_token = \"{tenant}-token\""),
+            &format!(
+                "api_token = \"{tenant}-token\"\ncontacts = [{{ kind = \"webhook\", url = \"{}\" }}]",
+                hook.url(&format!("/contacts/{tenant}"))
+            ),
+        );
+    }
+    text.push_str(&format!(
+        r#"
+[[rules]]
+rule = "queue_stalled"
+tenant = "maelys"
+threshold = "2m"
+
+[cluster]
+duty_lease = "24h"
+
+[[notifiers]]
+id = "hook"
+kind = "webhook"
+url = "{}"
+"#,
+        hook.url("/hooks/intake")
+    ));
+    TestServer::start_with(dir, &text).await.unwrap()
+}
+
+/// The incident notices of `status` that reached `path` of the capture.
+fn incident_notices(hook: &NotifierCapture, path: &str, status: &str) -> Vec<Value> {
+    hook.accepted()
+        .iter()
+        .filter(|r| r.uri.starts_with(path))
+        .map(NotifierRequest::json)
+        .filter(|n| n["kind"] == "incident" && n["status"] == status)
+        .collect()
+}
+
+/// Waits in real time (the clock left alone) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_are_declared_updated_and_resolved_from_the_pages() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let hook = NotifierCapture::start().await.unwrap();
+    let server = incident_server(&handler, &hook).await;
+    let mut web = Web::new(&server.url());
+    web.login(ADMIN_TOKEN).await;
+    let p = web.get("/incidents").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("no open incident") && p.body.contains("id=\"declare\""),
+        "{}",
+        p.body
+    );
+    let csrf = csrf_of(&p.body);
+    let declare = |csrf: &str| {
+        vec![
+            (
+                "title",
+                "Webhooks are accepted but not delivered".to_string(),
+            ),
+            ("tenant", "maelys".into()),
+            ("severity", "critical".into()),
+            ("commander", "alice".into()),
+            ("message", "We are looking into late conversations.".into()),
+            ("author", "alice".into()),
+            ("_csrf", csrf.to_string()),
+        ]
+    };
+    // Without this session's CSRF token: refused, nothing declared, nobody told.
+    let no_csrf: Vec<(&str, String)> = declare("")
+        .into_iter()
+        .filter(|(k, _)| *k != "_csrf")
+        .collect();
+    let p = web.post_owned("/incidents", &no_csrf).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    let p = web.post_owned("/incidents", &declare("forged")).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    let (_, list) = server.api("/api/v1/incidents", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(list["data"], json!([]));
+
+    // The API's refusals come back on the form, with what was filled in.
+    let mut untitled = declare(&csrf);
+    untitled.retain(|(k, _)| *k != "title");
+    let p = web.post_owned("/incidents", &untitled).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(
+        p.body.contains("Refused:") && p.body.contains("`title` is required"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("value=\"maelys\" checked"),
+        "the form lost its tenant"
+    );
+    let mut future = declare(&csrf);
+    future.push(("impact_start", "2030-01-01T00:00:00Z".into()));
+    let p = web.post_owned("/incidents", &future).await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("is after now"), "{}", p.body);
+
+    // Declared: the browser goes to its page; on-call and the tenant's contact are told, and
+    // the page shows both notices delivered.
+    let p = web.post_owned("/incidents", &declare(&csrf)).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = p.location().to_string();
+    let id = page.strip_prefix("/incidents/").unwrap().to_string();
+    assert!(id.starts_with("inc_"), "{page}");
+    let (_, api) = server
+        .api(&format!("/api/v1/incidents/{id}"), ADMIN_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            api["severity"].as_str(),
+            api["commander"].as_str(),
+            api["declared_by"].as_str()
+        ),
+        (Some("critical"), Some("alice"), Some("alice")),
+        "{api}"
+    );
+    wait_until("both declared notices", || {
+        incident_notices(&hook, "/hooks/intake", "declared").len() == 1
+            && incident_notices(&hook, "/contacts/maelys", "declared").len() == 1
+    })
+    .await;
+    // The sender records a notice sent just after the receiver took it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let p = loop {
+        let p = web.fragment(&format!("/_/incidents/{id}")).await;
+        assert_eq!(p.status, 200);
+        if p.body.matches("notice delivered").count() == 2 {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "on-call's and the contact's notices never both shown delivered: {}",
+            p.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let timeline = p.body.split("id=\"timeline\"").nth(1).unwrap_or("");
+    assert!(timeline.contains("We are looking into late conversations."));
+    assert!(timeline.contains("maelys&#39;s contact"), "{timeline}");
+    let p = web.get(&page).await;
+    assert!(p.body.contains("Webhooks are accepted but not delivered"));
+    assert!(p.body.contains("hx-get=\"/_/incidents/"), "no live part");
+    assert!(p.body.contains("id=\"post-update\"") && p.body.contains("id=\"resolve\""));
+
+    // On-call's notice links to this page; the overview and the list lead to it too.
+    let oncall = incident_notices(&hook, "/hooks/intake", "declared").remove(0);
+    let link = oncall["links"]["dashboard"].as_str().unwrap();
+    assert_eq!(link, format!("{}{page}", server.url()));
+    assert_eq!(web.get(&page).await.status, 200);
+    let anon = Web::new(&server.url()).get(&page).await;
+    assert_eq!(anon.status, 303, "a notice's link without a session");
+    assert!(anon
+        .location()
+        .starts_with("/login?next=%2Fincidents%2Finc_"));
+    let p = web.get("/").await;
+    let top = p.body.split("id=\"h-alerts\"").next().unwrap_or("");
+    assert!(top.contains(&format!("href=\"{page}\"")), "{top}");
+    let p = web.fragment("/_/incidents").await;
+    let open = p.body.split("id=\"h-recent\"").next().unwrap_or("");
+    assert!(open.contains(&format!("href=\"{page}\"")), "{}", p.body);
+
+    // An update: refused without a message; then told to everyone, and on the page.
+    let p = web
+        .post(
+            &format!("{page}/updates"),
+            &[("status", "identified"), ("message", ""), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(
+        p.body.contains("Refused:") && p.body.contains("message"),
+        "{}",
+        p.body
+    );
+    let p = web
+        .post(
+            &format!("{page}/updates"),
+            &[
+                ("status", "identified"),
+                ("severity", "critical"),
+                ("message", "A deploy dropped the queue step; rolling back."),
+                ("author", "bob"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), page);
+    let (_, api) = server
+        .api(&format!("/api/v1/incidents/{id}"), ADMIN_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(api["status"], "identified");
+    wait_until("the update told", || {
+        incident_notices(&hook, "/contacts/maelys", "updated").len() == 1
+    })
+    .await;
+    let p = web.get(&page).await;
+    assert!(p
+        .body
+        .contains("A deploy dropped the queue step; rolling back."));
+    assert!(p.body.contains(">identified<"), "{}", p.body);
+
+    // Resolved: told, the forms gone, a second resolution is the API's conflict on the page.
+    let p = web
+        .post(
+            &format!("{page}/resolve"),
+            &[
+                ("message", "Rolled back; every event was delivered."),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    wait_until("the resolution told", || {
+        incident_notices(&hook, "/contacts/maelys", "resolved").len() == 1
+    })
+    .await;
+    let p = web.get(&page).await;
+    assert!(p.body.contains(">resolved<"), "{}", p.body);
+    assert!(
+        !p.body.contains("id=\"post-update\""),
+        "an update form on a resolved incident"
+    );
+    let p = web
+        .post(
+            &format!("{page}/resolve"),
+            &[("message", "again"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("Refused:"), "{}", p.body);
+    let p = web.get("/").await;
+    assert!(
+        !p.body.contains(&format!("href=\"{page}\"")),
+        "a resolved incident on top"
+    );
+    let p = web.get("/incidents").await;
+    let recent = p.body.split("id=\"h-recent\"").nth(1).unwrap_or("");
+    assert!(recent.contains(&id), "{}", p.body);
+
+    // The postmortem draft, as the API drafts it.
+    let p = web.get(&format!("{page}/postmortem")).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let md = server
+        .http
+        .get(format!("{}/api/v1/incidents/{id}/postmortem", server.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let first = md.lines().next().unwrap_or("");
+    assert!(first.starts_with('#'), "{md}");
+    assert!(p.body.contains("id=\"markdown\""), "{}", p.body);
+    assert!(
+        p.body.contains("Rolled back; every event was delivered."),
+        "{}",
+        p.body
+    );
+    assert_eq!(web.get("/incidents/inc_nope").await.status, 404);
+    assert_eq!(web.get("/incidents/inc_nope/postmortem").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_session_reads_only_its_own_incidents_and_cannot_act_on_them() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let hook = NotifierCapture::start().await.unwrap();
+    let server = incident_server(&handler, &hook).await;
+    let declare = |tenant: &str, title: &str| json!({"title": title, "tenants": [tenant], "sources": [format!("{tenant}-kustomer")]});
+    let mut ids = Vec::new();
+    for (tenant, title) in [
+        ("maelys", "Late chat for us"),
+        ("other", "Globex mail is stuck"),
+    ] {
+        let (status, d) = server
+            .api_send(
+                Method::POST,
+                "/api/v1/incidents",
+                ADMIN_TOKEN,
+                Some(declare(tenant, title)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{d}");
+        ids.push(d["id"].as_str().unwrap().to_string());
+    }
+    let (mine, theirs) = (&ids[0], &ids[1]);
+    let mut web = Web::new(&server.url());
+    web.login("maelys-token").await;
+    for path in [
+        "/",
+        "/incidents",
+        "/_/incidents",
+        &format!("/incidents/{mine}"),
+    ] {
+        let p = web.get(path).await;
+        assert_eq!(p.status, 200, "{path}: {}", p.body);
+        assert!(
+            !p.body.contains("Globex")
+                && !p.body.contains("other-kustomer")
+                && !p.body.contains(theirs.as_str()),
+            "{path} shows the other tenant's incident"
+        );
+    }
+    let p = web.get("/incidents").await;
+    assert!(p.body.contains("Late chat for us"), "{}", p.body);
+    assert!(
+        !p.body.contains("id=\"declare\""),
+        "a declare form for a tenant"
+    );
+    let p = web.get(&format!("/incidents/{mine}")).await;
+    assert!(!p.body.contains("id=\"post-update\"") && !p.body.contains("id=\"postmortem\""));
+    // Another tenant's incident, as if it did not exist.
+    for path in [
+        format!("/incidents/{theirs}"),
+        format!("/_/incidents/{theirs}"),
+    ] {
+        assert_eq!(web.get(&path).await.status, 404, "{path}");
+    }
+    // Its forms are refused with the API's reason, for its own tenant as for the other;
+    // nothing is written and nobody is told.
+    let csrf = web.csrf().await;
+    for tenant in ["maelys", "other"] {
+        let p = web
+            .post(
+                "/incidents",
+                &[("title", "Ours"), ("tenant", tenant), ("_csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(p.status, 403, "{}", p.body);
+        assert!(
+            p.body.contains("needs the operator&#39;s token")
+                || p.body.contains("needs the operator's token"),
+            "{}",
+            p.body
+        );
+    }
+    // Its own incident: the API's refusal on the page. The other tenant's: refused too, and
+    // the page that would show the refusal is not found, as the incident is to this session.
+    for (id, status) in [(mine, 403), (theirs, 404)] {
+        let p = web
+            .post(
+                &format!("/incidents/{id}/updates"),
+                &[("status", "identified"), ("message", "x"), ("_csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(p.status, status, "{id}: {}", p.body);
+        assert!(!p.body.contains("Globex"), "{}", p.body);
+        let p = web
+            .post(&format!("/incidents/{id}/resolve"), &[("_csrf", &csrf)])
+            .await;
+        assert_eq!(p.status, status, "{id}: {}", p.body);
+        assert_eq!(
+            web.get(&format!("/incidents/{id}/postmortem")).await.status,
+            403
+        );
+    }
+    let (_, list) = server.api("/api/v1/incidents", ADMIN_TOKEN).await.unwrap();
+    let list = list["data"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(
+        list.iter().all(|i| i["status"] == "investigating"),
+        "{list:?}"
+    );
+    // Drills: read only, and only its own sources'.
+    let (status, d) = server
+        .api_send(
+            Method::POST,
+            "/api/v1/drills",
+            ADMIN_TOKEN,
+            Some(json!({"scenario": "flow-stop", "source": "other-kustomer", "for": "1m"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{d}");
+    let drill = d["id"].as_str().unwrap();
+    let p = web.get("/drills").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        !p.body.contains(drill) && !p.body.contains("id=\"start-drill\""),
+        "{}",
+        p.body
+    );
+    assert_eq!(web.get(&format!("/drills/{drill}")).await.status, 404);
+    assert_eq!(web.get(&format!("/_/drills/{drill}")).await.status, 404);
+    let p = web
+        .post(
+            "/drills",
+            &[
+                ("scenario", "flow-stop"),
+                ("source", "maelys-kustomer"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert_eq!(
+        web.post(&format!("/drills/{drill}/cancel"), &[("_csrf", &csrf)])
+            .await
+            .status,
+        403
+    );
+    let (_, d) = server
+        .api(&format!("/api/v1/drills/{drill}"), ADMIN_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(d["state"], "running", "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_are_started_cancelled_and_show_their_result() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let hook = NotifierCapture::start().await.unwrap();
+    let server = incident_server(&handler, &hook).await;
+    let mut web = Web::new(&server.url());
+    web.login(ADMIN_TOKEN).await;
+    let p = web.get("/drills").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("No drill yet") && p.body.contains("id=\"start-drill\""));
+    let csrf = csrf_of(&p.body);
+    let stall = |csrf: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("scenario", "queue-stall".into()),
+            ("source", "maelys-kustomer".into()),
+            ("destination", "handler".into()),
+            ("for", "10m".into()),
+            ("_csrf", csrf.to_string()),
+        ]
+    };
+    // Without CSRF: nothing started.
+    assert_eq!(web.post_owned("/drills", &stall("nope")).await.status, 403);
+    let (_, list) = server.api("/api/v1/drills", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(list["data"], json!([]));
+    // The API's refusals, on the form.
+    for (form, status, why) in [
+        (vec![("scenario", "meteor")], 400, "unknown scenario"),
+        (
+            vec![("scenario", "queue-stall"), ("source", "nope")],
+            404,
+            "nope",
+        ),
+        (
+            vec![
+                ("scenario", "queue-stall"),
+                ("source", "maelys-kustomer"),
+                ("for", "3d"),
+            ],
+            400,
+            "for",
+        ),
+    ] {
+        let mut form = form;
+        form.push(("_csrf", &csrf));
+        let p = web.post("/drills", &form).await;
+        assert_eq!(p.status, status, "{why}: {}", p.body);
+        assert!(
+            p.body.contains("Refused:") && p.body.contains(why),
+            "{why}: {}",
+            p.body
+        );
+    }
+
+    // Started, then cancelled from its page: healed at once, the verdict `cancelled`.
+    let p = web.post_owned("/drills", &stall(&csrf)).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = p.location().to_string();
+    assert!(page.starts_with("/drills/drl_"), "{page}");
+    let p = web.get(&page).await;
+    assert!(
+        p.body.contains(">running<") && p.body.contains("id=\"cancel-drill\""),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("hx-get=\"/_/drills/"),
+        "a running drill's page is not followed"
+    );
+    let p = web.fragment("/_/drills").await;
+    assert!(p.body.contains("class=\"running\""), "{}", p.body);
+    let p = web
+        .post(&format!("{page}/cancel"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = web.get(&page).await;
+    assert!(
+        p.body.contains(">cancelled<") && !p.body.contains("id=\"cancel-drill\""),
+        "{}",
+        p.body
+    );
+    assert!(
+        !p.body.contains("hx-get=\"/_/drills/"),
+        "an ended drill's page still polls"
+    );
+    let p = web
+        .post(&format!("{page}/cancel"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+
+    // Another, run to its verdict: the stalled queue alerts, on-call is told, it heals; its
+    // page tells the course from the fault, the alert and the notifier.
+    server.clock.advance(Duration::from_secs(1));
+    let p = web.post_owned("/drills", &stall(&csrf)).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = p.location().to_string();
+    let id = page.trim_start_matches("/drills/").to_string();
+    send(&server, "maelys-kustomer", "drill-1").await;
+    let mut elapsed = Duration::ZERO;
+    loop {
+        let (_, d) = server
+            .api(&format!("/api/v1/drills/{id}"), ADMIN_TOKEN)
+            .await
+            .unwrap();
+        if d["state"] != "running" {
+            assert_eq!(d["state"], "passed", "{d:#}");
+            break;
+        }
+        assert!(
+            elapsed < Duration::from_secs(15 * 60),
+            "the drill never ended: {d:#}"
+        );
+        let step = if d["report"]["alert"].is_object() {
+            1
+        } else {
+            5
+        };
+        server.clock.advance(Duration::from_secs(step));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        elapsed += Duration::from_secs(step);
+    }
+    let p = web.get(&page).await;
+    assert_eq!(p.status, 200);
+    let course = p.body.split("id=\"course\"").nth(1).unwrap_or("");
+    for want in [
+        ">passed<",
+        "queue_stalled",
+        "sent through hook",
+        "alert fired",
+        "healed",
+    ] {
+        assert!(
+            p.body.contains(want),
+            "the drill's page lacks {want}: {}",
+            p.body
+        );
+    }
+    assert_eq!(
+        course.matches("s-ok").count(),
+        3,
+        "alert, notification, heal: {course}"
+    );
+    let p = web.get("/drills").await;
+    let rows = p.body.split("id=\"drills\"").nth(1).unwrap_or("");
+    let (passed, cancelled) = (rows.find(">passed<"), rows.find(">cancelled<"));
+    assert!(
+        passed.is_some() && cancelled.is_some() && passed < cancelled,
+        "the newest first: {rows}"
+    );
 }

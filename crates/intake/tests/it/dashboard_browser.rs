@@ -17,7 +17,7 @@ use intake_testkit::{
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use super::dashboard::{send, stall, stalling_server};
+use super::dashboard::{incident_server, send, stall, stalling_server};
 use crate::PATIENCE;
 
 /// Where Debian puts them.
@@ -344,11 +344,92 @@ async fn browser_tenant_login_cannot_see_another_tenant() {
     b.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_declares_an_incident_and_posts_an_update() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let hook = NotifierCapture::start().await.unwrap();
+    let server = incident_server(&handler, &hook).await;
+    let b = Browser::start("incident").await;
+    b.goto(&format!("{}/incidents", server.url())).await;
+    b.log_in(ADMIN_TOKEN).await;
+    b.wait_for_text("Declare an incident").await;
+    b.fill("#title", "Chat conversations are not reaching the handler")
+        .await;
+    b.click("input[name='tenant'][value='maelys']").await;
+    b.click("input[name='source'][value='maelys-kustomer']")
+        .await;
+    let severity = b.client.find(Locator::Css("#severity")).await.unwrap();
+    severity.select_by_value("critical").await.unwrap();
+    b.fill("#commander", "alice").await;
+    b.fill(
+        "#message",
+        "New chat conversations are delayed; we are on it.",
+    )
+    .await;
+    b.shot("incident-declare").await;
+    b.click("#declare").await;
+    let html = b.wait_for_text("id=\"timeline\"").await;
+    assert!(b.path().await.starts_with("/incidents/inc_"));
+    assert!(html.contains("Chat conversations are not reaching the handler"));
+    // The notices to on-call and to maelys's contact arrive; the timeline shows them
+    // delivered at its next refresh.
+    b.wait_for_text("notice delivered").await;
+    b.shot("incident").await;
+    // An update from the page.
+    let status = b.client.find(Locator::Css("#status")).await.unwrap();
+    status.select_by_value("identified").await.unwrap();
+    b.fill(
+        "#u-message",
+        "Cause found: a deploy skipped the queue step.",
+    )
+    .await;
+    b.click("#post-update").await;
+    b.wait_for_text("Cause found: a deploy skipped the queue step.")
+        .await;
+    let (_, list) = server.api("/api/v1/incidents", ADMIN_TOKEN).await.unwrap();
+    assert_eq!(list["data"][0]["status"], "identified", "{list}");
+    b.shot("incident-updated").await;
+    // The overview lists it on top, linking to it.
+    b.goto(&server.url()).await;
+    b.wait_for_text("Open incidents").await;
+    b.click("#incidents .alertbar a").await;
+    b.wait_for_text("id=\"timeline\"").await;
+    assert!(b.path().await.starts_with("/incidents/inc_"));
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_opens_the_drills_page_starts_and_cancels_a_drill() {
+    let (_h, server) = server().await;
+    let b = Browser::start("drills").await;
+    b.goto(&format!("{}/drills", server.url())).await;
+    b.log_in(ADMIN_TOKEN).await;
+    b.wait_for_text("Start a drill").await;
+    let scenario = b.client.find(Locator::Css("#scenario")).await.unwrap();
+    scenario.select_by_value("queue-stall").await.unwrap();
+    let source = b.client.find(Locator::Css("#source")).await.unwrap();
+    source.select_by_value("maelys-kustomer").await.unwrap();
+    // Sent from the keyboard: Enter in the last field submits the form.
+    b.fill("#for", "10m\u{E007}").await;
+    b.wait_for_text("id=\"cancel-drill\"").await;
+    assert!(b.path().await.starts_with("/drills/drl_"));
+    assert!(b.source().await.contains(">running<"));
+    b.shot("drill-running").await;
+    b.click("#cancel-drill").await;
+    b.wait_for_text(">cancelled<").await;
+    b.shot("drill-cancelled").await;
+    b.goto(&format!("{}/drills", server.url())).await;
+    let html = b.wait_for_text("id=\"drills\"").await;
+    assert!(html.contains(">cancelled<"), "{html}");
+    b.shot("drills").await;
+    b.close().await;
+}
+
 /// The screenshots of docs/dashboard.md, from a server with fifteen days of realistic traffic
 /// (enough for the seasonal baseline):
 /// three tenants, email and chat with a working-day profile, one tenant's chat stopping for
 /// the last 90 minutes, one destination failing for the last half hour, a silence, a dry-run
-/// recovery. Run by hand (it writes into the repository) with
+/// recovery, a fire drill in the morning, an open incident with an update and a resolved one. Run by hand (it writes into the repository) with
 /// `INTAKE_DOCS_SCREENSHOTS=docs/dashboard cargo nextest run -p intake --test it --run-ignored only docs_screenshots`;
 /// the PNGs are then optimised with `optipng -o2`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,6 +440,9 @@ async fn docs_screenshots() {
     };
     let ok = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let failing = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    // On-call's webhook and the tenants' contacts: incidents notify them, drills need a
+    // notification to pass.
+    let hook = NotifierCapture::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tenants = [
         ("maelys", "Maelys"),
@@ -388,10 +472,15 @@ id = "crm-sync"
 url = "{}"
 secret = "{DESTINATION_SECRET}"
 max_attempts = 50
+[[notifiers]]
+id = "oncall"
+kind = "webhook"
+url = "{}"
 "#,
         dir.path().display(),
         ok.url(),
-        failing.url()
+        failing.url(),
+        hook.url("/oncall")
     );
     for (id, name) in tenants {
         let extra = if id == "nordlys" {
@@ -401,8 +490,10 @@ max_attempts = 50
         };
         text.push_str(&format!(
             "[[tenants]]\nid = \"{id}\"\nname = \"{name}\"\napi_token = \"{id}-token\"\n\
+             contacts = [{{ kind = \"webhook\", url = \"{}\" }}]\n\
              [[sources]]\nid = \"{id}-kustomer\"\ntenant = \"{id}\"\nkind = \"kustomer\"\n\
              secrets = [\"{}\"]\ndestinations = [\"handler\"{extra}]\n",
+            hook.url(&format!("/contacts/{id}")),
             intake_testkit::SOURCE_SECRET
         ));
     }
@@ -423,6 +514,23 @@ max_attempts = 50
     let end = intake_core::Timestamp::parse_rfc3339("2026-11-28T10:00:00Z").unwrap();
     let outage = end.minus(Duration::from_secs(90 * 60));
     let failure = end.minus(Duration::from_secs(40 * 60));
+    // A fire drill in the morning rush: pinecone's queue held until its alert is notified.
+    let drill_at = end.minus(Duration::from_secs(150 * 60));
+    let mut drill = None;
+    // Yesterday's incident of pinecone, declared and resolved while it happened.
+    let yesterday = intake_core::Timestamp::parse_rfc3339("2026-11-27T14:10:00Z").unwrap();
+    let mut old = String::new();
+    let post = |path: String, body: serde_json::Value| {
+        let server = &server;
+        async move {
+            let (status, v) = server
+                .api_send(reqwest::Method::POST, &path, ADMIN_TOKEN, Some(body))
+                .await
+                .unwrap();
+            assert!(status < 300, "{path}: {v}");
+            v
+        }
+    };
     let mut n = 0u64;
     let mut now = start;
     while now < end {
@@ -454,7 +562,45 @@ max_attempts = 50
         if now >= failure {
             failing.set_default(Reply::Status(503));
         }
-        server.clock.advance(Duration::from_secs(300));
+        if now == yesterday {
+            let v = post(
+                "/api/v1/incidents".into(),
+                json!({"title": "E-mail conversations delayed during an inbox migration", "tenants": ["pinecone"],
+                       "severity": "minor", "impact_start": "2026-11-27T14:05:00Z", "commander": "bob", "author": "bob",
+                       "message": "New e-mail conversations arrive up to 20 minutes late while your inboxes move."}),
+            )
+            .await;
+            old = v["id"].as_str().unwrap_or_default().to_string();
+        }
+        if now == yesterday.plus(Duration::from_secs(35 * 60)) {
+            post(
+                format!("/api/v1/incidents/{old}/resolve"),
+                json!({"message": "The migration is over; every delayed conversation was delivered.", "author": "bob"}),
+            )
+            .await;
+        }
+        if now == drill_at {
+            let (status, d) = server
+                .api_send(
+                    reqwest::Method::POST,
+                    "/api/v1/drills",
+                    ADMIN_TOKEN,
+                    Some(json!({"scenario": "queue-stall", "source": "pinecone-kustomer", "for": "15m"})),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 201, "{d}");
+            drill = d["id"].as_str().map(str::to_string);
+        }
+        if now >= drill_at && now < drill_at.plus(Duration::from_secs(15 * 60)) {
+            // Seconds at a time while the drill runs, so its timings are its own.
+            for _ in 0..60 {
+                server.clock.advance(Duration::from_secs(5));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        } else {
+            server.clock.advance(Duration::from_secs(300));
+        }
         now = now.plus(Duration::from_secs(300));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -485,6 +631,24 @@ max_attempts = 50
         .await
         .unwrap();
     let job = job["id"].as_str().unwrap().to_string();
+    let drill = drill.expect("the drill started");
+    // Maelys's chat outage, declared and updated.
+    let inc = post(
+        "/api/v1/incidents".into(),
+        json!({"title": "New chat conversations are not reaching your helpdesk", "tenants": ["maelys"],
+               "sources": ["maelys-kustomer"], "channels": ["chat"], "severity": "critical",
+               "impact_start": "2026-11-28T08:30:00Z", "commander": "alice", "author": "alice",
+               "message": "Chat webhooks stopped arriving at 08:30 UTC. We are investigating and will recover every missed conversation."}),
+    )
+    .await;
+    let inc = inc["id"].as_str().unwrap().to_string();
+    server.clock.advance(Duration::from_secs(240));
+    post(
+        format!("/api/v1/incidents/{inc}/updates"),
+        json!({"status": "identified", "author": "alice",
+               "message": "The system of record paused chat webhooks for this account. We asked it to resume them and will backfill 08:30 onwards from its API."}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let b = Browser::start("docs").await;
@@ -536,5 +700,17 @@ max_attempts = 50
     .await;
     b.wait_for_text("id=\"verdict\"").await;
     shot("audit").await;
+    b.goto(&format!("{}/incidents", server.url())).await;
+    b.wait_for_text("Recently resolved").await;
+    shot("incidents").await;
+    b.goto(&format!("{}/incidents/{inc}", server.url())).await;
+    b.wait_for_text("notice delivered").await;
+    shot("incident").await;
+    b.goto(&format!("{}/drills", server.url())).await;
+    b.wait_for_text("id=\"drills\"").await;
+    shot("drills").await;
+    b.goto(&format!("{}/drills/{drill}", server.url())).await;
+    b.wait_for_text(">passed<").await;
+    shot("drill").await;
     b.close().await;
 }

@@ -81,7 +81,7 @@ pub struct DrillView {
 }
 
 impl DrillView {
-    fn of(d: Drill) -> Self {
+    pub(crate) fn of(d: Drill) -> Self {
         let secs = |t: Option<Timestamp>| t.map(|t| t.since(d.started_at).as_secs_f64());
         DrillView {
             report: DrillReport::of(&d),
@@ -173,6 +173,25 @@ async fn create(
             format!("the body is not a drill request: {e}"),
         )
     })?;
+    let drill = start_drill(&app, &scope, &req).await?;
+    let location = format!("/api/v1/drills/{}", drill.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(DrillView::of(drill)),
+    )
+        .into_response())
+}
+
+/// Starts the drill `req` asks for, by `scope`'s rights (the operator's only): checked
+/// against the configuration, the running drills and the active alerts, stored running, and
+/// this node's drill duty woken. The API's `POST /drills` and the dashboard's form call it.
+pub(crate) async fn start_drill(
+    app: &AppState,
+    scope: &Scope,
+    req: &DrillRequest,
+) -> Result<Drill, Problem> {
+    operator_only(scope, "starting")?;
     let now = app.clock.now();
     let running = app
         .store
@@ -187,16 +206,10 @@ async fn create(
         by: "operator",
     };
     let active = drill::active_alerts(&*app.store).await?;
-    let drill = params::check(&req, &app.config, &running, &active, origin, now)?;
+    let drill = params::check(req, &app.config, &running, &active, origin, now)?;
     drill::start(&*app.store, &app.config, &app.faults, drill.clone()).await?;
     app.drills.notify_one();
-    let location = format!("/api/v1/drills/{}", drill.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(DrillView::of(drill)),
-    )
-        .into_response())
+    Ok(drill)
 }
 
 /// `GET /api/v1/drills` query parameters.
@@ -242,26 +255,37 @@ async fn list(
             )
         })?],
     };
-    let tenant = match &scope {
-        Scope::Operator => None,
-        Scope::Tenant(t) => Some(t.clone()),
-    };
-    let drills = app
-        .store
-        .list_drills(DrillFilter {
-            tenant,
-            states,
-            schedule: None,
-            limit: page_size(q.limit)?,
-        })
-        .await?;
+    let drills = list_drills(&app, &scope, states, page_size(q.limit)?).await?;
     Ok(Json(Drills {
         data: drills.into_iter().map(DrillView::of).collect(),
     }))
 }
 
+/// The drills `scope` may see (a tenant's: those of its own sources), newest first, of
+/// `states` (all when empty), at most `limit`.
+pub(crate) async fn list_drills(
+    app: &AppState,
+    scope: &Scope,
+    states: Vec<DrillState>,
+    limit: usize,
+) -> Result<Vec<Drill>, Problem> {
+    let tenant = match scope {
+        Scope::Operator => None,
+        Scope::Tenant(t) => Some(t.clone()),
+    };
+    Ok(app
+        .store
+        .list_drills(DrillFilter {
+            tenant,
+            states,
+            schedule: None,
+            limit,
+        })
+        .await?)
+}
+
 /// The drill `id` if this token may see it.
-async fn visible(app: &AppState, scope: &Scope, id: &str) -> Result<Drill, Problem> {
+pub(crate) async fn visible(app: &AppState, scope: &Scope, id: &str) -> Result<Drill, Problem> {
     let not_found = || Problem::not_found("no-such-drill", format!("no drill `{id}`"));
     let drill = app.store.get_drill(id).await?.ok_or_else(not_found)?;
     let sees = match (scope, &drill.tenant) {
@@ -326,8 +350,19 @@ async fn cancel(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<DrillView>, Problem> {
-    operator_only(&scope, "cancelling")?;
-    let drill = visible(&app, &scope, &id).await?;
+    Ok(Json(DrillView::of(cancel_drill(&app, &scope, &id).await?)))
+}
+
+/// Cancels the running drill `id`, by `scope`'s rights (the operator's only): ended without a
+/// verdict and healed at once on this node. A drill that already ended is 409
+/// `drill-finished`. The API's `POST /drills/{id}/cancel` and the dashboard's button call it.
+pub(crate) async fn cancel_drill(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<Drill, Problem> {
+    operator_only(scope, "cancelling")?;
+    let drill = visible(app, scope, id).await?;
     let finished = |d: &Drill| {
         Problem::new(
             StatusCode::CONFLICT,
@@ -357,5 +392,5 @@ async fn cancel(
     metrics::counter!(DRILLS_TOTAL, "scenario" => stored.scenario.as_str(), "result" => "cancelled")
         .increment(1);
     tracing::warn!(drill = %stored.id, "fire drill cancelled by the operator; healed");
-    Ok(Json(DrillView::of(stored)))
+    Ok(stored)
 }

@@ -137,9 +137,7 @@ async fn declare(
 ) -> Result<Response, Problem> {
     operator(&scope, "declaring an incident")?;
     let req: DeclareRequest = body(&bytes, "an incident declaration")?;
-    let detail = desk(&app)
-        .declare(&req, &author_of(req.author.as_deref()))
-        .await?;
+    let detail = declare_incident(&app, &scope, &req).await?;
     let location = format!("/api/v1/incidents/{}", detail.incident.id);
     Ok((
         StatusCode::CREATED,
@@ -196,10 +194,7 @@ async fn list(
             ))
         }
     };
-    let tenant = scope.tenant_filter(q.tenant)?;
-    let data = reader(&app)
-        .list(tenant.as_deref(), open_only, page_size(q.limit)?)
-        .await?;
+    let data = list_incidents(&app, &scope, q.tenant, open_only, page_size(q.limit)?).await?;
     Ok(Json(Incidents { data }))
 }
 
@@ -226,7 +221,7 @@ async fn show(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, Problem> {
-    Ok(Json(reader(&app).detail(&id, tenant_of(&scope)).await?))
+    Ok(Json(incident_detail(&app, &scope, &id).await?))
 }
 
 #[utoipa::path(
@@ -260,8 +255,7 @@ async fn update(
 ) -> Result<Json<IncidentDetail>, Problem> {
     operator(&scope, "updating an incident")?;
     let req: UpdateRequest = body(&bytes, "an incident update")?;
-    let author = author_of(req.author.as_deref());
-    Ok(Json(desk(&app).update(&id, &req, &author).await?))
+    Ok(Json(update_incident(&app, &scope, &id, &req).await?))
 }
 
 #[utoipa::path(
@@ -293,8 +287,7 @@ async fn resolve(
 ) -> Result<Json<IncidentDetail>, Problem> {
     operator(&scope, "resolving an incident")?;
     let req: ResolveRequest = body(&bytes, "an incident resolution")?;
-    let author = author_of(req.author.as_deref());
-    Ok(Json(desk(&app).resolve(&id, &req, &author).await?))
+    Ok(Json(resolve_incident(&app, &scope, &id, &req).await?))
 }
 
 #[utoipa::path(
@@ -322,11 +315,83 @@ async fn postmortem(
     Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    operator(&scope, "a postmortem draft")?;
-    let text = reader(&app).postmortem(&id).await?;
+    let text = postmortem_draft(&app, &scope, &id).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
         text,
     )
         .into_response())
+}
+
+// What the admin API's handlers and the dashboard's incident pages both call: the scope
+// rules and the desk's operations, once.
+
+/// Declares the incident `req` describes, by `scope`'s rights (the operator's only).
+pub(crate) async fn declare_incident(
+    app: &AppState,
+    scope: &Scope,
+    req: &DeclareRequest,
+) -> Result<IncidentDetail, Problem> {
+    operator(scope, "declaring an incident")?;
+    let author = author_of(req.author.as_deref());
+    Ok(desk(app).declare(req, &author).await?)
+}
+
+/// Updates the open incident `id`, by `scope`'s rights (the operator's only).
+pub(crate) async fn update_incident(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+    req: &UpdateRequest,
+) -> Result<IncidentDetail, Problem> {
+    operator(scope, "updating an incident")?;
+    let author = author_of(req.author.as_deref());
+    Ok(desk(app).update(id, req, &author).await?)
+}
+
+/// Resolves the open incident `id`, by `scope`'s rights (the operator's only).
+pub(crate) async fn resolve_incident(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+    req: &ResolveRequest,
+) -> Result<IncidentDetail, Problem> {
+    operator(scope, "resolving an incident")?;
+    let author = author_of(req.author.as_deref());
+    Ok(desk(app).resolve(id, req, &author).await?)
+}
+
+/// The incidents `scope` may see (of `tenant` when asked; a tenant token only its own, as
+/// its slice), newest declared first.
+pub(crate) async fn list_incidents(
+    app: &AppState,
+    scope: &Scope,
+    tenant: Option<String>,
+    open_only: bool,
+    limit: usize,
+) -> Result<Vec<IncidentView>, Problem> {
+    let tenant = scope.tenant_filter(tenant)?;
+    Ok(reader(app)
+        .list(tenant.as_deref(), open_only, limit)
+        .await?)
+}
+
+/// The incident `id` with its timeline, as `scope` may see it (another tenant's is 404).
+pub(crate) async fn incident_detail(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<IncidentDetail, Problem> {
+    Ok(reader(app).detail(id, tenant_of(scope)).await?)
+}
+
+/// The postmortem draft of incident `id`, in Markdown, by `scope`'s rights (the operator's
+/// only).
+pub(crate) async fn postmortem_draft(
+    app: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<String, Problem> {
+    operator(scope, "a postmortem draft")?;
+    Ok(reader(app).postmortem(id).await?)
 }

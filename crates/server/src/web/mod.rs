@@ -16,8 +16,9 @@
 //! | `spark` | The overview's sparklines as inline SVG: a pure function of counts and the expected band. |
 //! | `assets` | The embedded CSS, JavaScript and vendored libraries (htmx, uPlot). |
 //! | `overview`, `tenant`, `event`, `alerts`, `silences`, `recoveries`, `audit` | One page each (and its live fragment, polled by htmx). |
+//! | `incidents`, `drills` | A list with its form, and one page per incident or drill (each with its live fragment). |
 //!
-//! **Adding a page** (Incidents, Drills): a module here with its handlers and a template under
+//! **Adding a page**: a module here with its handlers and a template under
 //! `crates/server/templates/`, its routes in [`routes`], and one line in [`NAV`].
 
 use std::sync::Arc;
@@ -33,7 +34,9 @@ mod alerts;
 mod assets;
 mod audit;
 mod auth;
+mod drills;
 mod event;
+mod incidents;
 mod overview;
 mod page;
 mod recoveries;
@@ -50,8 +53,7 @@ pub(crate) struct NavEntry {
     pub label: &'static str,
 }
 
-/// The navigation, in order. Incidents (`/incidents`) and Drills (`/drills`) get their line
-/// here when their pages exist.
+/// The navigation, in order.
 pub(crate) const NAV: &[NavEntry] = &[
     NavEntry {
         path: "/",
@@ -60,6 +62,10 @@ pub(crate) const NAV: &[NavEntry] = &[
     NavEntry {
         path: "/alerts",
         label: "Alerts",
+    },
+    NavEntry {
+        path: "/incidents",
+        label: "Incidents",
     },
     NavEntry {
         path: "/silences",
@@ -72,6 +78,10 @@ pub(crate) const NAV: &[NavEntry] = &[
     NavEntry {
         path: "/audit",
         label: "Audit",
+    },
+    NavEntry {
+        path: "/drills",
+        label: "Drills",
     },
 ];
 
@@ -99,6 +109,18 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/recoveries/{id}/run", post(recoveries::run))
         .route("/recoveries/{id}/cancel", post(recoveries::cancel))
         .route("/audit", get(audit::page))
+        .route("/incidents", get(incidents::page).post(incidents::declare))
+        .route("/_/incidents", get(incidents::fragment))
+        .route("/incidents/{id}", get(incidents::show))
+        .route("/_/incidents/{id}", get(incidents::fragment_one))
+        .route("/incidents/{id}/updates", post(incidents::update))
+        .route("/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/incidents/{id}/postmortem", get(incidents::postmortem))
+        .route("/drills", get(drills::page).post(drills::create))
+        .route("/_/drills", get(drills::fragment))
+        .route("/drills/{id}", get(drills::show))
+        .route("/_/drills/{id}", get(drills::fragment_one))
+        .route("/drills/{id}/cancel", post(drills::cancel))
         .route("/logout", post(auth::logout))
         .layer(middleware::from_fn_with_state(state, auth::require_session));
     Router::new()

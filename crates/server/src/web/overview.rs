@@ -1,6 +1,7 @@
-//! `/`: the page on-call opens first. Firing alerts on top; then every tenant × source ×
-//! channel with its last day drawn against the band the monitor expects, its current rate and
-//! a status; the queue of every destination; the canaries of every source.
+//! `/`: the page on-call opens first. Open incidents on top, each linking to its page; then
+//! firing alerts; then every tenant × source × channel with its last day drawn against the
+//! band the monitor expects, its current rate and a status; the queue of every destination;
+//! the canaries of every source.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::Extension;
 use intake_core::Timestamp;
 
 use super::alerts::{rows_html, AlertRow};
+use super::incidents::{open_lines, IncidentLine};
 use super::page::{
     ago, duration, html, render, segment, when, Chrome, PageError, PageResult, Viewer,
 };
@@ -256,6 +258,7 @@ struct OverviewPage {
 #[derive(Template)]
 #[template(path = "overview_live.html")]
 struct OverviewLive {
+    incidents: Vec<IncidentLine>,
     firing: usize,
     pending: usize,
     alerts_html: String,
@@ -291,11 +294,13 @@ async fn live(app: &AppState, viewer: &Viewer) -> Result<OverviewLive, PageError
     let flows = flows::read(app, tenant.clone(), None).await?;
     let queue = queue::read(app, tenant.clone(), None).await?;
     let canaries = canaries::read(app, tenant, None).await?;
+    let incidents = open_lines(app, viewer).await?;
     let now = alerts.as_of;
     let active: Vec<&AlertView> = alerts.firing.iter().chain(alerts.pending.iter()).collect();
     let mut top: Vec<AlertRow> = alerts.firing.iter().map(|a| AlertRow::of(a, now)).collect();
     top.extend(alerts.pending.iter().map(|a| AlertRow::of(a, now)));
     Ok(OverviewLive {
+        incidents,
         firing: alerts.firing.len(),
         pending: alerts.pending.len(),
         alerts_html: rows_html(top)?,
