@@ -368,6 +368,11 @@ impl LinkBuilder {
         self.url(&format!("/incidents/{}", path_segment(id)), &[])
     }
 
+    /// The dashboard page of a fire drill: `{public_url}/drills/{id}`.
+    pub fn drill(&self, id: &str) -> Option<String> {
+        self.url(&format!("/drills/{}", path_segment(id)), &[])
+    }
+
     /// The dashboard's home page.
     pub fn home(&self) -> Option<String> {
         self.url("/", &[])
@@ -600,7 +605,7 @@ impl Notice {
             at,
             repeat_at: None,
             links: Links {
-                dashboard: links.home(),
+                dashboard: links.drill(drill),
                 events: None,
             },
             silence: None,
@@ -739,6 +744,21 @@ mod tests {
         assert_eq!(
             links.silence("sil 1").unwrap(),
             "https://intake.example.com/base/silences/sil+1"
+        );
+        assert_eq!(
+            links.drill("drl_1").unwrap(),
+            "https://intake.example.com/base/drills/drl_1"
+        );
+        let probe = Notice::drill_probe(
+            "drl_1",
+            "oncall",
+            t("2026-11-28T10:00:00Z"),
+            t("2026-11-28T10:10:00Z"),
+            &links,
+        );
+        assert_eq!(
+            probe.links.dashboard.as_deref(),
+            Some("https://intake.example.com/base/drills/drl_1")
         );
         let none = LinkBuilder::new(None).unwrap();
         assert_eq!(none.alert_dashboard("r", &l), None);
