@@ -6,6 +6,11 @@
 //! same hour of the day over the last `days` days, and with fewer than `min_days` of those there
 //! is no baseline at all: the statistical rules give no verdict and only the gap rule of
 //! `inbound_stopped` watches the series. Which one was used is written into every reason.
+//!
+//! How much a series varies is two dispersions of its hourly intensity, the total and the
+//! hour-to-hour part, estimated net of its count noise ([`count_noise`]: the flow's own
+//! index of dispersion of half-hour counts, so minute-scale bursts are not read as changes
+//! of the hourly rate).
 
 use std::fmt;
 
