@@ -8,7 +8,8 @@
 //! lists the burstiness levels (`smooth` for events that arrive one by one, a number for
 //! gamma-Poisson minute counts of that shape with batched and polled flows; default
 //! `smooth,4,2,1`), `THREADS` how many runs go at once (default 2), `SHOW_FALSE=1` prints the
-//! false alerts' reasons and `NO_TICK_COST=1` skips the cost measurement.
+//! false alerts' reasons, `SHOW_PROBES=1` the 90/h probe channels' pages (where in its hour
+//! each stop fell, the delay and the reason) and `NO_TICK_COST=1` skips the cost measurement.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -137,6 +138,11 @@ fn main() {
         print!("{report}");
         if std::env::var_os("SHOW_FALSE").is_some() {
             for l in &report.false_samples {
+                println!("    {l}");
+            }
+        }
+        if std::env::var_os("SHOW_PROBES").is_some() {
+            for l in &report.probe_samples {
                 println!("    {l}");
             }
         }

@@ -21,8 +21,8 @@
 use statrs::function::gamma::ln_gamma;
 
 use crate::baseline::{
-    dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig, BaselineKind,
-    HourBaseline,
+    count_noise, dispersion_of, expected_between, hour_baseline, profile_between, BaselineConfig,
+    BaselineKind, HourBaseline,
 };
 use crate::burst::BurstStats;
 use crate::calendar::QuietDay;
@@ -62,13 +62,15 @@ fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> 
 
 /// The squared relative error of an hour's baseline as an estimate of that hour's mean: the
 /// baseline is the median of `n` comparable hours, each of which had its own hour multiplier
-/// (variance `a_h`) and its own Poisson noise (`1/m`), so it misses the hour's true level by a
-/// relative variance of about `(a_h + 1/m)/n`, times the median's inefficiency (1 for the
+/// (variance `a_h`) and its own count noise (`noise/m`, `noise` the flow's index of
+/// dispersion from [`count_noise`], 1 for events one by one), so it misses the hour's true
+/// level by a relative variance of about `(a_h + noise/m)/n`, times the median's
+/// inefficiency (1 for the
 /// median of 1 or 2 values, π/2 for more, the large-sample value, which errs high). The
 /// day-level part of those hours' variation is common to the hours of a day and is learnt
 /// by the day multiplier; this hour-specific part is not, and the hour-to-hour dispersion
 /// `a_h`, being estimated in-sample against the same medians, does not contain it either.
-fn baseline_error(b: Option<HourBaseline>, a_h: f64) -> f64 {
+fn baseline_error(b: Option<HourBaseline>, a_h: f64, noise: f64) -> f64 {
     let Some(b) = b else { return 0.0 };
     let n = match b.kind {
         BaselineKind::Seasonal { weeks } => weeks,
@@ -80,7 +82,7 @@ fn baseline_error(b: Option<HourBaseline>, a_h: f64) -> f64 {
     } else {
         std::f64::consts::FRAC_PI_2
     };
-    inefficiency * (a_h + 1.0 / b.expected.max(1.0)) / n
+    inefficiency * (a_h + noise / b.expected.max(1.0)) / n
 }
 
 /// The gap rule for a series that has a seasonal baseline: the silence against the longest
@@ -293,10 +295,11 @@ fn silence_evidence(
     // dispersion plus the baseline's own error (see `baseline_error`): the first for
     // the hour in which the silence began, the later hours' errors averaging out over
     // the hours they span, the exposure's hours by their average volume.
-    let v_start = a_h + baseline_error(hour_baseline(f, hour_of(start), cfg), a_h);
+    let noise = count_noise(f);
+    let v_start = a_h + baseline_error(hour_baseline(f, hour_of(start), cfg), a_h, noise);
     let later_hours = ((now_min - hour_start - 60) as f64 / 60.0).ceil().max(1.0);
     let v_later =
-        a_h + baseline_error(hour_baseline(f, hour_of(now_min - 1), cfg), a_h) / later_hours;
+        a_h + baseline_error(hour_baseline(f, hour_of(now_min - 1), cfg), a_h, noise) / later_hours;
     let v_exposure = a_h
         + baseline_error(
             hour_baseline(f, hour_of(start) - 1, cfg).map(|b| HourBaseline {
@@ -304,6 +307,7 @@ fn silence_evidence(
                 ..b
             }),
             a_h,
+            noise,
         );
     let kappa = 1.0 / (1.0 + e * v_exposure / n);
     // Bursty counts carry less information than events that arrive one by one: a batch of
@@ -353,6 +357,9 @@ struct Mixture {
     ln_terms: [f64; 3],
     ln_p0s: [f64; 3],
     means: [f64; 3],
+    /// The events each component expects over the silence at its *day's* level (the
+    /// exposure's, not this hour's minutes): what the minimum of expected arrivals counts.
+    day_means: [f64; 3],
 }
 
 /// Weighs the components of the day multiplier's prior by how well each explains the
@@ -383,6 +390,7 @@ fn mixture(ev: &SilenceEvidence, cfg: &BaselineConfig) -> Mixture {
         ln_terms: [f64::NEG_INFINITY; 3],
         ln_p0s: [0.0; 3],
         means: [0.0; 3],
+        day_means: [0.0; 3],
     };
     let day_components = [
         (1.0 - share - onset, a, a),
@@ -441,6 +449,7 @@ fn day_component(
     let v2 = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_later) - 1.0;
     m.ln_p0s[i] = component_ln_p0(ev, p_mean, v1, d_mean, v2);
     m.means[i] = p_mean * ev.w1 + d_mean * ev.w2;
+    m.day_means[i] = d_mean * (ev.w1 + ev.w2);
 }
 
 /// The third component: a quiet spell of level Q that began at the start of this hour (prior
@@ -466,6 +475,7 @@ fn spell_component(
     let v2 = (1.0 + 1.0 / q_shape) * (1.0 + ev.v_later) - 1.0;
     m.ln_p0s[2] = component_ln_p0(ev, q_mean, v1, q_mean, v2);
     m.means[2] = q_mean * (ev.w1 + ev.w2);
+    m.day_means[2] = q_mean * (ev.w1 + ev.w2);
 }
 
 /// The statistical verdict: the mixture's weights, `ln P(0)` and the events it expects over
@@ -475,6 +485,9 @@ struct Verdict {
     spell: f64,
     ln_p0: f64,
     post_mean: f64,
+    /// The events expected over the silence at the level the flow ran at over the hours
+    /// before it (the day multiplier's posterior mean, mixed like `post_mean`).
+    day_mean: f64,
 }
 
 fn verdict(ev: &SilenceEvidence, cfg: &BaselineConfig) -> Verdict {
@@ -495,7 +508,27 @@ fn verdict(ev: &SilenceEvidence, cfg: &BaselineConfig) -> Verdict {
         spell: weights[2],
         ln_p0,
         post_mean: (0..3).map(|i| weights[i] * m.means[i]).sum(),
+        day_mean: (0..3).map(|i| weights[i] * m.day_means[i]).sum(),
     }
+}
+
+/// The independent arrivals that the minimum of expected arrivals counts over a silence:
+/// the events the flow would have carried over it at the level it ran at over the hours
+/// before it (`Verdict::day_mean`), each component's day multiplier times the baseline,
+/// shrunk by its minute-scale bursts at that rate (clumped events leave longer silences).
+///
+/// The day's level, not the baseline's: a flow running 30 % above its baseline all day has
+/// 30 % more arrivals in its silence, one running at a holiday's quarter a quarter, and the
+/// floor should say so in both directions. Not this hour's level: the floor guards against
+/// the hour-to-hour noise the model may underestimate, so it does not lean on the minutes
+/// of the hour the silence began in.
+fn arrivals_at_day_level(v: &Verdict, ev: &SilenceEvidence) -> f64 {
+    arrivals(v.day_mean, ev.run, &ev.burst)
+}
+
+/// `events` expected over `run` minutes, counted as independent arrivals under `burst`.
+fn arrivals(events: f64, run: f64, burst: &BurstStats) -> f64 {
+    events * burst.factor(events / run.max(1.0))
 }
 
 /// The flow's own gaps against a silence: see [`gap_gate`].
@@ -613,10 +646,7 @@ fn stopped_against_baseline(
         p.p_zero
     };
     let expected = ev.expected;
-    // The minimum of expected events counts independent arrivals: clumped events leave
-    // longer silences.
-    let factor = ev.burst.factor(expected / ev.run.max(1.0));
-    let arrivals = expected * factor;
+    let arrivals = arrivals_at_day_level(&v, &ev);
     if v.ln_p0 >= threshold.ln() || arrivals < p.min_expected {
         return baselined_gap(f, now_min, p, cfg, kind, v.ln_p0);
     }
@@ -668,7 +698,8 @@ fn stopped_against_baseline(
              this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
              (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
              P(quiet since this hour) = {}); bursts: minute-scale shape {shape}, clumps of \
-             {clump:.1}, so {arrivals:.1} independent arrivals expected, and counts weigh \
+             {clump:.1}, so {arrivals:.1} independent arrivals expected at the level of the \
+             hours before, and counts weigh \
              1/{d:.1} (half-hour dispersion); P(0) = {} \
              (threshold {}{}); {}; decided by {decided}",
             fmt_prob(v.quiet),
@@ -715,4 +746,97 @@ fn stopped_by_gaps(
             p.gap_factor, f.gap_count, f.longest_gap
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 90/h flow ten minutes into a silence that began on the hour: three hours of
+    /// exposure in which the baseline expected 270 events and the flow carried `ratio` times
+    /// that, no event of this hour seen, minutes of burst shape 2 (the prior).
+    fn evidence(ratio: f64) -> SilenceEvidence {
+        let (e, kappa) = (270.0, 0.2);
+        let c = ratio * e;
+        SilenceEvidence {
+            kind: BaselineKind::Seasonal { weeks: 4 },
+            expected: 15.0,
+            alpha: 0.1,
+            a_h: 0.05,
+            c,
+            e,
+            minutes: 180,
+            kc: kappa * c,
+            ke: kappa * e,
+            c1: 0.0,
+            e1: 0.0,
+            w1: 15.0,
+            w2: 0.0,
+            v_start: 0.07,
+            v_later: 0.07,
+            d: 1.0,
+            run: 10.0,
+            burst: BurstStats::new(),
+            quiet_day: false,
+        }
+    }
+
+    /// The minimum of expected arrivals counts them at the level the flow ran at over the
+    /// hours before the silence: more on a busy day, fewer on a quiet one, and on an
+    /// ordinary day what the baseline expects.
+    #[test]
+    fn the_minimum_of_arrivals_counts_at_the_days_level() {
+        let cfg = BaselineConfig::default();
+        let burst = BurstStats::new();
+        // (the day's level relative to the baseline, the level the arrivals should count at:
+        // the day multiplier's posterior mean, (a + κc)/(a + κE) with a = 1/alpha = 10 and
+        // κE = 54; for the quarter day the ordinary component, 0.37, weighs 1/3 and the
+        // quiet day's, (2 + κc)/(2/0.3 + κE) = 0.26, 2/3 by their marginal likelihoods)
+        let table = [(1.0, 1.0), (1.5, 1.42), (0.6, 0.66), (0.25, 0.29)];
+        for (ratio, level) in table {
+            let ev = evidence(ratio);
+            let v = verdict(&ev, &cfg);
+            let got = arrivals_at_day_level(&v, &ev);
+            let want = arrivals(level * ev.expected, ev.run, &burst);
+            assert!(
+                (got - want).abs() < 0.05 * want,
+                "day at {ratio}: {got:.2} arrivals, want {want:.2}"
+            );
+        }
+        // Shape-2 minutes at 1.5 a minute: the baseline's 15 expected events are 11.2
+        // arrivals; on a day at 1.5 times the baseline the same ten minutes carried 21
+        // events, 14.5 arrivals (bursts shrink a busier minute's evidence a little more).
+        let baseline = arrivals(15.0, 10.0, &burst);
+        assert!((baseline - 11.2).abs() < 0.1, "{baseline}");
+        let busy = evidence(1.5);
+        let got = arrivals_at_day_level(&verdict(&busy, &cfg), &busy);
+        assert!((got - 14.5).abs() < 0.2, "{got}");
+    }
+
+    /// Arrivals under bursts: one by one they are the events; clumped, fewer; polled every
+    /// few minutes, far fewer.
+    #[test]
+    fn arrivals_shrink_with_bursts() {
+        let mut poisson = BurstStats::new();
+        let mut polled = BurstStats::new();
+        for h in 0..2000 {
+            poisson.observe_hour(h, &[2; 60]);
+            let mut minutes = [0u32; 60];
+            for m in minutes.iter_mut().step_by(5) {
+                *m = 10;
+            }
+            polled.observe_hour(h, &minutes);
+        }
+        // (bursts, events, minutes, arrivals at most, arrivals at least)
+        let table = [
+            (&poisson, 20.0, 10.0, 20.0, 19.0),
+            (&BurstStats::new(), 20.0, 10.0, 14.0, 13.5),
+            (&polled, 20.0, 10.0, 4.0, 0.5),
+            (&BurstStats::new(), 0.0, 10.0, 0.0, 0.0),
+        ];
+        for (burst, events, run, hi, lo) in table {
+            let got = arrivals(events, run, burst);
+            assert!((lo..=hi).contains(&got), "{events} in {run}: {got}");
+        }
+    }
 }

@@ -516,6 +516,9 @@ pub struct SyntheticReport {
     pub false_samples: Vec<String>,
     /// `inbound_drop`'s grouped warnings: (minute from the start, `holiday` or `other`).
     pub grouped: Vec<(i64, String)>,
+    /// Each 90/h probe channel's first `inbound_stopped` page: where in its hour the stop
+    /// fell, the delay and the reason, for reading what decided.
+    pub probe_samples: Vec<String>,
 }
 
 impl SyntheticReport {
@@ -576,9 +579,19 @@ impl Scorer<'_> {
         };
         match self.by_series.get(&s) {
             Some(i) if now_min >= i.start && now_min < i.end + 120 => {
+                let first = !self.first_detection.contains_key(&(s, t.rule.clone()));
                 self.first_detection
                     .entry((s, t.rule.clone()))
                     .or_insert(now_min - i.start);
+                if first && t.rule == "inbound_stopped" && self.label(i) == "zero@90/h" {
+                    r.probe_samples.push(format!(
+                        "{} stopped at minute {} of its hour, paged after {} min: {}",
+                        t.labels.tenant,
+                        i.start.rem_euclid(60),
+                        now_min - i.start,
+                        t.reason
+                    ));
+                }
             }
             _ => {
                 let cause = traffic.cause(s, now_min - 1);
