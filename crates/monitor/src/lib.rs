@@ -23,6 +23,7 @@ pub mod band;
 pub mod baseline;
 pub mod burst;
 pub mod calendar;
+pub mod completion;
 pub mod drop;
 pub mod gap;
 pub mod history;
@@ -38,10 +39,12 @@ pub use band::ExpectedHour;
 pub use baseline::{BaselineConfig, BaselineKind};
 pub use burst::BurstStats;
 pub use calendar::{QuietDay, QuietDays};
+pub use completion::CompletionSnapshot;
 pub use drop::CanaryHealth;
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowBand, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
 pub use params::{
-    CanaryFailed, Common, DrillFailed, ParamError, RuleBook, RuleParams, EXTERNAL_RULES,
+    CanaryFailed, Common, CompletionErrors, CompletionStalled, DrillFailed, ParamError, RuleBook,
+    RuleParams, EXTERNAL_RULES,
 };
