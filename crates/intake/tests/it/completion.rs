@@ -18,8 +18,11 @@ use crate::recovery::{count, Backend};
 use crate::recovery_support::{finish, server_on, Admin};
 use crate::{wait_delivery, PATIENCE};
 
-/// The destination keys that put `handler` on receipts with a 10-minute deadline.
-const RECEIPTS: &str = "completion = \"receipt\"\ncompletion_deadline = \"10m\"\n";
+/// The destination keys that put `handler` on receipts with a 10-minute deadline, and a duty
+/// lease longer than the clock steps of these tests (the monitor keeps its duty while the
+/// manual clock jumps).
+const RECEIPTS: &str = "completion = \"receipt\"\ncompletion_deadline = \"10m\"\n\n\
+                        [cluster]\nduty_lease = \"24h\"\n";
 
 async fn ingest(server: &TestServer, prefix: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
@@ -182,7 +185,7 @@ async fn dropped_work_is_detected_and_replayed(backend: Backend) {
         json!({
             "kind": "replay", "source": "maelys-kustomer",
             "from": "2026-11-28T09:00:00Z",
-            "to": Timestamp(server.clock_now_secs() * 1000 + 1000).to_rfc3339(),
+            "to": Timestamp(server.clock_now_secs() * 1000).to_rfc3339(),
             "state": state, "dry_run": dry_run,
         })
     };
