@@ -6,7 +6,8 @@
 //! ([`Monitor::record_flow`]), requests per source ([`Monitor::record_requests`]), delivery
 //! outcomes per queue ([`Monitor::record_queue`]), queue gauges
 //! ([`Monitor::observe_queue`]) and the open gaps reconciliation found per source
-//! ([`Monitor::observe_gaps`]) — then calls [`Monitor::evaluate`] with the current instant and
+//! ([`Monitor::observe_gaps`]), and what each queue on completion receipts awaits
+//! ([`Monitor::observe_completion`], decided in [`completion`]) — then calls [`Monitor::evaluate`] with the current instant and
 //! gets back the alert [`Transition`]s (pending, firing, resolved) to persist and notify.
 //!
 //! `docs/detectors.md` explains how each rule decides, with its parameters and the backtest

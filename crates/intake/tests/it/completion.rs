@@ -310,6 +310,26 @@ async fn forged_stale_and_duplicate_confirmations() {
         "{b}"
     );
 
+    // The store cannot commit: 503 with Retry-After, nothing recorded; the handler retries.
+    server
+        .server
+        .store
+        .inject_fault(Some(intake_store::StoreFault::RejectWrites))
+        .await
+        .unwrap();
+    let (s, b) = confirm(&server, &d0, "").await;
+    assert_eq!(
+        (s, problem(&b)),
+        (503, "urn:intake:problem:store-unavailable".into()),
+        "{b}"
+    );
+    server.server.store.inject_fault(None).await.unwrap();
+    let (_, event) = server
+        .api(&format!("/api/v1/events/{}", ids[0]), ADMIN_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(event["deliveries"][0]["completion"], "received");
+
     // Confirming twice is harmless: the first outcome stands.
     let (s, b) = confirm(&server, &d0, "").await;
     assert_eq!(
