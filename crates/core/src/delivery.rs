@@ -465,7 +465,8 @@ mod tests {
         use CompletionOutcome as O;
         use CompletionState as C;
         use DeliveryState as D;
-        let cases: [(D, u32, Option<C>, O, Result<Confirmation, NotReceived>); 12] = [
+        type Case = (D, u32, Option<C>, O, Result<Confirmation, NotReceived>);
+        let cases: [Case; 12] = [
             // The common case: received, then confirmed.
             (
                 D::Delivered,

@@ -166,13 +166,14 @@ mod tests {
         let good = key.sign("dlv_1", now - 10, body);
         let ts = (now - 10).to_string();
         let both = [other.clone(), key.clone()];
-        let cases: Vec<(
-            &[SigningKey],
-            &str,
+        type Case<'a> = (
+            &'a [SigningKey],
+            &'a str,
             String,
-            &str,
+            &'a str,
             Result<(), MessageRefusal>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 std::slice::from_ref(&key),
                 "dlv_1",

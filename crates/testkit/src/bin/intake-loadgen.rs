@@ -1056,18 +1056,16 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
                 .unwrap_or_else(PoisonError::into_inner);
             pending.retain(|id| !arrivals.contains_key(*id));
         }
-        if confirmer.is_some() {
+        let unconfirmed = confirmer.is_some() && {
             let confirmed = state
                 .confirmed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if pending.is_empty() && !report.stats.acks.iter().all(|a| confirmed.contains(&a.id)) {
-                drop(confirmed);
-                if Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            }
+            !report.stats.acks.iter().all(|a| confirmed.contains(&a.id))
+        };
+        if pending.is_empty() && unconfirmed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         if pending.is_empty() || Instant::now() >= deadline {
             break;
