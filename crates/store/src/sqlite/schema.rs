@@ -147,6 +147,7 @@ mod tests {
         let highest: u32 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(highest, 10);
+        // The highest migration's number, whichever that is now.
+        assert_eq!(Some(highest), MIGRATIONS.last().map(|(n, _)| *n));
     }
 }
