@@ -111,6 +111,143 @@ impl DeliveryState {
     }
 }
 
+/// Where the handler's own work stands, for a destination on receipts
+/// (`completion = "receipt"`). It is a second stage after [`DeliveryState::Delivered`], kept
+/// beside the delivery state rather than in it: the retry machine above ends at the 2xx as it
+/// always did (nothing is retried for want of a confirmation — a replay is an operator's
+/// choice), and the audit's `accepted = delivered + pending + dead` keeps adding up, with
+/// `delivered` split into these three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionState {
+    /// The handler answered 2xx; its confirmation has not arrived.
+    Received,
+    /// The handler confirmed that its work is done.
+    Completed,
+    /// The handler confirmed that its business logic failed.
+    CompletionFailed,
+}
+
+impl CompletionState {
+    /// Every state.
+    pub const ALL: [CompletionState; 3] = [
+        CompletionState::Received,
+        CompletionState::Completed,
+        CompletionState::CompletionFailed,
+    ];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionState::Received => "received",
+            CompletionState::Completed => "completed",
+            CompletionState::CompletionFailed => "completion_failed",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        CompletionState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the handler has said how its work ended.
+    pub fn is_confirmed(self) -> bool {
+        !matches!(self, CompletionState::Received)
+    }
+}
+
+impl fmt::Display for CompletionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a handler says about its work when it confirms a delivery.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionOutcome {
+    /// The work is done.
+    #[default]
+    Ok,
+    /// The business logic failed (the event reached the handler; its work did not succeed).
+    Failed,
+}
+
+impl CompletionOutcome {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionOutcome::Ok => "ok",
+            CompletionOutcome::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(CompletionOutcome::Ok),
+            "failed" => Some(CompletionOutcome::Failed),
+            _ => None,
+        }
+    }
+
+    /// The completion state this outcome leads to.
+    pub fn state(self) -> CompletionState {
+        match self {
+            CompletionOutcome::Ok => CompletionState::Completed,
+            CompletionOutcome::Failed => CompletionState::CompletionFailed,
+        }
+    }
+}
+
+/// What a confirmation does to its delivery ([`confirm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The confirmation is recorded: the delivery is now in this state.
+    Recorded(CompletionState),
+    /// The delivery was already confirmed: the first outcome stands, and this one changes
+    /// nothing (a handler retrying its confirmation is harmless).
+    Duplicate(CompletionState),
+}
+
+impl Confirmation {
+    /// The completion state after the confirmation.
+    pub fn state(self) -> CompletionState {
+        match self {
+            Confirmation::Recorded(s) | Confirmation::Duplicate(s) => s,
+        }
+    }
+}
+
+/// A confirmation of a delivery that was never sent: the handler cannot have seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the delivery has not been sent to the handler yet")]
+pub struct NotReceived;
+
+/// Decides a confirmation of a delivery now `state` after `attempts` recorded attempts, whose
+/// completion is `current`. The first outcome wins. A delivery being attempted (`in_flight`)
+/// or sent before (`retrying`, `dead`, with attempts) may be confirmed: a handler that hands
+/// the event to its own queue can finish before intake has read its 2xx, or after intake gave
+/// up on a response that was lost; the work is done either way, and the next 2xx keeps the
+/// confirmation. Only a delivery never sent is refused.
+pub fn confirm(
+    state: DeliveryState,
+    attempts: u32,
+    current: Option<CompletionState>,
+    outcome: CompletionOutcome,
+) -> Result<Confirmation, NotReceived> {
+    match current {
+        Some(done) if done.is_confirmed() => return Ok(Confirmation::Duplicate(done)),
+        _ => {}
+    }
+    if state == DeliveryState::Pending && attempts == 0 {
+        return Err(NotReceived);
+    }
+    Ok(Confirmation::Recorded(outcome.state()))
+}
+
 /// What one attempt to deliver came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -321,6 +458,120 @@ mod tests {
             ),
             NextStep::Delivered
         );
+    }
+
+    #[test]
+    fn confirmations_table() {
+        use CompletionOutcome as O;
+        use CompletionState as C;
+        use DeliveryState as D;
+        type Case = (D, u32, Option<C>, O, Result<Confirmation, NotReceived>);
+        let cases: [Case; 12] = [
+            // The common case: received, then confirmed.
+            (
+                D::Delivered,
+                1,
+                Some(C::Received),
+                O::Ok,
+                Ok(Confirmation::Recorded(C::Completed)),
+            ),
+            (
+                D::Delivered,
+                3,
+                Some(C::Received),
+                O::Failed,
+                Ok(Confirmation::Recorded(C::CompletionFailed)),
+            ),
+            // The first outcome wins; repeats change nothing.
+            (
+                D::Delivered,
+                1,
+                Some(C::Completed),
+                O::Ok,
+                Ok(Confirmation::Duplicate(C::Completed)),
+            ),
+            (
+                D::Delivered,
+                1,
+                Some(C::Completed),
+                O::Failed,
+                Ok(Confirmation::Duplicate(C::Completed)),
+            ),
+            (
+                D::Delivered,
+                1,
+                Some(C::CompletionFailed),
+                O::Ok,
+                Ok(Confirmation::Duplicate(C::CompletionFailed)),
+            ),
+            // A handler faster than intake's reading of its 2xx.
+            (
+                D::InFlight,
+                0,
+                None,
+                O::Ok,
+                Ok(Confirmation::Recorded(C::Completed)),
+            ),
+            // A response lost after the work was done.
+            (
+                D::Retrying,
+                1,
+                None,
+                O::Ok,
+                Ok(Confirmation::Recorded(C::Completed)),
+            ),
+            (
+                D::Dead,
+                20,
+                None,
+                O::Failed,
+                Ok(Confirmation::Recorded(C::CompletionFailed)),
+            ),
+            (
+                D::InFlight,
+                2,
+                Some(C::Completed),
+                O::Failed,
+                Ok(Confirmation::Duplicate(C::Completed)),
+            ),
+            // Never sent: the handler cannot have seen it.
+            (D::Pending, 0, None, O::Ok, Err(NotReceived)),
+            // Requeued after an attempt: it was seen once.
+            (
+                D::Pending,
+                1,
+                None,
+                O::Ok,
+                Ok(Confirmation::Recorded(C::Completed)),
+            ),
+            // Delivered before receipts were switched on: confirmable from then on.
+            (
+                D::Delivered,
+                1,
+                None,
+                O::Ok,
+                Ok(Confirmation::Recorded(C::Completed)),
+            ),
+        ];
+        for (state, attempts, current, outcome, want) in cases {
+            assert_eq!(
+                confirm(state, attempts, current, outcome),
+                want,
+                "{state} after {attempts} attempts, {current:?}, {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn completion_names_round_trip() {
+        for s in CompletionState::ALL {
+            assert_eq!(CompletionState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CompletionState::parse("delivered"), None);
+        for o in [CompletionOutcome::Ok, CompletionOutcome::Failed] {
+            assert_eq!(CompletionOutcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(CompletionOutcome::parse("done"), None);
     }
 
     fn transition() -> impl Strategy<Value = Transition> {

@@ -66,6 +66,55 @@ impl SigningKey {
     }
 }
 
+/// How far a signed message's `webhook-timestamp` may be from now, either way, as the
+/// Standard Webhooks libraries allow: a captured message cannot be replayed later than this.
+pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
+
+/// Why a signed message (a handler's completion receipt) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MessageRefusal {
+    /// A header is missing or is not what the scheme writes.
+    #[error("`{0}` is missing or malformed")]
+    Malformed(&'static str),
+    /// The timestamp is further from now than the tolerance.
+    #[error("`webhook-timestamp` is more than 5 minutes from the server's clock")]
+    Stale,
+    /// No signature verifies with the key.
+    #[error("no signature in `webhook-signature` verifies with the destination's secret")]
+    Forged,
+}
+
+/// Checks a Standard Webhooks message as a receiver does: `timestamp` (the header's text) within
+/// [`TIMESTAMP_TOLERANCE_SECS`] of `now_secs`, and one of the `signatures` (the header's text)
+/// made by one of `keys` (several during a rotation) over `"{msg_id}.{timestamp}.{body}"`.
+pub fn verify_message(
+    keys: &[SigningKey],
+    msg_id: &str,
+    timestamp: &str,
+    now_secs: i64,
+    body: &[u8],
+    signatures: &str,
+) -> Result<(), MessageRefusal> {
+    if msg_id.is_empty() {
+        return Err(MessageRefusal::Malformed("webhook-id"));
+    }
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| MessageRefusal::Malformed("webhook-timestamp"))?;
+    if signatures.trim().is_empty() {
+        return Err(MessageRefusal::Malformed("webhook-signature"));
+    }
+    if (now_secs - ts).abs() > TIMESTAMP_TOLERANCE_SECS {
+        return Err(MessageRefusal::Stale);
+    }
+    if keys.iter().any(|k| k.verify(msg_id, ts, body, signatures)) {
+        Ok(())
+    } else {
+        Err(MessageRefusal::Forged)
+    }
+}
+
 /// HMAC-SHA256 over the concatenation of `parts`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // `new_from_slice` accepts keys of any length for HMAC; the error case cannot happen.
@@ -106,6 +155,98 @@ mod tests {
         assert!(SigningKey::from_secret("whsec_!!!").is_err());
         assert!(SigningKey::from_secret("").is_err());
         assert!(SigningKey::from_secret("plain-text-works").is_ok());
+    }
+
+    #[test]
+    fn messages_are_checked_for_freshness_then_signature() {
+        let key = SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let other = SigningKey::from_secret("another-secret").unwrap();
+        let now = 1_700_000_000;
+        let body = br#"{"outcome":"ok"}"#;
+        let good = key.sign("dlv_1", now - 10, body);
+        let ts = (now - 10).to_string();
+        let both = [other.clone(), key.clone()];
+        type Case<'a> = (
+            &'a [SigningKey],
+            &'a str,
+            String,
+            &'a str,
+            Result<(), MessageRefusal>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                std::slice::from_ref(&key),
+                "dlv_1",
+                ts.clone(),
+                good.as_str(),
+                Ok(()),
+            ),
+            // A rotation: any configured key may have signed.
+            (&both, "dlv_1", ts.clone(), good.as_str(), Ok(())),
+            (
+                std::slice::from_ref(&other),
+                "dlv_1",
+                ts.clone(),
+                good.as_str(),
+                Err(MessageRefusal::Forged),
+            ),
+            // Signed for another delivery.
+            (
+                std::slice::from_ref(&key),
+                "dlv_2",
+                ts.clone(),
+                good.as_str(),
+                Err(MessageRefusal::Forged),
+            ),
+            (
+                std::slice::from_ref(&key),
+                "dlv_1",
+                (now - 301).to_string(),
+                good.as_str(),
+                Err(MessageRefusal::Stale),
+            ),
+            (
+                std::slice::from_ref(&key),
+                "dlv_1",
+                (now + 301).to_string(),
+                good.as_str(),
+                Err(MessageRefusal::Stale),
+            ),
+            (
+                std::slice::from_ref(&key),
+                "dlv_1",
+                "yesterday".into(),
+                good.as_str(),
+                Err(MessageRefusal::Malformed("webhook-timestamp")),
+            ),
+            (
+                std::slice::from_ref(&key),
+                "dlv_1",
+                ts.clone(),
+                " ",
+                Err(MessageRefusal::Malformed("webhook-signature")),
+            ),
+            (
+                std::slice::from_ref(&key),
+                "",
+                ts.clone(),
+                good.as_str(),
+                Err(MessageRefusal::Malformed("webhook-id")),
+            ),
+        ];
+        for (keys, id, ts, sig, want) in cases {
+            assert_eq!(
+                verify_message(keys, id, &ts, now, body, sig),
+                want,
+                "{id} {ts} {sig}"
+            );
+        }
+        // The edge of the tolerance is inside it.
+        let edge = key.sign("dlv_1", now - 300, body);
+        assert_eq!(
+            verify_message(&[key], "dlv_1", &(now - 300).to_string(), now, body, &edge),
+            Ok(())
+        );
     }
 
     proptest! {

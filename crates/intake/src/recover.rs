@@ -85,7 +85,9 @@ pub struct JobArgs {
     /// outside the window is compared, never injected.
     #[arg(long, value_name = "DURATION")]
     margin: Option<String>,
-    /// Replay: only deliveries in this state (pending, in_flight, delivered, retrying, dead).
+    /// Replay: only deliveries in this state (pending, in_flight, delivered, retrying, dead), or
+    /// at this stage of a handler's work on receipts (received-not-completed, completion-failed,
+    /// completed).
     #[arg(long)]
     state: Option<String>,
     /// Replay: only deliveries to this destination.

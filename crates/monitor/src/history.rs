@@ -413,10 +413,18 @@ pub struct QueueMinute {
     pub failed: u32,
     /// Deliveries that exhausted their retries.
     pub dead: u32,
+    /// Confirmations that the handler's work is done (destinations on receipts).
+    #[serde(default)]
+    pub completed: u32,
+    /// Confirmations that the handler's business logic failed (destinations on receipts).
+    #[serde(default)]
+    pub completion_failed: u32,
 }
 
 impl QueueMinute {
     fn add(&mut self, o: QueueMinute) {
+        self.completed = self.completed.saturating_add(o.completed);
+        self.completion_failed = self.completion_failed.saturating_add(o.completion_failed);
         self.created = self.created.saturating_add(o.created);
         self.delivered = self.delivered.saturating_add(o.delivered);
         self.failed = self.failed.saturating_add(o.failed);
@@ -424,6 +432,8 @@ impl QueueMinute {
     }
 
     fn sub(&mut self, o: QueueMinute) {
+        self.completed = self.completed.saturating_sub(o.completed);
+        self.completion_failed = self.completion_failed.saturating_sub(o.completion_failed);
         self.created = self.created.saturating_sub(o.created);
         self.delivered = self.delivered.saturating_sub(o.delivered);
         self.failed = self.failed.saturating_sub(o.failed);

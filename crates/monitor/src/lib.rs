@@ -6,7 +6,8 @@
 //! ([`Monitor::record_flow`]), requests per source ([`Monitor::record_requests`]), delivery
 //! outcomes per queue ([`Monitor::record_queue`]), queue gauges
 //! ([`Monitor::observe_queue`]) and the open gaps reconciliation found per source
-//! ([`Monitor::observe_gaps`]) — then calls [`Monitor::evaluate`] with the current instant and
+//! ([`Monitor::observe_gaps`]), and what each queue on completion receipts awaits
+//! ([`Monitor::observe_completion`], decided in [`completion`]) — then calls [`Monitor::evaluate`] with the current instant and
 //! gets back the alert [`Transition`]s (pending, firing, resolved) to persist and notify.
 //!
 //! `docs/detectors.md` explains how each rule decides, with its parameters and the backtest
@@ -23,6 +24,7 @@ pub mod band;
 pub mod baseline;
 pub mod burst;
 pub mod calendar;
+pub mod completion;
 pub mod drop;
 pub mod gap;
 pub mod history;
@@ -38,10 +40,12 @@ pub use band::ExpectedHour;
 pub use baseline::{BaselineConfig, BaselineKind};
 pub use burst::BurstStats;
 pub use calendar::{QuietDay, QuietDays};
+pub use completion::CompletionSnapshot;
 pub use drop::CanaryHealth;
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
 pub use monitor::{FlowBand, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
 pub use params::{
-    CanaryFailed, Common, DrillFailed, ParamError, RuleBook, RuleParams, EXTERNAL_RULES,
+    CanaryFailed, Common, CompletionErrors, CompletionStalled, DrillFailed, ParamError, RuleBook,
+    RuleParams, EXTERNAL_RULES,
 };

@@ -10,6 +10,7 @@ use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
 use crate::band::{expected_hours, ExpectedHour};
 use crate::baseline::{expected_between, BaselineConfig, BaselineKind};
 use crate::calendar::QuietDays;
+use crate::completion::{self, CompletionSnapshot};
 use crate::drop::{self, CanaryHealth, DropGroup};
 use crate::gap::{self, GapReport};
 use crate::history::{
@@ -17,8 +18,9 @@ use crate::history::{
     RequestHistory, RequestMinute,
 };
 use crate::params::{
-    DeadLetters, DeliveryErrors, InboundDrop, InboundStopped, ProcessingDrop, QueueBacklog,
-    QueueStalled, RejectionsSpike, RuleBook, RuleParams, SourceGap, EXTERNAL_RULES,
+    CompletionErrors, CompletionStalled, DeadLetters, DeliveryErrors, InboundDrop, InboundStopped,
+    ProcessingDrop, QueueBacklog, QueueStalled, RejectionsSpike, RuleBook, RuleParams, SourceGap,
+    EXTERNAL_RULES,
 };
 use crate::stats::{fmt_secs, minutes_of};
 use crate::stopped::stopped;
@@ -86,6 +88,9 @@ pub struct Monitor {
     queues: HashMap<QueueKey, QueueHistory>,
     /// The open gaps reconciliation found, per source (`source_gap`).
     gaps: BTreeMap<SourceKey, GapReport>,
+    /// What each queue on receipts holds (`completion_stalled`); a queue here is judged by
+    /// its confirmations, not its 2xx (`processing_drop`).
+    completions: HashMap<QueueKey, CompletionSnapshot>,
     alerts: AlertBook,
     /// Planned quiet days (`[[monitor.calendars]]`).
     quiet_days: QuietDays,
@@ -135,6 +140,7 @@ impl Monitor {
             sources: HashMap::new(),
             queues: HashMap::new(),
             gaps: BTreeMap::new(),
+            completions: HashMap::new(),
             alerts: AlertBook::new(),
             quiet_days: QuietDays::default(),
             canaries: CanaryHealth::default(),
@@ -226,6 +232,18 @@ impl Monitor {
             .observe(minute_of_millis(at.as_millis()), s);
     }
 
+    /// Records what a queue on receipts holds now (normally just before evaluating), replacing
+    /// what was recorded for it before.
+    pub fn observe_completion(&mut self, key: &QueueKey, s: CompletionSnapshot) {
+        self.completions.insert(key.clone(), s);
+    }
+
+    /// Forgets the queues on receipts `keep` refuses (their destination went back to `ack`, or
+    /// was removed). Their alerts resolve at the next evaluation.
+    pub fn retain_completions(&mut self, keep: impl Fn(&QueueKey) -> bool) {
+        self.completions.retain(|k, _| keep(k));
+    }
+
     /// Forgets a flow (its source was removed from the configuration). Its alerts resolve at
     /// the next evaluation.
     pub fn remove_flow(&mut self, key: &FlowKey) {
@@ -305,6 +323,7 @@ impl Monitor {
         self.evaluate_flows(now_min, &mut findings);
         self.evaluate_sources(now_min, &mut findings);
         self.evaluate_queues(now, now_min, &mut findings);
+        self.evaluate_completions(now, now_min, &mut findings);
         self.evaluate_gaps(&mut findings);
         self.alerts
             .apply_rules(findings, now, |rule| !EXTERNAL_RULES.contains(&rule))
@@ -324,6 +343,33 @@ impl Monitor {
             .filter(|f| f.key.rule == rule)
             .collect();
         self.alerts.apply_rules(findings, now, |r| r == rule)
+    }
+
+    /// `completion_stalled` and `completion_errors`: a finding for each queue on receipts whose
+    /// handler leaves too much of its work unconfirmed, or reports it failing.
+    fn evaluate_completions(&self, now: Timestamp, now_min: Minute, findings: &mut Vec<Finding>) {
+        for (key, snap) in &self.completions {
+            let (t, s) = (&key.tenant, &key.source);
+            let q = self.queues.get(key);
+            let p: CompletionStalled = self.rules.resolve(t, s);
+            let w = minutes_of(snap.deadline).min(120);
+            let recent = q
+                .map(|q| q.sum_minutes(now_min - w, now_min))
+                .unwrap_or_default();
+            let confirmed = u64::from(recent.completed) + u64::from(recent.completion_failed);
+            if let Some((value, reason)) = completion::stalled(snap, confirmed, now, &p) {
+                findings.push(finding(queue_labels(key), &p, value, reason));
+            }
+            let p: CompletionErrors = self.rules.resolve(t, s);
+            let Some(q) = q else { continue };
+            let w = minutes_of(p.window);
+            let window = q.sum_minutes(now_min - w, now_min);
+            let first_hour = hour_of(now_min - w);
+            let day = q.sum_hours(first_hour - 24, first_hour);
+            if let Some((value, reason)) = completion::errors(window, day, &p) {
+                findings.push(finding(queue_labels(key), &p, value, reason));
+            }
+        }
     }
 
     /// `source_gap`: a finding for each source whose open gaps miss enough events.
@@ -512,7 +558,12 @@ impl Monitor {
             let p: ProcessingDrop = self.rules.resolve(t, s);
             let w = minutes_of(p.window);
             let sum = q.sum_minutes(now_min - w, now_min);
-            let done = u64::from(sum.delivered) + u64::from(sum.dead);
+            // On receipts, a delivery is done when its handler confirms it, not at its 2xx.
+            let done = if self.completions.contains_key(key) {
+                u64::from(sum.completed) + u64::from(sum.completion_failed) + u64::from(sum.dead)
+            } else {
+                u64::from(sum.delivered) + u64::from(sum.dead)
+            };
             let created = u64::from(sum.created);
             if created >= p.min_created {
                 let ratio = done as f64 / created as f64;

@@ -392,6 +392,77 @@ impl RuleParams for DeliveryErrors {
     }
 }
 
+/// `completion_stalled`: handlers on receipts answered 2xx and did not confirm their work
+/// within their destination's `completion_deadline`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompletionStalled {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: the share of the flow overdue — overdue / (overdue + confirmed within the
+    /// last deadline) — at or above which it fires (0.05). A handler that acknowledges and
+    /// drops everything is at 1.0.
+    pub share: f64,
+    /// Fewer overdue deliveries than this never fire (1).
+    pub min_overdue: u64,
+}
+
+impl Default for CompletionStalled {
+    fn default() -> Self {
+        CompletionStalled {
+            common: common(0, Severity::Critical, 2),
+            share: 0.05,
+            min_overdue: 1,
+        }
+    }
+}
+
+impl RuleParams for CompletionStalled {
+    const RULE: &'static str = "completion_stalled";
+    const THRESHOLD: &'static str = "overdue share of the flow, e.g. 0.05";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.share = number(t, "share between 0 and 1", |p| p > 0.0 && p <= 1.0)?;
+        Ok(())
+    }
+}
+
+/// `completion_errors`: handlers on receipts report their business logic failing more than
+/// they did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompletionErrors {
+    /// Common parameters.
+    pub common: Common,
+    /// Threshold: how far the failed share of confirmations must exceed the previous day's
+    /// (0.2, absolute).
+    pub increase: f64,
+    /// Window (15 min).
+    #[serde(with = "secs")]
+    pub window: Duration,
+    /// Windows with fewer confirmations are not judged (20).
+    pub min_confirmations: u64,
+}
+
+impl Default for CompletionErrors {
+    fn default() -> Self {
+        CompletionErrors {
+            common: common(300, Severity::Warning, 3),
+            increase: 0.2,
+            window: Duration::from_secs(15 * 60),
+            min_confirmations: 20,
+        }
+    }
+}
+
+impl RuleParams for CompletionErrors {
+    const RULE: &'static str = "completion_errors";
+    const THRESHOLD: &'static str = "increase of the failed share of confirmations, e.g. 0.2";
+    common_impl!();
+    fn set_threshold(&mut self, t: &RuleThreshold) -> Result<(), String> {
+        self.increase = number(t, "ratio increase between 0 and 1", |p| p > 0.0 && p <= 1.0)?;
+        Ok(())
+    }
+}
+
 /// `dead_letters`: deliveries exhausted their retries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetters {
@@ -534,7 +605,7 @@ pub struct RuleBook {
 }
 
 /// The ids of the rules this crate evaluates.
-pub const EVALUATED_RULES: [&str; 9] = [
+pub const EVALUATED_RULES: [&str; 11] = [
     "inbound_stopped",
     "inbound_drop",
     "rejections_spike",
@@ -544,6 +615,8 @@ pub const EVALUATED_RULES: [&str; 9] = [
     "delivery_errors",
     "dead_letters",
     "source_gap",
+    "completion_stalled",
+    "completion_errors",
 ];
 
 /// The ids of the rules whose conditions the caller decides on its own schedule and hands
@@ -567,6 +640,8 @@ impl RuleBook {
                 "delivery_errors" => DeliveryErrors::default().set_threshold(t),
                 "dead_letters" => DeadLetters::default().set_threshold(t),
                 "source_gap" => SourceGap::default().set_threshold(t),
+                "completion_stalled" => CompletionStalled::default().set_threshold(t),
+                "completion_errors" => CompletionErrors::default().set_threshold(t),
                 "canary_failed" => CanaryFailed::default().set_threshold(t),
                 "drill_failed" => DrillFailed::default().set_threshold(t),
                 _ => Ok(()),
@@ -641,6 +716,8 @@ impl RuleBook {
             v::<DeliveryErrors>(),
             v::<DeadLetters>(),
             v::<SourceGap>(),
+            v::<CompletionStalled>(),
+            v::<CompletionErrors>(),
             v::<CanaryFailed>(),
             v::<DrillFailed>(),
         ]

@@ -456,6 +456,7 @@ fn steady(created: u32, pending: u64) -> (QueueMinute, QueueSnapshot) {
             delivered: created,
             failed: 0,
             dead: 0,
+            ..QueueMinute::default()
         },
         QueueSnapshot {
             pending,
@@ -540,6 +541,7 @@ fn processing_drop_fires_when_deliveries_fall_behind_creations() {
                     delivered: 1,
                     failed: 0,
                     dead: 0,
+                    ..QueueMinute::default()
                 },
                 QueueSnapshot {
                     pending: 9 * (i - 29) as u64,
@@ -574,6 +576,7 @@ fn delivery_errors_fire_above_the_previous_days_error_ratio() {
                     delivered: 20 - failed,
                     failed,
                     dead: 0,
+                    ..QueueMinute::default()
                 },
                 QueueSnapshot::default(),
             )
@@ -604,6 +607,7 @@ fn dead_letters_fire_at_once_and_resolve_after_a_clean_window() {
                 delivered: 5 - dead,
                 failed: 0,
                 dead,
+                ..QueueMinute::default()
             },
         );
         let now = Timestamp((START + i + 1) * 60_000 + 5_000);

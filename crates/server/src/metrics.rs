@@ -52,6 +52,14 @@ pub const DELIVERY_LATENCY: &str = "intake_delivery_latency_seconds";
 pub const ATTEMPT_DURATION: &str = "intake_delivery_attempt_seconds";
 /// Incidents not yet resolved, by `severity`.
 pub const INCIDENTS_OPEN: &str = "intake_incidents_open";
+/// Handlers' confirmations (completion receipts) by `outcome` (`completed`,
+/// `completion_failed`), `tenant`, `source`, `destination`.
+pub const COMPLETIONS: &str = "intake_completions_total";
+/// Deliveries received (2xx) and not yet confirmed, by `tenant`, `source`, `destination`.
+pub const COMPLETION_PENDING: &str = "intake_completion_pending";
+/// Age of the oldest delivery received and not yet confirmed, by `tenant`, `source`,
+/// `destination`.
+pub const COMPLETION_OLDEST: &str = "intake_completion_oldest_seconds";
 
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +74,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 17] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 20] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -151,6 +159,21 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 17] = [
         INCIDENTS_OPEN,
         FamilyKind::Gauge,
         "Incidents not yet resolved, by severity (critical, major, minor), as stored. Every node exports it.",
+    ),
+    (
+        COMPLETIONS,
+        FamilyKind::Counter,
+        "Handlers' confirmations of their work (completion receipts) by outcome (completed, completion_failed), tenant, source and destination; counted by the node that took the confirmation.",
+    ),
+    (
+        COMPLETION_PENDING,
+        FamilyKind::Gauge,
+        "Deliveries to destinations on receipts answered 2xx and not yet confirmed, by tenant, source and destination.",
+    ),
+    (
+        COMPLETION_OLDEST,
+        FamilyKind::Gauge,
+        "Age in seconds of the oldest delivery answered 2xx and not yet confirmed, by tenant, source and destination (0: none).",
     ),
 ];
 
@@ -325,6 +348,7 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     refresh_canary_gauges(&app).await;
     refresh_drill_gauges(&app);
     refresh_incident_gauges(&app).await;
+    refresh_completion_gauges(&app).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
@@ -379,6 +403,39 @@ async fn refresh_queue_gauges(app: &AppState) {
             metrics::gauge!(QUEUE_IN_FLIGHT, &labels).set(in_flight as f64);
             metrics::gauge!(QUEUE_DEAD, &labels).set(dead as f64);
             metrics::gauge!(QUEUE_OLDEST, &labels).set(oldest);
+        }
+    }
+}
+
+/// The receipts gauges: per (source, destination on receipts), what awaits confirmation.
+async fn refresh_completion_gauges(app: &AppState) {
+    let now = app.clock.now();
+    for d in app.config.destinations.iter().filter(|d| d.uses_receipts()) {
+        let backlog = match app.store.completion_backlog(&d.id, now).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "completion gauges not refreshed");
+                return;
+            }
+        };
+        for s in app
+            .config
+            .sources
+            .iter()
+            .filter(|s| s.destinations.contains(&d.id))
+        {
+            let labels = [
+                ("tenant", s.tenant.clone()),
+                ("source", s.id.clone()),
+                ("destination", d.id.clone()),
+            ];
+            let row = backlog.iter().find(|b| b.source == s.id);
+            let pending = row.map_or(0, |b| b.awaiting);
+            let oldest = row
+                .and_then(|b| b.oldest_received_at)
+                .map_or(0.0, |t| now.since(t).as_secs_f64());
+            metrics::gauge!(COMPLETION_PENDING, &labels).set(pending as f64);
+            metrics::gauge!(COMPLETION_OLDEST, &labels).set(oldest);
         }
     }
 }

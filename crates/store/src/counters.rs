@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
-use intake_core::delivery::DeliveryState;
+use intake_core::delivery::{CompletionOutcome, DeliveryState};
 use intake_core::event::Origin;
 use intake_core::Timestamp;
 
-use crate::model::{FinishedAttempt, NewEvent, Rejection, RejectionKind};
+use crate::model::{DeliveryRecord, FinishedAttempt, NewEvent, Rejection, RejectionKind};
 
 /// A metric the store counts as it writes. Its name ([`Metric::as_str`]) is what the counter
 /// tables and the API carry.
@@ -19,6 +19,11 @@ use crate::model::{FinishedAttempt, NewEvent, Rejection, RejectionKind};
 /// order of the names (PostgreSQL writes counter rows in key order, see its writer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
+    /// `deliveries.completed`: a handler on receipts confirmed its work done.
+    DeliveriesCompleted,
+    /// `deliveries.completion_failed`: a handler on receipts confirmed its business logic
+    /// failed.
+    DeliveriesCompletionFailed,
     /// `deliveries.created`: a delivery was queued for a destination.
     DeliveriesCreated,
     /// `deliveries.dead`: a delivery gave up.
@@ -53,7 +58,9 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in order.
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
+        Metric::DeliveriesCompleted,
+        Metric::DeliveriesCompletionFailed,
         Metric::DeliveriesCreated,
         Metric::DeliveriesDead,
         Metric::DeliveriesDelivered,
@@ -73,6 +80,8 @@ impl Metric {
     /// The metric's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
+            Metric::DeliveriesCompleted => "deliveries.completed",
+            Metric::DeliveriesCompletionFailed => "deliveries.completion_failed",
             Metric::DeliveriesCreated => "deliveries.created",
             Metric::DeliveriesDead => "deliveries.dead",
             Metric::DeliveriesDelivered => "deliveries.delivered",
@@ -115,6 +124,16 @@ impl Metric {
             DeliveryState::Delivered => Metric::DeliveriesDelivered,
             DeliveryState::Dead => Metric::DeliveriesDead,
             _ => Metric::DeliveriesFailed,
+        }
+    }
+}
+
+impl Metric {
+    /// The metric counting a handler's confirmation with `outcome`.
+    pub fn of_completion(outcome: CompletionOutcome) -> Metric {
+        match outcome {
+            CompletionOutcome::Ok => Metric::DeliveriesCompleted,
+            CompletionOutcome::Failed => Metric::DeliveriesCompletionFailed,
         }
     }
 }
@@ -248,6 +267,26 @@ impl Counts {
                 channel: channel.to_string(),
                 destination: String::new(),
                 metric: Metric::EventsReplay,
+            },
+            1,
+        );
+    }
+
+    /// Counts a handler's confirmation of `d` recorded at `at`.
+    pub(crate) fn completed(
+        &mut self,
+        d: &DeliveryRecord,
+        outcome: CompletionOutcome,
+        at: Timestamp,
+    ) {
+        self.push(
+            CounterKey {
+                minute: minute_of(at),
+                tenant: d.tenant.clone(),
+                source: d.source.clone(),
+                channel: d.channel.clone(),
+                destination: d.destination.clone(),
+                metric: Metric::of_completion(outcome),
             },
             1,
         );

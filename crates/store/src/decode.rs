@@ -4,7 +4,7 @@
 //!
 //! Rule: this module knows the model only; it never imports a backend.
 
-use intake_core::delivery::DeliveryState;
+use intake_core::delivery::{CompletionState, DeliveryState};
 use intake_core::event::Origin;
 use intake_core::incident::{IncidentSeverity, IncidentState};
 use intake_core::Timestamp;
@@ -88,8 +88,46 @@ pub(crate) fn delivery_summary<R: Columns>(r: &R) -> Result<(String, DeliverySum
         last_error: r.opt_text(7)?,
         origin,
         recovery: r.opt_text(9)?,
+        completion: r
+            .opt_text(11)?
+            .map(|c| {
+                CompletionState::parse(&c)
+                    .ok_or_else(|| r.corrupt(11, format!("unknown completion state `{c}`")))
+            })
+            .transpose()?,
+        completed_at: r.opt_int(12)?.map(Timestamp),
+        completion_detail: r.opt_text(13)?,
     };
     Ok((r.text(10)?, summary))
+}
+
+/// A delivery as a confirmation reads it, from `DELIVERY_RECORD_COLUMNS`.
+pub(crate) fn delivery_record<R: Columns>(r: &R) -> Result<DeliveryRecord, R::Error> {
+    let id = r.text(0)?;
+    let event_id = r.text(1)?;
+    let state = r.text(6)?;
+    Ok(DeliveryRecord {
+        id: id
+            .parse()
+            .map_err(|e| r.corrupt(0, format!("`{id}` is not a valid delivery id: {e}")))?,
+        event_id: event_id
+            .parse()
+            .map_err(|e| r.corrupt(1, format!("`{event_id}` is not a valid event id: {e}")))?,
+        destination: r.text(2)?,
+        tenant: r.text(3)?,
+        source: r.text(4)?,
+        channel: r.text(5)?,
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| r.corrupt(6, format!("unknown delivery state `{state}`")))?,
+        attempts: r.count(7)?,
+        completion: r
+            .opt_text(8)?
+            .map(|c| {
+                CompletionState::parse(&c)
+                    .ok_or_else(|| r.corrupt(8, format!("unknown completion state `{c}`")))
+            })
+            .transpose()?,
+    })
 }
 
 /// A recovery job, from `RECOVERY_COLUMNS`.

@@ -39,7 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counts;
 use crate::model::{
-    Accepted, ClaimedDelivery, CompactReport, OutboxItem, ReplayOutcome, RequeuePage, SilenceExpiry,
+    Accepted, ClaimedDelivery, CompactReport, CompletionReply, OutboxItem, ReplayOutcome,
+    RequeuePage, SilenceExpiry,
 };
 use crate::{Result, StoreError, StoreFault};
 
@@ -59,6 +60,7 @@ pub(crate) enum Output {
     Replayed(ReplayOutcome),
     Requeued(Box<RequeuePage>),
     Text(String),
+    Completions(Vec<CompletionReply>),
 }
 
 /// Where a request's answer goes; each variant is the `reply` argument of [`Queue::write`].
@@ -74,6 +76,7 @@ pub(crate) enum Reply {
     Replayed(oneshot::Sender<Result<ReplayOutcome>>),
     Requeued(oneshot::Sender<Result<Box<RequeuePage>>>),
     Text(oneshot::Sender<Result<String>>),
+    Completions(oneshot::Sender<Result<Vec<CompletionReply>>>),
 }
 
 impl Reply {
@@ -122,6 +125,10 @@ impl Reply {
             }))),
             Reply::Requeued(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Requeued(p) => Ok(p),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Completions(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Completions(c) => Ok(c),
                 _ => Err(mismatch()),
             }))),
         }

@@ -139,6 +139,31 @@ pub trait Store: Send + Sync + 'static {
     /// nothing.
     async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()>;
 
+    /// One delivery: whose it is and where it stands (a confirmation checks it before it is
+    /// authenticated with the destination's secret).
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>>;
+
+    /// Records handlers' confirmations (completion receipts), in one transaction, and answers
+    /// each in order. The first outcome of a delivery wins; a repeat is answered
+    /// [`Confirmation::Duplicate`](intake_core::delivery::Confirmation) and changes nothing.
+    /// Each recorded confirmation counts `deliveries.completed` or
+    /// `deliveries.completion_failed` (per tenant, source, channel and destination, at its
+    /// `at`) in the same transaction. Whether the destination is on receipts is the caller's
+    /// business; the decision is [`intake_core::delivery::confirm`].
+    async fn complete_deliveries(
+        &self,
+        requests: Vec<CompletionRequest>,
+    ) -> Result<Vec<CompletionReply>>;
+
+    /// The deliveries of `destination` received and not confirmed, per tenant and source:
+    /// how many, how many were received before `overdue_before`, and the oldest. Reads only
+    /// the partial index of awaiting deliveries.
+    async fn completion_backlog(
+        &self,
+        destination: &str,
+        overdue_before: Timestamp,
+    ) -> Result<Vec<CompletionBacklog>>;
+
     /// Gives leased deliveries back, due at `now` (graceful shutdown).
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()>;
 

@@ -1,6 +1,8 @@
 //! The values that cross the [`Store`](crate::Store) boundary.
 
-use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::delivery::{
+    CompletionOutcome, CompletionState, Confirmation, DeliveryState, NextStep,
+};
 use intake_core::event::{NormalizedEvent, Origin};
 use intake_core::{DeliveryId, EventId, Timestamp};
 use std::time::Duration;
@@ -152,6 +154,9 @@ pub struct FinishedAttempt {
     pub destination: String,
     /// When the event was accepted (for accept → delivered latency).
     pub received_at: Timestamp,
+    /// Whether the destination confirms its work (`completion = "receipt"`): a 2xx then
+    /// leaves the delivery `received`, awaiting its confirmation (unless one came first).
+    pub awaits_completion: bool,
 }
 
 /// Which events to list.
@@ -180,6 +185,10 @@ pub struct EventFilter {
     pub destination: Option<String>,
     /// Only events that entered this way.
     pub origin: Option<Origin>,
+    /// Only events with a delivery whose handler's work stands here (with `state` and
+    /// `destination`: the same delivery). `received` selects the deliveries a handler on
+    /// receipts acknowledged and never confirmed.
+    pub completion: Option<CompletionState>,
     /// Oldest first (by id) instead of newest first.
     pub ascending: bool,
     /// At most this many.
@@ -245,6 +254,84 @@ pub struct DeliverySummary {
     pub origin: Option<Origin>,
     /// The recovery job that created it, if one did.
     pub recovery: Option<String>,
+    /// For a destination on receipts, where the handler's own work stands: `received` (its
+    /// 2xx came, its confirmation has not), `completed` or `completion_failed`. `None` for a
+    /// destination on `ack`, or before the first 2xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<CompletionState>,
+    /// When the handler confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    /// What the handler said with its confirmation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_detail: Option<String>,
+}
+
+/// One delivery as a confirmation needs it: whose it is, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event_id: EventId,
+    /// The destination.
+    pub destination: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The source.
+    pub source: String,
+    /// The channel.
+    pub channel: String,
+    /// The delivery state.
+    pub state: DeliveryState,
+    /// Attempts recorded.
+    pub attempts: u32,
+    /// Where the handler's work stands.
+    pub completion: Option<CompletionState>,
+}
+
+/// A handler's confirmation of one delivery, as the API checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionRequest {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// What the handler says.
+    pub outcome: CompletionOutcome,
+    /// What the handler adds, for people (kept as given, at most a few KiB).
+    pub detail: Option<String>,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+/// What [`Store::complete_delivery`](crate::Store::complete_delivery) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionReply {
+    /// Recorded or found already recorded (see [`Confirmation`]).
+    Confirmed(Confirmation),
+    /// No delivery has this id.
+    NotFound,
+    /// The delivery has never been sent, so its handler cannot have seen it.
+    NotReceived,
+}
+
+/// Deliveries of one tenant, source and destination waiting for their confirmation
+/// ([`Store::completion_backlog`](crate::Store::completion_backlog)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompletionBacklog {
+    /// Tenant.
+    pub tenant: String,
+    /// Source.
+    pub source: String,
+    /// Destination.
+    pub destination: String,
+    /// Received and not confirmed.
+    pub awaiting: u64,
+    /// Of those, received before the deadline's cutoff.
+    pub overdue: u64,
+    /// When the oldest awaiting one was received.
+    pub oldest_received_at: Option<Timestamp>,
+    /// The oldest awaiting one (for the alert: the item to look at first).
+    pub oldest: Option<DeliveryId>,
 }
 
 /// One recorded attempt.

@@ -61,6 +61,9 @@ pub struct DeliveryRow {
     pub origin: Option<String>,
     pub replay_key: Option<String>,
     pub recovery: Option<String>,
+    pub completion: Option<String>,
+    pub completed_at: Option<i64>,
+    pub completion_detail: Option<String>,
 }
 
 /// An `attempts` row.

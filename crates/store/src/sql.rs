@@ -12,7 +12,32 @@ pub(crate) const EVENT_COLUMNS: &str = "id, tenant, source, origin, sor_event_id
 /// The columns of a delivery summary, in the order `decode::delivery_summary` reads them, and
 /// its event's id last (the status is read as a 64-bit integer on both backends).
 pub(crate) const DELIVERY_COLUMNS: &str = "id, destination, state, attempts, due_at, \
-     delivered_at, CAST(last_status AS BIGINT), last_error, origin, recovery, event_id";
+     delivered_at, CAST(last_status AS BIGINT), last_error, origin, recovery, event_id, \
+     completion, completed_at, completion_detail";
+
+/// The columns of a delivery as a confirmation reads it, in the order
+/// `decode::delivery_record` reads them.
+pub(crate) const DELIVERY_RECORD_COLUMNS: &str = "id, event_id, destination, tenant, source, \
+     channel, state, attempts, completion";
+
+/// The deliveries of a destination awaiting their confirmation, per tenant and source (`$1`
+/// or `?1`: the destination, then the overdue cutoff), written with `{p}` for the parameter
+/// mark.
+pub(crate) const COMPLETION_BACKLOG: &str = "SELECT tenant, source, COUNT(*), \
+     SUM(CASE WHEN delivered_at < {p}2 THEN 1 ELSE 0 END), MIN(delivered_at) \
+     FROM deliveries WHERE destination = {p}1 AND completion = 'received' \
+     GROUP BY tenant, source ORDER BY tenant, source";
+
+/// The oldest delivery awaiting its confirmation of one destination, tenant and source.
+pub(crate) const COMPLETION_OLDEST: &str = "SELECT id FROM deliveries \
+     WHERE destination = {p}1 AND completion = 'received' AND tenant = {p}2 AND source = {p}3 \
+     ORDER BY delivered_at LIMIT 1";
+
+/// Records a confirmation unless one was recorded first (`{p}1` completion, `{p}2` at,
+/// `{p}3` detail, `{p}4` id).
+pub(crate) const COMPLETE_DELIVERY: &str = "UPDATE deliveries SET completion = {p}1, \
+     completed_at = {p}2, completion_detail = {p}3, updated_at = {p}2 \
+     WHERE id = {p}4 AND (completion IS NULL OR completion = 'received')";
 
 /// The columns of a recovery job, in the order `decode::recovery_job` reads them.
 pub(crate) const RECOVERY_COLUMNS: &str = "id, kind, tenant, source, dry_run, state, params, \

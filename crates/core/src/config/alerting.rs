@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::units::{lenient, Dur};
 
 /// The ids of the built-in alert rules. They are part of the external contract.
-pub const RULE_IDS: [&str; 13] = [
+pub const RULE_IDS: [&str; 15] = [
     "inbound_stopped",
     "inbound_drop",
     "rejections_spike",
@@ -23,6 +23,8 @@ pub const RULE_IDS: [&str; 13] = [
     "source_gap",
     "notifier_failing",
     "drill_failed",
+    "completion_stalled",
+    "completion_errors",
     "watchdog",
 ];
 

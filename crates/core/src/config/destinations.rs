@@ -30,6 +30,29 @@ pub struct DestinationConfig {
     /// Attempts started per second at most (no limit when absent).
     #[serde(default)]
     pub rate_limit: Option<Rate>,
+    /// When the handler's work counts as done: at its 2xx (`ack`, the default) or when it
+    /// confirms with `POST /api/v1/deliveries/{id}/complete` (`receipt`).
+    #[serde(default)]
+    pub completion: CompletionMode,
+    /// With `completion = "receipt"`: how long a received delivery may wait for its
+    /// confirmation before it counts as stalled (`completion_stalled`).
+    #[serde(default = "default_completion_deadline")]
+    pub completion_deadline: Dur,
+}
+
+/// `completion`: what counts as the handler having done its work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionMode {
+    /// A 2xx is done (today's behaviour of every webhook gateway).
+    #[default]
+    Ack,
+    /// A 2xx means received; the work is done when the handler confirms it.
+    Receipt,
+}
+
+fn default_completion_deadline() -> Dur {
+    Dur::secs(600)
 }
 
 fn default_timeout() -> Dur {
@@ -127,6 +150,11 @@ impl<'de> Deserialize<'de> for RetryConfig {
 }
 
 impl DestinationConfig {
+    /// Whether this destination confirms its work (`completion = "receipt"`).
+    pub fn uses_receipts(&self) -> bool {
+        self.completion == CompletionMode::Receipt
+    }
+
     /// The retry policy this destination's settings describe.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {

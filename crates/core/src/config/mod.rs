@@ -34,7 +34,7 @@ pub use alerting::{
     MonitorConfig, NotifierConfig, NotifierKind, QuietCalendar, RuleOverride, RuleThreshold,
     Severity, SmtpTls, NO_OFF_SWITCH, RULE_IDS,
 };
-pub use destinations::{DestinationConfig, RetryConfig};
+pub use destinations::{CompletionMode, DestinationConfig, RetryConfig};
 pub use drills::DrillConfig;
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
 pub use reconcile::{ReconcileConfig, MAX_RECONCILE_SAMPLE};

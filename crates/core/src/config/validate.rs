@@ -467,6 +467,9 @@ impl Validator {
         if !(0.0..=1.0).contains(&d.retry.jitter) {
             self.push(format!("{p}.retry.jitter"), "must be between 0.0 and 1.0");
         }
+        if d.completion_deadline.0.is_zero() {
+            self.push(format!("{p}.completion_deadline"), "must be longer than 0s");
+        }
     }
 
     /// A source's tenant and destinations exist, and it has at least one destination, each

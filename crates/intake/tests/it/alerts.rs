@@ -158,7 +158,7 @@ async fn rules_list_every_built_in_rule_with_defaults_and_overrides() {
     let (status, rules) = server.api("/api/v1/rules", ADMIN_TOKEN).await.unwrap();
     assert_eq!(status, 200, "{rules}");
     let data = rules["data"].as_array().unwrap();
-    assert_eq!(data.len(), 13);
+    assert_eq!(data.len(), 15);
     let failed = data.iter().find(|r| r["rule"] == "drill_failed").unwrap();
     assert_eq!(failed["evaluated"], true);
     assert_eq!(failed["default_severity"], "critical");

@@ -13,6 +13,7 @@ mod bounds;
 mod canary;
 mod cli;
 mod cluster;
+mod completion;
 mod crash;
 mod dashboard;
 mod dashboard_browser;

@@ -73,9 +73,10 @@ async fn promtool_check_metrics_is_clean_after_traffic_in_every_family() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let switch = NotifierCapture::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // On completion receipts, so that the completion families have samples too.
     let text = format!(
         "{}\n[monitor]\ninterval = \"60s\"\nwatchdog_url = \"{}\"\n",
-        config_toml(dir.path(), &handler.url(), ""),
+        config_toml(dir.path(), &handler.url(), "completion = \"receipt\"\n"),
         switch.url("/ping/metrics-test")
     );
     let server = TestServer::start_with(dir, &text).await.unwrap();
@@ -112,6 +113,22 @@ async fn promtool_check_metrics_is_clean_after_traffic_in_every_family() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
     wait_delivery(&server, &id, "delivered", 1).await;
+    // The handler confirms its work (intake_completions_total).
+    let (_, event) = server
+        .api(&format!("/api/v1/events/{id}"), ADMIN_TOKEN)
+        .await
+        .unwrap();
+    let delivery = event["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .api_send(
+            reqwest::Method::POST,
+            &format!("/api/v1/deliveries/{delivery}/complete"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
     // The watchdog's ping is counted in intake_notifications_total.
     step_until(&server, "the first watchdog ping", || {
         !switch.all().is_empty()

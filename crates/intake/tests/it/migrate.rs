@@ -85,6 +85,7 @@ async fn migrate_store_copies_everything_refuses_a_full_destination_and_resumes(
                 channel: c.channel.clone(),
                 destination: c.destination.clone(),
                 received_at: c.received_at,
+                awaits_completion: false,
             })
             .await
             .unwrap();

@@ -553,6 +553,44 @@ async fn traffic(server: &TestServer) -> Vec<Answer> {
         answers.push(ask(server, what, token, body).await);
     }
     let event_path = format!("/api/v1/events/{event}");
+    let (_, detail) = server
+        .api(&event_path, ADMIN_TOKEN)
+        .await
+        .expect("the event");
+    let delivery = detail["deliveries"][0]["id"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let complete_path = format!("/api/v1/deliveries/{delivery}/complete");
+    let receipts: Vec<Ask> = vec![
+        (
+            ("POST", "/api/v1/deliveries/{id}/complete", &complete_path),
+            op,
+            Some(json!({"outcome": "ok"})),
+        ),
+        (
+            ("POST", "/api/v1/deliveries/{id}/complete", &complete_path),
+            Some("other-token"),
+            Some(json!({})),
+        ),
+        (
+            ("POST", "/api/v1/deliveries/{id}/complete", &complete_path),
+            op,
+            Some(json!({"outcome": "done"})),
+        ),
+        (
+            (
+                "POST",
+                "/api/v1/deliveries/complete",
+                "/api/v1/deliveries/complete",
+            ),
+            op,
+            Some(json!({"items": [{"id": delivery}, {"id": "dlv_01J00000000000000000000000"}]})),
+        ),
+    ];
+    for (what, token, body) in receipts {
+        answers.push(ask(server, what, token, body).await);
+    }
     let asks: Vec<Ask> = vec![
         (
             ("GET", "/api/v1/recoveries", "/api/v1/recoveries"),
@@ -737,9 +775,9 @@ async fn openapi_answers_are_what_the_document_says() {
     let unreachable = "[[sources]]\nid = \"maelys-unreachable\"\ntenant = \"maelys\"\n\
         kind = \"kustomer\"\nsecrets = [\"s\"]\ndestinations = [\"handler\"]\n\
         api = { base_url = \"http://127.0.0.1:9\", token = \"k\" }\n";
-    let server = TestServer::start(&handler.url(), unreachable)
-        .await
-        .unwrap();
+    // The handler is on completion receipts, so a confirmation is part of the traffic.
+    let extra = format!("completion = \"receipt\"\n{unreachable}");
+    let server = TestServer::start(&handler.url(), &extra).await.unwrap();
     let doc = generated();
     let answers = traffic(&server).await;
 

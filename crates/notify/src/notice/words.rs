@@ -57,6 +57,8 @@ pub(crate) fn rule_title(rule: &str) -> &str {
         "source_gap" => "Events missing compared with the source",
         "notifier_failing" => "Notifications failing",
         "drill_failed" => "Scheduled fire drill failed",
+        "completion_stalled" => "Handler work not confirmed",
+        "completion_errors" => "Handler work failing",
         "watchdog" => "Watchdog",
         other => other,
     }

@@ -37,6 +37,26 @@ const REJECTED: [&str; 3] = [
     "requests.too_large",
 ];
 
+/// The metrics that count a handler's work on receipts: its 2xx (counted only for
+/// destinations on receipts, where it means *received*), and its confirmations.
+const WORK: [&str; 3] = [
+    "deliveries.delivered",
+    "deliveries.completed",
+    "deliveries.completion_failed",
+];
+
+/// What the handlers on receipts did with one source's events in the last hour: measured,
+/// not inferred from their 2xx.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub(crate) struct WorkFlow {
+    /// Deliveries answered 2xx (received by the handler).
+    pub(crate) received: i64,
+    /// Confirmed done.
+    pub(crate) completed: i64,
+    /// Confirmed failed (the handler's business logic failed).
+    pub(crate) completion_failed: i64,
+}
+
 /// One channel of one source.
 #[derive(Debug, Default, Clone, Serialize, ToSchema)]
 pub(crate) struct ChannelFlow {
@@ -99,6 +119,11 @@ pub(crate) struct SourceFlow {
     pub(crate) last_event_minute: Option<Timestamp>,
     /// Per normalized channel.
     pub(crate) channels: Vec<ChannelFlow>,
+    /// For a source routed to destinations on receipts (`completion = "receipt"`): what their
+    /// handlers received and confirmed in the last hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub(crate) work_last_hour: Option<WorkFlow>,
 }
 
 /// Every configured source's inbound flow.
@@ -165,6 +190,7 @@ pub(crate) async fn read(
             metrics: INBOUND
                 .iter()
                 .chain(REJECTED.iter())
+                .chain(WORK.iter())
                 .map(|m| m.to_string())
                 .collect(),
             tenant: tenant.clone(),
@@ -172,7 +198,14 @@ pub(crate) async fn read(
         })
         .await?;
     let mut out = configured(app, tenant.as_deref(), source.as_deref());
-    let mut channels = count(&mut out, rows, &window);
+    let receipts: Vec<&str> = app
+        .config
+        .destinations
+        .iter()
+        .filter(|d| d.uses_receipts())
+        .map(|d| d.id.as_str())
+        .collect();
+    let mut channels = count(&mut out, rows, &window, &receipts);
     // The monitor's expectations at its last evaluation, when it has made one.
     if let Ok(Some(json)) = app.store.get_state(FLOWS_STATE).await {
         if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
@@ -241,6 +274,12 @@ fn configured(
                     rejected_last_hour: 0,
                     last_event_minute: None,
                     channels: Vec::new(),
+                    work_last_hour: app
+                        .config
+                        .destinations
+                        .iter()
+                        .any(|d| d.uses_receipts() && s.destinations.contains(&d.id))
+                        .then(WorkFlow::default),
                 },
             )
         })
@@ -252,6 +291,7 @@ fn count(
     out: &mut BTreeMap<SourceKey, SourceFlow>,
     rows: Vec<intake_store::CounterRow>,
     w: &Window,
+    receipts: &[&str],
 ) -> BTreeMap<ChannelKey, ChannelFlow> {
     let mut channels: BTreeMap<ChannelKey, ChannelFlow> = BTreeMap::new();
     for r in rows {
@@ -259,6 +299,18 @@ fn count(
             // A source no longer configured: its history is not a flow to watch.
             continue;
         };
+        if WORK.contains(&r.metric.as_str()) {
+            if let Some(work) = flow.work_last_hour.as_mut() {
+                if r.at >= w.hour_ago && receipts.contains(&r.destination.as_str()) {
+                    match r.metric.as_str() {
+                        "deliveries.delivered" => work.received += r.count,
+                        "deliveries.completed" => work.completed += r.count,
+                        _ => work.completion_failed += r.count,
+                    }
+                }
+            }
+            continue;
+        }
         if REJECTED.contains(&r.metric.as_str()) {
             if r.at >= w.hour_ago {
                 flow.rejected_last_hour += r.count;

@@ -28,12 +28,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{
-    BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized, Unavailable,
+    BadRequest, Conflict, Forbidden, NotFound, Problem, Unauthorized, Unavailable, Unprocessable,
 };
 use super::Resource;
 use super::{
-    alerts, audit, canaries, cluster, drills, events, flows, incidents, notifiers, queue,
-    reconciliation, recoveries, rejections, rules, silences, tokens,
+    alerts, audit, canaries, cluster, deliveries, drills, events, flows, incidents, notifiers,
+    queue, reconciliation, recoveries, rejections, rules, silences, tokens,
 };
 use crate::state::AppState;
 
@@ -57,6 +57,7 @@ fn resources() -> Resource {
         .merge(canaries::routes())
         .merge(drills::routes())
         .merge(incidents::routes())
+        .merge(deliveries::routes())
 }
 
 /// The admin API under `/api/v1`: the document's own route, open to anyone, and every resource
@@ -122,7 +123,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
     modifiers(&BearerScheme),
     components(
         schemas(Problem),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, Unavailable),
     ),
     tags(
         (name = "events", description = "The event log, with deliveries and attempts."),
@@ -141,6 +142,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         (name = "canaries", description = "Synthetic webhooks sent through the front door, per source."),
         (name = "drills", description = "Fire drills: faults injected on purpose, to prove the alerts work."),
         (name = "incidents", description = "Outages told to affected tenants, with their timelines and postmortem drafts."),
+        (name = "deliveries", description = "Completion receipts: handlers confirming their work."),
         (name = "meta", description = "This document."),
     ),
 )]

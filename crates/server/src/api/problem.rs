@@ -180,6 +180,9 @@ problem_responses! {
         another tenant's data gets 404, as if it did not exist).";
     /// 409.
     Conflict => "The request conflicts with the current state (e.g. `silence-already-ended`).";
+    /// 422.
+    Unprocessable => "The request is well-formed but its content cannot be applied (e.g. \
+        `invalid-outcome` of a completion receipt).";
 }
 
 /// 503: the store cannot answer; `Retry-After` says when to try again.

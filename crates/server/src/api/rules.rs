@@ -50,7 +50,7 @@ pub struct Rules {
 
 /// Rules evaluated today; the others are wired by their own features. `source_gap` is
 /// evaluated while reconciliation is enabled (`reconcile.enabled`).
-const EVALUATED: [&str; 13] = [
+const EVALUATED: [&str; 15] = [
     "canary_failed",
     "drill_failed",
     "notifier_failing",
@@ -64,6 +64,8 @@ const EVALUATED: [&str; 13] = [
     "delivery_errors",
     "dead_letters",
     "source_gap",
+    "completion_stalled",
+    "completion_errors",
 ];
 
 /// `GET /api/v1/rules`.
@@ -118,7 +120,7 @@ async fn rules(
 fn default_severity(rule: &str) -> Severity {
     match rule {
         "inbound_stopped" | "queue_stalled" | "canary_failed" | "source_gap" | "dead_letters"
-        | "notifier_failing" | "drill_failed" => Severity::Critical,
+        | "notifier_failing" | "drill_failed" | "completion_stalled" => Severity::Critical,
         _ => Severity::Warning,
     }
 }

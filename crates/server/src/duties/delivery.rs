@@ -339,6 +339,7 @@ impl Attempt {
             channel: d.channel.clone(),
             destination: d.destination.clone(),
             received_at: d.received_at,
+            awaits_completion: self.dest.config.uses_receipts(),
         };
         match self.store.finish_attempt(finished).await {
             Ok(()) => {
@@ -401,6 +402,9 @@ impl Attempt {
             .timeout(cfg.timeout.0)
             .header("content-type", "application/json")
             .header("webhook-id", d.event_id.as_str())
+            // The delivery's own id: what a handler on receipts confirms
+            // (`POST /api/v1/deliveries/{id}/complete`); sent to every destination.
+            .header("intake-delivery-id", d.id.as_str())
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", signature)
             .header("intake-attempt", d.attempt.to_string())

@@ -29,6 +29,7 @@ use std::time::Duration;
 use intake_core::config::Config;
 use intake_core::{SharedClock, Timestamp};
 use intake_monitor::history::{QueueMinute, QueueSnapshot, RequestMinute};
+use intake_monitor::CompletionSnapshot;
 use intake_monitor::{
     ActiveAlert, AlertBook, CanaryHealth, Finding, FlowKey, Monitor, MonitorSettings, QueueKey,
     QuietDays, RuleBook, SourceKey, Transition,
@@ -55,7 +56,7 @@ const STORE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The metrics the monitor reads, per minute. Not `deliveries.rerouted`: a requeue closing a
 /// delivery to a destination no longer routed is neither a failed attempt nor a dead letter.
-const METRICS: [&str; 12] = [
+const METRICS: [&str; 14] = [
     "events.webhook",
     "requests.accepted",
     "requests.duplicate",
@@ -68,6 +69,8 @@ const METRICS: [&str; 12] = [
     "events.backfill",
     "events.replay",
     "events.canary",
+    "deliveries.completed",
+    "deliveries.completion_failed",
 ];
 
 /// The rule book of a configuration (already validated by [`crate::Server::check`]).
@@ -338,6 +341,7 @@ impl MonitorDuty {
             self.monitor.observe_queue(&key, now, snapshot);
         }
         self.observe_gaps().await?;
+        self.observe_completions(now).await?;
 
         // The canaries are judged first: `inbound_drop`'s grouped warning says whether they
         // pass.
@@ -439,6 +443,63 @@ impl MonitorDuty {
         Ok(())
     }
 
+    /// Hands the monitor what each queue on receipts holds: the deliveries received and not
+    /// confirmed, those past their destination's deadline, and the oldest.
+    async fn observe_completions(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let mut on_receipts: HashMap<QueueKey, CompletionSnapshot> = HashMap::new();
+        for d in self
+            .config
+            .destinations
+            .iter()
+            .filter(|d| d.uses_receipts())
+        {
+            let deadline = d.completion_deadline.0;
+            for s in self
+                .config
+                .sources
+                .iter()
+                .filter(|s| s.destinations.contains(&d.id))
+            {
+                let key = QueueKey {
+                    tenant: s.tenant.clone(),
+                    source: s.id.clone(),
+                    destination: d.id.clone(),
+                };
+                on_receipts.insert(
+                    key,
+                    CompletionSnapshot {
+                        deadline,
+                        ..CompletionSnapshot::default()
+                    },
+                );
+            }
+            let cutoff = Timestamp(now.as_millis() - deadline.as_millis() as i64);
+            for b in self.store.completion_backlog(&d.id, cutoff).await? {
+                let key = QueueKey {
+                    tenant: b.tenant,
+                    source: b.source,
+                    destination: b.destination,
+                };
+                on_receipts.insert(
+                    key,
+                    CompletionSnapshot {
+                        deadline,
+                        awaiting: b.awaiting,
+                        overdue: b.overdue,
+                        oldest_received_at: b.oldest_received_at,
+                        oldest: b.oldest.map(|id| id.to_string()),
+                    },
+                );
+            }
+        }
+        self.monitor
+            .retain_completions(|k| on_receipts.contains_key(k));
+        for (key, snapshot) in on_receipts {
+            self.monitor.observe_completion(&key, snapshot);
+        }
+        Ok(())
+    }
+
     fn feed(&mut self, rows: &[intake_store::CounterRow]) {
         let mut flows: BTreeMap<(i64, FlowKey), u32> = BTreeMap::new();
         let mut requests: BTreeMap<(i64, SourceKey), RequestMinute> = BTreeMap::new();
@@ -489,17 +550,14 @@ impl MonitorDuty {
                         source: r.source.clone(),
                         destination: r.destination.clone(),
                     };
-                    let e = queues.entry((minute, key)).or_insert(QueueMinute {
-                        created: 0,
-                        delivered: 0,
-                        failed: 0,
-                        dead: 0,
-                    });
+                    let e = queues.entry((minute, key)).or_default();
                     match m {
                         "deliveries.created" => e.created += n(r.count),
                         "deliveries.delivered" => e.delivered += n(r.count),
                         "deliveries.failed" => e.failed += n(r.count),
                         "deliveries.dead" => e.dead += n(r.count),
+                        "deliveries.completed" => e.completed += n(r.count),
+                        "deliveries.completion_failed" => e.completion_failed += n(r.count),
                         _ => {}
                     }
                 }

@@ -49,9 +49,10 @@ impl PostgresStore {
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel,
                     state, attempts, due_at, lease_id, created_at, updated_at, delivered_at,
-                    last_status, last_error, origin, replay_key, recovery)
+                    last_status, last_error, origin, replay_key, recovery, completion,
+                    completed_at, completion_detail)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, $18)
+                    $17, $18, $19, $20, $21)
                  ON CONFLICT DO NOTHING",
             )
             .await
@@ -119,6 +120,9 @@ impl PostgresStore {
                         &d.origin,
                         &d.replay_key,
                         &d.recovery,
+                        &d.completion,
+                        &d.completed_at,
+                        &d.completion_detail,
                     ],
                 )
                 .await

@@ -33,6 +33,7 @@
 //! crate's shared modules, never the SQLite backend.
 
 mod audit;
+mod completion;
 mod drills;
 mod error;
 mod import;
@@ -50,7 +51,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::delivery::{CompletionState, DeliveryState, NextStep};
 use intake_core::event::Origin;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -362,6 +363,10 @@ impl Store for PostgresStore {
             NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
         };
         let metric = Metric::of_attempt(state).as_str();
+        // A destination on receipts: the 2xx leaves the delivery `received`, unless its
+        // handler confirmed before its answer was read (the first word stands).
+        let completion = (a.awaits_completion && state == DeliveryState::Delivered)
+            .then_some(CompletionState::Received.as_str());
         // One statement, so one implicit transaction and one round trip: the delivery changes
         // only under its lease; the attempt is recorded either way (`superseded` when the
         // lease was lost); the counter counts only a change that happened.
@@ -370,7 +375,7 @@ impl Store for PostgresStore {
                 "WITH finished AS (
                     UPDATE deliveries SET state = $1, attempts = $2, due_at = $3, lease_id = NULL,
                         lease_node = NULL, updated_at = $4, delivered_at = $5, last_status = $6,
-                        last_error = $7
+                        last_error = $7, completion = COALESCE(completion, $19)
                     WHERE id = $8 AND state = 'in_flight' AND lease_id = $9
                     RETURNING id
                  ), recorded AS (
@@ -412,11 +417,31 @@ impl Store for PostgresStore {
                     &a.destination,
                     &metric,
                     &shard,
+                    &completion,
                 ],
             )
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>> {
+        self.delivery_record(id).await
+    }
+
+    async fn complete_deliveries(
+        &self,
+        requests: Vec<CompletionRequest>,
+    ) -> Result<Vec<CompletionReply>> {
+        self.complete(requests).await
+    }
+
+    async fn completion_backlog(
+        &self,
+        destination: &str,
+        overdue_before: Timestamp,
+    ) -> Result<Vec<CompletionBacklog>> {
+        self.backlog(destination, overdue_before).await
     }
 
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {

@@ -134,26 +134,27 @@ impl PostgresStore {
                 Box::new(o.as_str().to_string()),
             );
         }
-        match (&f.destination, f.state) {
-            (Some(d), Some(st)) => {
+        // One delivery must match every delivery condition at once.
+        if f.destination.is_some() || f.state.is_some() || f.completion.is_some() {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id");
+            if let Some(d) = &f.destination {
+                arg(&mut sql, " AND d.destination = ?", Box::new(d.clone()));
+            }
+            if let Some(st) = f.state {
                 arg(
                     &mut sql,
-                    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?",
-                    Box::new(d.clone()),
+                    " AND d.state = ?",
+                    Box::new(st.as_str().to_string()),
                 );
-                arg(&mut sql, " AND d.state = ?)", Box::new(st.as_str().to_string()));
             }
-            (Some(d), None) => arg(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?)",
-                Box::new(d.clone()),
-            ),
-            (None, Some(st)) => arg(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
-                Box::new(st.as_str().to_string()),
-            ),
-            (None, None) => {}
+            if let Some(c) = f.completion {
+                arg(
+                    &mut sql,
+                    " AND d.completion = ?",
+                    Box::new(c.as_str().to_string()),
+                );
+            }
+            sql.push(')');
         }
         // Ids compare byte by byte (the column is COLLATE "C"), as on SQLite.
         sql.push_str(&format!(

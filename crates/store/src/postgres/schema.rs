@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "incidents",
         include_str!("../../migrations/postgres/0007_incidents.sql"),
     ),
+    (
+        8,
+        "completion_receipts",
+        include_str!("../../migrations/postgres/0008_completion_receipts.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

@@ -80,7 +80,7 @@ impl SqliteStore {
             let mut deliveries = c.prepare_cached(
                 "SELECT id, event_id, destination, tenant, source, channel, state, attempts,
                     due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error,
-                    origin, replay_key, recovery
+                    origin, replay_key, recovery, completion, completed_at, completion_detail
                  FROM deliveries WHERE event_id = ?1 ORDER BY id",
             )?;
             let mut attempts = c.prepare_cached(
@@ -111,6 +111,9 @@ impl SqliteStore {
                             origin: r.get(15)?,
                             replay_key: r.get(16)?,
                             recovery: r.get(17)?,
+                            completion: r.get(18)?,
+                            completed_at: r.get(19)?,
+                            completion_detail: r.get(20)?,
                         })
                     })?
                     .collect::<rusqlite::Result<_>>()?;

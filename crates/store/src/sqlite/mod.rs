@@ -23,6 +23,7 @@
 //! modules, never the PostgreSQL backend.
 
 mod audit;
+mod completion;
 mod drills;
 mod export;
 mod incidents;
@@ -282,6 +283,25 @@ impl Store for SqliteStore {
     async fn finish_attempt(&self, attempt: FinishedAttempt) -> Result<()> {
         self.write(Request::Finish(Box::new(attempt)), Reply::Unit)
             .await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>> {
+        self.delivery_record(id).await
+    }
+
+    async fn complete_deliveries(
+        &self,
+        requests: Vec<CompletionRequest>,
+    ) -> Result<Vec<CompletionReply>> {
+        self.complete(requests).await
+    }
+
+    async fn completion_backlog(
+        &self,
+        destination: &str,
+        overdue_before: Timestamp,
+    ) -> Result<Vec<CompletionBacklog>> {
+        self.backlog(destination, overdue_before).await
     }
 
     async fn release(&self, leases: Vec<(DeliveryId, String)>, now: Timestamp) -> Result<()> {

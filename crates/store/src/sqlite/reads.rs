@@ -187,26 +187,23 @@ pub(super) fn list_events(c: &Connection, f: &EventFilter) -> rusqlite::Result<V
     if let Some(o) = f.origin {
         arg(&mut sql, " AND origin = ?", o.as_str().to_string().into());
     }
-    match (&f.destination, f.state) {
-        (Some(d), Some(st)) => {
+    // One delivery must match every delivery condition at once.
+    if f.destination.is_some() || f.state.is_some() || f.completion.is_some() {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id");
+        if let Some(d) = &f.destination {
+            arg(&mut sql, " AND d.destination = ?", d.clone().into());
+        }
+        if let Some(st) = f.state {
+            arg(&mut sql, " AND d.state = ?", st.as_str().to_string().into());
+        }
+        if let Some(c) = f.completion {
             arg(
                 &mut sql,
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?",
-                d.clone().into(),
+                " AND d.completion = ?",
+                c.as_str().to_string().into(),
             );
-            arg(&mut sql, " AND d.state = ?)", st.as_str().to_string().into());
         }
-        (Some(d), None) => arg(
-            &mut sql,
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?)",
-            d.clone().into(),
-        ),
-        (None, Some(st)) => arg(
-            &mut sql,
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)",
-            st.as_str().to_string().into(),
-        ),
-        (None, None) => {}
+        sql.push(')');
     }
     sql.push_str(&format!(
         " ORDER BY id {} LIMIT {}",

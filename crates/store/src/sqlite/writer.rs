@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_core::delivery::{DeliveryState, NextStep};
+use intake_core::delivery::{CompletionState, DeliveryState, NextStep};
 use intake_core::event::Origin;
 use intake_core::{DeliveryId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
 use super::reads::{parse_id, rolled_until};
-use super::{drills, incidents, recovery};
+use super::{completion, drills, incidents, recovery};
 use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
@@ -94,6 +94,7 @@ pub(super) enum Request {
     CreateDrill(Box<Drill>),
     UpdateDrill(Box<DrillUpdate>),
     WriteIncident(Box<IncidentWrite>),
+    Complete(Vec<CompletionRequest>),
 }
 
 /// A delivery as a claim's `RETURNING` gives it.
@@ -372,6 +373,9 @@ impl Writer {
             )?)),
             Request::CreateDrill(drill) => Output::Bool(drills::create(&self.conn, drill)?),
             Request::UpdateDrill(update) => Output::Count(drills::update(&self.conn, update)?),
+            Request::Complete(requests) => {
+                Output::Completions(completion::complete(&self.conn, requests, counts)?)
+            }
             Request::WriteIncident(write) => Output::Bool(incidents::write(&self.conn, write)?),
         })
     }
@@ -897,11 +901,16 @@ impl Writer {
             NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
             NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
         };
+        // A destination on receipts: the 2xx leaves the delivery `received`, unless its
+        // handler confirmed before its answer was read (the first word stands).
+        let completion = (a.awaits_completion && state == DeliveryState::Delivered)
+            .then_some(CompletionState::Received.as_str());
         let updated = self
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
-                    lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7
+                    lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7,
+                    completion = COALESCE(completion, ?10)
                  WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
             )?
             .execute(params![
@@ -914,6 +923,7 @@ impl Writer {
                 a.error,
                 a.delivery_id.as_str(),
                 a.lease_id,
+                completion,
             ])?;
         let outcome = if updated == 0 {
             "superseded"

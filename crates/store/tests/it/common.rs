@@ -421,6 +421,7 @@ pub fn attempt_with_lease(
         channel: claim.channel.clone(),
         destination: claim.destination.clone(),
         received_at: claim.received_at,
+        awaits_completion: false,
     }
 }
 

@@ -9,6 +9,7 @@
 mod audit;
 mod cluster;
 mod common;
+mod completion;
 mod counters;
 mod drills;
 mod faults;

@@ -142,6 +142,15 @@ struct E2eArgs {
     /// How long to wait after the send phase for acknowledged events to be delivered.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain: Duration,
+    /// Completion receipts: confirm every delivery (by its `intake-delivery-id`) to this
+    /// intake base URL, e.g. http://127.0.0.1:18080, in batches of up to 1000 every 20 ms, as
+    /// a handler on `completion = "receipt"` does once its work is done. The run then also
+    /// waits for every acknowledged event's confirmation to be accepted.
+    #[arg(long)]
+    confirm_url: Option<String>,
+    /// The bearer token the confirmations carry (the operator's or the tenant's).
+    #[arg(long, env = "INTAKE_LOADGEN_CONFIRM_TOKEN", default_value = "")]
+    confirm_token: String,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
@@ -915,6 +924,11 @@ struct Capture {
     requests: AtomicU64,
     redeliveries: AtomicU64,
     without_id: AtomicU64,
+    /// Delivery ids to confirm (receipts mode), and the event ids whose confirmation intake
+    /// accepted.
+    to_confirm: Mutex<Vec<(String, String)>>,
+    confirmed: Mutex<HashSet<String>>,
+    confirm_failures: AtomicU64,
 }
 
 async fn capture(
@@ -931,6 +945,15 @@ async fn capture(
     c.requests.fetch_add(1, Ordering::Relaxed);
     match headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
         Some(id) => {
+            if let Some(d) = headers
+                .get("intake-delivery-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                c.to_confirm
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((d.to_string(), id.to_string()));
+            }
             let mut arrivals = c.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
             if arrivals.contains_key(id) {
                 c.redeliveries.fetch_add(1, Ordering::Relaxed);
@@ -943,6 +966,56 @@ async fn capture(
         }
     }
     axum::http::StatusCode::OK
+}
+
+/// Receipts mode: confirms what the handler captured, in batches, until aborted.
+async fn confirm_loop(c: Arc<Capture>, base: String, token: String) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/deliveries/complete", base.trim_end_matches('/'));
+    loop {
+        let batch: Vec<(String, String)> = {
+            let mut q = c.to_confirm.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = q.len().min(1000);
+            q.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let items: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|(d, _)| serde_json::json!({ "id": d }))
+            .collect();
+        let sent = http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "items": items }))
+            .send()
+            .await;
+        let results: Option<serde_json::Value> = match sent {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        let Some(results) = results else {
+            // Put them back and try again: a receipt is retried until accepted.
+            c.confirm_failures.fetch_add(1, Ordering::Relaxed);
+            c.to_confirm
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(batch);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut confirmed = c.confirmed.lock().unwrap_or_else(PoisonError::into_inner);
+        let statuses = results["results"].as_array().cloned().unwrap_or_default();
+        for ((_, event), r) in batch.iter().zip(statuses) {
+            if r["status"] == 200 {
+                confirmed.insert(event.clone());
+            } else {
+                c.confirm_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
@@ -964,6 +1037,10 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
         .fallback(capture)
         .with_state(state.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let confirmer = args
+        .confirm_url
+        .clone()
+        .map(|url| tokio::spawn(confirm_loop(state.clone(), url, args.confirm_token.clone())));
 
     let report = run_load(&load, true).await?;
     let send_done = Instant::now();
@@ -978,6 +1055,17 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             pending.retain(|id| !arrivals.contains_key(*id));
+        }
+        let unconfirmed = confirmer.is_some() && {
+            let confirmed = state
+                .confirmed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            !report.stats.acks.iter().all(|a| confirmed.contains(&a.id))
+        };
+        if pending.is_empty() && unconfirmed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         if pending.is_empty() || Instant::now() >= deadline {
             break;
@@ -1012,6 +1100,23 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
     }
     delivered_ns.sort_unstable();
     server.abort();
+    if let Some(c) = &confirmer {
+        c.abort();
+    }
+    let unconfirmed = if confirmer.is_some() {
+        let confirmed = state
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        report
+            .stats
+            .acks
+            .iter()
+            .filter(|a| !confirmed.contains(&a.id))
+            .count() as u64
+    } else {
+        0
+    };
 
     let sum = summarize(&load, &report);
     let mut lines = human_load("e2e", &load, &report, &sum);
@@ -1037,6 +1142,15 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
         before_ack,
         unexpected,
     ));
+    if confirmer.is_some() {
+        lines.push(format!(
+            "  receipts    {} of {} acknowledged events confirmed, {} refused or retried confirmations, within {:.2}s after the send phase",
+            acked_count - unconfirmed,
+            acked_count,
+            state.confirm_failures.load(Ordering::Relaxed),
+            drain_took.as_secs_f64()
+        ));
+    }
     if missing > 0 {
         lines.push(format!(
             "  !!! {missing} ACKNOWLEDGED EVENTS NEVER ARRIVED AT THE HANDLER within {:.0}s !!!",
@@ -1066,6 +1180,7 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
     put("acked", acked_count.into());
     put("delivered", (acked_count - missing).into());
     put("missing", missing.into());
+    put("unconfirmed", unconfirmed.into());
     put("acks_without_id", report.stats.acks_without_id.into());
     put(
         "redeliveries",
@@ -1091,6 +1206,7 @@ async fn run_e2e(args: E2eArgs) -> Result<ExitCode> {
     emit(load.json, &lines, object);
 
     let failed = missing > 0
+        || unconfirmed > 0
         || sum.non_200 > 0
         || sum.errors > 0
         || report.stats.warmup_failures > 0

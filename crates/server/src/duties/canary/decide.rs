@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use intake_core::config::Config;
-use intake_core::delivery::DeliveryState;
+use intake_core::delivery::{CompletionState, DeliveryState};
 use intake_core::Timestamp;
 use intake_monitor::{AlertKey, CanaryFailed, Finding, Labels, RuleBook};
-use intake_store::EventDetail;
+use intake_store::{DeliverySummary, EventDetail};
 
 use super::book::{CanaryBook, CanaryRun, Latency, SourceCanary, Stage};
 
@@ -44,15 +44,36 @@ pub(crate) fn observe(run: &CanaryRun, event: Option<&EventDetail>) -> CanaryRun
         ));
         return next;
     }
-    let Some(stuck) = deliveries
-        .iter()
-        .find(|d| d.state != DeliveryState::Delivered)
-    else {
+    // On receipts, a canary is through when its handler confirmed the work, not at its 2xx:
+    // a handler that acknowledges and drops work fails its canaries.
+    let Some(stuck) = deliveries.iter().find(|d| !work_done(d)) else {
         next.stage = Stage::Delivered;
-        next.delivered_at = deliveries.iter().filter_map(|d| d.delivered_at).max();
+        next.delivered_at = deliveries.iter().filter_map(|d| done_at(d)).max();
         return next;
     };
     next.destination = Some(stuck.destination.clone());
+    if stuck.state == DeliveryState::Delivered {
+        next.status = stuck.last_status;
+        next.attempts = Some(stuck.attempts);
+        if stuck.completion == Some(CompletionState::CompletionFailed) {
+            next.stage = Stage::Failing;
+            next.detail = Some(format!(
+                "the handler confirmed that its work failed{}",
+                stuck
+                    .completion_detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ));
+        } else {
+            next.stage = Stage::Pending;
+            next.in_flight = Some(false);
+            next.detail = Some(
+                "received by the handler (2xx); its completion receipt has not arrived".into(),
+            );
+        }
+        return next;
+    }
     let failed = stuck.last_status.is_some() || stuck.last_error.is_some();
     if stuck.state == DeliveryState::Dead || (stuck.attempts > 0 && failed) {
         next.stage = Stage::Failing;
@@ -75,6 +96,20 @@ pub(crate) fn observe(run: &CanaryRun, event: Option<&EventDetail>) -> CanaryRun
     next
 }
 
+/// Whether a delivery's work is done: delivered, and on receipts confirmed done.
+fn work_done(d: &DeliverySummary) -> bool {
+    d.state == DeliveryState::Delivered
+        && !matches!(
+            d.completion,
+            Some(CompletionState::Received | CompletionState::CompletionFailed)
+        )
+}
+
+/// When a delivery's work was done: its confirmation on receipts, else its 2xx.
+fn done_at(d: &DeliverySummary) -> Option<Timestamp> {
+    d.completed_at.or(d.delivered_at)
+}
+
 /// How long each stage of a delivered canary took: `ack` as measured by the sender, the
 /// others from the times the store recorded (the slowest destination's).
 pub(crate) fn latency(event: &EventDetail, sent_at: Timestamp, ack: Duration) -> Option<Latency> {
@@ -83,7 +118,7 @@ pub(crate) fn latency(event: &EventDetail, sent_at: Timestamp, ack: Duration) ->
     let mut delivery = Duration::ZERO;
     let mut last = None;
     for d in &event.summary.deliveries {
-        let delivered = d.delivered_at?;
+        let delivered = done_at(d)?;
         let first = event
             .attempts
             .iter()
@@ -287,6 +322,9 @@ mod tests {
             last_error: None,
             origin: None,
             recovery: None,
+            completion: None,
+            completed_at: None,
+            completion_detail: None,
         }
     }
 
@@ -399,6 +437,38 @@ mod tests {
             Some(&event(vec![delivery("a", Delivered, 1, Some(200))])),
         );
         assert_eq!(delivered.delivered_at, Some(at(3)));
+    }
+
+    #[test]
+    fn on_receipts_a_canary_is_through_only_when_its_work_is_confirmed() {
+        use DeliveryState::Delivered;
+        let with = |c: Option<CompletionState>| {
+            let mut d = delivery("handler", Delivered, 1, Some(200));
+            d.completion = c;
+            d.completed_at = c.filter(|c| c.is_confirmed()).map(|_| at(9));
+            d.completion_detail = Some("crm down".into());
+            event(vec![d])
+        };
+        let cases = [
+            (None, Stage::Delivered),
+            (Some(CompletionState::Received), Stage::Pending),
+            (Some(CompletionState::Completed), Stage::Delivered),
+            (Some(CompletionState::CompletionFailed), Stage::Failing),
+        ];
+        for (completion, stage) in cases {
+            let run = observe(&sent(), Some(&with(completion)));
+            assert_eq!(run.stage, stage, "{completion:?}");
+        }
+        let dropped = observe(&sent(), Some(&with(Some(CompletionState::Received))));
+        assert!(dropped.detail.unwrap().contains("completion receipt"));
+        let failed = observe(
+            &sent(),
+            Some(&with(Some(CompletionState::CompletionFailed))),
+        );
+        assert!(failed.detail.unwrap().contains("crm down"));
+        // Its latency runs to the confirmation.
+        let done = observe(&sent(), Some(&with(Some(CompletionState::Completed))));
+        assert_eq!(done.delivered_at, Some(at(9)));
     }
 
     #[test]

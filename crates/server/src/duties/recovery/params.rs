@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use intake_core::config::{Config, SourceConfig};
-use intake_core::delivery::DeliveryState;
+use intake_core::delivery::{CompletionState, DeliveryState};
 use intake_core::event::Origin;
 use intake_core::Timestamp;
 use intake_store::RecoveryKind;
@@ -96,6 +96,10 @@ pub struct Filter {
     /// Deliveries in this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<DeliveryState>,
+    /// Deliveries whose handler's work stands here (destinations on receipts): `received`
+    /// is the work a handler acknowledged and never confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<CompletionState>,
     /// To this destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
@@ -290,18 +294,18 @@ fn filter_of(req: &JobRequest, kind: RecoveryKind, config: &Config) -> Result<Fi
             "`state`, `destination`, `event_type`, `origin` and `channel` filter replay jobs only",
         ));
     }
-    let state = req
-        .state
-        .as_deref()
-        .map(|s| {
-            DeliveryState::parse(s).ok_or_else(|| {
-                refuse(
-                    "invalid-parameter",
-                    format!("`state`: `{s}` is not one of pending, in_flight, delivered, retrying, dead"),
-                )
-            })
-        })
-        .transpose()?;
+    let (state, completion) = match req.state.as_deref() {
+        None => (None, None),
+        Some(s) => state_of(s).ok_or_else(|| {
+            refuse(
+                "invalid-parameter",
+                format!(
+                    "`state`: `{s}` is not one of pending, in_flight, delivered, retrying, dead, \
+                     received-not-completed, completion-failed, completed"
+                ),
+            )
+        })?,
+    };
     if let Some(d) = &req.destination {
         if !config.destinations.iter().any(|c| &c.id == d) {
             return Err(refuse(
@@ -324,11 +328,27 @@ fn filter_of(req: &JobRequest, kind: RecoveryKind, config: &Config) -> Result<Fi
         .transpose()?;
     Ok(Filter {
         state,
+        completion,
         destination: req.destination.clone(),
         event_type: req.event_type.clone(),
         origin,
         channel: req.channel.clone(),
     })
+}
+
+/// A replay's `state`: a delivery state, or a stage of a handler's work on receipts (spelt
+/// with `-` or `_`), which selects delivered deliveries in that stage.
+fn state_of(s: &str) -> Option<(Option<DeliveryState>, Option<CompletionState>)> {
+    if let Some(state) = DeliveryState::parse(s) {
+        return Some((Some(state), None));
+    }
+    let completion = match s.replace('-', "_").as_str() {
+        "received_not_completed" | "received" => CompletionState::Received,
+        "completion_failed" => CompletionState::CompletionFailed,
+        "completed" => CompletionState::Completed,
+        _ => return None,
+    };
+    Some((Some(DeliveryState::Delivered), Some(completion)))
 }
 
 fn margin_of(margin: Option<&str>, kind: RecoveryKind) -> Result<Duration, Refusal> {
@@ -504,6 +524,39 @@ mod tests {
             "rec_1"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn replay_states_include_the_stages_of_a_handlers_work() {
+        use CompletionState as C;
+        use DeliveryState as D;
+        let cases = [
+            ("dead", Some((Some(D::Dead), None))),
+            ("delivered", Some((Some(D::Delivered), None))),
+            (
+                "received-not-completed",
+                Some((Some(D::Delivered), Some(C::Received))),
+            ),
+            (
+                "received_not_completed",
+                Some((Some(D::Delivered), Some(C::Received))),
+            ),
+            ("received", Some((Some(D::Delivered), Some(C::Received)))),
+            (
+                "completion-failed",
+                Some((Some(D::Delivered), Some(C::CompletionFailed))),
+            ),
+            (
+                "completion_failed",
+                Some((Some(D::Delivered), Some(C::CompletionFailed))),
+            ),
+            ("completed", Some((Some(D::Delivered), Some(C::Completed)))),
+            ("received-not", None),
+            ("gone", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(state_of(text), want, "{text}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(super) async fn step(
         .list_events(EventFilter {
             source: Some(ctx.source.id.clone()),
             state: p.filter.state,
+            completion: p.filter.completion,
             destination: p.filter.destination.clone(),
             event_type: p.filter.event_type.clone(),
             origin: p.filter.origin,
@@ -133,6 +134,7 @@ pub(super) fn targets(e: &EventSummary, filter: &Filter, configured: &[&str]) ->
         .deliveries
         .iter()
         .filter(|d| filter.state.is_none_or(|s| d.state == s))
+        .filter(|d| filter.completion.is_none_or(|c| d.completion == Some(c)))
         .filter(|d| {
             filter
                 .destination
