@@ -3,6 +3,9 @@
 //! delivers to `/demo/handler`, logs it, and lists the last deliveries at `GET /demo/handler`,
 //! so a newcomer sees a webhook go all the way through with no other program running. It
 //! treats intake's canaries as every handler should: 2xx, and nothing else (not listed).
+//! On a destination with `completion = "receipt"` it also confirms each delivery's work at
+//! once, signed with the destination's secret, as docs/handlers.md shows a handler doing
+//! once its own queue has finished.
 //!
 //! Beside it, a notification receiver for the embedded set-up's webhook notifier
 //! (`demo-notifications`): `POST /demo/notifications` logs and keeps each notice, and
@@ -14,12 +17,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use intake_core::config::Config;
 use intake_core::signature::SigningKey;
 
+use crate::api::deliveries::confirm_delivery;
 use crate::state::{AppState, DemoInbox};
 pub use crate::state::{DemoNotice, Received};
 
@@ -31,7 +35,7 @@ pub(crate) fn inbox(config: &Config) -> DemoInbox {
         .destinations
         .iter()
         .filter(|d| d.url.ends_with("/demo/handler"))
-        .filter_map(|d| SigningKey::from_secret(&d.secret).ok())
+        .filter_map(|d| Some((SigningKey::from_secret(&d.secret).ok()?, d.uses_receipts())))
         .collect();
     DemoInbox {
         keys,
@@ -58,7 +62,20 @@ async fn receive(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     let id = header(&headers, "webhook-id");
     let ts: i64 = header(&headers, "webhook-timestamp").parse().unwrap_or(0);
     let sig = header(&headers, "webhook-signature");
-    let valid = app.demo.keys.iter().any(|k| k.verify(id, ts, &body, sig));
+    let signer = app
+        .demo
+        .keys
+        .iter()
+        .find(|(k, _)| k.verify(id, ts, &body, sig));
+    let valid = signer.is_some();
+    // On receipts, the work is done once received: confirmed at once, canaries included,
+    // as a handler whose own queue finished would (docs/handlers.md).
+    let delivery = header(&headers, "intake-delivery-id");
+    if let Some((key, true)) = signer {
+        if !delivery.is_empty() {
+            tokio::spawn(confirm(app.clone(), key.clone(), delivery.to_string()));
+        }
+    }
     // What every handler does with intake's canaries: answer 2xx, and nothing else.
     if header(&headers, "intake-origin") == "canary" {
         tracing::debug!(event = %id, "demo handler received a canary");
@@ -86,6 +103,31 @@ async fn receive(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         StatusCode::OK
     } else {
         StatusCode::UNAUTHORIZED
+    }
+}
+
+/// Confirms a delivery's work the way a handler without a token does: a Standard Webhooks
+/// message whose id is the delivery id, signed with the destination's secret, handed to the
+/// confirmation route's own handler (the same checks as over HTTP, without a socket).
+async fn confirm(app: Arc<AppState>, key: SigningKey, delivery: String) {
+    let body = Bytes::from_static(br#"{"outcome":"ok"}"#);
+    let ts = app.clock.now().as_secs();
+    let mut headers = HeaderMap::new();
+    let signed = [
+        ("webhook-id", delivery.clone()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", key.sign(&delivery, ts, &body)),
+    ];
+    for (name, value) in signed {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    match confirm_delivery(app, delivery.clone(), headers, body).await {
+        Ok(_) => tracing::debug!(delivery = %delivery, "demo handler confirmed its work"),
+        Err(p) => {
+            tracing::warn!(delivery = %delivery, problem = ?p, "demo handler could not confirm its work")
+        }
     }
 }
 

@@ -372,8 +372,9 @@ pub(crate) struct DeliveryMetrics {
 /// The demo handler's keys, the last deliveries it received, and the last notifications the
 /// demo notifier received.
 pub(crate) struct DemoInbox {
-    /// The signing keys of the destinations that point at the demo handler.
-    pub keys: Vec<SigningKey>,
+    /// The signing keys of the destinations that point at the demo handler, each with
+    /// whether that destination is on completion receipts (the handler then confirms).
+    pub keys: Vec<(SigningKey, bool)>,
     /// The last deliveries, oldest first.
     pub received: Mutex<VecDeque<Received>>,
     /// The last notifications, oldest first.

@@ -501,3 +501,49 @@ async fn on_receipts_a_canary_fails_for_a_handler_that_drops_work() {
         "{entry:#}\n{alert:#}"
     );
 }
+
+/// The built-in demo handler confirms its work when its destination is on receipts: signed
+/// with the destination's secret, through the confirmation route's own checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_handler_confirms_its_work_on_receipts() {
+    let port = crate::crash::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_toml(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/demo/handler"),
+        RECEIPTS,
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\ndemo_handler = true"),
+    );
+    let server = TestServer::start_with(dir, &config).await.unwrap();
+    let ids = ingest(&server, "demo-receipt", 3).await;
+    for id in &ids {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, event) = server
+                .api(&format!("/api/v1/events/{id}"), ADMIN_TOKEN)
+                .await
+                .unwrap();
+            let d = &event["deliveries"][0];
+            if d["state"] == "delivered" && d["completion"] == "completed" {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{event:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // What it received is listed as with acknowledgements.
+    let listed: Value = server
+        .http
+        .get(format!("{}/demo/handler", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed:#}");
+    server.server.shutdown().await.unwrap();
+}

@@ -35,7 +35,7 @@ pub(crate) mod alerts;
 mod audit;
 pub(crate) mod canaries;
 mod cluster;
-mod deliveries;
+pub(crate) mod deliveries;
 pub(crate) mod drills;
 pub(crate) mod events;
 pub(crate) mod flows;
