@@ -16,7 +16,8 @@
 #   d. a Markdown table of the results on stdout (progress and details go to stderr).
 #
 # Environment: BENCH_DURATION (default 10s) and BENCH_WARMUP (default 2s) per run,
-# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, CARGO_TARGET_DIR (default /var/tmp/intake-target),
+# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_BIN=DIR to run the
+# binaries in DIR instead of building them, CARGO_TARGET_DIR (default /var/tmp/intake-target),
 # INTAKE_LOG (default warn) for intake's own logging, BENCH_KEEP=1 to keep the temp dir (logs and
 # one JSON line per run) even after a clean run. Other INTAKE_* variables are removed from
 # intake's environment so they cannot override the benchmark's configuration.
@@ -38,9 +39,14 @@ NOOP_URL="http://127.0.0.1:$NOOP_PORT/ingest/bench-kustomer"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-cargo build --release -p intake -p intake-testkit --bins
-BIN="$CARGO_TARGET_DIR/release"
+if [[ -n ${BENCH_BIN:-} ]]; then
+  # Binaries built beforehand (e.g. two builds compared in turns).
+  BIN="$BENCH_BIN"
+else
+  echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
+  cargo build --release -p intake -p intake-testkit --bins
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 LOADGEN="$BIN/intake-loadgen"
 NOOP="$BIN/intake-noop-server"
 INTAKE="$BIN/intake"
