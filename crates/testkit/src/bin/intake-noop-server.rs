@@ -70,8 +70,12 @@ fn main() -> Result<()> {
         builder.worker_threads(threads.max(1));
     }
     let runtime = builder.build().context("building the tokio runtime")?;
-    let delivery_status = StatusCode::from_u16(cli.delivery_status)
-        .with_context(|| format!("--delivery-status {} is not an HTTP status", cli.delivery_status))?;
+    let delivery_status = StatusCode::from_u16(cli.delivery_status).with_context(|| {
+        format!(
+            "--delivery-status {} is not an HTTP status",
+            cli.delivery_status
+        )
+    })?;
     runtime.block_on(serve(cli.listen, cli.nodelay, delivery_status))
 }
 
