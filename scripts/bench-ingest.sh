@@ -7,14 +7,17 @@
 #
 #   a. intake-noop-server (axum, same stack, does nothing) under intake-loadgen ingest at
 #      concurrency 16 and 64: the ceiling;
-#   b. intake serve, same two loads, with a no-op handler as its destination;
+#   b. intake serve, same two loads, with a no-op handler as its destination; then with the
+#      deliveries held back (b2), and with a destination that fails every attempt at once (b3:
+#      the handler answers 500), whose ingest must stay within 10 % of b2's;
 #   c. a fresh intake: intake-loadgen e2e at 1000 events/s (accept -> delivered latency, and no
 #      acknowledged event missing), then ingest paced at half of the c64 throughput from (b)
 #      (acknowledgement latency at half of maximum load);
 #   d. a Markdown table of the results on stdout (progress and details go to stderr).
 #
 # Environment: BENCH_DURATION (default 10s) and BENCH_WARMUP (default 2s) per run,
-# BENCH_E2E_RATE (default 1000), CARGO_TARGET_DIR (default /var/tmp/intake-target),
+# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_BIN=DIR to run the
+# binaries in DIR instead of building them, CARGO_TARGET_DIR (default /var/tmp/intake-target),
 # INTAKE_LOG (default warn) for intake's own logging, BENCH_KEEP=1 to keep the temp dir (logs and
 # one JSON line per run) even after a clean run. Other INTAKE_* variables are removed from
 # intake's environment so they cannot override the benchmark's configuration.
@@ -36,9 +39,14 @@ NOOP_URL="http://127.0.0.1:$NOOP_PORT/ingest/bench-kustomer"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-cargo build --release -p intake -p intake-testkit --bins
-BIN="$CARGO_TARGET_DIR/release"
+if [[ -n ${BENCH_BIN:-} ]]; then
+  # Binaries built beforehand (e.g. two builds compared in turns).
+  BIN="$BENCH_BIN"
+else
+  echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
+  cargo build --release -p intake -p intake-testkit --bins
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 LOADGEN="$BIN/intake-loadgen"
 NOOP="$BIN/intake-noop-server"
 INTAKE="$BIN/intake"
@@ -216,9 +224,10 @@ start_intake() {
   wait_http "http://127.0.0.1:$INTAKE_PORT/healthz" "$STARTED_PID" "$name"
 }
 
-# start_handler NAME: a no-op server on the destination's port, answering 200 to any POST.
+# start_handler NAME [STATUS]: a no-op server on the destination's port, answering STATUS
+# (default 200) to any POST.
 start_handler() {
-  start "$1" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT"
+  start "$1" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT" --delivery-status "${2:-200}"
   wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$STARTED_PID" "$1"
 }
 
@@ -266,9 +275,29 @@ else
 fi
 stop "$handler_pid"
 
+# b3. The same loads while every delivery fails at once: the handler answers 500, so each
+#     event is attempted, recorded as failed and retried on the destination's schedule. A
+#     failing destination must not take ingest's capacity: compare with b2.
+write_config "$TMP/b3"
+start_handler handler-b3 500
+handler_pid=$STARTED_PID
+if start_intake intake-b3 "$TMP/b3/intake.toml"; then
+  intake_pid=$STARTED_PID
+  run_loadgen failing-c16 ingest --url "$INTAKE_URL" --concurrency 16
+  run_loadgen failing-c64 ingest --url "$INTAKE_URL" --concurrency 64
+  curl -s "http://127.0.0.1:$INTAKE_PORT/metrics" | grep '^intake_deliveries_total' >"$TMP/failing-attempts.txt" || true
+  stop "$intake_pid"
+else
+  FAILED+=("intake-b3: intake did not start")
+  stop "$STARTED_PID"
+fi
+stop "$handler_pid"
+
 # c. A fresh intake: end to end at a fixed rate, then acknowledgement latency at half load.
 write_config "$TMP/c"
-if start_intake intake-c "$TMP/c/intake.toml"; then
+if [[ -n ${BENCH_SKIP_E2E:-} ]]; then
+  echo "--- part c left out (BENCH_SKIP_E2E)" >&2
+elif start_intake intake-c "$TMP/c/intake.toml"; then
   intake_pid=$STARTED_PID
   run_loadgen e2e e2e --url "$INTAKE_URL" --rate "$E2E_RATE" \
     --handler-listen "127.0.0.1:$HANDLER_PORT"
@@ -314,6 +343,8 @@ r16="$(ratio intake-c16 noop-c16)"
 r64="$(ratio intake-c64 noop-c64)"
 o16="$(ratio ingest-only-c16 noop-c16)"
 o64="$(ratio ingest-only-c64 noop-c64)"
+f16="$(ratio failing-c16 ingest-only-c16)"
+f64="$(ratio failing-c64 ingest-only-c64)"
 
 echo
 echo "## Ingest benchmark: $(nproc) CPUs, ~2 KB signed Kustomer webhooks, $DURATION per run after $WARMUP warmup"
@@ -326,8 +357,15 @@ row "intake c16 (ack latency)" intake-c16
 row "intake c64 (ack latency)" intake-c64
 row "intake c16, deliveries held back" ingest-only-c16
 row "intake c64, deliveries held back" ingest-only-c64
+row "intake c16, destination failing (500)" failing-c16
+row "intake c64, destination failing (500)" failing-c64
 echo "| ratio intake/noop c16 (delivering / held back) | $r16 / $o16 | | | $(verdict "$o16") |"
 echo "| ratio intake/noop c64 (delivering / held back) | $r64 / $o64 | | | $(verdict "$o64") |"
+echo "| ratio failing/held back c16 / c64 | $f16 / $f64 | | | target >= 0.90 |"
+if [[ -s $TMP/failing-attempts.txt ]]; then
+  echo "attempts while failing (intake_deliveries_total):" >&2
+  cat "$TMP/failing-attempts.txt" >&2
+fi
 printf '| accept -> delivered at %s/s | %s | %s | %s | ack p50 %s / p99 %s ms; delivered max %s ms; %s of %s acked events missing |\n' \
   "$E2E_RATE" "$(rate e2e)" "$(field e2e delivered_p50_ms)" "$(field e2e delivered_p99_ms)" \
   "$(field e2e p50_ms)" "$(field e2e p99_ms)" "$(field e2e delivered_max_ms)" \

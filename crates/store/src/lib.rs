@@ -222,6 +222,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a small named document, durably.
     async fn put_state(&self, key: &str, value: String) -> Result<()>;
 
+    /// Writes (`Some`) and deletes (`None`) several small named documents in one durable
+    /// transaction. For state kept as one document per item (the monitor's expectation of
+    /// each flow), so that a writer stores only the items that changed.
+    async fn put_states(&self, writes: Vec<(String, Option<String>)>) -> Result<()>;
+
+    /// Every document whose key starts with `prefix`, as (key, document), in key order.
+    async fn states_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+
     /// Writes a small named document unless one exists, and returns the stored one: `value`
     /// if it was written, the existing document otherwise. Nodes starting at once all end
     /// up with the same document (e.g. a key made once for the whole cluster).

@@ -71,6 +71,8 @@ pub enum Reply {
     RetryAfter(u16, String),
     /// Wait this long, then 200 (to make attempts time out).
     Slow(Duration),
+    /// Wait this long, then this status (a handler failing slowly).
+    SlowStatus(Duration, u16),
 }
 
 struct CaptureState {
@@ -134,6 +136,14 @@ impl CaptureHandler {
         self.state.in_flight.lock().map(|f| f.1).unwrap_or(0)
     }
 
+    /// Starts counting [`CaptureHandler::max_in_flight`] again from the requests being
+    /// answered now.
+    pub fn reset_max_in_flight(&self) {
+        if let Ok(mut f) = self.state.in_flight.lock() {
+            f.1 = f.0;
+        }
+    }
+
     /// Everything received so far (every attempt, duplicates included).
     pub fn received(&self) -> Vec<Captured> {
         self.state
@@ -187,7 +197,7 @@ async fn capture(
         f.0 += 1;
         f.1 = f.1.max(f.0);
     }
-    if let Reply::Slow(d) = &reply {
+    if let Reply::Slow(d) | Reply::SlowStatus(d, _) = &reply {
         tokio::time::sleep(*d).await;
     }
     if let Ok(mut f) = state.in_flight.lock() {
@@ -207,6 +217,7 @@ async fn capture(
         Reply::Status(c) => code(&c).into_response(),
         Reply::RetryAfter(c, v) => (code(&c), [("retry-after", v)]).into_response(),
         Reply::Slow(_) => StatusCode::OK.into_response(),
+        Reply::SlowStatus(_, c) => code(&c).into_response(),
     }
 }
 

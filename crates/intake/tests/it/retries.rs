@@ -177,6 +177,45 @@ async fn rate_limit_paces_attempts_on_the_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_failing_every_attempt_is_probed_two_at_a_time_until_it_answers() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    handler.set_default(Reply::Status(500));
+    let config = r#"concurrency = 32
+max_attempts = 10
+retry = { initial = "10s", max = "1h", multiplier = 2.0, jitter = 0.0 }
+timeout = "5s""#;
+    let server = TestServer::start(&handler.url(), config).await.unwrap();
+    // Sixteen failures in a row: the destination is treated as down.
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        ids.push(send(&server, &format!("msg-down-{i}")).await);
+    }
+    for id in &ids {
+        wait_delivery(&server, id, "retrying", 1).await;
+    }
+    // Still down, and slow about it: new work is attempted at most two at a time, where the
+    // destination's 32 slots would take all of it at once.
+    handler.set_default(Reply::SlowStatus(Duration::from_millis(200), 503));
+    handler.reset_max_in_flight();
+    let mut later = Vec::new();
+    for i in 0..8 {
+        later.push(send(&server, &format!("msg-probed-{i}")).await);
+    }
+    for id in &later {
+        wait_delivery(&server, id, "retrying", 1).await;
+    }
+    assert_eq!(handler.max_in_flight(), 2, "probes only");
+    // The handler is back: the first success restores the full concurrency, and every
+    // delivery waiting is delivered.
+    handler.set_default(Reply::Status(200));
+    server.clock.advance(Duration::from_secs(10));
+    for id in ids.iter().chain(&later) {
+        wait_delivery(&server, id, "delivered", 2).await;
+    }
+    assert_eq!(handler.received().len(), 2 * (16 + 8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_bounds_attempts_in_flight() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     handler.set_default(Reply::Slow(Duration::from_millis(150)));

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
 use super::{query, Resource, Scope, ScopeQuery};
-use crate::duties::book::{self, FLOWS_STATE};
+use crate::duties::book::{self, FlowExpectation};
 use crate::state::AppState;
 
 /// The flows' route.
@@ -73,8 +73,9 @@ pub(crate) struct ChannelFlow {
     /// Events per complete quarter hour over the last 24 hours, oldest first (96 values; the
     /// quarter in progress is not among them). The first starts at `quarters_from`.
     pub(crate) per_quarter: Vec<i64>,
-    /// What the monitor expected over its last evaluated hour, and from which baseline
-    /// (absent while history is too short for a verdict).
+    /// What the monitor's baselines expect over the same 60 minutes as `last_hour` (as of
+    /// the hour of its last evaluation), and from which baseline (absent while history is too
+    /// short for a verdict).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false)]
     pub(crate) expected_last_hour: Option<f64>,
@@ -206,11 +207,10 @@ pub(crate) async fn read(
         .map(|d| d.id.as_str())
         .collect();
     let mut channels = count(&mut out, rows, &window, &receipts);
-    // The monitor's expectations at its last evaluation, when it has made one.
-    if let Ok(Some(json)) = app.store.get_state(FLOWS_STATE).await {
-        if let Ok(Value::Array(statuses)) = serde_json::from_str::<Value>(&json) {
-            attach_expectations(&mut channels, &statuses);
-        }
+    // The monitor's expectations as of its last evaluation, when it has made one, over the
+    // same 60 minutes as the counts beside them.
+    if let Ok(expectations) = book::flow_expectation_docs(&*app.store).await {
+        attach_expectations(&mut channels, &expectations, window.hour_ago);
     }
     if let Ok(bands) = book::flow_bands(&*app.store).await {
         attach_bands(&mut channels, &bands, window.quarters_from);
@@ -351,13 +351,24 @@ fn count(
 }
 
 /// The monitor's last verdicts (`FlowStatus`, whose key is flattened into it).
-fn attach_expectations(channels: &mut BTreeMap<ChannelKey, ChannelFlow>, statuses: &[Value]) {
-    let text = |st: &Value, k: &str| st[k].as_str().unwrap_or("").to_string();
-    for st in statuses {
-        let key = (text(st, "tenant"), text(st, "source"), text(st, "channel"));
+fn attach_expectations(
+    channels: &mut BTreeMap<ChannelKey, ChannelFlow>,
+    expectations: &[FlowExpectation],
+    hour_ago: Timestamp,
+) {
+    let end = hour_ago.plus(Duration::from_secs(3600));
+    for e in expectations {
+        let key = (
+            e.key.tenant.clone(),
+            e.key.source.clone(),
+            e.key.channel.clone(),
+        );
         if let Some(ch) = channels.get_mut(&key) {
-            ch.expected_last_hour = st["expected_last_hour"].as_f64();
-            ch.baseline = Some(st["baseline"].clone()).filter(|b| !b.is_null());
+            ch.expected_last_hour = e.expected_over(end);
+            ch.baseline = e
+                .baseline
+                .and_then(|b| serde_json::to_value(b).ok())
+                .filter(|_| ch.expected_last_hour.is_some());
         }
     }
 }

@@ -12,9 +12,18 @@
 //! act here, and only here: a `queue-stall` of a source leaves its deliveries out of the
 //! claims (pending, untouched, until the drill ends), and a `handler-down` of the destination
 //! fails each attempt without calling the handler, recorded and retried like any failure.
+//!
+//! A destination that fails every attempt is *probed*, not hammered: after
+//! [`FAILING_AFTER`] failed attempts in a row, its dispatcher keeps at most [`PROBES`]
+//! attempts in flight until one succeeds ([`in_flight_limit`]). Each failed attempt costs as
+//! much as a delivery (a claim, an HTTP exchange, an attempt record) and is followed by its
+//! retries, so at full concurrency a handler outage took ingest's share of the cores and of the
+//! store's writer; the probes keep the outage visible (attempts keep failing and are counted,
+//! so `delivery_errors` still sees them) while the work waits, due, for the handler to return.
+//! The first success restores the full concurrency.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +53,27 @@ const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The most deliveries one claim takes.
 const MAX_CLAIM: usize = 64;
+
+/// Failed attempts in a row after which a destination is treated as down and only probed.
+/// High enough that a handler failing part of its requests is never mistaken for a down one
+/// (at a 50 % failure rate, sixteen failures in a row happen once in 65,536 runs), low enough
+/// that a down handler is recognised within its first claim.
+const FAILING_AFTER: u32 = 16;
+
+/// Attempts in flight to a destination treated as down. Two rather than one, so that a probe
+/// hanging until its timeout does not stop the other from finding the handler back.
+const PROBES: usize = 2;
+
+/// The most attempts a dispatcher may have in flight to its destination: its configured
+/// `concurrency` while the destination answers, [`PROBES`] once the last [`FAILING_AFTER`]
+/// attempts in a row failed.
+fn in_flight_limit(concurrency: usize, failures_in_a_row: u32) -> usize {
+    if failures_in_a_row >= FAILING_AFTER {
+        PROBES.min(concurrency).max(1)
+    } else {
+        concurrency.max(1)
+    }
+}
 
 /// The most of an error response body kept in the attempt record.
 const KEPT_ERROR_BODY: usize = 512;
@@ -84,6 +114,7 @@ pub(crate) fn start_all<'a>(
                 http: http.clone(),
                 shutdown: shutdown.clone(),
                 leases: Arc::new(Mutex::new(HashMap::new())),
+                failures_in_a_row: Arc::new(AtomicU32::new(0)),
                 limiter: dest
                     .config
                     .rate_limit
@@ -104,6 +135,8 @@ struct Dispatcher {
     shutdown: CancellationToken,
     /// Leases of attempts in flight, given back if shutdown interrupts them.
     leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
+    /// Attempts that failed since the last success (see [`in_flight_limit`]).
+    failures_in_a_row: Arc<AtomicU32>,
     limiter: Option<Mutex<TokenBucket>>,
 }
 
@@ -116,6 +149,16 @@ impl Dispatcher {
         let clock = self.clock.clone();
         loop {
             while attempts.try_join_next().is_some() {}
+            let limit =
+                in_flight_limit(concurrency, self.failures_in_a_row.load(Ordering::Relaxed));
+            if attempts.len() >= limit {
+                // A destination that is down: wait for a probe to end before the next claim.
+                tokio::select! {
+                    _ = attempts.join_next() => {}
+                    _ = self.shutdown.cancelled() => break,
+                }
+                continue;
+            }
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = self.shutdown.cancelled() => break,
@@ -127,7 +170,8 @@ impl Dispatcher {
                 .dest
                 .config
                 .rate_limit
-                .map_or(MAX_CLAIM, |Rate(r)| (r.ceil() as usize).clamp(1, MAX_CLAIM));
+                .map_or(MAX_CLAIM, |Rate(r)| (r.ceil() as usize).clamp(1, MAX_CLAIM))
+                .min(limit.saturating_sub(attempts.len()).max(1));
             while permits.len() < max_claim {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
@@ -208,6 +252,7 @@ impl Dispatcher {
                     dest: self.dest.clone(),
                     http: self.http.clone(),
                     leases: self.leases.clone(),
+                    failures_in_a_row: self.failures_in_a_row.clone(),
                 };
                 attempts.spawn(async move {
                     attempt.run(delivery).await;
@@ -288,6 +333,7 @@ struct Attempt {
     dest: Arc<DestinationRuntime>,
     http: reqwest::Client,
     leases: Arc<Mutex<HashMap<DeliveryId, String>>>,
+    failures_in_a_row: Arc<AtomicU32>,
 }
 
 impl Attempt {
@@ -300,8 +346,14 @@ impl Attempt {
         let policy = self.dest.config.retry_policy();
         let next = policy.next_step(d.attempt, &outcome, finished_at, rand::random::<f64>());
         let (status, error) = match &outcome {
-            AttemptOutcome::Success { status } => (Some(*status), None),
-            AttemptOutcome::Failure { status, error, .. } => (*status, Some(error.clone())),
+            AttemptOutcome::Success { status } => {
+                self.failures_in_a_row.store(0, Ordering::Relaxed);
+                (Some(*status), None)
+            }
+            AttemptOutcome::Failure { status, error, .. } => {
+                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+                (*status, Some(error.clone()))
+            }
         };
         let dest = self.dest.config.id.as_str();
         self.dest
@@ -562,6 +614,31 @@ mod tests {
                 "claimed {sources:?}, held {before:?} → {now:?}"
             );
             assert_eq!(back.len() + keep.len(), sources.len());
+        }
+    }
+
+    #[test]
+    fn a_destination_is_probed_only_after_enough_failures_in_a_row() {
+        // (concurrency, failures in a row, limit)
+        let cases = [
+            (128, 0, 128),
+            (128, 1, 128),
+            (128, FAILING_AFTER - 1, 128),
+            (128, FAILING_AFTER, PROBES),
+            (128, 10_000, PROBES),
+            // A destination configured below the probe count keeps its own limit.
+            (1, 0, 1),
+            (1, FAILING_AFTER, 1),
+            // A concurrency of zero still lets one attempt through, as the dispatcher does.
+            (0, 0, 1),
+            (0, FAILING_AFTER, 1),
+        ];
+        for (concurrency, failures, limit) in cases {
+            assert_eq!(
+                in_flight_limit(concurrency, failures),
+                limit,
+                "concurrency {concurrency}, {failures} failures in a row"
+            );
         }
     }
 }

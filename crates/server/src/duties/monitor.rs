@@ -37,7 +37,7 @@ use intake_monitor::{
 use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::book::{ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE};
+use super::book::{self, ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE, FLOW_PREFIX};
 use super::canary::{self, decide::CANARY_FAILED};
 use super::drill;
 use super::notify::{self, Pipeline};
@@ -95,6 +95,7 @@ pub(crate) async fn run(
         rules: rule_book(&config),
         started,
         canary_check: None,
+        stored_flows: None,
         config,
         clock,
         store,
@@ -216,6 +217,9 @@ struct MonitorDuty {
     canary_check: Option<Timestamp>,
     /// The hour whose flow bands are stored (see [`MonitorDuty::store_bands`]).
     bands_hour: Option<i64>,
+    /// The flows' expectation documents as stored, by key: read at the first evaluation,
+    /// then kept in step with what is written (see [`MonitorDuty::store_expectations`]).
+    stored_flows: Option<HashMap<String, String>>,
 }
 
 impl MonitorDuty {
@@ -351,10 +355,39 @@ impl MonitorDuty {
         transitions.extend(self.monitor.apply_external(CANARY_FAILED, canaries, now));
         transitions.extend(self.judge_drills(now).await?);
         self.save(&transitions).await?;
-        let flows = serde_json::to_string(&self.monitor.flow_status(now))
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode flow status: {e}")))?;
-        self.store.put_state(FLOWS_STATE, flows).await?;
+        self.store_expectations(now).await?;
         self.store_bands(now).await
+    }
+
+    /// Stores the expectation of each flow whose expectation changed since it was last
+    /// stored (most change once an hour), deletes those of flows no longer watched, and
+    /// leaves the others alone ([`book::changes`]).
+    async fn store_expectations(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let stored = match self.stored_flows.take() {
+            Some(stored) => stored,
+            None => {
+                let mut stored: HashMap<String, String> = self
+                    .store
+                    .states_with_prefix(FLOW_PREFIX)
+                    .await?
+                    .into_iter()
+                    .collect();
+                // The single document of every flow's status that earlier versions rewrote at
+                // every evaluation: gone with the first write.
+                stored.insert(FLOWS_STATE.to_string(), String::new());
+                stored
+            }
+        };
+        let wanted = book::flow_expectations(&self.monitor, now)?;
+        let writes = book::changes(&stored, &wanted);
+        if !writes.is_empty() {
+            if let Err(e) = self.store.put_states(writes).await {
+                self.stored_flows = Some(stored);
+                return Err(e);
+            }
+        }
+        self.stored_flows = Some(wanted.into_iter().collect());
+        Ok(())
     }
 
     /// Stores every flow's expected band, once an hour. A band is made of whole hours'

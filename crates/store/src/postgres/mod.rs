@@ -646,6 +646,58 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn put_states(&self, writes: Vec<(String, Option<String>)>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, value) in writes {
+            match value {
+                Some(value) => {
+                    keys.push(format!("state:{key}"));
+                    values.push(value);
+                }
+                None => gone.push(format!("state:{key}")),
+            }
+        }
+        let mut client = self.write_conn().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        // Keys written in sorted order, so two writers never wait for each other in opposite
+        // orders (only the monitor's holder writes these, but a fail-over may overlap).
+        tx.execute(
+            "INSERT INTO state (key, value)
+             SELECT k, v FROM UNNEST($1::text[], $2::text[]) AS w(k, v) ORDER BY k
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&keys, &values],
+        )
+        .await
+        .map_err(unavailable)?;
+        if !gone.is_empty() {
+            tx.execute("DELETE FROM state WHERE key = ANY($1)", &[&gone])
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn states_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let prefix = format!("state:{prefix}");
+        let rows = self
+            .read_rows(
+                "SELECT key, value FROM state
+                 WHERE substr(key, 1, length($1)) = $1 ORDER BY key COLLATE \"C\"",
+                &[&prefix],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let key: String = r.get(0);
+                (key["state:".len()..].to_string(), r.get(1))
+            })
+            .collect())
+    }
+
     async fn init_state(&self, key: &str, value: String) -> Result<String> {
         let client = self.write_conn().await?;
         let key = format!("state:{key}");

@@ -404,6 +404,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn put_states(&self, writes: Vec<(String, Option<String>)>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(Request::PutStates(writes), Reply::Unit).await
+    }
+
+    async fn states_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let prefix = format!("state:{prefix}");
+        self.read(move |c| {
+            // `substr` compares bytes whatever the key holds (`LIKE` would read `_` and `%`).
+            c.prepare_cached(
+                "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )?
+            .query_map([&prefix], |r| {
+                let key: String = r.get(0)?;
+                Ok((key["state:".len()..].to_string(), r.get(1)?))
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn init_state(&self, key: &str, value: String) -> Result<String> {
         self.write(Request::InitState(key.to_string(), value), Reply::Text)
             .await

@@ -45,6 +45,7 @@ pub(super) enum Request {
     Fault(Option<StoreFault>),
     Compact(Timestamp, CounterRetention),
     PutState(String, String),
+    PutStates(Vec<(String, Option<String>)>),
     InitState(String, String),
     PruneNotifications(Timestamp),
     Alerts(Vec<AlertTransitionRecord>),
@@ -300,6 +301,10 @@ impl Writer {
                 self.put_state(key, value)?;
                 Output::Unit
             }
+            Request::PutStates(writes) => {
+                self.put_states(writes)?;
+                Output::Unit
+            }
             Request::InitState(key, value) => Output::Text(self.init_state(key, value)?),
             Request::Alerts(list) => {
                 self.record_alerts(list)?;
@@ -432,6 +437,20 @@ impl Writer {
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
             .execute(params![format!("state:{key}"), value])?;
+        Ok(())
+    }
+
+    fn put_states(&self, writes: &[(String, Option<String>)]) -> rusqlite::Result<()> {
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.put_state(key, value)?,
+                None => {
+                    self.conn
+                        .prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                        .execute([format!("state:{key}")])?;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -323,8 +323,68 @@ mod state {
         close(store).await;
     }
 
+    async fn many_documents_are_written_and_deleted_at_once_and_read_by_prefix(kind: Kind) {
+        let db = Db::new(kind).await;
+        let store = db.open().await;
+        let put = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+        store
+            .put_states(vec![
+                put("flow:a", Some("1")),
+                put("flow:b", Some("2")),
+                put("flow:c", Some("3")),
+                // `_` and `%` are literal: a prefix is never a pattern.
+                put("flowxa", Some("not a flow")),
+                put("flow_", Some("not a flow either")),
+                put("alerts", Some("[]")),
+            ])
+            .await
+            .unwrap();
+        store
+            .put_states(vec![put("flow:b", Some("22")), put("flow:c", None)])
+            .await
+            .unwrap();
+        // Deleting what is not there, and writing nothing, are no-ops.
+        store.put_states(vec![put("flow:zz", None)]).await.unwrap();
+        store.put_states(Vec::new()).await.unwrap();
+        let expected = vec![
+            ("flow:a".to_string(), "1".to_string()),
+            ("flow:b".to_string(), "22".to_string()),
+        ];
+        assert_eq!(store.states_with_prefix("flow:").await.unwrap(), expected);
+        assert_eq!(
+            store.get_state("flow:b").await.unwrap().as_deref(),
+            Some("22")
+        );
+        assert_eq!(
+            store.get_state("alerts").await.unwrap().as_deref(),
+            Some("[]")
+        );
+        assert!(store
+            .states_with_prefix("nothing:")
+            .await
+            .unwrap()
+            .is_empty());
+        close(store).await;
+
+        let store = db.open().await;
+        assert_eq!(store.states_with_prefix("flow:").await.unwrap(), expected);
+        // A store that cannot write refuses the whole set, and keeps what it had.
+        store
+            .inject_fault(Some(intake_store::StoreFault::RejectWrites))
+            .await
+            .unwrap();
+        assert!(store
+            .put_states(vec![put("flow:a", Some("9")), put("flow:b", None)])
+            .await
+            .is_err());
+        store.inject_fault(None).await.unwrap();
+        assert_eq!(store.states_with_prefix("flow:").await.unwrap(), expected);
+        close(store).await;
+    }
+
     conformance!(
         state_documents_and_alert_transitions_survive_a_reopen,
-        init_state_writes_once_and_answers_what_is_stored
+        init_state_writes_once_and_answers_what_is_stored,
+        many_documents_are_written_and_deleted_at_once_and_read_by_prefix
     );
 }

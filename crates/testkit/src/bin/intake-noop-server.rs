@@ -9,7 +9,9 @@
 //! ingest` is the ceiling that intake's own numbers are divided by.
 //!
 //! It doubles as a trivial delivery handler for benchmarks: any other `POST` is answered 200
-//! with an empty body, so intake's delivery workers have somewhere fast to deliver to.
+//! with an empty body, so intake's delivery workers have somewhere fast to deliver to. With
+//! `--delivery-status 500` it is instead a handler that fails fast: every delivery is answered
+//! at once with that status, so a benchmark can measure ingest while every attempt fails.
 //! `GET /healthz` answers 200 so scripts can wait for the port.
 //!
 //! ```text
@@ -48,6 +50,9 @@ struct Cli {
     /// Set TCP_NODELAY on accepted connections (`axum::serve` does not by default).
     #[arg(long)]
     nodelay: bool,
+    /// The status any other `POST` (a delivery from intake) is answered with.
+    #[arg(long, default_value_t = 200)]
+    delivery_status: u16,
 }
 
 /// The acknowledgement intake answers an accepted event with.
@@ -65,14 +70,20 @@ fn main() -> Result<()> {
         builder.worker_threads(threads.max(1));
     }
     let runtime = builder.build().context("building the tokio runtime")?;
-    runtime.block_on(serve(cli.listen, cli.nodelay))
+    let delivery_status = StatusCode::from_u16(cli.delivery_status).with_context(|| {
+        format!(
+            "--delivery-status {} is not an HTTP status",
+            cli.delivery_status
+        )
+    })?;
+    runtime.block_on(serve(cli.listen, cli.nodelay, delivery_status))
 }
 
-async fn serve(listen: SocketAddr, nodelay: bool) -> Result<()> {
+async fn serve(listen: SocketAddr, nodelay: bool, delivery_status: StatusCode) -> Result<()> {
     let app = Router::new()
         .route("/ingest/{source_id}", post(ingest))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(any_post)
+        .fallback(move |method: Method, body: Bytes| any_post(method, body, delivery_status))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -106,11 +117,11 @@ async fn ingest(Path(source_id): Path<String>, headers: HeaderMap, body: Bytes) 
     })
 }
 
-/// Any other `POST` is a delivery from intake: accept it.
-async fn any_post(method: Method, body: Bytes) -> StatusCode {
+/// Any other `POST` is a delivery from intake: answer it with the configured status.
+async fn any_post(method: Method, body: Bytes, status: StatusCode) -> StatusCode {
     std::hint::black_box(body.len());
     if method == Method::POST {
-        StatusCode::OK
+        status
     } else {
         StatusCode::NOT_FOUND
     }
