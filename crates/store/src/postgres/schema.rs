@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "incidents",
         include_str!("../../migrations/postgres/0007_incidents.sql"),
     ),
+    (
+        10,
+        "incident_drill",
+        include_str!("../../migrations/postgres/0010_incident_drill.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

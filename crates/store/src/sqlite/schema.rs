@@ -50,6 +50,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_incidents.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_incident_drill.sql"),
+    ),
 ];
 
 /// Runs the migrations `conn`'s database lacks, each in a transaction of its own.
