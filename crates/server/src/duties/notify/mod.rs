@@ -207,7 +207,7 @@ impl Pipeline {
             now,
         };
         let writes =
-            incidents::pipeline::decide(&book, &silences, &incidents, &notices, &mut || {
+            incidents::pipeline::decide(&book, &silences, &drills, &incidents, &notices, &mut || {
                 IncidentId::generate(now).to_string()
             });
         self.commit(decision, transitions, writes, now).await
