@@ -555,7 +555,10 @@ impl Notice {
         let summary = match &drill {
             Some(d) => {
                 labels.insert(DRILL_LABEL.into(), d.clone());
-                let title = incident.title.strip_prefix(DRILL_MARK).unwrap_or(&incident.title);
+                let title = incident
+                    .title
+                    .strip_prefix(DRILL_MARK)
+                    .unwrap_or(&incident.title);
                 format!("{DRILL_MARK} [{word}] {}", title.trim_start())
             }
             None => format!("[{word}] {}", incident.title),

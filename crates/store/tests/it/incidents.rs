@@ -98,8 +98,14 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
         drill: Some("drl_01JDRILL".into()),
         ..incident("inc_d", &["maelys"], T0 + 1)
     };
-    assert!(store.write_incident(create(&drill, vec![], vec![])).await.unwrap());
-    assert_eq!(store.get_incident("inc_d").await.unwrap(), Some(drill.clone()));
+    assert!(store
+        .write_incident(create(&drill, vec![], vec![]))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_incident("inc_d").await.unwrap(),
+        Some(drill.clone())
+    );
     let later = IncidentWrite {
         incident: Incident {
             status: IncidentState::Resolved,
@@ -112,7 +118,10 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
     };
     assert!(store.write_incident(later).await.unwrap());
     let read = store.get_incident("inc_d").await.unwrap().unwrap();
-    assert_eq!((read.drill.as_deref(), read.version), (Some("drl_01JDRILL"), 2));
+    assert_eq!(
+        (read.drill.as_deref(), read.version),
+        (Some("drl_01JDRILL"), 2)
+    );
     // Entries come back in time order, whatever the order they were written in.
     let entries = store.incident_entries("inc_a").await.unwrap();
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();

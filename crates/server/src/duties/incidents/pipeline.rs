@@ -519,7 +519,7 @@ fn widen_scope(incident: &mut Incident, f: &Firing) {
 }
 
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    ["tenant", "source", "channel", "destination"]
+    ["tenant", "source", "channel", "destination", DRILL_LABEL]
         .iter()
         .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
         .collect::<Vec<_>>()

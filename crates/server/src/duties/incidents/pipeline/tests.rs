@@ -384,14 +384,19 @@ fn a_drill_s_alert_declares_a_marked_drill_incident_whose_tenants_are_not_told()
     let held = &wrote.writes[0].entries[2];
     assert_eq!(held.detail["held_for_drill"], true);
     assert!(held.text.contains("drill_tenant_notices"), "{}", held.text);
-    assert!(wrote.writes[0].entries[1].text.contains("of fire drill drl_1"));
+    assert!(wrote.writes[0].entries[1]
+        .text
+        .contains("of fire drill drl_1"));
     let i = w.only();
     assert_eq!(i.drill.as_deref(), Some("drl_1"));
     assert_eq!(i.title, "[DRILL] Webhook processing stalled");
     assert_eq!(i.impact_start, Timestamp(T0), "the drill's fault start");
     assert!(Tracking::of(i).told.is_empty());
     let firing = &Tracking::of(i).alerts;
-    assert!(firing.keys().all(|k| k.contains(r#"drill="drl_1""#)), "{firing:?}");
+    assert!(
+        firing.keys().all(|k| k.contains(r#"drill="drl_1""#)),
+        "{firing:?}"
+    );
     // Nothing new, nothing written; the drill heals, its alert resolves: the incident
     // resolves by itself, and still nobody outside was told.
     assert!(w.step(4, &[stalled("maelys", 3)], &[]).writes.is_empty());
@@ -468,7 +473,11 @@ fn a_real_alert_during_a_drill_declares_a_real_incident_and_neither_joins_the_ot
     assert_eq!(wrote.notices_to(), ["contact:maelys:0"]);
     let (drill, real) = by_kind(&w);
     assert_eq!(real.title, "Incoming webhooks stopped");
-    assert_eq!(real.impact_start, Timestamp(T0 + MIN), "the condition's start");
+    assert_eq!(
+        real.impact_start,
+        Timestamp(T0 + MIN),
+        "the condition's start"
+    );
     assert_eq!(Tracking::of(&real).alerts.len(), 1);
     assert_eq!(Tracking::of(&drill).alerts.len(), 1);
     // Later: a backlog the drill caused and a real delivery error. Each joins its own kind.
@@ -479,7 +488,11 @@ fn a_real_alert_during_a_drill_declares_a_real_incident_and_neither_joins_the_ot
     assert_eq!(wrote.writes.len(), 2);
     let (drill, real) = by_kind(&w);
     let rules = |i: &Incident| -> Vec<String> {
-        Tracking::of(i).alerts.values().map(|a| a.rule.clone()).collect()
+        Tracking::of(i)
+            .alerts
+            .values()
+            .map(|a| a.rule.clone())
+            .collect()
     };
     let (mut d, mut r) = (rules(&drill), rules(&real));
     d.sort();
@@ -498,7 +511,11 @@ fn a_drill_alert_declares_its_own_incident_beside_an_open_real_one() {
     let drill_stall = alert("queue_backlog", Severity::Warning, "maelys", "", 22);
     let canary = alert("canary_failed", Severity::Critical, "maelys", "", 23);
     let wrote = w.step(23, &[stalled("maelys", 3), drill_stall, canary], &[]);
-    assert_eq!(wrote.writes.len(), 1, "declared, and the real one is untouched");
+    assert_eq!(
+        wrote.writes.len(),
+        1,
+        "declared, and the real one is untouched"
+    );
     assert_eq!(wrote.writes[0].expected_version, None);
     assert!(wrote.notices_to().is_empty());
     let (drill, real) = by_kind(&w);
