@@ -892,6 +892,23 @@ async fn a_drill_declares_a_drill_incident(backend: Backend, tell: bool) {
         "the drill's fault start"
     );
     let incident = i["id"].as_str().unwrap().to_string();
+    // The tenant's token reads of the drill only where the tenant would be told of it.
+    let (_, mine) = rig
+        .server
+        .api("/api/v1/incidents", "maelys-token")
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["data"].as_array().unwrap().len(),
+        usize::from(tell),
+        "{mine:#}"
+    );
+    let (status, _) = rig
+        .server
+        .api(&format!("/api/v1/incidents/{incident}"), "maelys-token")
+        .await
+        .unwrap();
+    assert_eq!(status, if tell { 200 } else { 404 });
 
     // On-call: told at once, marked like the drill's alerts.
     rig.wait_for("on-call's incident notice", || async {
