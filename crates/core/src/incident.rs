@@ -438,8 +438,10 @@ mod tests {
     fn the_default_templates_parse_and_every_name_has_one() {
         for name in TEMPLATE_NAMES {
             let t = default_template(name).unwrap();
-            Template::parse(t).unwrap();
+            // A drill's notice says so before anything else.
+            assert_eq!(Template::parse(t).unwrap().placeholders()[0], "drill");
         }
+        assert!(drill_notice_line("drl_1").starts_with("[DRILL] This is a fire drill (drl_1)"));
         assert_eq!(default_template("other"), None);
     }
 
