@@ -147,7 +147,7 @@ impl fmt::Display for IncidentSeverity {
 pub const TEMPLATE_NAMES: [&str; 3] = ["declared", "updated", "resolved"];
 
 /// What a template may say, `{name}`, and what each one is.
-pub const PLACEHOLDERS: [(&str, &str); 13] = [
+pub const PLACEHOLDERS: [(&str, &str); 14] = [
     ("tenant", "the tenant's name (its id when it has none)"),
     ("tenant_id", "the tenant's id"),
     ("title", "the incident's title"),
@@ -173,11 +173,27 @@ pub const PLACEHOLDERS: [(&str, &str); 13] = [
     ),
     ("incident", "the incident's id, a reference to quote"),
     ("declared_at", "when the incident was declared (UTC)"),
+    (
+        "drill",
+        "for a fire drill's incident, a first paragraph saying it is a drill and no real outage happened; empty otherwise",
+    ),
 ];
+
+/// What `{drill}` says in a drill incident's tenant notice, `drill` being the drill's id: a
+/// paragraph of its own, so that a template starting with `{drill}` reads well either way. It
+/// does not pretend nothing happened: a drill holds or refuses the target's webhooks for a
+/// bounded time, and they are delivered when it ends.
+pub fn drill_notice_line(drill: &str) -> String {
+    format!(
+        "[DRILL] This is a fire drill ({drill}), not a real outage: we caused this on purpose, \
+         for a short time, to test how we detect problems and tell you about them. Nothing is \
+         lost: webhooks held during the drill are delivered when it ends.\n\n"
+    )
+}
 
 /// The default tenant notice when an incident is declared.
 pub const DEFAULT_DECLARED: &str = "\
-We are investigating a problem that affects the webhooks we receive for {tenant}.
+{drill}We are investigating a problem that affects the webhooks we receive for {tenant}.
 
 What is happening: {message}
 What is affected: {affected}.
@@ -192,7 +208,7 @@ Reference: {incident}";
 
 /// The default tenant notice of an update.
 pub const DEFAULT_UPDATED: &str = "\
-Update on the problem affecting the webhooks we receive for {tenant}.
+{drill}Update on the problem affecting the webhooks we receive for {tenant}.
 
 {message}
 
@@ -205,7 +221,7 @@ Reference: {incident}";
 
 /// The default tenant notice when an incident is resolved.
 pub const DEFAULT_RESOLVED: &str = "\
-Resolved: the problem affecting the webhooks we receive for {tenant} is over.
+{drill}Resolved: the problem affecting the webhooks we receive for {tenant} is over.
 
 {message}
 
@@ -422,8 +438,10 @@ mod tests {
     fn the_default_templates_parse_and_every_name_has_one() {
         for name in TEMPLATE_NAMES {
             let t = default_template(name).unwrap();
-            Template::parse(t).unwrap();
+            // A drill's notice says so before anything else.
+            assert_eq!(Template::parse(t).unwrap().placeholders()[0], "drill");
         }
+        assert!(drill_notice_line("drl_1").starts_with("[DRILL] This is a fire drill (drl_1)"));
         assert_eq!(default_template("other"), None);
     }
 

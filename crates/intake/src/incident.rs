@@ -363,6 +363,12 @@ fn render_detail(i: &Value) -> String {
         }
     };
     let _ = writeln!(out, "{}  {}", text(&i["id"]), text(&i["title"]));
+    if let Some(drill) = i["drill"].as_str() {
+        let _ = writeln!(
+            out,
+            "  drill    {drill}: declared by a fire drill's alert, not a real outage (intake drill show {drill})"
+        );
+    }
     let _ = writeln!(
         out,
         "  status {} · severity {} · lead {}",
@@ -442,6 +448,21 @@ mod tests {
             "{e}"
         );
         assert!(check_time("--impact-start", "2026-11-28T09:40:00Z").is_ok());
+    }
+
+    #[test]
+    fn a_drill_incident_says_so_and_names_its_drill() {
+        let i = |drill: Value| {
+            json!({"id": "inc_1", "title": "[DRILL] Webhook processing stalled",
+                   "status": "investigating", "severity": "critical", "drill": drill,
+                   "times": {}, "timeline": []})
+        };
+        let text = render_detail(&i(json!("drl_1")));
+        assert!(
+            text.contains("drill    drl_1: declared by a fire drill's alert, not a real outage"),
+            "{text}"
+        );
+        assert!(!render_detail(&i(Value::Null)).contains("drill "));
     }
 
     #[test]

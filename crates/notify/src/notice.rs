@@ -217,6 +217,10 @@ pub struct IncidentInfo {
     /// be forwarded as it is. E-mail sends this as the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// For a drill incident (one a fire drill's alert declared), the drill's id: its notices
+    /// are marked like the drill's alert notices (see [`Notice::drill`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<String>,
 }
 
 /// One notification: what happened, to whom, how bad, since when, why, and where to look.
@@ -550,12 +554,26 @@ impl Notice {
         if let [tenant] = incident.tenants.as_slice() {
             labels.insert("tenant".into(), tenant.clone());
         }
+        // A drill incident's notices are marked as its alerts' are: `[DRILL]` first (once:
+        // its title carries the mark already), the `drill` label and field.
+        let drill = incident.drill.clone();
+        let summary = match &drill {
+            Some(d) => {
+                labels.insert(DRILL_LABEL.into(), d.clone());
+                let title = incident
+                    .title
+                    .strip_prefix(DRILL_MARK)
+                    .unwrap_or(&incident.title);
+                format!("{DRILL_MARK} [{word}] {}", title.trim_start())
+            }
+            None => format!("[{word}] {}", incident.title),
+        };
         Notice {
             kind: NoticeKind::Incident(status),
             key: format!("incident:{}", incident.id),
             rule: None,
             severity,
-            summary: format!("[{word}] {}", incident.title),
+            summary,
             reason: incident.message.clone(),
             labels,
             alerts: Vec::new(),
@@ -568,7 +586,7 @@ impl Notice {
             },
             silence: None,
             incident: Some(incident),
-            drill: None,
+            drill,
         }
     }
 
@@ -714,6 +732,52 @@ mod tests {
         assert_eq!(firing.since, Some(t("2026-11-28T10:00:00Z")));
         assert_eq!(firing.reason, "2 alerts firing");
         assert_eq!(resolved.reason, "0 chat");
+    }
+
+    #[test]
+    fn a_drill_incident_s_notices_are_marked_once_and_a_real_one_s_not_at_all() {
+        let links = LinkBuilder::new(None).unwrap();
+        let info = |title: &str, drill: Option<&str>| IncidentInfo {
+            id: "inc_1".into(),
+            title: title.into(),
+            tenants: vec!["maelys".into()],
+            drill: drill.map(str::to_string),
+            ..IncidentInfo::default()
+        };
+        let at = t("2026-11-28T10:00:00Z");
+        let drill = Notice::incident(
+            IncidentStatus::Declared,
+            info("[DRILL] Webhook processing stalled", Some("drl_1")),
+            Severity::Critical,
+            at,
+            &links,
+        );
+        assert_eq!(
+            drill.summary,
+            "[DRILL] [INCIDENT] Webhook processing stalled"
+        );
+        assert_eq!(drill.drill.as_deref(), Some("drl_1"));
+        assert_eq!(drill.labels["drill"], "drl_1");
+        let json = serde_json::to_value(&drill).unwrap();
+        assert_eq!(json["drill"], "drl_1");
+        assert_eq!(json["incident"]["drill"], "drl_1");
+        let tenant = Notice::incident_for_tenant(
+            IncidentStatus::Resolved,
+            info("[DRILL] Webhook processing stalled", Some("drl_1")),
+            Severity::Critical,
+            at,
+        );
+        assert_eq!(tenant.drill.as_deref(), Some("drl_1"));
+        let real = Notice::incident(
+            IncidentStatus::Declared,
+            info("Webhook processing stalled", None),
+            Severity::Critical,
+            at,
+            &links,
+        );
+        assert_eq!(real.summary, "[INCIDENT] Webhook processing stalled");
+        assert!(real.drill.is_none() && !real.labels.contains_key("drill"));
+        assert!(!serde_json::to_string(&real).unwrap().contains("drill"));
     }
 
     #[test]

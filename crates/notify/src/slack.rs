@@ -88,7 +88,13 @@ pub(crate) fn message(n: &Notice) -> Value {
         }
         _ => match (&n.silence, &n.incident) {
             (Some(_), _) => "Silence".to_string(),
-            (_, Some(i)) => i.title.clone(),
+            // A drill incident's title carries `[DRILL]`, which the header puts first.
+            (_, Some(i)) => i
+                .title
+                .strip_prefix(DRILL_MARK)
+                .unwrap_or(&i.title)
+                .trim_start()
+                .to_string(),
             _ if matches!(n.kind, NoticeKind::Drill(_)) => "Fire drill".to_string(),
             _ => "intake".to_string(),
         },

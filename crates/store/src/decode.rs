@@ -216,7 +216,8 @@ pub(crate) fn incident<R: Columns>(r: &R) -> Result<Incident, R::Error> {
         next_update_at: r.opt_int(13)?.map(Timestamp),
         tracking: serde_json::from_str(&tracking)
             .map_err(|e| r.corrupt(14, format!("incident tracking: {e}")))?,
-        version: r.int(15)?,
+        drill: r.opt_text(15)?,
+        version: r.int(16)?,
     })
 }
 

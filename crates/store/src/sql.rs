@@ -58,7 +58,7 @@ pub(crate) const OUTBOX_COLUMNS: &str = "id, notifier, key, notice, state, attem
 /// The columns of an incident, in the order `decode::incident` reads them.
 pub(crate) const INCIDENT_COLUMNS: &str = "id, title, severity, status, tenants, sources, \
      channels, commander, impact_start, declared_at, declared_by, updated_at, resolved_at, \
-     next_update_at, tracking, version";
+     next_update_at, tracking, drill, version";
 
 /// The columns of an incident's timeline entry, in the order `decode::incident_entry` reads
 /// them.

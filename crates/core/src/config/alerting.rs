@@ -393,6 +393,13 @@ pub struct IncidentsConfig {
     /// How long an automatically declared incident waits before telling tenants; if every
     /// alert of it resolved meanwhile, tenants are not told (and the incident resolves itself).
     pub notify_hold: Dur,
+    /// Whether an incident a fire drill's alert declared (a drill incident) tells the affected
+    /// tenants' contacts like a real one would (each notice then says first that it is a
+    /// drill, `{drill}`). Off by default: a drill tests on-call's path, and a tenant must
+    /// never read of an outage that did not happen; its notices are held, and its timeline
+    /// says so.
+    #[serde(deserialize_with = "lenient::boolean")]
+    pub drill_tenant_notices: bool,
     /// The promise every tenant notice makes: the next update comes within this long.
     pub update_every: Dur,
     /// The `email` notifier whose SMTP server and sender send tenants' e-mail contacts their
@@ -410,6 +417,7 @@ impl Default for IncidentsConfig {
             auto_declare: false,
             auto_notify_tenants: true,
             notify_hold: Dur::secs(0),
+            drill_tenant_notices: false,
             update_every: Dur::secs(30 * 60),
             email_via: None,
             templates: BTreeMap::new(),

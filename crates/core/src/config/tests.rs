@@ -852,11 +852,25 @@ notify_hold = "0s"
             "[incidents]\nauto_declare = \"maybe\"\n",
             "incidents.auto_declare: `maybe` is not a boolean",
         ),
+        (
+            "[incidents]\ndrill_tenant_notices = true\ntemplates = { resolved = \"Over, {tenant}.\" }\n",
+            "incidents.templates.resolved: does not use `{drill}` while `incidents.drill_tenant_notices` is on",
+        ),
     ];
     for (text, want) in cases {
         let p = problems(text);
         assert_eq!(p.len(), 1, "{text}: {p:?}");
         assert!(p[0].starts_with(want), "{text}: {p:?}");
+    }
+    // Drill notices are off by default; a template of one's own needs `{drill}` only when
+    // they are on.
+    assert!(!d.incidents.drill_tenant_notices);
+    for ok in [
+        "[incidents]\ntemplates = { resolved = \"Over, {tenant}.\" }\n",
+        "[incidents]\ndrill_tenant_notices = true\ntemplates = { resolved = \"{drill}Over, {tenant}.\" }\n",
+        "[incidents]\ndrill_tenant_notices = true\n",
+    ] {
+        assert!(problems(ok).is_empty(), "{ok}: {:?}", problems(ok));
     }
 }
 

@@ -998,8 +998,20 @@ impl Validator {
                         TEMPLATE_NAMES.join(", ")
                     ),
                 );
-            } else if let Err(e) = Template::parse(text) {
-                self.push(path, e.to_string());
+            } else {
+                match Template::parse(text) {
+                    Err(e) => self.push(path, e.to_string()),
+                    // A drill's notice must say it is one: with drill notices on, a template of
+                    // the operator's own that leaves `{drill}` out would tell a tenant of an
+                    // outage that never happened, unmarked.
+                    Ok(t) if i.drill_tenant_notices && !t.placeholders().contains(&"drill") => {
+                        self.push(
+                            path,
+                            "does not use `{drill}` while `incidents.drill_tenant_notices` is on: put `{drill}` first, so a drill's notice tells the tenant it is a drill and no real outage happened",
+                        )
+                    }
+                    Ok(_) => {}
+                }
             }
         }
         self.notify_hold("incidents.notify_hold".into(), i.notify_hold.0);

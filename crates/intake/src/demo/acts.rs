@@ -227,6 +227,13 @@ async fn incident(stage: &Stage, n: &Narrator) -> anyhow::Result<String> {
         text(&incident["declared_by"]),
         text(&incident["title"])
     ));
+    if let Some(drill) = incident["drill"].as_str() {
+        n.say(&format!(
+            "It is the drill's incident ({drill}): marked as a drill everywhere. A drill's incident \
+             tells tenants nothing unless [incidents] drill_tenant_notices = true, as this demo sets, \
+             and then each notice says first that it is a drill."
+        ));
+    }
     let notice = stage
         .pace
         .until(PATIENCE, "the tenant's notice delivered", || async {

@@ -57,6 +57,8 @@ async fn every_act_of_the_story_happens_in_order() {
         "On-call was notified through `demo-notifications`",
         "declared by rule:",
         "The tenant's status page received, without anyone writing it:",
+        "It is the drill's incident (drl_",
+        "[DRILL] This is a fire drill (drl_",
         "The fault healed at",
         "missing:",
         "The backfill brought",

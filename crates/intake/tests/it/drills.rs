@@ -4,8 +4,10 @@
 //! after the server is stopped in the middle of it and started again past its expiry; the
 //! notifications of a drill are marked (`[DRILL]`, `drill` in the webhook body and as an
 //! Alertmanager label), their resolutions too; a failed scheduled drill raises
-//! `drill_failed` and the next passing one resolves it; and `intake drill` through the real
-//! binary exits by the verdict, prints the timings, and refuses bad input clearly.
+//! `drill_failed` and the next passing one resolves it; with `[incidents] auto_declare` a
+//! drill's alert declares a drill incident, marked for on-call, told to the tenant only with
+//! `drill_tenant_notices` (and then marked); and `intake drill` through the real binary exits
+//! by the verdict, prints the timings, and refuses bad input clearly.
 //!
 //! The servers here run production canary timings (60 s, 2 min). Tenant `other`'s alerts are
 //! made informational and no notifier takes that severity: its drills find their alert
@@ -47,7 +49,8 @@ struct Rig {
     db: Option<TestDb>,
 }
 
-/// The configuration: sources `maelys-kustomer` → `handler` and `other-kustomer` →
+/// The configuration: tenant `maelys` with a webhook contact (`/contact/maelys`, told of
+/// incidents), sources `maelys-kustomer` → `handler` and `other-kustomer` →
 /// `handler2` (both the same capture handler), webhook notifiers `hook` (critical and
 /// warning) and `side` (warning), an Alertmanager `am` (critical and warning) unless
 /// `alertmanager` is false, tenant `other`'s alerts at severity info, and `extra`.
@@ -98,6 +101,7 @@ duty_lease = "24h"
 [[tenants]]
 id = "maelys"
 api_token = "maelys-token"
+contacts = [{{ kind = "webhook", url = "{contact}" }}]
 
 [[tenants]]
 id = "other"
@@ -147,6 +151,7 @@ severities = ["warning"]
         deadline = canaries.1,
         hook = notifiers.url("/hook"),
         side = notifiers.url("/side"),
+        contact = notifiers.url("/contact/maelys"),
     )
 }
 
@@ -825,6 +830,166 @@ async fn a_drill_s_notifications_and_their_resolutions_are_marked() {
         .await;
     assert_eq!(status, 403, "{p}");
     rig.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Drill incidents.
+
+/// The incident the drill `id` declared, read alone, once there is one (real time, bounded
+/// by [`PATIENCE`]; the clock does not move).
+async fn drill_incident(rig: &Rig, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, list) = rig
+            .server
+            .api("/api/v1/incidents", ADMIN_TOKEN)
+            .await
+            .unwrap();
+        let found = list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["drill"] == id)
+            .map(|i| i["id"].as_str().unwrap().to_string());
+        if let Some(incident) = found {
+            let (status, detail) = rig
+                .server
+                .api(&format!("/api/v1/incidents/{incident}"), ADMIN_TOKEN)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{detail:#}");
+            return detail;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no incident of drill {id} within {PATIENCE:?}: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A queue-stall drill on a server that declares incidents by itself: its alert declares a
+/// drill incident, whose impact starts with the drill's fault; on-call is told, marked; the
+/// tenant's contact is told only when `tell` (`drill_tenant_notices`), then marked as a drill.
+/// Untold, the incident resolves by itself once the drill's alerts resolve.
+async fn a_drill_declares_a_drill_incident(backend: Backend, tell: bool) {
+    let extra = format!("[incidents]\nauto_declare = true\ndrill_tenant_notices = {tell}\n");
+    let rig = Rig::start(backend, ("60s", "2m"), false, &extra).await;
+    rig.healthy("maelys-kustomer").await;
+    let drill = rig
+        .start_drill(json!({"scenario": "queue-stall", "source": "maelys-kustomer", "for": "6m"}))
+        .await;
+    let id = drill["id"].as_str().unwrap().to_string();
+    let d = rig.until_ended(&id, Duration::from_secs(6 * 60)).await;
+    assert_passed(&d, &["canary_failed", "queue_stalled"]);
+
+    let i = drill_incident(&rig, &id).await;
+    let title = i["title"].as_str().unwrap();
+    assert!(title.starts_with("[DRILL] "), "{i:#}");
+    assert_eq!(i["tenants"], json!(["maelys"]));
+    assert_eq!(
+        i["impact_start"], d["started_at"],
+        "the drill's fault start"
+    );
+    let incident = i["id"].as_str().unwrap().to_string();
+    // The tenant's token reads of the drill only where the tenant would be told of it.
+    let (_, mine) = rig
+        .server
+        .api("/api/v1/incidents", "maelys-token")
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["data"].as_array().unwrap().len(),
+        usize::from(tell),
+        "{mine:#}"
+    );
+    let (status, _) = rig
+        .server
+        .api(&format!("/api/v1/incidents/{incident}"), "maelys-token")
+        .await
+        .unwrap();
+    assert_eq!(status, if tell { 200 } else { 404 });
+
+    // On-call: told at once, marked like the drill's alerts.
+    rig.wait_for("on-call's incident notice", || async {
+        rig.received("/hook")
+            .iter()
+            .any(|n| n["kind"] == "incident" && n["incident"]["id"] == incident.as_str())
+    })
+    .await;
+    let oncall: Vec<Value> = rig
+        .received("/hook")
+        .into_iter()
+        .filter(|n| n["kind"] == "incident")
+        .collect();
+    for n in &oncall {
+        assert_eq!(n["drill"], id.as_str(), "{n:#}");
+        assert_eq!(n["labels"]["drill"], id.as_str(), "{n:#}");
+        assert!(
+            n["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("[DRILL] [INCIDENT"),
+            "{n:#}"
+        );
+    }
+
+    let timeline = i["timeline"].as_array().unwrap();
+    let tenant_rows = |t: &Value| t["kind"] == "notice" && t["detail"]["tenant"] == "maelys";
+    if tell {
+        rig.wait_for("the tenant's notice", || async {
+            !rig.received("/contact/maelys").is_empty()
+        })
+        .await;
+        let told = rig.received("/contact/maelys");
+        assert_eq!(told.len(), 1, "{told:#?}");
+        assert_eq!(told[0]["drill"], id.as_str());
+        let text = told[0]["incident"]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "[DRILL] This is a fire drill ({id}), not a real outage"
+            )),
+            "{text}"
+        );
+    } else {
+        // Held: recorded as such, and no notice to the tenant exists at all (not merely
+        // not delivered yet).
+        let held = timeline
+            .iter()
+            .find(|t| t["kind"] == "tenant_notice_held")
+            .unwrap_or_else(|| panic!("{i:#}"));
+        assert_eq!(held["detail"]["held_for_drill"], true, "{held:#}");
+        assert!(!timeline.iter().any(tenant_rows), "{i:#}");
+        // Healed, the canaries get through again: its alerts resolve, and so does it, by
+        // itself; the tenant's receiver never got anything.
+        rig.step_until(
+            Duration::from_secs(6 * 60),
+            "the drill incident resolved by itself",
+            || async {
+                let (_, i) = rig
+                    .server
+                    .api(&format!("/api/v1/incidents/{incident}"), ADMIN_TOKEN)
+                    .await
+                    .unwrap();
+                i["status"] == "resolved"
+            },
+        )
+        .await;
+        assert!(rig.received("/contact/maelys").is_empty());
+    }
+    rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_declares_a_drill_incident_the_tenant_hears_of_only_when_asked() {
+    a_drill_declares_a_drill_incident(Backend::Sqlite, false).await;
+    a_drill_declares_a_drill_incident(Backend::Sqlite, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_drill_declares_a_drill_incident_the_tenant_hears_of_only_when_asked() {
+    a_drill_declares_a_drill_incident(Backend::postgres().await, false).await;
+    a_drill_declares_a_drill_incident(Backend::postgres().await, true).await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ pub struct Incident {
     pub next_update_at: Option<Timestamp>,
     /// What the notification pipeline follows for it (the server's document).
     pub tracking: serde_json::Value,
+    /// For a drill incident (one a fire drill's alert declared), the drill's id (`drl_…`):
+    /// it is shown as a drill and never merges with a real incident.
+    pub drill: Option<String>,
     /// Grows by one with every write (see [`IncidentWrite`]).
     pub version: i64,
 }

@@ -195,7 +195,7 @@ pub(super) async fn write_in(
     );
     let resolved_at = i.resolved_at.map(Timestamp::as_millis);
     let next_update_at = i.next_update_at.map(Timestamp::as_millis);
-    let columns: [&(dyn ToSql + Sync); 15] = [
+    let columns: [&(dyn ToSql + Sync); 16] = [
         &i.id,
         &i.title,
         &i.severity.as_str(),
@@ -211,13 +211,14 @@ pub(super) async fn write_in(
         &resolved_at,
         &next_update_at,
         &row.tracking,
+        &i.drill,
     ];
     let changed = match w.expected_version {
         None => tx
             .execute(
                 &format!(
                     "INSERT INTO incidents ({INCIDENT_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1)
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 &columns,
@@ -231,8 +232,9 @@ pub(super) async fn write_in(
                 "UPDATE incidents SET title = $2, severity = $3, status = $4, tenants = $5,
                     sources = $6, channels = $7, commander = $8, impact_start = $9,
                     declared_at = $10, declared_by = $11, updated_at = $12, resolved_at = $13,
-                    next_update_at = $14, tracking = $15, version = version + 1
-                 WHERE id = $1 AND version = $16",
+                    next_update_at = $14, tracking = $15, drill = $16,
+                    version = version + 1
+                 WHERE id = $1 AND version = $17",
                 &values,
             )
             .await

@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "completion_receipts",
         include_str!("../../migrations/postgres/0008_completion_receipts.sql"),
     ),
+    (
+        9,
+        "incident_drill",
+        include_str!("../../migrations/postgres/0009_incident_drill.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

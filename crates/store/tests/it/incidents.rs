@@ -36,6 +36,7 @@ fn incident(id: &str, tenants: &[&str], at: i64) -> Incident {
         resolved_at: None,
         next_update_at: Some(Timestamp(at + 1_800_000)),
         tracking: json!({"told": tenants, "alerts": {"k": {"n": 1.5}}}),
+        drill: None,
         version: 1,
     }
 }
@@ -92,6 +93,35 @@ async fn an_incident_is_written_with_its_entries_and_notices_and_read_back(kind:
         Some(inc.clone())
     );
     assert_eq!(store.get_incident("inc_nope").await.unwrap(), None);
+    // A drill incident names its drill, and keeps it through a later write.
+    let drill = Incident {
+        drill: Some("drl_01JDRILL".into()),
+        ..incident("inc_d", &["maelys"], T0 + 1)
+    };
+    assert!(store
+        .write_incident(create(&drill, vec![], vec![]))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_incident("inc_d").await.unwrap(),
+        Some(drill.clone())
+    );
+    let later = IncidentWrite {
+        incident: Incident {
+            status: IncidentState::Resolved,
+            resolved_at: Some(Timestamp(T0 + 2)),
+            ..drill.clone()
+        },
+        expected_version: Some(1),
+        entries: vec![],
+        notices: vec![],
+    };
+    assert!(store.write_incident(later).await.unwrap());
+    let read = store.get_incident("inc_d").await.unwrap().unwrap();
+    assert_eq!(
+        (read.drill.as_deref(), read.version),
+        (Some("drl_01JDRILL"), 2)
+    );
     // Entries come back in time order, whatever the order they were written in.
     let entries = store.incident_entries("inc_a").await.unwrap();
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
@@ -313,9 +343,11 @@ async fn migrate_store_copies_incidents_their_timelines_and_notices() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("intake.db");
     let sqlite = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    // A drill incident: its drill is copied too.
     let resolved = Incident {
         status: IncidentState::Resolved,
         resolved_at: Some(Timestamp(T0 + 5)),
+        drill: Some("drl_01JDRILL".into()),
         ..incident("inc_m1", &["maelys"], T0)
     };
     sqlite

@@ -156,6 +156,7 @@ pub(crate) fn declare(
         resolved_at: None,
         next_update_at: Some(now.plus(config.incidents.update_every.0)),
         tracking: serde_json::Value::Null,
+        drill: None,
         version: 1,
     };
     let mut tracking = Tracking {
@@ -239,7 +240,9 @@ pub(crate) fn update(
     let mut tracking = Tracking::of(stored);
     tracking.touched = true;
     let mut out = notices.oncall(&incident, IncidentStatus::Updated, &message);
-    for t in &incident.tenants {
+    // A drill incident's tenants hear of it only when drills are told to tenants.
+    let tenants_hear = notices.tenants_hear(&incident);
+    for t in incident.tenants.iter().filter(|_| tenants_hear) {
         let first = !tracking.told.contains(t);
         out.extend(notices.tenant(&incident, t, IncidentStatus::Updated, first, &message));
         tracking.told.insert(t.clone());
@@ -255,6 +258,7 @@ pub(crate) fn update(
             "previous_status": stored.status,
             "severity": severity,
             "commander": incident.commander,
+            "tenants_held_for_drill": !tenants_hear,
         }),
     };
     Ok(write(stored, incident, entry, out))

@@ -306,7 +306,7 @@ impl Desk {
             .store
             .get_incident(id)
             .await?
-            .filter(|i| tenant.is_none_or(|t| i.tenants.iter().any(|x| x == t)))
+            .filter(|i| tenant.is_none_or(|t| self.tenant_sees(i, t)))
             .ok_or_else(|| Refusal::not_found(id))?;
         let entries = self.store.incident_entries(id).await?;
         let notices = self.store.incident_notices(id).await?;
@@ -323,6 +323,14 @@ impl Desk {
             Some(t) => view::for_tenant(detail, t, &self.config),
             None => detail,
         })
+    }
+
+    /// Whether `tenant`'s token sees `incident`: one of its own, unless it is a drill incident
+    /// whose tenants are not told ([`notices::Notices::tenants_hear`]): a tenant reads of a
+    /// drill only where it would have been sent its notices.
+    fn tenant_sees(&self, incident: &Incident, tenant: &str) -> bool {
+        incident.tenants.iter().any(|x| x == tenant)
+            && (incident.drill.is_none() || self.config.incidents.drill_tenant_notices)
     }
 
     /// Incidents visible to `tenant` (all for the operator), newest first.
@@ -343,6 +351,7 @@ impl Desk {
             .list_incidents(filter)
             .await?
             .iter()
+            .filter(|i| tenant.is_none_or(|t| self.tenant_sees(i, t)))
             .map(|i| {
                 let v = view::summary(i, now);
                 match tenant {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake_core::config::{Config, NotifierConfig, Severity};
-use intake_core::incident::{IncidentSeverity, Template};
+use intake_core::incident::{drill_notice_line, IncidentSeverity, Template};
 use intake_core::Timestamp;
 use intake_notify::{IncidentInfo, IncidentStatus, LinkBuilder, Notice, Notifier};
 use intake_store::{Incident, NewNotification};
@@ -78,6 +78,7 @@ impl Notices<'_> {
             next_update_at: incident.next_update_at,
             commander: incident.commander.clone(),
             text: None,
+            drill: incident.drill.clone(),
         };
         let notice = Notice::incident(
             step,
@@ -101,6 +102,10 @@ impl Notices<'_> {
         first: bool,
         message: &str,
     ) -> Vec<NewNotification> {
+        // The one place every tenant notice is made: a drill's is never sent unless asked for.
+        if !self.tenants_hear(incident) {
+            return Vec::new();
+        }
         let name = if first && step != IncidentStatus::Resolved {
             "declared"
         } else {
@@ -126,6 +131,7 @@ impl Notices<'_> {
             next_update_at: incident.next_update_at,
             commander: None,
             text: Some(text),
+            drill: incident.drill.clone(),
         };
         let step = if name == "declared" {
             IncidentStatus::Declared
@@ -139,6 +145,12 @@ impl Notices<'_> {
             .map(|(id, _)| id)
             .collect();
         outbox(&notice, &route, &incident.id, Some(tenant), self.now)
+    }
+
+    /// Whether tenants are told of `incident`: always of a real one; of a drill incident only
+    /// when `[incidents] drill_tenant_notices` is on.
+    pub fn tenants_hear(&self, incident: &Incident) -> bool {
+        incident.drill.is_none() || self.config.incidents.drill_tenant_notices
     }
 
     /// The tenant template `name` rendered for `tenant`.
@@ -173,6 +185,11 @@ impl Notices<'_> {
             "duration" => human_duration(end.since(incident.impact_start)),
             "incident" => incident.id.clone(),
             "declared_at" => human_time(incident.declared_at),
+            "drill" => incident
+                .drill
+                .as_deref()
+                .map(drill_notice_line)
+                .unwrap_or_default(),
             _ => String::new(),
         })
     }
@@ -310,6 +327,7 @@ destinations = ["h"]
             resolved_at: None,
             next_update_at: Some(Timestamp::parse_rfc3339("2026-11-28T10:30:00Z").unwrap()),
             tracking: serde_json::json!({}),
+            drill: None,
             version: 1,
         }
     }

@@ -17,12 +17,23 @@
 //!   within the hold and no person wrote to the incident, it resolves by itself and tenants
 //!   are never bothered; on-call is told either way.
 //!
+//! * **Drills are not outages.** An alert a fire drill caused (`intake_core::drill::drill_of`,
+//!   the same marking as its notifications: label `drill`) declares a *drill incident*: it
+//!   names the drill, its title says `[DRILL]`, its impact starts when the drill's fault
+//!   started (so the postmortem measures the drill's real detection), and its tenant notices
+//!   are held unless `[incidents] drill_tenant_notices` (then each says it is a drill). A
+//!   drill incident and a real one never merge: a drill's alerts join only the drill's own
+//!   incident, real alerts only real incidents, so a real outage during a drill declares (or
+//!   joins) a real incident. A drill incident no tenant was told of and no person wrote to
+//!   resolves by itself once every alert of it resolved (the drill healed).
+//!
 //! Pure: the inputs are what the pipeline read; the output is a list of writes. A write whose
 //! incident changed meanwhile is left out by the store and decided again next time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use intake_core::config::Severity;
+use intake_core::drill::{drill_of, DrillScope, DRILL_LABEL};
 use intake_core::incident::{IncidentSeverity, IncidentState, AUTO_DECLARE_RULES};
 use intake_core::Timestamp;
 use intake_monitor::{ActiveAlert, AlertState};
@@ -47,9 +58,15 @@ struct Firing {
     firing_since: Timestamp,
     value: f64,
     reason: String,
+    /// The fire drill that caused it: its id and when its fault started.
+    drill: Option<(String, Timestamp)>,
 }
 
 impl Firing {
+    fn drill_id(&self) -> Option<&str> {
+        self.drill.as_ref().map(|(id, _)| id.as_str())
+    }
+
     fn tracked(&self) -> TrackedAlert {
         TrackedAlert {
             rule: self.rule.clone(),
@@ -61,20 +78,30 @@ impl Firing {
     }
 }
 
-/// What one evaluation writes for incidents. `new_id` makes the id of an incident declared
-/// now.
+/// A tenant, and the drill for a drill incident: an open incident covers its tenants for the
+/// alerts of its own kind only (real, or of its drill).
+type Cover = (String, Option<String>);
+
+/// What one evaluation writes for incidents. `drills` are the scopes of the recent fire drills
+/// (what marks an alert as a drill's); `new_id` makes the id of an incident declared now.
 pub(crate) fn decide(
     book: &[ActiveAlert],
     silences: &[Silence],
+    drills: &[DrillScope],
     incidents: &[Incident],
     notices: &Notices<'_>,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<IncidentWrite> {
-    let firing = firing(book);
+    let firing = firing(book, drills);
     let mut writes = Vec::new();
-    let mut covered = BTreeSet::new();
+    let mut covered: BTreeSet<Cover> = BTreeSet::new();
     for incident in incidents.iter().filter(|i| i.is_open()) {
-        covered.extend(incident.tenants.iter().cloned());
+        covered.extend(
+            incident
+                .tenants
+                .iter()
+                .map(|t| (t.clone(), incident.drill.clone())),
+        );
         if let Some(w) = follow(incident, &firing, notices) {
             writes.push(w);
         }
@@ -85,9 +112,10 @@ pub(crate) fn decide(
         .flat_map(|i| Tracking::of(i).alerts.into_iter())
         .map(|(k, a)| (k, a.active_since))
         .collect();
-    let mut triggers: BTreeMap<String, Vec<(&Firing, AutoDeclared)>> = BTreeMap::new();
+    let mut triggers: BTreeMap<Cover, Vec<(&Firing, AutoDeclared)>> = BTreeMap::new();
     for f in &firing {
-        if covered.contains(&f.tenant)
+        let cover = (f.tenant.clone(), f.drill_id().map(str::to_string));
+        if covered.contains(&cover)
             || known.contains(&(f.key.clone(), f.active_since))
             || f.severity != Severity::Critical
             || !AUTO_DECLARE_RULES.contains(&f.rule.as_str())
@@ -103,29 +131,40 @@ pub(crate) fn decide(
             f.labels.get("source").map(String::as_str),
         );
         if policy.declare {
-            triggers.entry(f.tenant.clone()).or_default().push((
+            // A drill's incident tells tenants only when the operator asked for drills to.
+            let tenants_hear = f.drill.is_none() || config.incidents.drill_tenant_notices;
+            triggers.entry(cover).or_default().push((
                 f,
                 AutoDeclared {
                     rule: f.rule.clone(),
-                    notify_tenants: policy.notify_tenants,
+                    notify_tenants: policy.notify_tenants && tenants_hear,
                     hold_until: notices.now.plus(policy.hold),
                 },
             ));
         }
     }
-    for (tenant, list) in triggers {
-        let all: Vec<&Firing> = firing.iter().filter(|f| f.tenant == tenant).collect();
+    for ((tenant, drill), list) in triggers {
+        let all: Vec<&Firing> = firing
+            .iter()
+            .filter(|f| f.tenant == tenant && f.drill_id() == drill.as_deref())
+            .collect();
         writes.push(declare(&tenant, &list, &all, notices, new_id()));
     }
     writes
 }
 
-/// The firing alerts of the book that name a tenant.
-fn firing(book: &[ActiveAlert]) -> Vec<Firing> {
+/// The firing alerts of the book that name a tenant, those a drill of `drills` caused marked
+/// with its `drill` label (as their notifications are).
+fn firing(book: &[ActiveAlert], drills: &[DrillScope]) -> Vec<Firing> {
     book.iter()
         .filter(|a| a.state == AlertState::Firing && !a.key.labels.tenant.is_empty())
         .map(|a| {
-            let labels = alert_labels(a);
+            let mut labels = alert_labels(a);
+            let drill = drill_of(drills, &a.key.rule, &labels, a.active_since)
+                .map(|d| (d.id.clone(), d.from));
+            if let Some((id, _)) = &drill {
+                labels.insert(DRILL_LABEL.to_string(), id.clone());
+            }
             Firing {
                 key: intake_notify::group_key(&a.key.rule, &labels),
                 rule: a.key.rule.clone(),
@@ -136,6 +175,7 @@ fn firing(book: &[ActiveAlert]) -> Vec<Firing> {
                 firing_since: a.firing_since.unwrap_or(a.active_since),
                 value: a.value,
                 reason: a.reason.clone(),
+                drill,
             }
         })
         .collect()
@@ -147,9 +187,11 @@ fn follow(incident: &Incident, firing: &[Firing], notices: &Notices<'_>) -> Opti
     let mut tracking = Tracking::of(incident);
     let mut next = incident.clone();
     let mut entries = Vec::new();
+    // A drill's alerts join only that drill's incident; real alerts only real incidents.
     for f in firing
         .iter()
         .filter(|f| incident.tenants.contains(&f.tenant))
+        .filter(|f| f.drill_id() == incident.drill.as_deref())
     {
         let known = tracking
             .alerts
@@ -198,6 +240,9 @@ fn end_of_hold(
     let Some(auto) = tracking.auto.clone() else {
         return Vec::new();
     };
+    if incident.drill.is_some() && !auto.notify_tenants {
+        return drill_settled(incident, tracking, entries, notices);
+    }
     let untold: Vec<String> = incident
         .tenants
         .iter()
@@ -232,10 +277,39 @@ fn end_of_hold(
     }
     let message =
         "Every alert resolved within the hold: resolved by itself, and tenants were not told.";
+    resolve_by_itself(incident, tracking, entries, notices, message)
+}
+
+/// A drill incident whose tenants are not told resolves by itself once every alert of it
+/// resolved (the drill healed), unless a person wrote to it: then it is theirs to resolve,
+/// as practice of the whole response.
+fn drill_settled(
+    incident: &mut Incident,
+    tracking: &mut Tracking,
+    entries: &mut Vec<NewIncidentEntry>,
+    notices: &Notices<'_>,
+) -> Vec<NewNotification> {
+    let any_firing = tracking.alerts.values().any(|a| a.resolved_at.is_none());
+    if any_firing || tracking.touched || !tracking.told.is_empty() {
+        return Vec::new();
+    }
+    let message =
+        "Every alert of the drill resolved (the drill healed): resolved by itself; tenants were not told of a drill.";
+    resolve_by_itself(incident, tracking, entries, notices, message)
+}
+
+/// Resolves `incident` without a person, saying `message`.
+fn resolve_by_itself(
+    incident: &mut Incident,
+    tracking: &Tracking,
+    entries: &mut Vec<NewIncidentEntry>,
+    notices: &Notices<'_>,
+    message: &str,
+) -> Vec<NewNotification> {
     let (resolved, out) = lifecycle::resolved(incident, tracking, message, notices);
     *incident = resolved;
     entries.push(NewIncidentEntry {
-        at: now,
+        at: notices.now,
         kind: "resolved".into(),
         author: None,
         text: message.into(),
@@ -277,6 +351,21 @@ fn declare(
         notify_tenants,
         hold_until,
     };
+    // A drill's incident: marked, and its impact began with the drill's fault, not with the
+    // alert's condition, so its response times measure the drill's real detection.
+    let drill = first.drill.clone();
+    let named = match &drill {
+        Some(_) => format!("{DRILL_TITLE_MARK}{}", title(&first.rule)),
+        None => title(&first.rule).to_string(),
+    };
+    let impact_start = match &drill {
+        Some((_, from)) => *from,
+        None => triggers
+            .iter()
+            .map(|(f, _)| f.active_since)
+            .min()
+            .unwrap_or(now),
+    };
     let mut tracking = Tracking {
         alerts: all.iter().map(|f| (f.key.clone(), f.tracked())).collect(),
         auto: Some(auto.clone()),
@@ -284,40 +373,42 @@ fn declare(
     };
     let mut incident = Incident {
         id,
-        title: title(&first.rule).to_string(),
+        title: named,
         severity: IncidentSeverity::Critical,
         status: IncidentState::Investigating,
         tenants: vec![tenant.to_string()],
         sources: sources.into_iter().collect(),
         channels: channels.into_iter().collect(),
         commander: None,
-        impact_start: triggers
-            .iter()
-            .map(|(f, _)| f.active_since)
-            .min()
-            .unwrap_or(now),
+        impact_start,
         declared_at: now,
         declared_by: format!("rule:{}", first.rule),
         updated_at: now,
         resolved_at: None,
         next_update_at: Some(now.plus(notices.config.incidents.update_every.0)),
         tracking: serde_json::Value::Null,
+        drill: drill.as_ref().map(|(id, _)| id.clone()),
         version: 1,
     };
     let message = declared_message(&first.rule);
+    let of_drill = drill
+        .as_ref()
+        .map(|(id, _)| format!(" of fire drill {id}"))
+        .unwrap_or_default();
     let mut entries: Vec<NewIncidentEntry> = all.iter().map(|f| firing_entry(f)).collect();
     entries.push(NewIncidentEntry {
         at: now,
         kind: "declared".into(),
         author: None,
         text: format!(
-            "Declared by the critical alert {} ({}): {}",
+            "Declared by the critical alert {}{of_drill} ({}): {}",
             first.rule,
             labels_text(&first.labels),
             first.reason
         ),
         detail: json!({
             "rule": first.rule,
+            "drill": incident.drill,
             "tenants": [tenant],
             "notify_tenants": notify_tenants,
             "hold_until": hold_until,
@@ -329,7 +420,7 @@ fn declare(
         out.extend(notices.tenant(&incident, tenant, IncidentStatus::Declared, true, message));
         tracking.told.insert(tenant.to_string());
     } else {
-        entries.push(held_entry(&auto, now));
+        entries.push(held_entry(&auto, incident.drill.as_deref(), notices));
     }
     incident.tracking = tracking.to_json();
     IncidentWrite {
@@ -340,9 +431,16 @@ fn declare(
     }
 }
 
-/// Why the tenant was not told at the declaration.
-fn held_entry(auto: &AutoDeclared, now: Timestamp) -> NewIncidentEntry {
-    let text = if auto.notify_tenants {
+/// Why the tenant was not told at the declaration (`drill`: of a drill incident).
+fn held_entry(auto: &AutoDeclared, drill: Option<&str>, notices: &Notices<'_>) -> NewIncidentEntry {
+    let now = notices.now;
+    let held_for_drill = drill.is_some() && !notices.config.incidents.drill_tenant_notices;
+    let text = if held_for_drill {
+        format!(
+            "A drill incident (fire drill {}): tenants are not told of a drill ([incidents] drill_tenant_notices is off), and it resolves by itself when the drill's alerts resolve unless someone writes to it.",
+            drill.unwrap_or_default()
+        )
+    } else if auto.notify_tenants {
         format!(
             "Tenants are told at {} (a {} hold) if an alert still fires then.",
             human_time(auto.hold_until),
@@ -359,7 +457,12 @@ fn held_entry(auto: &AutoDeclared, now: Timestamp) -> NewIncidentEntry {
         kind: "tenant_notice_held".into(),
         author: None,
         text,
-        detail: json!({ "hold_until": auto.hold_until, "notify_tenants": auto.notify_tenants }),
+        detail: json!({
+            "hold_until": auto.hold_until,
+            "notify_tenants": auto.notify_tenants,
+            "drill": drill,
+            "held_for_drill": held_for_drill,
+        }),
     }
 }
 
@@ -416,12 +519,15 @@ fn widen_scope(incident: &mut Incident, f: &Firing) {
 }
 
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    ["tenant", "source", "channel", "destination"]
+    ["tenant", "source", "channel", "destination", DRILL_LABEL]
         .iter()
         .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// What a drill incident's title starts with.
+pub const DRILL_TITLE_MARK: &str = "[DRILL] ";
 
 /// The title of an incident a rule's alert declared: what tenants read in the subject.
 pub fn title(rule: &str) -> &'static str {

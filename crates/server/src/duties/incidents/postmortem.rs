@@ -77,6 +77,14 @@ fn summary(out: &mut String, d: &IncidentDetail) {
          *to write* are for the people who ran it.\n",
         i.id
     );
+    if let Some(drill) = &i.drill {
+        let _ = writeln!(
+            out,
+            "> **A fire drill** (`{drill}`), not an outage: its fault was injected on purpose. \
+             The impact window starts when the drill's fault began, so the response times below \
+             are the drill's real detection and notification times.\n"
+        );
+    }
     let _ = writeln!(out, "## Summary\n");
     let _ = writeln!(out, "| | |\n|---|---|");
     let rows = [

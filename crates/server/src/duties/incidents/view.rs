@@ -48,6 +48,9 @@ pub struct IncidentView {
     pub next_update_at: Option<Timestamp>,
     /// How long the impact has lasted (until the resolution, or until now), in seconds.
     pub impact_seconds: u64,
+    /// For a drill incident (a fire drill's alert declared it), the drill's id (`drl_…`);
+    /// `null` for a real one.
+    pub drill: Option<String>,
 }
 
 /// One thing that happened, in an incident's timeline.
@@ -128,6 +131,7 @@ pub fn summary(i: &Incident, now: Timestamp) -> IncidentView {
         resolved_at: i.resolved_at,
         next_update_at: i.next_update_at,
         impact_seconds: i.resolved_at.unwrap_or(now).since(i.impact_start).as_secs(),
+        drill: i.drill.clone(),
     }
 }
 

@@ -206,10 +206,14 @@ impl Pipeline {
             oncall: &self.notifiers,
             now,
         };
-        let writes =
-            incidents::pipeline::decide(&book, &silences, &incidents, &notices, &mut || {
-                IncidentId::generate(now).to_string()
-            });
+        let writes = incidents::pipeline::decide(
+            &book,
+            &silences,
+            &drills,
+            &incidents,
+            &notices,
+            &mut || IncidentId::generate(now).to_string(),
+        );
         self.commit(decision, transitions, writes, now).await
     }
 
