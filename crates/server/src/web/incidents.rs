@@ -472,6 +472,12 @@ fn incident_live(d: &IncidentDetail, now: Timestamp) -> IncidentLive {
         )),
         (None, None) => {}
     }
+    if let Some(drill) = &v.drill {
+        facts.push((
+            "fire drill".into(),
+            format!("{drill}: declared by the drill's alert, not a real outage"),
+        ));
+    }
     IncidentLive {
         refresh: format!("/_/incidents/{}", segment(&v.id)),
         i: line(v, now),
@@ -694,6 +700,7 @@ mod tests {
             resolved_at: resolved.map(Timestamp),
             next_update_at: None,
             impact_seconds: 0,
+            drill: None,
         }
     }
 
