@@ -222,6 +222,11 @@ fn stopped(last: Option<&CanaryRun>, now: Timestamp) -> String {
             "accepted but not delivered: nothing queued — the last canary, sent {age} ago, was \
              accepted (200{event}) and stored without any delivery"
         ),
+        // On receipts: answered 2xx, its work never confirmed (the detail says so).
+        Stage::Pending if run.status.is_some() => format!(
+            "delivered but its work not confirmed — the last canary, sent {age} ago \
+             (200{event}), was {detail} (destination `{dest}`)"
+        ),
         Stage::Pending => format!(
             "accepted but not delivered: still pending — the last canary, sent {age} ago \
              (200{event}), {} to destination `{dest}`",
@@ -460,6 +465,13 @@ mod tests {
             assert_eq!(run.stage, stage, "{completion:?}");
         }
         let dropped = observe(&sent(), Some(&with(Some(CompletionState::Received))));
+        // The alert's reason says the work was not confirmed, not that nothing was attempted.
+        let words = stopped(Some(&dropped), at(120));
+        assert!(
+            words.contains("completion receipt has not arrived")
+                && !words.contains("never been attempted"),
+            "{words}"
+        );
         assert!(dropped.detail.unwrap().contains("completion receipt"));
         let failed = observe(
             &sent(),
