@@ -15,7 +15,7 @@ use intake_testkit::{
 use serde_json::{json, Value};
 
 use crate::recovery::{count, Backend};
-use crate::recovery_support::{finish, server_on, Admin};
+use crate::recovery_support::{finish, ingest, server_on, Admin};
 use crate::{wait_delivery, PATIENCE};
 
 /// The destination keys that put `handler` on receipts with a 10-minute deadline, and a duty
@@ -23,21 +23,6 @@ use crate::{wait_delivery, PATIENCE};
 /// manual clock jumps).
 const RECEIPTS: &str = "completion = \"receipt\"\ncompletion_deadline = \"10m\"\n\n\
                         [cluster]\nduty_lease = \"24h\"\n";
-
-async fn ingest(server: &TestServer, prefix: &str, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let body = kustomer::message_create(&format!("{prefix}-{i}"), "email");
-        let r = server
-            .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        out.push(v["id"].as_str().unwrap().to_string());
-    }
-    out
-}
 
 /// The handler's requests of the tenant's own (canaries left out), once `n` arrived.
 async fn arrived(handler: &CaptureHandler, n: usize) -> Vec<Captured> {

@@ -9,29 +9,12 @@ use std::time::Duration;
 
 use intake_core::clock::Clock;
 use intake_core::Timestamp;
-use intake_testkit::{
-    kustomer, CaptureHandler, Reply, TestServer, DESTINATION_SECRET, SOURCE_SECRET,
-};
+use intake_testkit::{CaptureHandler, Reply, TestServer, DESTINATION_SECRET};
 use serde_json::{json, Value};
 
 use crate::recovery::{count, Backend};
-use crate::recovery_support::{finish, server_on, stale_lease, Admin};
+use crate::recovery_support::{finish, ingest, server_on, stale_lease, Admin};
 use crate::{wait_delivery, PATIENCE};
-
-async fn ingest(server: &TestServer, prefix: &str, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let body = kustomer::message_create(&format!("{prefix}-{i}"), "email");
-        let r = server
-            .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        out.push(v["id"].as_str().unwrap().to_string());
-    }
-    out
-}
 
 fn now(server: &TestServer) -> Timestamp {
     Timestamp(server.clock_now_secs() * 1000)

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use intake_core::Timestamp;
-use intake_testkit::{config_toml, TestServer, ADMIN_TOKEN};
+use intake_testkit::{config_toml, kustomer, TestServer, ADMIN_TOKEN, SOURCE_SECRET};
 use serde_json::Value;
 
 use crate::cluster::{pg_connect, TestDb};
@@ -290,4 +290,20 @@ pub(crate) async fn intake_cli(args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Sends `n` signed Kustomer messages (`{prefix}-0`, …) to `maelys-kustomer`; their event ids.
+pub async fn ingest(server: &TestServer, prefix: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let body = kustomer::message_create(&format!("{prefix}-{i}"), "email");
+        let r = server
+            .send_kustomer("maelys-kustomer", &body, SOURCE_SECRET)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        out.push(v["id"].as_str().unwrap().to_string());
+    }
+    out
 }
