@@ -9,13 +9,16 @@
 //! gamma-Poisson minute counts of that shape with batched and polled flows; default
 //! `smooth,4,2,1`), `THREADS` how many runs go at once (default 2), `SHOW_FALSE=1` prints the
 //! false alerts' reasons, `SHOW_PROBES=1` the 90/h probe channels' pages (where in its hour
-//! each stop fell, the delay and the reason) and `NO_TICK_COST=1` skips the cost measurement.
+//! each stop fell, the delay and the reason), `HOUR_LEVEL=persistent` generates hour levels
+//! that persist from one hour to the next (an AR(1) level, see
+//! `synthetic::HourLevel::Persistent`; default `independent`, every hour drawn afresh) and
+//! `NO_TICK_COST=1` skips the cost measurement.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use intake_core::Timestamp;
-use intake_monitor::synthetic::{self, SyntheticReport, SyntheticSpec};
+use intake_monitor::synthetic::{self, HourLevel, SyntheticReport, SyntheticSpec};
 use intake_monitor::{FlowKey, Monitor, MonitorSettings, RuleBook};
 use rand::{Rng, SeedableRng};
 
@@ -37,6 +40,13 @@ fn levels() -> Vec<Option<f64>> {
         .collect()
 }
 
+fn hour_level() -> HourLevel {
+    match std::env::var("HOUR_LEVEL").as_deref() {
+        Ok("persistent") => HourLevel::Persistent,
+        _ => HourLevel::Independent,
+    }
+}
+
 fn level_name(l: Option<f64>) -> String {
     l.map_or("smooth".into(), |k| format!("shape {k}"))
 }
@@ -55,9 +65,10 @@ fn summary(level: Option<f64>, seed: u64, r: &SyntheticReport) -> String {
     let half = d("half", "inbound_drop");
     let count = |rule: &str| r.false_alerts.get(rule).copied().unwrap_or(0);
     format!(
-        "SUMMARY {:<9} seed {seed:>2}: stopped false {:>2} ({:.2}/100tw) | drop false {:>3} \
+        "SUMMARY {:?} {:<9} seed {seed:>2}: stopped false {:>2} ({:.2}/100tw) | drop false {:>3} \
          ({:.2}/100tw, grouped {}) | 90/h {}/{} med {} p90 {} max {} | 10/h {}/{} med {} | \
          half drop {}/{}",
+        hour_level(),
         level_name(level),
         count("inbound_stopped"),
         r.false_rate("inbound_stopped"),
@@ -115,6 +126,7 @@ fn main() {
                         weeks,
                         seed,
                         burst_shape: level,
+                        hour_level: hour_level(),
                         ..SyntheticSpec::default()
                     };
                     let t0 = Instant::now();

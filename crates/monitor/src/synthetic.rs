@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use intake_core::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Gamma, Poisson};
+use rand_distr::{Distribution, Gamma, Poisson, StandardNormal};
 use serde::Serialize;
 
 use crate::alert::{AlertState, Transition};
@@ -57,6 +57,25 @@ pub struct SyntheticSpec {
     pub burst_shape: Option<f64>,
     /// Holidays that hit only the tenants of one region (one time zone).
     pub regional_holidays: u32,
+    /// How a series' hour level moves from one hour to the next: redrawn every hour (the
+    /// first generator's traffic), or persistent (an AR(1) level).
+    pub hour_level: HourLevel,
+}
+
+/// How the hour multiplier of a series moves from one clock hour to the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HourLevel {
+    /// Every clock hour's multiplier is drawn afresh (Gamma of variance `a_hour`): the minutes
+    /// before :00 say nothing of the hour after it beyond the day's level.
+    #[default]
+    Independent,
+    /// The log of the hour multiplier is an AR(1) process stepped at each clock hour, with a
+    /// per-series correlation between consecutive hours drawn from 0.75 to 0.95 and the same
+    /// stationary variance as the independent multiplier (log-normal of variance `a_hour`,
+    /// mean 1): busy and quiet spells that last a few hours and do not end at :00, as real
+    /// traffic's do. The day multiplier stays on top.
+    Persistent,
 }
 
 impl Default for SyntheticSpec {
@@ -72,6 +91,7 @@ impl Default for SyntheticSpec {
             start: Timestamp(1_767_571_200_000),
             burst_shape: None,
             regional_holidays: 1,
+            hour_level: HourLevel::Independent,
         }
     }
 }
@@ -159,6 +179,10 @@ struct Series {
     alpha_hour: f64,
     day_mult: f64,
     mult: f64,
+    /// With [`HourLevel::Persistent`]: the correlation of consecutive hours' log levels, and
+    /// the current log level (mean 0, variance `ln(1 + alpha_hour)`).
+    persistence: f64,
+    log_level: f64,
     incident: Option<Incident>,
     arrival: Arrival,
     /// The generator's own expected count since the series' last event: what a silence
@@ -308,10 +332,20 @@ impl Traffic {
                     alpha_hour,
                     day_mult: 1.0,
                     mult: 1.0,
+                    persistence: 0.0,
+                    log_level: 0.0,
                     incident,
                     arrival: arrival(spec, probe, &mut extra),
                     since_event: 0.0,
                 });
+            }
+        }
+        if spec.hour_level == HourLevel::Persistent {
+            // From a generator of its own, so that everything else of a seed is drawn as with
+            // independent hours.
+            let mut own = StdRng::seed_from_u64(spec.seed ^ 0x2545_f491_4f6c_dd1d);
+            for s in &mut series {
+                s.persistence = own.random_range(0.75..0.95);
             }
         }
         let mut holidays = Vec::new();
@@ -415,9 +449,20 @@ impl Traffic {
                     .unwrap_or(1.0);
             }
             if local.rem_euclid(60) == 0 || rel == 0 {
-                s.mult = Gamma::new(1.0 / s.alpha_hour, s.alpha_hour)
-                    .map(|g| g.sample(&mut self.rng))
-                    .unwrap_or(1.0);
+                s.mult = match self.spec.hour_level {
+                    HourLevel::Independent => Gamma::new(1.0 / s.alpha_hour, s.alpha_hour)
+                        .map(|g| g.sample(&mut self.rng))
+                        .unwrap_or(1.0),
+                    HourLevel::Persistent => {
+                        // Stationary from the first hour: the innovation's variance keeps
+                        // the level's at `ln(1 + alpha_hour)`.
+                        let var = s.alpha_hour.ln_1p();
+                        let z: f64 = StandardNormal.sample(&mut self.rng);
+                        let rho = if rel == 0 { 0.0 } else { s.persistence };
+                        s.log_level = rho * s.log_level + (1.0 - rho * rho).sqrt() * var.sqrt() * z;
+                        (s.log_level - var / 2.0).exp()
+                    }
+                };
             }
             let day = local.div_euclid(1440);
             let hour = local.rem_euclid(1440) as f64 / 60.0;
