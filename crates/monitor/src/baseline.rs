@@ -410,6 +410,7 @@ pub(crate) fn settle_carry(f: &mut FlowHistory, now_min: Minute, cfg: &BaselineC
         }
         let (first_n, held_first) = f.sum_minutes(start, start + 30);
         let (tail, held_tail) = f.sum_minutes(start - 30, start);
+        let (hour_tail, _) = f.sum_minutes(start - 60, start);
         let (before, held_before) = f.sum_minutes(start - 180, start);
         if held_first < 30 || held_tail < 30 || held_before < 180 {
             continue;
@@ -419,6 +420,8 @@ pub(crate) fn settle_carry(f: &mut FlowHistory, now_min: Minute, cfg: &BaselineC
             first_expected: profile_between(f, start, start + 30, cfg),
             tail: tail as f64,
             tail_expected: profile_between(f, start - 30, start, cfg),
+            hour_tail: hour_tail as f64,
+            hour_tail_expected: profile_between(f, start - 60, start, cfg),
             before: before as f64,
             before_expected: profile_between(f, start - 180, start, cfg),
             noise,

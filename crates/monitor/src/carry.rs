@@ -14,6 +14,7 @@
 //!
 //! * **carried**: the half hour before :00, `T` events where its baseline expected `B_t`,
 //!   scaled to the first half's baseline `B_f`: `P_c = T·B_f/B_t`;
+//!   The same from the whole hour before :00 (`P_h`, 60 minutes: less count noise, older);
 //! * **day level**: the three hours before :00, `C` events where `E` were expected:
 //!   `P_d = C·B_f/E`.
 //!
@@ -59,6 +60,9 @@ pub struct CarryObservation {
     /// Events in the half hour before :00 (`T`) and its baseline (`B_t`).
     pub tail: f64,
     pub tail_expected: f64,
+    /// Events in the hour before :00 and its baseline: the same prediction from 60 minutes.
+    pub hour_tail: f64,
+    pub hour_tail_expected: f64,
     /// Events in the three hours before :00 (`C`) and their baseline (`E`).
     pub before: f64,
     pub before_expected: f64,
@@ -71,6 +75,9 @@ pub struct CarryObservation {
 pub struct CarryStats {
     /// `Σ` squared error of the carried prediction, less its count noise.
     carried: f64,
+    /// The same for the prediction carried from the whole hour before :00.
+    #[serde(default)]
+    carried_hour: f64,
     /// `Σ` squared error of the day-level prediction, less its count noise.
     day: f64,
     /// `Σ P_d²`: the scale both are relative to.
@@ -84,8 +91,10 @@ pub struct CarryStats {
 /// The verdict of [`CarryStats::verdict`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CarryVerdict {
-    /// The carried prediction's relative error variance.
+    /// The carried prediction's relative error variance (from the half hour before :00).
     pub carried: f64,
+    /// The same from the hour before :00.
+    pub carried_hour: f64,
     /// The day-level prediction's.
     pub day: f64,
     /// Hours it was learnt from (weighted).
@@ -116,6 +125,10 @@ impl CarryStats {
         let p_carried = o.tail * r_tail;
         let p_day = o.before * r_day;
         let e_carried = (o.first - p_carried).powi(2) - d * o.first - d * o.tail * r_tail * r_tail;
+        let r_hour = o.first_expected / o.hour_tail_expected.max(MIN_HALF_EXPECTED);
+        let p_hour = o.hour_tail * r_hour;
+        let e_hour = (o.first - p_hour).powi(2) - d * o.first - d * o.hour_tail * r_hour * r_hour;
+        self.carried_hour = self.carried_hour * decay + e_hour;
         let e_day = (o.first - p_day).powi(2) - d * o.first - d * o.before * r_day * r_day;
         self.carried = self.carried * decay + e_carried;
         self.day = self.day * decay + e_day;
@@ -127,12 +140,14 @@ impl CarryStats {
     pub fn verdict(&self) -> CarryVerdict {
         let scale = self.scale.max(1e-9);
         let carried = (self.carried / scale).max(VARIANCE_FLOOR);
+        let carried_hour = (self.carried_hour / scale).max(VARIANCE_FLOOR);
         let day = (self.day / scale).max(VARIANCE_FLOOR);
         CarryVerdict {
             carried,
+            carried_hour,
             day,
             hours: self.hours,
-            carries: self.hours >= MIN_HOURS && carried < CARRY_RATIO * day,
+            carries: self.hours >= MIN_HOURS && carried.min(carried_hour) < CARRY_RATIO * day,
         }
     }
 }
@@ -175,6 +190,7 @@ mod tests {
                 .map(|l| poisson(&mut rng, 2.0 * rate * l))
                 .sum();
             let tail = poisson(&mut rng, rate * levels[n - 2]);
+            let hour_tail = tail + poisson(&mut rng, rate * levels[n - 2]);
             let first = poisson(&mut rng, rate * now);
             s.observe(
                 h,
@@ -183,6 +199,8 @@ mod tests {
                     first_expected: rate,
                     tail,
                     tail_expected: rate,
+                    hour_tail,
+                    hour_tail_expected: 2.0 * rate,
                     before,
                     before_expected: 6.0 * rate,
                     noise: 1.0,
@@ -231,6 +249,8 @@ mod tests {
             first_expected: 45.0,
             tail: 40.0,
             tail_expected: 45.0,
+            hour_tail: 80.0,
+            hour_tail_expected: 90.0,
             before: 270.0,
             before_expected: 270.0,
             noise: 1.0,

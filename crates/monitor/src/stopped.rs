@@ -275,6 +275,8 @@ struct SilenceEvidence {
 struct Carried {
     level: f64,
     v: f64,
+    /// The minutes before :00 it was carried from (30 or 60), their events and baseline.
+    minutes: i64,
     tail: f64,
     tail_expected: f64,
 }
@@ -291,18 +293,28 @@ fn carried_level(
     if !verdict.carries {
         return None;
     }
-    let (tail, held) = f.sum_minutes(hour_start - 30, hour_start);
-    let tail_expected = profile_between(f, hour_start - 30, hour_start, cfg);
-    if held < 30 || tail_expected < MIN_HALF_EXPECTED {
-        return None;
-    }
-    let tail = tail as f64;
-    Some(Carried {
-        level: tail.max(0.5) / tail_expected,
-        v: verdict.carried + d / tail.max(1.0),
-        tail,
-        tail_expected,
-    })
+    // Of the two carried predictions (from the half hour and from the hour before :00),
+    // each that carries on its own is a calibrated prior; the sharper one at this moment
+    // is used: its measured variance plus the count noise of what it carries.
+    [(30, verdict.carried), (60, verdict.carried_hour)]
+        .into_iter()
+        .filter(|&(_, var)| var < crate::carry::CARRY_RATIO * verdict.day)
+        .filter_map(|(minutes, var)| {
+            let (tail, held) = f.sum_minutes(hour_start - minutes, hour_start);
+            let tail_expected = profile_between(f, hour_start - minutes, hour_start, cfg);
+            if held < minutes || tail_expected < MIN_HALF_EXPECTED {
+                return None;
+            }
+            let tail = tail as f64;
+            Some(Carried {
+                level: tail.max(0.5) / tail_expected,
+                v: var + d / tail.max(1.0),
+                minutes,
+                tail,
+                tail_expected,
+            })
+        })
+        .min_by(|a, b| a.v.total_cmp(&b.v))
 }
 
 /// Gathers the [`SilenceEvidence`] of a silence from `start` to `now_min`.
@@ -786,11 +798,11 @@ fn describe_carry(ev: &SilenceEvidence) -> String {
     let v = ev.carry_verdict;
     match ev.carried {
         Some(c) => format!(
-            "level carried over the hour: the 30 min before :00 ran at {:.2} of baseline ({:.0} \
-             events, {:.0} expected), and this flow's hours followed the half hour before them \
-             with a relative variance of {:.3} against {:.3} from the 3 h before ({:.0} h \
-             learnt)",
-            c.level, c.tail, c.tail_expected, v.carried, v.day, v.hours
+            "level carried over the hour: the {} min before :00 ran at {:.2} of baseline ({:.0} \
+             events, {:.0} expected), and this flow's hours followed the half hour and the \
+             hour before them with a relative variance of {:.3} and {:.3} against {:.3} from \
+             the 3 h before ({:.0} h learnt)",
+            c.minutes, c.level, c.tail, c.tail_expected, v.carried, v.carried_hour, v.day, v.hours
         ),
         None if v.carries => "level not carried over the hour (the half hour before :00 is \
              not held or expects too little)"
@@ -801,10 +813,11 @@ fn describe_carry(ev: &SilenceEvidence) -> String {
             crate::carry::MIN_HOURS
         ),
         None => format!(
-            "level not carried over the hour: this flow's hours followed the half hour before \
-             them with a relative variance of {:.3}, not below {} x the {:.3} from the 3 h \
-             before ({:.0} h learnt)",
+            "level not carried over the hour: this flow's hours followed the half hour and the \
+             hour before them with a relative variance of {:.3} and {:.3}, not below {} x the \
+             {:.3} from the 3 h before ({:.0} h learnt)",
             v.carried,
+            v.carried_hour,
             crate::carry::CARRY_RATIO,
             v.day,
             v.hours
@@ -897,6 +910,7 @@ mod tests {
             ev.carried = Some(Carried {
                 level,
                 v,
+                minutes: 30,
                 tail: 45.0 * level,
                 tail_expected: 45.0,
             });
