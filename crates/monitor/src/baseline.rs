@@ -16,7 +16,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::carry::CarryObservation;
 use crate::history::{FlowHistory, Hour, Minute};
 use crate::stats::median;
 
@@ -381,55 +380,6 @@ pub fn dispersion_of(f: &mut FlowHistory, now_hour: Hour, cfg: &BaselineConfig) 
             f.alpha_hour = h;
             (a, h)
         }
-    }
-}
-
-/// Hands the carry statistics ([`crate::carry`]) every hour whose first half completed (and
-/// settled) before minute `now_min`, with its half hour before :00 and its three hours
-/// before :00 in the minute ring, and baselines for all four hours. Hours without them are
-/// passed over for good.
-pub(crate) fn settle_carry(f: &mut FlowHistory, now_min: Minute, cfg: &BaselineConfig) {
-    // The first half of hour h is final once h*60 + 30 + SETTLE minutes have passed.
-    let last_done = (now_min - 33).div_euclid(60);
-    let Some(oldest) = f.minutes.oldest() else {
-        return;
-    };
-    let first = f
-        .carry_through
-        .map_or(last_done, |h| h + 1)
-        .max((oldest + 180 + 59).div_euclid(60))
-        .max((f.first_minute() + 180 + 59).div_euclid(60));
-    if first > last_done {
-        return;
-    }
-    let noise = count_noise(f);
-    for h in first..=last_done {
-        let start = h * 60;
-        if (h - 3..=h).any(|k| hour_baseline(f, k, cfg).is_none()) {
-            continue;
-        }
-        let (first_n, held_first) = f.sum_minutes(start, start + 30);
-        let (tail, held_tail) = f.sum_minutes(start - 30, start);
-        let (hour_tail, _) = f.sum_minutes(start - 60, start);
-        let (before, held_before) = f.sum_minutes(start - 180, start);
-        if held_first < 30 || held_tail < 30 || held_before < 180 {
-            continue;
-        }
-        let o = CarryObservation {
-            first: first_n as f64,
-            first_expected: profile_between(f, start, start + 30, cfg),
-            tail: tail as f64,
-            tail_expected: profile_between(f, start - 30, start, cfg),
-            hour_tail: hour_tail as f64,
-            hour_tail_expected: profile_between(f, start - 60, start, cfg),
-            before: before as f64,
-            before_expected: profile_between(f, start - 180, start, cfg),
-            noise,
-        };
-        f.carry.observe(h, &o);
-    }
-    if last_done >= first {
-        f.carry_through = Some(last_done);
     }
 }
 

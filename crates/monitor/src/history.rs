@@ -13,7 +13,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::burst::BurstStats;
-use crate::carry::CarryStats;
 
 /// Minutes since the Unix epoch: the unit every series is indexed by.
 pub type Minute = i64;
@@ -145,13 +144,6 @@ pub struct FlowHistory {
     /// The last hour whose minutes `burst` has taken in.
     #[serde(default)]
     pub(crate) burst_through: Option<Hour>,
-    /// Whether the flow's level carries over the hour boundary (state stored before it
-    /// existed loads with nothing learnt).
-    #[serde(default)]
-    pub(crate) carry: CarryStats,
-    /// The last hour whose first half `carry` has taken in.
-    #[serde(default)]
-    pub(crate) carry_through: Option<Hour>,
     /// Dispersion estimate and the hour it was computed at.
     pub(crate) alpha: Option<(Hour, f64)>,
     /// The hour-to-hour part of that dispersion, estimated with it.
@@ -177,8 +169,6 @@ impl FlowHistory {
             gap_events: gap_ring(),
             burst: BurstStats::new(),
             burst_through: None,
-            carry: CarryStats::default(),
-            carry_through: None,
             alpha: None,
             alpha_hour: 0.0,
             drop_streak: 0,
@@ -307,11 +297,6 @@ impl FlowHistory {
     /// How the flow's events clump at the minute scale.
     pub fn burst(&self) -> &BurstStats {
         &self.burst
-    }
-
-    /// Whether the flow's level carries over the hour boundary.
-    pub fn carry(&self) -> &CarryStats {
-        &self.carry
     }
 
     /// Hands the burst statistics every hour that completed (and settled) before minute `m`

@@ -24,7 +24,6 @@ pub mod band;
 pub mod baseline;
 pub mod burst;
 pub mod calendar;
-pub mod carry;
 pub mod completion;
 pub mod drop;
 pub mod gap;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
 use crate::band::{expected_hours, ExpectedHour};
-use crate::baseline::{expected_between, settle_carry, BaselineConfig, BaselineKind};
+use crate::baseline::{expected_between, BaselineConfig, BaselineKind};
 use crate::calendar::QuietDays;
 use crate::completion::{self, CompletionSnapshot};
 use crate::drop::{self, CanaryHealth, DropGroup};
@@ -397,7 +397,6 @@ impl Monitor {
         for (key, f) in self.flows.iter_mut() {
             f.advance_to(now_min - 1);
             f.settle_bursts(now_min);
-            settle_carry(f, now_min, cfg);
             let quiet = self.quiet_days.quiet(&key.tenant, now_min - 1);
             let stop: InboundStopped = self.rules.resolve(&key.tenant, &key.source);
             if let Some((value, reason)) = stopped(f, now_min, &stop, cfg, quiet) {

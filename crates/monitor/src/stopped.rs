@@ -26,7 +26,6 @@ use crate::baseline::{
 };
 use crate::burst::BurstStats;
 use crate::calendar::QuietDay;
-use crate::carry::{CarryVerdict, MIN_HALF_EXPECTED};
 use crate::history::{hour_of, FlowHistory, Minute};
 use crate::params::InboundStopped;
 use crate::stats::{fmt_prob, fmt_secs, minutes_of, NegBinomial};
@@ -261,60 +260,6 @@ struct SilenceEvidence {
     burst: BurstStats,
     /// Whether today is a planned quiet day (a calendar says so).
     quiet_day: bool,
-    /// What the flow's hours said about carrying its level over the hour boundary.
-    carry_verdict: CarryVerdict,
-    /// The level carried over the boundary into the silence's first hour, where it carries.
-    carried: Option<Carried>,
-}
-
-/// The level of the half hour before the silence's first hour, carried into that hour
-/// (see [`crate::carry`]): the prior of the hour's level is a Gamma of mean `level` and
-/// squared coefficient of variation `v`, the carried prediction's measured error variance
-/// plus the half hour's own count noise.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Carried {
-    level: f64,
-    v: f64,
-    /// The minutes before :00 it was carried from (30 or 60), their events and baseline.
-    minutes: i64,
-    tail: f64,
-    tail_expected: f64,
-}
-
-/// The carried level for a silence whose first hour starts at `hour_start`, when the flow's
-/// level carries and the half hour before :00 is held and expects enough.
-fn carried_level(
-    f: &FlowHistory,
-    hour_start: Minute,
-    verdict: &CarryVerdict,
-    d: f64,
-    cfg: &BaselineConfig,
-) -> Option<Carried> {
-    if !verdict.carries {
-        return None;
-    }
-    // Of the two carried predictions (from the half hour and from the hour before :00),
-    // each that carries on its own is a calibrated prior; the sharper one at this moment
-    // is used: its measured variance plus the count noise of what it carries.
-    [(30, verdict.carried), (60, verdict.carried_hour)]
-        .into_iter()
-        .filter(|&(_, var)| var < crate::carry::CARRY_RATIO * verdict.day)
-        .filter_map(|(minutes, var)| {
-            let (tail, held) = f.sum_minutes(hour_start - minutes, hour_start);
-            let tail_expected = profile_between(f, hour_start - minutes, hour_start, cfg);
-            if held < minutes || tail_expected < MIN_HALF_EXPECTED {
-                return None;
-            }
-            let tail = tail as f64;
-            Some(Carried {
-                level: tail.max(0.5) / tail_expected,
-                v: var + d / tail.max(1.0),
-                minutes,
-                tail,
-                tail_expected,
-            })
-        })
-        .min_by(|a, b| a.v.total_cmp(&b.v))
 }
 
 /// Gathers the [`SilenceEvidence`] of a silence from `start` to `now_min`.
@@ -375,13 +320,6 @@ fn silence_evidence(
     let first_end = (hour_start + 60).min(now_min);
     let w1 = profile_between(f, start, first_end, cfg);
     let w2 = (expected - w1).max(0.0);
-    let carry_verdict = f.carry().verdict();
-    // On a planned quiet day the evening before says nothing of the day's first hour.
-    let carried = if silence.quiet_day.is_some() {
-        None
-    } else {
-        carried_level(f, hour_start, &carry_verdict, noise, cfg)
-    };
     SilenceEvidence {
         kind,
         expected,
@@ -402,8 +340,6 @@ fn silence_evidence(
         run: (now_min - start) as f64,
         burst: f.burst.clone(),
         quiet_day: silence.quiet_day.is_some(),
-        carry_verdict,
-        carried,
     }
 }
 
@@ -503,18 +439,12 @@ fn day_component(
     let d_mean = d_shape / (rate + ev.ke);
     // The hour's level D·H₁, matched to a Gamma, is what the hour's count so far measures:
     // it is updated as one (the count cannot tell the day's part from the hour's).
-    // Where the flow's level carries over the hour boundary, the hour's prior is the level
-    // of the half hour before :00, with the carried prediction's measured variance; the
-    // day's level still sets the later hours.
-    let (v_hour, h_mean) = match ev.carried {
-        Some(c) => (c.v, c.level),
-        None => ((1.0 + 1.0 / d_shape) * (1.0 + ev.v_start) - 1.0, d_mean),
-    };
+    let v_hour = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_start) - 1.0;
     let (c1, e1) = (ev.c1 / ev.d, ev.e1 / ev.d);
-    let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * h_mean), c1, e1);
+    let ln_hour = ln_nb(1.0 / v_hour, 1.0 / (v_hour * d_mean), c1, e1);
     m.ln_terms[i] = prior.ln() + ln_exposure + ln_hour;
     let p_shape = 1.0 / v_hour + c1;
-    let p_mean = p_shape / (1.0 / (v_hour * h_mean) + e1);
+    let p_mean = p_shape / (1.0 / (v_hour * d_mean) + e1);
     let v1 = 1.0 / p_shape;
     let v2 = (1.0 + 1.0 / d_shape) * (1.0 + ev.v_later) - 1.0;
     m.ln_p0s[i] = component_ln_p0(ev, p_mean, v1, d_mean, v2);
@@ -734,12 +664,9 @@ fn stopped_against_baseline(
         "this flow's own gaps".to_string()
     } else if minimum_for < statistical_for {
         format!("the minimum of {:.0} expected arrivals", p.min_expected)
-    } else if ev.carried.is_some() {
-        "the statistical verdict, with the level carried over the hour".to_string()
     } else {
         "the statistical verdict".to_string()
     };
-    let carry = describe_carry(&ev);
     let SilenceEvidence {
         alpha,
         a_h,
@@ -774,7 +701,7 @@ fn stopped_against_baseline(
              {clump:.1}, so {arrivals:.1} independent arrivals expected at the level of the \
              hours before, and counts weigh \
              1/{d:.1} (half-hour dispersion); P(0) = {} \
-             (threshold {}{}); {carry}; {}; decided by {decided}",
+             (threshold {}{}); {}; decided by {decided}",
             fmt_prob(v.quiet),
             fmt_prob(v.spell),
             fmt_prob(v.ln_p0.exp()),
@@ -790,39 +717,6 @@ fn stopped_against_baseline(
             d = ev.d,
         ),
     ))
-}
-
-/// What the reason says of the level across the hour boundary: carried (with the half
-/// hour's level and the evidence), or why not.
-fn describe_carry(ev: &SilenceEvidence) -> String {
-    let v = ev.carry_verdict;
-    match ev.carried {
-        Some(c) => format!(
-            "level carried over the hour: the {} min before :00 ran at {:.2} of baseline ({:.0} \
-             events, {:.0} expected), and this flow's hours followed the half hour and the \
-             hour before them with a relative variance of {:.3} and {:.3} against {:.3} from \
-             the 3 h before ({:.0} h learnt)",
-            c.minutes, c.level, c.tail, c.tail_expected, v.carried, v.carried_hour, v.day, v.hours
-        ),
-        None if v.carries => "level not carried over the hour (the half hour before :00 is \
-             not held or expects too little)"
-            .to_string(),
-        None if v.hours < crate::carry::MIN_HOURS => format!(
-            "level not carried over the hour ({:.0} h learnt, {:.0} needed)",
-            v.hours,
-            crate::carry::MIN_HOURS
-        ),
-        None => format!(
-            "level not carried over the hour: this flow's hours followed the half hour and the \
-             hour before them with a relative variance of {:.3} and {:.3}, not below {} x the \
-             {:.3} from the 3 h before ({:.0} h learnt)",
-            v.carried,
-            v.carried_hour,
-            crate::carry::CARRY_RATIO,
-            v.day,
-            v.hours
-        ),
-    }
 }
 
 /// The verdict on a silence since minute `last` of a flow without a baseline yet: judged by
@@ -884,41 +778,7 @@ mod tests {
             run: 10.0,
             burst: BurstStats::new(),
             quiet_day: false,
-            carry_verdict: crate::carry::CarryStats::default().verdict(),
-            carried: None,
         }
-    }
-
-    /// A silence that began on the hour, with nothing of the hour seen: where the flow's
-    /// level carries, the half hour before :00 sets the hour's level. At the level the day
-    /// ran at and a small measured variance it is called sooner than with a fresh hour; at a
-    /// quarter of it (the flow was already quiet before :00) later; with a large measured
-    /// variance no sooner.
-    #[test]
-    fn a_carried_level_sets_the_first_hours_prior() {
-        let cfg = BaselineConfig::default();
-        let fresh = verdict(&evidence(1.0), &cfg).ln_p0;
-        // (carried level, its variance, P(0) lower than with a fresh hour)
-        let cases = [
-            (1.0, 0.02, true),
-            (1.2, 0.03, true),
-            (0.25, 0.03, false),
-            (1.0, 0.5, false),
-        ];
-        for (level, v, sooner) in cases {
-            let mut ev = evidence(1.0);
-            ev.carried = Some(Carried {
-                level,
-                v,
-                minutes: 30,
-                tail: 45.0 * level,
-                tail_expected: 45.0,
-            });
-            let carried = verdict(&ev, &cfg).ln_p0;
-            assert_eq!(carried < fresh, sooner, "{level} {v}: {carried} vs {fresh}");
-            assert!(describe_carry(&ev).starts_with("level carried over the hour"));
-        }
-        assert!(describe_carry(&evidence(1.0)).starts_with("level not carried over the hour (0 h"));
     }
 
     /// The minimum of expected arrivals counts them at the level the flow ran at over the
