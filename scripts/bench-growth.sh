@@ -18,7 +18,7 @@
 #           an overload: 1,000 connections sending 2 KB bodies flat out for 30 s. intake's RSS
 #           (VmRSS) is sampled every second throughout; statuses are counted.
 #
-# Environment: BENCH_PARTS (default "growth memory"), BENCH_SIZES (default "0 1000000
+# Environment: BENCH_INTAKE_PORT (18617) and BENCH_HANDLER_PORT (9617), BENCH_PARTS (default "growth memory"), BENCH_SIZES (default "0 1000000
 # 10000000"), BENCH_ROUNDS (3), BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_BIN=DIR to run
 # prebuilt binaries (intake, intake-loadgen, intake-noop-server; intake-store-growth from
 # BENCH_TOOL_BIN, default the same DIR), CARGO_TARGET_DIR (default /var/tmp/intake-target).
@@ -35,8 +35,8 @@ WARMUP="${BENCH_WARMUP:-2s}"
 STORES="${BENCH_STORES:-/var/tmp/intake-growth}"
 MEMORY_SIZE="${BENCH_MEMORY_SIZE:-1000000}"
 MEMORY_DURATION="${BENCH_MEMORY_DURATION:-60s}"
-INTAKE_PORT=18080
-HANDLER_PORT=9100
+INTAKE_PORT="${BENCH_INTAKE_PORT:-18617}"
+HANDLER_PORT="${BENCH_HANDLER_PORT:-9617}"
 SECRET="bench-kustomer-secret"
 INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 
@@ -216,8 +216,12 @@ growth() {
       name="r$round-n$size"
       db="$(store "$size")"
       load="$(cut -d' ' -f1-3 /proc/loadavg)"
-      echo "--- $name: probe" >&2
-      "$TOOL" --db "$db" >"$TMP/$name-probe.json" || FAILED+=("$name: probe")
+      if [[ -x $TOOL ]]; then
+        echo "--- $name: probe" >&2
+        "$TOOL" --db "$db" >"$TMP/$name-probe.json" || FAILED+=("$name: probe")
+      else
+        echo "--- $name: no $TOOL, claims and gauges not measured" >&2
+      fi
       write_config "$TMP/$name.toml" "$db" "rate_limit = 1.0"
       if ! start_intake "$name-intake" "$TMP/$name.toml"; then
         FAILED+=("$name: intake did not start")
@@ -293,6 +297,14 @@ memory() {
   echo "RSS samples (seconds, KiB): $TMP/rss.txt" >&2
   cp "$TMP/rss.txt" "$STORES/rss-last-run.txt"
 }
+
+# Another benchmark on the same ports would answer in intake's place: refuse to start.
+for port in "$INTAKE_PORT" "$HANDLER_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "error: something already listens on 127.0.0.1:$port; set BENCH_INTAKE_PORT/BENCH_HANDLER_PORT" >&2
+    exit 1
+  fi
+done
 
 echo "## Store growth: $(nproc) CPUs, $DURATION per ingest run after $WARMUP warm-up, binaries from $BIN"
 echo
