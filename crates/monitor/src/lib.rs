@@ -44,7 +44,9 @@ pub use completion::CompletionSnapshot;
 pub use drop::CanaryHealth;
 pub use gap::{GapReport, OpenGap};
 pub use history::{QueueMinute, QueueSnapshot, RequestMinute};
-pub use monitor::{FlowBand, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey};
+pub use monitor::{
+    FlowBand, FlowHours, FlowKey, FlowStatus, Monitor, MonitorSettings, QueueKey, SourceKey,
+};
 pub use params::{
     CanaryFailed, Common, CompletionErrors, CompletionStalled, DrillFailed, ParamError, RuleBook,
     RuleParams, EXTERNAL_RULES,

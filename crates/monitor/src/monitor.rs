@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertBook, AlertKey, Finding, Labels, Transition};
 use crate::band::{expected_hours, ExpectedHour};
-use crate::baseline::{expected_between, BaselineConfig, BaselineKind};
+use crate::baseline::{
+    expected_between, hour_baseline, BaselineConfig, BaselineKind, HourBaseline,
+};
 use crate::calendar::QuietDays;
 use crate::completion::{self, CompletionSnapshot};
 use crate::drop::{self, CanaryHealth, DropGroup};
 use crate::gap::{self, GapReport};
 use crate::history::{
-    hour_of, minute_of_millis, FlowHistory, Minute, QueueHistory, QueueMinute, QueueSnapshot,
+    hour_of, minute_of_millis, FlowHistory, Hour, Minute, QueueHistory, QueueMinute, QueueSnapshot,
     RequestHistory, RequestMinute,
 };
 use crate::params::{
@@ -75,6 +77,21 @@ pub struct FlowBand {
     pub dispersion: Option<f64>,
     /// The hours that have a baseline, oldest first (hours without one are left out).
     pub hours: Vec<ExpectedHour>,
+}
+
+/// One flow's expectation of the hour in progress and the hour before it
+/// ([`Monitor::flow_hours`]): what changes only when an hour begins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowHours<'a> {
+    /// The flow.
+    pub key: &'a FlowKey,
+    /// The start of the hour in progress.
+    pub hour: Timestamp,
+    /// Which baseline the hour in progress has (none: no expectation yet).
+    pub baseline: Option<BaselineKind>,
+    /// The hour before's expectation, then the hour in progress's; an hour without a baseline
+    /// is `None`.
+    pub hours: [Option<ExpectedHour>; 2],
 }
 
 /// The detectors and their state. Feed it counts with the `record_*` methods and call
@@ -311,6 +328,32 @@ impl Monitor {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+
+    /// Every flow's expectation of the hour `now` falls in and the hour before, unsorted,
+    /// without copying keys: what a caller that stores expectations compares with what it
+    /// stored. Unlike [`Monitor::flow_status`], whose baseline is the one of the last
+    /// *complete* minute's hour (which changes one minute after the hour does), the baseline
+    /// here is the hour in progress's, so nothing in it changes between two hour starts.
+    pub fn flow_hours(&self, now: Timestamp) -> impl Iterator<Item = FlowHours<'_>> + '_ {
+        let now_hour = hour_of(minute_of_millis(now.as_millis()));
+        let cfg = &self.settings.baseline;
+        self.flows.iter().map(move |(key, f)| {
+            let before = hour_baseline(f, now_hour - 1, cfg);
+            let current = hour_baseline(f, now_hour, cfg);
+            let expected = |h: Hour, b: Option<HourBaseline>| {
+                b.map(|b| ExpectedHour {
+                    at: Timestamp(h * 3_600_000),
+                    expected: b.expected,
+                })
+            };
+            FlowHours {
+                key,
+                hour: Timestamp(now_hour * 3_600_000),
+                baseline: current.map(|b| b.kind),
+                hours: [expected(now_hour - 1, before), expected(now_hour, current)],
+            }
+        })
     }
 
     /// Evaluates every rule on every series at `now` and returns the alert transitions.

@@ -1,6 +1,7 @@
 //! What the monitor duty writes to the store at each evaluation, for 10,000 flows: the single
 //! document of every flow's status it used to rewrite every minute, against the per-flow
-//! expectation documents it now writes only when they change (`duties::book`). Both are
+//! expectation documents it now writes only when they change (`duties::book`): the numbers
+//! of each flow are compared with those stored, and only a changed flow's document is encoded. Both are
 //! written to a real SQLite store (WAL, `synchronous=FULL`) in a temporary directory.
 //!
 //! `cargo run --release -p intake-server --example monitor-state-cost -- [FLOWS]`
@@ -9,7 +10,6 @@
 //! measurement (`synthetic-bench`, seed 42); the 61 evaluations run from an hour's start to
 //! the next one's, each after a minute of counts.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -41,7 +41,7 @@ async fn main() -> Result<()> {
     .await?;
     let (mut monitor, keys, rates, first_min) = history(n);
     let mut rng = rand::rngs::StdRng::seed_from_u64(43);
-    let mut stored: HashMap<String, String> = HashMap::new();
+    let mut stored = book::StoredFlows::default();
     let (mut before, mut after) = (Vec::new(), Vec::new());
     println!("== what one evaluation writes, over {n} flows");
     for m in first_min..first_min + 61 {
@@ -54,15 +54,17 @@ async fn main() -> Result<()> {
         before.push((t.elapsed(), bytes, 1));
         // After: the expectation documents that changed.
         let t = Instant::now();
-        let wanted = book::flow_expectations(&monitor, now)?;
-        let writes = book::changes(&stored, &wanted);
+        let changes = book::changes(&stored, monitor.flow_hours(now));
+        let writes = book::encode(&changes)?;
         let bytes: usize = writes
             .iter()
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
             .sum();
         let rows = writes.len();
-        store.put_states(writes).await?;
-        stored = wanted.into_iter().collect();
+        if !writes.is_empty() {
+            store.put_states(writes).await?;
+        }
+        stored.apply(changes);
         after.push((t.elapsed(), bytes, rows));
         if m % 60 == 0 || m == first_min + 1 || m == first_min + 30 {
             println!(

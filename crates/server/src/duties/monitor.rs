@@ -37,7 +37,9 @@ use intake_monitor::{
 use intake_store::{AlertTransitionRecord, CounterQuery, Resolution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::book::{self, ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE, FLOW_PREFIX};
+use super::book::{
+    self, StoredFlows, ALERTS_STATE, BAND_HOURS, FLOWS_STATE, FLOW_BANDS_STATE, FLOW_PREFIX,
+};
 use super::canary::{self, decide::CANARY_FAILED};
 use super::drill;
 use super::notify::{self, Pipeline};
@@ -219,7 +221,7 @@ struct MonitorDuty {
     bands_hour: Option<i64>,
     /// The flows' expectation documents as stored, by key: read at the first evaluation,
     /// then kept in step with what is written (see [`MonitorDuty::store_expectations`]).
-    stored_flows: Option<HashMap<String, String>>,
+    stored_flows: Option<StoredFlows>,
 }
 
 impl MonitorDuty {
@@ -363,30 +365,27 @@ impl MonitorDuty {
     /// stored (most change once an hour), deletes those of flows no longer watched, and
     /// leaves the others alone ([`book::changes`]).
     async fn store_expectations(&mut self, now: Timestamp) -> Result<(), StoreError> {
-        let stored = match self.stored_flows.take() {
+        let mut stored = match self.stored_flows.take() {
             Some(stored) => stored,
             None => {
-                let mut stored: HashMap<String, String> = self
-                    .store
-                    .states_with_prefix(FLOW_PREFIX)
-                    .await?
-                    .into_iter()
-                    .collect();
+                let mut stored =
+                    StoredFlows::from_documents(self.store.states_with_prefix(FLOW_PREFIX).await?);
                 // The single document of every flow's status that earlier versions rewrote at
                 // every evaluation: gone with the first write.
-                stored.insert(FLOWS_STATE.to_string(), String::new());
+                stored.add_stray(FLOWS_STATE);
                 stored
             }
         };
-        let wanted = book::flow_expectations(&self.monitor, now)?;
-        let writes = book::changes(&stored, &wanted);
-        if !writes.is_empty() {
+        let changes = book::changes(&stored, self.monitor.flow_hours(now));
+        if !changes.is_empty() {
+            let writes = book::encode(&changes)?;
             if let Err(e) = self.store.put_states(writes).await {
                 self.stored_flows = Some(stored);
                 return Err(e);
             }
+            stored.apply(changes);
         }
-        self.stored_flows = Some(wanted.into_iter().collect());
+        self.stored_flows = Some(stored);
         Ok(())
     }
 

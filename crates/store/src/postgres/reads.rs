@@ -239,13 +239,23 @@ impl PostgresStore {
     /// Queue gauges per tenant, source and destination.
     pub(super) async fn queue_gauges(&self) -> Result<Vec<QueueStats>> {
         let rows = self
+            // Two selects, each with the exact condition of a partial index (`deliveries_due`,
+            // `deliveries_dead`), so that each reads only its index's rows: one select over
+            // the four states matches neither and scans every delivery ever made.
             .read_rows(
-                "SELECT tenant, source, destination,
-                        COUNT(*) FILTER (WHERE state <> 'dead'),
-                        COUNT(*) FILTER (WHERE state = 'in_flight'),
-                        MIN(created_at) FILTER (WHERE state <> 'dead'),
-                        COUNT(*) FILTER (WHERE state = 'dead')
-                 FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight', 'dead')
+                "SELECT tenant, source, destination, CAST(SUM(active) AS BIGINT),
+                        CAST(SUM(in_flight) AS BIGINT), MIN(oldest), CAST(SUM(dead) AS BIGINT)
+                 FROM (
+                    SELECT tenant, source, destination, COUNT(*) AS active,
+                           COUNT(*) FILTER (WHERE state = 'in_flight') AS in_flight,
+                           MIN(created_at) AS oldest, 0 AS dead
+                    FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight')
+                    GROUP BY tenant, source, destination
+                    UNION ALL
+                    SELECT tenant, source, destination, 0, 0, NULL, COUNT(*)
+                    FROM deliveries WHERE state = 'dead'
+                    GROUP BY tenant, source, destination
+                 ) AS gauges
                  GROUP BY tenant, source, destination
                  ORDER BY tenant COLLATE \"C\", source COLLATE \"C\", destination COLLATE \"C\"",
                 &[],

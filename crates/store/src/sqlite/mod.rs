@@ -157,9 +157,11 @@ impl SqliteStore {
         // that is gone: make that work due now.
         let recovered = writer
             .execute(
+                // The first condition is the partial index's (`deliveries_due`): without it
+                // SQLite reads every delivery ever made to find the few in flight.
                 "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
                     due_at = 0
-                 WHERE state = 'in_flight'",
+                 WHERE state IN ('pending', 'retrying', 'in_flight') AND state = 'in_flight'",
                 [],
             )
             .map_err(open_err)?;

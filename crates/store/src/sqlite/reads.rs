@@ -263,15 +263,28 @@ pub(super) fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option
     Ok(Some(detail))
 }
 
+/// The queue gauges' rows: per tenant, source, destination and state, the count and the
+/// oldest creation.
+///
+/// Two selects, each with the exact condition of a partial index (`deliveries_due`,
+/// `deliveries_dead`), so that each reads only the rows of its index. One select over the
+/// four states matches neither index and reads every delivery ever made: at ten million
+/// delivered events that was seconds of work at every evaluation and every scrape
+/// (`docs/benchmarks.md`, issue 16).
+pub(super) const QUEUE_STATS: &str =
+    "SELECT tenant, source, destination, state, COUNT(*), MIN(created_at)
+     FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight')
+     GROUP BY tenant, source, destination, state
+     UNION ALL
+     SELECT tenant, source, destination, 'dead', COUNT(*), MIN(created_at)
+     FROM deliveries WHERE state = 'dead'
+     GROUP BY tenant, source, destination
+     ORDER BY 1, 2, 3";
+
 pub(super) fn queue_stats(c: &Connection) -> rusqlite::Result<Vec<QueueStats>> {
     let mut stats: Vec<QueueStats> = Vec::new();
     let rows = c
-        .prepare_cached(
-            "SELECT tenant, source, destination, state, COUNT(*), MIN(created_at)
-             FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight', 'dead')
-             GROUP BY tenant, source, destination, state
-             ORDER BY tenant, source, destination",
-        )?
+        .prepare_cached(QUEUE_STATS)?
         .query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -347,5 +360,55 @@ impl Columns for rusqlite::Row<'_> {
 
     fn corrupt(&self, i: usize, message: String) -> rusqlite::Error {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite chose for `sql`, one line per step.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_queue_gauges_read_the_partial_indexes_never_every_delivery() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        // Statistics of a store whose deliveries are nearly all delivered, so that the
+        // planner knows how few rows the partial indexes hold.
+        c.execute_batch(
+            "ANALYZE;
+             INSERT OR REPLACE INTO sqlite_stat1 VALUES ('deliveries', 'deliveries_event', '10000000 1');
+             INSERT OR REPLACE INTO sqlite_stat1 VALUES ('deliveries', 'deliveries_due', '1000 1000 1');
+             INSERT OR REPLACE INTO sqlite_stat1 VALUES ('deliveries', 'deliveries_dead', '10 10');
+             ANALYZE sqlite_schema;",
+        )
+        .unwrap();
+        for statistics in [true, false] {
+            if !statistics {
+                c.execute_batch("DELETE FROM sqlite_stat1; ANALYZE sqlite_schema;")
+                    .unwrap();
+            }
+            let steps = plan(&c, QUEUE_STATS);
+            let scans: Vec<&String> = steps
+                .iter()
+                .filter(|s| s.starts_with("SCAN deliveries"))
+                .collect();
+            assert_eq!(
+                scans,
+                [
+                    "SCAN deliveries USING INDEX deliveries_due",
+                    "SCAN deliveries USING INDEX deliveries_dead"
+                ],
+                "{steps:?}"
+            );
+        }
     }
 }

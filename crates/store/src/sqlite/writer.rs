@@ -555,9 +555,14 @@ impl Writer {
         let reaped = self
             .conn
             .prepare_cached(
+                // `state IN (…)` repeats the condition of the partial index `deliveries_due`
+                // so that SQLite reads only the queue's rows: `state = 'in_flight'` alone
+                // does not imply it for SQLite's planner, which then reads every delivery
+                // ever made, in the writer, at every heartbeat (issue 16).
                 "UPDATE deliveries SET state = 'pending', lease_id = NULL,
                             lease_node = NULL, due_at = ?1, updated_at = ?1
-                         WHERE state = 'in_flight' AND lease_node IS NOT ?3 AND NOT EXISTS (
+                         WHERE state IN ('pending', 'retrying', 'in_flight')
+                           AND state = 'in_flight' AND lease_node IS NOT ?3 AND NOT EXISTS (
                             SELECT 1 FROM nodes n WHERE n.id = deliveries.lease_node
                               AND n.last_heartbeat >= ?2)",
             )?
