@@ -3,7 +3,7 @@
 # held back) and while delivering: one intake node, 64 connections, a fresh database per run.
 #
 # Per run it prints one line: the rates (accepted/s from the load generator; delivered/s =
-# deliveries delivered by the end of the load, over its duration), the queue left at the end
+# deliveries delivered by the end of the load, over PROFILE_DURATION), the queue left at the end
 # of the load, then the cost per event accepted, measured from the start of the load until the
 # queue has drained (deliv; at most PROFILE_DRAIN seconds) or the load ended (held):
 #   pg_us      CPU µs of every PostgreSQL process (exited backends included: the postmaster's
@@ -67,7 +67,7 @@ pgticks() { # every postgres process, plus the children that exited (the postmas
 dbpids() { sql "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'"; }
 others() { sql "SELECT COUNT(DISTINCT datname) FROM pg_stat_activity WHERE datname NOT IN ('$DB', 'postgres')"; }
 per_event() { # total events scale -> micro-units per event
-  if [[ $2 -gt 0 ]]; then echo "scale=1; $1 * $3 / $2" | bc; else echo n/a; fi
+  if [[ $2 -gt 0 ]]; then echo "scale=3; $1 * $3 / $2" | bc; else echo n/a; fi
 }
 
 measure() { # label bin run
@@ -118,11 +118,10 @@ EOT
   /usr/bin/time -f "%U %S" -o "$TMP/lg.time" "$bin/intake-loadgen" ingest --secret s3cret \
     --duration "$DURATION" --warmup 0s --json --url http://127.0.0.1:18191/ingest/bench-kustomer \
     "${args[@]}" >"$TMP/$run.json" 2>"$TMP/$run.txt"
-  local t1 done1 left1 wall
+  local t1 done1 left1
   t1=$(date +%s.%N)
   done1=$(psql "$PG/$DB" -Atqc "SELECT COUNT(*) FILTER (WHERE state = 'delivered'), COUNT(*) FILTER (WHERE state <> 'delivered') FROM deliveries")
   left1=${done1#*|} done1=${done1%|*}
-  wall=$(echo "$t1 - $t0" | bc)
   local drained=0
   if [[ $run != held ]]; then
     local start=$SECONDS
@@ -147,7 +146,7 @@ EOT
   rps=$(sed -n 's/.*"rps":\([^,}]*\).*/\1/p' "$TMP/$run.json")
   lg=$(awk '{ print $1 + $2 }' "$TMP/lg.time")
   printf '%s %s: accepted/s=%s delivered/s=%s left=%s drain=%ss events=%s | per event: pg_us=%s pgdb_us=%s intake_us=%s wal_b=%s commits=%s | intake_cpu=%ss pg_cpu=%ss pgdb_cpu=%ss loadgen_cpu=%ss load=%s other_dbs=%s/%s\n' \
-    "$label" "$run" "$rps" "$(echo "scale=0; $done1 / $wall" | bc)" "$left1" "$drained" "$events" \
+    "$label" "$run" "$rps" "$(echo "scale=0; $done1 / ${DURATION%s}" | bc)" "$left1" "$drained" "$events" \
     "$(per_event $((pg1 - pg0)) "$events" "1000000 / $HZ")" \
     "$(per_event $((db1 - db0)) "$events" "1000000 / $HZ")" \
     "$(per_event $((in1 - in0)) "$events" "1000000 / $HZ")" \
