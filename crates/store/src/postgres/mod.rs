@@ -3,10 +3,11 @@
 //! It keeps the promises of the [`Store`] trait the way SQLite does, with what PostgreSQL
 //! offers instead of what one process owning a file offers:
 //!
-//! * **Group commit.** Ingests (and rejections) queue on a channel to one writer task per
-//!   node, which runs the shared group commit (the `group_commit` module): it takes everything
-//!   waiting (up to `max_batch`) into one transaction written with a few multi-row statements
-//!   (`UNNEST` of column arrays), and answers each request only after the commit returned. If the batch fails because of one request, every request is
+//! * **Group commit.** Ingests, finished delivery attempts and rejections queue on a channel
+//!   to one writer task per node, which runs the shared group commit (the `group_commit`
+//!   module): it takes everything waiting (up to `max_batch`) into one transaction written with
+//!   a few multi-row statements (`UNNEST` of column arrays), and answers each request only
+//!   after the commit returned. If the batch fails because of one request, every request is
 //!   run again in a transaction of its own, so the failure stays with the request that caused
 //!   it; if the connection is lost, the batch fails as a whole (ingest answers 503).
 //! * **The queue** is claimed with `FOR UPDATE SKIP LOCKED`, so nodes claiming at once take
@@ -25,9 +26,9 @@
 //! * **Migrations** run at open under a PostgreSQL advisory lock, and each applied version is
 //!   recorded in `intake_migrations`: nodes starting together migrate once.
 //!
-//! Files: `writer.rs` (the group-commit writer: ingests, rejections), `reads.rs` (the larger
-//! reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery jobs, replays
-//! and requeues), `drills.rs` (fire drills), `audit.rs` (the audit's reads, in one snapshot),
+//! Files: `writer.rs` (the group-commit writer: ingests, finishes, rejections), `reads.rs`
+//! (the larger reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery
+//! jobs, replays and requeues), `drills.rs` (fire drills), `audit.rs` (the audit's reads, in one snapshot),
 //! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
 //! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
@@ -51,7 +52,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use intake_core::delivery::{CompletionState, DeliveryState, NextStep};
 use intake_core::event::Origin;
 use intake_core::{DeliveryId, EventId, Timestamp};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -62,7 +62,6 @@ use tokio_postgres::{NoTls, Row};
 use self::error::{injected_failure, pg_error, pool_unavailable, read_error, redact, unavailable};
 use self::reads::parse;
 use self::writer::{Request, Writer};
-use crate::counters::{minute_of, Metric};
 use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
 use crate::model::*;
@@ -107,7 +106,7 @@ pub struct PostgresStore {
     pool: Pool,
     writes: Queue<Request>,
     /// Whether the fault the writer last applied rejects writes, for the operations that do
-    /// not go through the writer (claims, finishes, duties).
+    /// not go through the writer (claims, releases, duties).
     fault: Arc<AtomicBool>,
     node_id: String,
     new_work: broadcast::Sender<WorkSignal>,
@@ -352,77 +351,8 @@ impl Store for PostgresStore {
     }
 
     async fn finish_attempt(&self, a: FinishedAttempt) -> Result<()> {
-        let client = self.write_conn().await?;
-        let (state, due_at, delivered_at) = match a.next {
-            NextStep::Delivered => (
-                DeliveryState::Delivered,
-                a.finished_at,
-                Some(a.finished_at.as_millis()),
-            ),
-            NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
-            NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
-        };
-        let metric = Metric::of_attempt(state).as_str();
-        // A destination on receipts: the 2xx leaves the delivery `received`, unless its
-        // handler confirmed before its answer was read (the first word stands).
-        let completion = (a.awaits_completion && state == DeliveryState::Delivered)
-            .then_some(CompletionState::Received.as_str());
-        // One statement, so one implicit transaction and one round trip: the delivery changes
-        // only under its lease; the attempt is recorded either way (`superseded` when the
-        // lease was lost); the counter counts only a change that happened.
-        let stmt = client
-            .prepare_cached(
-                "WITH finished AS (
-                    UPDATE deliveries SET state = $1, attempts = $2, due_at = $3, lease_id = NULL,
-                        lease_node = NULL, updated_at = $4, delivered_at = $5, last_status = $6,
-                        last_error = $7, completion = COALESCE(completion, $19)
-                    WHERE id = $8 AND state = 'in_flight' AND lease_id = $9
-                    RETURNING id
-                 ), recorded AS (
-                    INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status,
-                        error, outcome)
-                    SELECT $8, $2, $10, $11, $6, $7,
-                        CASE WHEN EXISTS (SELECT 1 FROM finished) THEN $1 ELSE 'superseded' END
-                 ), counted AS (
-                    INSERT INTO counters (minute, tenant, source, channel, destination, metric,
-                        shard, count)
-                    SELECT $12, $13, $14, $15, $16, $17, $18, 1 FROM finished
-                    ON CONFLICT (minute, tenant, source, channel, destination, metric, shard)
-                    DO UPDATE SET count = counters.count + 1
-                 )
-                 SELECT COUNT(*) FROM finished",
-            )
-            .await
-            .map_err(unavailable)?;
-        let shard: i16 = rand::random_range(0..COUNTER_SHARDS);
-        client
-            .query_one(
-                &stmt,
-                &[
-                    &state.as_str(),
-                    &(a.attempt as i32),
-                    &due_at.as_millis(),
-                    &a.finished_at.as_millis(),
-                    &delivered_at,
-                    &a.status.map(i32::from),
-                    &a.error,
-                    &a.delivery_id.as_str(),
-                    &a.lease_id,
-                    &a.started_at.as_millis(),
-                    &(a.finished_at.since(a.started_at).as_millis() as i64),
-                    &minute_of(a.finished_at),
-                    &a.tenant,
-                    &a.source,
-                    &a.channel,
-                    &a.destination,
-                    &metric,
-                    &shard,
-                    &completion,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        // Through the writer: the finishes waiting are committed together (see `writer`).
+        self.write(Request::Finish(Box::new(a)), Reply::Unit).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>> {

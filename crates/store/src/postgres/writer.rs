@@ -1,20 +1,28 @@
-//! The writer: ingests, rejections and pings, plugged into the shared group-commit engine
-//! (the `group_commit` module) as a task of its own. (Queue, duty and notification writes need
-//! no group commit here: each is one statement or one short transaction on a pooled
-//! connection, see the store.)
+//! The writer: ingests, finished delivery attempts, rejections and pings, plugged into the
+//! shared group-commit engine (the `group_commit` module) as a task of its own. (Claims, queue
+//! and duty writes need no group commit here: each is one statement or one short transaction
+//! on a pooled connection, see the store.)
 //!
-//! What is PostgreSQL's own: a run of consecutive ingests is written together with a few
-//! multi-row statements (`UNNEST` of column arrays), in (source, dedupe key) order; counters go
-//! to one random shard, in key order; a lost connection fails the whole batch; and after each
-//! batch the writer sends `NOTIFY intake_new_work, '<destination>'` for the deliveries it
-//! committed, outside the transaction (a `NOTIFY` inside it takes a database-wide lock until
-//! the commit has been flushed, which would make the nodes commit one at a time).
+//! What is PostgreSQL's own: a run of consecutive ingests and finishes is written together
+//! with a few multi-row statements (`UNNEST` of column arrays): the events in (source, dedupe
+//! key) order, their deliveries, and one statement for all the finishes, each applied only
+//! under its lease (a finish whose lease another worker or node took over is recorded as
+//! `superseded`, row by row, without failing the others); counters go to one random shard, in
+//! key order; a lost connection fails the whole batch; and after each batch the writer sends
+//! `NOTIFY intake_new_work, '<destination>'` for the deliveries it committed, outside the
+//! transaction (a `NOTIFY` inside it takes a database-wide lock until the commit has been
+//! flushed, which would make the nodes commit one at a time).
+//!
+//! Finishes go through the writer because each used to be a transaction of its own: one
+//! commit, one WAL flush and its CPU per delivered event, which made delivering cost
+//! PostgreSQL several times what accepting did (`docs/benchmarks.md`, PostgreSQL).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Object, Pool};
+use intake_core::delivery::{CompletionState, DeliveryState, NextStep};
 use intake_core::{EventId, Timestamp};
 
 use super::error::{injected_failure, pg_error, pool_unavailable, unavailable, WriteError};
@@ -28,6 +36,7 @@ use crate::{Result, StoreError, StoreFault};
 /// What the writer is asked to do.
 pub(super) enum Request {
     Ingest(Box<NewEvent>),
+    Finish(Box<FinishedAttempt>),
     Reject(Rejection),
     Ping,
     Fault(Option<StoreFault>),
@@ -55,6 +64,60 @@ impl Writer {
             staged: HashSet::new(),
             committed: HashSet::new(),
         }
+    }
+
+    /// Writes the run of ingests and finishes at the head of `requests` (any other request, a
+    /// fault too, ends it): all its ingests with a few statements, then all its finishes with
+    /// one. The two kinds are independent, so writing them by kind instead of in queue order
+    /// changes nothing: a finish needs a lease, and a lease is only ever taken on a delivery
+    /// committed before, never on one an ingest of this transaction creates. The answers are
+    /// pushed in queue order. Returns how many requests the run held.
+    async fn apply_run(
+        &mut self,
+        client: &Object,
+        requests: &[Request],
+        counts: &mut Counts,
+        outputs: &mut Vec<Output>,
+    ) -> std::result::Result<usize, WriteError> {
+        let run: Vec<&Request> = requests
+            .iter()
+            .take_while(|r| matches!(r, Request::Ingest(_) | Request::Finish(_)))
+            .collect();
+        let mut events: Vec<&NewEvent> = Vec::new();
+        let mut finishes: Vec<&FinishedAttempt> = Vec::new();
+        for request in &run {
+            match request {
+                Request::Ingest(ev) => events.push(ev),
+                Request::Finish(a) => finishes.push(a),
+                _ => {}
+            }
+        }
+        // The story's bug, injected: the events are stored, their deliveries are not.
+        let unqueued: Vec<NewEvent>;
+        if !self.queueing {
+            unqueued = events.iter().map(|ev| without_deliveries(ev)).collect();
+            events = unqueued.iter().collect();
+        }
+        let mut accepted = Vec::new();
+        if !events.is_empty() {
+            accepted = ingest_many(client, &events, counts, &mut self.staged).await?;
+        }
+        if !finishes.is_empty() {
+            finish_many(client, &finishes, counts).await?;
+        }
+        let mut accepted = accepted.into_iter();
+        for request in &run {
+            match request {
+                Request::Ingest(_) => {
+                    let answer = accepted.next().ok_or_else(|| {
+                        WriteError::Failed(StoreError::Corrupt("an ingest got no answer".into()))
+                    })?;
+                    outputs.push(Output::Accepted(answer));
+                }
+                _ => outputs.push(Output::Unit),
+            }
+        }
+        Ok(run.len())
     }
 }
 
@@ -99,23 +162,9 @@ impl Backend for Writer {
             return Ok(0);
         };
         match first {
-            Request::Ingest(_) => {
-                // Consecutive ingests are written together, a handful of statements for all of
-                // them; any other request (a fault too) ends the run.
-                let mut run: Vec<&NewEvent> = requests
-                    .iter()
-                    .map_while(|r| match r {
-                        Request::Ingest(ev) => Some(&**ev),
-                        _ => None,
-                    })
-                    .collect();
-                // The story's bug, injected: the events are stored, their deliveries are not.
-                let unqueued: Vec<NewEvent>;
-                if !self.queueing {
-                    unqueued = run.iter().map(|ev| without_deliveries(ev)).collect();
-                    run = unqueued.iter().collect();
-                }
-                let accepted = ingest_many(&*client, &run, counts, &mut self.staged)
+            Request::Ingest(_) | Request::Finish(_) => {
+                let applied = self
+                    .apply_run(client, requests, counts, outputs)
                     .await
                     .map_err(|e| match e {
                         // A lost connection fails everything; anything else may be one
@@ -123,8 +172,7 @@ impl Backend for Writer {
                         WriteError::Lost(e) => Failure::Batch(e),
                         WriteError::Failed(e) => Failure::Request(e),
                     })?;
-                outputs.extend(accepted.into_iter().map(Output::Accepted));
-                Ok(run.len())
+                Ok(applied)
             }
             Request::Reject(rej) => {
                 reject(&*client, rej, counts)
@@ -439,6 +487,129 @@ impl<'a> NewDeliveries<'a> {
         }
         Ok(())
     }
+}
+
+/// What a finished attempt leaves on its delivery: the state, when it is next due, and when it
+/// was delivered.
+fn outcome_of(a: &FinishedAttempt) -> (DeliveryState, Timestamp, Option<i64>) {
+    match a.next {
+        NextStep::Delivered => (
+            DeliveryState::Delivered,
+            a.finished_at,
+            Some(a.finished_at.as_millis()),
+        ),
+        NextStep::RetryAt(t) => (DeliveryState::Retrying, t, None),
+        NextStep::Dead => (DeliveryState::Dead, a.finished_at, None),
+    }
+}
+
+/// Records finished attempts with one statement: each delivery changes only under its lease,
+/// every attempt is recorded (`superseded` when its lease was lost), and the deliveries that
+/// changed are counted into `counts`. A finish whose lease was taken over is refused alone,
+/// row by row; it fails nothing else.
+async fn finish_many(
+    client: &impl GenericClient,
+    attempts: &[&FinishedAttempt],
+    counts: &mut Counts,
+) -> std::result::Result<(), WriteError> {
+    let n = attempts.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut leases = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut numbers = Vec::with_capacity(n);
+    let mut due = Vec::with_capacity(n);
+    let mut finished = Vec::with_capacity(n);
+    let mut delivered = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut completions = Vec::with_capacity(n);
+    let mut started = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    for a in attempts {
+        let (state, due_at, delivered_at) = outcome_of(a);
+        ids.push(a.delivery_id.as_str());
+        leases.push(a.lease_id.as_str());
+        states.push(state.as_str());
+        numbers.push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
+        due.push(due_at.as_millis());
+        finished.push(a.finished_at.as_millis());
+        delivered.push(delivered_at);
+        statuses.push(a.status.map(i32::from));
+        errors.push(a.error.as_deref());
+        // A destination on receipts: the 2xx leaves the delivery `received`, unless its
+        // handler confirmed before its answer was read (the first word stands).
+        completions.push(
+            (a.awaits_completion && state == DeliveryState::Delivered)
+                .then_some(CompletionState::Received.as_str()),
+        );
+        started.push(a.started_at.as_millis());
+        durations.push(a.finished_at.since(a.started_at).as_millis() as i64);
+    }
+    // `n` numbers the finishes, so the attempt rows are inserted in queue order and a finish
+    // that changed its delivery is told from one that did not, even when a late finish and
+    // the one holding the lease now name the same delivery. Under READ COMMITTED, a row that
+    // another node claims meanwhile is read again once its lock is released, with its new
+    // lease, and is then left alone.
+    let stmt = client
+        .prepare_cached(
+            "WITH f AS (
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[],
+                    $6::int8[], $7::int8[], $8::int4[], $9::text[], $10::text[], $11::int8[],
+                    $12::int8[])
+                    WITH ORDINALITY AS f(id, lease_id, state, attempt, due_at, finished_at,
+                        delivered_at, status, error, completion, started_at, duration_ms, n)
+             ), finished AS (
+                UPDATE deliveries d SET state = f.state, attempts = f.attempt, due_at = f.due_at,
+                    lease_id = NULL, lease_node = NULL, updated_at = f.finished_at,
+                    delivered_at = f.delivered_at, last_status = f.status, last_error = f.error,
+                    completion = COALESCE(d.completion, f.completion)
+                FROM f
+                WHERE d.id = f.id AND d.state = 'in_flight' AND d.lease_id = f.lease_id
+                RETURNING f.n
+             ), recorded AS (
+                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status,
+                    error, outcome)
+                SELECT f.id, f.attempt, f.started_at, f.duration_ms, f.status, f.error,
+                    CASE WHEN x.n IS NULL THEN 'superseded' ELSE f.state END
+                FROM f LEFT JOIN finished x ON x.n = f.n
+                ORDER BY f.n
+             )
+             SELECT n FROM finished",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &ids,
+                &leases,
+                &states,
+                &numbers,
+                &due,
+                &finished,
+                &delivered,
+                &statuses,
+                &errors,
+                &completions,
+                &started,
+                &durations,
+            ],
+        )
+        .await?;
+    for row in rows {
+        let n: i64 = row.get(0);
+        let a = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| attempts.get(i))
+            .ok_or_else(|| {
+                WriteError::Failed(StoreError::Corrupt(format!(
+                    "finish number {n} is not one of the {} sent",
+                    attempts.len()
+                )))
+            })?;
+        counts.finished(a, outcome_of(a).0);
+    }
+    Ok(())
 }
 
 async fn reject(

@@ -13,6 +13,7 @@ mod completion;
 mod counters;
 mod drills;
 mod faults;
+mod finishes;
 mod incidents;
 mod ingest;
 mod model;
