@@ -144,7 +144,7 @@ pub async fn pass(
         }
         after = done.last.or(after);
         // A long pass (the first one over a big store) shows its progress on /metrics.
-        if report.batches % PROGRESS_EVERY == 0 {
+        if report.batches.is_multiple_of(PROGRESS_EVERY) {
             stored.deleted = base.plus(report.deleted);
             save(store, &stored).await?;
         }
