@@ -329,6 +329,18 @@ impl NextStep {
 }
 
 impl RetryPolicy {
+    /// The longest time from a delivery's first attempt to its last one, every delay at the
+    /// top of its jitter (a destination's `Retry-After`, up to [`MAX_RETRY_AFTER`] each, can
+    /// stretch it further). Retention (`storage.retention`) must be longer, so that retention
+    /// is never shorter than the retries it would otherwise overlap.
+    pub fn horizon(&self) -> Duration {
+        let jitter = 1.0 + self.jitter.clamp(0.0, 1.0);
+        let secs: f64 = (1..self.max_attempts.max(1))
+            .map(|attempt| self.base_delay(attempt).as_secs_f64() * jitter)
+            .sum();
+        Duration::from_secs_f64(secs.min(u32::MAX as f64))
+    }
+
     /// The exponential delay before attempt `attempt + 1`, without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
         if let Some(last) = self.schedule.last() {
@@ -380,6 +392,31 @@ mod tests {
             status: Some(500),
             retry_after,
             error: "500".into(),
+        }
+    }
+
+    #[test]
+    fn the_retry_horizon_sums_every_delay_at_the_top_of_its_jitter() {
+        let schedule = |delays: &[u64], max_attempts: u32, jitter: f64| RetryPolicy {
+            max_attempts,
+            jitter,
+            schedule: delays.iter().map(|s| Duration::from_secs(*s)).collect(),
+            ..RetryPolicy::default()
+        };
+        // (policy, horizon in seconds)
+        let cases = [
+            (schedule(&[10, 60], 4, 0.0), 10 + 60 + 60),
+            (schedule(&[10, 60], 4, 0.5), 195),
+            (schedule(&[10], 1, 0.2), 0),
+            // 5 s doubling to 2560 s, then nine hours at the 1 h cap; +20 % jitter.
+            (RetryPolicy::default(), (5115 + 9 * 3600) * 12 / 10),
+        ];
+        for (policy, secs) in cases {
+            assert_eq!(
+                policy.horizon().as_secs_f64().round() as u64,
+                secs,
+                "{policy:?}"
+            );
         }
     }
 

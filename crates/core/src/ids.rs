@@ -51,6 +51,17 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The instant the id was generated at (its ULID's time part): for an event,
+            /// when it was received.
+            pub fn created_at(&self) -> Timestamp {
+                let ms = self
+                    .0
+                    .strip_prefix($prefix)
+                    .and_then(|rest| ulid::Ulid::from_string(rest).ok())
+                    .map_or(0, |u| u.timestamp_ms());
+                Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+            }
         }
 
         impl FromStr for $name {
@@ -130,6 +141,15 @@ prefixed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_knows_when_it_was_generated() {
+        for at in [0, 1, 1_700_000_000_123, 4_102_444_800_000] {
+            assert_eq!(EventId::generate(Timestamp(at)).created_at(), Timestamp(at));
+        }
+        let bound: EventId = EventId::lower_bound(Timestamp(42)).parse().unwrap();
+        assert_eq!(bound.created_at(), Timestamp(42));
+    }
 
     #[test]
     fn ids_round_trip_and_reject_other_prefixes() {

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod incident;
 pub mod log_limit;
 pub mod rate;
+pub mod retention;
 pub mod signature;
 pub mod time;
 pub mod token;

@@ -25,7 +25,7 @@ use intake_store::IncidentFilter;
 use metrics::{KeyName, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::duties::{book, canary, drill, notify};
+use crate::duties::{book, canary, drill, notify, retention};
 use crate::state::{AppState, DeliveryMetrics, SourceMetrics};
 
 /// Requests to `/ingest`, by `outcome`, `tenant`, `source`.
@@ -74,7 +74,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 20] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 23] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -174,6 +174,21 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 20] = [
         COMPLETION_OLDEST,
         FamilyKind::Gauge,
         "Age in seconds of the oldest delivery answered 2xx and not yet confirmed, by tenant, source and destination (0: none).",
+    ),
+    (
+        retention::DELETED_TOTAL,
+        FamilyKind::Counter,
+        "Rows deleted by storage.retention since it first ran, by kind (events, deliveries, attempts, rejections), as stored. Every node exports it.",
+    ),
+    (
+        retention::LAST_PASS,
+        FamilyKind::Gauge,
+        "Unix time at which the last retention pass ended (0: none yet). Every node exports it.",
+    ),
+    (
+        retention::KEPT,
+        FamilyKind::Gauge,
+        "Events past storage.retention that the last pass kept because their work is not done (pending, retrying, in flight, awaiting a receipt, never queued). Every node exports it.",
     ),
 ];
 
@@ -349,6 +364,7 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     refresh_drill_gauges(&app);
     refresh_incident_gauges(&app).await;
     refresh_completion_gauges(&app).await;
+    refresh_retention(&app).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
@@ -511,6 +527,26 @@ fn refresh_drill_gauges(app: &AppState) {
                 .increment(0);
         }
     }
+}
+
+/// What retention did, from its stored mark (zero before its first pass), so every node
+/// exports the same totals whichever node runs the duty.
+async fn refresh_retention(app: &AppState) {
+    let mark = match retention::mark(&*app.store).await {
+        Ok(mark) => mark.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "retention metrics not refreshed");
+            return;
+        }
+    };
+    for (kind, n) in mark.deleted.by_kind() {
+        metrics::counter!(retention::DELETED_TOTAL, "kind" => kind).absolute(n);
+    }
+    let last = mark
+        .last_pass_at
+        .map_or(0.0, |t| t.as_millis() as f64 / 1000.0);
+    metrics::gauge!(retention::LAST_PASS).set(last);
+    metrics::gauge!(retention::KEPT).set(mark.kept as f64);
 }
 
 /// The open incidents by severity, from the store (zero for a severity without any).

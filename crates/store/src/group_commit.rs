@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counts;
 use crate::model::{
-    Accepted, ClaimedDelivery, CompactReport, CompletionReply, OutboxItem, ReplayOutcome,
-    RequeuePage, SilenceExpiry,
+    Accepted, ClaimedDelivery, CompactReport, CompletionReply, ExpireBatch, OutboxItem,
+    ReplayOutcome, RequeuePage, SilenceExpiry,
 };
 use crate::{Result, StoreError, StoreFault};
 
@@ -61,6 +61,7 @@ pub(crate) enum Output {
     Requeued(Box<RequeuePage>),
     Text(String),
     Completions(Vec<CompletionReply>),
+    Expired(ExpireBatch),
 }
 
 /// Where a request's answer goes; each variant is the `reply` argument of [`Queue::write`].
@@ -77,6 +78,7 @@ pub(crate) enum Reply {
     Requeued(oneshot::Sender<Result<Box<RequeuePage>>>),
     Text(oneshot::Sender<Result<String>>),
     Completions(oneshot::Sender<Result<Vec<CompletionReply>>>),
+    Expired(oneshot::Sender<Result<ExpireBatch>>),
 }
 
 impl Reply {
@@ -96,6 +98,10 @@ impl Reply {
             }))),
             Reply::Compacted(tx) => drop(tx.send(result.and_then(|o| match o {
                 Output::Compacted(c) => Ok(c),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Expired(tx) => drop(tx.send(result.and_then(|o| match o {
+                Output::Expired(b) => Ok(b),
                 _ => Err(mismatch()),
             }))),
             Reply::Unit(tx) => drop(tx.send(result.map(|_| ()))),

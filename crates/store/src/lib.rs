@@ -25,6 +25,7 @@
 //! | [`counters`] | the counted [`Metric`]s, and counts merged per transaction | `model` |
 //! | `requeue` | what a page of a requeue changes, decided once for both backends | `model`, `counters` |
 //! | `audit` | an audit's counts assembled from the rows either backend reads | `model`, `counters` |
+//! | `retention` | which events of a retention batch are deleted, decided once for both backends | nothing |
 //! | `group_commit` | the group-commit engine both backends write through | `model`, `counters`, the root |
 //! | [`sqlite`] | the embedded backend: dialect, locking, WAL | the shared modules above |
 //! | [`postgres`] | the shared backend: dialect, `SKIP LOCKED`, LISTEN/NOTIFY | the shared modules above |
@@ -43,6 +44,7 @@ mod group_commit;
 pub mod model;
 pub mod postgres;
 mod requeue;
+mod retention;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -215,6 +217,15 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         retention: CounterRetention,
     ) -> Result<CompactReport>;
+
+    /// One batch of a retention pass, in one short transaction: looks at up to `req.limit`
+    /// events received before `req.before` with ids above `req.after`, in id order, and
+    /// deletes those whose every delivery is final (delivered — and confirmed, on receipts —
+    /// or dead; [`intake_core::retention::decide`]) with their deliveries and attempts; then
+    /// deletes up to `req.limit` rejections recorded before `req.before`. An event whose work
+    /// is not final is never deleted, however old. Deleting an event frees its dedupe key.
+    /// On SQLite the batch goes through the writer, between two group commits of ingest.
+    async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch>;
 
     /// Reads a small named document (e.g. the monitor's alert book, as JSON).
     async fn get_state(&self, key: &str) -> Result<Option<String>>;

@@ -498,6 +498,39 @@ pub struct CompactReport {
     pub hours_deleted: u64,
 }
 
+/// One batch of a retention pass ([`Store::expire_events`](crate::Store::expire_events)).
+#[derive(Debug, Clone)]
+pub struct ExpireRequest {
+    /// Events received before this instant are past retention; so are rejections recorded
+    /// before it.
+    pub before: Timestamp,
+    /// Look only at events with ids above this one (the previous batch's `last`).
+    pub after: Option<EventId>,
+    /// The most events looked at, and the most rejections deleted, in this batch.
+    pub limit: usize,
+}
+
+/// What one batch of a retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpireBatch {
+    /// Events past retention looked at.
+    pub scanned: u64,
+    /// Rows deleted, by kind.
+    pub deleted: intake_core::retention::DeletedRows,
+    /// Events past retention kept because their work is not final.
+    pub kept: u64,
+    /// The last event looked at (the next batch's `after`); `None` when there was none left.
+    pub last: Option<EventId>,
+}
+
+impl ExpireBatch {
+    /// Whether a pass is over: no event left to look at, and fewer rejections deleted than
+    /// the batch allowed.
+    pub fn is_last(&self, limit: usize) -> bool {
+        self.last.is_none() && (self.deleted.rejections as usize) < limit
+    }
+}
+
 /// One alert transition, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertTransitionRecord {

@@ -38,12 +38,15 @@ pub use destinations::{CompletionMode, DestinationConfig, RetryConfig};
 pub use drills::DrillConfig;
 pub use mask::{exposure, mask, mask_tree, Exposure, MASK};
 pub use reconcile::{ReconcileConfig, MAX_RECONCILE_SAMPLE};
-pub use server::{AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig};
+pub use server::{
+    AdminConfig, ClusterConfig, MetricsConfig, ServerConfig, StorageConfig, DEFAULT_RETENTION,
+    MIN_RETENTION,
+};
 pub use sources::{
     ApiConfig, Contact, GenericFields, GenericSignature, HmacAlgorithm, SharedSecretAuth,
     SignatureEncoding, SourceConfig, SourceKind, TenantConfig,
 };
-pub use units::{ByteSize, Dur, Rate};
+pub use units::{ByteSize, Dur, DurOrOff, Rate};
 pub use validate::{ConfigError, ConfigProblem};
 
 /// The whole configuration file.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{lenient, ByteSize, Dur};
+use super::units::{lenient, ByteSize, Dur, DurOrOff};
 
 /// `[server]`: where intake listens.
 #[derive(Clone, Serialize, Deserialize)]
@@ -73,7 +73,17 @@ pub struct StorageConfig {
     /// PostgreSQL only: connections in the pool (one more LISTENs for new work).
     #[serde(deserialize_with = "lenient::count")]
     pub pool_size: usize,
+    /// How long events whose work is done (every delivery delivered, confirmed or dead) are
+    /// kept, with their deliveries and attempts; older ones are deleted by the `retention`
+    /// duty. `"off"` keeps everything. Events whose work is not done are never deleted.
+    pub retention: DurOrOff,
 }
+
+/// The default `storage.retention`: 30 days.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// The shortest `storage.retention` accepted.
+pub const MIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -81,6 +91,7 @@ impl Default for StorageConfig {
             url: "sqlite://./intake-data/intake.db".into(),
             max_batch: 1024,
             pool_size: 16,
+            retention: DurOrOff(Some(DEFAULT_RETENTION)),
         }
     }
 }

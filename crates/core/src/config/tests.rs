@@ -893,3 +893,47 @@ fn the_mailer_of_e_mail_contacts_is_named_or_the_only_email_notifier() {
     let none = Config::from_toml_str("").unwrap();
     assert!(none.incidents.mailer(&none.notifiers).is_none());
 }
+
+#[test]
+fn retention_defaults_to_30_days_may_be_off_and_refuses_nonsense() {
+    let c = Config::from_toml_str("").unwrap();
+    assert_eq!(c.storage.retention, DurOrOff(Some(DEFAULT_RETENTION)));
+    let off = Config::from_toml_str("[storage]\nretention = \"off\"\n").unwrap();
+    assert_eq!(off.storage.retention, DurOrOff(None));
+    let week = Config::from_toml_str("[storage]\nretention = \"7d\"\n").unwrap();
+    assert_eq!(
+        week.storage.retention,
+        DurOrOff(Some(Duration::from_secs(7 * 86_400)))
+    );
+    // A destination retrying hourly for two days.
+    let slow = "[[destinations]]\nid = \"slow\"\nurl = \"http://127.0.0.1:9001/\"\n\
+                secret = \"s\"\nmax_attempts = 49\nretry = [\"1h\"]\n";
+    // (storage lines, the start of the problem, or None when accepted)
+    let cases: [(&str, Option<&str>); 6] = [
+        (
+            "retention = \"59m\"",
+            Some("storage.retention: `59m` is too short"),
+        ),
+        (
+            "retention = \"0s\"",
+            Some("storage.retention: `0s` is too short"),
+        ),
+        (
+            "retention = \"soon\"",
+            Some("storage.retention: invalid duration"),
+        ),
+        (
+            "retention = \"1d\"",
+            Some("storage.retention: `1day` is not longer than the retries of destination `slow`"),
+        ),
+        ("retention = \"3d\"", None),
+        ("retention = \"OFF\"", None),
+    ];
+    for (line, expected) in cases {
+        let p = problems(&format!("[storage]\n{line}\n{slow}"));
+        match expected {
+            None => assert!(p.is_empty(), "{line}: {p:?}"),
+            Some(start) => assert!(p.iter().any(|m| m.starts_with(start)), "{line}: {p:?}"),
+        }
+    }
+}

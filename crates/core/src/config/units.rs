@@ -34,6 +34,35 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A duration that may be turned off: `"30d"`, `"720h"`, … or `"off"` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurOrOff(pub Option<Duration>);
+
+impl Serialize for DurOrOff {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&humantime::format_duration(d).to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DurOrOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(DurOrOff(None));
+        }
+        humantime::parse_duration(&s)
+            .map(|d| DurOrOff(Some(d)))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration `{s}` ({e}); write a duration like \"30d\" or \"720h\", or \"off\""
+                ))
+            })
+    }
+}
+
 /// A size in bytes, written as an integer or a string such as `"1MiB"`, `"512KiB"`, `"2MB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);

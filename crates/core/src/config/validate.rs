@@ -16,7 +16,7 @@ use super::{
     AdminConfig, CanaryConfig, ClusterConfig, Config, Contact, DestinationConfig, DrillConfig,
     IncidentsConfig, MetricsConfig, MonitorConfig, NotifierConfig, NotifierKind, Rate,
     ReconcileConfig, RuleOverride, ServerConfig, SharedSecretAuth, SmtpTls, SourceConfig,
-    SourceKind, StorageConfig, TenantConfig,
+    SourceKind, StorageConfig, TenantConfig, MIN_RETENTION,
 };
 use crate::drill::{Scenario, Schedule, TargetKind, MAX_FOR};
 use crate::incident::{Template, AUTO_DECLARE_RULES, TEMPLATE_NAMES};
@@ -220,6 +220,7 @@ impl Validator {
     fn check(&mut self, c: &Config) {
         self.server(&c.server);
         self.storage(&c.storage);
+        self.retention(&c.storage, &c.destinations);
         self.cluster(&c.cluster);
         self.admin(&c.admin);
         self.metrics(&c.metrics, &c.admin, &c.tenants);
@@ -347,6 +348,38 @@ impl Validator {
         }
         if s.pool_size < 2 {
             self.push("storage.pool_size", "must be at least 2");
+        }
+    }
+
+    /// `storage.retention`: at least an hour, and longer than every destination's retries, so
+    /// that a pass never meets work it must keep merely because it is still being retried.
+    fn retention(&mut self, s: &StorageConfig, destinations: &[DestinationConfig]) {
+        let Some(retention) = s.retention.0 else {
+            return;
+        };
+        let shown = humantime::format_duration(retention);
+        if retention < MIN_RETENTION {
+            self.push(
+                "storage.retention",
+                format!("`{shown}` is too short: keep events at least 1h (e.g. \"30d\"), or write \"off\" to keep everything"),
+            );
+            return;
+        }
+        let longest = destinations
+            .iter()
+            .map(|d| (d, d.retry_policy().horizon()))
+            .max_by_key(|(_, h)| *h);
+        if let Some((d, horizon)) = longest {
+            if retention <= horizon {
+                let horizon = humantime::format_duration(Duration::from_secs(horizon.as_secs()));
+                self.push(
+                    "storage.retention",
+                    format!(
+                        "`{shown}` is not longer than the retries of destination `{}` (up to {horizon} from the first attempt to the last); make storage.retention longer, or that destination's retries shorter",
+                        d.id
+                    ),
+                );
+            }
         }
     }
 

@@ -39,6 +39,7 @@ mod recovery_limits;
 mod recovery_replay;
 mod recovery_requeue;
 mod recovery_support;
+mod retention;
 mod retries;
 mod secrets;
 mod slow_clients;

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
 use super::{page_size, query, Resource, Scope};
+use crate::duties::retention;
 use crate::state::AppState;
 
 /// The event log's routes.
@@ -192,11 +193,22 @@ pub(crate) async fn event_view(
     let Ok(event_id) = id.parse::<EventId>() else {
         return Err(not_found());
     };
-    let detail = app
-        .store
-        .get_event(&event_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let Some(detail) = app.store.get_event(&event_id).await? else {
+        // An id from before the retention mark: the event was most likely deleted once its
+        // work was done. The store no longer knows whether it existed, or whose it was, so
+        // the answer says what retention did rather than claiming this id was among it.
+        let mark = retention::mark(&*app.store).await?;
+        if retention::expired(&event_id, mark.as_ref()) {
+            return Err(Problem::not_found(
+                "expired-by-retention",
+                format!(
+                    "no event `{id}`: its id is from before {}, and storage.retention has removed the events received before then whose deliveries were done",
+                    mark.map(|m| m.expired_before).unwrap_or_default()
+                ),
+            ));
+        }
+        return Err(not_found());
+    };
     if !scope.sees(&detail.summary.tenant) {
         return Err(not_found());
     }

@@ -125,6 +125,18 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A read retention cut: `expired-by-retention` (400), saying from when to ask instead.
+impl From<crate::duties::retention::Cut> for Problem {
+    fn from(c: crate::duties::retention::Cut) -> Self {
+        match c {
+            crate::duties::retention::Cut::Store(e) => Problem::from(e),
+            crate::duties::retention::Cut::Expired(why) => {
+                Problem::bad_request("expired-by-retention", why)
+            }
+        }
+    }
+}
+
 impl From<intake_store::StoreError> for Problem {
     fn from(e: intake_store::StoreError) -> Self {
         match e {

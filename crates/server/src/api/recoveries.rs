@@ -23,6 +23,7 @@ use super::problem::{BadRequest, Conflict, NotFound, Problem, Unauthorized, Unav
 use super::{page_size, query, Resource, Scope};
 use crate::duties::recovery::params::{self, JobRequest, Refusal};
 use crate::duties::recovery::{new_id, new_job};
+use crate::duties::retention;
 use crate::state::AppState;
 
 /// The recovery jobs' routes.
@@ -108,6 +109,7 @@ pub(crate) async fn create_job(
     let now = app.clock.now();
     let id = new_id(now);
     let checked = params::check(req, &app.config, |t| scope.sees(t), now, &id)?;
+    retention::ensure_job_kept(&*app.store, checked.kind, &checked.params).await?;
     let job = new_job(id, checked, author(scope), now);
     app.store.create_recovery(job.clone()).await?;
     app.recoveries.notify_one();

@@ -24,11 +24,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use intake_core::config::{Config, SourceConfig};
 use intake_core::Timestamp;
-use intake_store::{AuditCounts, AuditQuery, AuditWindow, DestinationAudit, Store, StoreError};
+use intake_store::{AuditCounts, AuditQuery, AuditWindow, DestinationAudit, Store};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::recovery::params::{self, Refusal};
+use super::retention::{ensure_kept, Cut};
 
 /// How many event ids a destination's missing deliveries list.
 pub const SAMPLE: usize = 10;
@@ -166,12 +167,15 @@ pub struct AuditReport {
     pub sor_api: bool,
 }
 
-/// Reads the store and judges what it read.
+/// Reads the store and judges what it read. A window that reaches before the retention
+/// mark is refused ([`Cut::Expired`]): the events retention deleted there would show as
+/// accepted and never stored, and the conservation law would lie.
 pub async fn audit(
     store: &dyn Store,
     req: &AuditRequest,
     now: Timestamp,
-) -> Result<AuditReport, StoreError> {
+) -> Result<AuditReport, Cut> {
+    ensure_kept(store, "an audit", req.from).await?;
     let counts = store
         .audit(AuditQuery {
             source: req.source.id.clone(),

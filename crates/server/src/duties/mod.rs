@@ -13,7 +13,10 @@
 //! * [`incidents`]: incidents — what the admin API's declarations, updates and resolutions
 //!   write, what the notification pipeline declares and follows, their timelines, views and
 //!   postmortem drafts (no task of its own: the door and the monitor call it).
-//! * [`compaction`]: counter rollup and retention.
+//! * [`compaction`]: counter rollup and the counters' retention.
+//! * [`retention`]: `storage.retention` — old events whose work is done, with their
+//!   deliveries and attempts, and old rejections, deleted in small batches; the mark that
+//!   lets readers say what expired.
 //! * [`recovery`]: backfill, replay and requeue jobs.
 //! * [`reconcile`]: the periodic comparison of each source's system of record with what was
 //!   received (the open gaps behind `source_gap`).
@@ -39,8 +42,8 @@
 //! The singleton duties: the **recovery** jobs, **reconciliation**, the **lease reaper**
 //! (deliveries in flight under the lease of a node that has stopped sending heartbeats are
 //! made due at once, rather than when their leases expire), the **monitor** (with the
-//! notifications), **counter compaction**, the **canaries** and the **drills**. The duties to
-//! come join them here.
+//! notifications), **counter compaction**, **retention**, the **canaries** and the
+//! **drills**. The duties to come join them here.
 
 pub mod audit;
 pub mod book;
@@ -53,6 +56,7 @@ pub mod monitor;
 pub mod notify;
 pub mod reconcile;
 pub mod recovery;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -109,6 +113,14 @@ const DUTIES: &[(&str, DutyFn)] = &[
     }),
     (compaction::COMPACTION, |h, stop| {
         Box::pin(compaction::run(h.clock, h.store, stop))
+    }),
+    (retention::RETENTION, |h, stop| {
+        Box::pin(retention::run(
+            h.config.storage.retention.0,
+            h.clock,
+            h.store,
+            stop,
+        ))
     }),
     (recovery::RECOVERY, |h, stop| {
         Box::pin(recovery::run(h, stop))

@@ -185,5 +185,7 @@ async fn run(
     now: Timestamp,
 ) -> Result<AuditReport, PageError> {
     let req = audit::check(q, &app.config, |t| viewer.scope.sees(t), now).map_err(Problem::from)?;
-    Ok(audit::audit(&*app.store, &req, now).await?)
+    Ok(audit::audit(&*app.store, &req, now)
+        .await
+        .map_err(Problem::from)?)
 }

@@ -43,6 +43,7 @@ mod listen;
 mod outbox;
 mod reads;
 mod recovery;
+mod retention;
 mod schema;
 mod writer;
 
@@ -548,6 +549,11 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch> {
+        let mut client = self.write_conn().await?;
+        retention::expire(&mut client, &req).await
     }
 
     async fn prune_notifications(&self, before: Timestamp) -> Result<()> {

@@ -29,6 +29,7 @@ mod export;
 mod incidents;
 mod reads;
 mod recovery;
+mod retention;
 mod schema;
 mod wal;
 mod writer;
@@ -383,6 +384,11 @@ impl Store for SqliteStore {
         retention: CounterRetention,
     ) -> Result<CompactReport> {
         self.write(Request::Compact(now, retention), Reply::Compacted)
+            .await
+    }
+
+    async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch> {
+        self.write(Request::Expire(Box::new(req)), Reply::Expired)
             .await
     }
 

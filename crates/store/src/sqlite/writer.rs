@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
 use super::reads::{parse_id, rolled_until};
-use super::{completion, drills, incidents, recovery};
+use super::{completion, drills, incidents, recovery, retention};
 use crate::counters::Counts;
 use crate::decode;
 use crate::group_commit::{Backend, Failure, Output};
@@ -96,6 +96,8 @@ pub(super) enum Request {
     UpdateDrill(Box<DrillUpdate>),
     WriteIncident(Box<IncidentWrite>),
     Complete(Vec<CompletionRequest>),
+    /// One batch of a retention pass (`sqlite::retention`).
+    Expire(Box<ExpireRequest>),
 }
 
 /// A delivery as a claim's `RETURNING` gives it.
@@ -382,6 +384,7 @@ impl Writer {
                 Output::Completions(completion::complete(&self.conn, requests, counts)?)
             }
             Request::WriteIncident(write) => Output::Bool(incidents::write(&self.conn, write)?),
+            Request::Expire(req) => Output::Expired(retention::expire(&self.conn, req)?),
         })
     }
 

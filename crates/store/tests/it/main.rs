@@ -23,4 +23,5 @@ mod recovery;
 mod recovery_jobs;
 mod replay;
 mod requeue;
+mod retention;
 mod tokens;

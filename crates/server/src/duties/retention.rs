@@ -1,0 +1,283 @@
+//! The retention duty (`storage.retention`): once an hour, deletes the events received
+//! before `now - retention` whose work is done, with their deliveries and attempts, and the
+//! rejections recorded before then. A singleton duty (see [`super`]).
+//!
+//! A pass goes in small batches ([`BATCH`] events looked at per transaction,
+//! [`Store::expire_events`]); it sends the next batch only once the previous one is
+//! committed, so on SQLite the writer carries ingest's group commits between two batches,
+//! and on PostgreSQL each batch is a short transaction of its own. Which events go is
+//! [`intake_core::retention::decide`]: never one whose work is not final.
+//!
+//! Before a pass deletes anything it moves the **retention mark**
+//! ([`RetentionMark::expired_before`], the state document [`RETENTION_STATE_KEY`]): readers
+//! that miss an event received before it say that retention removed it, rather than that it
+//! never existed — `GET /api/v1/events/{id}`, the dashboard's event page, `intake audit`
+//! and replay and backfill jobs (see [`refusal`]). Counters are not touched here: counter
+//! compaction keeps them, rolled up into hours (`CounterRetention`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_core::retention::{DeletedRows, RetentionMark, RETENTION_STATE_KEY};
+use intake_core::{EventId, SharedClock, Timestamp};
+use intake_store::{ExpireRequest, RecoveryKind, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use super::recovery::params::Params;
+
+/// The retention duty's name.
+pub const RETENTION: &str = "retention";
+
+/// `intake_retention_deleted_total{kind}`: rows deleted by retention since it first ran, by
+/// kind (`events`, `deliveries`, `attempts`, `rejections`).
+pub const DELETED_TOTAL: &str = "intake_retention_deleted_total";
+/// `intake_retention_last_pass_timestamp_seconds`: when the last pass ended (0: none yet).
+pub const LAST_PASS: &str = "intake_retention_last_pass_timestamp_seconds";
+/// `intake_retention_kept_events`: events past retention the last pass kept because their
+/// work is not final (pending, retrying, in flight, awaiting a receipt, never queued).
+pub const KEPT: &str = "intake_retention_kept_events";
+
+/// Events looked at per batch (one transaction); as many rejections at most.
+pub const BATCH: usize = 500;
+
+/// Every this many batches, a pass records its progress in the mark (`/metrics`).
+const PROGRESS_EVERY: u64 = 100;
+
+/// How often a pass runs.
+pub const EVERY: Duration = Duration::from_secs(3600);
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Events received before this were past retention.
+    pub cutoff: Timestamp,
+    /// Rows deleted.
+    pub deleted: DeletedRows,
+    /// Events past retention kept because their work is not final.
+    pub kept: u64,
+    /// Transactions the pass took.
+    pub batches: u64,
+}
+
+/// The retention duty: a pass at start, then every [`EVERY`]. With `retention` `None`
+/// (`storage.retention = "off"`) it deletes nothing and only waits to be stopped.
+pub(crate) async fn run(
+    retention: Option<Duration>,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
+    let Some(retention) = retention else {
+        stop.cancelled().await;
+        return;
+    };
+    loop {
+        let now = clock.now();
+        let wait = match pass(&*store, &clock, retention, BATCH, &stop).await {
+            Ok(report) => {
+                tracing::info!(
+                    cutoff = %report.cutoff,
+                    events = report.deleted.events,
+                    deliveries = report.deleted.deliveries,
+                    attempts = report.deleted.attempts,
+                    rejections = report.deleted.rejections,
+                    kept = report.kept,
+                    batches = report.batches,
+                    "retention pass done"
+                );
+                now.plus(EVERY)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention pass failed; retrying in a minute");
+                now.plus(Duration::from_secs(60))
+            }
+        };
+        tokio::select! {
+            _ = clock.sleep_until(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One pass: moves the mark to `now - retention`, then deletes in batches of `batch` until
+/// nothing is left or `stop` is cancelled, and records what it did in the mark (also when a
+/// batch failed: what the earlier batches deleted stays counted).
+pub async fn pass(
+    store: &dyn Store,
+    clock: &SharedClock,
+    retention: Duration,
+    batch: usize,
+    stop: &CancellationToken,
+) -> Result<PassReport, StoreError> {
+    let cutoff = clock.now().minus(retention);
+    let mut stored = mark(store).await?.unwrap_or_default();
+    // The mark moves before anything is deleted, and never back (a retention made longer
+    // does not bring deleted events back).
+    if cutoff > stored.expired_before {
+        stored.expired_before = cutoff;
+        save(store, &stored).await?;
+    }
+    let mut report = PassReport {
+        cutoff,
+        ..PassReport::default()
+    };
+    let mut after: Option<EventId> = None;
+    let base = stored.deleted;
+    let outcome = loop {
+        if stop.is_cancelled() {
+            break Ok(());
+        }
+        let req = ExpireRequest {
+            before: cutoff,
+            after: after.clone(),
+            limit: batch,
+        };
+        let done = match store.expire_events(req).await {
+            Ok(b) => b,
+            Err(e) => break Err(e),
+        };
+        report.batches += 1;
+        report.deleted = report.deleted.plus(done.deleted);
+        report.kept += done.kept;
+        if done.is_last(batch) {
+            break Ok(());
+        }
+        after = done.last.or(after);
+        // A long pass (the first one over a big store) shows its progress on /metrics.
+        if report.batches.is_multiple_of(PROGRESS_EVERY) {
+            stored.deleted = base.plus(report.deleted);
+            save(store, &stored).await?;
+        }
+        // Let ingest's requests, queued meanwhile, reach the store before the next batch.
+        tokio::task::yield_now().await;
+    };
+    stored.deleted = base.plus(report.deleted);
+    stored.kept = report.kept;
+    stored.last_pass_at = Some(clock.now());
+    save(store, &stored).await?;
+    outcome.map(|()| report)
+}
+
+/// The retention mark, if retention ever ran.
+pub async fn mark(store: &dyn Store) -> Result<Option<RetentionMark>, StoreError> {
+    match store.get_state(RETENTION_STATE_KEY).await? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("the retention mark: {e}"))),
+    }
+}
+
+async fn save(store: &dyn Store, mark: &RetentionMark) -> Result<(), StoreError> {
+    let text = serde_json::to_string(mark)
+        .map_err(|e| StoreError::Corrupt(format!("the retention mark: {e}")))?;
+    store.put_state(RETENTION_STATE_KEY, text).await
+}
+
+/// Whether an event that is not in the store was removed by retention: its id says it was
+/// received before the mark. (An id after the mark that is not found never existed.)
+pub fn expired(id: &EventId, mark: Option<&RetentionMark>) -> bool {
+    mark.is_some_and(|m| id.created_at() < m.expired_before)
+}
+
+/// Why a read of the events received from `from` on cannot be complete, or `None` when
+/// retention removed nothing from that window: what `intake audit` and replay and backfill
+/// jobs answer instead of a report that would lie. `what` names the reader.
+pub fn refusal(what: &str, from: Timestamp, mark: Option<&RetentionMark>) -> Option<String> {
+    let m = mark?;
+    (from < m.expired_before).then(|| {
+        format!(
+            "{what} cannot cover events received before {}: storage.retention removed the events \
+             received before then whose work was done (events whose work was not done are kept); \
+             ask for a window starting at or after {}",
+            m.expired_before, m.expired_before
+        )
+    })
+}
+
+/// Why a read over a window could not be answered.
+#[derive(Debug, Clone)]
+pub enum Cut {
+    /// The store failed.
+    Store(StoreError),
+    /// Retention removed events from the window: what to ask instead ([`refusal`]).
+    Expired(String),
+}
+
+impl From<StoreError> for Cut {
+    fn from(e: StoreError) -> Self {
+        Cut::Store(e)
+    }
+}
+
+/// `Ok` when retention removed nothing from the events received from `from` on; else why
+/// `what` cannot cover them ([`refusal`]).
+pub async fn ensure_kept(store: &dyn Store, what: &str, from: Timestamp) -> Result<(), Cut> {
+    match refusal(what, from, mark(store).await?.as_ref()) {
+        None => Ok(()),
+        Some(why) => Err(Cut::Expired(why)),
+    }
+}
+
+/// `Ok` when a recovery job's window is untouched by retention. A replay of a window
+/// retention cut would silently skip the deleted events; a backfill would find their dedupe
+/// keys gone and deliver them all again as new events. A requeue acts only on work that is
+/// not done, which retention never deletes, so it is always allowed.
+pub async fn ensure_job_kept(
+    store: &dyn Store,
+    kind: RecoveryKind,
+    params: &Params,
+) -> Result<(), Cut> {
+    match kind {
+        RecoveryKind::Requeue => Ok(()),
+        RecoveryKind::Replay => ensure_kept(store, "a replay", params.from).await,
+        RecoveryKind::Backfill => {
+            let from = params.from.minus(Duration::from_secs(params.margin_secs));
+            ensure_kept(
+                store,
+                "a backfill (with its margin; the dedupe keys of removed events are gone, so their objects would be delivered again as new events)",
+                from,
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_of_a_window_cut_by_retention_are_told_so() {
+        let mark = RetentionMark {
+            expired_before: Timestamp(1_000_000),
+            ..RetentionMark::default()
+        };
+        // (from, mark, refused)
+        let cases = [
+            (Timestamp(0), Some(&mark), true),
+            (Timestamp(999_999), Some(&mark), true),
+            (Timestamp(1_000_000), Some(&mark), false),
+            (Timestamp(5_000_000), Some(&mark), false),
+            (Timestamp(0), None, false),
+        ];
+        for (from, m, refused) in cases {
+            let got = refusal("the audit", from, m);
+            assert_eq!(got.is_some(), refused, "{from:?} {m:?}");
+            if let Some(text) = got {
+                assert!(
+                    text.starts_with(
+                        "the audit cannot cover events received before 1970-01-01T00:16:40"
+                    ),
+                    "{text}"
+                );
+                assert!(text.contains("storage.retention"), "{text}");
+            }
+        }
+        let old = EventId::generate(Timestamp(999_999));
+        let new = EventId::generate(Timestamp(1_000_000));
+        assert!(expired(&old, Some(&mark)));
+        assert!(!expired(&new, Some(&mark)));
+        assert!(!expired(&old, None));
+    }
+}
