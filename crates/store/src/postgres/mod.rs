@@ -368,14 +368,16 @@ impl Store for PostgresStore {
         let completion = (a.awaits_completion && state == DeliveryState::Delivered)
             .then_some(CompletionState::Received.as_str());
         // One statement, so one implicit transaction and one round trip: the delivery changes
-        // only under its lease; the attempt is recorded either way (`superseded` when the
-        // lease was lost); the counter counts only a change that happened.
+        // only under its lease; an attempt row is written unless the attempt delivered under
+        // its lease (a success is kept on the delivery row, `delivered_ms`; `superseded` when
+        // the lease was lost); the counter counts only a change that happened.
         let stmt = client
             .prepare_cached(
                 "WITH finished AS (
                     UPDATE deliveries SET state = $1, attempts = $2, due_at = $3, lease_id = NULL,
                         lease_node = NULL, updated_at = $4, delivered_at = $5, last_status = $6,
-                        last_error = $7, completion = COALESCE(completion, $19)
+                        last_error = $7, completion = COALESCE(completion, $19),
+                        delivered_ms = CASE WHEN $1 = 'delivered' THEN $11::BIGINT END
                     WHERE id = $8 AND state = 'in_flight' AND lease_id = $9
                     RETURNING id
                  ), recorded AS (
@@ -383,6 +385,7 @@ impl Store for PostgresStore {
                         error, outcome)
                     SELECT $8, $2, $10, $11, $6, $7,
                         CASE WHEN EXISTS (SELECT 1 FROM finished) THEN $1 ELSE 'superseded' END
+                    WHERE $1 <> 'delivered' OR NOT EXISTS (SELECT 1 FROM finished)
                  ), counted AS (
                     INSERT INTO counters (minute, tenant, source, channel, destination, metric,
                         shard, count)
