@@ -145,6 +145,16 @@ impl Backend for Writer {
         self.queueing = fault != Some(StoreFault::AcceptWithoutQueueing);
     }
 
+    fn yields(request: &Request) -> bool {
+        // The delivery side gives way to ingest (see `group_commit`): a failing destination's
+        // claims and finishes, or a dispatcher catching up, must not lengthen the commits
+        // that acknowledgements wait for.
+        matches!(
+            request,
+            Request::Claim { .. } | Request::Finish(_) | Request::Release(..)
+        )
+    }
+
     async fn connect(&mut self) -> Result<()> {
         Ok(())
     }
