@@ -735,8 +735,11 @@ mod tests {
             match line.as_str() {
                 "begin" => current.clear(),
                 "commit" => out.push(std::mem::take(&mut current)),
-                l if l.starts_with("apply ") => current.push(l["apply ".len()..].to_string()),
-                _ => {}
+                l => {
+                    if let Some(applied) = l.strip_prefix("apply ") {
+                        current.push(applied.to_string());
+                    }
+                }
             }
         }
         out

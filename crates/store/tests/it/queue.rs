@@ -518,8 +518,15 @@ async fn a_success_is_listed_from_its_delivery_row_and_only_failures_have_rows(k
         .counters()
         .await
         .iter()
-        .filter(|c| c.metric.starts_with("deliveries."))
-        .map(|c| c.count)
+        .filter(|c| {
+            [
+                "deliveries.delivered",
+                "deliveries.failed",
+                "deliveries.dead",
+            ]
+            .contains(&c.5.as_str())
+        })
+        .map(|c| c.6)
         .sum();
     assert_eq!(counted, 3);
 
