@@ -485,7 +485,9 @@ async fn a_success_is_listed_from_its_delivery_row_and_only_failures_have_rows(k
         "only the failed attempt has a row"
     );
     let detail = event_detail(&*store, &ev.id).await;
-    let listed: Vec<(DeliveryId, u32, &str, Option<u16>, i64, i64)> = detail
+    // (delivery, attempt, outcome, status, started at, duration)
+    type Listed<'a> = (DeliveryId, u32, &'a str, Option<u16>, i64, i64);
+    let listed: Vec<Listed> = detail
         .attempts
         .iter()
         .map(|a| {
