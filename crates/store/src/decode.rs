@@ -101,6 +101,43 @@ pub(crate) fn delivery_summary<R: Columns>(r: &R) -> Result<(String, DeliverySum
     Ok((r.text(10)?, summary))
 }
 
+/// The successful attempt a delivery row records (`sql::DELIVERED_ATTEMPTS`): the attempt
+/// that delivered, which since issue 16 has no attempt row of its own. It started
+/// `delivered_ms` before it finished (`delivered_at`).
+pub(crate) fn delivered_attempt<R: Columns>(r: &R) -> Result<AttemptRecord, R::Error> {
+    let id = r.text(0)?;
+    let delivered_at = r.int(2)?;
+    let duration_ms = r.int(4)?;
+    Ok(AttemptRecord {
+        delivery_id: id
+            .parse()
+            .map_err(|e| r.corrupt(0, format!("`{id}` is not a valid delivery id: {e}")))?,
+        attempt: r.count(1)?,
+        started_at: Timestamp(delivered_at - duration_ms),
+        duration_ms,
+        status: r.opt_int(3)?.and_then(|s| u16::try_from(s).ok()),
+        error: None,
+        outcome: DeliveryState::Delivered.as_str().to_string(),
+    })
+}
+
+/// An event's attempts as people see them: the attempt rows (failures, dead letters,
+/// superseded attempts, and successes recorded before issue 16) with the successes read from
+/// the delivery rows, in the order the attempt rows are listed (start, then attempt number;
+/// a success last among equals, as its row would have been written last).
+pub(crate) fn with_delivered_attempts(
+    mut rows: Vec<AttemptRecord>,
+    delivered: Vec<AttemptRecord>,
+) -> Vec<AttemptRecord> {
+    if delivered.is_empty() {
+        return rows;
+    }
+    rows.extend(delivered);
+    // A stable sort: rows arrive in the backend's order, which breaks ties by row id.
+    rows.sort_by_key(|a| (a.started_at, a.attempt));
+    rows
+}
+
 /// A delivery as a confirmation reads it, from `DELIVERY_RECORD_COLUMNS`.
 pub(crate) fn delivery_record<R: Columns>(r: &R) -> Result<DeliveryRecord, R::Error> {
     let id = r.text(0)?;
@@ -356,4 +393,90 @@ pub(crate) fn drill<R: Columns>(r: &R) -> Result<Drill, R::Error> {
         report: serde_json::from_str(&report)
             .map_err(|e| r.corrupt(13, format!("drill report: {e}")))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use intake_core::DeliveryId;
+
+    use super::*;
+
+    fn attempt(delivery: &DeliveryId, n: u32, start: i64, outcome: &str) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id: delivery.clone(),
+            attempt: n,
+            started_at: Timestamp(start),
+            duration_ms: 5,
+            status: Some(if outcome == "delivered" { 200 } else { 500 }),
+            error: None,
+            outcome: outcome.into(),
+        }
+    }
+
+    #[test]
+    fn successes_from_delivery_rows_join_the_attempt_rows_in_order() {
+        let a = DeliveryId::generate(Timestamp(1_000));
+        let b = DeliveryId::generate(Timestamp(1_000));
+        // (attempt rows, successes from delivery rows, the list people see: delivery, attempt,
+        // outcome)
+        type Case = (
+            Vec<AttemptRecord>,
+            Vec<AttemptRecord>,
+            Vec<(DeliveryId, u32, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            // Nothing delivered: the rows as they are.
+            (
+                vec![attempt(&a, 1, 10, "retrying")],
+                vec![],
+                vec![(a.clone(), 1, "retrying")],
+            ),
+            // Delivered at once: the success alone, from its delivery row.
+            (
+                vec![],
+                vec![attempt(&a, 1, 10, "delivered")],
+                vec![(a.clone(), 1, "delivered")],
+            ),
+            // Two failures, then the success: in the order they ran.
+            (
+                vec![
+                    attempt(&a, 1, 10, "retrying"),
+                    attempt(&a, 2, 20, "retrying"),
+                ],
+                vec![attempt(&a, 3, 30, "delivered")],
+                vec![
+                    (a.clone(), 1, "retrying"),
+                    (a.clone(), 2, "retrying"),
+                    (a.clone(), 3, "delivered"),
+                ],
+            ),
+            // Two destinations: one's success before the other's failure.
+            (
+                vec![attempt(&b, 1, 40, "retrying")],
+                vec![attempt(&a, 1, 15, "delivered")],
+                vec![(a.clone(), 1, "delivered"), (b.clone(), 1, "retrying")],
+            ),
+            // A superseded attempt that started at the same instant as the success stays first.
+            (
+                vec![attempt(&a, 1, 10, "superseded")],
+                vec![attempt(&a, 1, 10, "delivered")],
+                vec![(a.clone(), 1, "superseded"), (a.clone(), 1, "delivered")],
+            ),
+        ];
+        for (rows, delivered, want) in cases {
+            let got: Vec<(DeliveryId, u32, &str)> = with_delivered_attempts(rows, delivered)
+                .iter()
+                .map(|r| {
+                    let outcome: &'static str = match r.outcome.as_str() {
+                        "delivered" => "delivered",
+                        "retrying" => "retrying",
+                        "superseded" => "superseded",
+                        other => panic!("unexpected outcome {other}"),
+                    };
+                    (r.delivery_id.clone(), r.attempt, outcome)
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! returned: a caller that gets `Ok` may acknowledge its work. The promises, kept here once for
 //! both backends:
 //!
-//! * **Order.** Requests are applied in the order they were queued.
+//! * **Order.** Requests are applied in the order they were queued, except that yielding
+//!   requests may be carried to a later batch (below).
 //! * **Counters** of a transaction are merged by key ([`Counts`]) and written in that
 //!   transaction, just before its commit.
 //! * **A failure stays with its request.** Requests almost never fail one by one (a failing
@@ -18,6 +19,14 @@
 //!   fault are not failed by it, even in the same batch, and a fault request still takes effect
 //!   when the batch around it fails.
 //! * **Shutdown drains.** A close answers everything queued before and behind it.
+//! * **Ingest first.** Requests a backend marks as *yielding* ([`Backend::yields`]: the
+//!   delivery side's claims, finishes and releases) take at most a share of each batch: as
+//!   many as the batch has other requests, and at least [`YIELDING_FLOOR`]. The rest wait,
+//!   in order, at the head of the next batch. A batch's commit costs about its size, so
+//!   without the cap a burst of finishes (a failing destination's retries, a dispatcher
+//!   catching up) made every ingest queued behind it wait for a longer commit; with it,
+//!   delivery still gets one write for every ingest and cannot be starved. Yielding requests
+//!   never cross a fault or a close: one queued before a fault runs before it.
 //!
 //! A backend plugs in what differs ([`Backend`]): how to get a connection, begin, commit and
 //! roll back, how to apply requests (one at a time, or several at once as PostgreSQL writes a
@@ -29,6 +38,7 @@
 //! Rule: this module knows the model, the counters and the crate's errors; it never imports a
 //! backend.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -46,6 +56,10 @@ use crate::{Result, StoreError, StoreFault};
 
 /// How many requests may wait for the writer before senders are slowed down.
 const WRITE_QUEUE: usize = 16 * 1024;
+
+/// The fewest yielding requests (claims, finishes) a batch takes when they wait, however few
+/// other requests it has: delivery keeps a floor of the writer when ingest is busy.
+pub(crate) const YIELDING_FLOOR: usize = 32;
 
 /// What a request produced, sent back once its transaction has committed.
 pub(crate) enum Output {
@@ -219,6 +233,12 @@ pub(crate) trait Backend {
     /// Told whenever the fault changes.
     fn fault_changed(&mut self, _fault: Option<StoreFault>) {}
 
+    /// Whether `request` is delivery-side work that gives way to ingest (see the module
+    /// docs): it may wait for a later batch when a batch already holds its share of them.
+    fn yields(_request: &Self::Request) -> bool {
+        false
+    }
+
     /// A connection for the next batch.
     async fn connect(&mut self) -> Result<Self::Conn>;
 
@@ -289,31 +309,49 @@ impl<B: Backend> GroupCommit<B> {
     /// Takes batches from `inbox` and commits them until the store closes.
     pub(crate) async fn run(mut self, mut inbox: Inbox<B::Request>) {
         let mut closing = None;
+        // Yielding requests carried over from earlier batches, in the order they were queued.
+        let mut waiting: VecDeque<(B::Request, Reply)> = VecDeque::new();
         while closing.is_none() {
-            let Some(mut op) = inbox.recv().await else {
-                break;
+            let mut op = if waiting.is_empty() {
+                match inbox.recv().await {
+                    Some(op) => Some(op),
+                    None => break,
+                }
+            } else {
+                inbox.try_recv().ok()
             };
-            loop {
-                match op {
+            while let Some(next) = op.take() {
+                match next {
+                    Op::Write(request, reply) if B::yields(&request) => {
+                        waiting.push_back((request, reply));
+                    }
                     Op::Write(request, reply) => {
+                        if B::fault(&request).is_some() {
+                            // Nothing queued before a fault may run after it.
+                            self.take_waiting(&mut waiting, usize::MAX);
+                        }
                         self.requests.push(request);
                         self.replies.push(reply);
                     }
                     Op::Close(reply) => {
                         closing = Some(reply);
+                        self.take_waiting(&mut waiting, usize::MAX);
                         break;
                     }
                 }
-                if self.requests.len() >= self.max_batch {
+                if self.requests.len() >= self.max_batch
+                    || waiting.len() >= self.max_batch.saturating_mul(4)
+                {
                     break;
                 }
-                match inbox.try_recv() {
-                    Ok(next) => op = next,
-                    Err(_) => break,
-                }
+                op = inbox.try_recv().ok();
             }
+            let share = yielding_share(self.requests.len());
+            self.take_waiting(&mut waiting, share);
             self.commit_batch().await;
         }
+        // Nothing is left waiting here: a close takes it into its batch, and the queue is
+        // only found closed once nothing waits.
         // Answer whatever was queued behind a close, so no requester waits forever.
         inbox.close();
         while let Ok(op) = inbox.try_recv() {
@@ -328,6 +366,15 @@ impl<B: Backend> GroupCommit<B> {
         self.commit_batch().await;
         if let Some(reply) = closing {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Moves up to `most` of the waiting yielding requests, oldest first, into the batch.
+    fn take_waiting(&mut self, waiting: &mut VecDeque<(B::Request, Reply)>, most: usize) {
+        let n = most.min(waiting.len());
+        for (request, reply) in waiting.drain(..n) {
+            self.requests.push(request);
+            self.replies.push(reply);
         }
     }
 
@@ -502,6 +549,12 @@ impl<B: Backend> GroupCommit<B> {
     }
 }
 
+/// How many yielding requests a batch with `others` other requests takes: one for each of
+/// them, and at least [`YIELDING_FLOOR`].
+fn yielding_share(others: usize) -> usize {
+    others.max(YIELDING_FLOOR)
+}
+
 /// Runs a future to completion on the current thread, parking it while the future waits (for
 /// the writer's queue; a blocking backend never waits on anything else).
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -539,6 +592,8 @@ mod tests {
         Fail,
         /// Injects or clears a fault.
         Fault(Option<StoreFault>),
+        /// Applies fine, like `Ok`, but yields to the others (a claim or a finish).
+        Yield(u64),
     }
 
     /// Records what the engine asked for, in order.
@@ -564,6 +619,10 @@ mod tests {
             }
         }
 
+        fn yields(request: &Fake) -> bool {
+            matches!(request, Fake::Yield(_))
+        }
+
         async fn connect(&mut self) -> Result<()> {
             Ok(())
         }
@@ -583,6 +642,11 @@ mod tests {
             match requests.first() {
                 Some(Fake::Ok(n)) => {
                     self.note(format!("apply {n}"));
+                    outputs.push(Output::Count(*n));
+                    Ok(1)
+                }
+                Some(Fake::Yield(n)) => {
+                    self.note(format!("apply y{n}"));
                     outputs.push(Output::Count(*n));
                     Ok(1)
                 }
@@ -667,6 +731,77 @@ mod tests {
     enum Answer {
         Count(oneshot::Receiver<Result<u64>>),
         Unit(oneshot::Receiver<Result<()>>),
+    }
+
+    /// The log's batches: the requests applied between each `begin` and its `commit`.
+    fn batches(log: &[String]) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let mut current = Vec::new();
+        for line in log {
+            match line.as_str() {
+                "begin" => current.clear(),
+                "commit" => out.push(std::mem::take(&mut current)),
+                l => {
+                    if let Some(applied) = l.strip_prefix("apply ") {
+                        current.push(applied.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn yielding_requests_take_a_capped_share_of_each_batch() {
+        // (requests queued, in order; the batches committed)
+        let y = |n: u64| Fake::Yield(n);
+        let names = |from: u64, to: u64| (from..=to).map(|n| format!("y{n}")).collect::<Vec<_>>();
+        let floor = YIELDING_FLOOR as u64;
+        type Case = (Vec<Fake>, Vec<Vec<String>>);
+        let cases: Vec<Case> = vec![
+            // Few enough: one batch, in the order queued.
+            (
+                vec![y(1), Fake::Ok(1), y(2)],
+                vec![vec!["1".into(), "y1".into(), "y2".into()]],
+            ),
+            // More than the floor behind one ingest: the ingest and the floor's worth, then
+            // the rest, oldest first, in the next batch.
+            (
+                (1..=floor + 3).map(y).chain([Fake::Ok(1)]).collect(),
+                vec![
+                    std::iter::once("1".to_string())
+                        .chain(names(1, floor))
+                        .collect(),
+                    names(floor + 1, floor + 3),
+                ],
+            ),
+            // A fault is a barrier: what yielded before it runs before it.
+            (
+                vec![y(1), Fake::Ok(1), Fake::Fault(None), Fake::Ok(2), y(2)],
+                vec![vec!["1".into(), "y1".into(), "2".into(), "y2".into()]],
+            ),
+        ];
+        for (requests, want) in cases {
+            let n = requests.len();
+            let (answers, log) = run(requests, false);
+            assert_eq!(answers.len(), n);
+            assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+            assert_eq!(batches(&log), want, "{log:?}");
+        }
+    }
+
+    #[test]
+    fn the_share_is_one_per_other_request_and_at_least_the_floor() {
+        // (other requests in the batch, yielding requests it takes)
+        for (others, share) in [
+            (0, YIELDING_FLOOR),
+            (1, YIELDING_FLOOR),
+            (YIELDING_FLOOR, YIELDING_FLOOR),
+            (YIELDING_FLOOR + 1, YIELDING_FLOOR + 1),
+            (500, 500),
+        ] {
+            assert_eq!(yielding_share(others), share, "{others} others");
+        }
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct DeliveryRow {
     pub completion: Option<String>,
     pub completed_at: Option<i64>,
     pub completion_detail: Option<String>,
+    /// How long the attempt that delivered took, when it has no attempt row (issue 16).
+    pub delivered_ms: Option<i64>,
 }
 
 /// An `attempts` row.

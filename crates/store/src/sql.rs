@@ -15,6 +15,13 @@ pub(crate) const DELIVERY_COLUMNS: &str = "id, destination, state, attempts, due
      delivered_at, CAST(last_status AS BIGINT), last_error, origin, recovery, event_id, \
      completion, completed_at, completion_detail";
 
+/// The successful attempts of an event's deliveries, kept on the delivery rows since issue 16
+/// (`delivered_ms`), in the order `decode::delivered_attempt` reads them (`{p}1`: the event).
+/// Deliveries delivered before then have an attempt row instead, and `delivered_ms` NULL.
+pub(crate) const DELIVERED_ATTEMPTS: &str = "SELECT id, attempts, delivered_at, \
+     CAST(last_status AS BIGINT), delivered_ms FROM deliveries \
+     WHERE event_id = {p}1 AND delivered_ms IS NOT NULL AND delivered_at IS NOT NULL";
+
 /// The columns of a delivery as a confirmation reads it, in the order
 /// `decode::delivery_record` reads them.
 pub(crate) const DELIVERY_RECORD_COLUMNS: &str = "id, event_id, destination, tenant, source, \

@@ -15,7 +15,8 @@
 //!
 //! A destination that fails every attempt is *probed*, not hammered: after
 //! [`FAILING_AFTER`] failed attempts in a row, its dispatcher keeps at most [`PROBES`]
-//! attempts in flight until one succeeds ([`in_flight_limit`]). Each failed attempt costs as
+//! attempts in flight until one succeeds ([`in_flight_limit`]), and starts them a backoff
+//! apart ([`probe_spacing`]) rather than back to back. Each failed attempt costs as
 //! much as a delivery (a claim, an HTTP exchange, an attempt record) and is followed by its
 //! retries, so at full concurrency a handler outage took ingest's share of the cores and of the
 //! store's writer; the probes keep the outage visible (attempts keep failing and are counted,
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 use intake_core::config::Rate;
-use intake_core::delivery::{AttemptOutcome, NextStep};
+use intake_core::delivery::{AttemptOutcome, NextStep, RetryPolicy};
 use intake_core::drill::Scenario;
 use intake_core::rate::{parse_retry_after, TokenBucket};
 use intake_core::{DeliveryId, SharedClock, Timestamp};
@@ -73,6 +74,24 @@ fn in_flight_limit(concurrency: usize, failures_in_a_row: u32) -> usize {
     } else {
         concurrency.max(1)
     }
+}
+
+/// The longest pause between two rounds of probes of a destination that is down: a handler
+/// that comes back is found within this, however long it was down.
+const MAX_PROBE_SPACING: Duration = Duration::from_secs(30);
+
+/// How long a dispatcher waits after starting probes before it claims again, for a
+/// destination whose last `failures_in_a_row` attempts failed: nothing while it answers;
+/// once it is down, the retry policy's own backoff, one step per failed round of
+/// [`PROBES`] probes (5 s, 10 s, 20 s, … with the default policy), at most
+/// [`MAX_PROBE_SPACING`]. Back to back, two probes made ~330 attempts a second, each a claim
+/// and a finish through the store's writer: the retries of an outage competed with ingest.
+fn probe_spacing(policy: &RetryPolicy, failures_in_a_row: u32) -> Duration {
+    if failures_in_a_row < FAILING_AFTER {
+        return Duration::ZERO;
+    }
+    let rounds = 1 + (failures_in_a_row - FAILING_AFTER) / PROBES as u32;
+    policy.base_delay(rounds).min(MAX_PROBE_SPACING)
 }
 
 /// The most of an error response body kept in the attempt record.
@@ -147,14 +166,28 @@ impl Dispatcher {
         let mut attempts = JoinSet::new();
         let lease = self.dest.config.timeout.0 + LEASE_MARGIN;
         let clock = self.clock.clone();
+        let policy = self.dest.config.retry_policy();
+        // When a destination that is down may be probed again (see `probe_spacing`).
+        let mut next_probe: Option<Timestamp> = None;
         loop {
             while attempts.try_join_next().is_some() {}
-            let limit =
-                in_flight_limit(concurrency, self.failures_in_a_row.load(Ordering::Relaxed));
+            let failures = self.failures_in_a_row.load(Ordering::Relaxed);
+            let limit = in_flight_limit(concurrency, failures);
             if attempts.len() >= limit {
                 // A destination that is down: wait for a probe to end before the next claim.
                 tokio::select! {
                     _ = attempts.join_next() => {}
+                    _ = self.shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            let spacing = probe_spacing(&policy, failures);
+            if let Some(at) = next_probe.filter(|at| !spacing.is_zero() && clock.now() < *at) {
+                // Down: the next probes wait their turn, unless a probe in flight succeeds
+                // (the loop then finds the destination back at full concurrency).
+                tokio::select! {
+                    _ = clock.sleep_until(at) => {}
+                    Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
                     _ = self.shutdown.cancelled() => break,
                 }
                 continue;
@@ -223,6 +256,7 @@ impl Dispatcher {
                 }
                 continue;
             }
+            next_probe = (!spacing.is_zero()).then(|| now.plus(spacing));
             for (delivery, permit) in claimed.into_iter().zip(permits) {
                 if let Some(limiter) = &self.limiter {
                     let at = match limiter.lock() {
@@ -614,6 +648,44 @@ mod tests {
                 "claimed {sources:?}, held {before:?} → {now:?}"
             );
             assert_eq!(back.len() + keep.len(), sources.len());
+        }
+    }
+
+    #[test]
+    fn probes_of_a_destination_that_is_down_are_spaced_by_the_backoff() {
+        let secs = Duration::from_secs;
+        let default = RetryPolicy::default();
+        let schedule = RetryPolicy {
+            schedule: vec![Duration::from_millis(100), secs(1)],
+            ..RetryPolicy::default()
+        };
+        let first_down_round = FAILING_AFTER;
+        let rounds_later = |n: u32| FAILING_AFTER + n * PROBES as u32;
+        // (policy, failures in a row, spacing)
+        let cases = [
+            // Answering, or failing less than a down destination: no pause.
+            (&default, 0, Duration::ZERO),
+            (&default, FAILING_AFTER - 1, Duration::ZERO),
+            // Down: the policy's backoff, one step per failed round of probes.
+            (&default, first_down_round, secs(5)),
+            (&default, first_down_round + 1, secs(5)),
+            (&default, rounds_later(1), secs(10)),
+            (&default, rounds_later(2), secs(20)),
+            // Capped, so that a handler back after a long outage is found soon.
+            (&default, rounds_later(3), MAX_PROBE_SPACING),
+            (&default, rounds_later(1_000), MAX_PROBE_SPACING),
+            (&default, u32::MAX, MAX_PROBE_SPACING),
+            // An explicit schedule is followed, its last step repeating.
+            (&schedule, first_down_round, Duration::from_millis(100)),
+            (&schedule, rounds_later(1), secs(1)),
+            (&schedule, rounds_later(50), secs(1)),
+        ];
+        for (policy, failures, spacing) in cases {
+            assert_eq!(
+                probe_spacing(policy, failures),
+                spacing,
+                "{failures} failures in a row"
+            );
         }
     }
 

@@ -50,9 +50,9 @@ impl PostgresStore {
                 "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel,
                     state, attempts, due_at, lease_id, created_at, updated_at, delivered_at,
                     last_status, last_error, origin, replay_key, recovery, completion,
-                    completed_at, completion_detail)
+                    completed_at, completion_detail, delivered_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, $18, $19, $20, $21)
+                    $17, $18, $19, $20, $21, $22)
                  ON CONFLICT DO NOTHING",
             )
             .await
@@ -123,6 +123,7 @@ impl PostgresStore {
                         &d.completion,
                         &d.completed_at,
                         &d.completion_detail,
+                        &d.delivered_ms,
                     ],
                 )
                 .await

@@ -13,7 +13,7 @@ use super::error::{pg_error, read_error};
 use super::PostgresStore;
 use crate::decode::{self, Columns};
 use crate::model::*;
-use crate::sql::{DELIVERY_COLUMNS, EVENT_COLUMNS};
+use crate::sql::{DELIVERED_ATTEMPTS, DELIVERY_COLUMNS, EVENT_COLUMNS};
 use crate::{Result, StoreError};
 
 pub(super) fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
@@ -228,11 +228,22 @@ impl PostgresStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let stmt = client
+            .prepare_cached(&DELIVERED_ATTEMPTS.replace("{p}", "$"))
+            .await
+            .map_err(read_error)?;
+        let delivered = client
+            .query(&stmt, &[&id.as_str()])
+            .await
+            .map_err(read_error)?
+            .iter()
+            .map(decode::delivered_attempt)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some(EventDetail {
             summary,
             headers: serde_json::from_str(&headers).unwrap_or_default(),
             body: row.get(15),
-            attempts,
+            attempts: decode::with_delivered_attempts(attempts, delivered),
         }))
     }
 

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "incident_drill",
         include_str!("../../migrations/postgres/0009_incident_drill.sql"),
     ),
+    (
+        11,
+        "success_on_delivery",
+        include_str!("../../migrations/postgres/0011_success_on_delivery.sql"),
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("intake" in ASCII).

@@ -562,7 +562,8 @@ async fn finish_many(
                 UPDATE deliveries d SET state = f.state, attempts = f.attempt, due_at = f.due_at,
                     lease_id = NULL, lease_node = NULL, updated_at = f.finished_at,
                     delivered_at = f.delivered_at, last_status = f.status, last_error = f.error,
-                    completion = COALESCE(d.completion, f.completion)
+                    completion = COALESCE(d.completion, f.completion),
+                    delivered_ms = CASE WHEN f.state = 'delivered' THEN f.duration_ms END
                 FROM f
                 WHERE d.id = f.id AND d.state = 'in_flight' AND d.lease_id = f.lease_id
                 RETURNING f.n
@@ -572,6 +573,9 @@ async fn finish_many(
                 SELECT f.id, f.attempt, f.started_at, f.duration_ms, f.status, f.error,
                     CASE WHEN x.n IS NULL THEN 'superseded' ELSE f.state END
                 FROM f LEFT JOIN finished x ON x.n = f.n
+                -- A success under its lease is kept on its delivery row (`delivered_ms`), not
+                -- as an attempt row; failures, dead letters and superseded finishes get rows.
+                WHERE f.state <> 'delivered' OR x.n IS NULL
                 ORDER BY f.n
              )
              SELECT n FROM finished",

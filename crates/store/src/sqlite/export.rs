@@ -80,7 +80,8 @@ impl SqliteStore {
             let mut deliveries = c.prepare_cached(
                 "SELECT id, event_id, destination, tenant, source, channel, state, attempts,
                     due_at, lease_id, created_at, updated_at, delivered_at, last_status, last_error,
-                    origin, replay_key, recovery, completion, completed_at, completion_detail
+                    origin, replay_key, recovery, completion, completed_at, completion_detail,
+                    delivered_ms
                  FROM deliveries WHERE event_id = ?1 ORDER BY id",
             )?;
             let mut attempts = c.prepare_cached(
@@ -114,6 +115,7 @@ impl SqliteStore {
                             completion: r.get(18)?,
                             completed_at: r.get(19)?,
                             completion_detail: r.get(20)?,
+                            delivered_ms: r.get(21)?,
                         })
                     })?
                     .collect::<rusqlite::Result<_>>()?;

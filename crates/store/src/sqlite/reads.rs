@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::decode::{self, Columns};
 use crate::model::*;
-use crate::sql::{DELIVERY_COLUMNS, EVENT_COLUMNS};
+use crate::sql::{DELIVERED_ATTEMPTS, DELIVERY_COLUMNS, EVENT_COLUMNS};
 
 /// A few read-only connections, taken in turn.
 pub(super) struct ReadPool {
@@ -242,7 +242,7 @@ pub(super) fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option
         return Ok(None);
     };
     detail.summary.deliveries = deliveries_of(c, id.as_str())?;
-    detail.attempts = c
+    let rows = c
         .prepare_cached(
             "SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.outcome
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
@@ -260,6 +260,11 @@ pub(super) fn get_event(c: &Connection, id: &EventId) -> rusqlite::Result<Option
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let delivered = c
+        .prepare_cached(&DELIVERED_ATTEMPTS.replace("{p}", "?"))?
+        .query_map([id.as_str()], |r| decode::delivered_attempt(r))?
+        .collect::<rusqlite::Result<_>>()?;
+    detail.attempts = decode::with_delivered_attempts(rows, delivered);
     Ok(Some(detail))
 }
 

@@ -58,6 +58,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_incident_drill.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_success_on_delivery.sql"),
+    ),
 ];
 
 /// Runs the migrations `conn`'s database lacks, each in a transaction of its own.

@@ -147,6 +147,16 @@ impl Backend for Writer {
         self.queueing = fault != Some(StoreFault::AcceptWithoutQueueing);
     }
 
+    fn yields(request: &Request) -> bool {
+        // The delivery side gives way to ingest (see `group_commit`): a failing destination's
+        // claims and finishes, or a dispatcher catching up, must not lengthen the commits
+        // that acknowledgements wait for.
+        matches!(
+            request,
+            Request::Claim { .. } | Request::Finish(_) | Request::Release(..)
+        )
+    }
+
     async fn connect(&mut self) -> Result<()> {
         Ok(())
     }
@@ -932,12 +942,13 @@ impl Writer {
         // handler confirmed before its answer was read (the first word stands).
         let completion = (a.awaits_completion && state == DeliveryState::Delivered)
             .then_some(CompletionState::Received.as_str());
+        let duration_ms = a.finished_at.since(a.started_at).as_millis() as i64;
         let updated = self
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = ?2, due_at = ?3, lease_id = NULL,
                     lease_node = NULL, updated_at = ?4, delivered_at = ?5, last_status = ?6, last_error = ?7,
-                    completion = COALESCE(completion, ?10)
+                    completion = COALESCE(completion, ?10), delivered_ms = ?11
                  WHERE id = ?8 AND state = 'in_flight' AND lease_id = ?9",
             )?
             .execute(params![
@@ -951,7 +962,18 @@ impl Writer {
                 a.delivery_id.as_str(),
                 a.lease_id,
                 completion,
+                delivered_at.map(|_| duration_ms),
             ])?;
+        if updated > 0 {
+            counts.finished(a, state);
+        }
+        // A success that changed its delivery is recorded there (`delivered_ms`, read back
+        // as an attempt by `decode::with_delivered_attempts`): an attempt row per delivery
+        // was a third of the writes of a delivered event. Failures, dead letters and
+        // superseded attempts keep their rows.
+        if updated > 0 && state == DeliveryState::Delivered {
+            return Ok(());
+        }
         let outcome = if updated == 0 {
             "superseded"
         } else {
@@ -966,14 +988,11 @@ impl Writer {
                 a.delivery_id.as_str(),
                 a.attempt,
                 a.started_at.as_millis(),
-                a.finished_at.since(a.started_at).as_millis() as i64,
+                duration_ms,
                 a.status,
                 a.error,
                 outcome,
             ])?;
-        if updated > 0 {
-            counts.finished(a, state);
-        }
         Ok(())
     }
 

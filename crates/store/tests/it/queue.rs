@@ -431,7 +431,112 @@ async fn concurrent_claims_never_lease_one_delivery_twice(kind: Kind) {
     store.close().await.unwrap();
 }
 
+/// Issue 16: a successful attempt is kept on its delivery row, not as an attempt row, and the
+/// event still lists it, in its place, with its status, start and duration; failures keep
+/// their rows.
+async fn a_success_is_listed_from_its_delivery_row_and_only_failures_have_rows(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
+    let ev = event(
+        "kustomer",
+        "ok-after-retry",
+        &["crm", "warehouse"],
+        Timestamp(T0),
+    );
+    store.ingest(ev.clone()).await.unwrap();
+
+    // crm: fails once, then delivers; warehouse: delivers at once.
+    let c1 = store
+        .claim_due("crm", Timestamp(T0), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let retry_at = Timestamp(T0 + 1_000);
+    store
+        .finish_attempt(attempt(
+            &c1,
+            NextStep::RetryAt(retry_at),
+            Timestamp(T0 + 100),
+        ))
+        .await
+        .unwrap();
+    let c2 = store
+        .claim_due("crm", retry_at, LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .finish_attempt(attempt(&c2, NextStep::Delivered, Timestamp(T0 + 1_200)))
+        .await
+        .unwrap();
+    let w = store
+        .claim_due("warehouse", Timestamp(T0), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .finish_attempt(attempt(&w, NextStep::Delivered, Timestamp(T0 + 50)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM attempts").await,
+        1,
+        "only the failed attempt has a row"
+    );
+    let detail = event_detail(&*store, &ev.id).await;
+    // (delivery, attempt, outcome, status, started at, duration)
+    type Listed<'a> = (DeliveryId, u32, &'a str, Option<u16>, i64, i64);
+    let listed: Vec<Listed> = detail
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.delivery_id.clone(),
+                a.attempt,
+                a.outcome.as_str(),
+                a.status,
+                a.started_at.as_millis(),
+                a.duration_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (w.id.clone(), 1, "delivered", Some(200), T0 + 40, 10),
+            (c1.id.clone(), 1, "retrying", Some(503), T0 + 90, 10),
+            (c1.id.clone(), 2, "delivered", Some(200), T0 + 1_190, 10),
+        ]
+    );
+    assert!(detail
+        .attempts
+        .iter()
+        .all(|a| a.outcome != "delivered" || a.error.is_none()));
+    let d = delivery(&*store, &ev.id, &c1.id).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Delivered, 2));
+    // The counters count every attempt as before: one failure, two deliveries.
+    let counted: i64 = db
+        .counters()
+        .await
+        .iter()
+        .filter(|c| {
+            [
+                "deliveries.delivered",
+                "deliveries.failed",
+                "deliveries.dead",
+            ]
+            .contains(&c.5.as_str())
+        })
+        .map(|c| c.6)
+        .sum();
+    assert_eq!(counted, 3);
+
+    close(store).await;
+}
+
 conformance!(
+    a_success_is_listed_from_its_delivery_row_and_only_failures_have_rows,
     claims_lease_and_expired_leases_are_claimed_again,
     claim_limit_zero_claims_nothing,
     retries_wait_for_their_time_and_dead_deliveries_stay_dead,

@@ -772,10 +772,11 @@ fn human_load(mode: &str, load: &LoadArgs, report: &LoadReport, sum: &Summary) -
             }
         ),
         format!(
-            "  latency     p50 {:.3} ms   p90 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
+            "  latency     p50 {:.3} ms   p90 {:.3} ms   p99 {:.3} ms   p99.9 {:.3} ms   max {:.3} ms",
             percentile_ms(lat, 50.0),
             percentile_ms(lat, 90.0),
             percentile_ms(lat, 99.0),
+            percentile_ms(lat, 99.9),
             percentile_ms(lat, 100.0),
         ),
         format!(
@@ -879,6 +880,7 @@ fn load_json(
     put("p50_ms", round3(percentile_ms(lat, 50.0)).into());
     put("p90_ms", round3(percentile_ms(lat, 90.0)).into());
     put("p99_ms", round3(percentile_ms(lat, 99.0)).into());
+    put("p999_ms", round3(percentile_ms(lat, 99.9)).into());
     put("max_ms", round3(percentile_ms(lat, 100.0)).into());
     put("status", statuses.into());
     out
