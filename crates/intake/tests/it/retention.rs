@@ -2,8 +2,8 @@
 //! month and a day ago are deleted by the retention duty on the manual clock, and everything
 //! that reads them says they expired — `GET /api/v1/events/{id}` (404
 //! `expired-by-retention`), the audit and replay and backfill jobs over a window retention cut
-//! (400 `expired-by-retention`, naming from when to ask), while a requeue and an audit of a
-//! window after the mark still run; `/metrics` counts what was deleted; a copy of a deleted
+//! (400 `expired-by-retention`, naming from when to ask), the dashboard's event page (404, the
+//! same words), while a requeue and an audit of a window after the mark still run; `/metrics` counts what was deleted; a copy of a deleted
 //! event arriving later is accepted as new.
 
 use std::time::Duration;
@@ -14,6 +14,7 @@ use intake_testkit::{DESTINATION_SECRET, SOURCE_SECRET};
 use serde_json::{json, Value};
 
 use crate::cluster::TestDb;
+use crate::dashboard::Web;
 use crate::{wait_delivery, PATIENCE};
 
 const SOURCE: &str = "maelys-kustomer";
@@ -81,6 +82,16 @@ async fn delivered_events_expire_and_readers_say_so(pg: Option<TestDb>) {
         let detail = problem["detail"].as_str().unwrap();
         assert!(detail.contains("storage.retention"), "{detail}");
     }
+    // The dashboard's event page says the same, as a page.
+    let mut web = Web::new(&server.url());
+    web.login(ADMIN_TOKEN).await;
+    let page = web.get(&format!("/events/{}", ids[0])).await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    assert!(
+        page.body.contains("storage.retention has removed the events received before"),
+        "{}",
+        page.body
+    );
     // An id from after the mark that does not exist is simply unknown.
     let unknown = intake_core::EventId::generate(server.clock.now());
     let (status, body) = server
