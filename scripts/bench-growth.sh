@@ -15,8 +15,10 @@
 #           The empty store is made again for every round.
 #   memory  on the store of BENCH_MEMORY_SIZE events (default 1 M): intake serve delivering to
 #           a no-op handler at 1,000 events/s for BENCH_MEMORY_DURATION (default 60s), then
-#           an overload: 1,000 connections sending 2 KB bodies flat out for 30 s. intake's RSS
-#           (VmRSS) is sampled every second throughout; statuses are counted.
+#           an overload: 1,000 connections sending 2 KB bodies flat out for 30 s, first with
+#           the default limits (256 connections per address: the rest are answered 503), then
+#           on a second intake that admits all 1,000. intake's RSS (VmRSS) is sampled every
+#           second throughout; statuses are counted.
 #
 # Environment: BENCH_INTAKE_PORT (18617) and BENCH_HANDLER_PORT (9617), BENCH_PARTS (default "growth memory"), BENCH_SIZES (default "0 1000000
 # 10000000"), BENCH_ROUNDS (3), BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_BIN=DIR to run
@@ -26,7 +28,6 @@
 # (kept with BENCH_KEEP=1 or on failure).
 set -euo pipefail
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 PARTS="${BENCH_PARTS:-growth memory}"
 SIZES="${BENCH_SIZES:-0 1000000 10000000}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -37,161 +38,31 @@ MEMORY_SIZE="${BENCH_MEMORY_SIZE:-1000000}"
 MEMORY_DURATION="${BENCH_MEMORY_DURATION:-60s}"
 INTAKE_PORT="${BENCH_INTAKE_PORT:-18617}"
 HANDLER_PORT="${BENCH_HANDLER_PORT:-9617}"
-SECRET="bench-kustomer-secret"
 INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-if [[ -n ${BENCH_BIN:-} ]]; then
-  BIN="$BENCH_BIN"
-else
-  echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-  cargo build --release -p intake -p intake-testkit --bins
-  BIN="$CARGO_TARGET_DIR/release"
-fi
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_init intake-growth
+bench_binaries
 TOOL="${BENCH_TOOL_BIN:-$BIN}/intake-store-growth"
-LOADGEN="$BIN/intake-loadgen"
-NOOP="$BIN/intake-noop-server"
-INTAKE="$BIN/intake"
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-growth.XXXXXX")"
-CHILDREN=()
-FAILED=()
-STARTED_PID=""
-
-stop() {
-  local pid=$1 i p kept=()
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-  for p in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    [[ $p == "$pid" ]] || kept+=("$p")
-  done
-  CHILDREN=(${kept[@]+"${kept[@]}"})
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    stop "$pid"
-  done
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs and results kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() {
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  STARTED_PID=$!
-  CHILDREN+=("$STARTED_PID")
-}
-
-wait_http() {
-  local url=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 1200; i++)); do
-    curl -sf -o /dev/null "$url" && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: $name exited; the end of its log:" >&2
-      tail -n 40 "$TMP/$name.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: $name did not answer $url within 120 s" >&2
-  return 1
-}
-
-# field FILE KEY: a top-level scalar of a JSON line, or n/a.
-field() {
-  local v=""
-  [[ -s $1 ]] && v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1)"
-  [[ -z $v || $v == null ]] && v="n/a"
-  echo "$v"
-}
-
-# nested FILE OBJECT KEY: a scalar inside a top-level object of a JSON line, or n/a.
-nested() {
-  local v=""
-  [[ -s $1 ]] && v="$(sed -n "s/.*\"$2\":{[^}]*\"$3\":\([^,}]*\).*/\1/p" "$1" | head -n 1)"
-  [[ -z $v ]] && v="n/a"
-  echo "$v"
-}
-
-# cpu_ticks PID: utime + stime of PID, in clock ticks.
-cpu_ticks() {
-  awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
 
 # accepted: intake's accepted requests so far, from /metrics.
 accepted() {
-  curl -s "http://127.0.0.1:$INTAKE_PORT/metrics" |
-    awk '/^intake_requests_total\{.*outcome="accepted"/ { s += $NF } END { printf "%d", s }'
-}
-
-# rss_kib PID: resident set size in KiB.
-rss_kib() {
-  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+  metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"'
 }
 
 # write_config FILE DB EXTRA: intake's configuration on database DB; EXTRA goes into the
 # destination's table.
 write_config() {
-  cat >"$1" <<EOF
-[server]
-listen = "127.0.0.1:$INTAKE_PORT"
-public_url = "http://127.0.0.1:$INTAKE_PORT"
-
-[storage]
-url = "sqlite://$2"
-
-[admin]
-token = "bench"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-concurrency = 128
-$3
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
-}
-
-start_intake() {
-  local name=$1 config=$2 var cmd=(env)
-  while IFS= read -r var; do
-    cmd+=(-u "$var")
-  done < <(compgen -e | grep '^INTAKE_' || true)
-  cmd+=("INTAKE_LOG=warn" "$INTAKE" serve --config "$config")
-  start "$name" "${cmd[@]}"
-  wait_http "http://127.0.0.1:$INTAKE_PORT/healthz" "$STARTED_PID" "$name"
+  bench_config "$1" "$INTAKE_PORT" "url = \"sqlite://$2\"" "concurrency = 128
+$3"
 }
 
 # store SIZE: the path of a store holding SIZE delivered events, made if missing (the empty
-# one is made again each time).
+# one is made again each time). A run on it adds what it ingests: `trim` takes that away
+# again, so every round and part finds the store as prefilled (its 20,000 due deliveries, not
+# a backlog left by the runs before).
 store() {
   local size=$1 dir="$STORES/n$1"
   if [[ $size == 0 ]]; then
@@ -207,14 +78,38 @@ store() {
   echo "$dir/intake.db"
 }
 
+# now_ms: the time in milliseconds.
+now_ms() { date +%s%3N; }
+
+# trim DB SINCE: takes away what runs did to DB from SINCE (ms) on: the events received since,
+# their deliveries and attempts are deleted, and the store's newest 20,000 deliveries (by
+# rowid: prefill-store.py wrote them in time order) are pending and due again, as it left them
+# (a run may have attempted or delivered them; the probe's claims are made due again at every
+# open anyway).
+trim() {
+  sqlite3 "$1" "PRAGMA busy_timeout = 10000;
+    DELETE FROM attempts WHERE delivery_id IN
+      (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.received_at >= $2);
+    DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE received_at >= $2);
+    DELETE FROM events WHERE received_at >= $2;
+    DELETE FROM attempts WHERE delivery_id IN
+      (SELECT id FROM deliveries ORDER BY rowid DESC LIMIT 20000);
+    UPDATE deliveries SET state = 'pending', attempts = 0, due_at = created_at,
+        updated_at = created_at, delivered_at = NULL, last_status = NULL, last_error = NULL,
+        delivered_ms = NULL, lease_id = NULL, lease_node = NULL
+      WHERE id IN (SELECT id FROM deliveries ORDER BY rowid DESC LIMIT 20000);
+    PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+}
+
 growth() {
-  local round size db name pid c0 c1 a0 a1 load
+  local round size db name pid c0 c1 a0 a1 load since
   echo "| round | stored events | ingest req/s c64 | intake CPU µs/event | claim p50 / p99 ms | claim CPU ms | queue gauges p50 ms | load avg |"
   echo "|---|---:|---:|---:|---:|---:|---:|---|"
   for ((round = 1; round <= ROUNDS; round++)); do
     for size in $SIZES; do
       name="r$round-n$size"
       db="$(store "$size")"
+      since="$(now_ms)"
       load="$(cut -d' ' -f1-3 /proc/loadavg)"
       if [[ -x $TOOL ]]; then
         echo "--- $name: probe" >&2
@@ -237,14 +132,15 @@ growth() {
       c1="$(cpu_ticks "$pid")"
       a1="$(accepted)"
       stop "$pid"
+      trim "$db" "$since"
       printf '| %s | %s | %.0f | %s | %s / %s | %s | %s | %s |\n' "$round" "$size" \
-        "$(field "$TMP/$name-ingest.json" rps)" \
+        "$(json_field "$TMP/$name-ingest.json" rps)" \
         "$(awk -v c=$((c1 - c0)) -v a=$((a1 - a0)) -v hz="$(getconf CLK_TCK)" \
           'BEGIN { if (a > 0) printf "%.0f", c / hz * 1e6 / a; else print "n/a" }')" \
-        "$(nested "$TMP/$name-probe.json" claim p50_ms)" \
-        "$(nested "$TMP/$name-probe.json" claim p99_ms)" \
-        "$(nested "$TMP/$name-probe.json" claim cpu_ms_per_call)" \
-        "$(nested "$TMP/$name-probe.json" queue_stats p50_ms)" "$load"
+        "$(json_nested "$TMP/$name-probe.json" claim p50_ms)" \
+        "$(json_nested "$TMP/$name-probe.json" claim p99_ms)" \
+        "$(json_nested "$TMP/$name-probe.json" claim cpu_ms_per_call)" \
+        "$(json_nested "$TMP/$name-probe.json" queue_stats p50_ms)" "$load"
     done
   done
 }
@@ -259,52 +155,83 @@ sample_rss() {
   done
 }
 
+# overload NAME: 1,000 connections sending 2 KB bodies flat out for 30 s, then 5 s idle.
+overload() {
+  echo "--- memory: $1: 1000 connections, 2 KB bodies, 30 s" >&2
+  "$LOADGEN" ingest --url "$INTAKE_URL" --secret "$SECRET" --concurrency 1000 \
+    --body-size 2048 --duration 30s --warmup 0s --json >"$TMP/memory-$1.json" \
+    2>"$TMP/memory-$1.txt" || true
+  sleep 5
+}
+
+# rss_row LABEL RUN FIRST LAST: a table row of the RSS samples FIRST..LAST of $TMP/rss-RUN.txt
+# and what the load generator of RUN saw.
+rss_row() {
+  local f="$TMP/memory-$2.json" seen
+  seen="$(json_field "$f" rps) req/s, ack p50 $(json_field "$f" p50_ms) / p99 $(json_field "$f" p99_ms) / max $(json_field "$f" max_ms) ms, statuses $(sed -n 's/.*"status":\({[^}]*}\).*/\1/p' "$f"), $(json_field "$f" errors) transport errors"
+  sed -n "$3,$4p" "$TMP/rss-$2.txt" | awk -v label="$1" -v seen="$seen" \
+    'NR == 1 { f = $2 } { if ($2 > m) m = $2; z = $2 } END { printf "| %s | %.0f / %.0f / %.0f | %s |\n", label, f / 1024, m / 1024, z / 1024, seen }'
+}
+
+# memory: intake on the store of MEMORY_SIZE events, RSS sampled every second through
+#   steady    1,000 events/s delivered to a no-op handler, for MEMORY_DURATION;
+#   per-ip    1,000 connections from one address with the defaults: past
+#             server.max_connections_per_ip (256), connections are answered 503;
+#   admitted  a second intake on the same store with max_connections_per_ip = 4096, so that
+#             all 1,000 connections get in and wait on the writer: past its capacity.
+# sampled_intake NAME CONFIG: intake on CONFIG with its RSS sampled every second into
+# $TMP/rss-NAME.txt; sets PID and SAMPLER.
+sampled_intake() {
+  start_intake "memory-$1" "$2" || return 1
+  PID=$STARTED_PID
+  sample_rss "$PID" "$TMP/rss-$1.txt" &
+  SAMPLER=$!
+}
+
 memory() {
-  local db pid handler sampler
+  local db handler steady_end since
   db="$(store "$MEMORY_SIZE")"
-  start handler "$NOOP" --listen "127.0.0.1:$HANDLER_PORT"
+  since="$(now_ms)"
+  start_handler handler
   handler=$STARTED_PID
-  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$handler" handler
   write_config "$TMP/memory.toml" "$db" ""
-  start_intake memory-intake "$TMP/memory.toml" || {
+  sampled_intake steady "$TMP/memory.toml" || {
     FAILED+=("memory: intake did not start")
     return
   }
-  pid=$STARTED_PID
-  sample_rss "$pid" "$TMP/rss.txt" &
-  sampler=$!
   echo "--- memory: 1000/s delivering for $MEMORY_DURATION on $MEMORY_SIZE stored events" >&2
   "$LOADGEN" ingest --url "$INTAKE_URL" --secret "$SECRET" --concurrency 64 --rate 1000 \
     --duration "$MEMORY_DURATION" --warmup 2s --json >"$TMP/memory-steady.json" \
     2>"$TMP/memory-steady.txt" || FAILED+=("memory: steady loadgen")
-  local steady_end
-  steady_end="$(wc -l <"$TMP/rss.txt")"
-  echo "--- memory: overload, 1000 connections, 2 KB bodies, 30 s" >&2
-  "$LOADGEN" ingest --url "$INTAKE_URL" --secret "$SECRET" --concurrency 1000 \
-    --body-size 2048 --duration 30s --warmup 0s --json >"$TMP/memory-overload.json" \
-    2>"$TMP/memory-overload.txt" || true
-  sleep 5
-  stop "$pid"
+  steady_end="$(wc -l <"$TMP/rss-steady.txt")"
+  overload per-ip
+  stop "$PID"
+  wait "$SAMPLER" 2>/dev/null || true
+  cp "$TMP/rss-steady.txt" "$TMP/rss-per-ip.txt"
+
+  bench_config "$TMP/memory-admitted.toml" "$INTAKE_PORT" "url = \"sqlite://$db\"" \
+    "concurrency = 128" "" "max_connections_per_ip = 4096"
+  sampled_intake admitted "$TMP/memory-admitted.toml" || {
+    FAILED+=("memory: the second intake did not start")
+    return
+  }
+  overload admitted
+  stop "$PID"
   stop "$handler"
-  wait "$sampler" 2>/dev/null || true
+  wait "$SAMPLER" 2>/dev/null || true
+  trim "$db" "$since"
   echo
-  echo "| phase | RSS MiB: first / max / last | loadgen |"
+  echo "| phase | RSS MiB: first / max / last | load generator |"
   echo "|---|---|---|"
-  head -n "$steady_end" "$TMP/rss.txt" | awk -v l="$(field "$TMP/memory-steady.json" rps) req/s, p99 $(field "$TMP/memory-steady.json" p99_ms) ms, $(field "$TMP/memory-steady.json" non_200) non-200" \
-    'NR == 1 { f = $2 } { if ($2 > m) m = $2; z = $2 } END { printf "| 1000/s delivering, %d s | %.0f / %.0f / %.0f | %s |\n", NR, f / 1024, m / 1024, z / 1024, l }'
-  tail -n "+$((steady_end + 1))" "$TMP/rss.txt" | awk -v l="$(field "$TMP/memory-overload.json" rps) req/s, statuses $(sed -n 's/.*"status":\({[^}]*}\).*/\1/p' "$TMP/memory-overload.json"), $(field "$TMP/memory-overload.json" errors) transport errors" \
-    'NR == 1 { f = $2 } { if ($2 > m) m = $2; z = $2 } END { printf "| overload c1000, 2 KB, then 5 s idle | %.0f / %.0f / %.0f | %s |\n", f / 1024, m / 1024, z / 1024, l }'
-  echo "RSS samples (seconds, KiB): $TMP/rss.txt" >&2
-  cp "$TMP/rss.txt" "$STORES/rss-last-run.txt"
+  rss_row "1,000/s delivering, $MEMORY_DURATION on $MEMORY_SIZE stored" steady 1 "$steady_end"
+  rss_row "c1000 from one address (defaults: 256 per address), then 5 s idle" per-ip "$((steady_end + 1))" '$'
+  rss_row "c1000 admitted (max_connections_per_ip = 4096), then 5 s idle" admitted 1 '$'
+  mkdir -p "$STORES"
+  cp "$TMP"/rss-*.txt "$STORES/"
+  echo "RSS samples (seconds, KiB): $STORES/rss-*.txt" >&2
 }
 
-# Another benchmark on the same ports would answer in intake's place: refuse to start.
-for port in "$INTAKE_PORT" "$HANDLER_PORT"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "error: something already listens on 127.0.0.1:$port; set BENCH_INTAKE_PORT/BENCH_HANDLER_PORT" >&2
-    exit 1
-  fi
-done
+require_free "$INTAKE_PORT" "$HANDLER_PORT"
 
 echo "## Store growth: $(nproc) CPUs, $DURATION per ingest run after $WARMUP warm-up, binaries from $BIN"
 echo

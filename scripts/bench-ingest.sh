@@ -26,108 +26,20 @@
 # event never delivered, or a server that would not start); logs are then kept in the temp dir.
 set -euo pipefail
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 E2E_RATE="${BENCH_E2E_RATE:-1000}"
 INTAKE_PORT=18080
 NOOP_PORT=18081
 HANDLER_PORT=9100
-SECRET="bench-kustomer-secret"
 INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 NOOP_URL="http://127.0.0.1:$NOOP_PORT/ingest/bench-kustomer"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-if [[ -n ${BENCH_BIN:-} ]]; then
-  # Binaries built beforehand (e.g. two builds compared in turns).
-  BIN="$BENCH_BIN"
-else
-  echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-  cargo build --release -p intake -p intake-testkit --bins
-  BIN="$CARGO_TARGET_DIR/release"
-fi
-LOADGEN="$BIN/intake-loadgen"
-NOOP="$BIN/intake-noop-server"
-INTAKE="$BIN/intake"
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-bench.XXXXXX")"
-CHILDREN=()
-FAILED=()
-STARTED_PID=""
-
-# stop PID: SIGTERM, up to 20 s to exit, then SIGKILL.
-stop() {
-  local pid=$1 i p
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "warning: pid $pid still running 20 s after SIGTERM; sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  local kept=()
-  for p in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    [[ $p == "$pid" ]] || kept+=("$p")
-  done
-  CHILDREN=(${kept[@]+"${kept[@]}"})
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    stop "$pid"
-  done
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs and results kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: runs CMD in the background, output in $TMP/NAME.log; sets STARTED_PID.
-start() {
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  STARTED_PID=$!
-  CHILDREN+=("$STARTED_PID")
-}
-
-# wait_http URL PID NAME: polls URL until it answers 2xx, failing if PID exits first.
-wait_http() {
-  local url=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 300; i++)); do
-    if curl -sf -o /dev/null "$url"; then
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: $name exited before answering $url; the end of its log:" >&2
-      tail -n 40 "$TMP/$name.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: $name did not answer $url within 30 s; the end of its log:" >&2
-  tail -n 40 "$TMP/$name.log" >&2
-  return 1
-}
-
-# require_free PORT: fails if something already listens on 127.0.0.1:PORT.
-require_free() {
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    echo "error: something already listens on 127.0.0.1:$1; stop it and run again" >&2
-    exit 1
-  fi
-}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_init intake-bench
+bench_binaries
 
 # rate NAME: run NAME's achieved requests per second, rounded, or n/a.
 rate() {
@@ -141,17 +53,7 @@ rate() {
 }
 
 # field NAME KEY: a top-level scalar from run NAME's JSON line, or n/a.
-field() {
-  local file="$TMP/$1.json" v=""
-  if [[ -s $file ]]; then
-    v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$file" | head -n 1)"
-  fi
-  if [[ -z $v || $v == null ]]; then
-    echo "n/a"
-  else
-    echo "$v"
-  fi
-}
+field() { json_field "$TMP/$1.json" "$2"; }
 
 # record_failure NAME RC: remembers a failed run, naming what went wrong.
 record_failure() {
@@ -179,61 +81,12 @@ run_loadgen() {
 # write_config DIR [EXTRA]: an intake configuration with its data in DIR/data; EXTRA is added
 # to the destination's table.
 write_config() {
-  local dir=$1 extra=${2:-}
-  mkdir -p "$dir/data"
-  cat >"$dir/intake.toml" <<EOF
-[server]
-listen = "127.0.0.1:$INTAKE_PORT"
-public_url = "http://127.0.0.1:$INTAKE_PORT"
-
-[storage]
-url = "sqlite://$dir/data/intake.db"
-
-[admin]
-token = "bench"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-concurrency = 128
-$extra
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
+  mkdir -p "$1/data"
+  bench_config "$1/intake.toml" "$INTAKE_PORT" "url = \"sqlite://$1/data/intake.db\"" "concurrency = 128
+${2:-}"
 }
 
-# start_intake NAME CONFIG: starts intake with only INTAKE_LOG kept from the environment.
-start_intake() {
-  local name=$1 config=$2 var
-  local cmd=(env)
-  while IFS= read -r var; do
-    [[ $var == INTAKE_LOG ]] || cmd+=(-u "$var")
-  done < <(compgen -e | grep '^INTAKE_' || true)
-  cmd+=("INTAKE_LOG=${INTAKE_LOG:-warn}" "$INTAKE" serve --config "$config")
-  start "$name" "${cmd[@]}"
-  wait_http "http://127.0.0.1:$INTAKE_PORT/healthz" "$STARTED_PID" "$name"
-}
-
-# start_handler NAME [STATUS]: a no-op server on the destination's port, answering STATUS
-# (default 200) to any POST.
-start_handler() {
-  start "$1" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT" --delivery-status "${2:-200}"
-  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$STARTED_PID" "$1"
-}
-
-require_free "$INTAKE_PORT"
-require_free "$NOOP_PORT"
-require_free "$HANDLER_PORT"
+require_free "$INTAKE_PORT" "$NOOP_PORT" "$HANDLER_PORT"
 
 # a. The ceiling.
 start noop "$NOOP" --listen "127.0.0.1:$NOOP_PORT"
@@ -370,9 +223,10 @@ printf '| accept -> delivered at %s/s | %s | %s | %s | ack p50 %s / p99 %s ms; d
   "$E2E_RATE" "$(rate e2e)" "$(field e2e delivered_p50_ms)" "$(field e2e delivered_p99_ms)" \
   "$(field e2e p50_ms)" "$(field e2e p99_ms)" "$(field e2e delivered_max_ms)" \
   "$(field e2e missing)" "$(field e2e acked)"
-printf '| intake ack at half max load (%s/s, c64) | %s | %s | %s | %s non-200, %s errors |\n' \
+printf '| intake ack at half max load (%s/s, c64) | %s | %s | %s | p99.9 %s ms (target: p99 < 10, p99.9 < 50); %s non-200, %s errors |\n' \
   "$(field intake-half target_rate)" "$(rate intake-half)" "$(field intake-half p50_ms)" \
-  "$(field intake-half p99_ms)" "$(field intake-half non_200)" "$(field intake-half errors)"
+  "$(field intake-half p99_ms)" "$(field intake-half p999_ms)" "$(field intake-half non_200)" \
+  "$(field intake-half errors)"
 
 if [[ ${#FAILED[@]} -gt 0 ]]; then
   echo >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SQLite pipeline (issue 16): what intake's CPU costs per event, and whether delivery keeps
-# up with ingest under a sustained load. Loopback only; release binaries from BENCH_BIN (or
-# $CARGO_TARGET_DIR/release, built beforehand: cargo build --release -p intake -p intake-testkit --bins).
+# up with ingest under a sustained load. Loopback only; release binaries from BENCH_BIN, or
+# built now in $CARGO_TARGET_DIR (default /var/tmp/intake-target).
 #
 #   scripts/bench-pipeline.sh cpu held|delivering|failing [SECONDS]
 #       intake-loadgen ingest at 64 connections for SECONDS (default 10) against a fresh intake
@@ -19,110 +19,49 @@
 #       of the whole run (p50/p99/p99.9, punctual-client corrected) and how long the queue took
 #       to drain after the load stopped. A queue that stays flat means delivery keeps up.
 #
+#   scripts/bench-pipeline.sh latency RATE [SECONDS]
+#       the acknowledgement latency alone at a paced RATE (64 connections, SECONDS, default
+#       20, after 2 s of warm-up), first delivering to a no-op handler, then with deliveries
+#       held back, each against a fresh intake: one line each, p50/p99/p99.9/max.
+#
 # Environment: BENCH_BIN=DIR (prebuilt binaries), BENCH_KEEP=1 (keep the temp dir),
 # INTAKE_LOG (default warn), BENCH_CONCURRENCY (destination concurrency, default 128).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${BENCH_BIN:-${CARGO_TARGET_DIR:-/var/tmp/intake-target}/release}"
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 INTAKE_PORT=18280
 HANDLER_PORT=9300
-SECRET="bench-kustomer-secret"
 URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 HZ=$(getconf CLK_TCK)
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-pipeline.XXXXXX")"
-PIDS=()
-
-cleanup() {
-  local rc=$? p
-  for p in ${PIDS[@]+"${PIDS[@]}"}; do
-    kill -TERM "$p" 2>/dev/null || true
-  done
-  for p in ${PIDS[@]+"${PIDS[@]}"}; do
-    wait "$p" 2>/dev/null || true
-  done
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
 
 usage() {
-  sed -n '2,24p' "$0" >&2
+  sed -n '2,29p' "$0" >&2
   exit 2
 }
 
 # ticks PID: CPU ticks (utime + stime) the process has used so far.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks() { cpu_ticks "$1"; }
 
-# wait_http URL: polls until it answers 2xx (30 s).
-wait_http() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    curl -sf -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "error: $1 did not answer within 30 s" >&2
-  exit 1
-}
-
-# metric NAME [FILTER]: the sum of a metric's samples whose labels match FILTER.
-metric() {
-  curl -s "http://127.0.0.1:$INTAKE_PORT/metrics" |
-    awk -v name="$1" -v filter="${2:-}" '
-      index($0, name) == 1 && (filter == "" || index($0, filter) > 0) { s += $NF }
-      END { printf "%d", s }'
-}
+# intake_metric NAME [FILTER]: the sum of a metric's samples whose labels match FILTER.
+intake_metric() { metric "$INTAKE_PORT" "$@"; }
 
 # start_pair EXTRA STATUS: a no-op handler answering STATUS and a fresh intake whose
 # destination has EXTRA in its table. Sets INTAKE_PID and HANDLER_PID.
 start_pair() {
   local extra=$1 status=$2
   mkdir -p "$TMP/data"
-  cat >"$TMP/intake.toml" <<EOF
-[server]
-listen = "127.0.0.1:$INTAKE_PORT"
-public_url = "http://127.0.0.1:$INTAKE_PORT"
-
-[storage]
-url = "sqlite://$TMP/data/intake.db"
-
-[admin]
-token = "bench"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-concurrency = ${BENCH_CONCURRENCY:-128}
-$extra
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
-  "$BIN/intake-noop-server" --listen "127.0.0.1:$HANDLER_PORT" --delivery-status "$status" \
-    >"$TMP/handler.log" 2>&1 &
-  HANDLER_PID=$!
-  PIDS+=("$HANDLER_PID")
-  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz"
-  env -u INTAKE_URL -u INTAKE_TOKEN INTAKE_LOG="${INTAKE_LOG:-warn}" \
-    "$BIN/intake" serve --config "$TMP/intake.toml" >"$TMP/intake.log" 2>&1 &
-  INTAKE_PID=$!
-  PIDS+=("$INTAKE_PID")
-  wait_http "http://127.0.0.1:$INTAKE_PORT/readyz"
+  bench_config "$TMP/intake.toml" "$INTAKE_PORT" "url = \"sqlite://$TMP/data/intake.db\"" \
+    "concurrency = ${BENCH_CONCURRENCY:-128}
+$extra"
+  start_handler handler "$status" || exit 1
+  HANDLER_PID=$STARTED_PID
+  start_intake intake "$TMP/intake.toml" || exit 1
+  INTAKE_PID=$STARTED_PID
 }
 
-field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1; }
+field() { json_field "$1" "$2"; }
 
 cpu() {
   local scenario=$1 seconds=${2:-10} extra="" status=200
@@ -149,9 +88,9 @@ cpu() {
     wait "$perf_pid" 2>/dev/null || true
   fi
   local accepted delivered failed
-  accepted=$(metric intake_requests_total 'outcome="accepted"')
-  delivered=$(metric intake_deliveries_total 'outcome="delivered"')
-  failed=$(metric intake_deliveries_total 'outcome="failed"')
+  accepted=$(intake_metric intake_requests_total 'outcome="accepted"')
+  delivered=$(intake_metric intake_deliveries_total 'outcome="delivered"')
+  failed=$(intake_metric intake_deliveries_total 'outcome="failed"')
   awk -v s="$scenario" -v rps="$(field "$TMP/load.json" rps)" -v acc="$accepted" \
     -v del="$delivered" -v fail="$failed" -v ic="$((i1 - i0))" -v hc="$((h1 - h0))" \
     -v hz="$HZ" -v non="$(field "$TMP/load.json" non_200)" -v err="$(field "$TMP/load.json" errors)" \
@@ -173,9 +112,9 @@ sustain() {
   while kill -0 "$load_pid" 2>/dev/null; do
     sleep 5
     t=$((t + 5))
-    acc=$(metric intake_requests_total 'outcome="accepted"')
-    del=$(metric intake_deliveries_total 'outcome="delivered"')
-    pend=$(metric intake_queue_pending)
+    acc=$(intake_metric intake_requests_total 'outcome="accepted"')
+    del=$(intake_metric intake_deliveries_total 'outcome="delivered"')
+    pend=$(intake_metric intake_queue_pending)
     c=$(ticks "$INTAKE_PID")
     awk -v t="$t" -v a="$((acc - acc0))" -v d="$((del - del0))" -v p="$pend" \
       -v c="$((c - c0))" -v hz="$HZ" \
@@ -186,7 +125,7 @@ sustain() {
   done
   wait "$load_pid" || true
   local drained=0
-  while [[ $(metric intake_queue_pending) -gt 0 && $drained -lt 120 ]]; do
+  while [[ $(intake_metric intake_queue_pending) -gt 0 && $drained -lt 120 ]]; do
     sleep 1
     drained=$((drained + 1))
   done
@@ -197,8 +136,32 @@ sustain() {
     "queue empty ${drained}s after the load stopped; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# latency RATE [SECONDS]: see the header.
+latency() {
+  local rate=$1 seconds=${2:-20} scenario extra f
+  for scenario in delivering held; do
+    extra=""
+    [[ $scenario == held ]] && extra="rate_limit = 1.0"
+    start_pair "$extra" 200
+    f="$TMP/latency-$scenario.json"
+    "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 \
+      --rate "$rate" --duration "${seconds}s" --warmup 2s --json >"$f" 2>"$TMP/load.txt" || true
+    stop "$INTAKE_PID"
+    stop "$HANDLER_PID"
+    rm -rf "$TMP/data"
+    echo "$scenario at $rate/s: ack p50 $(field "$f" p50_ms) ms, p99 $(field "$f" p99_ms) ms," \
+      "p99.9 $(field "$f" p999_ms) ms, max $(field "$f" max_ms) ms; non-200 $(field "$f" non_200)," \
+      "errors $(field "$f" errors); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  done
+}
+
+[[ ${1:-} =~ ^(cpu|sustain|latency)$ ]] || usage
+bench_init intake-pipeline
+bench_binaries
+require_free "$INTAKE_PORT" "$HANDLER_PORT"
 case ${1:-} in
   cpu) shift; cpu "$@" ;;
   sustain) shift; [[ $# -ge 1 ]] || usage; sustain "$@" ;;
+  latency) shift; [[ $# -ge 1 ]] || usage; latency "$@" ;;
   *) usage ;;
 esac

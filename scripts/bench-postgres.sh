@@ -15,65 +15,28 @@
 # BENCH_KEEP=1 keeps the temp dir. Exit status non-zero if a run failed.
 set -euo pipefail
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 E2E_RATE="${BENCH_E2E_RATE:-1000}"
 PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 HANDLER_PORT=9100
-SECRET="bench-kustomer-secret"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-cargo build --release -p intake -p intake-testkit --bins
-BIN="$CARGO_TARGET_DIR/release"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-bench-pg.XXXXXX")"
-CHILDREN=()
-FAILED=()
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+BENCH_ON_EXIT=drop_db
+bench_init intake-bench-pg
+bench_binaries
+require_free "$HANDLER_PORT" 18181 18182 18183
 DB=""
 
 psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -Atqc "$1"; }
-
-stop_all() {
-  local pid
-  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    wait "$pid" 2>/dev/null || true
-  done
-  CHILDREN=()
-}
 
 drop_db() {
   if [[ -n $DB ]]; then
     psql_admin "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
     DB=""
   fi
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  stop_all
-  drop_db
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs and results kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-
-wait_http() {
-  local url=$1 i
-  for ((i = 0; i < 300; i++)); do
-    curl -sf -o /dev/null "$url" && return 0
-    sleep 0.1
-  done
-  echo "error: $url did not answer" >&2
-  return 1
 }
 
 # start_nodes N EXTRA: a fresh database and N intake nodes on ports 18181.. ; EXTRA goes into
@@ -87,51 +50,15 @@ start_nodes() {
   for ((i = 1; i <= n; i++)); do
     port=$((18180 + i))
     mkdir -p "$TMP/node-$i"
-    cat >"$TMP/node-$i/intake.toml" <<EOF
-[server]
-listen = "127.0.0.1:$port"
-
-[storage]
-url = "$PG_URL/$DB"
-pool_size = 16
-
+    bench_config "$TMP/node-$i/intake.toml" "$port" "url = \"$PG_URL/$DB\"
+pool_size = 16" "concurrency = 128
+$extra" "
 [cluster]
-node_id = "bench-$i"
-
-[admin]
-token = "bench"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-concurrency = 128
-$extra
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
-    env -u INTAKE_STORAGE_URL INTAKE_LOG=warn "$BIN/intake" serve --config "$TMP/node-$i/intake.toml" \
-      >"$TMP/node-$i.log" 2>&1 &
-    CHILDREN+=("$!")
+node_id = \"bench-$i\""
     # One node at a time: the first one migrates; the others would wait for its lock anyway.
-    wait_http "http://127.0.0.1:$port/readyz"
+    start_intake "node-$i" "$TMP/node-$i/intake.toml" "$port" || exit 1
     URLS="${URLS:+$URLS,}http://127.0.0.1:$port/ingest/bench-kustomer"
   done
-}
-
-start_handler() {
-  "$BIN/intake-noop-server" --listen "127.0.0.1:$HANDLER_PORT" >"$TMP/handler.log" 2>&1 &
-  CHILDREN+=("$!")
-  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz"
 }
 
 run() {
@@ -144,18 +71,13 @@ run() {
   [[ $rc -eq 0 ]] || FAILED+=("$name: exit $rc")
 }
 
-field() {
-  local v
-  v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$TMP/$1.json" 2>/dev/null | head -n 1)"
-  [[ -z $v || $v == null ]] && v="n/a"
-  echo "$v"
-}
+field() { json_field "$TMP/$1.json" "$2"; }
 
 for n in 1 3; do
   start_nodes "$n" "rate_limit = 1.0"
   run "held-$n" ingest --url "$URLS" --concurrency 64
   stop_all
-  start_handler
+  start_handler handler
   start_nodes "$n"
   run "deliv-$n" ingest --url "$URLS" --concurrency 64
   stop_all

@@ -14,81 +14,33 @@
 # CARGO_TARGET_DIR (default /var/tmp/intake-target). BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 ROUNDS="${BENCH_ROUNDS:-2}"
 RATE="${BENCH_RATE:-3000}"
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 INTAKE_PORT=18090
 HANDLER_PORT=9190
-SECRET="bench-kustomer-secret"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-cargo build --release -p intake -p intake-testkit --bins >&2
-BIN="$CARGO_TARGET_DIR/release"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/intake-bench-receipts.XXXXXX")"
-INTAKE_PID=""
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_init intake-bench-receipts
+bench_binaries
+require_free "$INTAKE_PORT" "$HANDLER_PORT"
 
-cleanup() {
-  local rc=$?
-  if [[ -n $INTAKE_PID ]]; then
-    kill -TERM "$INTAKE_PID" 2>/dev/null || true
-    wait "$INTAKE_PID" 2>/dev/null || true
-  fi
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-
-field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1; }
+field() { json_field "$1" "$2"; }
 
 run() {
   local round=$1 mode=$2 dir="$TMP/$1-$2"
   mkdir -p "$dir/data"
-  cat >"$dir/intake.toml" <<EOF
-[server]
-listen = "127.0.0.1:$INTAKE_PORT"
-public_url = "http://127.0.0.1:$INTAKE_PORT"
-
-[storage]
-url = "sqlite://$dir/data/intake.db"
-
-[admin]
-token = "bench"
-
+  bench_config "$dir/intake.toml" "$INTAKE_PORT" "url = \"sqlite://$dir/data/intake.db\"" \
+    "concurrency = 128
+completion = \"$mode\"" '
 [canary]
 interval = "30d"
-deadline = "60d"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-concurrency = 128
-completion = "$mode"
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
-  env INTAKE_LOG=warn "$BIN/intake" serve --config "$dir/intake.toml" >"$dir/intake.log" 2>&1 &
-  INTAKE_PID=$!
-  for _ in $(seq 1 300); do
-    curl -sf -o /dev/null "http://127.0.0.1:$INTAKE_PORT/healthz" && break
-    sleep 0.1
-  done
+deadline = "60d"'
+  start_intake "intake-$round-$mode" "$dir/intake.toml" || exit 1
+  local intake_pid=$STARTED_PID
   local load
   load="$(cut -d' ' -f1-3 /proc/loadavg)"
   local confirm=()
@@ -97,9 +49,7 @@ EOF
     --secret "$SECRET" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
     --concurrency 64 --handler-listen "127.0.0.1:$HANDLER_PORT" --drain 120s --json \
     ${confirm[@]+"${confirm[@]}"} >"$dir/run.json" 2>"$dir/run.txt" || true
-  kill -TERM "$INTAKE_PID" 2>/dev/null || true
-  wait "$INTAKE_PID" 2>/dev/null || true
-  INTAKE_PID=""
+  stop "$intake_pid"
   local acked delivered unconfirmed drain send
   acked="$(field "$dir/run.json" acked)"
   delivered="$(field "$dir/run.json" delivered)"

@@ -24,146 +24,32 @@
 # BENCH_BIN=DIR to run prebuilt binaries, CARGO_TARGET_DIR, BENCH_KEEP=1 to keep the temp dir.
 set -euo pipefail
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 PREFILL="${BENCH_PREFILL:-1000000}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 INTAKE_PORT=18080
 HANDLER_PORT=9100
-SECRET="bench-kustomer-secret"
 INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_init intake-bench-retention
+bench_binaries
+require_free "$INTAKE_PORT" "$HANDLER_PORT"
 
-if [[ -n ${BENCH_BIN:-} ]]; then
-  BIN="$BENCH_BIN"
-else
-  echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
-  cargo build --release -p intake -p intake-testkit --bins
-  BIN="$CARGO_TARGET_DIR/release"
-fi
-LOADGEN="$BIN/intake-loadgen"
-NOOP="$BIN/intake-noop-server"
-INTAKE="$BIN/intake"
+# field RUN KEY: a top-level scalar of run RUN's loadgen JSON, or n/a.
+field() { json_field "$TMP/$1.json" "$2"; }
 
-TMP="$(mktemp -d "${TMPDIR:-/var/tmp}/intake-bench-retention.XXXXXX")"
-CHILDREN=()
-FAILED=()
-STARTED_PID=""
-
-stop() {
-  local pid=$1 i p kept=()
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for p in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    [[ $p == "$pid" ]] || kept+=("$p")
-  done
-  CHILDREN=(${kept[@]+"${kept[@]}"})
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
-    stop "$pid"
-  done
-  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
-    echo "logs and results kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() {
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  STARTED_PID=$!
-  CHILDREN+=("$STARTED_PID")
-}
-
-wait_http() {
-  local url=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 600; i++)); do
-    curl -sf -o /dev/null "$url" && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: $name exited; the end of its log:" >&2
-      tail -n 40 "$TMP/$name.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: $name did not answer $url within 60 s" >&2
-  return 1
-}
-
-field() {
-  local file="$TMP/$1.json" v=""
-  [[ -s $file ]] && v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$file" | head -n 1)"
-  [[ -z $v || $v == null ]] && v="n/a"
-  echo "$v"
-}
-
-# cpu_ticks PID: utime + stime of PID, in clock ticks.
-cpu_ticks() {
-  awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
+# write_config DIR RETENTION: intake on DIR/data/intake.db with `storage.retention` RETENTION,
+# canaries out of the way, deliveries held back (one attempt a second).
 write_config() {
-  local dir=$1 retention=$2
-  cat >"$dir/intake.toml" <<EOF
-[server]
-listen = "127.0.0.1:$INTAKE_PORT"
-public_url = "http://127.0.0.1:$INTAKE_PORT"
-
-[storage]
-url = "sqlite://$dir/data/intake.db"
-retention = "$retention"
-
-[admin]
-token = "bench"
-
+  bench_config "$1/intake.toml" "$INTAKE_PORT" "url = \"sqlite://$1/data/intake.db\"
+retention = \"$2\"" "rate_limit = 1.0" '
 [canary]
 interval = "30d"
-deadline = "60d"
-
-[[tenants]]
-id = "bench"
-
-[[destinations]]
-id = "handler"
-url = "http://127.0.0.1:$HANDLER_PORT/"
-secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
-timeout = "5s"
-rate_limit = 1.0
-
-[[sources]]
-id = "bench-kustomer"
-tenant = "bench"
-kind = "kustomer"
-secrets = ["$SECRET"]
-destinations = ["handler"]
-EOF
-}
-
-start_intake() {
-  local name=$1 config=$2 var cmd=(env)
-  while IFS= read -r var; do
-    [[ $var == INTAKE_LOG ]] || cmd+=(-u "$var")
-  done < <(compgen -e | grep '^INTAKE_' || true)
-  cmd+=("INTAKE_LOG=${INTAKE_LOG:-info}" "$INTAKE" serve --config "$config")
-  start "$name" "${cmd[@]}"
-  wait_http "http://127.0.0.1:$INTAKE_PORT/healthz" "$STARTED_PID" "$name"
+deadline = "60d"'
 }
 
 # The ULID time part (10 Crockford base32 characters) of an instant in milliseconds.
@@ -217,8 +103,7 @@ new_events() {
   sqlite3 -readonly "$1" "SELECT COUNT(*) FROM events WHERE id >= '$bound'"
 }
 
-start "handler" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT"
-wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$STARTED_PID" handler
+start_handler handler
 handler_pid=$STARTED_PID
 
 # 2. The rounds, in turns.

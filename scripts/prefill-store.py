@@ -6,14 +6,14 @@
 The schema is the one `intake serve` makes: every migration of crates/store/migrations/sqlite,
 in order, each recorded in `intake_migrations` (as crates/store/src/sqlite/schema.rs does), so
 intake opens the file as its own. Then `--events` delivered events, each with its delivery
-and one attempt, received over the seven days before the last hour, are written in bulk with
+(the success kept on the delivery row, as intake keeps it: no attempt row), received over the seven days before the last hour, are written in bulk with
 the journal off and no fsync: nothing is acknowledged here, this only builds what a store that
 lived a week holds. The last `--pending` events are left pending and due, for
 `intake-store-growth probe` to claim.
 
 Bodies are small (`--body-bytes`, default 64) to spare the disk: what a lookup pays is the
 size of the tables' indexes, not of the bodies. The dedupe keys are random, as real object ids
-are. One event takes ~0.9 KB on disk with those bodies (10 M events: ~9 GB).
+are. One event took ~0.9 KB on disk with an attempt row; a little less now with those bodies (10 M events: ~9 GB).
 """
 
 import argparse
@@ -52,9 +52,9 @@ def create_schema(conn):
 
 
 def rows(args, rnd, first, last, start, step):
-    """The events, deliveries and attempts of events first..last."""
+    """The events and deliveries of events first..last."""
     body = b"x" * args.body_bytes
-    events, deliveries, attempts = [], [], []
+    events, deliveries = [], []
     for i in range(first, last):
         at = start + step * i
         event_id = "evt_" + ulid(at, rnd)
@@ -66,10 +66,8 @@ def rows(args, rnd, first, last, start, step):
         deliveries.append((delivery_id, event_id, args.destination, args.tenant, args.source,
                            "delivered" if delivered else "pending", int(delivered), at,
                            at + 1 if delivered else at, at + 1 if delivered else None,
-                           200 if delivered else None))
-        if delivered:
-            attempts.append((delivery_id, at))
-    return events, deliveries, attempts
+                           200 if delivered else None, 1 if delivered else None))
+    return events, deliveries
 
 
 def main():
@@ -97,7 +95,7 @@ def main():
     began = time.time()
     for first in range(0, total, CHUNK):
         last = min(first + CHUNK, total)
-        events, deliveries, attempts = rows(args, rnd, first, last, start, step)
+        events, deliveries = rows(args, rnd, first, last, start, step)
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO events (id, tenant, source, origin, sor_event_id, dedupe_key, event_type,"
@@ -107,12 +105,9 @@ def main():
             events)
         conn.executemany(
             "INSERT INTO deliveries (id, event_id, destination, tenant, source, channel, state,"
-            " attempts, due_at, created_at, updated_at, delivered_at, last_status)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, 'email', ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+            " attempts, due_at, created_at, updated_at, delivered_at, last_status, delivered_ms)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, 'email', ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
             deliveries)
-        conn.executemany(
-            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, outcome)"
-            " VALUES (?1, 1, ?2, 1, 200, 'delivered')", attempts)
         conn.execute("COMMIT")
         print(f"{last} of {total} events ({time.time() - began:.0f} s)", file=sys.stderr)
     conn.execute("PRAGMA journal_mode = WAL")

@@ -1,0 +1,220 @@
+# shellcheck shell=bash
+# What every benchmark script shares: the binaries, the processes it starts and stops, their
+# logs, intake's configuration, and the numbers it reads back. Sourced, never run:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+#   bench_init intake-growth            # TMP, CHILDREN, FAILED, the EXIT/INT/TERM traps
+#   bench_binaries                      # BIN, INTAKE, LOADGEN, NOOP (BENCH_BIN or a release build)
+#
+# A script that needs more on exit (a database to drop) sets BENCH_ON_EXIT to a function name.
+# Every process started with `start` is stopped on exit; the temp dir is kept when the script
+# fails or BENCH_KEEP is set.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
+SECRET="${SECRET:-bench-kustomer-secret}"
+BENCH_ON_EXIT="${BENCH_ON_EXIT:-}"
+
+# bench_init NAME: a temp dir ($TMP) named after NAME, the process list and the traps.
+bench_init() {
+  TMP="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+  CHILDREN=()
+  FAILED=()
+  STARTED_PID=""
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# bench_binaries: BIN is BENCH_BIN when set (prebuilt binaries, e.g. two builds compared in
+# turns), else the release build, made now; INTAKE, LOADGEN and NOOP are the binaries in it.
+bench_binaries() {
+  if [[ -n ${BENCH_BIN:-} ]]; then
+    BIN="$BENCH_BIN"
+  else
+    echo "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)..." >&2
+    cargo build --release --locked -p intake -p intake-testkit --bins >&2
+    BIN="$CARGO_TARGET_DIR/release"
+  fi
+  INTAKE="$BIN/intake"
+  LOADGEN="$BIN/intake-loadgen"
+  NOOP="$BIN/intake-noop-server"
+}
+
+# start NAME CMD...: runs CMD in the background, its output in $TMP/NAME.log; sets STARTED_PID.
+start() {
+  local name=$1
+  shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  STARTED_PID=$!
+  CHILDREN+=("$STARTED_PID")
+}
+
+# stop PID: SIGTERM, up to 30 s to exit (a store's last checkpoint), then SIGKILL.
+stop() {
+  local pid=$1 i p kept=()
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "warning: pid $pid still running 30 s after SIGTERM; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  for p in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
+    [[ $p == "$pid" ]] || kept+=("$p")
+  done
+  CHILDREN=(${kept[@]+"${kept[@]}"})
+}
+
+# stop_all: stops every process `start` started.
+stop_all() {
+  local pid
+  for pid in ${CHILDREN[@]+"${CHILDREN[@]}"}; do
+    stop "$pid"
+  done
+}
+
+bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  if [[ -n $BENCH_ON_EXIT ]]; then
+    "$BENCH_ON_EXIT" || true
+  fi
+  if [[ $rc -ne 0 || -n ${BENCH_KEEP:-} ]]; then
+    echo "logs and results kept in $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+
+# wait_http URL PID NAME [SECONDS]: polls URL until it answers 2xx (up to SECONDS, default
+# 120: a large store takes a while to open), failing if PID exits first.
+wait_http() {
+  local url=$1 pid=$2 name=$3 limit=$((${4:-120} * 10)) i
+  for ((i = 0; i < limit; i++)); do
+    curl -sf -o /dev/null "$url" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: $name exited before answering $url; the end of its log:" >&2
+      tail -n 40 "$TMP/$name.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "error: $name did not answer $url within $((limit / 10)) s; the end of its log:" >&2
+  tail -n 40 "$TMP/$name.log" >&2
+  return 1
+}
+
+# require_free PORT...: exits if something already listens on one of them (another benchmark
+# there would answer in place of ours).
+require_free() {
+  local port
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "error: something already listens on 127.0.0.1:$port; stop it and run again" >&2
+      exit 1
+    fi
+  done
+}
+
+# json_field FILE KEY: a top-level scalar of FILE's JSON line, or n/a.
+json_field() {
+  local v=""
+  [[ -s $1 ]] && v="$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n 1)"
+  [[ -z $v || $v == null ]] && v="n/a"
+  echo "$v"
+}
+
+# json_nested FILE OBJECT KEY: a scalar inside a top-level object of FILE's JSON line, or n/a.
+json_nested() {
+  local v=""
+  [[ -s $1 ]] && v="$(sed -n "s/.*\"$2\":{[^}]*\"$3\":\([^,}]*\).*/\1/p" "$1" | head -n 1)"
+  [[ -z $v || $v == null ]] && v="n/a"
+  echo "$v"
+}
+
+# cpu_ticks PID...: utime + stime of the processes, in clock ticks (CLK_TCK a second).
+cpu_ticks() {
+  local pid sum=0 t
+  for pid in "$@"; do
+    t="$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    sum=$((sum + t))
+  done
+  echo "$sum"
+}
+
+# rss_kib PID: resident set size in KiB (0 once it has exited).
+rss_kib() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# metric PORT NAME [FILTER]: the sum of the samples of metric NAME on intake's /metrics at PORT
+# whose line contains FILTER.
+metric() {
+  curl -s "http://127.0.0.1:$1/metrics" |
+    awk -v name="$2" -v filter="${3:-}" '
+      index($0, name) == 1 && (filter == "" || index($0, filter) > 0) { s += $NF }
+      END { printf "%d", s }'
+}
+
+# bench_config FILE PORT STORAGE DESTINATION [SECTIONS [SERVER]]: intake's configuration for
+# the benchmarks: one tenant, a Kustomer source signed with $SECRET, one destination `handler`
+# on 127.0.0.1:$HANDLER_PORT. STORAGE is the body of [storage] (at least its url), DESTINATION
+# lines added to the destination's table, SECTIONS whole tables added before the tenants,
+# SERVER lines added to [server].
+bench_config() {
+  cat >"$1" <<EOF
+[server]
+listen = "127.0.0.1:$2"
+public_url = "http://127.0.0.1:$2"
+${6:-}
+
+[storage]
+$3
+
+[admin]
+token = "bench"
+${5:-}
+
+[[tenants]]
+id = "bench"
+
+[[destinations]]
+id = "handler"
+url = "http://127.0.0.1:$HANDLER_PORT/"
+secret = "whsec_YmVuY2gtZGVzdGluYXRpb24tc2VjcmV0"
+timeout = "5s"
+$4
+
+[[sources]]
+id = "bench-kustomer"
+tenant = "bench"
+kind = "kustomer"
+secrets = ["$SECRET"]
+destinations = ["handler"]
+EOF
+}
+
+# start_intake NAME CONFIG [PORT]: intake serve on CONFIG with no INTAKE_* variable from the
+# environment but INTAKE_LOG (default warn), so none overrides the benchmark's configuration;
+# waits for /readyz on PORT (default $INTAKE_PORT). Sets STARTED_PID.
+start_intake() {
+  local name=$1 config=$2 port=${3:-$INTAKE_PORT} var cmd=(env)
+  while IFS= read -r var; do
+    [[ $var == INTAKE_LOG ]] || cmd+=(-u "$var")
+  done < <(compgen -e | grep '^INTAKE_' || true)
+  cmd+=("INTAKE_LOG=${INTAKE_LOG:-warn}" "$INTAKE" serve --config "$config")
+  start "$name" "${cmd[@]}"
+  wait_http "http://127.0.0.1:$port/readyz" "$STARTED_PID" "$name"
+}
+
+# start_handler NAME [STATUS]: intake-noop-server on $HANDLER_PORT, answering STATUS (default
+# 200) to every delivery. Sets STARTED_PID.
+start_handler() {
+  start "$1" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT" --delivery-status "${2:-200}"
+  wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$STARTED_PID" "$1"
+}
