@@ -5,7 +5,10 @@
 //! A pass goes in small batches ([`BATCH`] events looked at per transaction,
 //! [`Store::expire_events`]); it sends the next batch only once the previous one is
 //! committed, so on SQLite the writer carries ingest's group commits between two batches,
-//! and on PostgreSQL each batch is a short transaction of its own. Which events go is
+//! and on PostgreSQL each batch is a short transaction of its own. Between two batches it
+//! pauses ([`pause_after`]) so that it takes at most [`WRITER_SHARE`] of the store's time:
+//! back to back, the first pass over a big backlog took the SQLite writer from ingest, which
+//! fell to a third of its rate while it ran. Which events go is
 //! [`intake_core::retention::decide`]: never one whose work is not final.
 //!
 //! Before a pass deletes anything it moves the **retention mark**
@@ -39,6 +42,14 @@ pub const KEPT: &str = "intake_retention_kept_events";
 
 /// Events looked at per batch (one transaction); as many rejections at most.
 pub const BATCH: usize = 500;
+
+/// The share of the store's time a pass may take while it has a backlog: after each batch it
+/// pauses four times as long as the batch took (waiting in the writer's queue included, so a
+/// busy store slows retention down further).
+pub const WRITER_SHARE: f64 = 0.2;
+
+/// The longest pause between two batches.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Every this many batches, a pass records its progress in the mark (`/metrics`).
 const PROGRESS_EVERY: u64 = 100;
@@ -132,10 +143,12 @@ pub async fn pass(
             after: after.clone(),
             limit: batch,
         };
+        let started = std::time::Instant::now();
         let done = match store.expire_events(req).await {
             Ok(b) => b,
             Err(e) => break Err(e),
         };
+        let took = started.elapsed();
         report.batches += 1;
         report.deleted = report.deleted.plus(done.deleted);
         report.kept += done.kept;
@@ -148,14 +161,28 @@ pub async fn pass(
             stored.deleted = base.plus(report.deleted);
             save(store, &stored).await?;
         }
-        // Let ingest's requests, queued meanwhile, reach the store before the next batch.
-        tokio::task::yield_now().await;
+        // Leave the store to ingest for a while before the next batch. The pause is real
+        // time, not the clock's: it shares a resource, it does not measure domain time.
+        tokio::select! {
+            _ = tokio::time::sleep(pause_after(took, WRITER_SHARE)) => {}
+            _ = stop.cancelled() => {}
+        }
     };
     stored.deleted = base.plus(report.deleted);
     stored.kept = report.kept;
     stored.last_pass_at = Some(clock.now());
     save(store, &stored).await?;
     outcome.map(|()| report)
+}
+
+/// How long a pass pauses after a batch that took `took`, so that its batches take at most
+/// `share` of the time (at most [`MAX_PAUSE`]; no pause for a share of 1 or more).
+pub fn pause_after(took: Duration, share: f64) -> Duration {
+    if share >= 1.0 || share.is_nan() {
+        return Duration::ZERO;
+    }
+    let share = share.max(0.01);
+    took.mul_f64((1.0 - share) / share).min(MAX_PAUSE)
 }
 
 /// The retention mark, if retention ever ran.
@@ -246,6 +273,37 @@ pub async fn ensure_job_kept(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_pauses_so_that_its_batches_take_their_share_of_the_store() {
+        let ms = Duration::from_millis;
+        // (batch took, share, pause)
+        let cases = [
+            (ms(10), 0.2, ms(40)),
+            (ms(25), 0.2, ms(100)),
+            (ms(10), 0.5, ms(10)),
+            (ms(0), 0.2, ms(0)),
+            // A slow batch (a busy store) pauses at most a second.
+            (ms(400), 0.2, ms(1000)),
+            // The whole store: no pause; a share of nothing still lets a pass go on.
+            (ms(10), 1.0, ms(0)),
+            (ms(10), 0.0, ms(990)),
+            (ms(10), f64::NAN, ms(0)),
+        ];
+        for (took, share, pause) in cases {
+            let got = pause_after(took, share);
+            let diff = got.abs_diff(pause);
+            assert!(
+                diff < ms(1),
+                "{took:?} at {share}: {got:?}, expected {pause:?}"
+            );
+        }
+        // Batch time over batch time plus pause is the share.
+        let took = ms(30);
+        let pause = pause_after(took, WRITER_SHARE);
+        let share = took.as_secs_f64() / (took + pause).as_secs_f64();
+        assert!((share - WRITER_SHARE).abs() < 1e-9, "{share}");
+    }
 
     #[test]
     fn readers_of_a_window_cut_by_retention_are_told_so() {
