@@ -141,12 +141,17 @@ impl SqliteStore {
 
         let open_err = |e: rusqlite::Error| StoreError::Open(format!("{}: {e}", path.display()));
         let mut writer = Connection::open(path).map_err(open_err)?;
+        // The writer's page cache (16 MiB, against SQLite's 2 MiB default) holds the upper
+        // levels of the big indexes (events by id and by dedupe key, deliveries by id), so
+        // that on a store of millions of events an ingest or a claim reads little more than
+        // the leaf it needs (docs/benchmarks.md, "Cost as the store grows").
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA wal_autocheckpoint = 0;
                  PRAGMA journal_size_limit = 67108864;
+                 PRAGMA cache_size = -16384;
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(open_err)?;
@@ -181,6 +186,10 @@ impl SqliteStore {
             readers.push(Mutex::new(c));
         }
         let checkpointer = Connection::open(path).map_err(open_err)?;
+        // The checkpoint thread starts writing out what it copied into the database file
+        // through a handle of its own (see `wal::checkpoint_loop`).
+        let db_file = std::fs::File::open(path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
         checkpointer
             .execute_batch("PRAGMA busy_timeout = 5000;")
             .map_err(open_err)?;
@@ -203,7 +212,7 @@ impl SqliteStore {
         let stop2 = stop.clone();
         let checkpoint_thread = std::thread::Builder::new()
             .name("intake-sqlite-checkpoint".into())
-            .spawn(move || wal::checkpoint_loop(checkpointer, stop2, rewind2))
+            .spawn(move || wal::checkpoint_loop(checkpointer, db_file, stop2, rewind2))
             .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
 
         Ok(SqliteStore {
