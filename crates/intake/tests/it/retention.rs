@@ -88,7 +88,8 @@ async fn delivered_events_expire_and_readers_say_so(pg: Option<TestDb>) {
     let page = web.get(&format!("/events/{}", ids[0])).await;
     assert_eq!(page.status, 404, "{}", page.body);
     assert!(
-        page.body.contains("storage.retention has removed the events received before"),
+        page.body
+            .contains("storage.retention has removed the events received before"),
         "{}",
         page.body
     );
