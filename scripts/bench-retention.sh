@@ -8,8 +8,8 @@
 #      JSON object), its ids are valid event ids of that instant. Real bodies would make the
 #      deletes write more pages; the rows and index entries touched are the same.
 #   2. Each round copies the prefilled store, starts intake on it with `storage.retention` on
-#      (`30d`: the pass that runs at start deletes the whole backlog, 500 events per writer
-#      request) or off, and runs intake-loadgen ingest at concurrency 64 (~2 KB signed Kustomer
+#      (`30d`: the pass that runs at start deletes the whole backlog, retention::BATCH events
+#      per writer request) or off, and runs intake-loadgen ingest at concurrency 64 (~2 KB signed Kustomer
 #      bodies; deliveries held back by a rate limit of one attempt a second, so the 2 cores
 #      only acknowledge and delete). Rounds alternate on, off, on, off, … BENCH_ROUNDS times
 #      each (default 3).
