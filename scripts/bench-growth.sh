@@ -43,8 +43,7 @@ INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_init intake-growth
-bench_binaries
+bench_init intake-growth "$INTAKE_PORT" "$HANDLER_PORT"
 TOOL="${BENCH_TOOL_BIN:-$BIN}/intake-store-growth"
 
 # accepted: intake's accepted requests so far, from /metrics.
@@ -230,8 +229,6 @@ memory() {
   cp "$TMP"/rss-*.txt "$STORES/"
   echo "RSS samples (seconds, KiB): $STORES/rss-*.txt" >&2
 }
-
-require_free "$INTAKE_PORT" "$HANDLER_PORT"
 
 echo "## Store growth: $(nproc) CPUs, $DURATION per ingest run after $WARMUP warm-up, binaries from $BIN"
 echo

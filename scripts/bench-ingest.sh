@@ -38,8 +38,7 @@ NOOP_URL="http://127.0.0.1:$NOOP_PORT/ingest/bench-kustomer"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_init intake-bench
-bench_binaries
+bench_init intake-bench "$INTAKE_PORT" "$NOOP_PORT" "$HANDLER_PORT"
 
 # rate NAME: run NAME's achieved requests per second, rounded, or n/a.
 rate() {
@@ -86,7 +85,6 @@ write_config() {
 ${2:-}"
 }
 
-require_free "$INTAKE_PORT" "$NOOP_PORT" "$HANDLER_PORT"
 
 # a. The ceiling.
 start noop "$NOOP" --listen "127.0.0.1:$NOOP_PORT"

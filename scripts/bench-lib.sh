@@ -3,8 +3,8 @@
 # logs, intake's configuration, and the numbers it reads back. Sourced, never run:
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
-#   bench_init intake-growth            # TMP, CHILDREN, FAILED, the EXIT/INT/TERM traps
-#   bench_binaries                      # BIN, INTAKE, LOADGEN, NOOP (BENCH_BIN or a release build)
+#   bench_init intake-growth 18617 9617   # TMP, CHILDREN, FAILED, the EXIT/INT/TERM traps;
+#                                         # BIN, INTAKE, LOADGEN, NOOP; the ports must be free
 #
 # A script that needs more on exit (a database to drop) sets BENCH_ON_EXIT to a function name.
 # Every process started with `start` is stopped on exit; the temp dir is kept when the script
@@ -14,7 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 SECRET="${SECRET:-bench-kustomer-secret}"
 BENCH_ON_EXIT="${BENCH_ON_EXIT:-}"
 
-# bench_init NAME: a temp dir ($TMP) named after NAME, the process list and the traps.
+# bench_init NAME [PORT...]: a temp dir ($TMP) named after NAME, the process list and the
+# traps, the binaries (`bench_binaries`), and a check that every PORT is free.
 bench_init() {
   TMP="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
   CHILDREN=()
@@ -23,6 +24,9 @@ bench_init() {
   trap bench_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  bench_binaries
+  shift
+  require_free "$@"
 }
 
 # bench_binaries: BIN is BENCH_BIN when set (prebuilt binaries, e.g. two builds compared in

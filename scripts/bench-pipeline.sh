@@ -41,9 +41,6 @@ usage() {
   exit 2
 }
 
-# ticks PID: CPU ticks (utime + stime) the process has used so far.
-ticks() { cpu_ticks "$1"; }
-
 # intake_metric NAME [FILTER]: the sum of a metric's samples whose labels match FILTER.
 intake_metric() { metric "$INTAKE_PORT" "$@"; }
 
@@ -61,8 +58,6 @@ $extra"
   INTAKE_PID=$STARTED_PID
 }
 
-field() { json_field "$1" "$2"; }
-
 cpu() {
   local scenario=$1 seconds=${2:-10} extra="" status=200
   case $scenario in
@@ -77,12 +72,12 @@ cpu() {
     perf record --call-graph dwarf,8192 -F 299 -p "$INTAKE_PID" -o "$BENCH_PERF" 2>"$TMP/perf.log" &
     perf_pid=$!
   fi
-  i0=$(ticks "$INTAKE_PID")
-  h0=$(ticks "$HANDLER_PID")
+  i0=$(cpu_ticks "$INTAKE_PID")
+  h0=$(cpu_ticks "$HANDLER_PID")
   "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 \
     --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" || true
-  i1=$(ticks "$INTAKE_PID")
-  h1=$(ticks "$HANDLER_PID")
+  i1=$(cpu_ticks "$INTAKE_PID")
+  h1=$(cpu_ticks "$HANDLER_PID")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
@@ -91,9 +86,9 @@ cpu() {
   accepted=$(intake_metric intake_requests_total 'outcome="accepted"')
   delivered=$(intake_metric intake_deliveries_total 'outcome="delivered"')
   failed=$(intake_metric intake_deliveries_total 'outcome="failed"')
-  awk -v s="$scenario" -v rps="$(field "$TMP/load.json" rps)" -v acc="$accepted" \
+  awk -v s="$scenario" -v rps="$(json_field "$TMP/load.json" rps)" -v acc="$accepted" \
     -v del="$delivered" -v fail="$failed" -v ic="$((i1 - i0))" -v hc="$((h1 - h0))" \
-    -v hz="$HZ" -v non="$(field "$TMP/load.json" non_200)" -v err="$(field "$TMP/load.json" errors)" \
+    -v hz="$HZ" -v non="$(json_field "$TMP/load.json" non_200)" -v err="$(json_field "$TMP/load.json" errors)" \
     -v la="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
       printf "%s: %.0f req/s, accepted %d, delivered %d, failed attempts %d, intake CPU %.2f s, handler CPU %.2f s, intake %.1f us/event, non-200 %s, errors %s, load %s\n",
         s, rps, acc, del, fail, ic / hz, hc / hz, (acc > 0 ? ic / hz / acc * 1e6 : 0), non, err, la
@@ -106,7 +101,7 @@ sustain() {
   "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 \
     --rate "$rate" --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" &
   local load_pid=$! t=0 acc0=0 del0=0 c0 acc del pend c
-  c0=$(ticks "$INTAKE_PID")
+  c0=$(cpu_ticks "$INTAKE_PID")
   echo "| t (s) | accepted/s | delivered/s | pending | intake CPU (cores) |"
   echo "|---:|---:|---:|---:|---:|"
   while kill -0 "$load_pid" 2>/dev/null; do
@@ -115,7 +110,7 @@ sustain() {
     acc=$(intake_metric intake_requests_total 'outcome="accepted"')
     del=$(intake_metric intake_deliveries_total 'outcome="delivered"')
     pend=$(intake_metric intake_queue_pending)
-    c=$(ticks "$INTAKE_PID")
+    c=$(cpu_ticks "$INTAKE_PID")
     awk -v t="$t" -v a="$((acc - acc0))" -v d="$((del - del0))" -v p="$pend" \
       -v c="$((c - c0))" -v hz="$HZ" \
       'BEGIN { printf "| %d | %.0f | %.0f | %d | %.2f |\n", t, a / 5, d / 5, p, c / hz / 5 }'
@@ -131,8 +126,8 @@ sustain() {
   done
   local f="$TMP/load.json"
   echo
-  echo "offered $rate/s for ${seconds}s: acknowledged $(field "$f" ok) ($(field "$f" rps)/s), non-200 $(field "$f" non_200), errors $(field "$f" errors);" \
-    "ack p50 $(field "$f" p50_ms) ms, p99 $(field "$f" p99_ms) ms, p99.9 $(field "$f" p999_ms) ms, max $(field "$f" max_ms) ms;" \
+  echo "offered $rate/s for ${seconds}s: acknowledged $(json_field "$f" ok) ($(json_field "$f" rps)/s), non-200 $(json_field "$f" non_200), errors $(json_field "$f" errors);" \
+    "ack p50 $(json_field "$f" p50_ms) ms, p99 $(json_field "$f" p99_ms) ms, p99.9 $(json_field "$f" p999_ms) ms, max $(json_field "$f" max_ms) ms;" \
     "queue empty ${drained}s after the load stopped; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
@@ -149,16 +144,14 @@ latency() {
     stop "$INTAKE_PID"
     stop "$HANDLER_PID"
     rm -rf "$TMP/data"
-    echo "$scenario at $rate/s: ack p50 $(field "$f" p50_ms) ms, p99 $(field "$f" p99_ms) ms," \
-      "p99.9 $(field "$f" p999_ms) ms, max $(field "$f" max_ms) ms; non-200 $(field "$f" non_200)," \
-      "errors $(field "$f" errors); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "$scenario at $rate/s: ack p50 $(json_field "$f" p50_ms) ms, p99 $(json_field "$f" p99_ms) ms," \
+      "p99.9 $(json_field "$f" p999_ms) ms, max $(json_field "$f" max_ms) ms; non-200 $(json_field "$f" non_200)," \
+      "errors $(json_field "$f" errors); load $(cut -d' ' -f1-3 /proc/loadavg)"
   done
 }
 
 [[ ${1:-} =~ ^(cpu|sustain|latency)$ ]] || usage
-bench_init intake-pipeline
-bench_binaries
-require_free "$INTAKE_PORT" "$HANDLER_PORT"
+bench_init intake-pipeline "$INTAKE_PORT" "$HANDLER_PORT"
 case ${1:-} in
   cpu) shift; cpu "$@" ;;
   sustain) shift; [[ $# -ge 1 ]] || usage; sustain "$@" ;;

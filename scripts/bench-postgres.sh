@@ -25,9 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 BENCH_ON_EXIT=drop_db
-bench_init intake-bench-pg
-bench_binaries
-require_free "$HANDLER_PORT" 18181 18182 18183
+bench_init intake-bench-pg "$HANDLER_PORT" 18181 18182 18183
 DB=""
 
 psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -Atqc "$1"; }

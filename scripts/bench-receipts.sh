@@ -24,11 +24,7 @@ HANDLER_PORT=9190
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_init intake-bench-receipts
-bench_binaries
-require_free "$INTAKE_PORT" "$HANDLER_PORT"
-
-field() { json_field "$1" "$2"; }
+bench_init intake-bench-receipts "$INTAKE_PORT" "$HANDLER_PORT"
 
 run() {
   local round=$1 mode=$2 dir="$TMP/$1-$2"
@@ -51,14 +47,14 @@ deadline = "60d"'
     ${confirm[@]+"${confirm[@]}"} >"$dir/run.json" 2>"$dir/run.txt" || true
   stop "$intake_pid"
   local acked delivered unconfirmed drain send
-  acked="$(field "$dir/run.json" acked)"
-  delivered="$(field "$dir/run.json" delivered)"
-  unconfirmed="$(field "$dir/run.json" unconfirmed)"
+  acked="$(json_field "$dir/run.json" acked)"
+  delivered="$(json_field "$dir/run.json" delivered)"
+  unconfirmed="$(json_field "$dir/run.json" unconfirmed)"
   drain="$(sed -n 's/.*within \([0-9.]*\)s after the send phase.*/\1/p' "$dir/run.txt" | head -n 1)"
   send="$(awk -v d="${DURATION%s}" -v w="${WARMUP%s}" 'BEGIN { print d + w }')"
   awk -v r="$round" -v m="$mode" -v rate="$RATE" -v a="$acked" -v dl="$delivered" -v u="$unconfirmed" \
-      -v s="$send" -v dr="$drain" -v p="$(field "$dir/run.json" p99_ms)" \
-      -v dp="$(field "$dir/run.json" delivered_p99_ms)" -v l="$load" \
+      -v s="$send" -v dr="$drain" -v p="$(json_field "$dir/run.json" p99_ms)" \
+      -v dp="$(json_field "$dir/run.json" delivered_p99_ms)" -v l="$load" \
     'BEGIN { printf "%s %s %s %s %s %s %.0f %.2f %.0f %s %s load %s\n", r, m, rate, a, dl, u, s, dr, a / (s + dr), p, dp, l }'
 }
 

@@ -35,9 +35,7 @@ INTAKE_URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_init intake-bench-retention
-bench_binaries
-require_free "$INTAKE_PORT" "$HANDLER_PORT"
+bench_init intake-bench-retention "$INTAKE_PORT" "$HANDLER_PORT"
 
 # field RUN KEY: a top-level scalar of run RUN's loadgen JSON, or n/a.
 field() { json_field "$TMP/$1.json" "$2"; }
