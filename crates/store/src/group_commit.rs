@@ -40,8 +40,10 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use intake_core::log_limit::{LogLimiter, LogVerdict, LOG_SUMMARY_INTERVAL};
 use intake_core::Timestamp;
@@ -169,15 +171,41 @@ pub(crate) type Inbox<R> = mpsc::Receiver<Op<R>>;
 /// The senders' end of the queue: what a store holds.
 pub(crate) struct Queue<R> {
     tx: mpsc::Sender<Op<R>>,
+    busy: BusyTime,
 }
 
 /// A new queue of requests `R`.
 pub(crate) fn queue<R>() -> (Queue<R>, Inbox<R>) {
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    (Queue { tx }, rx)
+    let busy = BusyTime::default();
+    (Queue { tx, busy }, rx)
+}
+
+/// The time the writer has spent on batches (connect, apply, commit, what runs after),
+/// since it started: how busy the store's one writer is, for a duty that should leave it to
+/// ingest ([`crate::Store::writer_busy`]). It is measured with the wall clock and decides
+/// nothing about the data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BusyTime(Arc<AtomicU64>);
+
+impl BusyTime {
+    fn add(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The total so far.
+    pub(crate) fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl<R> Queue<R> {
+    /// The writer's busy time, shared with the [`GroupCommit`] that takes this queue.
+    pub(crate) fn busy(&self) -> BusyTime {
+        self.busy.clone()
+    }
+
     /// Queues `request` and waits for its answer, which comes once its transaction committed.
     pub(crate) async fn write<T>(
         &self,
@@ -284,11 +312,13 @@ pub(crate) struct GroupCommit<B: Backend> {
     outputs: Vec<Output>,
     /// Limits the lines written for failed batches: during an outage every batch fails.
     failure_log: LogLimiter,
+    busy: BusyTime,
 }
 
 impl<B: Backend> GroupCommit<B> {
-    /// A writer that commits up to `max_batch` requests at once.
-    pub(crate) fn new(backend: B, max_batch: usize) -> Self {
+    /// A writer that commits up to `max_batch` requests at once, adding the time each batch
+    /// takes to `busy` (the queue's, [`Queue::busy`]).
+    pub(crate) fn new(backend: B, max_batch: usize, busy: BusyTime) -> Self {
         let max_batch = max_batch.max(1);
         GroupCommit {
             backend,
@@ -298,6 +328,7 @@ impl<B: Backend> GroupCommit<B> {
             replies: Vec::with_capacity(max_batch),
             outputs: Vec::with_capacity(max_batch),
             failure_log: LogLimiter::new(LOG_SUMMARY_INTERVAL),
+            busy,
         }
     }
 
@@ -384,6 +415,12 @@ impl<B: Backend> GroupCommit<B> {
         if self.requests.is_empty() {
             return;
         }
+        let started = Instant::now();
+        self.commit_batch_inner().await;
+        self.busy.add(started.elapsed());
+    }
+
+    async fn commit_batch_inner(&mut self) {
         let mut conn = match self.backend.connect().await {
             Ok(conn) => conn,
             Err(err) => {
@@ -716,7 +753,7 @@ mod tests {
             log: log.clone(),
             fail_commits,
         };
-        GroupCommit::new(backend, 16).run_blocking(inbox);
+        GroupCommit::new(backend, 16, BusyTime::default()).run_blocking(inbox);
         let answers = answers
             .into_iter()
             .map(|a| match a {

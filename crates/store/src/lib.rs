@@ -227,6 +227,15 @@ pub trait Store: Send + Sync + 'static {
     /// On SQLite the batch goes through the writer, between two group commits of ingest.
     async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch>;
 
+    /// How long the store's one writer has spent on its batches since the store opened, where
+    /// a single writer carries every write (SQLite): a duty that shares it with ingest
+    /// (retention) reads how busy ingest keeps it between two of its own batches. `None`
+    /// where writes do not queue behind one writer (PostgreSQL, whose load is the database
+    /// server's, not the writer task's).
+    fn writer_busy(&self) -> Option<Duration> {
+        None
+    }
+
     /// Reads a small named document (e.g. the monitor's alert book, as JSON).
     async fn get_state(&self, key: &str) -> Result<Option<String>>;
 

@@ -6,9 +6,12 @@
 //! [`Store::expire_events`]); it sends the next batch only once the previous one is
 //! committed, so on SQLite the writer carries ingest's group commits between two batches,
 //! and on PostgreSQL each batch is a short transaction of its own. Between two batches it
-//! pauses ([`pause_after`]) so that it takes at most [`WRITER_SHARE`] of the store's time:
-//! back to back, the first pass over a big backlog took the SQLite writer from ingest, which
-//! fell to a third of its rate while it ran. Which events go is
+//! pauses ([`pause_after`]) so that it takes only a share of the store's time: back to back,
+//! the first pass over a big backlog took the SQLite writer from ingest, which fell to a
+//! third of its rate while it ran. The share follows how busy the others keep the writer
+//! during the pause ([`share_for`], from [`Store::writer_busy`]): half of an idle writer,
+//! [`MIN_SHARE`] of a saturated one, [`WRITER_SHARE`] where the store cannot tell (PostgreSQL).
+//! Which events go is
 //! [`intake_core::retention::decide`]: never one whose work is not final.
 //!
 //! Before a pass deletes anything it moves the **retention mark**
@@ -45,10 +48,19 @@ pub const KEPT: &str = "intake_retention_kept_events";
 /// pass from 55-68 ms to 36-40 ms (docs/benchmarks.md, Retention).
 pub const BATCH: usize = 200;
 
-/// The share of the store's time a pass may take while it has a backlog: after each batch it
-/// pauses four times as long as the batch took (waiting in the writer's queue included, so a
-/// busy store slows retention down further).
+/// The share of the store's time a pass may take while it has a backlog, where the store
+/// cannot tell how busy it is: after each batch it pauses four times as long as the batch
+/// took (waiting in the writer's queue included, so a busy store slows retention down
+/// further).
 pub const WRITER_SHARE: f64 = 0.2;
+
+/// The share a pass takes of a writer the others keep busy all the time (after each batch,
+/// a pause 19 times as long). 0.2 took 11-13 % of ingest's rate during a pass over a
+/// backlog (docs/benchmarks.md, Retention).
+pub const MIN_SHARE: f64 = 0.05;
+
+/// The share a pass takes of a writer nobody else uses.
+pub const MAX_SHARE: f64 = 0.5;
 
 /// The longest pause between two batches.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
@@ -135,6 +147,7 @@ pub async fn pass(
         ..PassReport::default()
     };
     let mut after: Option<EventId> = None;
+    let mut share = WRITER_SHARE;
     let base = stored.deleted;
     let outcome = loop {
         if stop.is_cancelled() {
@@ -163,11 +176,16 @@ pub async fn pass(
             stored.deleted = base.plus(report.deleted);
             save(store, &stored).await?;
         }
-        // Leave the store to ingest for a while before the next batch. The pause is real
-        // time, not the clock's: it shares a resource, it does not measure domain time.
+        // Leave the store to ingest for a while before the next batch, and see how busy
+        // ingest keeps it meanwhile. The pause is real time, not the clock's: it shares a
+        // resource, it does not measure domain time.
+        let (busy_before, paused) = (store.writer_busy(), std::time::Instant::now());
         tokio::select! {
-            _ = tokio::time::sleep(pause_after(took, WRITER_SHARE)) => {}
+            _ = tokio::time::sleep(pause_after(took, share)) => {}
             _ = stop.cancelled() => {}
+        }
+        if let Some(load) = writer_load(busy_before, store.writer_busy(), paused.elapsed()) {
+            share = share_for(load);
         }
     };
     stored.deleted = base.plus(report.deleted);
@@ -185,6 +203,34 @@ pub fn pause_after(took: Duration, share: f64) -> Duration {
     }
     let share = share.max(0.01);
     took.mul_f64((1.0 - share) / share).min(MAX_PAUSE)
+}
+
+/// The share of the writer's time a pass may take when the others kept it busy `load` of
+/// the time (0 to 1) during its last pause: from [`MAX_SHARE`] of an idle writer down to
+/// [`MIN_SHARE`] of a saturated one, falling fast as the load rises (a writer busy half the
+/// time leaves retention 16 %).
+pub fn share_for(load: f64) -> f64 {
+    if load.is_nan() {
+        return WRITER_SHARE;
+    }
+    let idle = 1.0 - load.clamp(0.0, 1.0);
+    MIN_SHARE + (MAX_SHARE - MIN_SHARE) * idle * idle
+}
+
+/// The share of `elapsed` the writer was busy, from its busy time before and after
+/// ([`Store::writer_busy`]); `None` when the store cannot tell or the interval is too short
+/// to say (under a millisecond).
+pub fn writer_load(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    elapsed: Duration,
+) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    if elapsed < Duration::from_millis(1) {
+        return None;
+    }
+    let busy = after.saturating_sub(before).as_secs_f64() / elapsed.as_secs_f64();
+    Some(busy.clamp(0.0, 1.0))
 }
 
 /// The retention mark, if retention ever ran.
@@ -305,6 +351,56 @@ mod tests {
         let pause = pause_after(took, WRITER_SHARE);
         let share = took.as_secs_f64() / (took + pause).as_secs_f64();
         assert!((share - WRITER_SHARE).abs() < 1e-9, "{share}");
+    }
+
+    #[test]
+    fn the_share_falls_as_the_others_keep_the_writer_busy() {
+        // (load, share)
+        let cases = [
+            (0.0, MAX_SHARE),
+            (0.5, 0.1625),
+            (0.8, 0.068),
+            (1.0, MIN_SHARE),
+            // Out of range is the nearest end; not a number is the fixed share.
+            (-0.5, MAX_SHARE),
+            (3.0, MIN_SHARE),
+            (f64::NAN, WRITER_SHARE),
+        ];
+        for (load, share) in cases {
+            let got = share_for(load);
+            assert!(
+                (got - share).abs() < 1e-9,
+                "{load}: {got}, expected {share}"
+            );
+        }
+        // Busier is never given more.
+        let shares: Vec<f64> = (0..=100).map(|i| share_for(f64::from(i) / 100.0)).collect();
+        assert!(shares.windows(2).all(|w| w[1] <= w[0]), "{shares:?}");
+    }
+
+    #[test]
+    fn the_writers_load_is_its_busy_time_over_the_pause() {
+        let ms = Duration::from_millis;
+        // (busy before, busy after, elapsed, load)
+        let cases = [
+            (Some(ms(100)), Some(ms(150)), ms(100), Some(0.5)),
+            (Some(ms(100)), Some(ms(100)), ms(100), Some(0.0)),
+            // A batch that began before the pause can end in it: never more than busy.
+            (Some(ms(100)), Some(ms(400)), ms(100), Some(1.0)),
+            // A store that cannot tell, or a pause too short to say anything.
+            (None, None, ms(100), None),
+            (Some(ms(1)), None, ms(100), None),
+            (Some(ms(1)), Some(ms(2)), Duration::from_micros(500), None),
+            // A counter that went back (it never does) reads as idle, not as a panic.
+            (Some(ms(200)), Some(ms(100)), ms(100), Some(0.0)),
+        ];
+        for (before, after, elapsed, load) in cases {
+            let got = writer_load(before, after, elapsed);
+            match (got, load) {
+                (Some(g), Some(l)) => assert!((g - l).abs() < 1e-9, "{before:?} {after:?}: {g}"),
+                (g, l) => assert_eq!(g, l, "{before:?} {after:?} {elapsed:?}"),
+            }
+        }
     }
 
     #[test]

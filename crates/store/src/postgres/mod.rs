@@ -203,7 +203,8 @@ impl PostgresStore {
         let (new_work, _) = broadcast::channel(1024);
         let (stop, stop_rx) = watch::channel(false);
         let writer = Writer::new(pool.clone(), fault.clone());
-        let writer_task = tokio::spawn(GroupCommit::new(writer, options.max_batch).run(inbox));
+        let writer_task =
+            tokio::spawn(GroupCommit::new(writer, options.max_batch, queue.busy()).run(inbox));
         let listener_task = tokio::spawn(listen::listen(config, new_work.clone(), stop_rx));
 
         Ok(PostgresStore {

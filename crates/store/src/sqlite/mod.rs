@@ -202,11 +202,16 @@ impl SqliteStore {
         let node_id = options.node_id.clone();
         let (new_work, _) = broadcast::channel(1024);
         let writer_work = new_work.clone();
+        let busy = queue.busy();
         let writer_thread = std::thread::Builder::new()
             .name("intake-sqlite-writer".into())
             .spawn(move || {
-                GroupCommit::new(Writer::new(writer, rewind, node_id, writer_work), max_batch)
-                    .run_blocking(inbox)
+                GroupCommit::new(
+                    Writer::new(writer, rewind, node_id, writer_work),
+                    max_batch,
+                    busy,
+                )
+                .run_blocking(inbox)
             })
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         let stop2 = stop.clone();
@@ -394,6 +399,10 @@ impl Store for SqliteStore {
     ) -> Result<CompactReport> {
         self.write(Request::Compact(now, retention), Reply::Compacted)
             .await
+    }
+
+    fn writer_busy(&self) -> Option<Duration> {
+        Some(self.writes.busy().total())
     }
 
     async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch> {

@@ -261,7 +261,33 @@ async fn ingest_commits_while_a_long_pass_runs(kind: Kind) {
     close(store).await;
 }
 
+/// Retention paces itself by how busy the others keep the store's one writer: SQLite's
+/// writer counts the time its batches take; PostgreSQL has no one writer to ask.
+async fn the_writer_counts_its_busy_time_where_one_writer_carries_every_write(kind: Kind) {
+    let db = Db::new(kind).await;
+    let store = db.open().await;
+    let before = store.writer_busy();
+    for i in 0..20 {
+        let at = Timestamp(T0 + i);
+        store
+            .ingest(event("kustomer", &format!("busy{i}"), &["ok"], at))
+            .await
+            .unwrap();
+    }
+    let after = store.writer_busy();
+    match kind {
+        Kind::Sqlite => {
+            let (before, after) = (before.expect("sqlite tells"), after.expect("sqlite tells"));
+            // Twenty durable commits (each an fsync) take time; the counter only grows.
+            assert!(after > before, "{before:?} -> {after:?}");
+        }
+        Kind::Postgres => assert_eq!((before, after), (None, None)),
+    }
+    close(store).await;
+}
+
 conformance!(
+    the_writer_counts_its_busy_time_where_one_writer_carries_every_write,
     old_events_whose_work_is_done_go_and_the_others_stay,
     batches_are_bounded_and_a_pass_resumes_after_the_last_event_seen,
     ingest_commits_while_a_long_pass_runs,
