@@ -514,6 +514,12 @@ impl Traffic {
     }
 }
 
+/// The label of the drops to zero of the channels that are not probes and peak at 90/h or
+/// more (any arrival pattern), reported beside their own kind's: the goal's "channels of
+/// ≥ 90/h" at the rates the generator gives tenants, where the `zero@90/h` probes are the
+/// bound's own rate.
+pub const BUSY_ZERO: &str = "zero@>=90/h";
+
 /// Detection delays of one (incident kind, rule).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DelayStats {
@@ -553,7 +559,7 @@ pub struct SyntheticReport {
     /// [`Traffic::cause`]), and by (rule, phase): `weeks 1-2` or `weeks 3+`.
     pub false_by_cause: BTreeMap<(String, String), usize>,
     /// Detection by (incident label, rule): label is the kind, or `zero@90/h`, `zero@10/h`
-    /// for the probe channels.
+    /// for the probe channels; a busy channel's drop to zero is also under [`BUSY_ZERO`].
     pub delays: BTreeMap<(String, String), DelayStats>,
     /// Time spent in `Monitor::evaluate`.
     pub evaluate_time: Duration,
@@ -598,6 +604,19 @@ impl Scorer<'_> {
             Some(Arrival::Polled { .. }) => format!("{kind}/polled"),
             _ => kind,
         }
+    }
+
+    /// The labels an incident is reported under: [`Scorer::label`], and for a drop to zero
+    /// of a channel that is not a probe but peaks at 90/h or more, also [`BUSY_ZERO`]: the
+    /// outages of busy channels at the rates tenants have (90–1,000/h, any arrival pattern),
+    /// beside the probes that sit at the bound itself.
+    fn labels(&self, i: &Incident) -> Vec<String> {
+        let mut labels = vec![self.label(i)];
+        let probe = i.peak_rate == 90.0 || i.peak_rate == 10.0;
+        if i.kind == IncidentKind::Zero && !probe && i.peak_rate >= 90.0 {
+            labels.push(BUSY_ZERO.to_string());
+        }
+        labels
     }
 
     fn score(&mut self, t: &Transition, now_min: i64, traffic: &Traffic, r: &mut SyntheticReport) {
@@ -711,11 +730,13 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
     };
     for i in &incidents {
         for rule in ["inbound_stopped", "inbound_drop"] {
-            report
-                .delays
-                .entry((scorer.label(i), rule.to_string()))
-                .or_default()
-                .incidents += 1;
+            for label in scorer.labels(i) {
+                report
+                    .delays
+                    .entry((label, rule.to_string()))
+                    .or_default()
+                    .incidents += 1;
+            }
         }
     }
     let mut buf = Vec::new();
@@ -736,9 +757,11 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
     let detections: Vec<_> = scorer.first_detection.drain().collect();
     for ((s, rule), delay) in detections {
         if let Some(i) = scorer.by_series.get(&s) {
-            let d = report.delays.entry((scorer.label(i), rule)).or_default();
-            d.detected += 1;
-            d.delays.push(delay);
+            for label in scorer.labels(i) {
+                let d = report.delays.entry((label, rule.clone())).or_default();
+                d.detected += 1;
+                d.delays.push(delay);
+            }
         }
     }
     for d in report.delays.values_mut() {
@@ -842,6 +865,44 @@ mod tests {
             n += l.len() as f64;
         }
         (num / den, sum / n)
+    }
+
+    /// A busy channel's drop to zero is also reported under `BUSY_ZERO`; the probes, the
+    /// quiet channels and the other kinds are not.
+    #[test]
+    fn busy_channels_drops_to_zero_are_also_reported_together() {
+        let scorer = Scorer {
+            index: HashMap::new(),
+            by_series: HashMap::new(),
+            arrivals: vec![Arrival::Plain, Arrival::Batched { share: 0.5 }],
+            first_detection: HashMap::new(),
+            start: 0,
+        };
+        let incident = |series, kind, peak_rate| Incident {
+            series,
+            kind,
+            start: 0,
+            end: 240,
+            peak_rate,
+        };
+        // (incident, labels)
+        let cases = [
+            (incident(0, IncidentKind::Zero, 90.0), vec!["zero@90/h"]),
+            (incident(0, IncidentKind::Zero, 10.0), vec!["zero@10/h"]),
+            (
+                incident(0, IncidentKind::Zero, 412.5),
+                vec!["zero", BUSY_ZERO],
+            ),
+            (
+                incident(1, IncidentKind::Zero, 95.0),
+                vec!["zero/batched", BUSY_ZERO],
+            ),
+            (incident(0, IncidentKind::Zero, 89.9), vec!["zero"]),
+            (incident(0, IncidentKind::Half, 500.0), vec!["half"]),
+        ];
+        for (i, labels) in cases {
+            assert_eq!(scorer.labels(&i), labels, "{i:?}");
+        }
     }
 
     /// The persistent variant's hour levels carry from one hour to the next (correlation
