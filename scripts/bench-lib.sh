@@ -80,10 +80,32 @@ stop_all() {
   done
 }
 
+# PostgreSQL, for the benchmarks that run on it: BENCH_PG_URL (default the local server as
+# postgres). pg_fresh_db drops the benchmark's database if it made one and creates a new one,
+# intake_bench_<random>, whose URL it puts in PG_DB_URL; pg_drop_db drops it (bench_cleanup
+# does too, so a failed run leaves no database behind).
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+PG_DB=""
+PG_DB_URL=""
+psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -Atqc "$1"; }
+pg_drop_db() {
+  if [[ -n $PG_DB ]]; then
+    psql_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" || true
+    PG_DB=""
+  fi
+}
+pg_fresh_db() {
+  pg_drop_db
+  PG_DB="intake_bench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+  psql_admin "CREATE DATABASE $PG_DB"
+  PG_DB_URL="$PG_URL/$PG_DB"
+}
+
 bench_cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_all
+  pg_drop_db
   if [[ -n $BENCH_ON_EXIT ]]; then
     "$BENCH_ON_EXIT" || true
   fi

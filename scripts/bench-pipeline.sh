@@ -25,7 +25,9 @@
 #       held back, each against a fresh intake: one line each, p50/p99/p99.9/max.
 #
 # Environment: BENCH_BIN=DIR (prebuilt binaries), BENCH_KEEP=1 (keep the temp dir),
-# INTAKE_LOG (default warn), BENCH_CONCURRENCY (destination concurrency, default 128).
+# INTAKE_LOG (default warn), BENCH_CONCURRENCY (destination concurrency, default 128),
+# BENCH_STORE=postgres to run one node on a fresh PostgreSQL database each time (BENCH_PG_URL,
+# default the local server; dropped afterwards) instead of SQLite.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,7 +39,7 @@ URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 HZ=$(getconf CLK_TCK)
 
 usage() {
-  sed -n '2,29p' "$0" >&2
+  sed -n '2,31p' "$0" >&2
   exit 2
 }
 
@@ -47,9 +49,16 @@ intake_metric() { metric "$INTAKE_PORT" "$@"; }
 # start_pair EXTRA STATUS: a no-op handler answering STATUS and a fresh intake whose
 # destination has EXTRA in its table. Sets INTAKE_PID and HANDLER_PID.
 start_pair() {
-  local extra=$1 status=$2
+  local extra=$1 status=$2 store
   mkdir -p "$TMP/data"
-  bench_config "$TMP/intake.toml" "$INTAKE_PORT" "url = \"sqlite://$TMP/data/intake.db\"" \
+  if [[ ${BENCH_STORE:-sqlite} == postgres ]]; then
+    pg_fresh_db
+    store="url = \"$PG_DB_URL\"
+pool_size = 16"
+  else
+    store="url = \"sqlite://$TMP/data/intake.db\""
+  fi
+  bench_config "$TMP/intake.toml" "$INTAKE_PORT" "$store" \
     "concurrency = ${BENCH_CONCURRENCY:-128}
 $extra"
   start_handler handler "$status" || exit 1
@@ -151,6 +160,7 @@ latency() {
 }
 
 [[ ${1:-} =~ ^(cpu|sustain|latency)$ ]] || usage
+[[ ${BENCH_STORE:-sqlite} =~ ^(sqlite|postgres)$ ]] || usage
 bench_init intake-pipeline "$INTAKE_PORT" "$HANDLER_PORT"
 case ${1:-} in
   cpu) shift; cpu "$@" ;;

@@ -18,37 +18,23 @@ set -euo pipefail
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 E2E_RATE="${BENCH_E2E_RATE:-1000}"
-PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 HANDLER_PORT=9100
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-BENCH_ON_EXIT=drop_db
 bench_init intake-bench-pg "$HANDLER_PORT" 18181 18182 18183
-DB=""
-
-psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -Atqc "$1"; }
-
-drop_db() {
-  if [[ -n $DB ]]; then
-    psql_admin "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
-    DB=""
-  fi
-}
 
 # start_nodes N EXTRA: a fresh database and N intake nodes on ports 18181.. ; EXTRA goes into
 # the destination's table.
 start_nodes() {
   local n=$1 extra=${2:-} i port
-  drop_db
-  DB="intake_bench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
-  psql_admin "CREATE DATABASE $DB"
+  pg_fresh_db
   URLS=""
   for ((i = 1; i <= n; i++)); do
     port=$((18180 + i))
     mkdir -p "$TMP/node-$i"
-    bench_config "$TMP/node-$i/intake.toml" "$port" "url = \"$PG_URL/$DB\"
+    bench_config "$TMP/node-$i/intake.toml" "$port" "url = \"$PG_DB_URL\"
 pool_size = 16" "concurrency = 128
 $extra" "
 [cluster]

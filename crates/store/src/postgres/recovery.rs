@@ -395,7 +395,8 @@ async fn apply_changes(
             .query(
                 "UPDATE deliveries SET state = 'pending', lease_id = NULL, lease_node = NULL,
                     due_at = $2, updated_at = $2
-                 WHERE id = ANY($1) AND state = 'in_flight' AND due_at < $3
+                 -- `IS TRUE`: see postgres/mod.rs (deliveries found by id while in flight).
+                 WHERE id = ANY($1) AND (state = 'in_flight') IS TRUE AND due_at < $3
                  RETURNING id",
                 &[&ids(&stale), &now, &req.stale_before.as_millis()],
             )

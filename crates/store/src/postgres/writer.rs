@@ -565,7 +565,9 @@ async fn finish_many(
                     completion = COALESCE(d.completion, f.completion),
                     delivered_ms = CASE WHEN f.state = 'delivered' THEN f.duration_ms END
                 FROM f
-                WHERE d.id = f.id AND d.state = 'in_flight' AND d.lease_id = f.lease_id
+                -- `IS TRUE`: see postgres/mod.rs (deliveries found by id while in flight).
+                WHERE d.id = f.id AND (d.state = 'in_flight') IS TRUE
+                    AND d.lease_id = f.lease_id
                 RETURNING f.n
              ), recorded AS (
                 INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status,
