@@ -62,13 +62,15 @@ fn summary(level: Option<f64>, seed: u64, r: &SyntheticReport) -> String {
     let q = |s: &synthetic::DelayStats, x: f64| s.quantile(x).map_or("-".into(), |v| v.to_string());
     let fast = d("zero@90/h", "inbound_stopped");
     let busy = d(synthetic::BUSY_ZERO, "inbound_stopped");
+    let batched = d(&format!("{}/batched", synthetic::BUSY_ZERO), "inbound_stopped");
+    let polled = d(&format!("{}/polled", synthetic::BUSY_ZERO), "inbound_stopped");
     let slow = d("zero@10/h", "inbound_stopped");
     let half = d("half", "inbound_drop");
     let count = |rule: &str| r.false_alerts.get(rule).copied().unwrap_or(0);
     format!(
         "SUMMARY {:?} {:<9} seed {seed:>2}: stopped false {:>2} ({:.2}/100tw) | drop false {:>3} \
-         ({:.2}/100tw, grouped {}) | 90/h {}/{} med {} p90 {} max {} | >=90/h {}/{} {:?} | \
-         10/h {}/{} med {} | half drop {}/{}",
+         ({:.2}/100tw, grouped {}) | 90/h {}/{} med {} p90 {} max {} | >=90/h {}/{} {:?} \
+         (batched {}/{} {:?}, polled {}/{} {:?}) | 10/h {}/{} med {} | half drop {}/{}",
         hour_level(),
         level_name(level),
         count("inbound_stopped"),
@@ -84,6 +86,12 @@ fn summary(level: Option<f64>, seed: u64, r: &SyntheticReport) -> String {
         busy.detected,
         busy.incidents,
         busy.delays,
+        batched.detected,
+        batched.incidents,
+        batched.delays,
+        polled.detected,
+        polled.incidents,
+        polled.delays,
         slow.detected,
         slow.incidents,
         q(&slow, 0.5),

@@ -515,9 +515,9 @@ impl Traffic {
 }
 
 /// The label of the drops to zero of the channels that are not probes and peak at 90/h or
-/// more (any arrival pattern), reported beside their own kind's: the goal's "channels of
-/// ≥ 90/h" at the rates the generator gives tenants, where the `zero@90/h` probes are the
-/// bound's own rate.
+/// more, reported beside their own kind's (with `/batched` or `/polled` for those arrival
+/// patterns): the goal's "channels of ≥ 90/h" at the rates the generator gives tenants,
+/// where the `zero@90/h` probes are the bound's own rate.
 pub const BUSY_ZERO: &str = "zero@>=90/h";
 
 /// Detection delays of one (incident kind, rule).
@@ -599,22 +599,28 @@ impl Scorer<'_> {
             Some((_, name)) => name.to_string(),
             None => format!("{:?}", i.kind).to_lowercase(),
         };
-        match self.arrivals.get(i.series) {
-            Some(Arrival::Batched { .. }) => format!("{kind}/batched"),
-            Some(Arrival::Polled { .. }) => format!("{kind}/polled"),
-            _ => kind,
+        format!("{kind}{}", self.arrival_suffix(i.series))
+    }
+
+    /// How a series' label names its arrival pattern: nothing for events that arrive one by
+    /// one, `/batched` or `/polled`.
+    fn arrival_suffix(&self, series: usize) -> &'static str {
+        match self.arrivals.get(series) {
+            Some(Arrival::Batched { .. }) => "/batched",
+            Some(Arrival::Polled { .. }) => "/polled",
+            _ => "",
         }
     }
 
     /// The labels an incident is reported under: [`Scorer::label`], and for a drop to zero
-    /// of a channel that is not a probe but peaks at 90/h or more, also [`BUSY_ZERO`]: the
-    /// outages of busy channels at the rates tenants have (90–1,000/h, any arrival pattern),
-    /// beside the probes that sit at the bound itself.
+    /// of a channel that is not a probe but peaks at 90/h or more, also [`BUSY_ZERO`] with
+    /// its arrival pattern: the outages of busy channels at the rates tenants have
+    /// (90–1,000/h), beside the probes that sit at the bound itself.
     fn labels(&self, i: &Incident) -> Vec<String> {
         let mut labels = vec![self.label(i)];
         let probe = i.peak_rate == 90.0 || i.peak_rate == 10.0;
         if i.kind == IncidentKind::Zero && !probe && i.peak_rate >= 90.0 {
-            labels.push(BUSY_ZERO.to_string());
+            labels.push(format!("{BUSY_ZERO}{}", self.arrival_suffix(i.series)));
         }
         labels
     }
@@ -895,7 +901,7 @@ mod tests {
             ),
             (
                 incident(1, IncidentKind::Zero, 95.0),
-                vec!["zero/batched", BUSY_ZERO],
+                vec!["zero/batched", "zero@>=90/h/batched"],
             ),
             (incident(0, IncidentKind::Zero, 89.9), vec!["zero"]),
             (incident(0, IncidentKind::Half, 500.0), vec!["half"]),
