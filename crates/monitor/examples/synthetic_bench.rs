@@ -62,8 +62,14 @@ fn summary(level: Option<f64>, seed: u64, r: &SyntheticReport) -> String {
     let q = |s: &synthetic::DelayStats, x: f64| s.quantile(x).map_or("-".into(), |v| v.to_string());
     let fast = d("zero@90/h", "inbound_stopped");
     let busy = d(synthetic::BUSY_ZERO, "inbound_stopped");
-    let batched = d(&format!("{}/batched", synthetic::BUSY_ZERO), "inbound_stopped");
-    let polled = d(&format!("{}/polled", synthetic::BUSY_ZERO), "inbound_stopped");
+    let batched = d(
+        &format!("{}/batched", synthetic::BUSY_ZERO),
+        "inbound_stopped",
+    );
+    let polled = d(
+        &format!("{}/polled", synthetic::BUSY_ZERO),
+        "inbound_stopped",
+    );
     let slow = d("zero@10/h", "inbound_stopped");
     let half = d("half", "inbound_drop");
     let count = |rule: &str| r.false_alerts.get(rule).copied().unwrap_or(0);
