@@ -579,6 +579,15 @@ impl SyntheticReport {
     }
 }
 
+/// The label of a probe channel's stop (`zero@90/h`, `zero@10/h`), `None` for any other
+/// incident.
+fn probe_label(i: &Incident) -> Option<&'static str> {
+    [(90.0, "zero@90/h"), (10.0, "zero@10/h")]
+        .into_iter()
+        .find(|(r, _)| i.kind == IncidentKind::Zero && i.peak_rate == *r)
+        .map(|(_, name)| name)
+}
+
 /// Scores firing transitions against the injected incidents.
 struct Scorer<'a> {
     index: HashMap<FlowKey, usize>,
@@ -592,11 +601,8 @@ impl Scorer<'_> {
     /// The label incidents are reported under: the kind, or `zero@90/h`, `zero@10/h` for the
     /// probe channels, with the arrival pattern of a batched or polled flow.
     fn label(&self, i: &Incident) -> String {
-        let probe = [(90.0, "zero@90/h"), (10.0, "zero@10/h")]
-            .into_iter()
-            .find(|(r, _)| i.kind == IncidentKind::Zero && i.peak_rate == *r);
-        let kind = match probe {
-            Some((_, name)) => name.to_string(),
+        let kind = match probe_label(i) {
+            Some(name) => name.to_string(),
             None => format!("{:?}", i.kind).to_lowercase(),
         };
         format!("{kind}{}", self.arrival_suffix(i.series))
@@ -618,8 +624,7 @@ impl Scorer<'_> {
     /// (90–1,000/h), beside the probes that sit at the bound itself.
     fn labels(&self, i: &Incident) -> Vec<String> {
         let mut labels = vec![self.label(i)];
-        let probe = i.peak_rate == 90.0 || i.peak_rate == 10.0;
-        if i.kind == IncidentKind::Zero && !probe && i.peak_rate >= 90.0 {
+        if i.kind == IncidentKind::Zero && probe_label(i).is_none() && i.peak_rate >= 90.0 {
             labels.push(format!("{BUSY_ZERO}{}", self.arrival_suffix(i.series)));
         }
         labels

@@ -206,6 +206,11 @@ impl<R> Queue<R> {
         self.busy.clone()
     }
 
+    /// The writer's busy time so far ([`BusyTime::total`]).
+    pub(crate) fn busy_total(&self) -> Duration {
+        self.busy.total()
+    }
+
     /// Queues `request` and waits for its answer, which comes once its transaction committed.
     pub(crate) async fn write<T>(
         &self,
@@ -416,11 +421,12 @@ impl<B: Backend> GroupCommit<B> {
             return;
         }
         let started = Instant::now();
-        self.commit_batch_inner().await;
+        self.run_batch().await;
         self.busy.add(started.elapsed());
     }
 
-    async fn commit_batch_inner(&mut self) {
+    /// [`GroupCommit::commit_batch`]'s work, untimed.
+    async fn run_batch(&mut self) {
         let mut conn = match self.backend.connect().await {
             Ok(conn) => conn,
             Err(err) => {

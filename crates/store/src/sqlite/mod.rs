@@ -402,7 +402,7 @@ impl Store for SqliteStore {
     }
 
     fn writer_busy(&self) -> Option<Duration> {
-        Some(self.writes.busy().total())
+        Some(self.writes.busy_total())
     }
 
     async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch> {
