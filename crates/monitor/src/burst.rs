@@ -53,6 +53,18 @@ const PRIOR_DISPERSION: f64 = 0.5;
 /// The half-hour prior: this many events at an index of dispersion of 1.
 const PRIOR_HALF_EVENTS: f64 = 200.0;
 
+/// Gaps between minutes with events are kept in bins of 1 to `GAP_BINS` minutes; longer ones
+/// share one more bin.
+const GAP_BINS: usize = 20;
+
+/// A flow is periodic when at least this share of its gaps (weighted) falls within
+/// [`PERIOD_WIDTH`] neighbouring bins of at least 2 minutes…
+const PERIOD_SHARE: f64 = 0.9;
+/// …bins this wide (a fetch every 5 minutes, give or take one, fills 4, 5 and 6)…
+const PERIOD_WIDTH: usize = 3;
+/// …once this many gaps (weighted) were seen.
+const PERIOD_MIN_GAPS: f64 = 200.0;
+
 /// What a flow's minutes said about its bursts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BurstStats {
@@ -184,6 +196,66 @@ impl BurstStats {
     }
 }
 
+/// The lengths of the gaps between consecutive minutes with events inside a flow's busy
+/// hours (the same hours as [`BurstStats`], weighted the same way), from which a polled
+/// flow's fetch period is read. Kept apart from [`BurstStats`], which every silence's
+/// verdict copies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GapLengths {
+    /// Index `g - 1` for a gap of `g` minutes, the last for longer ones.
+    gaps: [f64; GAP_BINS + 1],
+    /// The last hour observed.
+    last_hour: Option<i64>,
+}
+
+impl GapLengths {
+    /// Takes in the 60 minute counts of hour `hour` (oldest first). Hours with fewer than
+    /// [`MIN_EVENTS`] events are skipped.
+    pub fn observe_hour(&mut self, hour: i64, minutes: &[u32; 60]) {
+        let n: u64 = minutes.iter().map(|&x| u64::from(x)).sum();
+        if n < u64::from(MIN_EVENTS) {
+            return;
+        }
+        let decay = match self.last_hour {
+            Some(h) if hour > h => DECAY_PER_HOUR.powf((hour - h) as f64),
+            _ => 1.0,
+        };
+        self.last_hour = Some(hour.max(self.last_hour.unwrap_or(hour)));
+        for g in self.gaps.iter_mut() {
+            *g *= decay;
+        }
+        let mut previous: Option<usize> = None;
+        for (i, &x) in minutes.iter().enumerate() {
+            if x == 0 {
+                continue;
+            }
+            if let Some(p) = previous {
+                self.gaps[(i - p).min(GAP_BINS + 1) - 1] += 1.0;
+            }
+            previous = Some(i);
+        }
+    }
+
+    /// The flow's fetch period, when its events arrive at regular intervals (a mailbox
+    /// polled every few minutes): the range of gap lengths, in minutes, that holds at least
+    /// [`PERIOD_SHARE`] of the gaps between consecutive minutes with events, at most
+    /// [`PERIOD_WIDTH`] minutes wide and starting at 2 minutes or more. `None` for events that
+    /// arrive one by one, in gamma-Poisson minutes or in batches, whose gaps spread
+    /// geometrically, and before [`PERIOD_MIN_GAPS`] gaps were seen.
+    pub fn period(&self) -> Option<(i64, i64)> {
+        let total: f64 = self.gaps.iter().sum();
+        if total < PERIOD_MIN_GAPS {
+            return None;
+        }
+        (1..GAP_BINS + 1 - PERIOD_WIDTH)
+            .find(|&lo| {
+                let held: f64 = self.gaps[lo..lo + PERIOD_WIDTH].iter().sum();
+                held >= PERIOD_SHARE * total
+            })
+            .map(|lo| (lo as i64 + 1, (lo + PERIOD_WIDTH) as i64))
+    }
+}
+
 /// The parameter among `values` (whose predictions `pred` fall with the index) at which the
 /// prediction equals `observed`, interpolated linearly between neighbours and clamped to the
 /// ends.
@@ -209,7 +281,7 @@ fn fit(pred: &[f64; 9], values: &[f64; 9], observed: f64) -> f64 {
 mod tests {
     use super::*;
     use rand::rngs::StdRng;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
     use rand_distr::{Distribution, Gamma, Poisson};
 
     /// Feeds `hours` hours of minutes drawn by `draw(rng, minute)`.
@@ -224,6 +296,20 @@ mod tests {
             s.observe_hour(h, &minutes);
         }
         s
+    }
+
+    /// The gap lengths of `hours` hours of minutes drawn by `draw(rng, minute)`.
+    fn gaps(hours: i64, mut draw: impl FnMut(&mut StdRng, usize) -> u32) -> GapLengths {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut g = GapLengths::default();
+        for h in 0..hours {
+            let mut minutes = [0u32; 60];
+            for (i, m) in minutes.iter_mut().enumerate() {
+                *m = draw(&mut rng, i);
+            }
+            g.observe_hour(h, &minutes);
+        }
+        g
     }
 
     fn poisson(rng: &mut StdRng, rate: f64) -> u32 {
@@ -292,6 +378,70 @@ mod tests {
         let s = learn(300, |rng, i| if i % 5 == 0 { poisson(rng, 7.5) } else { 0 });
         // Four empty minutes in five: a minute says almost nothing.
         assert!(s.factor(1.5) < 0.2, "{}", s.factor(1.5));
+    }
+
+    /// Only regular fetches have a period: a poller every 5 minutes, give or take one, and
+    /// one every 9; not events one by one (busy or sparse), gamma-Poisson minutes, batches,
+    /// nor a poller seen for too few hours.
+    #[test]
+    fn a_period_is_found_in_regular_fetches_only() {
+        let g = Gamma::new(1.0, 1.0).unwrap();
+        let jittered = |hours| {
+            let mut next = 0usize;
+            gaps(hours, move |rng, i| {
+                if i == 0 {
+                    next = rng.random_range(0..5);
+                }
+                if i == next {
+                    next = i + 4 + rng.random_range(0..=2usize);
+                    poisson(rng, 10.0)
+                } else {
+                    0
+                }
+            })
+        };
+        // (traffic, its gap lengths, the period found)
+        let table = [
+            ("poller every 5 ± 1", jittered(100), Some((4, 6))),
+            (
+                "poller every 9",
+                gaps(
+                    100,
+                    |rng, i| if i % 9 == 3 { poisson(rng, 12.0) } else { 0 },
+                ),
+                Some((7, 9)),
+            ),
+            ("poller, 3 hours", jittered(3), None),
+            (
+                "one by one, 2/min",
+                gaps(100, |rng, _| poisson(rng, 2.0)),
+                None,
+            ),
+            (
+                "one by one, 0.3/min",
+                gaps(100, |rng, _| poisson(rng, 0.3)),
+                None,
+            ),
+            (
+                "gamma-Poisson shape 1",
+                gaps(100, |rng, _| {
+                    let m: f64 = g.sample(rng);
+                    poisson(rng, 1.5 * m)
+                }),
+                None,
+            ),
+            (
+                "batches",
+                gaps(100, |rng, _| {
+                    let batch = poisson(rng, 1.0 / 6.0) * 20;
+                    poisson(rng, 0.2) + batch
+                }),
+                None,
+            ),
+        ];
+        for (what, stats, want) in table {
+            assert_eq!(stats.period(), want, "{what}");
+        }
     }
 
     #[test]

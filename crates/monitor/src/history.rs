@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::burst::BurstStats;
+use crate::burst::{BurstStats, GapLengths};
 
 /// Minutes since the Unix epoch: the unit every series is indexed by.
 pub type Minute = i64;
@@ -141,6 +141,9 @@ pub struct FlowHistory {
     /// How the flow's events clump at the minute scale.
     #[serde(default)]
     pub(crate) burst: BurstStats,
+    /// The lengths of the gaps between its minutes with events, for a polled flow's period.
+    #[serde(default)]
+    pub(crate) gap_lengths: GapLengths,
     /// The last hour whose minutes `burst` has taken in.
     #[serde(default)]
     pub(crate) burst_through: Option<Hour>,
@@ -168,6 +171,7 @@ impl FlowHistory {
             gap_hours: Ring::new(GAP_HOURS),
             gap_events: gap_ring(),
             burst: BurstStats::new(),
+            gap_lengths: GapLengths::default(),
             burst_through: None,
             alpha: None,
             alpha_hour: 0.0,
@@ -299,7 +303,7 @@ impl FlowHistory {
         &self.burst
     }
 
-    /// Hands the burst statistics every hour that completed (and settled) before minute `m`
+    /// Hands the burst statistics and the gap lengths every hour that completed (and settled) before minute `m`
     /// whose 60 minutes the minute ring holds.
     pub(crate) fn settle_bursts(&mut self, m: Minute) {
         let last_done = hour_of(m - SETTLE_MINUTES) - 1;
@@ -324,6 +328,7 @@ impl FlowHistory {
             }
             if complete {
                 self.burst.observe_hour(h, &minutes);
+                self.gap_lengths.observe_hour(h, &minutes);
             }
         }
         if last_done >= first {

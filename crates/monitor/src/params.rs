@@ -136,6 +136,17 @@ pub struct InboundStopped {
     /// at the same hours of the day over the last `gap_days` days, measured the same way
     /// (second-longest day; 1.5): the flow's own record of its silences.
     pub gate_factor: f64,
+    /// Regular arrivals (a mailbox polled every few minutes, whose period the monitor learns
+    /// from the flow's gaps), which the statistical verdict judges slowly because it reads
+    /// such minutes as rare clumps: when that verdict is not remarkable enough, page once
+    /// the silence spans this many periods (3.0)…
+    pub regular_factor: f64,
+    /// …the flow's rate over the hour before it would have brought at least this many
+    /// events over it (20), the gate agrees…
+    pub regular_min_expected: f64,
+    /// …and the statistical verdict's P(0) is below this (1e-2): the hours before the silence
+    /// do not make a quiet spell likely.
+    pub regular_p_zero: f64,
 }
 
 impl Default for InboundStopped {
@@ -155,6 +166,9 @@ impl Default for InboundStopped {
             gap_min_expected: 30.0,
             gap_p_zero: 1e-4,
             gate_factor: 1.5,
+            regular_factor: 3.0,
+            regular_min_expected: 20.0,
+            regular_p_zero: 1e-2,
         }
     }
 }

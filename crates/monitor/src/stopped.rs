@@ -621,6 +621,57 @@ fn gap_gate(f: &FlowHistory, start: Minute, now_min: Minute, p: &InboundStopped)
     }
 }
 
+/// The verdict on a silence of a flow whose events arrive at regular intervals, taken when
+/// the statistical verdict is not remarkable enough. A mailbox polled every few minutes
+/// leaves minutes that are mostly empty with the fetched mail between: the burst model reads
+/// those as rare clumps and allows silences of an hour, while the flow itself never misses
+/// three fetches in a row. The flow's period is learnt from its own gaps
+/// ([`crate::burst::GapLengths::period`]: gaps between minutes with events that fall nine in ten within
+/// three neighbouring minutes). The silence pages when it spans `regular_factor` periods
+/// (the period's longest value), the flow's rate over the hour before it would have brought
+/// `regular_min_expected` events over it (so each missed fetch would have carried mail),
+/// the flow's own gaps at these hours agree (the gate, as for the statistical verdict), and
+/// the statistical verdict's P(0) is below `regular_p_zero`, so that a quiet spell that the
+/// hours before the silence make likely does not page.
+fn regular_arrivals(
+    f: &FlowHistory,
+    silence: &Silence<'_>,
+    p: &InboundStopped,
+    ln_p0: f64,
+) -> Option<(f64, String)> {
+    if ln_p0 >= p.regular_p_zero.ln() {
+        return None;
+    }
+    let (lo, hi) = f.gap_lengths.period()?;
+    let run = silence.now_min - silence.start;
+    if (run as f64) < p.regular_factor * hi as f64 {
+        return None;
+    }
+    let gate = gap_gate(f, silence.start, silence.now_min, p);
+    if gate.silence < p.regular_min_expected || !gate.open() {
+        return None;
+    }
+    let calendar = silence
+        .quiet_day
+        .map(|q| format!(" (a planned quiet day (calendar `{}`))", q.name))
+        .unwrap_or_default();
+    Some((
+        run as f64,
+        format!(
+            "0 events in {run} min{calendar}; this flow's events arrive every {lo}–{hi} min \
+             (nine gaps in ten), and this silence spans over {}x that; {} (and at least {:.0} \
+             events); P(0) = {} by the statistical verdict (below {} for this rule, {} alone); \
+             decided by this flow's regular arrivals",
+            p.regular_factor,
+            gate.describe(),
+            p.regular_min_expected,
+            fmt_prob(ln_p0.exp()),
+            fmt_prob(p.regular_p_zero),
+            fmt_prob(p.p_zero),
+        ),
+    ))
+}
+
 /// The statistical verdict on a silence of a flow with a baseline (steps 1 to 3 of
 /// [`stopped`]), which pages only when the flow's own gaps agree ([`gap_gate`]); the gap rule
 /// when it is not remarkable enough.
@@ -648,7 +699,8 @@ fn stopped_against_baseline(
     let expected = ev.expected;
     let arrivals = arrivals_at_day_level(&v, &ev);
     if v.ln_p0 >= threshold.ln() || arrivals < p.min_expected {
-        return baselined_gap(f, now_min, p, cfg, kind, v.ln_p0);
+        return regular_arrivals(f, silence, p, v.ln_p0)
+            .or_else(|| baselined_gap(f, now_min, p, cfg, kind, v.ln_p0));
     }
     let gate = gap_gate(f, start, now_min, p);
     if !gate.open() {
