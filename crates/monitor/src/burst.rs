@@ -117,15 +117,9 @@ impl BurstStats {
     /// Takes in the 60 minute counts of hour `hour` (oldest first). Hours with fewer than
     /// [`MIN_EVENTS`] events are skipped.
     pub fn observe_hour(&mut self, hour: i64, minutes: &[u32; 60]) {
-        let n: u64 = minutes.iter().map(|&x| u64::from(x)).sum();
-        if n < u64::from(MIN_EVENTS) {
+        let Some((n, decay)) = busy_hour(&mut self.last_hour, hour, minutes) else {
             return;
-        }
-        let decay = match self.last_hour {
-            Some(h) if hour > h => DECAY_PER_HOUR.powf((hour - h) as f64),
-            _ => 1.0,
         };
-        self.last_hour = Some(hour.max(self.last_hour.unwrap_or(hour)));
         let rate = n as f64 / 60.0;
         let empty = minutes.iter().filter(|&&x| x == 0).count() as f64;
         self.zeros = self.zeros * decay + empty;
@@ -212,15 +206,9 @@ impl GapLengths {
     /// Takes in the 60 minute counts of hour `hour` (oldest first). Hours with fewer than
     /// [`MIN_EVENTS`] events are skipped.
     pub fn observe_hour(&mut self, hour: i64, minutes: &[u32; 60]) {
-        let n: u64 = minutes.iter().map(|&x| u64::from(x)).sum();
-        if n < u64::from(MIN_EVENTS) {
+        let Some((_, decay)) = busy_hour(&mut self.last_hour, hour, minutes) else {
             return;
-        }
-        let decay = match self.last_hour {
-            Some(h) if hour > h => DECAY_PER_HOUR.powf((hour - h) as f64),
-            _ => 1.0,
         };
-        self.last_hour = Some(hour.max(self.last_hour.unwrap_or(hour)));
         for g in self.gaps.iter_mut() {
             *g *= decay;
         }
@@ -254,6 +242,22 @@ impl GapLengths {
             })
             .map(|lo| (lo as i64 + 1, (lo + PERIOD_WIDTH) as i64))
     }
+}
+
+/// For an hour of minute counts: its events and the factor by which what was observed
+/// before it weighs less (the hours since `last_hour`, which becomes `hour`); `None` for an
+/// hour with fewer than [`MIN_EVENTS`] events, which is skipped.
+fn busy_hour(last_hour: &mut Option<i64>, hour: i64, minutes: &[u32; 60]) -> Option<(u64, f64)> {
+    let n: u64 = minutes.iter().map(|&x| u64::from(x)).sum();
+    if n < u64::from(MIN_EVENTS) {
+        return None;
+    }
+    let decay = match *last_hour {
+        Some(h) if hour > h => DECAY_PER_HOUR.powf((hour - h) as f64),
+        _ => 1.0,
+    };
+    *last_hour = Some(hour.max(last_hour.unwrap_or(hour)));
+    Some((n, decay))
 }
 
 /// The parameter among `values` (whose predictions `pred` fall with the index) at which the

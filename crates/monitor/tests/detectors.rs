@@ -709,6 +709,41 @@ fn poisson(rng: &mut StdRng, lambda: f64) -> u32 {
     }
 }
 
+/// Feeds the flow `k` from `START` to minute `stop` with `count(minute, rng)` and asserts
+/// that nothing paged `inbound_stopped`.
+fn no_page_until(
+    monitor: &mut Monitor,
+    k: &FlowKey,
+    stop: i64,
+    rng: &mut StdRng,
+    mut count: impl FnMut(i64, &mut StdRng) -> u32,
+) {
+    let before = feed(
+        monitor,
+        std::slice::from_ref(k),
+        START,
+        stop,
+        rng,
+        |_, m, rng| count(m, rng),
+    );
+    let pages = firing(&before, "inbound_stopped");
+    assert!(pages.is_empty(), "{pages:#?}");
+}
+
+/// The flow `k` stops at minute `stop`: an hour of empty minutes, then the first
+/// `inbound_stopped` page's delay (minutes after `stop`) and reason. Panics if none came.
+fn page_after_stop(
+    monitor: &mut Monitor,
+    k: FlowKey,
+    stop: i64,
+    rng: &mut StdRng,
+) -> (i64, String) {
+    let after = feed(monitor, &[k], stop, stop + 60, rng, |_, _, _| 0);
+    let fired = firing(&after, "inbound_stopped");
+    let first = fired.first().expect("inbound_stopped fired");
+    (first.at.as_millis() / 60_000 - stop, first.reason.clone())
+}
+
 /// The traffic: a busy flow (about 250 an hour in business hours) whose minute counts
 /// are gamma-Poisson with shape 2, so runs of 3–6 empty minutes happen every week. Four weeks
 /// of it page nothing; a real stop still pages within minutes, and the reason says which
@@ -721,35 +756,16 @@ fn bursty_minutes_of_a_busy_flow_do_not_page_but_a_stop_does() {
     let shape = weekday_shape(250.0);
     let minute = Gamma::new(2.0, 0.5).unwrap();
     let stop = START + 4 * 10080 + 11 * 60 + 7;
-    let before = feed(
-        &mut monitor,
-        std::slice::from_ref(&k),
-        START,
-        stop,
-        &mut rng,
-        |_, m, rng| {
-            let g: f64 = minute.sample(rng);
-            poisson(rng, shape(m) / 60.0 * g)
-        },
-    );
-    assert!(
-        firing(&before, "inbound_stopped").is_empty(),
-        "{:#?}",
-        firing(&before, "inbound_stopped")
-    );
+    no_page_until(&mut monitor, &k, stop, &mut rng, |m, rng| {
+        let g: f64 = minute.sample(rng);
+        poisson(rng, shape(m) / 60.0 * g)
+    });
     let status = monitor.flow_status(at(stop));
     assert_eq!(status.len(), 1);
-    let after = feed(&mut monitor, &[k], stop, stop + 60, &mut rng, |_, _, _| 0);
-    let fired = firing(&after, "inbound_stopped");
-    let first = fired.first().expect("inbound_stopped fired");
-    let delay = first.at.as_millis() / 60_000 - stop;
-    assert!(delay <= 12, "fired after {delay} min: {}", first.reason);
-    assert!(
-        first.reason.contains("minute-scale shape"),
-        "{}",
-        first.reason
-    );
-    assert!(first.reason.contains("decided by"), "{}", first.reason);
+    let (delay, reason) = page_after_stop(&mut monitor, k, stop, &mut rng);
+    assert!(delay <= 12, "fired after {delay} min: {reason}");
+    assert!(reason.contains("minute-scale shape"), "{reason}");
+    assert!(reason.contains("decided by"), "{reason}");
 }
 
 /// A flow that pauses for 12 minutes at 10:30 every day (a scheduled job on the tenant's
@@ -869,37 +885,19 @@ fn a_polled_flow_that_stops_is_paged_by_its_regular_arrivals() {
     };
     let quiet_day = START + 4 * 10080 + 1440;
     let stop = quiet_day + 1440 + 11 * 60 + 7;
-    let before = feed(
-        &mut monitor,
-        std::slice::from_ref(&k),
-        START,
-        stop,
-        &mut rng,
-        |_, m, rng| {
-            let level = if (quiet_day..quiet_day + 1440).contains(&m) {
-                0.33
-            } else {
-                1.0
-            };
-            poll(m, level, rng)
-        },
-    );
+    no_page_until(&mut monitor, &k, stop, &mut rng, |m, rng| {
+        let level = if (quiet_day..quiet_day + 1440).contains(&m) {
+            0.33
+        } else {
+            1.0
+        };
+        poll(m, level, rng)
+    });
+    let (delay, reason) = page_after_stop(&mut monitor, k, stop, &mut rng);
+    assert!(delay <= 30, "fired after {delay} min: {reason}");
     assert!(
-        firing(&before, "inbound_stopped").is_empty(),
-        "{:#?}",
-        firing(&before, "inbound_stopped")
-    );
-    let after = feed(&mut monitor, &[k], stop, stop + 60, &mut rng, |_, _, _| 0);
-    let fired = firing(&after, "inbound_stopped");
-    let first = fired.first().expect("inbound_stopped fired");
-    let delay = first.at.as_millis() / 60_000 - stop;
-    assert!(delay <= 30, "fired after {delay} min: {}", first.reason);
-    assert!(
-        first
-            .reason
-            .contains("decided by this flow's regular arrivals"),
-        "{}",
-        first.reason
+        reason.contains("decided by this flow's regular arrivals"),
+        "{reason}"
     );
 }
 
