@@ -55,10 +55,10 @@ const PRIOR_HALF_EVENTS: f64 = 200.0;
 
 /// Gaps between minutes with events are kept in bins of 1 to `GAP_BINS` minutes; longer ones
 /// share one more bin.
-const GAP_BINS: usize = 20;
+const GAP_BINS: usize = 30;
 
 /// A flow is periodic when at least this share of its gaps (weighted) falls within
-/// [`PERIOD_WIDTH`] neighbouring bins of at least 2 minutes…
+/// [`PERIOD_WIDTH`] neighbouring bins of at least 2 minutes, or their double or triple…
 const PERIOD_SHARE: f64 = 0.9;
 /// …bins this wide (a fetch every 5 minutes, give or take one, fills 4, 5 and 6)…
 const PERIOD_WIDTH: usize = 3;
@@ -190,6 +190,17 @@ impl BurstStats {
     }
 }
 
+/// A polled flow's fetch period, read from its gaps ([`GapLengths::period`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Period {
+    /// The shortest and longest gap, in minutes, between two fetches that brought events.
+    pub shortest: i64,
+    pub longest: i64,
+    /// The share of fetches that came back empty (the gaps of two or three periods): at a
+    /// geometric rate, the chance that the next fetch brings nothing.
+    pub empty: f64,
+}
+
 /// The lengths of the gaps between consecutive minutes with events inside a flow's busy
 /// hours (the same hours as [`BurstStats`], weighted the same way), from which a polled
 /// flow's fetch period is read. Kept apart from [`BurstStats`], which every silence's
@@ -225,22 +236,42 @@ impl GapLengths {
     }
 
     /// The flow's fetch period, when its events arrive at regular intervals (a mailbox
-    /// polled every few minutes): the range of gap lengths, in minutes, that holds at least
-    /// [`PERIOD_SHARE`] of the gaps between consecutive minutes with events, at most
-    /// [`PERIOD_WIDTH`] minutes wide and starting at 2 minutes or more. `None` for events that
-    /// arrive one by one, in gamma-Poisson minutes or in batches, whose gaps spread
-    /// geometrically, and before [`PERIOD_MIN_GAPS`] gaps were seen.
-    pub fn period(&self) -> Option<(i64, i64)> {
+    /// polled every few minutes): the range of gap lengths, in minutes, [`PERIOD_WIDTH`]
+    /// minutes wide and starting at 2 minutes or more, that holds the most gaps, when it holds
+    /// at least half of the gaps between consecutive minutes with events, when that range and its
+    /// double and triple (the gaps of fetches that came back empty) hold at least
+    /// [`PERIOD_SHARE`] of them. `None` for events that arrive one by one, in gamma-Poisson
+    /// minutes or in batches, whose gaps spread geometrically from one minute on, and before
+    /// [`PERIOD_MIN_GAPS`] gaps were seen.
+    pub fn period(&self) -> Option<Period> {
         let total: f64 = self.gaps.iter().sum();
         if total < PERIOD_MIN_GAPS {
             return None;
         }
-        (1..GAP_BINS + 1 - PERIOD_WIDTH)
-            .find(|&lo| {
-                let held: f64 = self.gaps[lo..lo + PERIOD_WIDTH].iter().sum();
-                held >= PERIOD_SHARE * total
+        let window = |lo: usize| -> f64 { self.gaps[lo..lo + PERIOD_WIDTH].iter().sum() };
+        // The fullest window (the first of equals), not the first that would do: a fetch
+        // every 5 ± 1 minutes fills 4–6, and 3–5 holds two thirds of it too.
+        let lo = (1..GAP_BINS + 1 - PERIOD_WIDTH)
+            .rev()
+            .max_by(|&a, &b| window(a).total_cmp(&window(b)))?;
+        let (base, held) = (window(lo), self.held_by_multiples(lo));
+        (base >= 0.5 * total && held >= PERIOD_SHARE * total).then(|| Period {
+            shortest: lo as i64 + 1,
+            longest: (lo + PERIOD_WIDTH) as i64,
+            empty: (held - base) / held,
+        })
+    }
+
+    /// The gaps whose length falls within the window of bins `lo..lo + PERIOD_WIDTH` or its
+    /// double or triple (lengths `m·(lo + 1)` to `m·(lo + PERIOD_WIDTH)`), each counted once.
+    fn held_by_multiples(&self, lo: usize) -> f64 {
+        (0..GAP_BINS)
+            .filter(|&i| {
+                let g = i + 1;
+                (1..=3).any(|m| (m * (lo + 1)..=m * (lo + PERIOD_WIDTH)).contains(&g))
             })
-            .map(|lo| (lo as i64 + 1, (lo + PERIOD_WIDTH) as i64))
+            .map(|i| self.gaps[i])
+            .sum()
     }
 }
 
@@ -404,6 +435,13 @@ mod tests {
                 }
             })
         };
+        let quarter_empty = gaps(100, |rng, i| {
+            if i % 7 == 2 && rng.random_range(0..4) > 0 {
+                poisson(rng, 10.0)
+            } else {
+                0
+            }
+        });
         // (traffic, its gap lengths, the period found)
         let table = [
             ("poller every 5 ± 1", jittered(100), Some((4, 6))),
@@ -414,6 +452,19 @@ mod tests {
                     |rng, i| if i % 9 == 3 { poisson(rng, 12.0) } else { 0 },
                 ),
                 Some((7, 9)),
+            ),
+            (
+                "poller every 20",
+                gaps(
+                    300,
+                    |rng, i| if i % 20 == 7 { poisson(rng, 30.0) } else { 0 },
+                ),
+                Some((18, 20)),
+            ),
+            (
+                "poller every 7, one fetch in four empty",
+                quarter_empty.clone(),
+                Some((5, 7)),
             ),
             ("poller, 3 hours", jittered(3), None),
             (
@@ -444,8 +495,12 @@ mod tests {
             ),
         ];
         for (what, stats, want) in table {
-            assert_eq!(stats.period(), want, "{what}");
+            let got = stats.period().map(|p| (p.shortest, p.longest));
+            assert_eq!(got, want, "{what}");
         }
+        // The share of empty fetches is read from the doubles and triples.
+        let empty = quarter_empty.period().map_or(0.0, |p| p.empty);
+        assert!((0.2..0.3).contains(&empty), "{empty}");
     }
 
     #[test]

@@ -139,11 +139,18 @@ pub struct InboundStopped {
     /// Regular arrivals (a mailbox polled every few minutes, whose period the monitor learns
     /// from the flow's gaps), which the statistical verdict judges slowly because it reads
     /// such minutes as rare clumps: when that verdict is not remarkable enough, page once
-    /// the silence spans this many periods (3.0)…
+    /// the silence spans at least this many periods (3.0)…
     pub regular_factor: f64,
-    /// …the flow's rate over the hour before it would have brought at least this many
-    /// events over it (20), the gate agrees…
+    /// …and enough that the flow's fetches coming back empty that many times in a row (at
+    /// its own share of empty fetches) is less likely than this (1e-5: a poller fetched every
+    /// 4 minutes has about 1,300 busy fetches a week)…
+    pub regular_miss: f64,
+    /// …the silence expects at least this many events (20; the fewer of what the rate of the
+    /// hour before it and the statistical verdict expect)…
     pub regular_min_expected: f64,
+    /// …at least this many a fetch (3: fewer leave one fetch in twenty empty), the gate
+    /// agrees…
+    pub regular_min_per_fetch: f64,
     /// …and the statistical verdict's P(0) is below this (1e-2): the hours before the silence
     /// do not make a quiet spell likely.
     pub regular_p_zero: f64,
@@ -167,7 +174,9 @@ impl Default for InboundStopped {
             gap_p_zero: 1e-4,
             gate_factor: 1.5,
             regular_factor: 3.0,
+            regular_miss: 1e-5,
             regular_min_expected: 20.0,
+            regular_min_per_fetch: 3.0,
             regular_p_zero: 1e-2,
         }
     }

@@ -626,29 +626,49 @@ fn gap_gate(f: &FlowHistory, start: Minute, now_min: Minute, p: &InboundStopped)
 /// leaves minutes that are mostly empty with the fetched mail between: the burst model reads
 /// those as rare clumps and allows silences of an hour, while the flow itself never misses
 /// three fetches in a row. The flow's period is learnt from its own gaps
-/// ([`crate::burst::GapLengths::period`]: gaps between minutes with events that fall nine in ten within
-/// three neighbouring minutes). The silence pages when it spans `regular_factor` periods
-/// (the period's longest value), the flow's rate over the hour before it would have brought
+/// ([`crate::burst::GapLengths::period`]: gaps between minutes with events that fall
+/// mostly within three neighbouring minutes, and nine in ten there or at their double or
+/// triple, the gaps of fetches that came back empty). The silence pages when it spans
+/// enough periods (the period's longest value) that the flow's fetches coming back empty
+/// that many times in a row is less likely than `regular_miss`, and at least
+/// `regular_factor`, the flow's rate over the hour before it would have brought
 /// `regular_min_expected` events over it (so each missed fetch would have carried mail),
-/// the flow's own gaps at these hours agree (the gate, as for the statistical verdict), and
+/// the flow's own gaps at these hours agree (the gate, as for the statistical verdict, but
+/// with at least its minimum of known days: this rule has no other evidence), and
 /// the statistical verdict's P(0) is below `regular_p_zero`, so that a quiet spell that the
 /// hours before the silence make likely does not page.
 fn regular_arrivals(
     f: &FlowHistory,
     silence: &Silence<'_>,
     p: &InboundStopped,
-    ln_p0: f64,
+    v: &Verdict,
 ) -> Option<(f64, String)> {
+    let ln_p0 = v.ln_p0;
     if ln_p0 >= p.regular_p_zero.ln() {
         return None;
     }
-    let (lo, hi) = f.gap_lengths.period()?;
+    let period = f.gap_lengths.period()?;
     let run = silence.now_min - silence.start;
-    if (run as f64) < p.regular_factor * hi as f64 {
+    let gate = gap_gate(f, silence.start, silence.now_min, p);
+    // The events the silence should have carried: the fewer of what the rate of the hour
+    // before it and the statistical verdict (the baseline at the day's level) expect, so
+    // that an evening's falling rate does not count as a busy hour's fetches.
+    let expected = gate.silence.min(v.post_mean);
+    // Unlike the statistical verdict, this rule stands on the flow's record alone: without
+    // enough known days of it (a new flow, a restart) it does not judge.
+    if expected < p.regular_min_expected || gate.longest.is_none() || !gate.open() {
         return None;
     }
-    let gate = gap_gate(f, silence.start, silence.now_min, p);
-    if gate.silence < p.regular_min_expected || !gate.open() {
+    // Only a busy poller: at a few events a fetch, empty fetches are common and the silence
+    // is the statistical verdict's to judge. A fetch comes back empty as often as the flow's
+    // record says, or as often as its mail at this rate leaves one empty, whichever is more.
+    let per_fetch = expected / run.max(1) as f64 * period.longest as f64;
+    if per_fetch < p.regular_min_per_fetch {
+        return None;
+    }
+    let empty = period.empty.max((-per_fetch).exp());
+    let fetches = missed_fetches(empty, p);
+    if (run as f64) < fetches * period.longest as f64 {
         return None;
     }
     let calendar = silence
@@ -658,18 +678,39 @@ fn regular_arrivals(
     Some((
         run as f64,
         format!(
-            "0 events in {run} min{calendar}; this flow's events arrive every {lo}–{hi} min \
-             (nine gaps in ten), and this silence spans over {}x that; {} (and at least {:.0} \
-             events); P(0) = {} by the statistical verdict (below {} for this rule, {} alone); \
-             decided by this flow's regular arrivals",
-            p.regular_factor,
-            gate.describe(),
+            "0 events in {run} min{calendar}; this flow's events arrive every {}–{} min \
+             (most gaps; nine in ten with their doubles and triples), and {:.0} % of its \
+             fetches bring nothing, so this silence of over {fetches:.0} periods has a chance \
+             below {} of being fetches that came back empty; {expected:.1} events expected \
+             over it (at least {:.0}); {}; \
+             P(0) = {} by the statistical verdict (below {} for this rule, {} alone); decided \
+             by this flow's regular arrivals",
+            period.shortest,
+            period.longest,
+            100.0 * empty,
+            fmt_prob(p.regular_miss),
             p.regular_min_expected,
+            gate.describe(),
             fmt_prob(ln_p0.exp()),
             fmt_prob(p.regular_p_zero),
             fmt_prob(p.p_zero),
         ),
     ))
+}
+
+/// How many periods a polled flow's silence must span before the regular-arrivals rule
+/// judges it: enough that fetches coming back empty that many times in a row (each with
+/// probability `empty`, the flow's own share) is below `regular_miss`, and at least
+/// `regular_factor`.
+fn missed_fetches(empty: f64, p: &InboundStopped) -> f64 {
+    let needed = if empty > 0.0 && empty < 1.0 {
+        (p.regular_miss.ln() / empty.ln()).ceil()
+    } else if empty >= 1.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    needed.max(p.regular_factor)
 }
 
 /// The statistical verdict on a silence of a flow with a baseline (steps 1 to 3 of
@@ -699,7 +740,7 @@ fn stopped_against_baseline(
     let expected = ev.expected;
     let arrivals = arrivals_at_day_level(&v, &ev);
     if v.ln_p0 >= threshold.ln() || arrivals < p.min_expected {
-        return regular_arrivals(f, silence, p, v.ln_p0)
+        return regular_arrivals(f, silence, p, &v)
             .or_else(|| baselined_gap(f, now_min, p, cfg, kind, v.ln_p0));
     }
     let gate = gap_gate(f, start, now_min, p);

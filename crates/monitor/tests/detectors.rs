@@ -860,6 +860,39 @@ fn a_silence_the_flow_has_had_at_these_hours_does_not_page_a_longer_one_does() {
     );
 }
 
+/// A mailbox polled every 5 ± 1 minutes whose mail arrives at `weekday_shape(peak)` times
+/// the `level` it is called with: the minute's count (0 between fetches; each fetch brings
+/// the mail of the minutes since the last).
+fn poller(peak: f64) -> impl FnMut(i64, f64, &mut StdRng) -> u32 {
+    let shape = weekday_shape(peak);
+    let (mut next, mut last) = (START, START);
+    move |m, level, rng| {
+        if m < next {
+            return 0;
+        }
+        let mail: f64 = (last..m).map(|x| shape(x) * level / 60.0).sum();
+        last = m;
+        next = m + 4 + rng.random_range(0..=2i64);
+        poisson(rng, mail)
+    }
+}
+
+/// The poller `k` stops at minute `stop` and is paged within half an hour by its regular
+/// arrivals.
+fn assert_regular_page_within_half_an_hour(
+    monitor: &mut Monitor,
+    k: FlowKey,
+    stop: i64,
+    rng: &mut StdRng,
+) {
+    let (delay, reason) = page_after_stop(monitor, k, stop, rng);
+    assert!(delay <= 30, "fired after {delay} min: {reason}");
+    assert!(
+        reason.contains("decided by this flow's regular arrivals"),
+        "{reason}"
+    );
+}
+
 /// A mailbox polled every five minutes, give or take a minute: its minutes are four fifths
 /// empty, with the fetched mail in one. The burst model reads that as rare clumps and would
 /// allow an hour of silence; the flow's own gaps say it never misses three fetches. Four
@@ -870,19 +903,7 @@ fn a_polled_flow_that_stops_is_paged_by_its_regular_arrivals() {
     let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
     let k = key("email");
     let mut rng = StdRng::seed_from_u64(29);
-    let shape = weekday_shape(150.0);
-    // The next fetch's minute; each fetch brings the mail of the minutes since the last.
-    let mut next = START;
-    let mut last = START;
-    let mut poll = move |m: i64, level: f64, rng: &mut StdRng| {
-        if m < next {
-            return 0;
-        }
-        let mail: f64 = (last..m).map(|x| shape(x) * level / 60.0).sum();
-        last = m;
-        next = m + 4 + rng.random_range(0..=2i64);
-        poisson(rng, mail)
-    };
+    let mut poll = poller(150.0);
     let quiet_day = START + 4 * 10080 + 1440;
     let stop = quiet_day + 1440 + 11 * 60 + 7;
     no_page_until(&mut monitor, &k, stop, &mut rng, |m, rng| {
@@ -893,12 +914,29 @@ fn a_polled_flow_that_stops_is_paged_by_its_regular_arrivals() {
         };
         poll(m, level, rng)
     });
-    let (delay, reason) = page_after_stop(&mut monitor, k, stop, &mut rng);
-    assert!(delay <= 30, "fired after {delay} min: {reason}");
-    assert!(
-        reason.contains("decided by this flow's regular arrivals"),
-        "{reason}"
-    );
+    assert_regular_page_within_half_an_hour(&mut monitor, k, stop, &mut rng);
+}
+
+/// The same poller skips its fetches from 10:30 to 10:55 every day (the mail server's
+/// maintenance window): a silence of five periods it has every day at that hour is its own,
+/// and no rule pages it, while a stop in the afternoon still pages by the regular arrivals.
+#[test]
+fn a_pollers_daily_pause_does_not_page_it() {
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let k = key("email");
+    let mut rng = StdRng::seed_from_u64(37);
+    let mut poll = poller(150.0);
+    let paused = |m: i64| (630..655).contains(&(m - START).rem_euclid(1440));
+    let stop = START + 4 * 10080 + 2 * 1440 + 14 * 60 + 7;
+    no_page_until(&mut monitor, &k, stop, &mut rng, |m, rng| {
+        let mail = poll(m, 1.0, rng);
+        if paused(m) {
+            0
+        } else {
+            mail
+        }
+    });
+    assert_regular_page_within_half_an_hour(&mut monitor, k, stop, &mut rng);
 }
 
 /// Twenty tenants, three weeks of history; then a holiday takes 70 % off 18 of them at once
