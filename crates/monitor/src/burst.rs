@@ -236,13 +236,12 @@ impl GapLengths {
     }
 
     /// The flow's fetch period, when its events arrive at regular intervals (a mailbox
-    /// polled every few minutes): the range of gap lengths, in minutes, [`PERIOD_WIDTH`]
-    /// minutes wide and starting at 2 minutes or more, that holds the most gaps, when it holds
-    /// at least half of the gaps between consecutive minutes with events, when that range and its
-    /// double and triple (the gaps of fetches that came back empty) hold at least
-    /// [`PERIOD_SHARE`] of them. `None` for events that arrive one by one, in gamma-Poisson
-    /// minutes or in batches, whose gaps spread geometrically from one minute on, and before
-    /// [`PERIOD_MIN_GAPS`] gaps were seen.
+    /// polled every few minutes). The candidate is the range of gap lengths [`PERIOD_WIDTH`]
+    /// minutes wide, from 2 minutes on, that holds the most gaps; it is the period when it
+    /// holds at least half of them and, with its double and triple (the gaps of fetches that
+    /// came back empty), at least [`PERIOD_SHARE`]. `None` for events that arrive one by one,
+    /// in gamma-Poisson minutes or in batches, whose gaps spread geometrically from one
+    /// minute on, and before [`PERIOD_MIN_GAPS`] gaps were seen.
     pub fn period(&self) -> Option<Period> {
         let total: f64 = self.gaps.iter().sum();
         if total < PERIOD_MIN_GAPS {

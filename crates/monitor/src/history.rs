@@ -303,8 +303,8 @@ impl FlowHistory {
         &self.burst
     }
 
-    /// Hands the burst statistics and the gap lengths every hour that completed (and settled) before minute `m`
-    /// whose 60 minutes the minute ring holds.
+    /// Hands the burst statistics and the gap lengths every hour that completed (and
+    /// settled) before minute `m` whose 60 minutes the minute ring holds.
     pub(crate) fn settle_bursts(&mut self, m: Minute) {
         let last_done = hour_of(m - SETTLE_MINUTES) - 1;
         let oldest = match self.minutes.oldest() {

@@ -624,27 +624,25 @@ fn gap_gate(f: &FlowHistory, start: Minute, now_min: Minute, p: &InboundStopped)
 /// The verdict on a silence of a flow whose events arrive at regular intervals, taken when
 /// the statistical verdict is not remarkable enough. A mailbox polled every few minutes
 /// leaves minutes that are mostly empty with the fetched mail between: the burst model reads
-/// those as rare clumps and allows silences of an hour, while the flow itself never misses
-/// three fetches in a row. The flow's period is learnt from its own gaps
-/// ([`crate::burst::GapLengths::period`]: gaps between minutes with events that fall
-/// mostly within three neighbouring minutes, and nine in ten there or at their double or
-/// triple, the gaps of fetches that came back empty). The silence pages when it spans
-/// enough periods (the period's longest value) that the flow's fetches coming back empty
-/// that many times in a row is less likely than `regular_miss`, and at least
-/// `regular_factor`, the flow's rate over the hour before it would have brought
-/// `regular_min_expected` events over it (so each missed fetch would have carried mail),
-/// the flow's own gaps at these hours agree (the gate, as for the statistical verdict, but
-/// with at least its minimum of known days: this rule has no other evidence), and
-/// the statistical verdict's P(0) is below `regular_p_zero`, so that a quiet spell that the
-/// hours before the silence make likely does not page.
+/// those as rare clumps and allows silences of an hour, while the flow itself rarely misses
+/// several fetches in a row. The flow's period and its share of empty fetches are learnt
+/// from its own gaps ([`crate::burst::GapLengths::period`]). The silence pages when
+///
+/// * it expects at least `regular_min_expected` events (the fewer of what the rate of the
+///   hour before it and the statistical verdict expect), `regular_min_per_fetch` a fetch;
+/// * it spans enough periods (the period's longest value) that as many empty fetches in a
+///   row are less likely than `regular_miss`, and at least `regular_factor`;
+/// * the flow's own gaps at these hours agree (the gate, as for the statistical verdict,
+///   but with at least its minimum of known days: this rule has no other evidence);
+/// * and the statistical verdict's P(0) is below `regular_p_zero`, so that a quiet spell
+///   that the hours before the silence make likely does not page.
 fn regular_arrivals(
     f: &FlowHistory,
     silence: &Silence<'_>,
     p: &InboundStopped,
     v: &Verdict,
 ) -> Option<(f64, String)> {
-    let ln_p0 = v.ln_p0;
-    if ln_p0 >= p.regular_p_zero.ln() {
+    if v.ln_p0 >= p.regular_p_zero.ln() {
         return None;
     }
     let period = f.gap_lengths.period()?;
@@ -691,7 +689,7 @@ fn regular_arrivals(
             fmt_prob(p.regular_miss),
             p.regular_min_expected,
             gate.describe(),
-            fmt_prob(ln_p0.exp()),
+            fmt_prob(v.ln_p0.exp()),
             fmt_prob(p.regular_p_zero),
             fmt_prob(p.p_zero),
         ),
