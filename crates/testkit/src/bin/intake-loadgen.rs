@@ -124,6 +124,11 @@ struct LoadArgs {
     /// Approximate body size in bytes.
     #[arg(long, default_value_t = 2048)]
     body_size: usize,
+    /// Number the bodies' ids in scattered order instead of counting up. Counting up is what
+    /// Kustomer's time-prefixed object ids do; scattered is what ids drawn at random (UUIDs,
+    /// hashes) do, and every dedupe key then lands on its own page of the store's index.
+    #[arg(long)]
+    scattered_ids: bool,
     /// Tokio worker threads for the load generator; defaults to the number of CPUs.
     #[arg(long)]
     threads: Option<usize>,
@@ -274,9 +279,11 @@ const PADDING: &str =
 ///
 /// Each body is a fixed template with three ids (event, message, conversation) shaped like
 /// Kustomer's 24-hex-digit object ids: 12 digits chosen at random per run, so that repeated runs
-/// against one data directory do not collide, followed by a 12-digit sequence number.
+/// against one data directory do not collide, followed by a 12-digit sequence number (or its
+/// [`scatter`]ed image).
 struct Bodies {
     template: Vec<u8>,
+    scattered: bool,
     seq_offsets: [usize; 3],
     mac: HmacSha256,
     /// Lowercase hex signatures for sequence numbers `0..signatures.len()`.
@@ -286,7 +293,7 @@ struct Bodies {
 }
 
 impl Bodies {
-    fn new(secret: &str, body_size: usize, pool: usize) -> Result<Self> {
+    fn new(secret: &str, body_size: usize, pool: usize, scattered: bool) -> Result<Self> {
         let mut rng = rand::rng();
         let mut run_id = || format!("{:012x}", rng.random::<u64>() & 0xffff_ffff_ffff);
         let (event, message, conversation) = (run_id(), run_id(), run_id());
@@ -312,6 +319,7 @@ impl Bodies {
         let mac = HmacSha256::new_from_slice(secret.as_bytes()).context("HMAC key")?;
         let mut bodies = Self {
             template: text.into_bytes(),
+            scattered,
             seq_offsets,
             mac,
             signatures: Vec::new(),
@@ -346,6 +354,7 @@ impl Bodies {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         out.clear();
         out.extend_from_slice(&self.template);
+        let seq = if self.scattered { scatter(seq) } else { seq };
         for &offset in &self.seq_offsets {
             let field = &mut out[offset..offset + SEQ_WIDTH];
             for (k, byte) in field.iter_mut().enumerate() {
@@ -380,6 +389,19 @@ impl Bodies {
         let header = HeaderValue::from_bytes(&signature).context("signature header")?;
         Ok((Bytes::from(body), header))
     }
+}
+
+/// A bijection of the 48-bit sequence numbers that scatters consecutive ones across the whole
+/// range: xor-shifts and multiplications by odd constants, each invertible modulo 2^48, so that
+/// ids stay unique.
+fn scatter(seq: u64) -> u64 {
+    const MASK: u64 = (1 << (4 * SEQ_WIDTH)) - 1;
+    let mut x = seq & MASK;
+    x ^= x >> 24;
+    x = x.wrapping_mul(0x9e37_79b9_7f4b) & MASK;
+    x ^= x >> 20;
+    x = x.wrapping_mul(0xc2b2_ae3d_27d5) & MASK;
+    x ^ (x >> 24)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,8 +669,9 @@ async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
     };
     let prep_started = Instant::now();
     let secret = load.secret.clone();
-    let body_size = load.body_size;
-    let bodies = tokio::task::spawn_blocking(move || Bodies::new(&secret, body_size, pool))
+    let (body_size, scattered) = (load.body_size, load.scattered_ids);
+    let bodies =
+        tokio::task::spawn_blocking(move || Bodies::new(&secret, body_size, pool, scattered))
         .await
         .context("signing task")??;
     let prep = prep_started.elapsed();
@@ -1226,7 +1249,7 @@ mod tests {
 
     #[test]
     fn bodies_are_valid_unique_and_signed() {
-        let bodies = Bodies::new("s3cret", 2048, 8).expect("bodies");
+        let bodies = Bodies::new("s3cret", 2048, 8, false).expect("bodies");
         let mut ids = HashSet::new();
         for _ in 0..10 {
             let (body, sig) = bodies.take().expect("take");
@@ -1253,6 +1276,27 @@ mod tests {
         }
         // Two past the pool of eight were signed inline.
         assert_eq!(bodies.signed_inline.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn scattered_ids_are_unique_and_out_of_order() {
+        let scattered: Vec<u64> = (0..200_000).map(scatter).collect();
+        let distinct: HashSet<u64> = scattered.iter().copied().collect();
+        assert_eq!(distinct.len(), scattered.len(), "scatter is not one-to-one");
+        assert!(scattered.iter().all(|&x| x < 1 << 48), "out of 48 bits");
+        let ascending = scattered.windows(2).filter(|w| w[0] < w[1]).count();
+        // Counting up would make every step ascending; scattered, about half are.
+        assert!(
+            (80_000..120_000).contains(&ascending),
+            "{ascending} ascending steps of 199,999"
+        );
+        let bodies = Bodies::new("s3cret", 2048, 4, true).expect("bodies");
+        let mut ids = HashSet::new();
+        for _ in 0..6 {
+            let (body, _) = bodies.take().expect("take");
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+            assert!(ids.insert(v["data"]["id"].as_str().expect("message id").to_string()));
+        }
     }
 
     #[test]
