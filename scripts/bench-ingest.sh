@@ -16,7 +16,8 @@
 #   d. a Markdown table of the results on stdout (progress and details go to stderr).
 #
 # Environment: BENCH_DURATION (default 10s) and BENCH_WARMUP (default 2s) per run,
-# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_BIN=DIR to run the
+# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_IDS=scattered for
+# bodies whose ids are in scattered order (like UUIDs) instead of counting up, BENCH_BIN=DIR to run the
 # binaries in DIR instead of building them, CARGO_TARGET_DIR (default /var/tmp/intake-target),
 # INTAKE_LOG (default warn) for intake's own logging, BENCH_KEEP=1 to keep the temp dir (logs and
 # one JSON line per run) even after a clean run. Other INTAKE_* variables are removed from
@@ -69,7 +70,8 @@ run_loadgen() {
   local name=$1 mode=$2 rc=0
   shift 2
   echo "--- $name" >&2
-  "$LOADGEN" "$mode" --secret "$SECRET" --duration "$DURATION" --warmup "$WARMUP" --json "$@" \
+  "$LOADGEN" "$mode" --secret "$SECRET" --duration "$DURATION" --warmup "$WARMUP" --json \
+    "${LOADGEN_IDS[@]}" "$@" \
     >"$TMP/$name.json" 2>"$TMP/$name.txt" || rc=$?
   cat "$TMP/$name.txt" >&2
   if [[ $rc -ne 0 ]]; then

@@ -14,6 +14,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/intake-target}"
 SECRET="${SECRET:-bench-kustomer-secret}"
 BENCH_ON_EXIT="${BENCH_ON_EXIT:-}"
 
+# BENCH_IDS: the order of the load generator's ids. `sequential` (the default) counts up, as
+# Kustomer's time-prefixed object ids do; `scattered` spreads them like random ids (UUIDs,
+# hashes), which write a page of the store's dedupe index per event. LOADGEN_IDS holds the
+# flag to pass to every `intake-loadgen` run.
+case ${BENCH_IDS:-sequential} in
+  sequential) LOADGEN_IDS=() ;;
+  scattered) LOADGEN_IDS=(--scattered-ids) ;;
+  *)
+    echo "BENCH_IDS must be sequential or scattered, not ${BENCH_IDS}" >&2
+    exit 2
+    ;;
+esac
+
 # bench_init NAME [PORT...]: a temp dir ($TMP) named after NAME, the process list and the
 # traps, the binaries (`bench_binaries`), and a check that every PORT is free.
 bench_init() {

@@ -38,12 +38,6 @@ INTAKE_PORT=18280
 HANDLER_PORT=9300
 URL="http://127.0.0.1:$INTAKE_PORT/ingest/bench-kustomer"
 HZ=$(getconf CLK_TCK)
-IDS=()
-case ${BENCH_IDS:-sequential} in
-  sequential) ;;
-  scattered) IDS=(--scattered-ids) ;;
-  *) echo "BENCH_IDS must be sequential or scattered, not ${BENCH_IDS}" >&2; exit 2 ;;
-esac
 
 usage() {
   sed -n '2,32p' "$0" >&2
@@ -90,7 +84,7 @@ cpu() {
   fi
   i0=$(cpu_ticks "$INTAKE_PID")
   h0=$(cpu_ticks "$HANDLER_PID")
-  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${IDS[@]}" \
+  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
     --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" || true
   i1=$(cpu_ticks "$INTAKE_PID")
   h1=$(cpu_ticks "$HANDLER_PID")
@@ -114,7 +108,7 @@ cpu() {
 sustain() {
   local rate=$1 seconds=${2:-60}
   start_pair "" 200
-  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${IDS[@]}" \
+  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
     --rate "$rate" --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" &
   local load_pid=$! t=0 acc0=0 del0=0 c0 acc del pend c
   c0=$(cpu_ticks "$INTAKE_PID")
@@ -155,7 +149,7 @@ latency() {
     [[ $scenario == held ]] && extra="rate_limit = 1.0"
     start_pair "$extra" 200
     f="$TMP/latency-$scenario.json"
-    "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${IDS[@]}" \
+    "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
       --rate "$rate" --duration "${seconds}s" --warmup 2s --json >"$f" 2>"$TMP/load.txt" || true
     stop "$INTAKE_PID"
     stop "$HANDLER_PID"
