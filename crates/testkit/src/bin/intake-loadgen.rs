@@ -672,8 +672,8 @@ async fn run_load(load: &LoadArgs, collect_acks: bool) -> Result<LoadReport> {
     let (body_size, scattered) = (load.body_size, load.scattered_ids);
     let bodies =
         tokio::task::spawn_blocking(move || Bodies::new(&secret, body_size, pool, scattered))
-        .await
-        .context("signing task")??;
+            .await
+            .context("signing task")??;
     let prep = prep_started.elapsed();
 
     // Open every connection before the clock starts.
