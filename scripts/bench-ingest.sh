@@ -16,11 +16,11 @@
 #   d. a Markdown table of the results on stdout (progress and details go to stderr).
 #
 # Environment: BENCH_DURATION (default 10s) and BENCH_WARMUP (default 2s) per run,
-# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_IDS=scattered for
-# bodies whose ids are in scattered order (like UUIDs) instead of counting up, BENCH_BIN=DIR to run the
-# binaries in DIR instead of building them, CARGO_TARGET_DIR (default /var/tmp/intake-target),
-# INTAKE_LOG (default warn) for intake's own logging, BENCH_KEEP=1 to keep the temp dir (logs and
-# one JSON line per run) even after a clean run. Other INTAKE_* variables are removed from
+# BENCH_E2E_RATE (default 1000), BENCH_SKIP_E2E=1 to leave out part c, BENCH_IDS=scattered
+# for bodies whose ids are in scattered order (like UUIDs) instead of counting up,
+# BENCH_BIN=DIR to run the binaries in DIR instead of building them, CARGO_TARGET_DIR
+# (default /var/tmp/intake-target), INTAKE_LOG (default warn) for intake's own logging,
+# BENCH_KEEP=1 to keep the temp dir (logs and one JSON line per run) even after a clean run. Other INTAKE_* variables are removed from
 # intake's environment so they cannot override the benchmark's configuration.
 #
 # The exit status is non-zero if any run failed (a non-200, a transport error, an acknowledged

@@ -44,6 +44,13 @@ usage() {
   exit 2
 }
 
+# load_ingest ARGS...: intake-loadgen ingest at 64 connections against this intake, ids in
+# BENCH_IDS' order, with ARGS (duration, pacing, output) after.
+load_ingest() {
+  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 \
+    "${LOADGEN_IDS[@]}" "$@"
+}
+
 # intake_metric NAME [FILTER]: the sum of a metric's samples whose labels match FILTER.
 intake_metric() { metric "$INTAKE_PORT" "$@"; }
 
@@ -84,7 +91,7 @@ cpu() {
   fi
   i0=$(cpu_ticks "$INTAKE_PID")
   h0=$(cpu_ticks "$HANDLER_PID")
-  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
+  load_ingest \
     --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" || true
   i1=$(cpu_ticks "$INTAKE_PID")
   h1=$(cpu_ticks "$HANDLER_PID")
@@ -108,7 +115,7 @@ cpu() {
 sustain() {
   local rate=$1 seconds=${2:-60}
   start_pair "" 200
-  "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
+  load_ingest \
     --rate "$rate" --duration "${seconds}s" --warmup 0s --json >"$TMP/load.json" 2>"$TMP/load.txt" &
   local load_pid=$! t=0 acc0=0 del0=0 c0 acc del pend c
   c0=$(cpu_ticks "$INTAKE_PID")
@@ -149,7 +156,7 @@ latency() {
     [[ $scenario == held ]] && extra="rate_limit = 1.0"
     start_pair "$extra" 200
     f="$TMP/latency-$scenario.json"
-    "$BIN/intake-loadgen" ingest --url "$URL" --secret "$SECRET" --concurrency 64 "${LOADGEN_IDS[@]}" \
+    load_ingest \
       --rate "$rate" --duration "${seconds}s" --warmup 2s --json >"$f" 2>"$TMP/load.txt" || true
     stop "$INTAKE_PID"
     stop "$HANDLER_PID"
