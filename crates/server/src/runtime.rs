@@ -26,7 +26,7 @@ use crate::error::ServerError;
 use crate::hard_stop::CuttableListener;
 use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
 use crate::state::{
-    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, IngestLogs,
+    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, DutyLogs, IngestLogs,
     SourceMetrics, SourceRuntime,
 };
 use crate::{api, conn, demo_handler, health, ingest, metrics as meters, web};
@@ -173,14 +173,16 @@ impl Server {
             tracing::warn!(error = %e, "cannot record this node's first heartbeat");
         }
         let duties_stop = CancellationToken::new();
+        let duty_logs = Arc::new(DutyLogs::new());
         let mut duties = duties::start(
-            handles(&state, front_door(&config, addr)),
+            handles(&state, front_door(&config, addr), duty_logs.clone()),
             address,
             state.started_at,
             duties_stop.clone(),
         );
         duties.push(tokio::spawn(duties::summarise_logs(
             state.logs.clone(),
+            duty_logs.clone(),
             state.destinations.values().cloned().collect(),
             self.clock.clone(),
             duties_stop.clone(),
@@ -327,7 +329,7 @@ fn front_door(config: &Config, addr: SocketAddr) -> String {
 }
 
 /// The handles the duties are started with.
-fn handles(state: &AppState, front_door: String) -> Handles {
+fn handles(state: &AppState, front_door: String, logs: Arc<DutyLogs>) -> Handles {
     Handles {
         config: state.config.clone(),
         clock: state.clock.clone(),
@@ -353,6 +355,7 @@ fn handles(state: &AppState, front_door: String) -> Handles {
         front_door,
         faults: state.faults.clone(),
         drills: state.drills.clone(),
+        logs,
     }
 }
 

@@ -143,6 +143,30 @@ impl IngestLogs {
     }
 }
 
+/// The log lines the duties' own store writes reach about once a second each while the store
+/// cannot commit (a full disk): this node's heartbeat, every duty's lease renewal and the lease
+/// reaper. One limiter for all of them.
+pub(crate) struct DutyLogs {
+    pub store_unavailable: LimitedLog,
+}
+
+impl DutyLogs {
+    pub fn new() -> Self {
+        DutyLogs {
+            store_unavailable: LimitedLog::new(
+                LogLevel::Warn,
+                "failed",
+                "heartbeats, duty lease renewals and lease reaper runs",
+                "store unavailable; retrying every second",
+            ),
+        }
+    }
+
+    pub fn all(&self) -> [&LimitedLog; 1] {
+        [&self.store_unavailable]
+    }
+}
+
 /// The level a limited log site writes at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LogLevel {

@@ -24,7 +24,7 @@ pub(crate) fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn write_config(dir: &Path, port: u16, handler_url: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, port: u16, handler_url: &str) -> std::path::PathBuf {
     let text = config_toml(dir, handler_url, "timeout = \"2s\"").replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),
@@ -324,7 +324,7 @@ async fn ingest_acked(
 }
 
 /// Waits (within `PATIENCE`) until the handler has received every acknowledged event.
-async fn wait_all_delivered(handler: &CaptureHandler, acked: &HashSet<String>) {
+pub(crate) async fn wait_all_delivered(handler: &CaptureHandler, acked: &HashSet<String>) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let delivered: HashSet<String> = handler.received().into_iter().map(|c| c.id).collect();

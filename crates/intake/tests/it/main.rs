@@ -18,6 +18,7 @@ mod crash;
 mod dashboard;
 mod dashboard_browser;
 mod demo;
+mod disk_full;
 mod drills;
 mod failure;
 mod flows;

@@ -73,7 +73,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{DestinationRuntime, DrillFaults, IngestLogs};
+use crate::state::{DestinationRuntime, DrillFaults, DutyLogs, IngestLogs};
 
 /// The handles the node's duties are started with; each duty takes from it what it uses.
 #[derive(Clone)]
@@ -98,6 +98,8 @@ pub(crate) struct Handles {
     pub faults: Arc<DrillFaults>,
     /// Woken when this node's API started or cancelled a drill.
     pub drills: Arc<Notify>,
+    /// The limited log lines of the heartbeat, the lease renewals and the reaper.
+    pub logs: Arc<DutyLogs>,
 }
 
 /// A duty's body: runs until its token is cancelled.
@@ -182,11 +184,19 @@ pub(crate) fn start(
 /// left unsaid for want of another occurrence; and at shutdown, the summary of what is left.
 pub(crate) async fn summarise_logs(
     ingest: Arc<IngestLogs>,
+    duties: Arc<DutyLogs>,
     destinations: Vec<Arc<DestinationRuntime>>,
     clock: SharedClock,
     stop: CancellationToken,
 ) {
     let each_destination = || destinations.iter().flat_map(|d| d.logs.all());
+    let all = || {
+        ingest
+            .all()
+            .into_iter()
+            .chain(duties.all())
+            .chain(each_destination())
+    };
     loop {
         let next = clock.now().plus(LOG_SUMMARY_INTERVAL);
         tokio::select! {
@@ -194,13 +204,13 @@ pub(crate) async fn summarise_logs(
             _ = stop.cancelled() => break,
         }
         let now = clock.now();
-        for log in ingest.all().into_iter().chain(each_destination()) {
+        for log in all() {
             log.flush(now);
         }
     }
     // The process is stopping: what was only counted is said now or never.
     let now = clock.now();
-    for log in ingest.all().into_iter().chain(each_destination()) {
+    for log in all() {
         log.finish(now);
     }
 }
@@ -231,7 +241,9 @@ async fn heartbeat(
         let now = h.clock.now();
         let node = node_info(&*h.store, &address, started_at, now);
         if let Err(e) = h.store.heartbeat(node).await {
-            tracing::warn!(error = %e, "cannot record this node's heartbeat");
+            if h.logs.store_unavailable.hit(now) {
+                tracing::warn!(error = %e, "cannot record this node's heartbeat");
+            }
         }
         tokio::select! {
             _ = h.clock.sleep_until(now.plus(every)) => {}
@@ -327,7 +339,9 @@ impl DutyRunner {
                     now.plus(renew_every)
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(duty = self.name, error = %e, "cannot renew the duty's lease");
+                    if self.handles.logs.store_unavailable.hit(now) {
+                        tracing::warn!(duty = self.name, error = %e, "cannot renew the duty's lease");
+                    }
                     if held_until.is_some_and(|t| clock.now() >= t) {
                         self.stop(&mut running, "its lease could not be renewed")
                             .await;
@@ -390,7 +404,11 @@ async fn reap_leases(h: Handles, stop: CancellationToken) {
                 );
                 wake_all(&h.wakers);
             }
-            Err(e) => tracing::warn!(error = %e, "the lease reaper could not run"),
+            Err(e) => {
+                if h.logs.store_unavailable.hit(now) {
+                    tracing::warn!(error = %e, "the lease reaper could not run");
+                }
+            }
         }
         tokio::select! {
             _ = h.clock.sleep_until(now.plus(every)) => {}

@@ -26,6 +26,7 @@ mod audit;
 mod completion;
 mod drills;
 mod export;
+mod full;
 mod incidents;
 mod reads;
 mod recovery;

@@ -4,12 +4,17 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use intake_core::log_limit::{LogLimiter, LogVerdict, LOG_SUMMARY_INTERVAL};
+use intake_core::Timestamp;
 use rusqlite::Connection;
 
 /// Past this many WAL frames (64 MiB of 4 KiB pages) the WAL is rewound.
 const WAL_REWIND_FRAMES: i64 = 16 * 1024;
+/// The fewest frames past which the WAL is rewound however short of room the disk is: a
+/// rewind pauses the writer for the end of a checkpoint.
+const WAL_REWIND_MIN_FRAMES: i64 = 256;
 
 pub(super) fn checkpoint_loop(
     conn: Connection,
@@ -35,6 +40,15 @@ pub(super) fn checkpoint_loop(
     // something this thread starts writing the database file's dirty pages out
     // (`start_writeback`): the writer's fsync finds little left to write. Starting a write
     // neither waits nor syncs anything, so it changes nothing of what is durable when.
+    //
+    // On a disk short of room the WAL is rewound sooner (`rewind_due`): a WAL that grew to
+    // 64 MiB on a disk with less than that free would fill it by itself, with frames that are
+    // mostly older versions of the same pages.
+    let page_size = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .unwrap_or(4096)
+        .max(512);
+    let mut failures = LogLimiter::new(LOG_SUMMARY_INTERVAL);
     let mut copied_before = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(Duration::from_millis(100));
@@ -47,7 +61,8 @@ pub(super) fn checkpoint_loop(
         });
         match checkpoint {
             Ok((frames, copied)) => {
-                if frames > WAL_REWIND_FRAMES {
+                let free_frames = free_bytes(&db_file).map(|b| to_frames(b, page_size));
+                if rewind_due(frames, free_frames) {
                     rewind.store(true, Ordering::Relaxed);
                 }
                 if copied_since(copied_before, copied) {
@@ -62,7 +77,16 @@ pub(super) fn checkpoint_loop(
                     );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            // A full disk fails every checkpoint until space comes back: one line, then a
+            // summary per interval, so that the log does not take what space is left.
+            Err(e) => match failures.hit(Timestamp::from_system_time(SystemTime::now())) {
+                LogVerdict::Log => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                LogVerdict::Quiet => {}
+                LogVerdict::Summary(s) => {
+                    let reason = format!("last error: {e}");
+                    tracing::warn!("{}", s.describe("failed", "WAL checkpoints", &reason))
+                }
+            },
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -85,6 +109,43 @@ fn start_writeback(file: &File) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_: &File) {}
 
+/// Whether the WAL, holding `frames`, should start over: past [`WAL_REWIND_FRAMES`], or
+/// sooner when a quarter of the file system's free space (`free_frames`, in pages) is less,
+/// but not before [`WAL_REWIND_MIN_FRAMES`].
+fn rewind_due(frames: i64, free_frames: Option<i64>) -> bool {
+    let limit = free_frames.map_or(WAL_REWIND_FRAMES, |free| {
+        (free / 4).clamp(WAL_REWIND_MIN_FRAMES, WAL_REWIND_FRAMES)
+    });
+    frames > limit
+}
+
+fn to_frames(bytes: u64, page_size: i64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX) / page_size
+}
+
+/// The space left for unprivileged writes on the file system holding `file`.
+#[cfg(target_os = "linux")]
+fn free_bytes(file: &File) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: the descriptor belongs to `file`, which outlives the call, and `stat` is a
+    // buffer of the type the call fills.
+    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstatvfs returned 0, so it filled the buffer.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::useless_conversion)] // u32 on some 32-bit targets
+    let (blocks, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Some(blocks.saturating_mul(size))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn free_bytes(_: &File) -> Option<u64> {
+    None
+}
+
 /// Whether a checkpoint copied frames the last one had not: the WAL's copied count grew, or
 /// the WAL started over (its count fell) and something was copied since.
 fn copied_since(before: i64, now: i64) -> bool {
@@ -94,6 +155,42 @@ fn copied_since(before: i64, now: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wal_is_rewound_sooner_on_a_disk_short_of_room() {
+        const MIB: i64 = 256; // frames of 4 KiB
+                              // (frames in the WAL, free space in frames, rewind)
+        let cases = [
+            // Plenty of room, or unknown: at 64 MiB, as always.
+            (16 * 1024, None, false),
+            (16 * 1024 + 1, None, true),
+            (16 * 1024, Some(100_000 * MIB), false),
+            (16 * 1024 + 1, Some(100_000 * MIB), true),
+            // 40 MiB free: past 10 MiB.
+            (10 * MIB, Some(40 * MIB), false),
+            (10 * MIB + 1, Some(40 * MIB), true),
+            // Nearly full: past 1 MiB, never sooner.
+            (MIB, Some(0), false),
+            (MIB + 1, Some(0), true),
+            (MIB + 1, Some(2 * MIB), true),
+        ];
+        for (frames, free, rewind) in cases {
+            assert_eq!(
+                rewind_due(frames, free),
+                rewind,
+                "{frames} frames, {free:?} free"
+            );
+        }
+    }
+
+    #[test]
+    fn the_free_space_of_a_real_file_system_is_read() {
+        let file = File::open("/").or_else(|_| File::open("."));
+        let free = file.ok().and_then(|f| free_bytes(&f));
+        if cfg!(target_os = "linux") {
+            assert!(free.is_some_and(|b| b > 0), "{free:?}");
+        }
+    }
 
     #[test]
     fn the_database_file_is_flushed_only_after_a_checkpoint_that_copied_something() {

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use intake_core::delivery::{CompletionState, DeliveryState, NextStep};
 use intake_core::event::Origin;
@@ -18,6 +18,7 @@ use intake_core::{DeliveryId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
+use super::full::{self, Reclaim};
 use super::reads::{parse_id, rolled_until};
 use super::{completion, drills, incidents, recovery, retention};
 use crate::counters::Counts;
@@ -126,10 +127,20 @@ pub(super) struct Writer {
     committed: HashSet<String>,
     /// False under [`StoreFault::AcceptWithoutQueueing`]: ingests store no deliveries.
     queueing: bool,
+    /// Set once a write failed on a full disk, until a checkpoint gave the WAL's space back
+    /// (the `full` module).
+    full: Option<Reclaim>,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// What a write is refused with while the disk is full.
+fn full_refusal() -> StoreError {
+    StoreError::Unavailable(
+        "the disk is full (writes resume once a checkpoint can empty the WAL)".into(),
+    )
 }
 
 impl Backend for Writer {
@@ -162,9 +173,10 @@ impl Backend for Writer {
     }
 
     async fn begin(&mut self, _: &mut ()) -> Result<()> {
+        self.reclaim_if_full()?;
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     async fn apply(
@@ -179,18 +191,20 @@ impl Backend for Writer {
         };
         let output = self
             .apply_one(request, counts)
-            .map_err(|e| Failure::Request(unavailable(e)))?;
+            .map_err(|e| Failure::Request(self.failed(e)))?;
         outputs.push(output);
         Ok(1)
     }
 
     async fn write_counts(&mut self, _: &mut (), counts: Counts) -> Result<(), Failure> {
         self.flush_counts(counts)
-            .map_err(|e| Failure::Batch(unavailable(e)))
+            .map_err(|e| Failure::Batch(self.failed(e)))
     }
 
     async fn commit(&mut self, _: &mut ()) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(unavailable)?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.failed(e))?;
         self.committed.extend(self.staged.drain());
         Ok(())
     }
@@ -250,6 +264,57 @@ impl Writer {
             staged: HashSet::new(),
             committed: HashSet::new(),
             queueing: true,
+            full: None,
+        }
+    }
+
+    /// The error a failed statement or commit is answered with; a full disk also stops the
+    /// writes until [`Writer::reclaim_if_full`] has given the WAL's space back.
+    fn failed(&mut self, e: rusqlite::Error) -> StoreError {
+        if full::is_disk_full(&e) && self.full.is_none() {
+            tracing::error!(
+                error = %e,
+                "the disk is full: refusing every write until a checkpoint can empty the WAL (free some space on the data directory's file system)"
+            );
+            self.full = Some(Reclaim::new(Instant::now()));
+        }
+        unavailable(e)
+    }
+
+    /// On a full disk (see the `full` module): refuses the batch at once, or, when a try is
+    /// due, copies the WAL into the database and empties it, and lets the batch run if that
+    /// worked.
+    fn reclaim_if_full(&mut self) -> Result<()> {
+        let Some(reclaim) = self.full.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if !reclaim.due(now) {
+            reclaim.refused += 1;
+            return Err(full_refusal());
+        }
+        // (busy, frames in the WAL, frames copied): busy is 1 when a reader kept the
+        // checkpoint from finishing, and the WAL was then not emptied.
+        let truncated = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match truncated {
+            Ok(0) => {
+                tracing::warn!(
+                    refused_batches = reclaim.refused,
+                    full_for_ms = now.duration_since(reclaim.since).as_millis() as u64,
+                    "the disk has room again: the WAL was copied into the database and emptied; writes resume"
+                );
+                self.full = None;
+                Ok(())
+            }
+            Ok(_) | Err(_) => {
+                reclaim.failed(now);
+                reclaim.refused += 1;
+                Err(full_refusal())
+            }
         }
     }
 
