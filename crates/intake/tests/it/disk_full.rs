@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_testkit::{kustomer, CaptureHandler, DESTINATION_SECRET, SOURCE_SECRET};
+use intake_testkit::{
+    kustomer, CaptureHandler, NotifierCapture, DESTINATION_SECRET, SOURCE_SECRET,
+};
 
 use crate::crash::{free_port, spawn_intake, wait_all_delivered, wait_healthy, write_config};
 use crate::PATIENCE;
@@ -154,6 +156,15 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let port = free_port();
     let config = write_config(&disk.0, port, &handler.url());
+    // The watchdog's heartbeat, every second: it must stop while the store cannot write, so
+    // that the dead-man's switch alarms even though no notification can be queued.
+    let switch = NotifierCapture::start().await.unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[monitor]\ninterval = \"1s\"\nwatchdog_url = \"{}\"\n",
+        switch.url("/ping")
+    ));
+    std::fs::write(&config, text).unwrap();
     let log = dir.path().join("intake.log");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -191,6 +202,22 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
     )
     .await;
     let acked_while_full = seen.acked.lock().unwrap().len();
+    // The heartbeat stops: the monitor's duty lease cannot be renewed, so the duty stops
+    // before the lease (`cluster.duty_lease`, 10 s) runs out. Stopped: no ping for 3 s.
+    assert!(!switch.all().is_empty(), "the watchdog never pinged");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let pings_while_full = loop {
+        let before = switch.all().len();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = switch.all().len();
+        if after == before {
+            break after;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watchdog kept pinging while the store could not write"
+        );
+    };
     let wal = disk.0.join("intake.db-wal");
     let wal_when_full = file_size(&wal);
     eprintln!("{acked_while_full} accepted before the disk filled; WAL {wal_when_full} bytes");
@@ -225,6 +252,10 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
     .await;
     let acked: HashSet<String> = seen.acked.lock().unwrap().clone();
     wait_all_delivered(&handler, &acked).await;
+    wait_for(PATIENCE, "the watchdog did not ping again", || async {
+        switch.all().len() > pings_while_full
+    })
+    .await;
     let refused = seen.refused.load(Ordering::Relaxed);
     eprintln!(
         "acknowledged {} ({acked_while_full} before the disk filled), refused {refused}",
