@@ -28,6 +28,9 @@
 //!   delivery still gets one write for every ingest and cannot be starved. Yielding requests
 //!   never cross a fault or a close: one queued before a fault runs before it.
 //!
+//! * **Refusals.** A backend may answer a request with an error before it joins a batch
+//!   ([`Backend::refuses`]); the other requests run as if it had not been sent.
+//!
 //! A backend plugs in what differs ([`Backend`]): how to get a connection, begin, commit and
 //! roll back, how to apply requests (one at a time, or several at once as PostgreSQL writes a
 //! run of ingests), how to write the counters, and what to do between batches. The engine is
@@ -272,6 +275,13 @@ pub(crate) trait Backend {
         false
     }
 
+    /// The error `request` is answered with at once, before it joins a batch, or `None` to
+    /// run it (SQLite draining a full disk refuses new work this way: the `sqlite::full`
+    /// module).
+    fn refuses(&mut self, _request: &Self::Request) -> Option<StoreError> {
+        None
+    }
+
     /// A connection for the next batch.
     async fn connect(&mut self) -> Result<Self::Conn>;
 
@@ -358,16 +368,21 @@ impl<B: Backend> GroupCommit<B> {
             };
             while let Some(next) = op.take() {
                 match next {
-                    Op::Write(request, reply) if B::yields(&request) => {
-                        waiting.push_back((request, reply));
-                    }
-                    Op::Write(request, reply) => {
-                        if B::fault(&request).is_some() {
-                            // Nothing queued before a fault may run after it.
-                            self.take_waiting(&mut waiting, usize::MAX);
-                        }
+                    Op::Write(request, reply) if B::fault(&request).is_some() => {
+                        // Nothing queued before a fault may run after it.
+                        self.take_waiting(&mut waiting, usize::MAX);
                         self.requests.push(request);
                         self.replies.push(reply);
+                    }
+                    Op::Write(request, reply) => {
+                        if let Some(err) = self.backend.refuses(&request) {
+                            reply.send(Err(err));
+                        } else if B::yields(&request) {
+                            waiting.push_back((request, reply));
+                        } else {
+                            self.requests.push(request);
+                            self.replies.push(reply);
+                        }
                     }
                     Op::Close(reply) => {
                         closing = Some(reply);

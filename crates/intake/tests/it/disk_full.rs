@@ -1,7 +1,8 @@
 //! A real full disk: the real binary with its store on a small tmpfs that fills up under load.
-//! While the disk is full, ingest answers 503 with `Retry-After` and `/readyz` 503; once a
-//! little space comes back, writes resume without a restart even though the load never
-//! stopped; every event answered 200 is delivered.
+//! While the disk is full, ingest answers 503 with `Retry-After` and `/readyz` 503, and what
+//! was acknowledged is still delivered (from the store's reserve) even if nobody frees
+//! anything; once space comes back, new events are accepted without a restart even though the
+//! load never stopped.
 //!
 //! The test mounts a tmpfs, so it needs root (as CI and the project's machines run); it fails,
 //! saying so, where it cannot mount.
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use intake_testkit::{
-    kustomer, CaptureHandler, NotifierCapture, DESTINATION_SECRET, SOURCE_SECRET,
+    kustomer, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET, SOURCE_SECRET,
 };
 
 use crate::crash::{free_port, spawn_intake, wait_all_delivered, wait_healthy, write_config};
@@ -149,77 +150,103 @@ where
     }
 }
 
+/// intake on a 96 MiB tmpfs, delivering to `handler`, with the watchdog pinging `switch`
+/// every second.
+struct Rig {
+    _dir: tempfile::TempDir,
+    disk: Tmpfs,
+    log: PathBuf,
+    base: String,
+    http: reqwest::Client,
+    child: tokio::process::Child,
+}
+
+impl Rig {
+    async fn start(handler: &CaptureHandler, switch: &NotifierCapture) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Tmpfs::mount(&dir.path().join("disk"), 96);
+        let port = free_port();
+        let config = write_config(&disk.0, port, &handler.url());
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[monitor]\ninterval = \"1s\"\nwatchdog_url = \"{}\"\n",
+            switch.url("/ping")
+        ));
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("intake.log");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let mut child = spawn_intake(&config, &log).await;
+        wait_healthy(&http, &base, &mut child).await;
+        Rig {
+            _dir: dir,
+            disk,
+            log,
+            base,
+            http,
+            child,
+        }
+    }
+
+    /// Four senders until `stop`.
+    fn send(&self, stop: &Arc<AtomicBool>, seen: &Arc<Seen>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..4)
+            .map(|w| {
+                tokio::spawn(sender(
+                    self.http.clone(),
+                    self.base.clone(),
+                    w,
+                    stop.clone(),
+                    seen.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits until ingest was refused and `/readyz` answers 503.
+    async fn wait_full(&self, seen: &Seen) {
+        wait_for(PATIENCE * 3, "the disk never filled", || async {
+            seen.refused.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        wait_for(
+            PATIENCE,
+            "/readyz did not answer 503 on a full disk",
+            || async { ready_status(&self.http, &self.base).await == 503 },
+        )
+        .await;
+    }
+
+    async fn wait_ready(&self) {
+        wait_for(PATIENCE, "/readyz did not answer 200 again", || async {
+            ready_status(&self.http, &self.base).await == 200
+        })
+        .await;
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&dir.path().join("disk"), 64);
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
-    let port = free_port();
-    let config = write_config(&disk.0, port, &handler.url());
-    // The watchdog's heartbeat, every second: it must stop while the store cannot write, so
-    // that the dead-man's switch alarms even though no notification can be queued.
     let switch = NotifierCapture::start().await.unwrap();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[monitor]\ninterval = \"1s\"\nwatchdog_url = \"{}\"\n",
-        switch.url("/ping")
-    ));
-    std::fs::write(&config, text).unwrap();
-    let log = dir.path().join("intake.log");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut child = spawn_intake(&config, &log).await;
-    wait_healthy(&http, &base, &mut child).await;
-
-    // All the space but 24 MiB is taken, in two files: a small one that will be given back
-    // while the load goes on, and the rest.
+    let mut rig = Rig::start(&handler, &switch).await;
+    // All the space but 24 MiB is taken (the store's own 16 MiB reserve is set aside
+    // already), in two files: one of 24 MiB that will be given back while the load goes on,
+    // and the rest.
     let headroom = 24 << 20;
-    let small = disk.ballast("ballast-small", 4 << 20);
-    let big = disk.ballast("ballast-big", disk.free() - headroom);
+    let small = rig.disk.ballast("ballast-small", 24 << 20);
+    let big = rig.disk.ballast("ballast-big", rig.disk.free() - headroom);
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
-    let senders: Vec<_> = (0..4)
-        .map(|w| {
-            tokio::spawn(sender(
-                http.clone(),
-                base.clone(),
-                w,
-                stop.clone(),
-                seen.clone(),
-            ))
-        })
-        .collect();
-
-    wait_for(PATIENCE * 3, "the disk never filled", || async {
-        seen.refused.load(Ordering::Relaxed) > 0
-    })
-    .await;
-    wait_for(
-        PATIENCE,
-        "/readyz did not answer 503 on a full disk",
-        || async { ready_status(&http, &base).await == 503 },
-    )
-    .await;
+    let senders = rig.send(&stop, &seen);
+    rig.wait_full(&seen).await;
     let acked_while_full = seen.acked.lock().unwrap().len();
-    // The heartbeat stops: the monitor's duty lease cannot be renewed, so the duty stops
-    // before the lease (`cluster.duty_lease`, 10 s) runs out. Stopped: no ping for 3 s.
-    assert!(!switch.all().is_empty(), "the watchdog never pinged");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let pings_while_full = loop {
-        let before = switch.all().len();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = switch.all().len();
-        if after == before {
-            break after;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watchdog kept pinging while the store could not write"
-        );
-    };
-    let wal = disk.0.join("intake.db-wal");
-    let wal_when_full = file_size(&wal);
+    let wal_when_full = file_size(&rig.disk.0.join("intake.db-wal"));
     eprintln!("{acked_while_full} accepted before the disk filled; WAL {wal_when_full} bytes");
     // A WAL left to grow to its usual 64 MiB before starting over would have taken most of
     // the headroom by itself, with older versions of the same pages (1,004 and 1,750 events
@@ -229,9 +256,15 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
         acked_while_full > 5000,
         "only {acked_while_full} events fitted in 24 MiB"
     );
+    // Alerting stays alive on the reserve: the watchdog keeps pinging.
+    let pings = switch.all().len();
+    wait_for(PATIENCE, "the watchdog stopped on a full disk", || async {
+        switch.all().len() > pings + 2
+    })
+    .await;
 
-    // 4 MiB come back while the senders keep sending: the writer must use them to empty the
-    // WAL rather than append more of it, and accept again.
+    // 24 MiB come back while the senders keep sending: with the reserve's 16, that is room
+    // for the reserve and as much again, and new events are accepted again.
     std::fs::remove_file(&small).unwrap();
     wait_for(
         PATIENCE,
@@ -244,18 +277,10 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
         s.await.unwrap();
     }
 
-    // The rest of the space, for the deliveries' own writes; everything accepted arrives.
     std::fs::remove_file(&big).unwrap();
-    wait_for(PATIENCE, "/readyz did not answer 200 again", || async {
-        ready_status(&http, &base).await == 200
-    })
-    .await;
+    rig.wait_ready().await;
     let acked: HashSet<String> = seen.acked.lock().unwrap().clone();
     wait_all_delivered(&handler, &acked).await;
-    wait_for(PATIENCE, "the watchdog did not ping again", || async {
-        switch.all().len() > pings_while_full
-    })
-    .await;
     let refused = seen.refused.load(Ordering::Relaxed);
     eprintln!(
         "acknowledged {} ({acked_while_full} before the disk filled), refused {refused}",
@@ -267,15 +292,91 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
         "every 503 carries Retry-After"
     );
     // The operator's log says what happened, and that the WAL gave its space back first.
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = rig.log_text();
     assert!(
         text.contains("the disk is full: refusing every write"),
         "{text}"
     );
     assert!(
-        text.contains("the disk has room again: the WAL was copied into the database and emptied"),
+        text.contains("the WAL was copied into the database and emptied"),
         "{text}"
     );
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    assert!(text.contains("the disk has room again"), "{text}");
+    rig.child.start_kill().unwrap();
+    rig.child.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_stays_full_still_delivers_everything_it_acknowledged() {
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    // A slow handler, so that much of what is accepted is still queued when the disk fills.
+    handler.set_default(Reply::Slow(Duration::from_millis(500)));
+    let switch = NotifierCapture::start().await.unwrap();
+    let mut rig = Rig::start(&handler, &switch).await;
+    let big = rig.disk.ballast("ballast", rig.disk.free() - (24 << 20));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let senders = rig.send(&stop, &seen);
+    rig.wait_full(&seen).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked: HashSet<String> = seen.acked.lock().unwrap().clone();
+    let delivered_when_full = handler.received().len();
+    eprintln!(
+        "{} accepted, {delivered_when_full} delivered when the disk filled",
+        acked.len()
+    );
+    assert!(
+        delivered_when_full * 2 < acked.len(),
+        "most of what was accepted should still be queued"
+    );
+
+    // Nobody frees anything: the store gave its reserve back, and everything it acknowledged
+    // is delivered from it while new events stay refused.
+    handler.set_default(Reply::Status(200));
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    loop {
+        let delivered: HashSet<String> = handler.received().into_iter().map(|c| c.id).collect();
+        if acked.iter().all(|id| delivered.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} acknowledged events delivered on a full disk",
+            acked.iter().filter(|id| delivered.contains(*id)).count(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready_status(&rig.http, &rig.base).await, 503);
+    let refused = seen.refused.load(Ordering::Relaxed);
+    let late = Arc::new(Seen::default());
+    let stop_late = Arc::new(AtomicBool::new(false));
+    let one = tokio::spawn(sender(
+        rig.http.clone(),
+        rig.base.clone(),
+        9,
+        stop_late.clone(),
+        late.clone(),
+    ));
+    wait_for(PATIENCE, "a new event was not refused", || async {
+        late.refused.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    stop_late.store(true, Ordering::Relaxed);
+    one.await.unwrap();
+    assert!(
+        late.acked.lock().unwrap().is_empty(),
+        "accepted on a full disk"
+    );
+    eprintln!("refused {refused} while filling; everything acknowledged delivered while full");
+
+    // Space comes back: new events are accepted again.
+    std::fs::remove_file(&big).unwrap();
+    rig.wait_ready().await;
+    rig.child.start_kill().unwrap();
+    rig.child.wait().await.unwrap();
 }

@@ -104,6 +104,13 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Where the disk reserve of the database at `db` lives: `<db>-reserve`, beside its `-wal`.
+fn reserve_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-reserve");
+    PathBuf::from(name)
+}
+
 impl SqliteStore {
     /// The database path named by a `sqlite://` URL (`sqlite://./data/intake.db`,
     /// `sqlite:///var/lib/intake/intake.db`).
@@ -195,6 +202,12 @@ impl SqliteStore {
             .execute_batch("PRAGMA busy_timeout = 5000;")
             .map_err(open_err)?;
 
+        // The space given back when the disk is full (the `full` module), and a handle on the
+        // database file through which the writer reads its file system's free space.
+        let reserve = full::Reserve::new(reserve_path(path));
+        let writer_file = std::fs::File::open(path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+
         let (queue, inbox) = group_commit::queue();
         let stop = Arc::new(AtomicBool::new(false));
         let max_batch = options.max_batch.max(1);
@@ -208,7 +221,7 @@ impl SqliteStore {
             .name("intake-sqlite-writer".into())
             .spawn(move || {
                 GroupCommit::new(
-                    Writer::new(writer, rewind, node_id, writer_work),
+                    Writer::new(writer, rewind, node_id, writer_work, reserve, writer_file),
                     max_batch,
                     busy,
                 )

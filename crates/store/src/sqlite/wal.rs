@@ -10,6 +10,8 @@ use intake_core::log_limit::{LogLimiter, LogVerdict, LOG_SUMMARY_INTERVAL};
 use intake_core::Timestamp;
 use rusqlite::Connection;
 
+use super::full::free_bytes;
+
 /// Past this many WAL frames (64 MiB of 4 KiB pages) the WAL is rewound.
 const WAL_REWIND_FRAMES: i64 = 16 * 1024;
 /// The fewest frames past which the WAL is rewound however short of room the disk is: a
@@ -123,29 +125,6 @@ fn to_frames(bytes: u64, page_size: i64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX) / page_size
 }
 
-/// The space left for unprivileged writes on the file system holding `file`.
-#[cfg(target_os = "linux")]
-fn free_bytes(file: &File) -> Option<u64> {
-    use std::os::fd::AsRawFd;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: the descriptor belongs to `file`, which outlives the call, and `stat` is a
-    // buffer of the type the call fills.
-    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: fstatvfs returned 0, so it filled the buffer.
-    let stat = unsafe { stat.assume_init() };
-    #[allow(clippy::useless_conversion)] // u32 on some 32-bit targets
-    let (blocks, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
-    Some(blocks.saturating_mul(size))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn free_bytes(_: &File) -> Option<u64> {
-    None
-}
-
 /// Whether a checkpoint copied frames the last one had not: the WAL's copied count grew, or
 /// the WAL started over (its count fell) and something was copied since.
 fn copied_since(before: i64, now: i64) -> bool {
@@ -180,15 +159,6 @@ mod tests {
                 rewind,
                 "{frames} frames, {free:?} free"
             );
-        }
-    }
-
-    #[test]
-    fn the_free_space_of_a_real_file_system_is_read() {
-        let file = File::open("/").or_else(|_| File::open("."));
-        let free = file.ok().and_then(|f| free_bytes(&f));
-        if cfg!(target_os = "linux") {
-            assert!(free.is_some_and(|b| b > 0), "{free:?}");
         }
     }
 

@@ -8,6 +8,7 @@
 //! read-only disk does.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use intake_core::{DeliveryId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
-use super::full::{self, Reclaim};
+use super::full::{self, Disk, Reclaim, Reserve};
 use super::reads::{parse_id, rolled_until};
 use super::{completion, drills, incidents, recovery, retention};
 use crate::counters::Counts;
@@ -127,9 +128,12 @@ pub(super) struct Writer {
     committed: HashSet<String>,
     /// False under [`StoreFault::AcceptWithoutQueueing`]: ingests store no deliveries.
     queueing: bool,
-    /// Set once a write failed on a full disk, until a checkpoint gave the WAL's space back
-    /// (the `full` module).
-    full: Option<Reclaim>,
+    /// Normal, full, or draining after a full disk (the `full` module).
+    disk: Disk,
+    /// The space set aside for a full disk.
+    reserve: Reserve,
+    /// The database file, for its file system's free space.
+    db_file: File,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -141,6 +145,14 @@ fn full_refusal() -> StoreError {
     StoreError::Unavailable(
         "the disk is full (writes resume once a checkpoint can empty the WAL)".into(),
     )
+}
+
+/// What new work is refused with while the writer drains after a full disk.
+fn draining_refusal() -> StoreError {
+    StoreError::Unavailable(format!(
+        "the disk is full: what was accepted is being delivered; new events are accepted again once the file system has {} MiB free",
+        2 * (full::RESERVE_BYTES >> 20)
+    ))
 }
 
 impl Backend for Writer {
@@ -156,6 +168,10 @@ impl Backend for Writer {
 
     fn fault_changed(&mut self, fault: Option<StoreFault>) {
         self.queueing = fault != Some(StoreFault::AcceptWithoutQueueing);
+    }
+
+    fn refuses(&mut self, request: &Request) -> Option<StoreError> {
+        self.refuse_while_draining(request)
     }
 
     fn yields(request: &Request) -> bool {
@@ -255,6 +271,8 @@ impl Writer {
         rewind: Arc<AtomicBool>,
         node_id: String,
         new_work: broadcast::Sender<WorkSignal>,
+        reserve: Reserve,
+        db_file: File,
     ) -> Self {
         Writer {
             conn,
@@ -264,28 +282,39 @@ impl Writer {
             staged: HashSet::new(),
             committed: HashSet::new(),
             queueing: true,
-            full: None,
+            disk: Disk::Normal,
+            reserve,
+            db_file,
         }
     }
 
-    /// The error a failed statement or commit is answered with; a full disk also stops the
-    /// writes until [`Writer::reclaim_if_full`] has given the WAL's space back.
+    /// The error a failed statement or commit is answered with. A full disk also gives the
+    /// reserve back and stops the writes until [`Writer::reclaim_if_full`] has emptied the WAL.
     fn failed(&mut self, e: rusqlite::Error) -> StoreError {
-        if full::is_disk_full(&e) && self.full.is_none() {
+        if full::is_disk_full(&e) && !matches!(self.disk, Disk::Full(_)) {
+            let now = Instant::now();
+            let since = match self.disk {
+                Disk::Draining { since, .. } => since,
+                _ => now,
+            };
+            let released = self.reserve.release();
             tracing::error!(
                 error = %e,
-                "the disk is full: refusing every write until a checkpoint can empty the WAL (free some space on the data directory's file system)"
+                released_reserve_mib = if released { full::RESERVE_BYTES >> 20 } else { 0 },
+                "the disk is full: refusing every write until a checkpoint can empty the WAL, then delivering what was accepted (free some space on the data directory's file system)"
             );
-            self.full = Some(Reclaim::new(Instant::now()));
+            let mut reclaim = Reclaim::new(now, released);
+            reclaim.since = since;
+            self.disk = Disk::Full(reclaim);
         }
         unavailable(e)
     }
 
     /// On a full disk (see the `full` module): refuses the batch at once, or, when a try is
     /// due, copies the WAL into the database and empties it, and lets the batch run if that
-    /// worked.
+    /// worked (the writer then drains: [`Writer::refuse_while_draining`]).
     fn reclaim_if_full(&mut self) -> Result<()> {
-        let Some(reclaim) = self.full.as_mut() else {
+        let Disk::Full(reclaim) = &mut self.disk else {
             return Ok(());
         };
         let now = Instant::now();
@@ -305,9 +334,13 @@ impl Writer {
                 tracing::warn!(
                     refused_batches = reclaim.refused,
                     full_for_ms = now.duration_since(reclaim.since).as_millis() as u64,
-                    "the disk has room again: the WAL was copied into the database and emptied; writes resume"
+                    "the WAL was copied into the database and emptied: delivering what was accepted; new events are refused until the file system has {} MiB free",
+                    2 * (full::RESERVE_BYTES >> 20)
                 );
-                self.full = None;
+                self.disk = Disk::Draining {
+                    since: reclaim.since,
+                    next_check: now,
+                };
                 Ok(())
             }
             Ok(_) | Err(_) => {
@@ -316,6 +349,37 @@ impl Writer {
                 Err(full_refusal())
             }
         }
+    }
+
+    /// While draining after a full disk: refuses new work (it would take the room the
+    /// delivery of what was accepted needs), until the file system has room again; then sets
+    /// the reserve aside again and accepts everything.
+    fn refuse_while_draining(&mut self, request: &Request) -> Option<StoreError> {
+        let Disk::Draining { since, next_check } = &mut self.disk else {
+            return None;
+        };
+        if !matches!(
+            request,
+            Request::Ingest(_) | Request::Reject(_) | Request::Ping | Request::Replay(_)
+        ) {
+            return None;
+        }
+        let now = Instant::now();
+        if now < *next_check {
+            return Some(draining_refusal());
+        }
+        *next_check = now + full::ROOM_CHECK;
+        if !full::room_again(full::free_bytes(&self.db_file)) {
+            return Some(draining_refusal());
+        }
+        let full_for = now.duration_since(*since);
+        self.reserve.take();
+        tracing::warn!(
+            full_for_ms = full_for.as_millis() as u64,
+            "the disk has room again: accepting new events"
+        );
+        self.disk = Disk::Normal;
+        None
     }
 
     /// Between two batches, completes the checkpoint the checkpoint thread asked for, so that
