@@ -14,6 +14,10 @@
 # 3. Once intake has refused requests as unavailable for HOLD (default 5) seconds, the ballast
 #    is deleted: space is back, as when an operator frees some.
 #
+# intake's store sets aside a 16 MiB reserve at open; when the disk fills it gives the reserve
+# back and delivers what it accepted while refusing new events, until the file system has
+# 32 MiB free again (docs/operations.md, the runbook).
+#
 # It passes when:
 #   - every acknowledged (200) event arrived at the handler (the load generator's `missing` is 0);
 #   - the disk really filled: requests were refused with 503 and `Retry-After`;
