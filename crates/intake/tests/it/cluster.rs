@@ -23,7 +23,7 @@ use intake_testkit::{config_toml, kustomer, CaptureHandler, DESTINATION_SECRET, 
 use serde_json::Value;
 use tokio::process::Child;
 
-use crate::crash::{free_port, spawn_intake, wait_healthy};
+use crate::crash::{free_port, post_signed, spawn_intake, wait_healthy};
 use crate::PATIENCE;
 
 fn pg_admin_url() -> String {
@@ -168,17 +168,7 @@ async fn sender(
         n += 1;
         let body =
             kustomer::message_create(&format!("w{worker}-{n}-{}", rand::random::<u32>()), "email");
-        let resp = http
-            .post(format!("{}/ingest/maelys-kustomer", bases[node]))
-            .header(
-                "x-kustomer-webhook-signature",
-                kustomer::sign(SOURCE_SECRET, &body),
-            )
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let resp = post_signed(&http, &bases[node], body, Duration::from_secs(10)).await;
         match resp {
             Ok(r) if r.status() == 200 => {
                 if let Ok(v) = r.json::<Value>().await {

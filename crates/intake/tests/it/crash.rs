@@ -71,6 +71,26 @@ pub(crate) async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut
     }
 }
 
+/// Posts `body` to the Kustomer source `maelys-kustomer` at `base`, signed, as the real binary's
+/// tests send their load.
+pub(crate) async fn post_signed(
+    http: &reqwest::Client,
+    base: &str,
+    body: String,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{base}/ingest/maelys-kustomer"))
+        .header(
+            "x-kustomer-webhook-signature",
+            kustomer::sign(SOURCE_SECRET, &body),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(timeout)
+        .send()
+        .await
+}
+
 /// Sends unique signed webhooks until `stop`, recording the ids answered 200.
 async fn sender(
     http: reqwest::Client,
@@ -84,17 +104,7 @@ async fn sender(
         n += 1;
         let body =
             kustomer::message_create(&format!("w{worker}-{n}-{}", rand::random::<u32>()), "email");
-        let resp = http
-            .post(format!("{base}/ingest/maelys-kustomer"))
-            .header(
-                "x-kustomer-webhook-signature",
-                kustomer::sign(SOURCE_SECRET, &body),
-            )
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
+        let resp = post_signed(&http, &base, body, Duration::from_secs(5)).await;
         match resp {
             Ok(r) if r.status() == 200 => {
                 if let Ok(v) = r.json::<serde_json::Value>().await {

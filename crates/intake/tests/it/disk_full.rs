@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_testkit::{
-    kustomer, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET, SOURCE_SECRET,
-};
+use intake_testkit::{kustomer, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET};
 
-use crate::crash::{free_port, spawn_intake, wait_all_delivered, wait_healthy, write_config};
+use crate::crash::{
+    free_port, post_signed, spawn_intake, wait_all_delivered, wait_healthy, write_config,
+};
 use crate::PATIENCE;
 
 /// A tmpfs mounted for the test's lifetime (lazily unmounted on drop).
@@ -90,17 +90,7 @@ async fn sender(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let body = kustomer::message_create(&format!("full-{worker}-{n}"), "email");
-        let resp = http
-            .post(format!("{base}/ingest/maelys-kustomer"))
-            .header(
-                "x-kustomer-webhook-signature",
-                kustomer::sign(SOURCE_SECRET, &body),
-            )
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let resp = post_signed(&http, &base, body, Duration::from_secs(10)).await;
         let Ok(resp) = resp else {
             // Not answered (the test is failing and intake was stopped): nothing is owed.
             tokio::time::sleep(Duration::from_millis(5)).await;
