@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_testkit::{kustomer, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET};
+use intake_testkit::{
+    kustomer, with_canaries, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET,
+};
 
 use crate::crash::{
     free_port, post_signed, spawn_intake, wait_all_delivered, wait_healthy, write_config,
@@ -140,8 +142,9 @@ where
     }
 }
 
-/// intake on a 96 MiB tmpfs, delivering to `handler`, with the watchdog pinging `switch`
-/// every second.
+/// intake on a 96 MiB tmpfs, delivering to `handler`, evaluating every second, with the
+/// watchdog pinging `switch` (`/ping`) and a webhook notifier posting to it (`/hook`); with
+/// `canaries`, a canary every second with a deadline of 3 s.
 struct Rig {
     _dir: tempfile::TempDir,
     disk: Tmpfs,
@@ -152,15 +155,20 @@ struct Rig {
 }
 
 impl Rig {
-    async fn start(handler: &CaptureHandler, switch: &NotifierCapture) -> Rig {
+    async fn start(handler: &CaptureHandler, switch: &NotifierCapture, canaries: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let disk = Tmpfs::mount(&dir.path().join("disk"), 96);
         let port = free_port();
         let config = write_config(&disk.0, port, &handler.url());
         let mut text = std::fs::read_to_string(&config).unwrap();
+        if canaries {
+            text = with_canaries(&text, "1s", "3s");
+        }
         text.push_str(&format!(
-            "\n[monitor]\ninterval = \"1s\"\nwatchdog_url = \"{}\"\n",
-            switch.url("/ping")
+            "\n[monitor]\ninterval = \"1s\"\nwatchdog_url = \"{}\"\n\n\
+             [[notifiers]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+            switch.url("/ping"),
+            switch.url("/hook")
         ));
         std::fs::write(&config, text).unwrap();
         let log = dir.path().join("intake.log");
@@ -223,7 +231,7 @@ impl Rig {
 async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() {
     let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
     let switch = NotifierCapture::start().await.unwrap();
-    let mut rig = Rig::start(&handler, &switch).await;
+    let mut rig = Rig::start(&handler, &switch, true).await;
     // All the space but 24 MiB is taken (the store's own 16 MiB reserve is set aside
     // already), in two files: one of 24 MiB that will be given back while the load goes on,
     // and the rest.
@@ -246,11 +254,31 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
         acked_while_full > 5000,
         "only {acked_while_full} events fitted in 24 MiB"
     );
-    // Alerting stays alive on the reserve: the watchdog keeps pinging.
+    // Alerting stays alive on the reserve: the watchdog keeps pinging, and a page goes out.
     let pings = switch.all().len();
     wait_for(PATIENCE, "the watchdog stopped on a full disk", || async {
         switch.all().len() > pings + 2
     })
+    .await;
+
+    // On-call is paged while the disk is full: the canaries are refused like any new event,
+    // and the alert and its notice are written in the reserve's room.
+    wait_for(
+        PATIENCE,
+        "canary_failed was not notified on a full disk",
+        || async {
+            switch.accepted().iter().any(|r| {
+                let n = r.json();
+                r.uri == "/hook"
+                    && n["kind"] == "alert"
+                    && n["status"] == "firing"
+                    && String::from_utf8_lossy(&r.body).contains("refused at ingest")
+                    && n["key"]
+                        .as_str()
+                        .is_some_and(|k| k.starts_with("canary_failed{"))
+            })
+        },
+    )
     .await;
 
     // 24 MiB come back while the senders keep sending: with the reserve's 16, that is room
@@ -302,7 +330,7 @@ async fn a_disk_that_stays_full_still_delivers_everything_it_acknowledged() {
     // A slow handler, so that much of what is accepted is still queued when the disk fills.
     handler.set_default(Reply::Slow(Duration::from_millis(500)));
     let switch = NotifierCapture::start().await.unwrap();
-    let mut rig = Rig::start(&handler, &switch).await;
+    let mut rig = Rig::start(&handler, &switch, false).await;
     let big = rig.disk.ballast("ballast", rig.disk.free() - (24 << 20));
 
     let stop = Arc::new(AtomicBool::new(false));
