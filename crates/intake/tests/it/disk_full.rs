@@ -273,6 +273,7 @@ async fn a_full_disk_is_refused_with_503_and_writes_resume_when_space_returns() 
                     && n["kind"] == "alert"
                     && n["status"] == "firing"
                     && String::from_utf8_lossy(&r.body).contains("refused at ingest")
+                    && String::from_utf8_lossy(&r.body).contains("the disk is full")
                     && n["key"]
                         .as_str()
                         .is_some_and(|k| k.starts_with("canary_failed{"))
