@@ -59,9 +59,10 @@ pub(super) enum Disk {
 }
 
 /// Whether a draining writer may accept new work again: the file system has room for the
-/// reserve and as much again.
+/// reserve and as much again. Where the free space cannot be read, new work is tried: a disk
+/// still full fails the next commit, and the writer is full again.
 pub(super) fn room_again(free: Option<u64>) -> bool {
-    free.is_some_and(|f| f >= 2 * RESERVE_BYTES)
+    free.is_none_or(|f| f >= 2 * RESERVE_BYTES)
 }
 
 /// The file of [`RESERVE_BYTES`] set aside beside the database.
@@ -274,7 +275,7 @@ mod tests {
         let mib = 1 << 20;
         // (free bytes, room again)
         let cases = [
-            (None, false),
+            (None, true),
             (Some(0), false),
             (Some(RESERVE_BYTES), false),
             (Some(2 * RESERVE_BYTES - 1), false),
