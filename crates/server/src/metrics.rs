@@ -61,6 +61,9 @@ pub const COMPLETION_PENDING: &str = "intake_completion_pending";
 /// `destination`.
 pub const COMPLETION_OLDEST: &str = "intake_completion_oldest_seconds";
 
+/// 1 while the embedded store refuses new events for want of disk space, else 0.
+pub const STORE_DISK_FULL: &str = "intake_store_disk_full";
+
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FamilyKind {
@@ -74,7 +77,7 @@ pub enum FamilyKind {
 
 /// Every metric family intake exports: its name, type and HELP text. A family missing here
 /// would be rendered without HELP, which `promtool check metrics` refuses.
-pub const FAMILIES: [(&str, FamilyKind, &str); 23] = [
+pub const FAMILIES: [(&str, FamilyKind, &str); 24] = [
     (
         REQUESTS,
         FamilyKind::Counter,
@@ -184,6 +187,11 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 23] = [
         retention::LAST_PASS,
         FamilyKind::Gauge,
         "Unix time at which the last retention pass ended (0: none yet). Every node exports it.",
+    ),
+    (
+        STORE_DISK_FULL,
+        FamilyKind::Gauge,
+        "1 while the embedded SQLite store refuses new events because its disk is full (it still delivers what it accepted), else 0. Not exported on PostgreSQL.",
     ),
     (
         retention::KEPT,
@@ -365,6 +373,9 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     refresh_incident_gauges(&app).await;
     refresh_completion_gauges(&app).await;
     refresh_retention(&app).await;
+    if let Some(full) = app.store.disk_full() {
+        metrics::gauge!(STORE_DISK_FULL).set(if full { 1.0 } else { 0.0 });
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),

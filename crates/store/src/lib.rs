@@ -236,6 +236,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether the store refuses new events for want of disk space (SQLite: its writer is
+    /// full or draining, the `sqlite::full` module). `None` where the store cannot tell
+    /// (PostgreSQL: the disk is the database server's).
+    fn disk_full(&self) -> Option<bool> {
+        None
+    }
+
     /// Reads a small named document (e.g. the monitor's alert book, as JSON).
     async fn get_state(&self, key: &str) -> Result<Option<String>>;
 

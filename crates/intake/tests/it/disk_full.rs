@@ -222,6 +222,22 @@ impl Rig {
         .await;
     }
 
+    /// `intake_store_disk_full` on `/metrics`.
+    async fn disk_full_gauge(&self) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("intake_store_disk_full "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
@@ -393,9 +409,12 @@ async fn a_disk_that_stays_full_still_delivers_everything_it_acknowledged() {
     );
     eprintln!("refused {refused} while filling; everything acknowledged delivered while full");
 
+    assert_eq!(rig.disk_full_gauge().await, Some(1.0));
+
     // Space comes back: new events are accepted again.
     std::fs::remove_file(&big).unwrap();
     rig.wait_ready().await;
+    assert_eq!(rig.disk_full_gauge().await, Some(0.0));
     rig.child.start_kill().unwrap();
     rig.child.wait().await.unwrap();
 }

@@ -94,6 +94,8 @@ pub struct SqliteStore {
     // Held until the store is closed or dropped: the exclusive lock that makes this process the
     // only one using the database file.
     lock: Mutex<Option<File>>,
+    /// Set by the writer while the disk is full or it drains (the `full` module).
+    disk_full: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -208,6 +210,8 @@ impl SqliteStore {
         let writer_file = std::fs::File::open(path)
             .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
 
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let disk_flag = disk_full.clone();
         let (queue, inbox) = group_commit::queue();
         let stop = Arc::new(AtomicBool::new(false));
         let max_batch = options.max_batch.max(1);
@@ -221,7 +225,15 @@ impl SqliteStore {
             .name("intake-sqlite-writer".into())
             .spawn(move || {
                 GroupCommit::new(
-                    Writer::new(writer, rewind, node_id, writer_work, reserve, writer_file),
+                    Writer::new(
+                        writer,
+                        rewind,
+                        node_id,
+                        writer_work,
+                        reserve,
+                        writer_file,
+                        disk_flag,
+                    ),
                     max_batch,
                     busy,
                 )
@@ -246,6 +258,7 @@ impl SqliteStore {
             node_id: options.node_id,
             new_work,
             lock: Mutex::new(Some(lock)),
+            disk_full,
         })
     }
 
@@ -417,6 +430,10 @@ impl Store for SqliteStore {
 
     fn writer_busy(&self) -> Option<Duration> {
         Some(self.writes.busy_total())
+    }
+
+    fn disk_full(&self) -> Option<bool> {
+        Some(self.disk_full.load(Ordering::Relaxed))
     }
 
     async fn expire_events(&self, req: ExpireRequest) -> Result<ExpireBatch> {

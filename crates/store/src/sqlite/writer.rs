@@ -134,6 +134,8 @@ pub(super) struct Writer {
     reserve: Reserve,
     /// The database file, for its file system's free space.
     db_file: File,
+    /// Whether `disk` is other than normal, for the store's readers (`Store::disk_full`).
+    disk_flag: Arc<AtomicBool>,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -273,6 +275,7 @@ impl Writer {
         new_work: broadcast::Sender<WorkSignal>,
         reserve: Reserve,
         db_file: File,
+        disk_flag: Arc<AtomicBool>,
     ) -> Self {
         Writer {
             conn,
@@ -285,6 +288,7 @@ impl Writer {
             disk: Disk::Normal,
             reserve,
             db_file,
+            disk_flag,
         }
     }
 
@@ -306,6 +310,7 @@ impl Writer {
             let mut reclaim = Reclaim::new(now, released);
             reclaim.since = since;
             self.disk = Disk::Full(reclaim);
+            self.disk_flag.store(true, Ordering::Relaxed);
         }
         unavailable(e)
     }
@@ -379,6 +384,7 @@ impl Writer {
             "the disk has room again: accepting new events"
         );
         self.disk = Disk::Normal;
+        self.disk_flag.store(false, Ordering::Relaxed);
         None
     }
 
