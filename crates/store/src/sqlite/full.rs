@@ -205,14 +205,15 @@ pub(super) struct Reclaim {
 }
 
 impl Reclaim {
-    /// The state right after a commit failed at `now`: the first try at once when a reserve
+    /// The state right after a commit failed at `now`, on a disk found full at `since`
+    /// (earlier when it filled again while draining): the first try at once when a reserve
     /// was just given back, else after [`FIRST_WAIT`].
-    pub(super) fn new(now: Instant, released: bool) -> Self {
+    pub(super) fn new(now: Instant, since: Instant, released: bool) -> Self {
         Reclaim {
             next_try: if released { now } else { now + FIRST_WAIT },
             wait: FIRST_WAIT,
             refused: 0,
-            since: now,
+            since,
         }
     }
 
@@ -258,10 +259,10 @@ mod tests {
     fn a_try_is_due_only_once_its_wait_has_passed() {
         let t0 = Instant::now();
         assert!(
-            Reclaim::new(t0, true).due(t0),
+            Reclaim::new(t0, t0, true).due(t0),
             "at once once the reserve is back"
         );
-        let mut r = Reclaim::new(t0, false);
+        let mut r = Reclaim::new(t0, t0, false);
         assert!(!r.due(t0));
         assert!(r.due(t0 + FIRST_WAIT));
         r.failed(t0 + FIRST_WAIT);

@@ -307,10 +307,7 @@ impl Writer {
                 released_reserve_mib = if released { full::RESERVE_BYTES >> 20 } else { 0 },
                 "the disk is full: refusing every write until a checkpoint can empty the WAL, then delivering what was accepted (free some space on the data directory's file system)"
             );
-            let mut reclaim = Reclaim::new(now, released);
-            reclaim.since = since;
-            self.disk = Disk::Full(reclaim);
-            self.disk_flag.store(true, Ordering::Relaxed);
+            self.set_disk(Disk::Full(Reclaim::new(now, since, released)));
         }
         unavailable(e)
     }
@@ -342,10 +339,11 @@ impl Writer {
                     "the WAL was copied into the database and emptied: delivering what was accepted; new events are refused until the file system has {} MiB free",
                     2 * (full::RESERVE_BYTES >> 20)
                 );
-                self.disk = Disk::Draining {
-                    since: reclaim.since,
+                let since = reclaim.since;
+                self.set_disk(Disk::Draining {
+                    since,
                     next_check: now,
-                };
+                });
                 Ok(())
             }
             Ok(_) | Err(_) => {
@@ -383,9 +381,15 @@ impl Writer {
             full_for_ms = full_for.as_millis() as u64,
             "the disk has room again: accepting new events"
         );
-        self.disk = Disk::Normal;
-        self.disk_flag.store(false, Ordering::Relaxed);
+        self.set_disk(Disk::Normal);
         None
+    }
+
+    /// Moves to `disk`, and tells the store's readers whether it is other than normal.
+    fn set_disk(&mut self, disk: Disk) {
+        self.disk_flag
+            .store(!matches!(disk, Disk::Normal), Ordering::Relaxed);
+        self.disk = disk;
     }
 
     /// Between two batches, completes the checkpoint the checkpoint thread asked for, so that
