@@ -61,7 +61,7 @@ pub const COMPLETION_PENDING: &str = "intake_completion_pending";
 /// `destination`.
 pub const COMPLETION_OLDEST: &str = "intake_completion_oldest_seconds";
 
-/// 1 while the embedded store refuses new events for want of disk space, else 0.
+/// 1 while the store refuses new events for want of disk space, else 0.
 pub const STORE_DISK_FULL: &str = "intake_store_disk_full";
 
 /// The type of a metric family.
@@ -191,7 +191,7 @@ pub const FAMILIES: [(&str, FamilyKind, &str); 24] = [
     (
         STORE_DISK_FULL,
         FamilyKind::Gauge,
-        "1 while the embedded SQLite store refuses new events because its disk is full (it still delivers what it accepted), else 0. Not exported on PostgreSQL.",
+        "1 while the store refuses new events because its disk is full (SQLite: it still delivers what it accepted; PostgreSQL: a write was refused for want of space and no event could be stored since), else 0.",
     ),
     (
         retention::KEPT,

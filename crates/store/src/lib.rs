@@ -237,8 +237,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Whether the store refuses new events for want of disk space (SQLite: its writer is
-    /// full or draining, the `sqlite::full` module). `None` where the store cannot tell
-    /// (PostgreSQL: the disk is the database server's).
+    /// full or draining, the `sqlite::full` module; PostgreSQL: a write was refused because
+    /// the database's disk is full, and no event has been stored since, the `postgres::room`
+    /// module). `None` where the store cannot tell.
     fn disk_full(&self) -> Option<bool> {
         None
     }

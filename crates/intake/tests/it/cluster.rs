@@ -26,7 +26,7 @@ use tokio::process::Child;
 use crate::crash::{free_port, post_signed, spawn_intake, wait_healthy};
 use crate::PATIENCE;
 
-fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("INTAKE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
@@ -52,11 +52,19 @@ pub(crate) struct TestDb {
 
 impl TestDb {
     pub(crate) async fn create() -> Self {
+        Self::create_in(None).await
+    }
+
+    /// A database whose tables live in `tablespace` (the cluster's default without one).
+    pub(crate) async fn create_in(tablespace: Option<&str>) -> Self {
         let admin_url = pg_admin_url();
         let admin = pg_connect(&admin_url).await;
         let name = format!("intake_test_{:016x}", rand::random::<u64>());
+        let within = tablespace
+            .map(|t| format!(" TABLESPACE {t}"))
+            .unwrap_or_default();
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name}{within}"))
             .await
             .unwrap();
         let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or("");
@@ -133,7 +141,13 @@ impl Drop for TestDb {
 
 /// A node's configuration: the common test configuration on PostgreSQL, with short cluster
 /// timings so that failover happens within the test's patience.
-fn write_node_config(dir: &Path, n: usize, port: u16, handler: &str, db_url: &str) -> PathBuf {
+pub(crate) fn write_node_config(
+    dir: &Path,
+    n: usize,
+    port: u16,
+    handler: &str,
+    db_url: &str,
+) -> PathBuf {
     let text = config_toml(dir, handler, "timeout = \"2s\"")
         .replace(
             "listen = \"127.0.0.1:0\"",

@@ -4,8 +4,11 @@
 //! anything; once space comes back, new events are accepted without a restart even though the
 //! load never stopped.
 //!
-//! The test mounts a tmpfs, so it needs root (as CI and the project's machines run); it fails,
-//! saying so, where it cannot mount.
+//! On PostgreSQL the database's tables live in a tablespace on the tmpfs: inserts are refused
+//! while updates still fit, and `/readyz` must say the node cannot take new events.
+//!
+//! The tests mount a tmpfs, so they need root (as CI and the project's machines run); they
+//! fail, saying so, where they cannot mount.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use intake_testkit::{
     kustomer, with_canaries, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET,
 };
 
+use crate::cluster::{pg_admin_url, pg_connect, write_node_config, TestDb};
 use crate::crash::{
     free_port, post_signed, spawn_intake, wait_all_delivered, wait_healthy, write_config,
 };
@@ -40,6 +44,17 @@ impl Tmpfs {
             String::from_utf8_lossy(&out.stderr).trim()
         );
         Tmpfs(at.to_path_buf())
+    }
+
+    /// A file that takes every byte left, written until the disk refuses more.
+    fn fill(&self, name: &str) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join(name);
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [1 << 16, 1 << 12, 1 << 9] {
+            while file.write_all(&vec![1u8; chunk]).is_ok() {}
+        }
+        path
     }
 
     /// Free bytes, as `df` reports them.
@@ -142,6 +157,21 @@ where
     }
 }
 
+/// `intake_store_disk_full` on `/metrics`.
+async fn disk_full_gauge(http: &reqwest::Client, base: &str) -> Option<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("intake_store_disk_full "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// intake on a 96 MiB tmpfs, delivering to `handler`, evaluating every second, with the
 /// watchdog pinging `switch` (`/ping`) and a webhook notifier posting to it (`/hook`); with
 /// `canaries`, a canary every second with a deadline of 3 s.
@@ -222,20 +252,8 @@ impl Rig {
         .await;
     }
 
-    /// `intake_store_disk_full` on `/metrics`.
     async fn disk_full_gauge(&self) -> Option<f64> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("intake_store_disk_full "))
-            .and_then(|v| v.trim().parse().ok())
+        disk_full_gauge(&self.http, &self.base).await
     }
 
     fn log_text(&self) -> String {
@@ -417,4 +435,169 @@ async fn a_disk_that_stays_full_still_delivers_everything_it_acknowledged() {
     assert_eq!(rig.disk_full_gauge().await, Some(0.0));
     rig.child.start_kill().unwrap();
     rig.child.wait().await.unwrap();
+}
+
+/// A PostgreSQL tablespace in a directory of the test's, dropped at the end (best effort on a
+/// thread of its own if the test failed first, as `TestDb` does).
+struct Tablespace {
+    name: String,
+}
+
+impl Tablespace {
+    /// Creates `at`, gives it to the server's user and makes it a tablespace.
+    async fn create(at: &Path) -> Tablespace {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(at)
+            .output()
+            .expect("cannot run chown");
+        assert!(
+            out.status.success(),
+            "the tablespace directory must belong to PostgreSQL's user: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let name = format!("intake_ts_{:016x}", rand::random::<u64>());
+        pg_connect(&pg_admin_url())
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLESPACE {name} LOCATION '{}'",
+                at.display()
+            ))
+            .await
+            .unwrap();
+        Tablespace { name }
+    }
+}
+
+impl Drop for Tablespace {
+    fn drop(&mut self) {
+        let sql = format!("DROP TABLESPACE IF EXISTS {}", self.name);
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let _ = pg_connect(&pg_admin_url()).await.batch_execute(&sql).await;
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_on_a_full_disk_is_not_ready_until_an_event_fits_again() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let handler = CaptureHandler::start(DESTINATION_SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The server runs as its own user, which must reach the tablespace.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Dropped in reverse order: the database, then its tablespace, then the disk.
+    let disk = Tmpfs::mount(&dir.path().join("disk"), 64);
+    let space = Tablespace::create(&disk.0.join("pg")).await;
+    let db = TestDb::create_in(Some(&space.name)).await;
+    let port = free_port();
+    let config = write_node_config(dir.path(), 1, port, &handler.url(), &db.url);
+    let log = dir.path().join("intake.log");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn_intake(&config, &log).await;
+    wait_healthy(&http, &base, &mut child).await;
+    assert_eq!(disk_full_gauge(&http, &base).await, Some(0.0));
+    let ballast = disk.ballast("ballast", disk.free() - (8 << 20));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let senders: Vec<_> = (0..4)
+        .map(|w| {
+            tokio::spawn(sender(
+                http.clone(),
+                base.clone(),
+                w,
+                stop.clone(),
+                seen.clone(),
+            ))
+        })
+        .collect();
+    wait_for(PATIENCE * 3, "the tables never filled the disk", || async {
+        seen.refused.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    // At the edge some inserts still fit (in the room an aborted one left): take the rest of
+    // the disk, so that new events stop fitting.
+    let rest = disk.fill("rest");
+    // The ping still fits in its page; a new event does not: the node is not ready.
+    wait_for(
+        PATIENCE,
+        "/readyz did not answer 503 while PostgreSQL refused new events",
+        || async { ready_status(&http, &base).await == 503 },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    // The last word before the traffic stops is a refusal.
+    let mut tries = 0;
+    loop {
+        let body = kustomer::message_create(&format!("last-{tries}"), "email");
+        let resp = post_signed(&http, &base, body, Duration::from_secs(10))
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            503 => break,
+            200 => {
+                let v: serde_json::Value = resp.json().await.unwrap();
+                seen.acked
+                    .lock()
+                    .unwrap()
+                    .insert(v["id"].as_str().unwrap().to_string());
+            }
+            other => panic!("unexpected answer {other}"),
+        }
+        tries += 1;
+        assert!(tries < 200, "new events kept fitting on a full disk");
+    }
+    assert_eq!(ready_status(&http, &base).await, 503);
+    assert_eq!(disk_full_gauge(&http, &base).await, Some(1.0));
+    let acked: HashSet<String> = seen.acked.lock().unwrap().clone();
+    eprintln!(
+        "{} accepted, {} refused when the tablespace filled",
+        acked.len(),
+        seen.refused.load(Ordering::Relaxed)
+    );
+
+    // Space comes back with no traffic at all: the readiness probe notices.
+    std::fs::remove_file(&rest).unwrap();
+    std::fs::remove_file(&ballast).unwrap();
+    wait_for(
+        PATIENCE,
+        "/readyz did not answer 200 once space came back",
+        || async { ready_status(&http, &base).await == 200 },
+    )
+    .await;
+    assert_eq!(disk_full_gauge(&http, &base).await, Some(0.0));
+    let body = kustomer::message_create("after-the-free", "email");
+    let resp = post_signed(&http, &base, body, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_all_delivered(&handler, &acked).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("PostgreSQL has no room for new events"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PostgreSQL stores new events again"),
+        "{text}"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.drop_db().await;
+    drop(space);
 }

@@ -42,6 +42,8 @@ pub(super) enum WriteError {
     Lost(StoreError),
     /// A statement failed.
     Failed(StoreError),
+    /// A statement was refused because the database's disk is full (the `room` module).
+    NoRoom(StoreError),
 }
 
 impl From<tokio_postgres::Error> for WriteError {
@@ -49,6 +51,8 @@ impl From<tokio_postgres::Error> for WriteError {
         let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         if e.is_closed() || io {
             WriteError::Lost(unavailable(e))
+        } else if super::room::is_out_of_space(&e) {
+            WriteError::NoRoom(unavailable(e))
         } else {
             WriteError::Failed(unavailable(e))
         }
@@ -58,7 +62,7 @@ impl From<tokio_postgres::Error> for WriteError {
 impl From<WriteError> for StoreError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Lost(e) | WriteError::Failed(e) => e,
+            WriteError::Lost(e) | WriteError::Failed(e) | WriteError::NoRoom(e) => e,
         }
     }
 }

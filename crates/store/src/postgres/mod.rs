@@ -38,7 +38,8 @@
 //! Files: `writer.rs` (the group-commit writer: ingests, finishes, rejections), `reads.rs`
 //! (the larger reads), `outbox.rs` (notifications and silences), `recovery.rs` (recovery
 //! jobs, replays and requeues), `drills.rs` (fire drills), `audit.rs` (the audit's reads, in one snapshot),
-//! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `schema.rs` (migrations),
+//! `import.rs` (what `migrate-store` writes), `listen.rs` (wake-ups), `room.rs` (whether new
+//! events fit: a full disk), `schema.rs` (migrations),
 //! `error.rs` (errors); the store's other writes and small reads are here. They import the
 //! crate's shared modules, never the SQLite backend.
 
@@ -53,6 +54,7 @@ mod outbox;
 mod reads;
 mod recovery;
 mod retention;
+mod room;
 mod schema;
 mod writer;
 
@@ -71,6 +73,7 @@ use tokio_postgres::{NoTls, Row};
 
 use self::error::{injected_failure, pg_error, pool_unavailable, read_error, redact, unavailable};
 use self::reads::parse;
+use self::room::Room;
 use self::writer::{Request, Writer};
 use crate::decode;
 use crate::group_commit::{self, GroupCommit, Queue, Reply};
@@ -118,6 +121,8 @@ pub struct PostgresStore {
     /// Whether the fault the writer last applied rejects writes, for the operations that do
     /// not go through the writer (claims, releases, duties).
     fault: Arc<AtomicBool>,
+    /// Whether the database has room for new events (the `room` module).
+    room: Room,
     node_id: String,
     new_work: broadcast::Sender<WorkSignal>,
     stop: watch::Sender<bool>,
@@ -211,7 +216,8 @@ impl PostgresStore {
         let fault = Arc::new(AtomicBool::new(false));
         let (new_work, _) = broadcast::channel(1024);
         let (stop, stop_rx) = watch::channel(false);
-        let writer = Writer::new(pool.clone(), fault.clone());
+        let room = Room::default();
+        let writer = Writer::new(pool.clone(), fault.clone(), room.clone());
         let writer_task =
             tokio::spawn(GroupCommit::new(writer, options.max_batch, queue.busy()).run(inbox));
         let listener_task = tokio::spawn(listen::listen(config, new_work.clone(), stop_rx));
@@ -220,6 +226,7 @@ impl PostgresStore {
             pool,
             writes: queue,
             fault,
+            room,
             node_id: options.node_id,
             new_work,
             stop,
@@ -947,7 +954,26 @@ impl Store for PostgresStore {
     }
 
     async fn check_writable(&self) -> Result<()> {
-        self.write(Request::Ping, Reply::Unit).await
+        self.write(Request::Ping, Reply::Unit).await?;
+        if !self.room.is_out() {
+            return Ok(());
+        }
+        // The ping fits in the page it updates: whether a new event fits, only a probe says.
+        let mut client = self.conn().await?;
+        match room::probe(&mut client).await {
+            Ok(()) => {
+                self.room.stored();
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "no room for new events: {}",
+                pg_error(&e)
+            ))),
+        }
+    }
+
+    fn disk_full(&self) -> Option<bool> {
+        Some(self.room.is_out())
     }
 
     async fn inject_fault(&self, fault: Option<StoreFault>) -> Result<()> {

@@ -27,6 +27,7 @@ use intake_core::{EventId, Timestamp};
 
 use super::error::{injected_failure, pg_error, pool_unavailable, unavailable, WriteError};
 use super::reads::parse;
+use super::room::{is_out_of_space, Room};
 use super::{CHANNEL, COUNTER_SHARDS};
 use crate::counters::{CounterKey, Counts};
 use crate::group_commit::{Backend, Failure, Output};
@@ -53,16 +54,33 @@ pub(super) struct Writer {
     staged: HashSet<String>,
     /// Destinations that got deliveries in a committed transaction of this batch.
     committed: HashSet<String>,
+    /// Whether the database has room for new events (the `room` module): marked by a write
+    /// refused for want of space, cleared by a commit that stored new events.
+    room: Room,
+    /// Whether the open transaction stored a new event.
+    stored_new: bool,
 }
 
 impl Writer {
-    pub(super) fn new(pool: Pool, shared_fault: Arc<AtomicBool>) -> Self {
+    /// The error of a failed write, having marked the store out of room if that is why.
+    fn refused(&self, e: tokio_postgres::Error) -> StoreError {
+        let out = is_out_of_space(&e);
+        let err = unavailable(e);
+        if out {
+            self.room.mark(&err);
+        }
+        err
+    }
+
+    pub(super) fn new(pool: Pool, shared_fault: Arc<AtomicBool>, room: Room) -> Self {
         Writer {
             pool,
             shared_fault,
             queueing: true,
             staged: HashSet::new(),
             committed: HashSet::new(),
+            room,
+            stored_new: false,
         }
     }
 
@@ -101,6 +119,7 @@ impl Writer {
         let mut accepted = Vec::new();
         if !events.is_empty() {
             accepted = ingest_many(client, &events, counts, &mut self.staged).await?;
+            self.stored_new |= accepted.iter().any(|a| !a.duplicate);
         }
         if !finishes.is_empty() {
             finish_many(client, &finishes, counts).await?;
@@ -171,20 +190,24 @@ impl Backend for Writer {
                         // request's fault.
                         WriteError::Lost(e) => Failure::Batch(e),
                         WriteError::Failed(e) => Failure::Request(e),
+                        WriteError::NoRoom(e) => {
+                            self.room.mark(&e);
+                            Failure::Request(e)
+                        }
                     })?;
                 Ok(applied)
             }
             Request::Reject(rej) => {
                 reject(&*client, rej, counts)
                     .await
-                    .map_err(|e| Failure::Request(unavailable(e)))?;
+                    .map_err(|e| Failure::Request(self.refused(e)))?;
                 outputs.push(Output::Unit);
                 Ok(1)
             }
             Request::Ping => {
                 ping(&*client)
                     .await
-                    .map_err(|e| Failure::Request(unavailable(e)))?;
+                    .map_err(|e| Failure::Request(self.refused(e)))?;
                 outputs.push(Output::Unit);
                 Ok(1)
             }
@@ -199,17 +222,24 @@ impl Backend for Writer {
     async fn write_counts(&mut self, client: &mut Object, counts: Counts) -> Result<(), Failure> {
         flush_counts(&*client, counts)
             .await
-            .map_err(|e| Failure::Request(unavailable(e)))
+            .map_err(|e| Failure::Request(self.refused(e)))
     }
 
     async fn commit(&mut self, client: &mut Object) -> Result<()> {
-        client.batch_execute("COMMIT").await.map_err(unavailable)?;
+        client.batch_execute("COMMIT").await.map_err(|e| {
+            self.stored_new = false;
+            self.refused(e)
+        })?;
         self.committed.extend(self.staged.drain());
+        if std::mem::take(&mut self.stored_new) {
+            self.room.stored();
+        }
         Ok(())
     }
 
     async fn rollback(&mut self, client: &mut Object) {
         self.staged.clear();
+        self.stored_new = false;
         if let Err(e) = client.batch_execute("ROLLBACK").await {
             // The connection may be gone, or the transaction already over.
             tracing::debug!(error = %pg_error(&e), "rollback");
