@@ -110,33 +110,37 @@ impl TestDb {
 }
 
 impl Drop for TestDb {
-    /// A test that failed before `drop_db` still drops its database: best effort, on a thread
-    /// with a runtime of its own (the test's runtime may be unwinding).
+    /// A test that failed before `drop_db` still drops its database.
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = pg_admin_url();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        admin_sql_best_effort(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
+}
+
+/// Runs `sql` as the administrator, best effort, on a thread with a runtime of its own: for
+/// clean-ups in `Drop`, where the test's runtime may be unwinding.
+pub(crate) fn admin_sql_best_effort(sql: String) {
+    let admin = pg_admin_url();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+            {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                let _ = client.batch_execute(&sql).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// A node's configuration: the common test configuration on PostgreSQL, with short cluster

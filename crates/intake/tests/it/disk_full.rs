@@ -20,7 +20,7 @@ use intake_testkit::{
     kustomer, with_canaries, CaptureHandler, NotifierCapture, Reply, DESTINATION_SECRET,
 };
 
-use crate::cluster::{pg_admin_url, pg_connect, write_node_config, TestDb};
+use crate::cluster::{admin_sql_best_effort, pg_admin_url, pg_connect, write_node_config, TestDb};
 use crate::crash::{
     free_port, post_signed, spawn_intake, wait_all_delivered, wait_healthy, write_config,
 };
@@ -437,8 +437,8 @@ async fn a_disk_that_stays_full_still_delivers_everything_it_acknowledged() {
     rig.child.wait().await.unwrap();
 }
 
-/// A PostgreSQL tablespace in a directory of the test's, dropped at the end (best effort on a
-/// thread of its own if the test failed first, as `TestDb` does).
+/// A PostgreSQL tablespace in a directory of the test's, dropped at the end (after the
+/// database in it, which `TestDb` drops).
 struct Tablespace {
     name: String,
 }
@@ -472,19 +472,7 @@ impl Tablespace {
 
 impl Drop for Tablespace {
     fn drop(&mut self) {
-        let sql = format!("DROP TABLESPACE IF EXISTS {}", self.name);
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let _ = pg_connect(&pg_admin_url()).await.batch_execute(&sql).await;
-            });
-        })
-        .join();
+        admin_sql_best_effort(format!("DROP TABLESPACE IF EXISTS {}", self.name));
     }
 }
 
