@@ -13,7 +13,7 @@
 //!
 //! | Room | Its one job | May import |
 //! |---|---|---|
-//! | `state` | The shared handles: `AppState`, the source and destination runtimes, the metric handles, the demo inbox, the limited log sites (`LimitedLog`: first line in full, then a summary per interval). Plain values, no behaviour that needs another module. | nothing |
+//! | `state` | The shared handles: `AppState`, the source and destination runtimes, the metric handles, the demo inbox, the limited log sites (`LimitedLog`: first line in full, then a summary per interval), the queue view (`QueueView`: one count of the queue at a time, shared by the doors). Plain values and handles, no behaviour that needs another module. | nothing |
 //! | `error` | [`ServerError`], what `start` and shutdown can fail with. | nothing |
 //! | `hard_stop` | The listener whose connections the shutdown deadline cuts. | nothing |
 //! | `conn` | The HTTP server loop and its connection hygiene: caps overall and per IP (503 over them), the header deadline, the idle timeout. | `hard_stop`, `metrics` |

@@ -396,7 +396,7 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 async fn refresh_queue_gauges(app: &AppState) {
-    let stats = match app.store.queue_stats().await {
+    let stats = match app.queue.read().await {
         Ok(stats) => stats,
         Err(e) => {
             tracing::warn!(error = %e, "queue gauges not refreshed");

@@ -27,7 +27,7 @@ use crate::hard_stop::CuttableListener;
 use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
 use crate::state::{
     AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, DutyLogs, IngestLogs,
-    SourceMetrics, SourceRuntime,
+    QueueView, SourceMetrics, SourceRuntime,
 };
 use crate::{api, conn, demo_handler, health, ingest, metrics as meters, web};
 
@@ -297,6 +297,7 @@ fn build_state(
         config,
         started_at: clock.now(),
         clock,
+        queue: QueueView::of_store(store.clone()),
         store,
         sources,
         destinations,

@@ -20,6 +20,10 @@ use metrics::{Counter, Histogram};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+mod queue_view;
+
+pub(crate) use queue_view::QueueView;
+
 /// A configured source, ready to verify and parse.
 pub(crate) struct SourceRuntime {
     pub config: SourceConfig,
@@ -273,6 +277,8 @@ pub(crate) struct AppState {
     pub faults: Arc<DrillFaults>,
     /// Wakes the drill duty when the API started or cancelled a drill.
     pub drills: Arc<Notify>,
+    /// The queue's gauges as the doors read them: one read of the store at a time.
+    pub queue: QueueView,
 }
 
 /// One fire drill's fault, as this node applies it: running in the store when last read.

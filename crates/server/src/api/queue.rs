@@ -109,7 +109,7 @@ pub(crate) async fn read(
             );
         }
     }
-    for st in app.store.queue_stats().await? {
+    for st in app.queue.read().await?.iter() {
         let e = entries
             .entry((st.tenant.clone(), st.source.clone(), st.destination.clone()))
             .or_insert_with(|| QueueEntry {
