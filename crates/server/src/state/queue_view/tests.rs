@@ -42,6 +42,14 @@ impl Script {
         )
     }
 
+    /// A view that has read once (its reading: 1).
+    async fn read_once(&self) -> QueueView {
+        let view = self.view();
+        self.release(1);
+        assert_eq!(pending(&view.read().await), Some(1));
+        view
+    }
+
     fn release(&self, reads: usize) {
         self.gate.add_permits(reads);
     }
@@ -67,6 +75,12 @@ fn pending(r: &Result<Reading>) -> Option<u64> {
     r.as_ref().ok().map(|r| r[0].pending)
 }
 
+/// A caller on a task of its own.
+fn spawn_read(view: &QueueView) -> tokio::task::JoinHandle<Result<Reading>> {
+    let view = view.clone();
+    tokio::spawn(async move { view.read().await })
+}
+
 /// Lets the spawned tasks run until they wait on something.
 async fn settle() {
     for _ in 0..10 {
@@ -78,12 +92,7 @@ async fn settle() {
 async fn callers_at_once_share_one_read() {
     let script = Script::new();
     let view = script.view();
-    let callers: Vec<_> = (0..5)
-        .map(|_| {
-            let view = view.clone();
-            tokio::spawn(async move { view.read().await })
-        })
-        .collect();
+    let callers: Vec<_> = (0..5).map(|_| spawn_read(&view)).collect();
     settle().await;
     script.release(1);
     for c in callers {
@@ -95,14 +104,9 @@ async fn callers_at_once_share_one_read() {
 #[tokio::test(start_paused = true)]
 async fn while_a_read_runs_a_caller_takes_the_reading_from_before_at_once() {
     let script = Script::new();
-    let view = script.view();
-    script.release(1);
-    assert_eq!(pending(&view.read().await), Some(1));
+    let view = script.read_once().await;
     // A second read starts and is held; its starter waits, the next caller does not.
-    let starter = tokio::spawn({
-        let view = view.clone();
-        async move { view.read().await }
-    });
+    let starter = spawn_read(&view);
     settle().await;
     assert_eq!(script.calls(), 2);
     let at_once = tokio::time::Instant::now();
@@ -116,9 +120,7 @@ async fn while_a_read_runs_a_caller_takes_the_reading_from_before_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_read_is_waited_for_up_to_the_patience_and_its_reading_serves_as_long_as_it_took() {
     let script = Script::new();
-    let view = script.view();
-    script.release(1);
-    assert_eq!(pending(&view.read().await), Some(1));
+    let view = script.read_once().await;
     let started = tokio::time::Instant::now();
     assert_eq!(
         pending(&view.read().await),
@@ -137,10 +139,7 @@ async fn a_slow_read_is_waited_for_up_to_the_patience_and_its_reading_serves_as_
     assert_eq!(script.calls(), 2);
     // Past that, the next caller starts a read.
     tokio::time::sleep(FRESH_WAIT).await;
-    let next = tokio::spawn({
-        let view = view.clone();
-        async move { view.read().await }
-    });
+    let next = spawn_read(&view);
     settle().await;
     assert_eq!(script.calls(), 3);
     script.release(1);
@@ -156,10 +155,7 @@ async fn a_slow_read_is_waited_for_up_to_the_patience_and_its_reading_serves_as_
 async fn the_first_read_is_waited_for_however_long_it_takes() {
     let script = Script::new();
     let view = script.view();
-    let caller = tokio::spawn({
-        let view = view.clone();
-        async move { view.read().await }
-    });
+    let caller = spawn_read(&view);
     tokio::time::sleep(FRESH_WAIT * 30).await;
     assert!(
         !caller.is_finished(),
@@ -172,23 +168,15 @@ async fn the_first_read_is_waited_for_however_long_it_takes() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_read_is_told_and_forgets_the_reading_from_before() {
     let script = Script::new();
-    let view = script.view();
-    script.release(1);
-    assert_eq!(pending(&view.read().await), Some(1));
+    let view = script.read_once().await;
     script.failing.store(true, Ordering::SeqCst);
     script.release(1);
     assert!(view.read().await.is_err(), "the caller that waited is told");
     // The next caller does not get the old numbers while a read runs: it waits for it.
     script.failing.store(false, Ordering::SeqCst);
-    let caller = tokio::spawn({
-        let view = view.clone();
-        async move { view.read().await }
-    });
+    let caller = spawn_read(&view);
     settle().await;
-    let waiting = tokio::spawn({
-        let view = view.clone();
-        async move { view.read().await }
-    });
+    let waiting = spawn_read(&view);
     tokio::time::sleep(FRESH_WAIT * 2).await;
     assert!(!waiting.is_finished());
     script.release(1);
