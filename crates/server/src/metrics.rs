@@ -396,15 +396,16 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 async fn refresh_queue_gauges(app: &AppState) {
-    let stats = match app.queue.read().await {
-        Ok(stats) => stats,
+    let reading = match app.queue.read().await {
+        Ok(reading) => reading,
         Err(e) => {
             tracing::warn!(error = %e, "queue gauges not refreshed");
             return;
         }
     };
     let now = app.clock.now();
-    let by_pair: HashMap<(&str, &str), &intake_store::QueueStats> = stats
+    let by_pair: HashMap<(&str, &str), &intake_store::QueueStats> = reading
+        .stats
         .iter()
         .map(|q| ((q.source.as_str(), q.destination.as_str()), q))
         .collect();

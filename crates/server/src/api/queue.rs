@@ -47,7 +47,8 @@ pub(crate) struct QueueEntry {
 /// What is waiting to go out.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queue {
-    /// When the queue was read.
+    /// When the queue was counted (a count of millions takes seconds, and callers meanwhile
+    /// share the last one).
     pub(crate) as_of: Timestamp,
     /// One entry per (tenant, source, destination), configured idle pairs included.
     pub(crate) data: Vec<QueueEntry>,
@@ -109,7 +110,8 @@ pub(crate) async fn read(
             );
         }
     }
-    for st in app.queue.read().await?.iter() {
+    let reading = app.queue.read().await?;
+    for st in &reading.stats {
         let e = entries
             .entry((st.tenant.clone(), st.source.clone(), st.destination.clone()))
             .or_insert_with(|| QueueEntry {
@@ -133,5 +135,8 @@ pub(crate) async fn read(
         .filter(|e| tenant.as_ref().is_none_or(|t| *t == e.tenant))
         .filter(|e| source.as_ref().is_none_or(|s| *s == e.source))
         .collect();
-    Ok(Queue { as_of: now, data })
+    Ok(Queue {
+        as_of: reading.taken_at,
+        data,
+    })
 }

@@ -19,13 +19,15 @@
 //!   before: a store that cannot be read is not hidden behind old numbers.
 //!
 //! A reading served is thus at most about two reads old: nothing for a queue of thousands,
-//! seconds for one of millions. The deliveries' ages are computed from their creation instants
-//! by the caller, so they stay exact.
+//! seconds for one of millions. It carries the instant its count began (the API's `as_of`);
+//! the deliveries' ages are computed from their creation instants by the caller, so they stay
+//! exact.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use intake_core::{SharedClock, Timestamp};
 use intake_store::{QueueStats, Result, Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -34,10 +36,15 @@ use tokio::time::Instant;
 pub(crate) const FRESH_WAIT: Duration = Duration::from_secs(1);
 
 /// One reading of the queue's gauges.
-pub(crate) type Reading = Arc<Vec<QueueStats>>;
+#[derive(Debug)]
+pub(crate) struct Reading {
+    /// When its count began: what the numbers are "as of".
+    pub taken_at: Timestamp,
+    pub stats: Vec<QueueStats>,
+}
 
 /// What a running read ends with (`None` until it ended).
-type Outcome = Option<std::result::Result<Reading, StoreError>>;
+type Outcome = Option<std::result::Result<Arc<Reading>, StoreError>>;
 
 /// The read itself: the store's `queue_stats`, or a test's.
 type ReadFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<QueueStats>>> + Send + Sync>;
@@ -46,6 +53,7 @@ type ReadFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<QueueStats>>> + Send
 #[derive(Clone)]
 pub(crate) struct QueueView {
     read: ReadFn,
+    clock: SharedClock,
     patience: Duration,
     state: Arc<Mutex<ViewState>>,
 }
@@ -53,7 +61,7 @@ pub(crate) struct QueueView {
 #[derive(Default)]
 struct ViewState {
     /// The last reading that succeeded, unless a read failed since.
-    last: Option<Reading>,
+    last: Option<Arc<Reading>>,
     /// The read running now.
     running: Option<watch::Receiver<Outcome>>,
     /// Until when `last` is served without a new read: the last read's end plus its duration.
@@ -62,26 +70,28 @@ struct ViewState {
 
 impl QueueView {
     /// A view of `store`'s queue.
-    pub(crate) fn of_store(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn of_store(store: Arc<dyn Store>, clock: SharedClock) -> Self {
         Self::new(
             Arc::new(move || {
                 let store = store.clone();
                 Box::pin(async move { store.queue_stats().await })
             }),
+            clock,
             FRESH_WAIT,
         )
     }
 
-    fn new(read: ReadFn, patience: Duration) -> Self {
+    fn new(read: ReadFn, clock: SharedClock, patience: Duration) -> Self {
         QueueView {
             read,
+            clock,
             patience,
             state: Arc::default(),
         }
     }
 
     /// The queue's gauges, by the rules of the module's page.
-    pub(crate) async fn read(&self) -> Result<Reading> {
+    pub(crate) async fn read(&self) -> Result<Arc<Reading>> {
         let (mut running, before) = {
             let mut state = self.lock();
             let fresh = state.fresh_until.is_some_and(|t| Instant::now() < t);
@@ -114,10 +124,13 @@ impl QueueView {
         let (tell, running) = watch::channel(None);
         state.running = Some(running.clone());
         let read = (self.read)();
+        let taken_at = self.clock.now();
         let shared = self.state.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = read.await.map(Arc::new);
+            let outcome = read
+                .await
+                .map(|stats| Arc::new(Reading { taken_at, stats }));
             {
                 let mut state = lock(&shared);
                 state.running = None;

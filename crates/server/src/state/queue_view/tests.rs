@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use intake_core::ManualClock;
 use tokio::sync::Semaphore;
 
 use super::*;
@@ -10,6 +11,7 @@ use super::*;
 /// A read that waits for a permit of `gate` per call, then answers `pending` = the number of
 /// the call (1, 2, …), or fails while `failing` is set.
 struct Script {
+    clock: Arc<ManualClock>,
     calls: Arc<AtomicU64>,
     gate: Arc<Semaphore>,
     failing: Arc<std::sync::atomic::AtomicBool>,
@@ -18,6 +20,7 @@ struct Script {
 impl Script {
     fn new() -> Script {
         Script {
+            clock: Arc::new(ManualClock::new(Timestamp(1_000))),
             calls: Arc::default(),
             gate: Arc::new(Semaphore::new(0)),
             failing: Arc::default(),
@@ -38,6 +41,7 @@ impl Script {
                     Ok(vec![stats(n)])
                 })
             }),
+            self.clock.clone(),
             FRESH_WAIT,
         )
     }
@@ -71,12 +75,12 @@ fn stats(pending: u64) -> QueueStats {
     }
 }
 
-fn pending(r: &Result<Reading>) -> Option<u64> {
-    r.as_ref().ok().map(|r| r[0].pending)
+fn pending(r: &Result<Arc<Reading>>) -> Option<u64> {
+    r.as_ref().ok().map(|r| r.stats[0].pending)
 }
 
 /// A caller on a task of its own.
-fn spawn_read(view: &QueueView) -> tokio::task::JoinHandle<Result<Reading>> {
+fn spawn_read(view: &QueueView) -> tokio::task::JoinHandle<Result<Arc<Reading>>> {
     let view = view.clone();
     tokio::spawn(async move { view.read().await })
 }
@@ -182,4 +186,16 @@ async fn a_failed_read_is_told_and_forgets_the_reading_from_before() {
     script.release(1);
     assert_eq!(pending(&caller.await.unwrap()), Some(3));
     assert_eq!(pending(&waiting.await.unwrap()), Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reading_is_as_of_the_instant_its_count_began() {
+    let script = Script::new();
+    let view = script.view();
+    let caller = spawn_read(&view);
+    settle().await;
+    script.clock.advance(Duration::from_secs(5));
+    script.release(1);
+    let reading = caller.await.unwrap().unwrap();
+    assert_eq!(reading.taken_at, Timestamp(1_000));
 }
