@@ -27,7 +27,7 @@ use intake_core::{EventId, Timestamp};
 
 use super::error::{injected_failure, pg_error, pool_unavailable, unavailable, WriteError};
 use super::reads::parse;
-use super::room::{is_out_of_space, Room};
+use super::room::Room;
 use super::{CHANNEL, COUNTER_SHARDS};
 use crate::counters::{CounterKey, Counts};
 use crate::group_commit::{Backend, Failure, Output};
@@ -64,12 +64,11 @@ pub(super) struct Writer {
 impl Writer {
     /// The error of a failed write, having marked the store out of room if that is why.
     fn refused(&self, e: tokio_postgres::Error) -> StoreError {
-        let out = is_out_of_space(&e);
-        let err = unavailable(e);
-        if out {
-            self.room.mark(&err);
+        let e = WriteError::from(e);
+        if let WriteError::NoRoom(why) = &e {
+            self.room.mark(why);
         }
-        err
+        e.into()
     }
 
     pub(super) fn new(pool: Pool, shared_fault: Arc<AtomicBool>, room: Room) -> Self {

@@ -1,7 +1,7 @@
 //! The view's rules, on a read the test holds and releases, with tokio's clock paused (a
 //! timeout passes as soon as nothing else can run).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use intake_core::ManualClock;
 use tokio::sync::Semaphore;
@@ -14,7 +14,7 @@ struct Script {
     clock: Arc<ManualClock>,
     calls: Arc<AtomicU64>,
     gate: Arc<Semaphore>,
-    failing: Arc<std::sync::atomic::AtomicBool>,
+    failing: Arc<AtomicBool>,
 }
 
 impl Script {
