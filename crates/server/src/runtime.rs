@@ -335,6 +335,7 @@ fn handles(state: &AppState, front_door: String, logs: Arc<DutyLogs>) -> Handles
         config: state.config.clone(),
         clock: state.clock.clone(),
         store: state.store.clone(),
+        queue: state.queue.clone(),
         wakers: Arc::new(
             state
                 .destinations

@@ -73,7 +73,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{DestinationRuntime, DrillFaults, DutyLogs, IngestLogs};
+use crate::state::{DestinationRuntime, DrillFaults, DutyLogs, IngestLogs, QueueView};
 
 /// The handles the node's duties are started with; each duty takes from it what it uses.
 #[derive(Clone)]
@@ -81,6 +81,8 @@ pub(crate) struct Handles {
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub store: Arc<dyn Store>,
+    /// The queue's gauges, read once at a time for the monitor and the doors alike.
+    pub queue: QueueView,
     /// The wake-ups of this node's delivery dispatchers, by destination id.
     pub wakers: Arc<HashMap<String, Arc<Notify>>>,
     /// Woken when this node's API queued or cancelled a recovery job.
@@ -110,7 +112,7 @@ const DUTIES: &[(&str, DutyFn)] = &[
     (LEASE_REAPER, |h, stop| Box::pin(reap_leases(h, stop))),
     (monitor::MONITOR, |h, stop| {
         Box::pin(monitor::run(
-            h.config, h.clock, h.store, h.faults, h.notices, stop,
+            h.config, h.clock, h.store, h.queue, h.faults, h.notices, stop,
         ))
     }),
     (compaction::COMPACTION, |h, stop| {

@@ -44,7 +44,7 @@ use super::canary::{self, decide::CANARY_FAILED};
 use super::drill;
 use super::notify::{self, Pipeline};
 use super::reconcile;
-use crate::state::DrillFaults;
+use crate::state::{DrillFaults, QueueView};
 
 /// The monitor's duty name.
 pub const MONITOR: &str = "monitor";
@@ -85,6 +85,7 @@ pub(crate) async fn run(
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
+    queue: QueueView,
     faults: Arc<DrillFaults>,
     notices: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
@@ -101,6 +102,7 @@ pub(crate) async fn run(
         config,
         clock,
         store,
+        queue,
     };
     // Rebuild the history; the store may be briefly unavailable.
     loop {
@@ -207,6 +209,9 @@ struct MonitorDuty {
     config: Arc<Config>,
     clock: SharedClock,
     store: Arc<dyn Store>,
+    /// The queue's gauges: a count that a scrape or the dashboard started meanwhile is shared
+    /// rather than made again (millions queued take seconds to count).
+    queue: QueueView,
     monitor: Monitor,
     /// Minutes before this instant (ms) have been fed to the detectors.
     fed_until: i64,
@@ -309,7 +314,7 @@ impl MonitorDuty {
         self.feed(&rows);
         self.fed_until = this_minute;
 
-        let stats = self.store.queue_stats().await?;
+        let reading = self.queue.read().await?;
         let mut seen: HashMap<QueueKey, QueueSnapshot> = HashMap::new();
         for s in &self.config.sources {
             for d in &s.destinations {
@@ -328,12 +333,12 @@ impl MonitorDuty {
                 );
             }
         }
-        for st in stats {
+        for st in &reading.stats {
             seen.insert(
                 QueueKey {
-                    tenant: st.tenant,
-                    source: st.source,
-                    destination: st.destination,
+                    tenant: st.tenant.clone(),
+                    source: st.source.clone(),
+                    destination: st.destination.clone(),
                 },
                 QueueSnapshot {
                     pending: st.pending.saturating_sub(st.in_flight),

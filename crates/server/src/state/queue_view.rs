@@ -1,6 +1,6 @@
 //! The queue's gauges as the doors read them (`/metrics`, `GET /api/v1/queue`, the dashboard and
-//! `intake status` through it): one read of the store at a time, shared by every caller that
-//! asks meanwhile.
+//! `intake status` through it), and the monitor's duty at each tick: one read of the store at a
+//! time, shared by every caller that asks meanwhile.
 //!
 //! The read counts the queue's rows, about a microsecond each on SQLite: milliseconds
 //! normally, seconds after hours of a handler outage with millions queued. Every scraper,
