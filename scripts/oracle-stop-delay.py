@@ -16,6 +16,18 @@ Poisson (`smooth`) or gamma-Poisson of shape `k` (each minute's rate times its o
 The posterior of the hour's level is computed on a grid. Standard library only.
 
     scripts/oracle-stop-delay.py [--theta 1e-6] [--stops 1000] [--seed 1] smooth 4 2 1
+
+With `--peak RATE` (10 for the 10/h probes) it bounds a slow channel's stop instead, over the
+whole outage rather than within an hour: the probe's business-hours day as the generator
+draws it (full rate 09:00–17:00 local, falling to a night floor of 3–20 % by 20:00), the stop
+at a uniform local minute in 10:00–15:00, the outage 240 minutes long (the backtest's
+window ends 2 h later, but events flow again from minute 240, ending the silence). The oracle
+knows the day's multiplier (drawn, not 1: a quiet day is part of this bound) and the shape of
+the day; each clock hour's level is unknown, learnt from that hour's minutes before the
+silence. The silence begins at the last event, in whatever hour. Printed: how many stops are
+paged before the outage ends, and their delays.
+
+    scripts/oracle-stop-delay.py --peak 10 [--theta 1e-6] [--stops 1000] [--seed 1] smooth 4 2 1
 """
 
 import argparse
@@ -95,6 +107,68 @@ def one_stop(rng, k, theta):
     return 600, stop
 
 
+def day_shape(local_hour, night):
+    """The generator's business-hours day (`synthetic.rs`, `day_shape`)."""
+    up = min(max((local_hour - 7.0) / 2.0, 0.0), 1.0)
+    down = min(max((20.0 - local_hour) / 3.0, 0.0), 1.0)
+    return night + (1.0 - night) * min(up, down)
+
+
+OUTAGE = 240
+HISTORY = 180  # minutes simulated before the stop, to find the last event
+
+
+def one_slow_stop(rng, k, theta, peak):
+    """One slow probe's stop: (delay in minutes, or None if not paged before the outage ends)."""
+    alpha = rng.uniform(0.02, 0.15)
+    a_day = alpha * rng.uniform(0.3, 0.7)
+    a_h = (1 + alpha) / (1 + a_day) - 1
+    day = rng.gammavariate(1 / a_day, a_day)
+    night = rng.uniform(0.03, 0.2)
+    xs, prior = grid(1 / a_h)
+    stop = rng.randrange(600, 900)  # local minute of the day
+    first = stop - HISTORY - (stop - HISTORY) % 60  # an hour's start
+    mean = {m: peak / 60 * day * day_shape(m / 60, night) for m in range(first, stop + OUTAGE)}
+    counts, levels = {}, {}
+    for m in range(first, stop):
+        hour = m // 60
+        if hour not in levels:
+            levels[hour] = rng.gammavariate(1 / a_h, a_h)
+        burst = 1.0 if k is None else rng.gammavariate(k, 1.0 / k)
+        counts[m] = poisson(rng, mean[m] * levels[hour] * burst)
+    begin = max((m for m, c in counts.items() if c > 0), default=first - 1) + 1
+    # Each hour the silence touches: the posterior of its level from its minutes before the
+    # silence (the prior for an hour wholly silent), its normaliser, and the log-probability
+    # of its silent minutes so far at each level of the grid.
+    hours = {}
+    for hour in range(begin // 60, (stop + OUTAGE - 1) // 60 + 1):
+        seen = [m for m in range(hour * 60, min(begin, hour * 60 + 60)) if m in counts]
+        post = [prior[j] + sum(ln_count(counts[m], mean[m] * xs[j], k) for m in seen)
+                for j in range(GRID)]
+        hours[hour] = (post, lse(post), [0.0] * GRID)
+    for m in range(begin, stop + OUTAGE):
+        post, _, silent = hours[m // 60]
+        for j in range(GRID):
+            silent[j] += ln_empty(mean[m] * xs[j], k)
+        if m < stop:
+            continue
+        ln_p0 = sum(lse([p + q for p, q in zip(post, silent)]) - norm
+                    for post, norm, silent in hours.values() if any(silent))
+        if ln_p0 < math.log(theta):
+            return m + 1 - stop
+    return None
+
+
+def slow(args, k):
+    rng = random.Random(args.seed)
+    runs = [one_slow_stop(rng, k, args.theta, args.peak) for _ in range(args.stops)]
+    delays = sorted(d for d in runs if d is not None)
+    level = "smooth" if k is None else f"{k:g}"
+    print(f"{level:>6}: theta {args.theta:g}, {args.stops} stops at {args.peak:g}/h: paged "
+          f"before the outage ended {len(delays)}/{args.stops}; delays median "
+          f"{quantile(delays, 0.5)}, p90 {quantile(delays, 0.9)}, max {delays[-1]}")
+
+
 def quantile(sorted_values, q):
     i = min(len(sorted_values), max(1, math.ceil(q * len(sorted_values))))
     return sorted_values[i - 1]
@@ -106,9 +180,13 @@ def main():
     ap.add_argument("--theta", type=float, default=1e-6)
     ap.add_argument("--stops", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--peak", type=float, help="a slow channel's business-hours rate (10)")
     args = ap.parse_args()
     for level in args.levels:
         k = None if level == "smooth" else float(level)
+        if args.peak is not None:
+            slow(args, k)
+            continue
         rng = random.Random(args.seed)
         runs = [one_stop(rng, k, args.theta) for _ in range(args.stops)]
         delays = sorted(d for d, _ in runs)

@@ -9,7 +9,8 @@
 //! gamma-Poisson minute counts of that shape with batched and polled flows; default
 //! `smooth,4,2,1`), `THREADS` how many runs go at once (default 2), `SHOW_FALSE=1` prints the
 //! false alerts' reasons, `SHOW_PROBES=1` the 90/h probe channels' pages (where in its hour
-//! each stop fell, the delay and the reason), `HOUR_LEVEL=persistent` generates hour levels
+//! each stop fell, the delay and the reason) and the 10/h probes' (the local time of each
+//! stop, the delay and the reason, or that it was not paged), `HOUR_LEVEL=persistent` generates hour levels
 //! that persist from one hour to the next (an AR(1) level, see
 //! `synthetic::HourLevel::Persistent`; default `independent`, every hour drawn afresh) and
 //! `NO_TICK_COST=1` skips the cost measurement.

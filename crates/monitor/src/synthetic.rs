@@ -257,6 +257,13 @@ fn day_shape(local_hour: f64, night: f64) -> f64 {
 }
 
 impl Traffic {
+    /// The local time of day (`HH:MM`) of UTC minute `minute` in series `series`' time zone.
+    fn local_time(&self, series: usize, minute: i64) -> String {
+        let tz = self.series.get(series).map_or(0, |s| s.tz_hours);
+        let m = (minute + tz * 60).rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    }
+
     /// Draws the tenants, incidents and holidays of `spec`.
     pub fn new(spec: &SyntheticSpec) -> Self {
         let mut rng = StdRng::seed_from_u64(spec.seed);
@@ -667,6 +674,15 @@ impl Scorer<'_> {
                         t.reason
                     ));
                 }
+                if first && t.rule == "inbound_stopped" && self.label(i) == "zero@10/h" {
+                    r.probe_samples.push(format!(
+                        "{} (10/h) stopped at {} local, paged after {} min: {}",
+                        t.labels.tenant,
+                        traffic.local_time(i.series, i.start),
+                        now_min - i.start,
+                        t.reason
+                    ));
+                }
             }
             _ => {
                 let cause = traffic.cause(s, now_min - 1);
@@ -763,6 +779,18 @@ pub fn run(spec: &SyntheticSpec, rules: &RuleBook, settings: &MonitorSettings) -
         report.ticks += 1;
         for t in &transitions {
             scorer.score(t, now_min, &traffic, &mut report);
+        }
+    }
+    for i in incidents.iter().filter(|i| scorer.label(i) == "zero@10/h") {
+        if !scorer
+            .first_detection
+            .contains_key(&(i.series, "inbound_stopped".to_string()))
+        {
+            report.probe_samples.push(format!(
+                "{} (10/h) stopped at {} local: not paged",
+                keys.get(i.series).map_or("?", |k| k.tenant.as_str()),
+                traffic.local_time(i.series, i.start)
+            ));
         }
     }
     let detections: Vec<_> = scorer.first_detection.drain().collect();
