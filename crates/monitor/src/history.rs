@@ -115,6 +115,17 @@ pub(crate) const GAP_EVENTS_SCALE: f64 = 10.0;
 /// last two minutes again (a counter committed right at a minute's end).
 const SETTLE_MINUTES: i64 = 3;
 
+/// The part of a silence's exposure that `inbound_stopped` reads before its usual window (a
+/// slow flow's working day), computed once for the silence that began at `start` with a
+/// planned quiet day from `floor` (`Minute::MIN` for none): its events, its expectation and
+/// its minutes, or `None` where the exposure was not extended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EarlierExposure {
+    pub(crate) start: Minute,
+    pub(crate) floor: Minute,
+    pub(crate) part: Option<(f64, f64, i64)>,
+}
+
 /// What inbound flow has been seen on one (tenant, source, channel).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowHistory {
@@ -151,6 +162,10 @@ pub struct FlowHistory {
     pub(crate) alpha: Option<(Hour, f64)>,
     /// The hour-to-hour part of that dispersion, estimated with it.
     pub(crate) alpha_hour: f64,
+    /// The current silence's earlier exposure, kept for the silence (a slow flow's working
+    /// day is read once, not on every tick); rebuilt after a restart.
+    #[serde(skip)]
+    pub(crate) earlier_exposure: Option<EarlierExposure>,
     /// Consecutive windows in which `inbound_drop` was significant.
     pub(crate) drop_streak: u32,
     /// The `inbound_drop` finding of the last evaluated window, carried between windows.
@@ -175,6 +190,7 @@ impl FlowHistory {
             burst_through: None,
             alpha: None,
             alpha_hour: 0.0,
+            earlier_exposure: None,
             drop_streak: 0,
             drop_finding: None,
         }

@@ -26,6 +26,7 @@ pub mod burst;
 pub mod calendar;
 pub mod completion;
 pub mod drop;
+mod exposure;
 pub mod gap;
 pub mod history;
 mod keys;

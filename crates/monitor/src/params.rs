@@ -93,6 +93,16 @@ pub struct InboundStopped {
     /// against their baseline, give the flow's current rate (3 h).
     #[serde(with = "secs")]
     pub prior_window: Duration,
+    /// A slow flow's exposure, one that expects fewer than this many events (60), reaches
+    /// further back through the flow's working day, until it expects this many…
+    pub slow_exposure_expected: f64,
+    /// …over hours whose baseline is at least this share of the day's busiest hour's
+    /// (1/3: the flow's night ends the working day, so the exposure never reaches back
+    /// across a night into another day)…
+    pub working_share: f64,
+    /// …and never spans more than this (12 h).
+    #[serde(with = "secs")]
+    pub longest_exposure: Duration,
     /// The statistical verdict also needs the silence to cover at least this many events
     /// expected by the baseline (15): below that a silence is too short to be told from
     /// the hour-to-hour noise the model underestimates (a 90/h channel gets there in
@@ -164,6 +174,9 @@ impl Default for InboundStopped {
             min_expected: 15.0,
             daily_factor: 0.01,
             prior_window: Duration::from_secs(3 * 3600),
+            slow_exposure_expected: 60.0,
+            working_share: 1.0 / 3.0,
+            longest_exposure: Duration::from_secs(12 * 3600),
             gap_factor: 3.0,
             min_gaps: 20,
             min_gap: Duration::from_secs(3600),

@@ -26,39 +26,10 @@ use crate::baseline::{
 };
 use crate::burst::BurstStats;
 use crate::calendar::QuietDay;
+use crate::exposure::{exposure, silence_exposure};
 use crate::history::{hour_of, FlowHistory, Minute};
 use crate::params::InboundStopped;
 use crate::stats::{fmt_prob, fmt_secs, minutes_of, NegBinomial};
-
-/// The events and the baseline expectation over the minutes `[from, to)`: the *exposure* of
-/// the conjugate update of `inbound_stopped`. Minutes still in the minute ring count exactly;
-/// older ones count by their hour (a share of the hour's count and of its baseline), so the
-/// exposure does not shrink as a long silence pushes it out of the ring. Hours without a
-/// baseline count for nothing: they say nothing about the rate relative to the baseline.
-fn exposure(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> (f64, f64, i64) {
-    let oldest = f.minutes.oldest().unwrap_or(to);
-    let (mut events, mut expected, mut minutes) = (0.0, 0.0, 0);
-    let mut m = from.max(f.first_minute());
-    while m < to {
-        let h = m.div_euclid(60);
-        let end = ((h + 1) * 60).min(to);
-        if let Some(b) = hour_baseline(f, h, cfg) {
-            if m >= oldest {
-                let (n, k) = f.sum_minutes(m, end);
-                events += n as f64;
-                expected += profile_between(f, m, end, cfg);
-                minutes += k;
-            } else if let Some(n) = f.full_hour(h) {
-                let share = (end - m) as f64 / 60.0;
-                events += f64::from(n) * share;
-                expected += b.expected * share;
-                minutes += end - m;
-            }
-        }
-        m = end;
-    }
-    (events, expected, minutes)
-}
 
 /// The squared relative error of an hour's baseline as an estimate of that hour's mean: the
 /// baseline is the median of `n` comparable hours, each of which had its own hour multiplier
@@ -168,7 +139,8 @@ fn nb_ln_p0(mean: f64, v: f64, w: f64) -> f64 {
 /// [`dispersion_of`].
 ///
 /// 1. The day multiplier `D` starts as `Gamma(a, a)` (mean 1) with `a = 1/alpha`. Over the
-///    exposure before the silence's hour (`prior_window`, each minute weighted by its hour's
+///    exposure before the silence's hour (`prior_window`, for a slow flow its working day,
+///    see `exposure::silence_exposure`; each minute weighted by its hour's
 ///    baseline, so a busy morning or a quiet night counts for what it is) the flow carried `c`
 ///    events where the baseline expected `E`. Because each of those `n` hours had its own
 ///    hour multiplier, they measure `D` no better than `n` independent hours can: the update
@@ -287,9 +259,8 @@ fn silence_evidence(
     let hour_start = hour_of(start) * 60;
     // On a planned quiet day only the day itself says what its level is: the evening
     // before was an ordinary one.
-    let lo = (start - minutes_of(p.prior_window))
-        .max(silence.quiet_day.map_or(Minute::MIN, |q| q.since));
-    let (c, e, minutes) = exposure(f, lo, hour_start.max(lo), cfg);
+    let floor = silence.quiet_day.map_or(Minute::MIN, |q| q.since);
+    let (c, e, minutes) = silence_exposure(f, start, floor, p, cfg);
     let n = (minutes as f64 / 60.0).max(1.0);
     // Each hour's multiplier relative to its baseline varies by the hour-to-hour
     // dispersion plus the baseline's own error (see `baseline_error`): the first for
@@ -774,6 +745,11 @@ fn stopped_against_baseline(
     }
     .sd();
     let hours = (minutes as f64 / 60.0).round();
+    let working_day = if minutes > minutes_of(p.prior_window) {
+        " (this slow flow's working day so far)"
+    } else {
+        ""
+    };
     let shape = match ev.burst.dispersion() {
         b if b <= 0.01 => "none (events one by one)".to_string(),
         b => format!("{:.1}", 1.0 / b),
@@ -785,7 +761,7 @@ fn stopped_against_baseline(
         run as f64,
         format!(
             "0 events in {run} min; expected {expected:.0} ± {sd:.0} at this hour ({kind}{calendar}); \
-             {c:.0} events in the {hours:.0} h before, {e:.0} expected, and {c1:.0} in \
+             {c:.0} events in the {hours:.0} h before{working_day}, {e:.0} expected, and {c1:.0} in \
              this hour before the silence, {e1:.0} expected, so about {post_mean:.0} now \
              (dispersion {alpha:.2}, hour-to-hour {a_h:.2}, P(quiet day) = {}, \
              P(quiet since this hour) = {}); bursts: minute-scale shape {shape}, clumps of \

@@ -687,10 +687,11 @@ impl Scorer<'_> {
             _ => {
                 let cause = traffic.cause(s, now_min - 1);
                 let sample = format!(
-                    "{}/{} ({:?}) [generator expected {:.1} since the last event]",
+                    "{}/{} ({:?}) at {} local [generator expected {:.1} since the last event]",
                     t.labels.tenant,
                     t.labels.channel,
                     self.arrivals.get(s).copied().unwrap_or(Arrival::Plain),
+                    traffic.local_time(s, now_min),
                     traffic.true_expected_since_event(s)
                 );
                 self.false_alert(t, now_min, Some(sample), cause, r);

@@ -77,20 +77,45 @@ fn weekday_shape(peak: f64) -> impl Fn(i64) -> f64 {
     }
 }
 
-#[test]
-fn zero_after_steady_flow_fires_inbound_stopped_within_fifteen_minutes() {
+/// A flow on `channel` carries `weekday_shape(peak)` traffic (hour-to-hour dispersion 0.05,
+/// draws seeded by `seed`) from `START` to minute `stop`, paging nothing, then stops for
+/// `outage` minutes. Returns the first `inbound_stopped` page of the stop, with its delay
+/// after `stop` in minutes; panics if none came.
+fn first_page_of_stop(
+    channel: &str,
+    seed: u64,
+    peak: f64,
+    stop: i64,
+    outage: i64,
+) -> (Transition, i64) {
     let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
-    let k = key("chat");
-    let mut rng = StdRng::seed_from_u64(11);
-    let shape = weekday_shape(90.0);
-    // Four weeks of history, then Monday 11:07 the flow stops.
-    let stop = START + 4 * 10080 + 11 * 60 + 7;
+    let k = key(channel);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shape = weekday_shape(peak);
     let before = run(&mut monitor, &k, START, stop, &mut rng, 0.05, &shape);
     assert!(firing(&before, "inbound_stopped").is_empty(), "{before:#?}");
-    let after = run(&mut monitor, &k, stop, stop + 60, &mut rng, 0.05, |_| 0.0);
-    let fired = firing(&after, "inbound_stopped");
-    let first = fired.first().expect("inbound_stopped fired");
-    let delay = (first.at.as_millis() / 60_000) - stop;
+    let after = run(
+        &mut monitor,
+        &k,
+        stop,
+        stop + outage,
+        &mut rng,
+        0.05,
+        |_| 0.0,
+    );
+    let first = firing(&after, "inbound_stopped")
+        .first()
+        .map(|t| (*t).clone())
+        .expect("inbound_stopped fired within the outage");
+    let delay = first.at.as_millis() / 60_000 - stop;
+    (first, delay)
+}
+
+#[test]
+fn zero_after_steady_flow_fires_inbound_stopped_within_fifteen_minutes() {
+    // Four weeks of history, then Monday 11:07 the flow stops.
+    let stop = START + 4 * 10080 + 11 * 60 + 7;
+    let (first, delay) = first_page_of_stop("chat", 11, 90.0, stop, 60);
     assert!(delay <= 15, "fired after {delay} min: {}", first.reason);
     assert!(
         first.reason.contains("seasonal baseline, 4 weeks"),
@@ -106,23 +131,30 @@ fn zero_after_steady_flow_fires_inbound_stopped_within_fifteen_minutes() {
 /// within half an hour.
 #[test]
 fn zero_exactly_on_the_hour_fires_inbound_stopped_within_half_an_hour() {
-    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
-    let k = key("chat");
-    let mut rng = StdRng::seed_from_u64(11);
-    let shape = weekday_shape(90.0);
     let stop = START + 4 * 10080 + 11 * 60;
-    let before = run(&mut monitor, &k, START, stop, &mut rng, 0.05, &shape);
-    assert!(firing(&before, "inbound_stopped").is_empty(), "{before:#?}");
-    let after = run(&mut monitor, &k, stop, stop + 60, &mut rng, 0.05, |_| 0.0);
-    let fired = firing(&after, "inbound_stopped");
-    let first = fired.first().expect("inbound_stopped fired");
-    let delay = (first.at.as_millis() / 60_000) - stop;
+    let (first, delay) = first_page_of_stop("chat", 11, 90.0, stop, 60);
     assert!(delay <= 30, "fired after {delay} min: {}", first.reason);
     assert!(
         first.reason.contains("P(quiet since this hour)"),
         "{}",
         first.reason
     );
+}
+
+/// A flow of 10 events an hour that stops in the afternoon: the three hours before the
+/// silence carry some 30 events, too few to tell its day's level from a quiet day's, so its
+/// exposure reaches back through its working day (to the morning, not into the night
+/// before), and the statistical verdict pages within the four-hour outage, saying so.
+#[test]
+fn a_slow_flow_that_stops_in_the_afternoon_is_judged_on_its_working_day() {
+    // Four weeks of history, then Thursday 15:07 the flow stops.
+    let stop = START + 4 * 10080 + 3 * 1440 + 15 * 60 + 7;
+    let (first, delay) = first_page_of_stop("voice", 23, 10.0, stop, 240);
+    // Judged on the 3 h before the silence alone, this stop was paged after 161 min.
+    assert!(delay <= 140, "fired after {delay} min: {}", first.reason);
+    for said in ["working day so far", "decided by the statistical verdict"] {
+        assert!(first.reason.contains(said), "{}", first.reason);
+    }
 }
 
 #[test]
