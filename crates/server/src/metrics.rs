@@ -366,13 +366,19 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
                 .into_response();
         }
     }
-    refresh_queue_gauges(&app).await;
-    refresh_alert_gauges(&app).await;
-    refresh_canary_gauges(&app).await;
+    let stale: Vec<Stale> = [
+        refresh_queue_gauges(&app).await,
+        refresh_alert_gauges(&app).await,
+        refresh_canary_gauges(&app).await,
+        refresh_incident_gauges(&app).await,
+        refresh_completion_gauges(&app).await,
+        refresh_retention(&app).await,
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     refresh_drill_gauges(&app);
-    refresh_incident_gauges(&app).await;
-    refresh_completion_gauges(&app).await;
-    refresh_retention(&app).await;
+    log_stale(&app, &stale);
     if let Some(full) = app.store.disk_full() {
         metrics::gauge!(STORE_DISK_FULL).set(if full { 1.0 } else { 0.0 });
     }
@@ -381,6 +387,37 @@ async fn scrape(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
         handle().render(),
     )
         .into_response()
+}
+
+/// Gauges a scrape could not refresh from the store: they keep their last values.
+struct Stale {
+    /// Which gauges (`queue`, `alert`, …).
+    gauges: &'static str,
+    /// What the store said.
+    error: String,
+}
+
+impl Stale {
+    fn new(gauges: &'static str, error: impl std::fmt::Display) -> Self {
+        Stale {
+            gauges,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// One line for a scrape that kept stale gauges, naming them all: while the store is down,
+/// every scrape does, so the line is limited (a line, then a summary per interval).
+fn log_stale(app: &AppState, stale: &[Stale]) {
+    let Some(first) = stale.first() else { return };
+    if app.logs.stale_scrape.hit(app.clock.now()) {
+        let gauges: Vec<&str> = stale.iter().map(|s| s.gauges).collect();
+        tracing::warn!(
+            error = %first.error,
+            gauges = %gauges.join(", "),
+            "gauges not refreshed; the scrape shows their last values"
+        );
+    }
 }
 
 /// Whether the request carries `Authorization: Bearer <expected>` (compared in constant time).
@@ -395,13 +432,10 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|token| constant_time_eq(token.trim().as_bytes(), expected.as_bytes()))
 }
 
-async fn refresh_queue_gauges(app: &AppState) {
+async fn refresh_queue_gauges(app: &AppState) -> Result<(), Stale> {
     let reading = match app.queue.read().await {
         Ok(reading) => reading,
-        Err(e) => {
-            tracing::warn!(error = %e, "queue gauges not refreshed");
-            return;
-        }
+        Err(e) => return Err(Stale::new("queue", e)),
     };
     let now = app.clock.now();
     let by_pair: HashMap<(&str, &str), &intake_store::QueueStats> = reading
@@ -433,18 +467,16 @@ async fn refresh_queue_gauges(app: &AppState) {
             metrics::gauge!(QUEUE_OLDEST, &labels).set(oldest);
         }
     }
+    Ok(())
 }
 
 /// The receipts gauges: per (source, destination on receipts), what awaits confirmation.
-async fn refresh_completion_gauges(app: &AppState) {
+async fn refresh_completion_gauges(app: &AppState) -> Result<(), Stale> {
     let now = app.clock.now();
     for d in app.config.destinations.iter().filter(|d| d.uses_receipts()) {
         let backlog = match app.store.completion_backlog(&d.id, now).await {
             Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "completion gauges not refreshed");
-                return;
-            }
+            Err(e) => return Err(Stale::new("completion", e)),
         };
         for s in app
             .config
@@ -466,15 +498,13 @@ async fn refresh_completion_gauges(app: &AppState) {
             metrics::gauge!(COMPLETION_OLDEST, &labels).set(oldest);
         }
     }
+    Ok(())
 }
 
-async fn refresh_alert_gauges(app: &AppState) {
+async fn refresh_alert_gauges(app: &AppState) -> Result<(), Stale> {
     let book = match book::alert_book(&*app.store).await {
         Ok(book) => book,
-        Err(e) => {
-            tracing::warn!(error = %e, "alert gauges not refreshed");
-            return;
-        }
+        Err(e) => return Err(Stale::new("alert", e)),
     };
     // Every built-in rule and severity has a series, zero when nothing fires.
     let mut firing: BTreeMap<(&str, &str), f64> = Default::default();
@@ -505,17 +535,15 @@ async fn refresh_alert_gauges(app: &AppState) {
     for ((rule, severity), n) in firing {
         metrics::gauge!(ALERTS_FIRING, "rule" => rule, "severity" => severity).set(n);
     }
+    Ok(())
 }
 
 /// Every configured source's last canary success, from the stored canary book, so that every
 /// node exports it whichever node sends the canaries.
-async fn refresh_canary_gauges(app: &AppState) {
+async fn refresh_canary_gauges(app: &AppState) -> Result<(), Stale> {
     let book = match canary::book::load(&*app.store).await {
         Ok(book) => book,
-        Err(e) => {
-            tracing::warn!(error = %e, "canary gauges not refreshed");
-            return;
-        }
+        Err(e) => return Err(Stale::new("canary", e)),
     };
     for s in &app.config.sources {
         let last = book
@@ -525,6 +553,7 @@ async fn refresh_canary_gauges(app: &AppState) {
         metrics::gauge!(canary::LAST_SUCCESS, "tenant" => s.tenant.clone(), "source" => s.id.clone())
             .set(last);
     }
+    Ok(())
 }
 
 /// The fire drills this node applies now, by scenario; and every series of the drills'
@@ -543,13 +572,10 @@ fn refresh_drill_gauges(app: &AppState) {
 
 /// What retention did, from its stored mark (zero before its first pass), so every node
 /// exports the same totals whichever node runs the duty.
-async fn refresh_retention(app: &AppState) {
+async fn refresh_retention(app: &AppState) -> Result<(), Stale> {
     let mark = match retention::mark(&*app.store).await {
         Ok(mark) => mark.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "retention metrics not refreshed");
-            return;
-        }
+        Err(e) => return Err(Stale::new("retention", e)),
     };
     for (kind, n) in mark.deleted.by_kind() {
         metrics::counter!(retention::DELETED_TOTAL, "kind" => kind).absolute(n);
@@ -559,19 +585,18 @@ async fn refresh_retention(app: &AppState) {
         .map_or(0.0, |t| t.as_millis() as f64 / 1000.0);
     metrics::gauge!(retention::LAST_PASS).set(last);
     metrics::gauge!(retention::KEPT).set(mark.kept as f64);
+    Ok(())
 }
 
 /// The open incidents by severity, from the store (zero for a severity without any).
-async fn refresh_incident_gauges(app: &AppState) {
+async fn refresh_incident_gauges(app: &AppState) -> Result<(), Stale> {
     let open = match app.store.list_incidents(IncidentFilter::open()).await {
         Ok(open) => open,
-        Err(e) => {
-            tracing::warn!(error = %e, "incident gauges not refreshed");
-            return;
-        }
+        Err(e) => return Err(Stale::new("incident", e)),
     };
     for severity in IncidentSeverity::ALL {
         let n = open.iter().filter(|i| i.severity == severity).count();
         metrics::gauge!(INCIDENTS_OPEN, "severity" => severity.as_str()).set(n as f64);
     }
+    Ok(())
 }

@@ -26,7 +26,7 @@ use crate::error::ServerError;
 use crate::hard_stop::CuttableListener;
 use crate::metrics::{ATTEMPT_DURATION, DELIVERY_LATENCY};
 use crate::state::{
-    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DrillFaults, DutyLogs, IngestLogs,
+    AppState, DeliveryLogs, DeliveryMetrics, DestinationRuntime, DoorLogs, DrillFaults, DutyLogs,
     QueueView, SourceMetrics, SourceRuntime,
 };
 use crate::{api, conn, demo_handler, health, ingest, metrics as meters, web};
@@ -302,7 +302,7 @@ fn build_state(
         sources,
         destinations,
         rejection_slots: Arc::new(tokio::sync::Semaphore::new(1024)),
-        logs: Arc::new(IngestLogs::new()),
+        logs: Arc::new(DoorLogs::new()),
         body_budget,
         recoveries: Arc::new(Notify::new()),
         notices: Arc::new(Notify::new()),

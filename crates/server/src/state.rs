@@ -95,8 +95,9 @@ impl DeliveryLogs {
     }
 }
 
-/// The log lines of the ingest door that a flood reaches once per request.
-pub(crate) struct IngestLogs {
+/// The log lines of the doors (ingest, the metrics scrape) that a flood reaches once per
+/// request.
+pub(crate) struct DoorLogs {
     /// A commit failed: answered 503.
     pub unavailable: LimitedLog,
     /// A signature did not verify: answered 401.
@@ -105,11 +106,13 @@ pub(crate) struct IngestLogs {
     pub rejection_not_recorded: LimitedLog,
     /// A request was refused for load (503): its body would go over `server.body_budget`.
     pub shed: LimitedLog,
+    /// A metrics scrape kept the last values of gauges it could not read from the store.
+    pub stale_scrape: LimitedLog,
 }
 
-impl IngestLogs {
+impl DoorLogs {
     pub fn new() -> Self {
-        IngestLogs {
+        DoorLogs {
             unavailable: LimitedLog::new(
                 LogLevel::Error,
                 "refused",
@@ -134,15 +137,22 @@ impl IngestLogs {
                 "requests",
                 "bodies in flight over server.body_budget (503)",
             ),
+            stale_scrape: LimitedLog::new(
+                LogLevel::Warn,
+                "answered",
+                "metrics scrapes with gauges not refreshed",
+                "store unavailable",
+            ),
         }
     }
 
-    pub fn all(&self) -> [&LimitedLog; 4] {
+    pub fn all(&self) -> [&LimitedLog; 5] {
         [
             &self.unavailable,
             &self.bad_signature,
             &self.rejection_not_recorded,
             &self.shed,
+            &self.stale_scrape,
         ]
     }
 }
@@ -258,8 +268,8 @@ pub(crate) struct AppState {
     pub rejection_slots: Arc<tokio::sync::Semaphore>,
     /// When this node started (for its heartbeat).
     pub started_at: intake_core::Timestamp,
-    /// The ingest door's limited log sites.
-    pub logs: Arc<IngestLogs>,
+    /// The doors' limited log sites (ingest, the metrics scrape).
+    pub logs: Arc<DoorLogs>,
     /// The bytes of request bodies that may be held at once (`server.body_budget`), one
     /// permit a byte.
     pub body_budget: Arc<tokio::sync::Semaphore>,

@@ -427,6 +427,12 @@ async fn postgres_refusing_connections_under_load_means_503_then_recovery_withou
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Scrapes still answer, with the gauges the store could not refresh at their last
+        // values; the log says so once, not once per gauge and scrape.
+        for _ in 0..10 {
+            let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "a scrape while the database is down");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         db.come_back().await;
         // The node reconnects by itself.
@@ -487,6 +493,17 @@ async fn postgres_refusing_connections_under_load_means_503_then_recovery_withou
         0
     );
     kill(&mut child).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let stale: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("gauges not refreshed"))
+        .collect();
+    assert!(
+        (1..=2).contains(&stale.len()),
+        "20 scrapes during two outages wrote {} lines about stale gauges: {stale:#?}",
+        stale.len()
+    );
+    assert!(stale[0].contains("alert"), "{}", stale[0]);
     db.drop_db().await;
 }
 

@@ -73,7 +73,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{DestinationRuntime, DrillFaults, DutyLogs, IngestLogs, QueueView};
+use crate::state::{DestinationRuntime, DoorLogs, DrillFaults, DutyLogs, QueueView};
 
 /// The handles the node's duties are started with; each duty takes from it what it uses.
 #[derive(Clone)]
@@ -185,7 +185,7 @@ pub(crate) fn start(
 /// whose burst has ended (see `state::LimitedLog`), so the count of the last burst is never
 /// left unsaid for want of another occurrence; and at shutdown, the summary of what is left.
 pub(crate) async fn summarise_logs(
-    ingest: Arc<IngestLogs>,
+    ingest: Arc<DoorLogs>,
     duties: Arc<DutyLogs>,
     destinations: Vec<Arc<DestinationRuntime>>,
     clock: SharedClock,
