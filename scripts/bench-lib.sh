@@ -257,3 +257,28 @@ start_handler() {
   start "$1" "$NOOP" --listen "127.0.0.1:$HANDLER_PORT" --delivery-status "${2:-200}"
   wait_http "http://127.0.0.1:$HANDLER_PORT/healthz" "$STARTED_PID" "$1"
 }
+
+# scenario_load DRAIN WATCHER: a scenario's load. `intake-loadgen e2e` sends RATE signed
+# webhooks a second for SECONDS_LOAD s at c16 to $INTAKE_URL and waits up to DRAIN (e.g. 60s)
+# for every acknowledged one at its capture handler on $HANDLER_PORT, writing
+# $TMP/e2e.json; then /readyz and the request counters are read, the WATCHER process and
+# intake ($INTAKE_PID) are stopped, and the load generator's report goes to stderr. Sets
+# LOADGEN_RC, READY_AFTER, ACCEPTED_END and REFUSED (requests answered 503 as unavailable).
+scenario_load() {
+  set +e
+  "$LOADGEN" e2e --url "$INTAKE_URL" --secret "$SECRET" --concurrency 16 --rate "$RATE" \
+    --duration "${SECONDS_LOAD}s" --warmup 1s --drain "$1" \
+    --handler-listen "127.0.0.1:$HANDLER_PORT" \
+    ${LOADGEN_IDS[@]+"${LOADGEN_IDS[@]}"} --json >"$TMP/e2e.json" 2>"$TMP/e2e.txt"
+  LOADGEN_RC=$?
+  set -e
+  READY_AFTER=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
+  ACCEPTED_END=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
+  REFUSED=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
+  stop "$2"
+  stop "$INTAKE_PID"
+  cat "$TMP/e2e.txt" >&2
+}
+
+# seconds A B: A - B with one decimal (instants from `date +%s.%N`).
+seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }

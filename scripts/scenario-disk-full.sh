@@ -87,18 +87,7 @@ watch_disk &
 WATCHER=$!
 CHILDREN+=("$WATCHER")
 
-set +e
-"$LOADGEN" e2e --url "$INTAKE_URL" --secret "$SECRET" --concurrency 16 --rate "$RATE" \
-  --duration "${SECONDS_LOAD}s" --warmup 1s --drain 60s --handler-listen "127.0.0.1:$HANDLER_PORT" \
-  ${LOADGEN_IDS[@]+"${LOADGEN_IDS[@]}"} --json >"$TMP/e2e.json" 2>"$TMP/e2e.txt"
-LOADGEN_RC=$?
-set -e
-ready_after=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
-accepted_end=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
-refused=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
-stop "$WATCHER"
-stop "$INTAKE_PID"
-cat "$TMP/e2e.txt" >&2
+scenario_load 60s "$WATCHER"
 
 freed_at=$(awk '/freed/ { print $1 }' "$TMP/events.txt" 2>/dev/null || true)
 not_ready=$(awk '$3 == 503' "$TMP/watch.txt" | wc -l)
@@ -111,12 +100,11 @@ back_at=$(awk -v f="${freed_at:-0}" -v a="${accepted_at_free:-0}" \
   '$1 >= f && $4 > a { print $1; exit }' "$TMP/watch.txt")
 missing=$(json_field "$TMP/e2e.json" missing)
 acked=$(json_field "$TMP/e2e.json" acked)
-seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
 printf 'disk %s MiB, ballast %s MiB (%s MiB left free), %s/s for %s s\n' "$DISK_MB" "$BALLAST_MB" "$HEADROOM_MB" "$RATE" "$SECONDS_LOAD"
 printf 'acknowledged %s, missing at the handler %s (load generator exit %s)\n' "$acked" "$missing" "$LOADGEN_RC"
 printf 'answers by status: %s\n' "$(sed -n 's/.*"status":\({[^}]*}\).*/\1/p' "$TMP/e2e.json")"
-printf 'refused as unavailable: %s in all, %s before the ballast was freed\n' "$refused" "${refused_at_free:-n/a}"
+printf 'refused as unavailable: %s in all, %s before the ballast was freed\n' "$REFUSED" "${refused_at_free:-n/a}"
 if [[ -n $first_refusal && -n $freed_at ]]; then
   printf 'first refusal %s s after the start of the watch, ballast freed %s s later\n' \
     "$(seconds "$first_refusal" "$(head -n 1 "$TMP/watch.txt" | cut -d' ' -f1)")" \
@@ -125,15 +113,15 @@ fi
 if [[ -n $back_at ]]; then
   printf 'accepting again %s s after the free\n' "$(seconds "$back_at" "$freed_at")"
 fi
-printf '/readyz 503 in %s samples of 200 ms; after the run: %s\n' "$not_ready" "$ready_after"
-printf 'accepted in all: %s\n' "$accepted_end"
+printf '/readyz 503 in %s samples of 200 ms; after the run: %s\n' "$not_ready" "$READY_AFTER"
+printf 'accepted in all: %s\n' "$ACCEPTED_END"
 
 ok=1
 [[ $missing == 0 ]] || { echo "FAIL: acknowledged events missing at the handler" >&2; ok=0; }
-[[ $refused -gt 0 ]] || { echo "FAIL: the disk never filled (raise RATE or SECONDS_LOAD, or lower DISK_MB)" >&2; ok=0; }
+[[ $REFUSED -gt 0 ]] || { echo "FAIL: the disk never filled (raise RATE or SECONDS_LOAD, or lower DISK_MB)" >&2; ok=0; }
 [[ -n $freed_at ]] || { echo "FAIL: the ballast was never freed" >&2; ok=0; }
 [[ -n $back_at ]] || { echo "FAIL: intake did not accept again after the space came back" >&2; ok=0; }
 [[ $not_ready -gt 0 ]] || { echo "FAIL: /readyz never answered 503 while the disk was full" >&2; ok=0; }
-[[ $ready_after == 200 ]] || { echo "FAIL: /readyz answers $ready_after after the space came back" >&2; ok=0; }
+[[ $READY_AFTER == 200 ]] || { echo "FAIL: /readyz answers $READY_AFTER after the space came back" >&2; ok=0; }
 [[ $ok == 1 ]] || exit 1
 echo PASS

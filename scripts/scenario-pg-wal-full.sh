@@ -112,18 +112,7 @@ watch_wal &
 WATCHER=$!
 CHILDREN+=("$WATCHER")
 
-set +e
-"$LOADGEN" e2e --url "$INTAKE_URL" --secret "$SECRET" --concurrency 16 --rate "$RATE" \
-  --duration "${SECONDS_LOAD}s" --warmup 1s --drain 90s --handler-listen "127.0.0.1:$HANDLER_PORT" \
-  ${LOADGEN_IDS[@]+"${LOADGEN_IDS[@]}"} --json >"$TMP/e2e.json" 2>"$TMP/e2e.txt"
-LOADGEN_RC=$?
-set -e
-ready_after=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
-accepted_end=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
-refused=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
-stop "$WATCHER"
-stop "$INTAKE_PID"
-cat "$TMP/e2e.txt" >&2
+scenario_load 90s "$WATCHER"
 
 freed_at=$(awk '/freed/ { print $1 }' "$TMP/events.txt" 2>/dev/null || true)
 started_at=$(awk '/started/ { print $1; exit }' "$TMP/events.txt" 2>/dev/null || true)
@@ -137,12 +126,11 @@ missing=$(json_field "$TMP/e2e.json" missing)
 acked=$(json_field "$TMP/e2e.json" acked)
 no_space=$(grep -c 'No space left on device' "$TMP/pg.log" || true)
 panics=$(grep -c 'PANIC' "$TMP/pg.log" || true)
-seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
 printf 'WAL tmpfs %s MiB, ballast %s MiB (%s MiB left free), %s/s for %s s\n' "$WAL_MB" "$BALLAST_MB" "$HEADROOM_MB" "$RATE" "$SECONDS_LOAD"
 printf 'acknowledged %s, missing at the handler %s (load generator exit %s)\n' "$acked" "$missing" "$LOADGEN_RC"
 printf 'answers by status: %s\n' "$(sed -n 's/.*"status":\({[^}]*}\).*/\1/p' "$TMP/e2e.json")"
-printf 'refused as unavailable: %s\n' "$refused"
+printf 'refused as unavailable: %s\n' "$REFUSED"
 printf 'PostgreSQL log: %s lines with No space left on device, %s PANIC lines\n' "$no_space" "$panics"
 printf 'server down in %s samples of 200 ms; /readyz 503 in %s\n' "$down_samples" "$not_ready"
 if [[ -n $first_refusal && -n $freed_at ]]; then
@@ -158,16 +146,16 @@ fi
 if [[ -n $back_at ]]; then
   printf 'intake accepting again %s s after the free\n' "$(seconds "$back_at" "$freed_at")"
 fi
-printf '/readyz after the run: %s; accepted in all: %s\n' "$ready_after" "$accepted_end"
+printf '/readyz after the run: %s; accepted in all: %s\n' "$READY_AFTER" "$ACCEPTED_END"
 grep -E 'PANIC|FATAL|LOG:  (database system is ready|startup process|server process|all server processes terminated|aborting)' "$TMP/pg.log" | grep -v 'in recovery mode' | head -n 12 >&2 || true
 
 ok=1
 [[ $missing == 0 ]] || { echo "FAIL: acknowledged events missing at the handler" >&2; ok=0; }
 [[ $no_space -gt 0 ]] || { echo "FAIL: the WAL never filled (raise RATE or SECONDS_LOAD, or lower HEADROOM_MB)" >&2; ok=0; }
-[[ $refused -gt 0 ]] || { echo "FAIL: intake never refused a request" >&2; ok=0; }
+[[ $REFUSED -gt 0 ]] || { echo "FAIL: intake never refused a request" >&2; ok=0; }
 [[ -n $freed_at ]] || { echo "FAIL: the ballast was never freed" >&2; ok=0; }
 [[ -n $back_at ]] || { echo "FAIL: intake did not accept again after the server came back" >&2; ok=0; }
 [[ $not_ready -gt 0 ]] || { echo "FAIL: /readyz never answered 503 while the server was down" >&2; ok=0; }
-[[ $ready_after == 200 ]] || { echo "FAIL: /readyz answers $ready_after after the server came back" >&2; ok=0; }
+[[ $READY_AFTER == 200 ]] || { echo "FAIL: /readyz answers $READY_AFTER after the server came back" >&2; ok=0; }
 [[ $ok == 1 ]] || exit 1
 echo PASS

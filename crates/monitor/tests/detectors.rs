@@ -77,18 +77,19 @@ fn weekday_shape(peak: f64) -> impl Fn(i64) -> f64 {
     }
 }
 
-/// A flow on `channel` carries `weekday_shape(peak)` traffic (hour-to-hour dispersion 0.05,
-/// draws seeded by `seed`) from `START` to minute `stop`, paging nothing, then stops for
-/// `outage` minutes. Returns the first `inbound_stopped` page of the stop, with its delay
-/// after `stop` in minutes; panics if none came.
+/// Under the rules of `book`, a flow on `channel` carries `weekday_shape(peak)` traffic
+/// (hour-to-hour dispersion 0.05, draws seeded by `seed`) from `START` to minute `stop`,
+/// paging nothing, then stops for `outage` minutes. Returns the first `inbound_stopped` page
+/// of the stop, with its delay after `stop` in minutes; panics if none came.
 fn first_page_of_stop(
+    book: RuleBook,
     channel: &str,
     seed: u64,
     peak: f64,
     stop: i64,
     outage: i64,
 ) -> (Transition, i64) {
-    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let mut monitor = Monitor::new(book, MonitorSettings::default());
     let k = key(channel);
     let mut rng = StdRng::seed_from_u64(seed);
     let shape = weekday_shape(peak);
@@ -115,7 +116,7 @@ fn first_page_of_stop(
 fn zero_after_steady_flow_fires_inbound_stopped_within_fifteen_minutes() {
     // Four weeks of history, then Monday 11:07 the flow stops.
     let stop = START + 4 * 10080 + 11 * 60 + 7;
-    let (first, delay) = first_page_of_stop("chat", 11, 90.0, stop, 60);
+    let (first, delay) = first_page_of_stop(RuleBook::default(), "chat", 11, 90.0, stop, 60);
     assert!(delay <= 15, "fired after {delay} min: {}", first.reason);
     assert!(
         first.reason.contains("seasonal baseline, 4 weeks"),
@@ -132,7 +133,7 @@ fn zero_after_steady_flow_fires_inbound_stopped_within_fifteen_minutes() {
 #[test]
 fn zero_exactly_on_the_hour_fires_inbound_stopped_within_half_an_hour() {
     let stop = START + 4 * 10080 + 11 * 60;
-    let (first, delay) = first_page_of_stop("chat", 11, 90.0, stop, 60);
+    let (first, delay) = first_page_of_stop(RuleBook::default(), "chat", 11, 90.0, stop, 60);
     assert!(delay <= 30, "fired after {delay} min: {}", first.reason);
     assert!(
         first.reason.contains("P(quiet since this hour)"),
@@ -149,7 +150,7 @@ fn zero_exactly_on_the_hour_fires_inbound_stopped_within_half_an_hour() {
 fn a_slow_flow_that_stops_in_the_afternoon_is_judged_on_its_working_day() {
     // Four weeks of history, then Thursday 15:07 the flow stops.
     let stop = START + 4 * 10080 + 3 * 1440 + 15 * 60 + 7;
-    let (first, delay) = first_page_of_stop("voice", 23, 10.0, stop, 240);
+    let (first, delay) = first_page_of_stop(RuleBook::default(), "voice", 23, 10.0, stop, 240);
     // Judged on the 3 h before the silence alone, this stop was paged after 161 min.
     assert!(delay <= 140, "fired after {delay} min: {}", first.reason);
     for said in ["working day so far", "decided by the statistical verdict"] {
@@ -237,29 +238,10 @@ fn low_volume_flow_with_a_baseline_is_caught_by_the_gap_rule() {
         notifiers: vec![],
         ..Default::default()
     };
-    let mut monitor = Monitor::new(
-        RuleBook::new(&[strict]).expect("valid override"),
-        MonitorSettings::default(),
-    );
-    let k = key("voice");
-    let mut rng = StdRng::seed_from_u64(17);
-    let shape = weekday_shape(8.0);
+    let book = RuleBook::new(&[strict]).expect("valid override");
     // Three weeks of history, then Tuesday 10:07 the flow stops.
     let stop = START + 3 * 10080 + 1440 + 10 * 60 + 7;
-    let before = run(&mut monitor, &k, START, stop, &mut rng, 0.05, &shape);
-    assert!(firing(&before, "inbound_stopped").is_empty(), "{before:#?}");
-    let after = run(
-        &mut monitor,
-        &k,
-        stop,
-        stop + 10 * 60,
-        &mut rng,
-        0.05,
-        |_| 0.0,
-    );
-    let fired = firing(&after, "inbound_stopped");
-    let first = fired.first().expect("inbound_stopped fired");
-    let delay = first.at.as_millis() / 60_000 - stop;
+    let (first, delay) = first_page_of_stop(book, "voice", 17, 8.0, stop, 10 * 60);
     // Never before `baseline_min_gap` (4 h) of silence, counted from the last event, nor
     // before the baseline expected 30 events over it.
     assert!(
