@@ -130,8 +130,8 @@ fn working_day_start(
 mod tests {
     use super::*;
 
-    /// Three weeks and a day of a business day in UTC, hour by hour: `peak` from 09:00 to 18:00, 60 %
-    /// of it at 08:00 and 18:00, 30 % at 07:00 and 19:00, a tenth at night.
+    /// Three weeks and a day of a business day in UTC, hour by hour: `peak` from 09:00 to
+    /// 18:00, 60 % of it at 08:00 and 18:00, 30 % at 07:00 and 19:00, a tenth at night.
     fn business_days(peak: f64) -> FlowHistory {
         let cfg = BaselineConfig::default();
         let mut f = FlowHistory::new(0, 360, cfg.hour_capacity());
