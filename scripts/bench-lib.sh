@@ -282,3 +282,37 @@ scenario_load() {
 
 # seconds A B: A - B with one decimal (instants from `date +%s.%N`).
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
+
+# scenario_watch DIR [EXTRA [AFTER]]: a scenario's watcher, run in the background while
+# intake ($INTAKE_PID) runs. Every 200 ms it appends a line to $TMP/watch.txt: the time, the
+# requests refused as unavailable, the /readyz status, the requests accepted, what the
+# command EXTRA prints (if given), and DIR's free KiB. Once intake has refused requests for
+# HOLD seconds it deletes DIR/ballast, as an operator freeing space would ("TIME freed" in
+# $TMP/events.txt); from then on it runs the command AFTER (if given) on every sample, with
+# the seconds since the free.
+scenario_watch() {
+  local dir=$1 extra=${2:-} after=${3:-} full_since="" freed="" now refused ready accepted more
+  while kill -0 "$INTAKE_PID" 2>/dev/null; do
+    now=$(date +%s.%N)
+    refused=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
+    accepted=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
+    ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
+    more=""
+    [[ -n $extra ]] && more="$("$extra") "
+    echo "$now $refused $ready $accepted ${more}$(df --output=avail -k "$dir" | tail -n 1 | tr -d ' ')" \
+      >>"$TMP/watch.txt"
+    if [[ -z $freed ]]; then
+      if [[ $refused -gt 0 ]]; then
+        [[ -z $full_since ]] && full_since=$now
+        if awk -v a="$now" -v b="$full_since" -v h="$HOLD" 'BEGIN { exit !(a - b >= h) }'; then
+          rm -f "$dir/ballast"
+          freed=$now
+          echo "$now freed" >>"$TMP/events.txt"
+        fi
+      fi
+    elif [[ -n $after ]]; then
+      "$after" "$(seconds "$now" "$freed")"
+    fi
+    sleep 0.2
+  done
+}

@@ -60,30 +60,10 @@ free_mb=$(($(df --output=avail -k "$DISK" | tail -n 1) / 1024))
 BALLAST_MB=$((free_mb - HEADROOM_MB))
 dd if=/dev/zero of="$DISK/ballast" bs=1M count="$BALLAST_MB" status=none
 
-# The watcher: samples /readyz, the refusals and the acceptances every 200 ms (one line of
-# time, refused, readyz status, accepted, free KiB in $TMP/watch.txt), frees the ballast once the disk
-# has refused requests for HOLD seconds, and records what it saw.
-watch_disk() {
-  local full_since="" freed="" now refused ready
-  while kill -0 "$INTAKE_PID" 2>/dev/null; do
-    now=$(date +%s.%N)
-    refused=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
-    accepted=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
-    ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
-    echo "$now $refused $ready $accepted $(df --output=avail -k "$DISK" | tail -n 1 | tr -d ' ')" \
-      >>"$TMP/watch.txt"
-    if [[ -z $freed && $refused -gt 0 ]]; then
-      [[ -z $full_since ]] && full_since=$now
-      if awk -v a="$now" -v b="$full_since" -v h="$HOLD" 'BEGIN { exit !(a - b >= h) }'; then
-        rm -f "$DISK/ballast"
-        freed=$now
-        echo "$now freed" >>"$TMP/events.txt"
-      fi
-    fi
-    sleep 0.2
-  done
-}
-watch_disk &
+# The watcher (bench-lib.sh): one line of time, refused, readyz status, accepted, free KiB
+# every 200 ms in $TMP/watch.txt; frees the ballast once intake has refused requests for HOLD
+# seconds.
+scenario_watch "$DISK" &
 WATCHER=$!
 CHILDREN+=("$WATCHER")
 

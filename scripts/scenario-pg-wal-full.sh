@@ -80,35 +80,18 @@ free_mb=$(($(df --output=avail -k "$WAL" | tail -n 1) / 1024))
 BALLAST_MB=$((free_mb - HEADROOM_MB))
 dd if=/dev/zero of="$WAL/ballast" bs=1M count="$BALLAST_MB" status=none
 
-# The watcher: every 200 ms one line of time, refused, /readyz status, accepted, whether
-# the server is up (1/0) and the WAL's free KiB in $TMP/watch.txt; frees the ballast once
-# intake has refused requests for HOLD seconds, then starts the server if it stays down.
-watch_wal() {
-  local full_since="" freed="" now refused ready up
-  while kill -0 "$INTAKE_PID" 2>/dev/null; do
-    now=$(date +%s.%N)
-    refused=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="unavailable"')
-    accepted=$(metric "$INTAKE_PORT" intake_requests_total 'outcome="accepted"')
-    ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INTAKE_PORT/readyz" || true)
-    up=0
-    pg_up && up=1
-    echo "$now $refused $ready $accepted $up $(df --output=avail -k "$WAL" | tail -n 1 | tr -d ' ')" \
-      >>"$TMP/watch.txt"
-    if [[ -z $freed && $refused -gt 0 ]]; then
-      [[ -z $full_since ]] && full_since=$now
-      if awk -v a="$now" -v b="$full_since" -v h="$HOLD" 'BEGIN { exit !(a - b >= h) }'; then
-        rm -f "$WAL/ballast"
-        freed=$now
-        echo "$now freed" >>"$TMP/events.txt"
-      fi
-    elif [[ -n $freed && $up == 0 ]] && awk -v a="$now" -v b="$freed" 'BEGIN { exit !(a - b >= 2) }'; then
-      echo "$now started" >>"$TMP/events.txt"
-      pg_start || echo "$now start failed" >>"$TMP/events.txt"
-    fi
-    sleep 0.2
-  done
+# The watcher (bench-lib.sh): every 200 ms one line of time, refused, /readyz status,
+# accepted, whether the server is up (1/0) and the WAL's free KiB in $TMP/watch.txt; frees the
+# ballast once intake has refused requests for HOLD seconds, then starts the server if it is
+# still down 2 s later.
+server_up() { if pg_up; then echo 1; else echo 0; fi; }
+start_if_down() {
+  if ! pg_up && awk -v s="$1" 'BEGIN { exit !(s >= 2) }'; then
+    echo "$(date +%s.%N) started" >>"$TMP/events.txt"
+    pg_start || echo "$(date +%s.%N) start failed" >>"$TMP/events.txt"
+  fi
 }
-watch_wal &
+scenario_watch "$WAL" server_up start_if_down &
 WATCHER=$!
 CHILDREN+=("$WATCHER")
 
