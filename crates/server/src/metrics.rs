@@ -433,10 +433,7 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 async fn refresh_queue_gauges(app: &AppState) -> Result<(), Stale> {
-    let reading = match app.queue.read().await {
-        Ok(reading) => reading,
-        Err(e) => return Err(Stale::new("queue", e)),
-    };
+    let reading = app.queue.read().await.map_err(|e| Stale::new("queue", e))?;
     let now = app.clock.now();
     let by_pair: HashMap<(&str, &str), &intake_store::QueueStats> = reading
         .stats
@@ -474,10 +471,11 @@ async fn refresh_queue_gauges(app: &AppState) -> Result<(), Stale> {
 async fn refresh_completion_gauges(app: &AppState) -> Result<(), Stale> {
     let now = app.clock.now();
     for d in app.config.destinations.iter().filter(|d| d.uses_receipts()) {
-        let backlog = match app.store.completion_backlog(&d.id, now).await {
-            Ok(b) => b,
-            Err(e) => return Err(Stale::new("completion", e)),
-        };
+        let backlog = app
+            .store
+            .completion_backlog(&d.id, now)
+            .await
+            .map_err(|e| Stale::new("completion", e))?;
         for s in app
             .config
             .sources
@@ -502,10 +500,9 @@ async fn refresh_completion_gauges(app: &AppState) -> Result<(), Stale> {
 }
 
 async fn refresh_alert_gauges(app: &AppState) -> Result<(), Stale> {
-    let book = match book::alert_book(&*app.store).await {
-        Ok(book) => book,
-        Err(e) => return Err(Stale::new("alert", e)),
-    };
+    let book = book::alert_book(&*app.store)
+        .await
+        .map_err(|e| Stale::new("alert", e))?;
     // Every built-in rule and severity has a series, zero when nothing fires.
     let mut firing: BTreeMap<(&str, &str), f64> = Default::default();
     for rule in intake_core::config::RULE_IDS {
@@ -541,10 +538,9 @@ async fn refresh_alert_gauges(app: &AppState) -> Result<(), Stale> {
 /// Every configured source's last canary success, from the stored canary book, so that every
 /// node exports it whichever node sends the canaries.
 async fn refresh_canary_gauges(app: &AppState) -> Result<(), Stale> {
-    let book = match canary::book::load(&*app.store).await {
-        Ok(book) => book,
-        Err(e) => return Err(Stale::new("canary", e)),
-    };
+    let book = canary::book::load(&*app.store)
+        .await
+        .map_err(|e| Stale::new("canary", e))?;
     for s in &app.config.sources {
         let last = book
             .get(&s.id)
@@ -573,10 +569,10 @@ fn refresh_drill_gauges(app: &AppState) {
 /// What retention did, from its stored mark (zero before its first pass), so every node
 /// exports the same totals whichever node runs the duty.
 async fn refresh_retention(app: &AppState) -> Result<(), Stale> {
-    let mark = match retention::mark(&*app.store).await {
-        Ok(mark) => mark.unwrap_or_default(),
-        Err(e) => return Err(Stale::new("retention", e)),
-    };
+    let mark = retention::mark(&*app.store)
+        .await
+        .map_err(|e| Stale::new("retention", e))?
+        .unwrap_or_default();
     for (kind, n) in mark.deleted.by_kind() {
         metrics::counter!(retention::DELETED_TOTAL, "kind" => kind).absolute(n);
     }
@@ -590,10 +586,11 @@ async fn refresh_retention(app: &AppState) -> Result<(), Stale> {
 
 /// The open incidents by severity, from the store (zero for a severity without any).
 async fn refresh_incident_gauges(app: &AppState) -> Result<(), Stale> {
-    let open = match app.store.list_incidents(IncidentFilter::open()).await {
-        Ok(open) => open,
-        Err(e) => return Err(Stale::new("incident", e)),
-    };
+    let open = app
+        .store
+        .list_incidents(IncidentFilter::open())
+        .await
+        .map_err(|e| Stale::new("incident", e))?;
     for severity in IncidentSeverity::ALL {
         let n = open.iter().filter(|i| i.severity == severity).count();
         metrics::gauge!(INCIDENTS_OPEN, "severity" => severity.as_str()).set(n as f64);

@@ -185,7 +185,7 @@ pub(crate) fn start(
 /// whose burst has ended (see `state::LimitedLog`), so the count of the last burst is never
 /// left unsaid for want of another occurrence; and at shutdown, the summary of what is left.
 pub(crate) async fn summarise_logs(
-    ingest: Arc<DoorLogs>,
+    doors: Arc<DoorLogs>,
     duties: Arc<DutyLogs>,
     destinations: Vec<Arc<DestinationRuntime>>,
     clock: SharedClock,
@@ -193,7 +193,7 @@ pub(crate) async fn summarise_logs(
 ) {
     let each_destination = || destinations.iter().flat_map(|d| d.logs.all());
     let all = || {
-        ingest
+        doors
             .all()
             .into_iter()
             .chain(duties.all())
