@@ -28,6 +28,14 @@ silence. The silence begins at the last event, in whatever hour. Printed: how ma
 paged before the outage ends, and their delays.
 
     scripts/oracle-stop-delay.py --peak 10 [--theta 1e-6] [--stops 1000] [--seed 1] smooth 4 2 1
+
+With `--known-rate` it prints a bound that owes nothing to the generator: a channel at exactly
+90/h (or `--peak`) whose rate is known, with nothing left to learn. Its minutes are still
+Poisson or gamma-Poisson of shape `k`, so the chance of an empty minute is `(1 + m/k)^-k`, and
+a silence of `t` minutes has that chance to the power `t`. Printed: the first whole minute at
+which the silence is below THETA, and the threshold a page at minute 10 would need.
+
+    scripts/oracle-stop-delay.py --known-rate [--theta 1e-6] [--peak 90] smooth 4 2 1
 """
 
 import argparse
@@ -169,6 +177,16 @@ def slow(args, k):
           f"{quantile(delays, 0.5)}, p90 {quantile(delays, 0.9)}, max {delays[-1]}")
 
 
+def known_rate(args, k):
+    rate = (args.peak if args.peak is not None else 60 * RATE) / 60
+    per_minute = -ln_empty(rate, k)
+    first = math.ceil(math.log(1 / args.theta) / per_minute)
+    level = "smooth" if k is None else f"{k:g}"
+    print(f"{level:>6}: {60 * rate:g}/h known exactly: an empty minute has chance "
+          f"{math.exp(-per_minute):.3f}; below theta {args.theta:g} after {first} min; "
+          f"a page at minute 10 needs theta {math.exp(-10 * per_minute):.1e}")
+
+
 def quantile(sorted_values, q):
     i = min(len(sorted_values), max(1, math.ceil(q * len(sorted_values))))
     return sorted_values[i - 1]
@@ -181,9 +199,14 @@ def main():
     ap.add_argument("--stops", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--peak", type=float, help="a slow channel's business-hours rate (10)")
+    ap.add_argument("--known-rate", action="store_true",
+                    help="the bound of a channel whose rate is known exactly")
     args = ap.parse_args()
     for level in args.levels:
         k = None if level == "smooth" else float(level)
+        if args.known_rate:
+            known_rate(args, k)
+            continue
         if args.peak is not None:
             slow(args, k)
             continue
