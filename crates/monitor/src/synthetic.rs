@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use intake_core::Timestamp;
@@ -27,7 +28,7 @@ use rand_distr::{Distribution, Gamma, Poisson, StandardNormal};
 use serde::Serialize;
 
 use crate::alert::{AlertState, Transition};
-use crate::backtest::CountRow;
+use crate::backtest::CSV_HEADER;
 use crate::drop::CanaryHealth;
 use crate::monitor::{FlowKey, Monitor, MonitorSettings};
 use crate::params::RuleBook;
@@ -500,24 +501,27 @@ impl Traffic {
         self.series.get(series).map_or(0.0, |s| s.since_event)
     }
 
-    /// All counts as CSV rows (only minutes with events, as a store export would have them).
-    pub fn rows(mut self) -> Vec<CountRow> {
+    /// Writes all counts as a counts file (`backtest::CSV_HEADER`) for `intake backtest
+    /// --counts`: only minutes with events, as a store export would have them, and every
+    /// flow's first minute, so that each flow exists from the start. Returns the rows written.
+    pub fn write_counts<W: Write>(mut self, mut out: W) -> std::io::Result<u64> {
         let keys = self.keys();
-        let mut rows = Vec::new();
         let mut buf = Vec::new();
+        let mut rows = 0u64;
+        writeln!(out, "{CSV_HEADER}")?;
         for m in self.start_min..self.start_min + self.minutes() {
             self.minute(m, &mut buf);
+            let mut minute = None;
             for (k, &n) in keys.iter().zip(&buf) {
                 if n > 0 || m == self.start_min {
-                    rows.push(CountRow {
-                        minute: Timestamp(m * 60_000),
-                        key: k.clone(),
-                        count: n,
-                    });
+                    let at = minute.get_or_insert_with(|| Timestamp(m * 60_000).to_rfc3339());
+                    writeln!(out, "{at},{},{},{},{n}", k.tenant, k.source, k.channel)?;
+                    rows += 1;
                 }
             }
         }
-        rows
+        out.flush()?;
+        Ok(rows)
     }
 }
 

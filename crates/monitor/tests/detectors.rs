@@ -382,20 +382,18 @@ fn backtest_end_to_end_on_a_small_synthetic_set() {
         .iter()
         .find(|i| i.series == 0)
         .expect("tenant 0 carries the 90/h probe");
-    let mut csv = format!("{CSV_HEADER}\n");
-    for r in traffic.rows() {
-        csv.push_str(&format!(
-            "{},{},{},{},{}\n",
-            r.minute, r.key.tenant, r.key.source, r.key.channel, r.count
-        ));
-    }
-    let rows = read_counts(csv.as_bytes()).unwrap();
+    let mut csv = Vec::new();
+    let written = traffic.write_counts(&mut csv).unwrap();
+    assert!(csv.starts_with(format!("{CSV_HEADER}\n").as_bytes()));
+    let counts = read_counts(csv.as_slice()).unwrap();
+    assert_eq!(counts.len() as u64, written);
+    assert_eq!(counts.flows().len(), 3);
     let mut out = Vec::new();
-    let summary = replay(&rows, &BacktestOptions::default(), &mut out).unwrap();
+    let summary = replay(&counts, &BacktestOptions::default(), &mut out).unwrap();
     assert_eq!(summary.series, 3);
     // One tick a minute from the first row's minute to one minute after the last row's (the
     // file only has minutes with events, so the span ends at the last event).
-    let (first, last) = (rows[0].minute, rows[rows.len() - 1].minute);
+    let (first, last) = counts.span().unwrap();
     let span = (last.as_millis() - first.as_millis()) / 60_000 + 1;
     assert_eq!(summary.ticks as i64, span);
     assert!(span > 3 * 10080 - 60, "{span}");
