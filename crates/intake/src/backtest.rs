@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use intake_monitor::backtest::{self, BacktestOptions};
-use intake_monitor::synthetic::{self, SyntheticSpec};
+use intake_monitor::synthetic::{self, HourLevel, SyntheticSpec, Traffic};
 use intake_monitor::{MonitorSettings, QuietDays, RuleBook};
 
 use crate::config_load;
@@ -36,10 +36,10 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub synthetic: bool,
     /// `--synthetic`: tenants (one source each, two channels).
-    #[arg(long, default_value_t = 100)]
-    pub tenants: usize,
-    /// `--synthetic`: weeks of traffic.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tenants: u32,
+    /// `--synthetic`: weeks of traffic (the detectors learn over the first two).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub weeks: u32,
     /// `--synthetic`: the random seed.
     #[arg(long, default_value_t = 1)]
@@ -47,8 +47,47 @@ pub struct BacktestArgs {
     /// `--synthetic`: minute-scale burstiness, the shape of gamma-Poisson minute counts (1 to
     /// 4 is realistic; smaller is burstier), with a quarter of the flows batched and a
     /// quarter polled. Without it events arrive one by one.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_shape)]
     pub burst_shape: Option<f64>,
+    /// `--synthetic`: how each hour's level is drawn: afresh every clock hour
+    /// (`independent`), or carried from hour to hour with spells of a few hours
+    /// (`persistent`).
+    #[arg(long, value_enum, default_value_t = HourLevelArg::Independent)]
+    pub hour_level: HourLevelArg,
+    /// `--synthetic`: write the generated traffic to this file as per-minute counts (the
+    /// `--counts` format) instead of replaying it, so that it can be replayed with
+    /// `--counts`, edited or read by other tools.
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    pub counts_out: Option<PathBuf>,
+}
+
+/// How `--synthetic` draws each hour's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HourLevelArg {
+    /// Drawn afresh every clock hour.
+    Independent,
+    /// Carried from hour to hour (busy and quiet spells of a few hours).
+    Persistent,
+}
+
+impl From<HourLevelArg> for HourLevel {
+    fn from(h: HourLevelArg) -> Self {
+        match h {
+            HourLevelArg::Independent => HourLevel::Independent,
+            HourLevelArg::Persistent => HourLevel::Persistent,
+        }
+    }
+}
+
+/// `--burst-shape`: a positive, finite number.
+fn positive_shape(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(k) if k.is_finite() && k > 0.0 => Ok(k),
+        _ => Err(format!(
+            "`{s}` is not a positive number (the shape of gamma-Poisson minute counts: 1 to 4 \
+             is realistic, smaller is burstier)"
+        )),
+    }
 }
 
 /// Runs the backtest.
@@ -81,35 +120,20 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let settings = MonitorSettings::default();
 
     if args.synthetic {
-        let spec = SyntheticSpec {
-            tenants: args.tenants.max(1),
-            weeks: args.weeks.max(1),
-            seed: args.seed,
-            burst_shape: args.burst_shape.filter(|k| k.is_finite() && *k > 0.0),
-            ..SyntheticSpec::default()
-        };
-        eprintln!(
-            "generating {} tenants × {} channels × {} weeks (seed {}, {}) and replaying them…",
-            spec.tenants,
-            spec.channels,
-            spec.weeks,
-            spec.seed,
-            spec.burst_shape
-                .map_or("events one by one".to_string(), |k| format!(
-                    "bursts of minute-scale shape {k}"
-                ))
-        );
-        let report = synthetic::run(&spec, &rules, &settings);
-        print!("{report}");
-        return Ok(ExitCode::SUCCESS);
+        return synthetic_run(&args, &rules, &settings);
     }
-
     let (Some(counts), Some(out)) = (&args.counts, &args.out) else {
         anyhow::bail!("give --counts FILE and --out FILE, or --synthetic");
     };
     let input = File::open(counts).with_context(|| format!("cannot open {}", counts.display()))?;
     let rows = backtest::read_counts(BufReader::new(input))
         .map_err(|e| anyhow::anyhow!("{}: {e}", counts.display()))?;
+    eprintln!(
+        "{} rows of {} flows read from {}; replaying them…",
+        rows.len(),
+        rows.flows().len(),
+        counts.display()
+    );
     let output = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let opts = BacktestOptions {
         interval,
@@ -130,5 +154,55 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     for (rule, n) in &summary.fired {
         eprintln!("  {rule}: fired {n} times");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--synthetic`: generates the traffic, and replays it with a report of detection delays and
+/// false alerts, or writes it to `--counts-out`.
+fn synthetic_run(
+    args: &BacktestArgs,
+    rules: &RuleBook,
+    settings: &MonitorSettings,
+) -> anyhow::Result<ExitCode> {
+    let spec = SyntheticSpec {
+        tenants: args.tenants as usize,
+        weeks: args.weeks,
+        seed: args.seed,
+        burst_shape: args.burst_shape,
+        hour_level: args.hour_level.into(),
+        ..SyntheticSpec::default()
+    };
+    let what = format!(
+        "{} tenants × {} channels × {} weeks (seed {}, {}, {} hour levels)",
+        spec.tenants,
+        spec.channels,
+        spec.weeks,
+        spec.seed,
+        spec.burst_shape
+            .map_or("events one by one".to_string(), |k| format!(
+                "bursts of minute-scale shape {k}"
+            )),
+        match args.hour_level {
+            HourLevelArg::Independent => "independent",
+            HourLevelArg::Persistent => "persistent",
+        },
+    );
+    if let Some(path) = &args.counts_out {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let rows = Traffic::new(&spec)
+            .write_counts(BufWriter::new(file))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!(
+            "wrote {rows} rows of {what} to {}; replay them with `intake backtest --counts {} \
+             --out alerts.jsonl`",
+            path.display(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("generating {what} and replaying them…");
+    let report = synthetic::run(&spec, rules, settings);
+    print!("{report}");
     Ok(ExitCode::SUCCESS)
 }

@@ -545,6 +545,82 @@ fn backtest_replays_counts_and_reports_bad_lines() {
     );
 }
 
+/// `intake backtest --synthetic --counts-out`: the generated traffic is written in the
+/// `--counts` format and replays through `--counts`; bad generator settings are refused
+/// with what is expected.
+#[test]
+fn backtest_writes_synthetic_counts_that_replay_and_refuses_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = intake(
+        dir.path(),
+        &[
+            "backtest",
+            "--synthetic",
+            "--tenants",
+            "2",
+            "--weeks",
+            "3",
+            "--burst-shape",
+            "2",
+            "--hour-level",
+            "persistent",
+            "--counts-out",
+            "synthetic.csv",
+        ],
+        &[],
+    );
+    assert_eq!(write.code, Some(0), "{}", write.stderr);
+    write.assert_stderr_has(&["synthetic.csv", "persistent hour levels", "--counts"]);
+    let csv = std::fs::read_to_string(dir.path().join("synthetic.csv")).unwrap();
+    assert!(csv.starts_with("minute,tenant,source,channel,count\n"));
+    let flows: std::collections::BTreeSet<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(1).take(3).collect())
+        .collect();
+    assert_eq!(flows.len(), 4, "2 tenants × 2 channels: {flows:?}");
+
+    let replay = intake(
+        dir.path(),
+        &[
+            "backtest",
+            "--counts",
+            "synthetic.csv",
+            "--out",
+            "alerts.jsonl",
+        ],
+        &[],
+    );
+    assert_eq!(replay.code, Some(0), "{}", replay.stderr);
+    replay.assert_stderr_has(&["of 4 flows read from synthetic.csv"]);
+    let alerts = std::fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    // Tenant 0 carries a 90/h probe that stops in week 3.
+    assert!(
+        alerts.lines().any(|l| l.contains("\"inbound_stopped\"")
+            && l.contains("\"firing\"")
+            && l.contains("tenant-000")),
+        "{alerts}"
+    );
+
+    for (flag, value, says) in [
+        ("--burst-shape", "0", "not a positive number"),
+        ("--burst-shape", "NaN", "not a positive number"),
+        ("--tenants", "0", "--tenants"),
+        ("--hour-level", "sticky", "independent"),
+    ] {
+        let bad = intake(dir.path(), &["backtest", "--synthetic", flag, value], &[]);
+        bad.assert_failed();
+        bad.assert_stderr_has(&[says]);
+    }
+    let alone = intake(
+        dir.path(),
+        &["backtest", "--counts-out", "x.csv", "--out", "x.jsonl"],
+        &[],
+    );
+    alone.assert_failed();
+    alone.assert_stderr_has(&["--synthetic"]);
+}
+
 /// A PostgreSQL URL with a password, as operators write it.
 const PG_WITH_PASSWORD: &str = "postgres://intake:S3CR3T-pg@db.example:5432/intake";
 /// What check-config shows of it.
