@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Writes a per-minute counts file for `intake backtest --counts`, independently of intake's
+own generator: TENANTS tenants with an `email` and a `chat` channel each, WEEKS weeks from
+Monday 2026-09-07 UTC, Poisson minutes at a peak rate log-uniform in 1–1,000/h, a business
+day (10 % at night, up from 08:00 to full at 10:00, down from 16:00 to 10 % at 19:00 UTC) and
+weekends at 30 %. No outages: every alert in its replay is a false one.
+
+    scripts/counts-csv.py TENANTS WEEKS [zeros|sparse] > counts.csv
+
+`zeros` writes every minute of every flow (the largest file a store export can give);
+`sparse` only the minutes with events. Seeded (7): the same arguments give the same file.
+"""
+
+import datetime
+import math
+import random
+import sys
+
+
+def poisson(rng, lam):
+    n, limit, p = 0, math.exp(-lam), rng.random()
+    while p > limit:
+        n += 1
+        p *= rng.random()
+    return n
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in ("zeros", "sparse"):
+        sys.exit(__doc__.split("\n\n")[1])
+    tenants, weeks, zeros = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "zeros"
+    rng = random.Random(7)
+    start = datetime.datetime(2026, 9, 7, tzinfo=datetime.timezone.utc)
+    peaks = [[10 ** rng.uniform(0, 3) for _ in range(2)] for _ in range(tenants)]
+    out = sys.stdout
+    out.write("minute,tenant,source,channel,count\n")
+    for m in range(weeks * 7 * 1440):
+        minute = (start + datetime.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:00Z")
+        hour = (m % 1440) / 60
+        shape = 0.1 + 0.9 * max(0.0, min(1.0, (hour - 8) / 2, (19 - hour) / 3))
+        if (m // 1440) % 7 >= 5:
+            shape *= 0.3
+        for t in range(tenants):
+            for c, channel in enumerate(("email", "chat")):
+                n = poisson(rng, peaks[t][c] * shape / 60)
+                if n or zeros:
+                    out.write(f"{minute},tenant-{t:03},tenant-{t:03}-src,{channel},{n}\n")
+
+
+main()
