@@ -5,10 +5,12 @@ Monday 2026-09-07 UTC, Poisson minutes at a peak rate log-uniform in 1–1,000/h
 day (10 % at night, up from 08:00 to full at 10:00, down from 16:00 to 10 % at 19:00 UTC) and
 weekends at 30 %. No outages: every alert in its replay is a false one.
 
-    scripts/counts-csv.py TENANTS WEEKS [zeros|sparse] > counts.csv
+    scripts/counts-csv.py TENANTS WEEKS [zeros|sparse] [ramp|step|step30] > counts.csv
 
 `zeros` writes every minute of every flow (the largest file a store export can give);
-`sparse` only the minutes with events. Seeded (7): the same arguments give the same file.
+`sparse` only the minutes with events. `step` (default `ramp`) makes the business day an office's
+hours instead: 5 % at night, full from 09:00 to 17:00 UTC sharp; `step30` from 08:30 to 17:30.
+Seeded (7): the same arguments give the same file.
 """
 
 import datetime
@@ -26,9 +28,13 @@ def poisson(rng, lam):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("zeros", "sparse"):
+    args = sys.argv[1:]
+    if len(args) not in (3, 4) or args[2] not in ("zeros", "sparse") or args[3:] not in (
+        [], ["ramp"], ["step"], ["step30"]
+    ):
         sys.exit(__doc__.split("\n\n")[1])
-    tenants, weeks, zeros = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "zeros"
+    tenants, weeks, zeros = int(args[0]), int(args[1]), args[2] == "zeros"
+    opens, closes = {"step": (9, 17), "step30": (8.5, 17.5)}.get("".join(args[3:]), (None, None))
     rng = random.Random(7)
     start = datetime.datetime(2026, 9, 7, tzinfo=datetime.timezone.utc)
     peaks = [[10 ** rng.uniform(0, 3) for _ in range(2)] for _ in range(tenants)]
@@ -37,7 +43,10 @@ def main():
     for m in range(weeks * 7 * 1440):
         minute = (start + datetime.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:00Z")
         hour = (m % 1440) / 60
-        shape = 0.1 + 0.9 * max(0.0, min(1.0, (hour - 8) / 2, (19 - hour) / 3))
+        if opens is not None:
+            shape = 1.0 if opens <= hour < closes else 0.05
+        else:
+            shape = 0.1 + 0.9 * max(0.0, min(1.0, (hour - 8) / 2, (19 - hour) / 3))
         if (m // 1440) % 7 >= 5:
             shape *= 0.3
         for t in range(tenants):

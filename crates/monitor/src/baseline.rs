@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{FlowHistory, Hour, Minute};
+use crate::shape::{QUARTERS, QUARTER_MINUTES};
 use crate::stats::median;
 
 /// How baselines are built; the same for every series.
@@ -184,35 +185,87 @@ pub fn expected_between(
 }
 
 /// The expected count over the minutes `[from, to)` with the baseline read as a *profile*
-/// rather than a staircase: each hour's baseline is placed at the hour's middle and the rate
-/// is interpolated linearly between neighbouring hours. Traffic ramps within an hour (the
-/// last minutes of an evening hour carry far less than its first ones), and a silence at the
-/// end of such an hour must not be judged against the hour's average. Hours without a
-/// baseline count for nothing; a missing neighbour keeps the hour flat on that side.
+/// rather than a staircase. Each hour carries its baseline, spread over its minutes by a
+/// shape: from the hour's middle the shape bends linearly towards a *quieter* neighbouring
+/// hour, never towards a busier one; then each quarter of the hour gets the share of the
+/// hour's events the flow's own minutes have shown it to carry ([`crate::shape`]), with
+/// that bent shape as the prior.
+///
+/// * Traffic ramps within an hour (the last minutes of an evening hour carry far less than its
+///   first ones), and a silence at the end of such an hour must not be judged against the
+///   hour's average: towards a quieter neighbour the rate falls.
+/// * Traffic also steps at an hour: an office opens at 09:00 and closes at 17:00. Bent
+///   towards a busier neighbour, the minutes just before the opening would be expected to
+///   carry several times what they do, and the first minutes after the closing too (run by
+///   `scripts/counts-csv.py … step`: 25 false pages in 800 tenant-weeks).
+/// * And traffic steps inside an hour: an office that closes at 17:30. No rule about
+///   neighbouring hours sees that (`… step30`: 73 false pages); the quarters' shares do.
+///
+/// Hours without a baseline count for nothing; a missing neighbour keeps the hour flat on that
+/// side.
 pub fn profile_between(f: &FlowHistory, from: Minute, to: Minute, cfg: &BaselineConfig) -> f64 {
+    // How many events a quarter's count holds per independent arrival: the flow's clumps
+    // at the minute scale. Not its half-hour dispersion, which a step inside an hour
+    // inflates (an office closing at 17:30 reads as 37 there), and which would then hide
+    // that very step.
+    let noise = f.burst().clump().clamp(1.0, MAX_COUNT_NOISE);
     let mut sum = 0.0;
     let mut m = from;
     while m < to {
         let h = m.div_euclid(60);
         let end = ((h + 1) * 60).min(to);
         if let Some(b) = hour_baseline(f, h, cfg) {
-            let here = b.expected;
-            let before = hour_baseline(f, h - 1, cfg).map_or(here, |x| x.expected);
-            let after = hour_baseline(f, h + 1, cfg).map_or(here, |x| x.expected);
-            for t in (m - h * 60)..(end - h * 60) {
-                // Position of the minute's middle relative to the hour's, in hours.
-                let x = (t as f64 + 0.5 - 30.0) / 60.0;
-                let rate = if x < 0.0 {
-                    here + x * (here - before)
-                } else {
-                    here + x * (after - here)
-                };
-                sum += rate.max(0.0) / 60.0;
-            }
+            let rates = hour_profile(f, h, b.expected, noise, cfg);
+            sum += rates[(m - h * 60) as usize..(end - h * 60) as usize]
+                .iter()
+                .sum::<f64>()
+                / 60.0;
         }
         m = end;
     }
     sum
+}
+
+/// The hourly rate at each minute of hour `h`, whose baseline is `here` (see
+/// [`profile_between`]): the hour's baseline, spread over its quarters by the shares the
+/// flow's minutes have shown (against the bent profile's as the prior), and within each
+/// quarter as the bent profile runs. The minutes carry the baseline, no more, no less.
+fn hour_profile(
+    f: &FlowHistory,
+    h: Hour,
+    here: f64,
+    noise: f64,
+    cfg: &BaselineConfig,
+) -> [f64; 60] {
+    let before = hour_baseline(f, h - 1, cfg).map_or(here, |x| x.expected);
+    let after = hour_baseline(f, h + 1, cfg).map_or(here, |x| x.expected);
+    let mut rates: [f64; 60] = std::array::from_fn(|t| minute_rate(here, before, after, t as i64));
+    let total: f64 = rates.iter().sum();
+    if total <= 0.0 {
+        return [0.0; 60];
+    }
+    let mut prior = [0.0; QUARTERS];
+    for (p, quarter) in prior.iter_mut().zip(rates.chunks(QUARTER_MINUTES)) {
+        *p = quarter.iter().sum::<f64>() / total;
+    }
+    let shares = f.shapes.shares(h, prior, noise);
+    for (q, quarter) in rates.chunks_mut(QUARTER_MINUTES).enumerate() {
+        // The bent profile keeps every minute above half the hour's rate, so no quarter's
+        // prior share is zero.
+        let scale = 60.0 * here * shares[q] / (prior[q] * total);
+        quarter.iter_mut().for_each(|r| *r *= scale);
+    }
+    rates
+}
+
+/// The hourly rate at minute `t` (0–59) of an hour whose baseline is `here`, between hours
+/// whose baselines are `before` and `after` (see [`profile_between`]).
+fn minute_rate(here: f64, before: f64, after: f64, t: i64) -> f64 {
+    // Position of the minute's middle relative to the hour's, in hours.
+    let x = (t as f64 + 0.5 - 30.0) / 60.0;
+    let neighbour = if x < 0.0 { before } else { after };
+    let bent = here + x.abs() * (neighbour - here);
+    bent.min(here).max(0.0)
 }
 
 /// The negative binomial dispersion of a series, by the method of moments on residuals from
@@ -417,6 +470,37 @@ mod tests {
         let (e, _) = expected_between(&f, 504 * 60 - 30, 504 * 60 + 15, &cfg).unwrap();
         // Hour 503 is within history but its own hour position still has baselines too.
         assert!((e - 45.0).abs() < 1e-9, "{e}");
+    }
+
+    /// The rate bends towards a quieter neighbouring hour and never towards a busier one:
+    /// an evening ramp falls through its hour, and the minutes before an office opens, or
+    /// after it closes, keep their own hour's rate.
+    #[test]
+    fn a_minutes_rate_bends_only_towards_a_quieter_hour() {
+        // (here, before, after, minute, rate)
+        let table = [
+            // Flat: the hour's own rate everywhere.
+            (60.0, 60.0, 60.0, 0, 60.0),
+            (60.0, 60.0, 60.0, 59, 60.0),
+            // Between two busier hours: the hour's own rate everywhere.
+            (60.0, 600.0, 600.0, 0, 60.0),
+            (60.0, 600.0, 600.0, 59, 60.0),
+            // An evening ramp: the end of the hour falls towards the quieter one after it.
+            (60.0, 100.0, 20.0, 59, 60.0 - 29.5 / 60.0 * 40.0),
+            // 08:59 before a 09:00 opening: not raised towards the busy 09:00 hour.
+            (6.0, 6.0, 600.0, 59, 6.0),
+            // 17:00 after a 17:00 closing: not raised towards the busy 16:00 hour.
+            (6.0, 600.0, 6.0, 0, 6.0),
+            // 16:59 before the closing: falls towards the quiet hour after it.
+            (600.0, 600.0, 6.0, 59, 600.0 - 29.5 / 60.0 * 594.0),
+        ];
+        for (here, before, after, t, want) in table {
+            let got = minute_rate(here, before, after, t);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{here} between {before} and {after}, minute {t}: {got}, want {want}"
+            );
+        }
     }
 
     #[test]

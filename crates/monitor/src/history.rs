@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::burst::{BurstStats, GapLengths};
+use crate::shape::HourShapes;
 
 /// Minutes since the Unix epoch: the unit every series is indexed by.
 pub type Minute = i64;
@@ -155,6 +156,9 @@ pub struct FlowHistory {
     /// The lengths of the gaps between its minutes with events, for a polled flow's period.
     #[serde(default)]
     pub(crate) gap_lengths: GapLengths,
+    /// Where its events fall within each hour of the day (the quarters' shares).
+    #[serde(default)]
+    pub(crate) shapes: HourShapes,
     /// The last hour whose minutes `burst` has taken in.
     #[serde(default)]
     pub(crate) burst_through: Option<Hour>,
@@ -187,6 +191,7 @@ impl FlowHistory {
             gap_events: gap_ring(),
             burst: BurstStats::new(),
             gap_lengths: GapLengths::default(),
+            shapes: HourShapes::default(),
             burst_through: None,
             alpha: None,
             alpha_hour: 0.0,
@@ -319,8 +324,8 @@ impl FlowHistory {
         &self.burst
     }
 
-    /// Hands the burst statistics and the gap lengths every hour that completed (and
-    /// settled) before minute `m` whose 60 minutes the minute ring holds.
+    /// Hands the burst statistics, the gap lengths and the hours' shapes every hour that
+    /// completed (and settled) before minute `m` whose 60 minutes the minute ring holds.
     pub(crate) fn settle_bursts(&mut self, m: Minute) {
         let last_done = hour_of(m - SETTLE_MINUTES) - 1;
         let oldest = match self.minutes.oldest() {
@@ -345,6 +350,7 @@ impl FlowHistory {
             if complete {
                 self.burst.observe_hour(h, &minutes);
                 self.gap_lengths.observe_hour(h, &minutes);
+                self.shapes.observe_hour(h, &minutes);
             }
         }
         if last_done >= first {

@@ -32,6 +32,7 @@ pub mod history;
 mod keys;
 pub mod monitor;
 pub mod params;
+mod shape;
 pub mod stats;
 mod stopped;
 pub mod synthetic;

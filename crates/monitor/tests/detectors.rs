@@ -187,6 +187,64 @@ fn weekend_lull_does_not_fire_inbound_stopped() {
     assert!(firing(&week6, "inbound_drop").is_empty(), "{week6:#?}");
 }
 
+/// An office open 08:30–17:30 on weekdays (600 events an hour, 6 at night): its 17:00 hour
+/// carries all its events in the first half. After three weeks, a silence from its closing
+/// to 18:00 is ordinary and pages nothing, though the hour's baseline spread evenly would
+/// expect about 150 events in it. A stop at 16:45, while the office is open, is still paged
+/// within minutes (6 here: the steps read as bursts at the minute scale, which slows the
+/// verdict a little).
+#[test]
+fn an_office_that_closes_at_half_past_is_not_paged_when_it_closes() {
+    let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
+    let k = key("email");
+    let mut rng = StdRng::seed_from_u64(21);
+    let office = |m: i64| {
+        let day = (m - START).div_euclid(1440);
+        let minute = (m - START).rem_euclid(1440);
+        let open = day.rem_euclid(7) < 5 && (8 * 60 + 30..17 * 60 + 30).contains(&minute);
+        if open {
+            600.0
+        } else {
+            6.0
+        }
+    };
+    // Weeks 1–3, then the Tuesday of week 4 until its closing.
+    let tuesday = START + 3 * 10080 + 1440;
+    let closing = tuesday + 17 * 60 + 30;
+    let before = run(&mut monitor, &k, START, closing, &mut rng, 0.02, office);
+    let late = |ts: &[Transition]| -> Vec<Transition> {
+        ts.iter()
+            .filter(|t| {
+                t.rule == "inbound_stopped" && t.at.as_millis() >= at(START + 14 * 1440).as_millis()
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(late(&before).is_empty(), "{:#?}", late(&before));
+    let evening = run(
+        &mut monitor,
+        &k,
+        closing,
+        closing + 30,
+        &mut rng,
+        0.02,
+        |_| 0.0,
+    );
+    assert!(
+        firing(&evening, "inbound_stopped").is_empty(),
+        "{evening:#?}"
+    );
+    // Wednesday: open as usual until 16:45, then nothing.
+    let stop = tuesday + 1440 + 16 * 60 + 45;
+    let day = run(&mut monitor, &k, closing + 30, stop, &mut rng, 0.02, office);
+    assert!(firing(&day, "inbound_stopped").is_empty(), "{day:#?}");
+    let after = run(&mut monitor, &k, stop, stop + 30, &mut rng, 0.02, |_| 0.0);
+    let page = firing(&after, "inbound_stopped");
+    let page = page.first().expect("the stop at 16:45 is paged");
+    let delay = (page.at.as_millis() / 60_000) - stop;
+    assert!(delay <= 10, "paged after {delay} min: {}", page.reason);
+}
+
 #[test]
 fn new_tenant_has_no_statistical_verdict_but_gap_rule_fires() {
     let mut monitor = Monitor::new(RuleBook::default(), MonitorSettings::default());
