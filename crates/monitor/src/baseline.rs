@@ -215,47 +215,55 @@ pub fn profile_between(f: &FlowHistory, from: Minute, to: Minute, cfg: &Baseline
         let h = m.div_euclid(60);
         let end = ((h + 1) * 60).min(to);
         if let Some(b) = hour_baseline(f, h, cfg) {
-            let rates = hour_profile(f, h, b.expected, noise, cfg);
-            sum += rates[(m - h * 60) as usize..(end - h * 60) as usize]
-                .iter()
-                .sum::<f64>()
-                / 60.0;
+            sum += hour_part(f, h, b.expected, noise, cfg, m - h * 60..end - h * 60);
         }
         m = end;
     }
     sum
 }
 
-/// The hourly rate at each minute of hour `h`, whose baseline is `here` (see
+/// Σ|x| over each quarter's minutes, `x` a minute's middle's offset from the hour's middle in
+/// hours: what the bent shape takes from or adds to a quarter, per unit of the difference to
+/// the neighbour it bends towards.
+const QUARTER_OFFSETS: [f64; QUARTERS] = [5.625, 1.875, 1.875, 5.625];
+
+/// The events expected over `minutes` (0–60) of hour `h`, whose baseline is `here` (see
 /// [`profile_between`]): the hour's baseline, spread over its quarters by the shares the
-/// flow's minutes have shown (against the bent profile's as the prior), and within each
-/// quarter as the bent profile runs. The minutes carry the baseline, no more, no less.
-fn hour_profile(
+/// flow's minutes have shown (against the bent shape's as the prior), and within each quarter
+/// as the bent shape runs. The whole hour carries the baseline, no more, no less.
+fn hour_part(
     f: &FlowHistory,
     h: Hour,
     here: f64,
     noise: f64,
     cfg: &BaselineConfig,
-) -> [f64; 60] {
+    minutes: std::ops::Range<i64>,
+) -> f64 {
+    if minutes == (0..60) {
+        return here;
+    }
     let before = hour_baseline(f, h - 1, cfg).map_or(here, |x| x.expected);
     let after = hour_baseline(f, h + 1, cfg).map_or(here, |x| x.expected);
-    let mut rates: [f64; 60] = std::array::from_fn(|t| minute_rate(here, before, after, t as i64));
-    let total: f64 = rates.iter().sum();
+    // The bent shape's quarters, in closed form: it bends only downwards, and never below
+    // half the hour's rate, so no quarter is empty.
+    let mut quarters = [0.0; QUARTERS];
+    for (q, sum) in quarters.iter_mut().enumerate() {
+        let towards = if q < QUARTERS / 2 { before } else { after };
+        *sum = QUARTER_MINUTES as f64 * here + QUARTER_OFFSETS[q] * (towards - here).min(0.0);
+    }
+    let total: f64 = quarters.iter().sum();
     if total <= 0.0 {
-        return [0.0; 60];
+        return 0.0;
     }
-    let mut prior = [0.0; QUARTERS];
-    for (p, quarter) in prior.iter_mut().zip(rates.chunks(QUARTER_MINUTES)) {
-        *p = quarter.iter().sum::<f64>() / total;
-    }
+    let prior = quarters.map(|q| q / total);
     let shares = f.shapes.shares(h, prior, noise);
-    for (q, quarter) in rates.chunks_mut(QUARTER_MINUTES).enumerate() {
-        // The bent profile keeps every minute above half the hour's rate, so no quarter's
-        // prior share is zero.
-        let scale = 60.0 * here * shares[q] / (prior[q] * total);
-        quarter.iter_mut().for_each(|r| *r *= scale);
-    }
-    rates
+    let scale: [f64; QUARTERS] = std::array::from_fn(|q| here * shares[q] / quarters[q]);
+    minutes
+        .map(|t| {
+            let q = (t as usize / QUARTER_MINUTES).min(QUARTERS - 1);
+            minute_rate(here, before, after, t) * scale[q]
+        })
+        .sum()
 }
 
 /// The hourly rate at minute `t` (0–59) of an hour whose baseline is `here`, between hours
@@ -500,6 +508,18 @@ mod tests {
                 (got - want).abs() < 1e-9,
                 "{here} between {before} and {after}, minute {t}: {got}, want {want}"
             );
+        }
+    }
+
+    /// The closed form of the bent shape's quarters is the sum of its minutes.
+    #[test]
+    fn the_quarter_offsets_are_the_bent_shapes_sums() {
+        for (q, &offset) in QUARTER_OFFSETS.iter().enumerate() {
+            let minutes = q * QUARTER_MINUTES..(q + 1) * QUARTER_MINUTES;
+            let sum: f64 = minutes
+                .map(|t| ((t as f64 + 0.5 - 30.0) / 60.0).abs())
+                .sum();
+            assert!((sum - offset).abs() < 1e-9, "quarter {q}: {sum}");
         }
     }
 
