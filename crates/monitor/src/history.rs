@@ -170,6 +170,10 @@ pub struct FlowHistory {
     /// day is read once, not on every tick); rebuilt after a restart.
     #[serde(skip)]
     pub(crate) earlier_exposure: Option<EarlierExposure>,
+    /// The last event before the silence `inbound_stopped` found, and the reason it gave:
+    /// the finding holds until an event arrives (see `stopped::held`).
+    #[serde(skip)]
+    pub(crate) stopped_on: Option<(Minute, String)>,
     /// Consecutive windows in which `inbound_drop` was significant.
     pub(crate) drop_streak: u32,
     /// The `inbound_drop` finding of the last evaluated window, carried between windows.
@@ -196,6 +200,7 @@ impl FlowHistory {
             alpha: None,
             alpha_hour: 0.0,
             earlier_exposure: None,
+            stopped_on: None,
             drop_streak: 0,
             drop_finding: None,
         }

@@ -25,7 +25,7 @@ use crate::params::{
     EXTERNAL_RULES,
 };
 use crate::stats::{fmt_secs, minutes_of};
-use crate::stopped::stopped;
+use crate::stopped::{held, stopped};
 
 pub use crate::keys::{FlowKey, QueueKey, SourceKey};
 
@@ -442,7 +442,8 @@ impl Monitor {
             f.settle_bursts(now_min);
             let quiet = self.quiet_days.quiet(&key.tenant, now_min - 1);
             let stop: InboundStopped = self.rules.resolve(&key.tenant, &key.source);
-            if let Some((value, reason)) = stopped(f, now_min, &stop, cfg, quiet) {
+            let verdict = stopped(f, now_min, &stop, cfg, quiet);
+            if let Some((value, reason)) = held(f, verdict, now_min) {
                 findings.push(finding(flow_labels(key), &stop, value, reason));
             }
             let params: InboundDrop = self.rules.resolve(&key.tenant, &key.source);

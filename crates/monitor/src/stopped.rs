@@ -185,6 +185,37 @@ pub(crate) fn stopped(
     }
 }
 
+/// Holds a finding of [`stopped`] until an event arrives. The verdict on a silence can clear
+/// while the flow is still silent: a silence that runs from an office's afternoon into its
+/// evening reaches hours where long gaps are ordinary, and the flow's own gaps there no longer
+/// say it is remarkable. The alert would resolve, and page again later in the same silence.
+/// A stopped flow is back only when its events are, so once `verdict` has found the silence,
+/// the finding stays, with the reason that paged, until the flow's last event changes.
+pub(crate) fn held(
+    f: &mut FlowHistory,
+    verdict: Option<(f64, String)>,
+    now_min: Minute,
+) -> Option<(f64, String)> {
+    let last = f.last_event();
+    if let Some((value, reason)) = verdict {
+        f.stopped_on = last.map(|l| (l, reason.clone()));
+        return Some((value, reason));
+    }
+    match (&f.stopped_on, last) {
+        (Some((on, reason)), Some(l)) if *on == l => {
+            let run = now_min - l - 1;
+            Some((
+                run as f64,
+                format!("0 events in {run} min, none since this silence was found: {reason}"),
+            ))
+        }
+        _ => {
+            f.stopped_on = None;
+            None
+        }
+    }
+}
+
 /// The silence being judged: from `start` (the minute after the last event) to `now_min`.
 struct Silence<'a> {
     start: Minute,

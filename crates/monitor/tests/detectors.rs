@@ -243,6 +243,36 @@ fn an_office_that_closes_at_half_past_is_not_paged_when_it_closes() {
     let page = page.first().expect("the stop at 16:45 is paged");
     let delay = (page.at.as_millis() / 60_000) - stop;
     assert!(delay <= 10, "paged after {delay} min: {}", page.reason);
+    // The silence runs on past the closing into the night, where long gaps are ordinary:
+    // the page holds until an event arrives, and resolves after it.
+    let night = run(
+        &mut monitor,
+        &k,
+        stop + 30,
+        stop + 5 * 60,
+        &mut rng,
+        0.02,
+        |_| 0.0,
+    );
+    let stopped: Vec<_> = night
+        .iter()
+        .filter(|t| t.rule == "inbound_stopped")
+        .collect();
+    assert!(stopped.is_empty(), "{stopped:#?}");
+    let back = run(
+        &mut monitor,
+        &k,
+        stop + 5 * 60,
+        stop + 5 * 60 + 10,
+        &mut rng,
+        0.02,
+        |_| 600.0,
+    );
+    assert!(
+        back.iter()
+            .any(|t| t.rule == "inbound_stopped" && t.state == AlertState::Resolved),
+        "{back:#?}"
+    );
 }
 
 #[test]
