@@ -11,12 +11,15 @@ weekends at 30 %. No outages: every alert in its replay is a false one.
 `sparse` only the minutes with events. `step` (default `ramp`) makes the business day an office's
 hours instead: 5 % at night, full from 09:00 to 17:00 UTC sharp; `step30` from 08:30 to 17:30.
 With SHAPE (e.g. 2) each minute's rate is multiplied by its own Gamma(SHAPE, 1/SHAPE):
-gamma-Poisson minutes, bursty at the minute scale. Seeded (7): the same arguments give the
-same file.
+gamma-Poisson minutes, bursty at the minute scale. With `OUTAGE="DAY HH:MM MINUTES"` in the
+environment, every tenant's `email` channel carries nothing for MINUTES from HH:MM UTC on day
+DAY (0 is the first Monday); `scripts/score-outage.py` scores a replay of such a file. Seeded
+(7): the same arguments give the same file.
 """
 
 import datetime
 import math
+import os
 import random
 import sys
 
@@ -36,6 +39,11 @@ def main():
     ):
         sys.exit(__doc__.split("\n\n")[1])
     burst = float(args[4]) if len(args) == 5 else None
+    outage = range(0)
+    if os.environ.get("OUTAGE"):
+        day, hhmm, minutes = os.environ["OUTAGE"].split()
+        first = int(day) * 1440 + int(hhmm[:2]) * 60 + int(hhmm[3:])
+        outage = range(first, first + int(minutes))
     if burst is not None and not burst > 0:
         sys.exit("SHAPE must be a positive number")
     tenants, weeks, zeros = int(args[0]), int(args[1]), args[2] == "zeros"
@@ -60,6 +68,8 @@ def main():
                 if burst is not None:
                     lam *= rng.gammavariate(burst, 1 / burst)
                 n = poisson(rng, lam)
+                if channel == "email" and m in outage:
+                    n = 0
                 if n or zeros:
                     out.write(f"{minute},tenant-{t:03},tenant-{t:03}-src,{channel},{n}\n")
 
